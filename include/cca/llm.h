@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef CCA_LLM_H
+#define CCA_LLM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "cca/common.h"
+
+/*
+ * Asynchronous LLM client for the OpenAI Chat Completions API
+ * (POST {base_url}/chat/completions, https://platform.openai.com/docs/api-reference/chat/create;
+ * schema in shared/reference/openai-chat-completions.yaml).
+ * One thread owns a curl multi handle and drives every call (curl_multi_poll +
+ * curl_multi_wakeup); callers never block on the network.
+ */
+
+struct cca_llm_params {
+    const char *base_url;      /* e.g. "https://api.openai.com/v1"; copied */
+    const char *api_key;       /* sent as "Authorization: Bearer"; copied; never logged */
+    const char *model;         /* e.g. "gpt-4o-mini"; copied */
+    long connect_timeout_ms;   /* per attempt, > 0 */
+    unsigned max_retries;      /* retries after the first attempt (429, 5xx, timeouts) */
+    size_t max_response_bytes; /* a larger body fails the attempt (CCA_ERR_UPSTREAM) */
+    long backoff_base_ms;      /* first backoff; doubles per retry, full jitter */
+};
+
+/*
+ * struct cca_llm_request - one chat completion call.
+ * @messages:    JSON array of {"role","content"} objects. Stolen by cca_llm_submit.
+ * @temperature: 0..2.
+ * @max_tokens:  > 0, sent as "max_tokens".
+ * @json_mode:   true adds "response_format": {"type": "json_object"}.
+ * @deadline_ms: cca_time_mono_ms() value after which no attempt or backoff may
+ *               run; the whole call, retries included, ends by then.
+ */
+struct cca_llm_request {
+    json_t *messages;
+    double temperature;
+    long max_tokens;
+    bool json_mode;
+    int64_t deadline_ms;
+};
+
+/*
+ * struct cca_llm_result - outcome of one call (all attempts).
+ * @rc:          CCA_OK, CCA_ERR_TIMEOUT (deadline), CCA_ERR_UPSTREAM (HTTP
+ *               error, malformed body, no choices, too large, connect failure),
+ *               CCA_ERR_UNAVAILABLE (client shutting down).
+ * @content:     choices[0].message.content on success (new, caller frees via
+ *               cca_llm_result_cleanup), NULL otherwise.
+ * @prompt_tokens, @completion_tokens, @total_tokens: from "usage" (0 if absent).
+ * @http_status: status of the last attempt (0 if none got a response).
+ * @attempts:    attempts made (>= 1 unless the deadline had already passed).
+ * @upstream_ms: wall time spent in attempts (excluding backoff waits).
+ * @error:       short reason on failure, no secrets ("" on success).
+ */
+struct cca_llm_result {
+    cca_rc rc;
+    char *content;
+    long prompt_tokens;
+    long completion_tokens;
+    long total_tokens;
+    long http_status;
+    unsigned attempts;
+    int64_t upstream_ms;
+    char error[160];
+};
+
+/*
+ * cca_llm_done_fn - completion callback, called exactly once per submitted
+ * request, on the LLM thread (or on the caller's thread when submit fails
+ * after taking the request, see below). @result is borrowed for the call: move
+ * ->content out (set it to NULL) to keep it. Must not block for long.
+ */
+typedef void (*cca_llm_done_fn)(void *ctx, struct cca_llm_result *result);
+
+/*
+ * struct cca_llm_status - health snapshot.
+ * @calls, @failures: counters since start.
+ * @last_http_status: of the last finished attempt.
+ * @auth_failed:      the last attempt got 401 or 403.
+ * @last_latency_ms:  upstream time of the last successful attempt.
+ * @last_error:       reason of the last failed call, "" if none; no secrets.
+ */
+struct cca_llm_status {
+    uint64_t calls;
+    uint64_t failures;
+    long last_http_status;
+    bool auth_failed;
+    int64_t last_latency_ms;
+    char last_error[160];
+};
+
+struct cca_llm;
+
+/*
+ * cca_llm_new - copy @params and start the LLM thread.
+ * Returns CCA_OK and a new client in *ret_llm, or CCA_ERR_INVALID (bad params),
+ * CCA_ERR_INTERNAL (curl or thread start failed), detail in @reterr.
+ * curl_global_init must have been called.
+ */
+cca_rc cca_llm_new(const struct cca_llm_params *params, struct cca_llm **ret_llm,
+                   struct cca_error *reterr) CCA_WUR;
+
+/*
+ * cca_llm_free - stop the thread; calls still pending complete with
+ * CCA_ERR_UNAVAILABLE before it returns. Accepts NULL. Not to be called from a
+ * completion callback.
+ */
+void cca_llm_free(struct cca_llm *llm);
+
+/*
+ * cca_llm_submit - queue @req; @req->messages is stolen whatever happens.
+ * @done is called later with the result. Thread-safe.
+ * Returns CCA_OK, or CCA_ERR_UNAVAILABLE when the client is shutting down (then
+ * @done is NOT called).
+ */
+cca_rc cca_llm_submit(struct cca_llm *llm, struct cca_llm_request *req,
+                      cca_llm_done_fn done, void *ctx) CCA_WUR;
+
+/* cca_llm_get_status - copy the health snapshot into *ret. Thread-safe. */
+void cca_llm_get_status(struct cca_llm *llm, struct cca_llm_status *ret);
+
+/* cca_llm_result_cleanup - free ->content and zero it. Accepts NULL. */
+void cca_llm_result_cleanup(struct cca_llm_result *result);
+
+#endif

@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef CCA_MEM_H
+#define CCA_MEM_H
+
+#include <stddef.h>
+
+/*
+ * Allocation wrappers (house style 8.5 rule 5): out of memory is fatal. They log
+ * one line on stderr and abort(). They wrap malloc(3), so free(3) releases what
+ * they return. All thread-safe. Each returns a new pointer the caller frees.
+ */
+void *cca_xmalloc(size_t size);
+void *cca_xcalloc(size_t n, size_t size);
+void *cca_xrealloc(void *p, size_t size);
+char *cca_xstrdup(const char *s);
+char *cca_xstrndup(const char *s, size_t n);
+
+/*
+ * cca_mem_install_jansson - make jansson allocate through cca_xmalloc/free.
+ * Call once, before any other jansson call (jansson doc/apiref.rst,
+ * json_set_alloc_funcs). Not thread-safe.
+ */
+void cca_mem_install_jansson(void);
+
+#endif

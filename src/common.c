@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <uuid/uuid.h>
+
+#include "cca/common.h"
+
+cca_rc cca_error_set(struct cca_error *err, cca_rc code, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL)
+        return code;
+    err->code = code;
+    va_start(ap, fmt);
+    (void)vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+const char *cca_strerror(cca_rc rc)
+{
+    static const char *const names[] = {
+        [CCA_OK] = "ok",
+        [CCA_ERR_INVALID] = "invalid",
+        [CCA_ERR_PARSE] = "parse_error",
+        [CCA_ERR_NOT_FOUND] = "not_found",
+        [CCA_ERR_CONFLICT] = "conflict",
+        [CCA_ERR_TOO_LARGE] = "too_large",
+        [CCA_ERR_IO] = "io_error",
+        [CCA_ERR_NO_SPACE] = "no_space",
+        [CCA_ERR_UPSTREAM] = "upstream_error",
+        [CCA_ERR_TIMEOUT] = "timeout",
+        [CCA_ERR_UNAVAILABLE] = "unavailable",
+        [CCA_ERR_INTERNAL] = "internal",
+    };
+
+    if ((int)rc < 0 || rc >= CCA_ERR__LAST || names[rc] == NULL)
+        return "unknown";
+    return names[rc];
+}
+
+static const char *const agent_names[CCA_AGENT__COUNT] = {
+    [CCA_AGENT_TECH_SUPPORT] = "tech_support",
+    [CCA_AGENT_SALES] = "sales",
+    [CCA_AGENT_SUPERVISOR] = "supervisor",
+};
+
+const char *cca_agent_name(enum cca_agent agent)
+{
+    if ((int)agent < 0 || agent >= CCA_AGENT__COUNT)
+        return NULL;
+    return agent_names[agent];
+}
+
+bool cca_agent_parse(const char *name, enum cca_agent *ret_agent)
+{
+    for (int i = 0; name != NULL && i < CCA_AGENT__COUNT; i++) {
+        if (strcmp(name, agent_names[i]) == 0) {
+            *ret_agent = (enum cca_agent)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+static int64_t clock_ms(clockid_t id)
+{
+    struct timespec ts;
+
+    (void)clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t cca_time_mono_ms(void)
+{
+    return clock_ms(CLOCK_MONOTONIC);
+}
+
+int64_t cca_time_wall_ms(void)
+{
+    return clock_ms(CLOCK_REALTIME);
+}
+
+void cca_time_format(int64_t unix_ms, char buf[CCA_TIME_LEN])
+{
+    time_t secs = (time_t)(unix_ms / 1000);
+    int ms = (int)(unix_ms % 1000);
+    struct tm tm;
+    char tmp[80]; /* wide enough for any int fields: keeps -Wformat-truncation quiet */
+
+    if (ms < 0) {
+        ms += 1000;
+        secs -= 1;
+    }
+    (void)gmtime_r(&secs, &tm);
+    (void)snprintf(tmp, sizeof(tmp), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                   tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                   tm.tm_sec, ms);
+    memcpy(buf, tmp, CCA_TIME_LEN - 1);
+    buf[CCA_TIME_LEN - 1] = '\0';
+}
+
+bool cca_time_parse(const char *s, int64_t *ret_ms)
+{
+    struct tm tm = {0};
+    int ms = 0;
+    const char *p;
+
+    if (s == NULL)
+        return false;
+    p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (p == NULL)
+        return false;
+    if (*p == '.') {
+        int digits = 0;
+
+        for (p++; *p >= '0' && *p <= '9'; p++, digits++) {
+            if (digits < 3)
+                ms = ms * 10 + (*p - '0');
+        }
+        if (digits == 0)
+            return false;
+        for (; digits < 3; digits++)
+            ms *= 10;
+    }
+    if (strcmp(p, "Z") != 0 && strcmp(p, "+00:00") != 0)
+        return false;
+    *ret_ms = (int64_t)timegm(&tm) * 1000 + ms;
+    return true;
+}
+
+bool cca_uuid_canonical(const char *s, char ret_buf[37])
+{
+    uuid_t u;
+
+    if (s == NULL || strlen(s) != 36 || uuid_parse(s, u) != 0)
+        return false;
+    uuid_unparse_lower(u, ret_buf);
+    return true;
+}
+
+void cca_uuid_new(char ret_buf[37])
+{
+    uuid_t u;
+
+    uuid_generate_random(u);
+    uuid_unparse_lower(u, ret_buf);
+}
