@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef CCA_DIALOG_H
+#define CCA_DIALOG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "cca/common.h"
+#include "cca/router.h"
+
+/*
+ * The dialog document: the JSON file ops read (storage/dialogs/<uuid>.json) and
+ * what GET /dialogue/{id} returns. Format (README "Формат диалога", extended):
+ * {dialog_id, customer_id, customer_info{name,phone,email,customer_id}, status,
+ *  assigned_agent, current_agent, priority, source, created_at, updated_at,
+ *  closed_at, close_reason, summary, messages[{id, role, content, timestamp,
+ *  agent_type, route?, tokens?, latency_ms?, degraded?}],
+ *  metadata{total_tokens, processing_times[], handoffs[{from,to,reason,at}]}}
+ *
+ * Documents are copy-on-write: every function that "changes" a document
+ * returns a new top-level object that shares the untouched children with the
+ * old one, and never mutates its input. A committed document is therefore
+ * immutable and may be read by several threads at once (jansson
+ * doc/threadsafety.rst: read-only sharing is safe; refcounts are atomic).
+ * All functions are thread-safe on that basis.
+ */
+
+enum cca_dialog_status {
+    CCA_DIALOG_ACTIVE = 0,
+    CCA_DIALOG_ESCALATED = 1, /* the supervisor took over; still accepts messages */
+    CCA_DIALOG_CLOSED = 2,
+};
+
+/* cca_dialog_status_name - "active", "escalated" or "closed". Static. */
+const char *cca_dialog_status_name(enum cca_dialog_status s);
+
+/* cca_dialog_status_parse - the reverse; false for anything else. */
+bool cca_dialog_status_parse(const char *name, enum cca_dialog_status *ret);
+
+/*
+ * struct cca_dialog_create - a validated create request. Every string is new
+ * (owned by the struct) or NULL when absent. @priority and @source are never NULL
+ * after validation. Released with cca_dialog_create_cleanup.
+ */
+struct cca_dialog_create {
+    char *customer_id;
+    char *name;
+    char *phone;
+    char *email;
+    char *initial_message; /* NULL or non-empty */
+    char *source;
+    char *priority;
+};
+
+/* cca_dialog_create_cleanup - free the strings of @c and zero it. Accepts NULL. */
+void cca_dialog_create_cleanup(struct cca_dialog_create *c);
+
+/*
+ * cca_dialog_new_doc - a new document for @id (canonical UUID) from @c
+ * (borrowed), status active, no messages, timestamps @now_ms (Unix ms).
+ * Returns a new reference.
+ */
+json_t *cca_dialog_new_doc(const char *id, const struct cca_dialog_create *c, int64_t now_ms);
+
+/*
+ * struct cca_dialog_turn - everything one customer turn adds (all borrowed).
+ * @previous: the agent before a handoff, CCA_AGENT_NONE when there was none.
+ * @handoff_reason: NULL unless @previous is set.
+ */
+struct cca_dialog_turn {
+    const char *customer_msg_id;
+    const char *agent_msg_id;
+    const char *text;
+    const struct cca_route *route;
+    enum cca_agent agent;
+    enum cca_agent previous;
+    const char *handoff_reason;
+    const char *reply;
+    long tokens;
+    int64_t latency_ms;
+    bool degraded;
+    int64_t received_ms; /* Unix ms */
+    int64_t replied_ms;  /* Unix ms */
+    double processing_s;
+};
+
+/*
+ * cca_dialog_with_turn - @doc plus the customer and agent messages of @turn, the
+ * updated agents, status (escalated when the agent is the supervisor; it stays
+ * escalated), tokens, processing time and handoff. @doc is borrowed and not
+ * changed. Returns a new reference.
+ */
+json_t *cca_dialog_with_turn(json_t *doc, const struct cca_dialog_turn *turn);
+
+/*
+ * cca_dialog_closed - @doc closed at @now_ms with @reason, with its summary
+ * {total_messages, total_tokens, duration_minutes, resolution}. @doc is
+ * borrowed and not changed. Returns a new reference.
+ */
+json_t *cca_dialog_closed(json_t *doc, const char *reason, int64_t now_ms);
+
+/*
+ * cca_dialog_validate - check that @doc (borrowed) is a well-formed dialog
+ * document whose dialog_id is @expected_id (may be NULL to skip that check).
+ * Returns CCA_OK or CCA_ERR_INVALID with the first problem in @reterr.
+ */
+cca_rc cca_dialog_validate(json_t *doc, const char *expected_id, struct cca_error *reterr);
+
+/*
+ * cca_dialog_dump - the file bytes of @doc: pretty-printed (2 spaces), UTF-8
+ * with Cyrillic unescaped, keys in insertion order, trailing newline.
+ * Returns a new NUL-terminated buffer and its length in *ret_len.
+ */
+char *cca_dialog_dump(json_t *doc, size_t *ret_len);
+
+/*
+ * cca_dialog_llm_history - the last @max messages of @doc as OpenAI chat
+ * messages (customer -> "user", agent -> "assistant"; system messages skipped).
+ * Returns a new array (possibly empty).
+ */
+json_t *cca_dialog_llm_history(json_t *doc, unsigned max);
+
+/*
+ * Short views of @doc (borrowed); each returns a new reference.
+ * status:   {dialog_id, status, current_agent, message_count, created_at,
+ *            updated_at, customer_name}
+ * summary:  {dialog_id, customer_id, customer_name, status, current_agent,
+ *            priority, source, message_count, created_at, updated_at}
+ * close:    {dialog_id, status, reason, closed_at, summary} (closed docs only)
+ */
+json_t *cca_dialog_status_view(json_t *doc);
+json_t *cca_dialog_summary_view(json_t *doc);
+json_t *cca_dialog_close_view(json_t *doc);
+
+/*
+ * Field accessors for a validated @doc (borrowed). Strings are borrowed from
+ * @doc; NULL when the field is null.
+ */
+enum cca_dialog_status cca_dialog_get_status(json_t *doc);
+enum cca_agent cca_dialog_get_agent(json_t *doc);
+const char *cca_dialog_get_str(json_t *doc, const char *key);
+size_t cca_dialog_message_count(json_t *doc);
+int64_t cca_dialog_get_time(json_t *doc, const char *key); /* Unix ms, 0 if absent */
+
+#endif

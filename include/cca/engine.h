@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef CCA_ENGINE_H
+#define CCA_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "cca/agent.h"
+#include "cca/common.h"
+#include "cca/config.h"
+#include "cca/dialog.h"
+#include "cca/llm.h"
+#include "cca/router.h"
+#include "cca/store.h"
+
+/*
+ * The dialog engine (docs/internals/engine.md): the in-memory index of every
+ * dialog, the per-dialog queue that serialises operations in arrival order, and
+ * the turn pipeline: keyword route -> (LLM classification when not clear) ->
+ * agent reply from the LLM or the offline responder -> durable write -> reply.
+ *
+ * All changes run on one engine thread, so a dialog's document has a single
+ * writer. HTTP threads submit operations and get the outcome through a
+ * callback; they never wait on the LLM or the disk. An operation's result is
+ * delivered only after its change is durable (cca_store), and the in-memory
+ * document that readers see is replaced only then, so a reader never sees data
+ * that a crash could lose.
+ */
+
+enum cca_engine_op {
+    CCA_OP_CREATE,           /* .create */
+    CCA_OP_MESSAGE,          /* .id, .text */
+    CCA_OP_CLOSE,            /* .id, .reason */
+    CCA_OP_DELETE,           /* .id, .force */
+    CCA_OP_CLEANUP_INACTIVE, /* close dialogs idle longer than the configured timeout */
+    CCA_OP_CLEANUP_CLOSED,   /* .older_than_days */
+};
+
+/*
+ * struct cca_engine_request - one operation. Strings are owned by the struct
+ * (new) and stolen by cca_engine_submit; @id is a canonical UUID.
+ */
+struct cca_engine_request {
+    enum cca_engine_op op;
+    char id[37];
+    struct cca_dialog_create create;
+    char *text;
+    char *reason;
+    bool force;
+    unsigned older_than_days;
+};
+
+/*
+ * cca_engine_done_fn - outcome of a submitted request, called exactly once on
+ * the engine thread. @rc: CCA_OK with @result (new reference, stolen by the
+ * callee) or an error with @result NULL and detail in @err:
+ * CCA_ERR_NOT_FOUND (no such dialog), CCA_ERR_CONFLICT (closed dialog, open
+ * dialog without force, dialog full), CCA_ERR_NO_SPACE / CCA_ERR_IO (the write
+ * failed; nothing changed), CCA_ERR_UNAVAILABLE (shutting down).
+ * Results: create -> the 201 body; message -> the message response; close ->
+ * the close view; delete -> {success, dialog_id, message}; cleanups -> their
+ * counts (see openapi.yaml).
+ */
+typedef void (*cca_engine_done_fn)(void *ctx, cca_rc rc, json_t *result,
+                                   const struct cca_error *err);
+
+/* cca_engine_skip_fn - a dialog file the start-up scan skipped, and why. */
+typedef void (*cca_engine_skip_fn)(void *ctx, const char *name, const char *why);
+
+struct cca_engine_params {
+    const struct cca_config *cfg; /* borrowed, must outlive the engine */
+    struct cca_store *store;      /* borrowed */
+    struct cca_router *router;    /* borrowed */
+    struct cca_agents *agents;    /* borrowed */
+    struct cca_llm *llm;          /* borrowed; NULL: offline responder only */
+    cca_engine_skip_fn skip;      /* may be NULL */
+    void *skip_ctx;
+};
+
+struct cca_engine;
+
+/*
+ * cca_engine_new - load every dialog from the store (one scan) and start the
+ * engine thread. Returns CCA_OK and a new engine in *ret_engine, or the store's
+ * scan error / CCA_ERR_INTERNAL, detail in @reterr.
+ */
+cca_rc cca_engine_new(const struct cca_engine_params *params, struct cca_engine **ret_engine,
+                      struct cca_error *reterr) CCA_WUR;
+
+/*
+ * cca_engine_free - stop the engine thread. Call after cca_engine_drain and
+ * after the LLM client is freed; requests still queued complete with
+ * CCA_ERR_UNAVAILABLE. Accepts NULL.
+ */
+void cca_engine_free(struct cca_engine *engine);
+
+/*
+ * cca_engine_submit - queue @req (its strings are stolen, also on failure).
+ * Returns CCA_OK (@done will be called), or CCA_ERR_UNAVAILABLE when
+ * MAX_PENDING_TURNS requests are already in flight or the engine is stopping
+ * (@done is then not called). Thread-safe.
+ */
+cca_rc cca_engine_submit(struct cca_engine *engine, struct cca_engine_request *req,
+                         cca_engine_done_fn done, void *ctx) CCA_WUR;
+
+/*
+ * cca_engine_get_document - a copy of the committed file bytes of dialog @id.
+ * Returns CCA_OK with a new buffer in *ret_bytes (caller frees) and its length,
+ * or CCA_ERR_NOT_FOUND. Thread-safe; never waits on a turn.
+ */
+cca_rc cca_engine_get_document(struct cca_engine *engine, const char *id, char **ret_bytes,
+                               size_t *ret_len) CCA_WUR;
+
+/*
+ * cca_engine_get_status - the status view of dialog @id (see dialog.h).
+ * Returns CCA_OK with a new reference in *ret, or CCA_ERR_NOT_FOUND. Thread-safe.
+ */
+cca_rc cca_engine_get_status(struct cca_engine *engine, const char *id, json_t **ret) CCA_WUR;
+
+/*
+ * struct cca_engine_query - GET /dialogues filters. @status and @agent are -1
+ * for "any". @cursor is NULL or a next_cursor from an earlier page. @limit 1..100.
+ */
+struct cca_engine_query {
+    const char *customer_id;
+    int status;
+    int agent;
+    unsigned limit;
+    const char *cursor;
+    bool full;
+};
+
+/*
+ * cca_engine_list - dialogs matching @q, newest first (created_at, then
+ * dialog_id, both descending): {"items": [...], "next_cursor": string|null}.
+ * Returns CCA_OK with a new reference in *ret, or CCA_ERR_INVALID for a
+ * malformed cursor. Thread-safe.
+ */
+cca_rc cca_engine_list(struct cca_engine *engine, const struct cca_engine_query *q,
+                       json_t **ret, struct cca_error *reterr) CCA_WUR;
+
+/* struct cca_engine_stats - counts for health and metrics. */
+struct cca_engine_stats {
+    size_t dialogs[3]; /* by enum cca_dialog_status */
+    size_t in_flight;  /* requests submitted and not yet answered */
+};
+
+/* cca_engine_get_stats - fill *ret. Thread-safe. */
+void cca_engine_get_stats(struct cca_engine *engine, struct cca_engine_stats *ret);
+
+/*
+ * cca_engine_drain - wait until no request is in flight or @deadline_ms
+ * (cca_time_mono_ms) passes. Returns true when drained. Thread-safe.
+ */
+bool cca_engine_drain(struct cca_engine *engine, int64_t deadline_ms);
+
+#endif

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef CCA_HTTP_H
+#define CCA_HTTP_H
+
+#include "cca/common.h"
+#include "cca/config.h"
+#include "cca/engine.h"
+#include "cca/llm.h"
+#include "cca/store.h"
+
+/*
+ * The HTTP server: libmicrohttpd with its epoll thread pool and suspend/resume
+ * (MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME). A request that
+ * changes a dialog is handed to the engine and its connection suspended; the
+ * engine's completion resumes it. Worker threads never wait on the LLM or the
+ * disk. The URL route table lives in http_routes.c; the API is openapi.yaml.
+ */
+
+struct cca_http_params {
+    const struct cca_config *cfg; /* borrowed, outlives the server */
+    struct cca_engine *engine;    /* borrowed */
+    struct cca_store *store;      /* borrowed */
+    struct cca_llm *llm;          /* borrowed, NULL in offline mode */
+    const char *version;          /* e.g. "0.1.0"; borrowed */
+};
+
+struct cca_http;
+
+/*
+ * cca_http_new - start listening on cfg->host:cfg->port (port 0 picks a free
+ * port, see cca_http_port). Returns CCA_OK and a new server in *ret_http, or
+ * CCA_ERR_INVALID (bad HOST) / CCA_ERR_IO (cannot bind) with detail in @reterr.
+ */
+cca_rc cca_http_new(const struct cca_http_params *params, struct cca_http **ret_http,
+                    struct cca_error *reterr) CCA_WUR;
+
+/* cca_http_port - the TCP port actually bound. Thread-safe. */
+unsigned cca_http_port(const struct cca_http *http);
+
+/*
+ * cca_http_quiesce - stop accepting connections; requests that still arrive on
+ * open connections get 503 "unavailable". Requests in flight continue.
+ * Thread-safe; idempotent.
+ */
+void cca_http_quiesce(struct cca_http *http);
+
+/*
+ * cca_http_free - stop the server. Every suspended request must have been
+ * resumed (cca_engine_drain first). Accepts NULL.
+ */
+void cca_http_free(struct cca_http *http);
+
+#endif

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef CCA_STORE_H
+#define CCA_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "cca/common.h"
+
+/*
+ * Durable storage of dialog documents, one file <uuid>.json per dialog
+ * (docs/internals/store.md). Every write is atomic: the bytes go to a temporary
+ * file in the same directory, are flushed, renamed over the target, and the
+ * directory is flushed (the redis rdbSave pattern; rename alone is atomic but
+ * not durable, Pillai et al., OSDI 2014). A crash at any moment leaves the old
+ * or the new complete file.
+ *
+ * One writer thread performs the writes in batches (group commit): every
+ * write queued while a batch is being flushed joins the next batch, which
+ * costs one syncfs(2) for the data and one fsync(2) of the directory whatever
+ * its size.
+ */
+
+struct cca_store_params {
+    const char *dir;       /* created (mode 0750) if missing; copied */
+    bool fsync;            /* false skips the flushes: benchmarks only */
+    size_t max_file_bytes; /* larger files are skipped by the scan */
+};
+
+struct cca_store;
+
+/*
+ * cca_store_new - open (and create) the directory, check it is writable, and
+ * start the writer thread. Returns CCA_OK and a new store in *ret_store, or
+ * CCA_ERR_IO / CCA_ERR_NO_SPACE with detail in @reterr.
+ */
+cca_rc cca_store_new(const struct cca_store_params *params, struct cca_store **ret_store,
+                     struct cca_error *reterr) CCA_WUR;
+
+/*
+ * cca_store_free - finish every queued write (their callbacks run), stop the
+ * writer thread and close the directory. Accepts NULL.
+ */
+void cca_store_free(struct cca_store *store);
+
+/*
+ * cca_store_load_fn - one valid dialog found by the scan. @doc (a validated
+ * dialog document) and @bytes (the file content, NUL-terminated, @len bytes
+ * without the NUL) are stolen by the callee.
+ */
+typedef void (*cca_store_load_fn)(void *ctx, const char *id, json_t *doc, char *bytes,
+                                  size_t len);
+
+/* cca_store_skip_fn - a file the scan skipped (@name) and why; nothing is deleted. */
+typedef void (*cca_store_skip_fn)(void *ctx, const char *name, const char *why);
+
+/*
+ * cca_store_scan - read every <uuid>.json once (start-up). Corrupt, foreign or
+ * oversized files are reported to @skip (may be NULL) and left alone; leftover
+ * temporary files of interrupted writes are removed (also reported).
+ * Returns CCA_OK, or CCA_ERR_IO if the directory cannot be listed.
+ * Call before any write; not thread-safe with respect to writes.
+ */
+cca_rc cca_store_scan(struct cca_store *store, cca_store_load_fn load, cca_store_skip_fn skip,
+                      void *ctx, struct cca_error *reterr) CCA_WUR;
+
+/*
+ * cca_store_done_fn - a write or removal finished; @rc is CCA_OK when it is
+ * durable, CCA_ERR_NO_SPACE (ENOSPC, EDQUOT) or CCA_ERR_IO otherwise, with
+ * detail in @err. Called on the writer thread; must not block for long.
+ */
+typedef void (*cca_store_done_fn)(void *ctx, cca_rc rc, const struct cca_error *err);
+
+/*
+ * cca_store_write - queue an atomic replace of <@id>.json with @bytes[0..len).
+ * @id must be a canonical UUID (cca_uuid_canonical); @bytes is borrowed until
+ * @done runs. Writes queued for one id complete in queue order. Thread-safe.
+ */
+void cca_store_write(struct cca_store *store, const char *id, const char *bytes, size_t len,
+                     cca_store_done_fn done, void *ctx);
+
+/* cca_store_remove - queue a durable unlink of <@id>.json (missing is OK). Thread-safe. */
+void cca_store_remove(struct cca_store *store, const char *id, cca_store_done_fn done,
+                      void *ctx);
+
+/*
+ * struct cca_store_health - @writable: the last batch succeeded and the
+ * directory passes access(W_OK); @free_bytes: statvfs f_bavail * f_frsize;
+ * @last_error: "" or the reason of the last failed batch.
+ */
+struct cca_store_health {
+    bool writable;
+    uint64_t free_bytes;
+    char last_error[160];
+};
+
+/* cca_store_get_health - fill *ret; never blocks on the writer. Thread-safe. */
+void cca_store_get_health(struct cca_store *store, struct cca_store_health *ret);
+
+/* cca_store_dir - the directory path. Borrowed, valid until cca_store_free. */
+const char *cca_store_dir(const struct cca_store *store);
+
+#endif

@@ -1,0 +1,416 @@
+/* SPDX-License-Identifier: MIT */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "cca/dialog.h"
+#include "cca/mem.h"
+
+static const char *const status_names[] = {"active", "escalated", "closed"};
+
+const char *cca_dialog_status_name(enum cca_dialog_status s)
+{
+    if ((int)s < 0 || (size_t)s >= CCA_ARRAY_SIZE(status_names))
+        return "active";
+    return status_names[s];
+}
+
+bool cca_dialog_status_parse(const char *name, enum cca_dialog_status *ret)
+{
+    for (size_t i = 0; name != NULL && i < CCA_ARRAY_SIZE(status_names); i++) {
+        if (strcmp(name, status_names[i]) == 0) {
+            *ret = (enum cca_dialog_status)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+void cca_dialog_create_cleanup(struct cca_dialog_create *c)
+{
+    if (c == NULL)
+        return;
+    free(c->customer_id);
+    free(c->name);
+    free(c->phone);
+    free(c->email);
+    free(c->initial_message);
+    free(c->source);
+    free(c->priority);
+    memset(c, 0, sizeof(*c));
+}
+
+static json_t *str_or_null(const char *s)
+{
+    return s != NULL ? json_string(s) : json_null();
+}
+
+static json_t *time_json(int64_t ms)
+{
+    char buf[CCA_TIME_LEN];
+
+    cca_time_format(ms, buf);
+    return json_string(buf);
+}
+
+static json_t *agent_json(enum cca_agent a)
+{
+    return str_or_null(cca_agent_name(a));
+}
+
+json_t *cca_dialog_new_doc(const char *id, const struct cca_dialog_create *c, int64_t now_ms)
+{
+    json_t *doc = json_object();
+    json_t *info = json_object();
+    json_t *meta = json_object();
+
+    (void)json_object_set_new(info, "name", str_or_null(c->name));
+    (void)json_object_set_new(info, "phone", str_or_null(c->phone));
+    (void)json_object_set_new(info, "email", str_or_null(c->email));
+    (void)json_object_set_new(info, "customer_id", str_or_null(c->customer_id));
+    (void)json_object_set_new(meta, "total_tokens", json_integer(0));
+    (void)json_object_set_new(meta, "processing_times", json_array());
+    (void)json_object_set_new(meta, "handoffs", json_array());
+
+    (void)json_object_set_new(doc, "dialog_id", json_string(id));
+    (void)json_object_set_new(doc, "customer_id", str_or_null(c->customer_id));
+    (void)json_object_set_new(doc, "customer_info", info);
+    (void)json_object_set_new(doc, "status", json_string("active"));
+    (void)json_object_set_new(doc, "assigned_agent", json_null());
+    (void)json_object_set_new(doc, "current_agent", json_null());
+    (void)json_object_set_new(doc, "priority", json_string(c->priority ? c->priority : "normal"));
+    (void)json_object_set_new(doc, "source", json_string(c->source ? c->source : "api"));
+    (void)json_object_set_new(doc, "created_at", time_json(now_ms));
+    (void)json_object_set_new(doc, "updated_at", time_json(now_ms));
+    (void)json_object_set_new(doc, "closed_at", json_null());
+    (void)json_object_set_new(doc, "close_reason", json_null());
+    (void)json_object_set_new(doc, "summary", json_null());
+    (void)json_object_set_new(doc, "messages", json_array());
+    (void)json_object_set_new(doc, "metadata", meta);
+    return doc;
+}
+
+static json_t *message_json(const char *id, const char *role, const char *content,
+                            int64_t at_ms, enum cca_agent agent)
+{
+    json_t *m = json_object();
+
+    (void)json_object_set_new(m, "id", json_string(id));
+    (void)json_object_set_new(m, "role", json_string(role));
+    (void)json_object_set_new(m, "content", json_string(content));
+    (void)json_object_set_new(m, "timestamp", time_json(at_ms));
+    (void)json_object_set_new(m, "agent_type", agent_json(agent));
+    return m;
+}
+
+/* A shallow copy of @doc[key] (an object or array) set into @copy: copy-on-write. */
+static json_t *cow_child(json_t *copy, json_t *doc, const char *key)
+{
+    json_t *child = json_copy(json_object_get(doc, key));
+
+    if (child == NULL)
+        child = strcmp(key, "metadata") == 0 ? json_object() : json_array();
+    (void)json_object_set_new(copy, key, child);
+    return child;
+}
+
+json_t *cca_dialog_with_turn(json_t *doc, const struct cca_dialog_turn *t)
+{
+    json_t *copy = json_copy(doc);
+    json_t *messages = cow_child(copy, doc, "messages");
+    json_t *meta = cow_child(copy, doc, "metadata");
+    json_t *times = cow_child(meta, json_object_get(doc, "metadata"), "processing_times");
+    json_t *customer;
+    json_t *reply;
+    json_int_t total = json_integer_value(json_object_get(meta, "total_tokens"));
+
+    customer = message_json(t->customer_msg_id, "customer", t->text, t->received_ms, t->agent);
+    (void)json_object_set_new(customer, "route", cca_route_to_json(t->route));
+    (void)json_array_append_new(messages, customer);
+
+    reply = message_json(t->agent_msg_id, "agent", t->reply, t->replied_ms, t->agent);
+    (void)json_object_set_new(reply, "tokens", json_integer(t->tokens));
+    (void)json_object_set_new(reply, "latency_ms", json_integer(t->latency_ms));
+    (void)json_object_set_new(reply, "degraded", json_boolean(t->degraded));
+    (void)json_array_append_new(messages, reply);
+
+    if (json_is_null(json_object_get(doc, "assigned_agent")))
+        (void)json_object_set_new(copy, "assigned_agent", agent_json(t->agent));
+    (void)json_object_set_new(copy, "current_agent", agent_json(t->agent));
+    if (t->agent == CCA_AGENT_SUPERVISOR)
+        (void)json_object_set_new(copy, "status", json_string("escalated"));
+    (void)json_object_set_new(copy, "updated_at", time_json(t->replied_ms));
+    (void)json_object_set_new(meta, "total_tokens", json_integer(total + t->tokens));
+    (void)json_array_append_new(times, json_real(round(t->processing_s * 1000.0) / 1000.0));
+
+    if (t->previous != CCA_AGENT_NONE) {
+        json_t *handoffs = cow_child(meta, json_object_get(doc, "metadata"), "handoffs");
+        json_t *h = json_object();
+
+        (void)json_object_set_new(h, "from", agent_json(t->previous));
+        (void)json_object_set_new(h, "to", agent_json(t->agent));
+        (void)json_object_set_new(h, "reason", json_string(t->handoff_reason ? t->handoff_reason
+                                                                              : "routing"));
+        (void)json_object_set_new(h, "at", time_json(t->received_ms));
+        (void)json_array_append_new(handoffs, h);
+    }
+    return copy;
+}
+
+/* A one-line human summary of how the dialog went, from its own data. */
+static char *resolution_text(json_t *doc, const char *reason)
+{
+    json_t *messages = json_object_get(doc, "messages");
+    json_t *handoffs = json_object_get(json_object_get(doc, "metadata"), "handoffs");
+    const char *assigned = cca_dialog_get_str(doc, "assigned_agent");
+    const char *current = cca_dialog_get_str(doc, "current_agent");
+    const char *first = NULL;
+    char path[160] = "";
+    char *out;
+    size_t i;
+    json_t *m;
+    size_t n;
+
+    json_array_foreach(messages, i, m) {
+        if (strcmp(json_string_value(json_object_get(m, "role")) ?: "", "customer") == 0) {
+            first = json_string_value(json_object_get(m, "content"));
+            break;
+        }
+    }
+    if (assigned == NULL) {
+        (void)snprintf(path, sizeof(path), "no agent");
+    } else {
+        size_t used = (size_t)snprintf(path, sizeof(path), "%s", assigned);
+        json_t *h;
+
+        json_array_foreach(handoffs, i, h) {
+            const char *to = json_string_value(json_object_get(h, "to"));
+
+            if (used < sizeof(path))
+                used += (size_t)snprintf(path + used, sizeof(path) - used, " -> %s",
+                                         to ? to : "?");
+        }
+    }
+    n = strlen(path) + strlen(reason) + (first ? strlen(first) : 0) + 128;
+    out = cca_xmalloc(n);
+    if (first != NULL) {
+        /* Quote at most 80 bytes of the first request, cut on a UTF-8 boundary. */
+        size_t len = strlen(first);
+
+        if (len > 80) {
+            len = 80;
+            while (len > 0 && ((unsigned char)first[len] & 0xC0) == 0x80)
+                len--;
+        }
+        (void)snprintf(out, n, "Closed (%s) by %s after %zu messages; agents: %s; first request: \"%.*s%s\"",
+                       reason, current ? current : "no agent", json_array_size(messages), path,
+                       (int)len, first, len < strlen(first) ? "..." : "");
+    } else {
+        (void)snprintf(out, n, "Closed (%s) with no customer messages", reason);
+    }
+    return out;
+}
+
+json_t *cca_dialog_closed(json_t *doc, const char *reason, int64_t now_ms)
+{
+    json_t *copy = json_copy(doc);
+    json_t *summary = json_object();
+    int64_t created = cca_dialog_get_time(doc, "created_at");
+    json_t *meta = json_object_get(doc, "metadata");
+    char *resolution = resolution_text(doc, reason);
+    double minutes = created > 0 ? (double)(now_ms - created) / 60000.0 : 0.0;
+
+    (void)json_object_set_new(summary, "total_messages",
+                              json_integer((json_int_t)cca_dialog_message_count(doc)));
+    (void)json_object_set_new(summary, "total_tokens",
+                              json_integer(json_integer_value(json_object_get(meta, "total_tokens"))));
+    (void)json_object_set_new(summary, "duration_minutes",
+                              json_real(round((minutes < 0 ? 0 : minutes) * 100.0) / 100.0));
+    (void)json_object_set_new(summary, "resolution", json_string(resolution));
+    free(resolution);
+
+    (void)json_object_set_new(copy, "status", json_string("closed"));
+    (void)json_object_set_new(copy, "updated_at", time_json(now_ms));
+    (void)json_object_set_new(copy, "closed_at", time_json(now_ms));
+    (void)json_object_set_new(copy, "close_reason", json_string(reason));
+    (void)json_object_set_new(copy, "summary", summary);
+    return copy;
+}
+
+static bool is_str_or_null(json_t *v)
+{
+    return v != NULL && (json_is_string(v) || json_is_null(v));
+}
+
+cca_rc cca_dialog_validate(json_t *doc, const char *expected_id, struct cca_error *reterr)
+{
+    static const char *const time_keys[] = {"created_at", "updated_at"};
+    const char *id = json_string_value(json_object_get(doc, "dialog_id"));
+    char canon[37];
+    enum cca_dialog_status st;
+    enum cca_agent agent;
+    json_t *messages = json_object_get(doc, "messages");
+    json_t *m;
+    size_t i;
+    int64_t ms;
+
+    if (!json_is_object(doc))
+        return cca_error_set(reterr, CCA_ERR_INVALID, "not a JSON object");
+    if (id == NULL || !cca_uuid_canonical(id, canon) || strcmp(canon, id) != 0)
+        return cca_error_set(reterr, CCA_ERR_INVALID, "dialog_id is not a canonical UUID");
+    if (expected_id != NULL && strcmp(id, expected_id) != 0)
+        return cca_error_set(reterr, CCA_ERR_INVALID, "dialog_id does not match the file name");
+    if (!cca_dialog_status_parse(json_string_value(json_object_get(doc, "status")), &st))
+        return cca_error_set(reterr, CCA_ERR_INVALID, "bad status");
+    if (!is_str_or_null(json_object_get(doc, "current_agent")) ||
+        (json_is_string(json_object_get(doc, "current_agent")) &&
+         !cca_agent_parse(cca_dialog_get_str(doc, "current_agent"), &agent)))
+        return cca_error_set(reterr, CCA_ERR_INVALID, "bad current_agent");
+    for (i = 0; i < CCA_ARRAY_SIZE(time_keys); i++) {
+        if (!cca_time_parse(json_string_value(json_object_get(doc, time_keys[i])), &ms))
+            return cca_error_set(reterr, CCA_ERR_INVALID, "bad %s", time_keys[i]);
+    }
+    if (!json_is_object(json_object_get(doc, "customer_info")) ||
+        !json_is_object(json_object_get(doc, "metadata")))
+        return cca_error_set(reterr, CCA_ERR_INVALID, "customer_info or metadata missing");
+    if (!json_is_array(messages))
+        return cca_error_set(reterr, CCA_ERR_INVALID, "messages is not an array");
+    json_array_foreach(messages, i, m) {
+        if (!json_is_string(json_object_get(m, "content")) ||
+            !json_is_string(json_object_get(m, "role")) ||
+            !json_is_string(json_object_get(m, "id")))
+            return cca_error_set(reterr, CCA_ERR_INVALID, "message %zu is malformed", i);
+    }
+    return CCA_OK;
+}
+
+char *cca_dialog_dump(json_t *doc, size_t *ret_len)
+{
+    size_t len = json_dumpb(doc, NULL, 0, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    char *buf = cca_xmalloc(len + 2);
+
+    (void)json_dumpb(doc, buf, len, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    buf[len] = '\n';
+    buf[len + 1] = '\0';
+    *ret_len = len + 1;
+    return buf;
+}
+
+json_t *cca_dialog_llm_history(json_t *doc, unsigned max)
+{
+    json_t *messages = json_object_get(doc, "messages");
+    json_t *out = json_array();
+    size_t n = json_array_size(messages);
+    size_t start = n > max ? n - max : 0;
+
+    for (size_t i = start; i < n; i++) {
+        json_t *m = json_array_get(messages, i);
+        const char *role = json_string_value(json_object_get(m, "role"));
+        json_t *item;
+
+        if (role == NULL || strcmp(role, "system") == 0)
+            continue;
+        item = json_object();
+        (void)json_object_set_new(item, "role",
+                                  json_string(strcmp(role, "customer") == 0 ? "user"
+                                                                            : "assistant"));
+        (void)json_object_set(item, "content", json_object_get(m, "content"));
+        (void)json_array_append_new(out, item);
+    }
+    return out;
+}
+
+static void copy_field(json_t *dst, json_t *src, const char *key)
+{
+    json_t *v = json_object_get(src, key);
+
+    (void)json_object_set(dst, key, v != NULL ? v : json_null());
+}
+
+static json_t *customer_name(json_t *doc)
+{
+    return str_or_null(
+        json_string_value(json_object_get(json_object_get(doc, "customer_info"), "name")));
+}
+
+json_t *cca_dialog_status_view(json_t *doc)
+{
+    json_t *v = json_object();
+
+    copy_field(v, doc, "dialog_id");
+    copy_field(v, doc, "status");
+    copy_field(v, doc, "current_agent");
+    (void)json_object_set_new(v, "message_count",
+                              json_integer((json_int_t)cca_dialog_message_count(doc)));
+    copy_field(v, doc, "created_at");
+    copy_field(v, doc, "updated_at");
+    (void)json_object_set_new(v, "customer_name", customer_name(doc));
+    return v;
+}
+
+json_t *cca_dialog_summary_view(json_t *doc)
+{
+    json_t *v = json_object();
+
+    copy_field(v, doc, "dialog_id");
+    copy_field(v, doc, "customer_id");
+    (void)json_object_set_new(v, "customer_name", customer_name(doc));
+    copy_field(v, doc, "status");
+    copy_field(v, doc, "current_agent");
+    copy_field(v, doc, "priority");
+    copy_field(v, doc, "source");
+    (void)json_object_set_new(v, "message_count",
+                              json_integer((json_int_t)cca_dialog_message_count(doc)));
+    copy_field(v, doc, "created_at");
+    copy_field(v, doc, "updated_at");
+    return v;
+}
+
+json_t *cca_dialog_close_view(json_t *doc)
+{
+    json_t *v = json_object();
+
+    copy_field(v, doc, "dialog_id");
+    copy_field(v, doc, "status");
+    (void)json_object_set(v, "reason", json_object_get(doc, "close_reason"));
+    copy_field(v, doc, "closed_at");
+    copy_field(v, doc, "summary");
+    return v;
+}
+
+enum cca_dialog_status cca_dialog_get_status(json_t *doc)
+{
+    enum cca_dialog_status s = CCA_DIALOG_ACTIVE;
+
+    (void)cca_dialog_status_parse(json_string_value(json_object_get(doc, "status")), &s);
+    return s;
+}
+
+enum cca_agent cca_dialog_get_agent(json_t *doc)
+{
+    enum cca_agent a = CCA_AGENT_NONE;
+
+    (void)cca_agent_parse(json_string_value(json_object_get(doc, "current_agent")), &a);
+    return a;
+}
+
+const char *cca_dialog_get_str(json_t *doc, const char *key)
+{
+    return json_string_value(json_object_get(doc, key));
+}
+
+size_t cca_dialog_message_count(json_t *doc)
+{
+    return json_array_size(json_object_get(doc, "messages"));
+}
+
+int64_t cca_dialog_get_time(json_t *doc, const char *key)
+{
+    int64_t ms = 0;
+
+    (void)cca_time_parse(json_string_value(json_object_get(doc, key)), &ms);
+    return ms;
+}

@@ -1,0 +1,1121 @@
+/* SPDX-License-Identifier: MIT */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "cca/engine.h"
+#include "cca/mem.h"
+#include "cca/text.h"
+
+/* One dialog in the index. */
+struct entry {
+    struct entry *hnext;
+    char id[37];
+    /* Committed state, replaced under engine->lock, read by any thread. */
+    json_t *doc;
+    char *bytes;
+    size_t len;
+    int64_t created_ms;
+    enum cca_dialog_status status;
+    /* Engine thread only: the operation holding the dialog and those waiting. */
+    bool busy;
+    struct op *wait_head;
+    struct op *wait_tail;
+};
+
+enum event { EV_NEW, EV_RUN, EV_LLM_DONE, EV_PERSISTED };
+enum stage { STAGE_CLASSIFY, STAGE_REPLY };
+
+struct op {
+    struct op *next;
+    struct cca_engine *engine;
+    enum event ev;
+    struct cca_engine_request req;
+    cca_engine_done_fn done;
+    void *ctx;
+    struct op *parent; /* cleanup batch this op belongs to */
+    int64_t idle_before_ms; /* CLOSE from a cleanup: skip if active since */
+    int64_t received_mono;
+    int64_t received_wall;
+    struct entry *entry;
+    bool new_entry;
+    /* Turn state. */
+    enum stage stage;
+    struct cca_route route;
+    enum cca_lang lang;
+    enum cca_agent previous;
+    char handoff_reason[200];
+    char *reply;
+    long tokens;
+    int64_t llm_ms;
+    bool degraded;
+    struct cca_llm_result llm;
+    /* Outcome. */
+    json_t *new_doc;
+    char *new_bytes;
+    size_t new_len;
+    json_t *result;
+    cca_rc rc;
+    struct cca_error err;
+    /* Cleanup batches. */
+    unsigned children;
+    unsigned count;
+};
+
+struct cca_engine {
+    const struct cca_config *cfg;
+    struct cca_store *store;
+    struct cca_router *router;
+    struct cca_agents *agents;
+    struct cca_llm *llm;
+    enum cca_agent default_agent;
+
+    pthread_mutex_t lock; /* index, committed state, queue, counters */
+    pthread_cond_t cond;  /* queue not empty */
+    pthread_cond_t idle;  /* in_flight dropped to 0 */
+    struct entry **buckets;
+    size_t nbuckets;
+    size_t count;
+    size_t by_status[3];
+    struct op *head;
+    struct op *tail;
+    size_t in_flight;
+    bool stop;
+    bool started;
+    pthread_t thread;
+};
+
+/* ---- index (caller holds the lock) ---------------------------------------- */
+
+static size_t hash_id(const char *id)
+{
+    size_t h = 1469598103934665603ULL; /* FNV-1a */
+
+    for (; *id; id++)
+        h = (h ^ (unsigned char)*id) * 1099511628211ULL;
+    return h;
+}
+
+static struct entry *index_find(struct cca_engine *e, const char *id)
+{
+    struct entry *it = e->buckets[hash_id(id) & (e->nbuckets - 1)];
+
+    while (it != NULL && strcmp(it->id, id) != 0)
+        it = it->hnext;
+    return it;
+}
+
+static void index_insert(struct cca_engine *e, struct entry *en)
+{
+    size_t b;
+
+    if (e->count + 1 > e->nbuckets) {
+        size_t n = e->nbuckets * 2;
+        struct entry **nb = cca_xcalloc(n, sizeof(*nb));
+
+        for (size_t i = 0; i < e->nbuckets; i++) {
+            struct entry *it = e->buckets[i];
+
+            while (it != NULL) {
+                struct entry *next = it->hnext;
+                size_t j = hash_id(it->id) & (n - 1);
+
+                it->hnext = nb[j];
+                nb[j] = it;
+                it = next;
+            }
+        }
+        free(e->buckets);
+        e->buckets = nb;
+        e->nbuckets = n;
+    }
+    b = hash_id(en->id) & (e->nbuckets - 1);
+    en->hnext = e->buckets[b];
+    e->buckets[b] = en;
+    e->count++;
+    e->by_status[en->status]++;
+}
+
+static void index_remove(struct cca_engine *e, struct entry *en)
+{
+    struct entry **pp = &e->buckets[hash_id(en->id) & (e->nbuckets - 1)];
+
+    while (*pp != NULL && *pp != en)
+        pp = &(*pp)->hnext;
+    if (*pp == en) {
+        *pp = en->hnext;
+        e->count--;
+        e->by_status[en->status]--;
+    }
+}
+
+static void entry_free(struct entry *en)
+{
+    if (en == NULL)
+        return;
+    json_decref(en->doc);
+    free(en->bytes);
+    free(en);
+}
+
+/* Install a committed document (steals @doc and @bytes). Caller holds the lock. */
+static void entry_commit(struct cca_engine *e, struct entry *en, json_t *doc, char *bytes,
+                         size_t len, bool indexed)
+{
+    if (indexed)
+        e->by_status[en->status]--;
+    json_decref(en->doc);
+    free(en->bytes);
+    en->doc = doc;
+    en->bytes = bytes;
+    en->len = len;
+    en->status = cca_dialog_get_status(doc);
+    en->created_ms = cca_dialog_get_time(doc, "created_at");
+    if (indexed)
+        e->by_status[en->status]++;
+}
+
+/* ---- queue ------------------------------------------------------------------ */
+
+static void post(struct cca_engine *e, struct op *op, enum event ev)
+{
+    op->ev = ev;
+    op->next = NULL;
+    pthread_mutex_lock(&e->lock);
+    if (e->tail != NULL)
+        e->tail->next = op;
+    else
+        e->head = op;
+    e->tail = op;
+    pthread_cond_signal(&e->cond);
+    pthread_mutex_unlock(&e->lock);
+}
+
+static void request_cleanup(struct cca_engine_request *r)
+{
+    cca_dialog_create_cleanup(&r->create);
+    free(r->text);
+    free(r->reason);
+    r->text = NULL;
+    r->reason = NULL;
+}
+
+static void op_free(struct op *op)
+{
+    request_cleanup(&op->req);
+    free(op->reply);
+    cca_llm_result_cleanup(&op->llm);
+    json_decref(op->new_doc);
+    free(op->new_bytes);
+    json_decref(op->result);
+    free(op);
+}
+
+static void run_op(struct cca_engine *e, struct op *op);
+static void start_op(struct cca_engine *e, struct op *op);
+
+/* Deliver the outcome, then free the op. */
+static void finish(struct cca_engine *e, struct op *op, cca_rc rc)
+{
+    struct op *parent = op->parent;
+
+    op->rc = rc;
+    if (rc != CCA_OK && op->err.code == CCA_OK)
+        (void)cca_error_set(&op->err, rc, "%s", cca_strerror(rc));
+    if (op->done != NULL) {
+        json_t *result = rc == CCA_OK ? op->result : NULL;
+
+        op->result = NULL;
+        op->done(op->ctx, rc, result, &op->err);
+    }
+    if (parent != NULL) {
+        if (rc == CCA_OK && op->count > 0)
+            parent->count++;
+        if (--parent->children == 0)
+            run_op(e, parent);
+    }
+    op_free(op);
+    if (parent == NULL) {
+        pthread_mutex_lock(&e->lock);
+        if (--e->in_flight == 0)
+            pthread_cond_broadcast(&e->idle);
+        pthread_mutex_unlock(&e->lock);
+    }
+}
+
+/* The holder of @en is done: hand the dialog to the next waiter, in arrival order. */
+static void release(struct cca_engine *e, struct entry *en, bool gone)
+{
+    struct op *next;
+
+    while ((next = en->wait_head) != NULL) {
+        en->wait_head = next->next;
+        if (en->wait_head == NULL)
+            en->wait_tail = NULL;
+        if (!gone) {
+            /* Still busy: the waiter owns the dialog from here on. */
+            next->entry = en;
+            post(e, next, EV_RUN);
+            return;
+        }
+        (void)cca_error_set(&next->err, CCA_ERR_NOT_FOUND, "dialog %s not found", en->id);
+        finish(e, next, CCA_ERR_NOT_FOUND);
+    }
+    en->busy = false;
+    if (gone)
+        entry_free(en);
+}
+
+/* ---- persistence -------------------------------------------------------------- */
+
+/* Writer thread: hand the outcome back to the engine thread. */
+static void on_persisted(void *ctx, cca_rc rc, const struct cca_error *err)
+{
+    struct op *op = ctx;
+
+    op->rc = rc;
+    if (rc != CCA_OK)
+        op->err = *err;
+    post(op->engine, op, EV_PERSISTED);
+}
+
+static void persist(struct cca_engine *e, struct op *op)
+{
+    if (op->req.op == CCA_OP_DELETE) {
+        cca_store_remove(e->store, op->entry->id, on_persisted, op);
+        return;
+    }
+    op->new_bytes = cca_dialog_dump(op->new_doc, &op->new_len);
+    cca_store_write(e->store, op->entry->id, op->new_bytes, op->new_len, on_persisted, op);
+}
+
+/* The write finished: make the change visible (or drop it), answer, move on. */
+static void committed(struct cca_engine *e, struct op *op)
+{
+    struct entry *en = op->entry;
+    bool gone = false;
+
+    if (op->rc != CCA_OK) {
+        cca_rc rc = op->rc;
+
+        op->entry = NULL;
+        if (op->new_entry)
+            entry_free(en);
+        else
+            release(e, en, false);
+        finish(e, op, rc);
+        return;
+    }
+    pthread_mutex_lock(&e->lock);
+    if (op->req.op == CCA_OP_DELETE) {
+        index_remove(e, en);
+        gone = true;
+    } else {
+        entry_commit(e, en, op->new_doc, op->new_bytes, op->new_len, !op->new_entry);
+        op->new_doc = NULL;
+        op->new_bytes = NULL;
+        if (op->new_entry)
+            index_insert(e, en);
+    }
+    pthread_mutex_unlock(&e->lock);
+    op->entry = NULL;
+    op->count = 1;
+    finish(e, op, CCA_OK);
+    release(e, en, gone);
+}
+
+/* ---- the turn pipeline ---------------------------------------------------------- */
+
+static json_t *agent_json(enum cca_agent a)
+{
+    const char *name = cca_agent_name(a);
+
+    return name != NULL ? json_string(name) : json_null();
+}
+
+/* The document the turn builds on: the committed one, or the new one of a create. */
+static json_t *base_doc(struct op *op)
+{
+    return op->new_entry ? op->new_doc : op->entry->doc;
+}
+
+/* The 201 body of a create: the new dialog and the reply to initial_message. */
+static json_t *create_result(struct op *op, json_t *doc)
+{
+    static const char *const copied[] = {"dialog_id", "customer_id", "customer_info",
+                                         "assigned_agent", "current_agent", "status",
+                                         "priority", "source"};
+    json_t *r = json_object();
+    bool turn = op->reply != NULL;
+
+    for (size_t i = 0; i < CCA_ARRAY_SIZE(copied); i++)
+        (void)json_object_set(r, copied[i], json_object_get(doc, copied[i]));
+    (void)json_object_set_new(r, "response", turn ? json_string(op->reply) : json_null());
+    (void)json_object_set_new(r, "route", turn ? cca_route_to_json(&op->route) : json_null());
+    (void)json_object_set_new(r, "degraded", json_boolean(op->degraded));
+    (void)json_object_set_new(r, "tokens_used", json_integer(op->tokens));
+    (void)json_object_set(r, "created_at", json_object_get(doc, "created_at"));
+    return r;
+}
+
+static void finalize_turn(struct cca_engine *e, struct op *op)
+{
+    json_t *base = base_doc(op);
+    struct cca_dialog_turn t = {0};
+    char customer_id[37];
+    char agent_id[37];
+    int64_t now_wall = cca_time_wall_ms();
+    double processing_s = (double)(cca_time_mono_ms() - op->received_mono) / 1000.0;
+    const char *text = op->req.op == CCA_OP_CREATE ? op->req.create.initial_message
+                                                   : op->req.text;
+    json_t *doc;
+    json_t *r;
+
+    cca_uuid_new(customer_id);
+    cca_uuid_new(agent_id);
+    t.customer_msg_id = customer_id;
+    t.agent_msg_id = agent_id;
+    t.text = text;
+    t.route = &op->route;
+    t.agent = op->route.agent;
+    t.previous = op->previous;
+    t.handoff_reason = op->previous != CCA_AGENT_NONE ? op->handoff_reason : NULL;
+    t.reply = op->reply;
+    t.tokens = op->tokens;
+    t.latency_ms = op->llm_ms;
+    t.degraded = op->degraded;
+    t.received_ms = op->received_wall;
+    t.replied_ms = now_wall;
+    t.processing_s = processing_s;
+    doc = cca_dialog_with_turn(base, &t);
+    json_decref(op->new_doc);
+    op->new_doc = doc;
+
+    r = json_object();
+    (void)json_object_set_new(r, "dialog_id", json_string(op->entry->id));
+    if (op->req.op == CCA_OP_CREATE) {
+        json_decref(r);
+        r = create_result(op, doc);
+    } else {
+        (void)json_object_set_new(r, "message_id", json_string(customer_id));
+        (void)json_object_set_new(r, "current_agent", agent_json(op->route.agent));
+        (void)json_object_set_new(r, "previous_agent", agent_json(op->previous));
+        (void)json_object_set_new(r, "handoff_reason",
+                                  op->previous != CCA_AGENT_NONE
+                                      ? json_string(op->handoff_reason)
+                                      : json_null());
+        (void)json_object_set_new(r, "response", json_string(op->reply));
+        (void)json_object_set(r, "status", json_object_get(doc, "status"));
+        (void)json_object_set_new(r, "tokens_used", json_integer(op->tokens));
+        (void)json_object_set_new(r, "processing_time",
+                                  json_real(round(processing_s * 1000.0) / 1000.0));
+        (void)json_object_set_new(r, "route", cca_route_to_json(&op->route));
+        (void)json_object_set_new(r, "degraded", json_boolean(op->degraded));
+    }
+    json_decref(op->result);
+    op->result = r;
+    persist(e, op);
+}
+
+static const char *turn_text(struct op *op, size_t *ret_len)
+{
+    const char *text =
+        op->req.op == CCA_OP_CREATE ? op->req.create.initial_message : op->req.text;
+
+    *ret_len = strlen(text);
+    return text;
+}
+
+/* LLM thread: hand the result back to the engine thread. */
+static void on_llm_done(void *ctx, struct cca_llm_result *res)
+{
+    struct op *op = ctx;
+
+    op->llm = *res;
+    res->content = NULL; /* moved */
+    post(op->engine, op, EV_LLM_DONE);
+}
+
+static void offline_reply(struct cca_engine *e, struct op *op)
+{
+    size_t len;
+    const char *text = turn_text(op, &len);
+
+    free(op->reply);
+    op->reply = cca_agents_offline_reply(e->agents, op->route.agent, op->lang, text, len,
+                                         op->previous != CCA_AGENT_NONE);
+}
+
+static void reply_stage(struct cca_engine *e, struct op *op)
+{
+    struct cca_llm_request req = {0};
+    enum cca_agent current =
+        op->new_entry ? CCA_AGENT_NONE : cca_dialog_get_agent(op->entry->doc);
+    json_t *messages;
+    json_t *sys;
+    json_t *user;
+    size_t len;
+    const char *text = turn_text(op, &len);
+
+    op->previous = CCA_AGENT_NONE;
+    if (current != CCA_AGENT_NONE && current != op->route.agent) {
+        op->previous = current;
+        if (op->route.method == CCA_ROUTE_LLM) {
+            /* handoff_reason already holds the classifier's reason */
+        } else {
+            size_t used = (size_t)snprintf(op->handoff_reason, sizeof(op->handoff_reason),
+                                           "keyword:");
+            const char *prefix = cca_agent_name(op->route.agent);
+
+            for (size_t i = 0; i < op->route.matched_count && used < sizeof(op->handoff_reason);
+                 i++) {
+                if (strncmp(op->route.matched[i], prefix, strlen(prefix)) != 0)
+                    continue;
+                used += (size_t)snprintf(op->handoff_reason + used,
+                                         sizeof(op->handoff_reason) - used, " %s",
+                                         op->route.matched[i]);
+            }
+        }
+    }
+    if (e->llm == NULL) {
+        offline_reply(e, op);
+        finalize_turn(e, op);
+        return;
+    }
+    op->stage = STAGE_REPLY;
+    messages = json_array();
+    sys = json_object();
+    (void)json_object_set_new(sys, "role", json_string("system"));
+    (void)json_object_set_new(
+        sys, "content", json_string(cca_agents_prompt(e->agents, op->route.agent, op->lang)));
+    (void)json_array_append_new(messages, sys);
+    if (!op->new_entry)
+        (void)json_array_extend(messages,
+                                cca_dialog_llm_history(op->entry->doc,
+                                                       e->cfg->max_dialog_history));
+    user = json_object();
+    (void)json_object_set_new(user, "role", json_string("user"));
+    (void)json_object_set_new(user, "content", json_stringn(text, len));
+    (void)json_array_append_new(messages, user);
+    req.messages = messages;
+    req.temperature = isnan(e->cfg->openai_temperature)
+                          ? cca_agents_temperature(e->agents, op->route.agent)
+                          : e->cfg->openai_temperature;
+    req.max_tokens = e->cfg->openai_max_tokens;
+    req.deadline_ms = op->received_mono + (int64_t)(e->cfg->llm_timeout_s * 1000.0);
+    if (cca_llm_submit(e->llm, &req, on_llm_done, op) != CCA_OK) {
+        op->degraded = true;
+        offline_reply(e, op);
+        finalize_turn(e, op);
+    }
+}
+
+/* Apply a classifier answer {"agent","confidence","reason"}; false if unusable. */
+static bool apply_classification(struct op *op, const char *content)
+{
+    json_t *root = content ? json_loads(content, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    enum cca_agent agent;
+    json_t *conf;
+    const char *reason;
+    bool ok = false;
+
+    if (!json_is_object(root) ||
+        !cca_agent_parse(json_string_value(json_object_get(root, "agent")), &agent))
+        goto out;
+    conf = json_object_get(root, "confidence");
+    reason = json_string_value(json_object_get(root, "reason"));
+    op->route.agent = agent;
+    op->route.method = CCA_ROUTE_LLM;
+    op->route.confidence = json_is_number(conf) ? json_number_value(conf) : 0.5;
+    if (!(op->route.confidence >= 0.0))
+        op->route.confidence = 0.0;
+    if (op->route.confidence > 1.0)
+        op->route.confidence = 1.0;
+    (void)snprintf(op->handoff_reason, sizeof(op->handoff_reason), "llm: %.150s",
+                   reason ? reason : "classified by the LLM");
+    ok = true;
+out:
+    json_decref(root);
+    return ok;
+}
+
+static void on_llm_result(struct cca_engine *e, struct op *op)
+{
+    struct cca_llm_result *res = &op->llm;
+
+    op->tokens += res->total_tokens;
+    op->llm_ms += res->upstream_ms;
+    if (op->stage == STAGE_CLASSIFY) {
+        enum cca_agent current =
+            op->new_entry ? CCA_AGENT_NONE : cca_dialog_get_agent(op->entry->doc);
+
+        if (res->rc != CCA_OK || !apply_classification(op, res->content)) {
+            /* Unusable answer: a first message takes the keyword best, if any. */
+            if (current == CCA_AGENT_NONE && op->route.best != CCA_AGENT_NONE) {
+                op->route.agent = op->route.best;
+                op->route.method = CCA_ROUTE_KEYWORD;
+            }
+        }
+        cca_llm_result_cleanup(res);
+        reply_stage(e, op);
+        return;
+    }
+    if (res->rc == CCA_OK) {
+        free(op->reply);
+        op->reply = res->content;
+        res->content = NULL;
+    } else {
+        op->degraded = true;
+        offline_reply(e, op);
+    }
+    cca_llm_result_cleanup(res);
+    finalize_turn(e, op);
+}
+
+static void start_turn(struct cca_engine *e, struct op *op)
+{
+    enum cca_agent current =
+        op->new_entry ? CCA_AGENT_NONE : cca_dialog_get_agent(op->entry->doc);
+    struct cca_llm_request req = {0};
+    char sys_text[8192];
+    json_t *messages;
+    json_t *m;
+    size_t len;
+    const char *text = turn_text(op, &len);
+
+    cca_router_route(e->router, text, len, current, &op->route);
+    op->lang = cca_text_detect_lang(text, len);
+    if (e->llm == NULL || op->route.clear) {
+        reply_stage(e, op);
+        return;
+    }
+    op->stage = STAGE_CLASSIFY;
+    (void)snprintf(sys_text, sizeof(sys_text), "%s%s%s",
+                   cca_agents_classifier_prompt(e->agents, op->lang),
+                   current != CCA_AGENT_NONE ? "\nThe dialog is currently handled by: " : "",
+                   current != CCA_AGENT_NONE ? cca_agent_name(current) : "");
+    messages = json_array();
+    m = json_object();
+    (void)json_object_set_new(m, "role", json_string("system"));
+    (void)json_object_set_new(m, "content", json_string(sys_text));
+    (void)json_array_append_new(messages, m);
+    m = json_object();
+    (void)json_object_set_new(m, "role", json_string("user"));
+    (void)json_object_set_new(m, "content", json_stringn(text, len));
+    (void)json_array_append_new(messages, m);
+    req.messages = messages;
+    req.temperature = 0.0;
+    req.max_tokens = 100;
+    req.json_mode = true;
+    req.deadline_ms = op->received_mono + (int64_t)(e->cfg->llm_timeout_s * 1000.0);
+    if (cca_llm_submit(e->llm, &req, on_llm_done, op) != CCA_OK)
+        reply_stage(e, op);
+}
+
+/* ---- operations ------------------------------------------------------------------ */
+
+static json_t *deleted_result(const char *id)
+{
+    json_t *r = json_object();
+    char msg[96];
+
+    (void)snprintf(msg, sizeof(msg), "Dialog %s deleted", id);
+    (void)json_object_set_new(r, "success", json_true());
+    (void)json_object_set_new(r, "dialog_id", json_string(id));
+    (void)json_object_set_new(r, "message", json_string(msg));
+    return r;
+}
+
+/* Spawn one child op per selected dialog; the parent finishes when all have. */
+static void run_cleanup(struct cca_engine *e, struct op *op)
+{
+    bool closing = op->req.op == CCA_OP_CLEANUP_INACTIVE;
+    int64_t now = cca_time_wall_ms();
+    int64_t limit = closing ? now - (int64_t)e->cfg->dialog_inactivity_timeout_s * 1000
+                            : now - (int64_t)op->req.older_than_days * 86400000;
+    struct op *kids = NULL;
+
+    if (op->children > 0 || op->result != NULL)
+        goto done; /* called back by the last child */
+    pthread_mutex_lock(&e->lock);
+    for (size_t b = 0; b < e->nbuckets; b++) {
+        for (struct entry *en = e->buckets[b]; en != NULL; en = en->hnext) {
+            bool closed = en->status == CCA_DIALOG_CLOSED;
+            int64_t updated = cca_dialog_get_time(en->doc, "updated_at");
+            struct op *k;
+
+            if (closed == closing || updated >= limit)
+                continue;
+            k = cca_xcalloc(1, sizeof(*k));
+            k->engine = e;
+            k->parent = op;
+            k->req.op = closing ? CCA_OP_CLOSE : CCA_OP_DELETE;
+            memcpy(k->req.id, en->id, sizeof(k->req.id));
+            k->req.reason = closing ? cca_xstrdup("inactivity_timeout") : NULL;
+            k->req.force = true;
+            k->idle_before_ms = closing ? limit : 0;
+            k->received_mono = op->received_mono;
+            k->received_wall = now;
+            k->next = kids;
+            kids = k;
+            op->children++;
+        }
+    }
+    pthread_mutex_unlock(&e->lock);
+    if (kids == NULL)
+        goto done;
+    op->result = json_object(); /* marks "children spawned" */
+    while (kids != NULL) {
+        struct op *k = kids;
+
+        kids = k->next;
+        start_op(e, k);
+    }
+    return;
+done:
+    json_decref(op->result);
+    op->result = json_object();
+    if (closing) {
+        (void)json_object_set_new(op->result, "message", json_string("Cleanup finished"));
+        (void)json_object_set_new(op->result, "closed_dialogs", json_integer(op->count));
+        (void)json_object_set_new(op->result, "inactivity_timeout_s",
+                                  json_integer(e->cfg->dialog_inactivity_timeout_s));
+    } else {
+        char msg[96];
+
+        (void)snprintf(msg, sizeof(msg), "Deleted %u closed dialogs older than %u days",
+                       op->count, op->req.older_than_days);
+        (void)json_object_set_new(op->result, "deleted_count", json_integer(op->count));
+        (void)json_object_set_new(op->result, "older_than_days",
+                                  json_integer(op->req.older_than_days));
+        (void)json_object_set_new(op->result, "message", json_string(msg));
+    }
+    finish(e, op, CCA_OK);
+}
+
+/* Run @op, which holds its dialog (op->entry, busy). */
+static void run_op(struct cca_engine *e, struct op *op)
+{
+    struct entry *en = op->entry;
+    enum cca_dialog_status st;
+
+    if (op->req.op == CCA_OP_CLEANUP_INACTIVE || op->req.op == CCA_OP_CLEANUP_CLOSED) {
+        run_cleanup(e, op);
+        return;
+    }
+    if (op->req.op == CCA_OP_CREATE) {
+        if (op->req.create.initial_message != NULL) {
+            start_turn(e, op);
+        } else {
+            op->result = create_result(op, op->new_doc);
+            persist(e, op);
+        }
+        return;
+    }
+    st = cca_dialog_get_status(en->doc);
+    switch (op->req.op) {
+        case CCA_OP_MESSAGE:
+            if (st == CCA_DIALOG_CLOSED) {
+                (void)cca_error_set(&op->err, CCA_ERR_CONFLICT, "dialog %s is closed", en->id);
+                goto fail;
+            }
+            if (cca_dialog_message_count(en->doc) + 2 > e->cfg->max_dialog_messages) {
+                (void)cca_error_set(&op->err, CCA_ERR_CONFLICT,
+                                    "dialog %s has reached MAX_DIALOG_MESSAGES (%u)", en->id,
+                                    e->cfg->max_dialog_messages);
+                goto fail;
+            }
+            start_turn(e, op);
+            return;
+        case CCA_OP_CLOSE:
+            if (st == CCA_DIALOG_CLOSED ||
+                (op->idle_before_ms > 0 &&
+                 cca_dialog_get_time(en->doc, "updated_at") >= op->idle_before_ms)) {
+                /* Closing twice answers with the stored record; a cleanup skips. */
+                op->result = st == CCA_DIALOG_CLOSED ? cca_dialog_close_view(en->doc) : NULL;
+                op->entry = NULL;
+                finish(e, op, CCA_OK);
+                release(e, en, false);
+                return;
+            }
+            op->new_doc = cca_dialog_closed(en->doc, op->req.reason, cca_time_wall_ms());
+            op->result = cca_dialog_close_view(op->new_doc);
+            persist(e, op);
+            return;
+        case CCA_OP_DELETE:
+            if (st != CCA_DIALOG_CLOSED && !op->req.force) {
+                (void)cca_error_set(&op->err, CCA_ERR_CONFLICT,
+                                    "dialog %s is %s: close it first or pass force=true",
+                                    en->id, cca_dialog_status_name(st));
+                goto fail;
+            }
+            op->result = deleted_result(en->id);
+            persist(e, op);
+            return;
+        default:
+            break;
+    }
+    (void)cca_error_set(&op->err, CCA_ERR_INTERNAL, "unknown operation");
+fail:
+    op->entry = NULL;
+    finish(e, op, op->err.code);
+    release(e, en, false);
+}
+
+/* A newly submitted op: find its dialog and run it, or queue it behind the holder. */
+static void start_op(struct cca_engine *e, struct op *op)
+{
+    struct entry *en;
+
+    switch (op->req.op) {
+        case CCA_OP_CREATE:
+            en = cca_xcalloc(1, sizeof(*en));
+            cca_uuid_new(en->id);
+            en->busy = true;
+            op->entry = en;
+            op->new_entry = true;
+            op->new_doc = cca_dialog_new_doc(en->id, &op->req.create, op->received_wall);
+            run_op(e, op);
+            return;
+        case CCA_OP_CLEANUP_INACTIVE:
+        case CCA_OP_CLEANUP_CLOSED:
+            run_op(e, op);
+            return;
+        default:
+            break;
+    }
+    pthread_mutex_lock(&e->lock);
+    en = index_find(e, op->req.id);
+    pthread_mutex_unlock(&e->lock);
+    if (en == NULL) {
+        (void)cca_error_set(&op->err, CCA_ERR_NOT_FOUND, "dialog %s not found", op->req.id);
+        finish(e, op, CCA_ERR_NOT_FOUND);
+        return;
+    }
+    if (en->busy) {
+        if (en->wait_tail != NULL)
+            en->wait_tail->next = op;
+        else
+            en->wait_head = op;
+        en->wait_tail = op;
+        op->next = NULL;
+        return;
+    }
+    en->busy = true;
+    op->entry = en;
+    run_op(e, op);
+}
+
+static void *engine_main(void *arg)
+{
+    struct cca_engine *e = arg;
+
+    for (;;) {
+        struct op *batch;
+
+        pthread_mutex_lock(&e->lock);
+        while (e->head == NULL && !e->stop)
+            pthread_cond_wait(&e->cond, &e->lock);
+        batch = e->head;
+        e->head = e->tail = NULL;
+        pthread_mutex_unlock(&e->lock);
+        if (batch == NULL)
+            break;
+        while (batch != NULL) {
+            struct op *op = batch;
+
+            batch = op->next;
+            op->next = NULL;
+            switch (op->ev) {
+                case EV_NEW:
+                    start_op(e, op);
+                    break;
+                case EV_RUN:
+                    run_op(e, op);
+                    break;
+                case EV_LLM_DONE:
+                    on_llm_result(e, op);
+                    break;
+                case EV_PERSISTED:
+                    committed(e, op);
+                    break;
+            }
+        }
+    }
+    cca_text_thread_cleanup();
+    return NULL;
+}
+
+/* ---- public API ------------------------------------------------------------------ */
+
+static void load_one(void *ctx, const char *id, json_t *doc, char *bytes, size_t len)
+{
+    struct cca_engine *e = ctx;
+    struct entry *en = cca_xcalloc(1, sizeof(*en));
+
+    memcpy(en->id, id, sizeof(en->id));
+    entry_commit(e, en, doc, bytes, len, false);
+    index_insert(e, en);
+}
+
+cca_rc cca_engine_new(const struct cca_engine_params *p, struct cca_engine **ret_engine,
+                      struct cca_error *reterr)
+{
+    struct cca_engine *e = cca_xcalloc(1, sizeof(*e));
+    cca_rc rc;
+
+    e->cfg = p->cfg;
+    e->store = p->store;
+    e->router = p->router;
+    e->agents = p->agents;
+    e->llm = p->llm;
+    e->nbuckets = 1024;
+    e->buckets = cca_xcalloc(e->nbuckets, sizeof(*e->buckets));
+    pthread_mutex_init(&e->lock, NULL);
+    pthread_cond_init(&e->cond, NULL);
+    pthread_cond_init(&e->idle, NULL);
+    rc = cca_store_scan(e->store, load_one, p->skip, p->skip_ctx, reterr);
+    if (rc != CCA_OK)
+        goto out;
+    if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
+        rc = cca_error_set(reterr, CCA_ERR_INTERNAL, "cannot start the engine thread");
+        goto out;
+    }
+    e->started = true;
+    *ret_engine = e;
+    e = NULL;
+out:
+    cca_engine_free(e);
+    return rc;
+}
+
+void cca_engine_free(struct cca_engine *e)
+{
+    if (e == NULL)
+        return;
+    if (e->started) {
+        pthread_mutex_lock(&e->lock);
+        e->stop = true;
+        pthread_cond_signal(&e->cond);
+        pthread_mutex_unlock(&e->lock);
+        pthread_join(e->thread, NULL);
+    }
+    for (size_t b = 0; b < e->nbuckets; b++) {
+        struct entry *en = e->buckets[b];
+
+        while (en != NULL) {
+            struct entry *next = en->hnext;
+
+            entry_free(en);
+            en = next;
+        }
+    }
+    free(e->buckets);
+    pthread_mutex_destroy(&e->lock);
+    pthread_cond_destroy(&e->cond);
+    pthread_cond_destroy(&e->idle);
+    free(e);
+}
+
+cca_rc cca_engine_submit(struct cca_engine *e, struct cca_engine_request *req,
+                         cca_engine_done_fn done, void *ctx)
+{
+    struct op *op;
+
+    pthread_mutex_lock(&e->lock);
+    if (e->stop || e->in_flight >= e->cfg->max_pending_turns) {
+        pthread_mutex_unlock(&e->lock);
+        request_cleanup(req);
+        return CCA_ERR_UNAVAILABLE;
+    }
+    e->in_flight++;
+    pthread_mutex_unlock(&e->lock);
+    op = cca_xcalloc(1, sizeof(*op));
+    op->engine = e;
+    op->req = *req;
+    memset(req, 0, sizeof(*req));
+    op->done = done;
+    op->ctx = ctx;
+    op->previous = CCA_AGENT_NONE;
+    op->received_mono = cca_time_mono_ms();
+    op->received_wall = cca_time_wall_ms();
+    post(e, op, EV_NEW);
+    return CCA_OK;
+}
+
+cca_rc cca_engine_get_document(struct cca_engine *e, const char *id, char **ret_bytes,
+                               size_t *ret_len)
+{
+    struct entry *en;
+    cca_rc rc = CCA_ERR_NOT_FOUND;
+
+    pthread_mutex_lock(&e->lock);
+    en = index_find(e, id);
+    if (en != NULL) {
+        *ret_bytes = cca_xmalloc(en->len + 1);
+        memcpy(*ret_bytes, en->bytes, en->len + 1);
+        *ret_len = en->len;
+        rc = CCA_OK;
+    }
+    pthread_mutex_unlock(&e->lock);
+    return rc;
+}
+
+/* A new reference to the committed document of @id, or NULL. */
+static json_t *doc_ref(struct cca_engine *e, const char *id)
+{
+    struct entry *en;
+    json_t *doc = NULL;
+
+    pthread_mutex_lock(&e->lock);
+    en = index_find(e, id);
+    if (en != NULL)
+        doc = json_incref(en->doc);
+    pthread_mutex_unlock(&e->lock);
+    return doc;
+}
+
+cca_rc cca_engine_get_status(struct cca_engine *e, const char *id, json_t **ret)
+{
+    json_t *doc = doc_ref(e, id);
+
+    if (doc == NULL)
+        return CCA_ERR_NOT_FOUND;
+    *ret = cca_dialog_status_view(doc);
+    json_decref(doc);
+    return CCA_OK;
+}
+
+struct list_item {
+    int64_t created_ms;
+    char id[37];
+    json_t *doc;
+};
+
+static int newest_first(const void *a, const void *b)
+{
+    const struct list_item *x = a;
+    const struct list_item *y = b;
+
+    if (x->created_ms != y->created_ms)
+        return x->created_ms < y->created_ms ? 1 : -1;
+    return -strcmp(x->id, y->id);
+}
+
+/* Cursor "<created_ms>_<dialog_id>": the last item of the previous page. */
+static bool parse_cursor(const char *s, int64_t *ret_ms, char ret_id[37])
+{
+    char *end;
+    long long ms;
+    char canon[37];
+
+    ms = strtoll(s, &end, 10);
+    if (end == s || *end != '_' || ms < 0 || !cca_uuid_canonical(end + 1, canon) ||
+        strcmp(canon, end + 1) != 0)
+        return false;
+    *ret_ms = ms;
+    memcpy(ret_id, canon, 37);
+    return true;
+}
+
+cca_rc cca_engine_list(struct cca_engine *e, const struct cca_engine_query *q, json_t **ret,
+                       struct cca_error *reterr)
+{
+    struct list_item *items = NULL;
+    size_t n = 0;
+    size_t start = 0;
+    int64_t cursor_ms = 0;
+    char cursor_id[37] = "";
+    json_t *out;
+    json_t *arr;
+    size_t end;
+
+    if (q->cursor != NULL && !parse_cursor(q->cursor, &cursor_ms, cursor_id))
+        return cca_error_set(reterr, CCA_ERR_INVALID, "cursor is malformed");
+    pthread_mutex_lock(&e->lock);
+    items = cca_xcalloc(e->count + 1, sizeof(*items));
+    for (size_t b = 0; b < e->nbuckets; b++) {
+        for (struct entry *en = e->buckets[b]; en != NULL; en = en->hnext) {
+            const char *cid;
+
+            if (q->status >= 0 && (int)en->status != q->status)
+                continue;
+            if (q->agent >= 0 && (int)cca_dialog_get_agent(en->doc) != q->agent)
+                continue;
+            cid = cca_dialog_get_str(en->doc, "customer_id");
+            if (q->customer_id != NULL && (cid == NULL || strcmp(cid, q->customer_id) != 0))
+                continue;
+            items[n].created_ms = en->created_ms;
+            memcpy(items[n].id, en->id, 37);
+            items[n].doc = json_incref(en->doc);
+            n++;
+        }
+    }
+    pthread_mutex_unlock(&e->lock);
+    qsort(items, n, sizeof(*items), newest_first);
+    if (q->cursor != NULL) {
+        struct list_item key = {.created_ms = cursor_ms};
+
+        memcpy(key.id, cursor_id, 37);
+        while (start < n && newest_first(&items[start], &key) <= 0)
+            start++;
+    }
+    end = start + q->limit < n ? start + q->limit : n;
+    out = json_object();
+    arr = json_array();
+    for (size_t i = start; i < end; i++)
+        (void)json_array_append_new(arr, q->full ? json_incref(items[i].doc)
+                                                 : cca_dialog_summary_view(items[i].doc));
+    (void)json_object_set_new(out, "items", arr);
+    if (end < n && end > start) {
+        char cur[64];
+
+        (void)snprintf(cur, sizeof(cur), "%lld_%s", (long long)items[end - 1].created_ms,
+                       items[end - 1].id);
+        (void)json_object_set_new(out, "next_cursor", json_string(cur));
+    } else {
+        (void)json_object_set_new(out, "next_cursor", json_null());
+    }
+    for (size_t i = 0; i < n; i++)
+        json_decref(items[i].doc);
+    free(items);
+    *ret = out;
+    return CCA_OK;
+}
+
+void cca_engine_get_stats(struct cca_engine *e, struct cca_engine_stats *ret)
+{
+    pthread_mutex_lock(&e->lock);
+    memcpy(ret->dialogs, e->by_status, sizeof(ret->dialogs));
+    ret->in_flight = e->in_flight;
+    pthread_mutex_unlock(&e->lock);
+}
+
+bool cca_engine_drain(struct cca_engine *e, int64_t deadline_ms)
+{
+    bool drained;
+
+    pthread_mutex_lock(&e->lock);
+    while (e->in_flight > 0) {
+        int64_t left = deadline_ms - cca_time_mono_ms();
+        struct timespec ts;
+
+        if (left <= 0)
+            break;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += left / 1000;
+        ts.tv_nsec += (left % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        (void)pthread_cond_timedwait(&e->idle, &e->lock, &ts);
+    }
+    drained = e->in_flight == 0;
+    pthread_mutex_unlock(&e->lock);
+    return drained;
+}

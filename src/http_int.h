@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: MIT */
+/* Private to the http_*.c files and their unit tests. */
+#ifndef CCA_HTTP_INT_H
+#define CCA_HTTP_INT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "cca/dialog.h"
+#include "cca/engine.h"
+#include "cca/http.h"
+
+#define CCA_HTTP_MAX_PATH 1024
+
+struct cca_http {
+    const struct cca_config *cfg;
+    struct cca_engine *engine;
+    struct cca_store *store;
+    struct cca_llm *llm;
+    const char *version;
+    struct MHD_Daemon *daemon;
+    unsigned port;
+    int64_t started_mono;
+    atomic_int quiesced;
+    char *openapi;
+    size_t openapi_len;
+};
+
+struct cca_http_request;
+typedef void (*cca_http_handler_fn)(struct cca_http_request *r);
+
+/* One row of the URL route table: "{id}" matches one path segment. */
+struct cca_http_route {
+    const char *method;
+    const char *pattern;
+    cca_http_handler_fn handler;
+    int success_status;      /* for engine-backed handlers */
+    const char *conflict;    /* error code of CCA_ERR_CONFLICT for this route */
+};
+
+/* Per-request state: created on MHD's first call, freed in NOTIFY_COMPLETED. */
+struct cca_http_request {
+    struct cca_http *http;
+    struct MHD_Connection *conn;
+    char request_id[37];
+    int64_t start_mono;
+    char method[16];
+    char path[CCA_HTTP_MAX_PATH];
+    const struct cca_http_route *route;
+    char segment_id[128]; /* raw "{id}" segment, validated by the handler */
+    char *body;
+    size_t body_len;
+    bool body_too_large;
+    bool suspended;
+    /* The response, filled synchronously or by the engine before resuming. */
+    bool ready;
+    unsigned status;
+    char *resp;
+    size_t resp_len;
+    const char *content_type;
+    char allow[64];
+};
+
+/* ---- http_json.c: validation and error bodies (pure, unit-tested) ---------- */
+
+/*
+ * cca_http_parse_create - validate a create body (both shapes, see openapi.yaml).
+ * Returns CCA_OK and fills *ret (caller cleans up), CCA_ERR_PARSE (not JSON, or
+ * not an object: 400), CCA_ERR_INVALID (a rule broken: 422, the field named).
+ */
+cca_rc cca_http_parse_create(const char *body, size_t len, struct cca_dialog_create *ret,
+                             struct cca_error *reterr);
+
+/* cca_http_parse_message - {"message", "message_type"?}; *ret_text is new. */
+cca_rc cca_http_parse_message(const char *body, size_t len, char **ret_text,
+                              struct cca_error *reterr);
+
+/*
+ * cca_http_parse_close - optional body {"reason"} or @query_reason (may be
+ * NULL); the body wins; default "manual". *ret_reason is new.
+ */
+cca_rc cca_http_parse_close(const char *body, size_t len, const char *query_reason,
+                            char **ret_reason, struct cca_error *reterr);
+
+/* cca_http_parse_bool - true/false, 1/0, yes/no, on/off, t/f, y/n (any case). */
+bool cca_http_parse_bool(const char *s, bool *ret);
+
+/* cca_http_status_of - the HTTP status for @rc (one table). */
+unsigned cca_http_status_of(cca_rc rc);
+
+/* cca_http_code_of - the error "code" for @rc, unless the route overrides it. */
+const char *cca_http_code_of(cca_rc rc);
+
+/*
+ * cca_http_error_body - {"detail": @detail, "code": @code} serialised.
+ * Returns a new buffer; its length in *ret_len.
+ */
+char *cca_http_error_body(const char *code, const char *detail, size_t *ret_len);
+
+/* ---- http_server.c: responding ------------------------------------------------ */
+
+/* Respond with @body (stolen reference) serialised. */
+void cca_http_respond_json(struct cca_http_request *r, unsigned status, json_t *body);
+
+/* Respond with the error shape. */
+void cca_http_respond_error(struct cca_http_request *r, unsigned status, const char *code,
+                            const char *detail);
+
+/* Respond with raw bytes (stolen, malloc'd). */
+void cca_http_respond_raw(struct cca_http_request *r, unsigned status,
+                          const char *content_type, char *bytes, size_t len);
+
+/*
+ * cca_http_submit - hand @req to the engine and suspend the connection; the
+ * engine's outcome becomes the response (route->success_status on success).
+ */
+void cca_http_submit(struct cca_http_request *r, struct cca_engine_request *req);
+
+/* cca_http_query - a query argument of the request, or NULL. Borrowed. */
+const char *cca_http_query(struct cca_http_request *r, const char *name);
+
+/* ---- http_routes.c ------------------------------------------------------------- */
+
+/*
+ * cca_http_match - find the route for @method and @path. Returns the route, or
+ * NULL with *ret_path_known set when the path exists for other methods (405;
+ * @allow gets the allowed methods, comma separated). @ret_segment gets the
+ * "{id}" segment if any.
+ */
+const struct cca_http_route *cca_http_match(const char *method, const char *path,
+                                            bool *ret_path_known, char *allow,
+                                            size_t allow_size, char *ret_segment,
+                                            size_t segment_size);
+
+#endif

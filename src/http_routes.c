@@ -1,0 +1,454 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "cca/dialog.h"
+#include "cca/llm.h"
+#include "cca/mem.h"
+#include "cca/text.h"
+
+#include "http_int.h"
+
+/* The dialog id of the URL, canonicalised; false (and a 404 sent) when it is none. */
+static bool path_id(struct cca_http_request *r, char id[37])
+{
+    if (cca_uuid_canonical(r->segment_id, id))
+        return true;
+    cca_http_respond_error(r, 404, "not_found", "no dialog with this id");
+    return false;
+}
+
+static void respond_rc(struct cca_http_request *r, cca_rc rc, const struct cca_error *err)
+{
+    cca_http_respond_error(r, cca_http_status_of(rc), cca_http_code_of(rc), err->msg);
+}
+
+static void h_create(struct cca_http_request *r)
+{
+    struct cca_engine_request req = {.op = CCA_OP_CREATE};
+    struct cca_error err = {0};
+    cca_rc rc = cca_http_parse_create(r->body, r->body_len, &req.create, &err);
+
+    if (rc != CCA_OK) {
+        respond_rc(r, rc, &err);
+        return;
+    }
+    cca_http_submit(r, &req);
+}
+
+static void h_message(struct cca_http_request *r)
+{
+    struct cca_engine_request req = {.op = CCA_OP_MESSAGE};
+    struct cca_error err = {0};
+    cca_rc rc;
+
+    if (!path_id(r, req.id))
+        return;
+    rc = cca_http_parse_message(r->body, r->body_len, &req.text, &err);
+    if (rc != CCA_OK) {
+        respond_rc(r, rc, &err);
+        return;
+    }
+    cca_http_submit(r, &req);
+}
+
+static void h_get(struct cca_http_request *r)
+{
+    char id[37];
+    char *bytes;
+    size_t len;
+
+    if (!path_id(r, id))
+        return;
+    if (cca_engine_get_document(r->http->engine, id, &bytes, &len) != CCA_OK) {
+        cca_http_respond_error(r, 404, "not_found", "no dialog with this id");
+        return;
+    }
+    cca_http_respond_raw(r, 200, "application/json; charset=utf-8", bytes, len);
+}
+
+static void h_status(struct cca_http_request *r)
+{
+    char id[37];
+    json_t *view;
+
+    if (!path_id(r, id))
+        return;
+    if (cca_engine_get_status(r->http->engine, id, &view) != CCA_OK) {
+        cca_http_respond_error(r, 404, "not_found", "no dialog with this id");
+        return;
+    }
+    cca_http_respond_json(r, 200, view);
+}
+
+static void h_close(struct cca_http_request *r)
+{
+    struct cca_engine_request req = {.op = CCA_OP_CLOSE};
+    struct cca_error err = {0};
+    cca_rc rc;
+
+    if (!path_id(r, req.id))
+        return;
+    rc = cca_http_parse_close(r->body, r->body_len, cca_http_query(r, "reason"), &req.reason,
+                              &err);
+    if (rc != CCA_OK) {
+        respond_rc(r, rc, &err);
+        return;
+    }
+    cca_http_submit(r, &req);
+}
+
+static void h_delete(struct cca_http_request *r)
+{
+    struct cca_engine_request req = {.op = CCA_OP_DELETE};
+    const char *force = cca_http_query(r, "force");
+
+    if (!path_id(r, req.id))
+        return;
+    if (force != NULL && !cca_http_parse_bool(force, &req.force)) {
+        cca_http_respond_error(r, 422, "validation_error", "force must be true or false");
+        return;
+    }
+    cca_http_submit(r, &req);
+}
+
+static void h_cleanup(struct cca_http_request *r)
+{
+    struct cca_engine_request req = {.op = CCA_OP_CLEANUP_INACTIVE};
+
+    cca_http_submit(r, &req);
+}
+
+/* Parse a decimal in [min, max]; false for anything else. */
+static bool parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *ret)
+{
+    char *end;
+    unsigned long v;
+
+    if (s == NULL || *s < '0' || *s > '9')
+        return false;
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return false;
+    *ret = v;
+    return true;
+}
+
+static void h_cleanup_closed(struct cca_http_request *r)
+{
+    struct cca_engine_request req = {.op = CCA_OP_CLEANUP_CLOSED};
+    const char *days = cca_http_query(r, "older_than_days");
+    unsigned long v = 7;
+
+    if (days != NULL && !parse_uint(days, 1, 3650, &v)) {
+        cca_http_respond_error(r, 422, "validation_error",
+                               "older_than_days must be an integer from 1 to 3650");
+        return;
+    }
+    req.older_than_days = (unsigned)v;
+    cca_http_submit(r, &req);
+}
+
+static void h_list(struct cca_http_request *r)
+{
+    struct cca_engine_query q = {.status = -1, .agent = -1, .limit = 20};
+    const char *status = cca_http_query(r, "status");
+    const char *agent = cca_http_query(r, "agent");
+    const char *limit = cca_http_query(r, "limit");
+    const char *view = cca_http_query(r, "view");
+    struct cca_error err = {0};
+    unsigned long lim;
+    json_t *out;
+
+    q.customer_id = cca_http_query(r, "customer_id");
+    q.cursor = cca_http_query(r, "cursor");
+    if (status != NULL) {
+        enum cca_dialog_status st;
+
+        if (!cca_dialog_status_parse(status, &st)) {
+            cca_http_respond_error(r, 422, "validation_error",
+                                   "status must be active, escalated or closed");
+            return;
+        }
+        q.status = (int)st;
+    }
+    if (agent != NULL) {
+        enum cca_agent a;
+
+        if (!cca_agent_parse(agent, &a)) {
+            cca_http_respond_error(r, 422, "validation_error",
+                                   "agent must be tech_support, sales or supervisor");
+            return;
+        }
+        q.agent = (int)a;
+    }
+    if (limit != NULL) {
+        if (!parse_uint(limit, 1, 100, &lim)) {
+            cca_http_respond_error(r, 422, "validation_error",
+                                   "limit must be an integer from 1 to 100");
+            return;
+        }
+        q.limit = (unsigned)lim;
+    }
+    if (view != NULL && strcmp(view, "summary") != 0 && strcmp(view, "full") != 0) {
+        cca_http_respond_error(r, 422, "validation_error", "view must be summary or full");
+        return;
+    }
+    q.full = view != NULL && strcmp(view, "full") == 0;
+    if (cca_engine_list(r->http->engine, &q, &out, &err) != CCA_OK) {
+        cca_http_respond_error(r, 422, "validation_error", err.msg);
+        return;
+    }
+    cca_http_respond_json(r, 200, out);
+}
+
+/* ---- health ---------------------------------------------------------------------- */
+
+struct health {
+    const char *status;
+    const char *openai;
+    struct cca_store_health store;
+    struct cca_llm_status llm;
+};
+
+static void get_health(struct cca_http *h, struct health *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    cca_store_get_health(h->store, &ret->store);
+    if (h->llm == NULL) {
+        ret->openai = "offline";
+    } else {
+        cca_llm_get_status(h->llm, &ret->llm);
+        if (ret->llm.auth_failed)
+            ret->openai = "unhealthy";
+        else if (ret->llm.calls == 0)
+            ret->openai = "unknown";
+        else
+            ret->openai = ret->llm.last_http_status / 100 == 2 ? "healthy" : "unhealthy";
+    }
+    if (!ret->store.writable)
+        ret->status = "unhealthy";
+    else if (strcmp(ret->openai, "unhealthy") == 0)
+        ret->status = "degraded"; /* the offline responder still answers */
+    else
+        ret->status = "healthy";
+}
+
+static json_t *health_json(struct cca_http *h, const struct health *hs)
+{
+    json_t *o = json_object();
+    json_t *comp = json_object();
+    char ts[CCA_TIME_LEN];
+    char up[64];
+    int64_t secs = (cca_time_mono_ms() - h->started_mono) / 1000;
+
+    cca_time_format(cca_time_wall_ms(), ts);
+    (void)snprintf(up, sizeof(up), "%lldh %lldm %llds", (long long)(secs / 3600),
+                   (long long)(secs / 60 % 60), (long long)(secs % 60));
+    (void)json_object_set_new(comp, "openai_api", json_string(hs->openai));
+    (void)json_object_set_new(comp, "dialog_storage",
+                              json_string(hs->store.writable ? "healthy" : "unhealthy"));
+    (void)json_object_set_new(comp, "agents", json_string("initialized"));
+    (void)json_object_set_new(o, "status", json_string(hs->status));
+    (void)json_object_set_new(o, "timestamp", json_string(ts));
+    (void)json_object_set_new(o, "version", json_string(h->version));
+    (void)json_object_set_new(o, "environment", json_string(h->cfg->environment));
+    (void)json_object_set_new(o, "components", comp);
+    (void)json_object_set_new(o, "uptime", json_string(up));
+    (void)json_object_set_new(o, "uptime_seconds", json_integer(secs));
+    return o;
+}
+
+static unsigned health_status_code(const struct health *hs)
+{
+    return strcmp(hs->status, "unhealthy") == 0 ? 503 : 200;
+}
+
+static void h_health(struct cca_http_request *r)
+{
+    struct health hs;
+
+    get_health(r->http, &hs);
+    cca_http_respond_json(r, health_status_code(&hs), health_json(r->http, &hs));
+}
+
+static json_t *int_or_null(bool present, long long v)
+{
+    return present ? json_integer(v) : json_null();
+}
+
+static void h_health_detailed(struct cca_http_request *r)
+{
+    struct cca_http *h = r->http;
+    struct health hs;
+    struct cca_engine_stats st;
+    json_t *o;
+    json_t *d = json_object();
+    json_t *s = json_object();
+    json_t *l = json_object();
+    bool have;
+
+    get_health(h, &hs);
+    have = h->llm != NULL && hs.llm.calls > 0;
+    cca_engine_get_stats(h->engine, &st);
+    o = health_json(h, &hs);
+    (void)json_object_set_new(d, "total", json_integer((json_int_t)(st.dialogs[0] +
+                                                                    st.dialogs[1] +
+                                                                    st.dialogs[2])));
+    (void)json_object_set_new(d, "active", json_integer((json_int_t)st.dialogs[0]));
+    (void)json_object_set_new(d, "escalated", json_integer((json_int_t)st.dialogs[1]));
+    (void)json_object_set_new(d, "closed", json_integer((json_int_t)st.dialogs[2]));
+    (void)json_object_set_new(o, "dialogs", d);
+    (void)json_object_set_new(o, "turns_in_flight", json_integer((json_int_t)st.in_flight));
+    (void)json_object_set_new(s, "path", json_string(cca_store_dir(h->store)));
+    (void)json_object_set_new(s, "writable", json_boolean(hs.store.writable));
+    (void)json_object_set_new(s, "free_bytes", json_integer((json_int_t)hs.store.free_bytes));
+    (void)json_object_set_new(o, "storage", s);
+    (void)json_object_set_new(l, "mode", json_string(h->llm != NULL ? "openai" : "offline"));
+    (void)json_object_set_new(l, "model", json_string(h->cfg->openai_model));
+    (void)json_object_set_new(l, "base_url", json_string(h->cfg->openai_base_url));
+    (void)json_object_set_new(l, "calls", json_integer((json_int_t)hs.llm.calls));
+    (void)json_object_set_new(l, "failures", json_integer((json_int_t)hs.llm.failures));
+    (void)json_object_set_new(l, "last_error", hs.llm.last_error[0]
+                                                   ? json_string(hs.llm.last_error)
+                                                   : json_null());
+    (void)json_object_set_new(l, "last_http_status", int_or_null(have, hs.llm.last_http_status));
+    (void)json_object_set_new(l, "last_latency_ms", int_or_null(have, hs.llm.last_latency_ms));
+    (void)json_object_set_new(o, "llm", l);
+    cca_http_respond_json(r, health_status_code(&hs), o);
+}
+
+static void h_ready(struct cca_http_request *r)
+{
+    struct cca_store_health sh;
+    struct cca_engine_stats st;
+    json_t *o = json_object();
+    json_t *reasons = json_array();
+
+    cca_store_get_health(r->http->store, &sh);
+    cca_engine_get_stats(r->http->engine, &st);
+    if (!sh.writable)
+        (void)json_array_append_new(reasons, json_string(sh.last_error[0] ? sh.last_error
+                                                                           : "storage is not writable"));
+    if (st.in_flight >= r->http->cfg->max_pending_turns)
+        (void)json_array_append_new(reasons, json_string("too many turns in flight"));
+    if (json_array_size(reasons) == 0) {
+        json_decref(reasons);
+        (void)json_object_set_new(o, "status", json_string("ready"));
+        cca_http_respond_json(r, 200, o);
+        return;
+    }
+    (void)json_object_set_new(o, "status", json_string("not_ready"));
+    (void)json_object_set_new(o, "reasons", reasons);
+    cca_http_respond_json(r, 503, o);
+}
+
+static void h_live(struct cca_http_request *r)
+{
+    json_t *o = json_object();
+
+    (void)json_object_set_new(o, "status", json_string("alive"));
+    cca_http_respond_json(r, 200, o);
+}
+
+static void h_root(struct cca_http_request *r)
+{
+    json_t *o = json_object();
+
+    (void)json_object_set_new(o, "name", json_string("call-center-agents"));
+    (void)json_object_set_new(o, "version", json_string(r->http->version));
+    (void)json_object_set_new(o, "environment", json_string(r->http->cfg->environment));
+    (void)json_object_set_new(o, "api_docs", json_string("/openapi.yaml"));
+    (void)json_object_set_new(o, "health_check", json_string("/api/v1/health"));
+    cca_http_respond_json(r, 200, o);
+}
+
+static void h_openapi(struct cca_http_request *r)
+{
+    if (r->http->openapi == NULL) {
+        cca_http_respond_error(r, 404, "not_found", "openapi.yaml was not found at start");
+        return;
+    }
+    cca_http_respond_raw(r, 200, "application/yaml",
+                         cca_xstrndup(r->http->openapi, r->http->openapi_len),
+                         r->http->openapi_len);
+}
+
+/* ---- the URL route table ------------------------------------------------------------ */
+
+#define D "/api/v1/dialogue"
+
+/* First match wins: literal segments ("cleanup") come before "{id}". */
+static const struct cca_http_route routes[] = {
+    {"POST", D "/create", h_create, 201, NULL},
+    {"DELETE", D "/cleanup", h_cleanup, 200, NULL},
+    {"DELETE", D "/cleanup/closed", h_cleanup_closed, 200, NULL},
+    {"POST", D "/{id}/message", h_message, 200, "dialog_closed"},
+    {"GET", D "/{id}", h_get, 200, NULL},
+    {"GET", D "/{id}/history", h_get, 200, NULL},
+    {"GET", D "/{id}/status", h_status, 200, NULL},
+    {"POST", D "/{id}/close", h_close, 200, "dialog_closed"},
+    {"DELETE", D "/{id}", h_delete, 200, "dialog_open"},
+    {"GET", "/api/v1/dialogues", h_list, 200, NULL},
+    {"GET", "/api/v1/health", h_health, 200, NULL},
+    {"GET", "/api/v1/health/detailed", h_health_detailed, 200, NULL},
+    {"GET", "/api/v1/health/ready", h_ready, 200, NULL},
+    {"GET", "/api/v1/health/live", h_live, 200, NULL},
+    {"GET", "/", h_root, 200, NULL},
+    {"GET", "/openapi.yaml", h_openapi, 200, NULL},
+};
+
+/* Does @path match @pattern? "{id}" takes one non-empty segment into @seg. */
+static bool path_matches(const char *pattern, const char *path, char *seg, size_t seg_size)
+{
+    while (*pattern != '\0') {
+        if (strncmp(pattern, "{id}", 4) == 0) {
+            size_t n = strcspn(path, "/");
+
+            if (n == 0)
+                return false;
+            if (seg != NULL)
+                (void)snprintf(seg, seg_size, "%.*s", (int)(n < seg_size ? n : seg_size - 1),
+                               path);
+            pattern += 4;
+            path += n;
+            continue;
+        }
+        if (*pattern != *path)
+            return false;
+        pattern++;
+        path++;
+    }
+    return *path == '\0';
+}
+
+const struct cca_http_route *cca_http_match(const char *method, const char *path,
+                                            bool *ret_path_known, char *allow,
+                                            size_t allow_size, char *ret_segment,
+                                            size_t segment_size)
+{
+    const struct cca_http_route *found = NULL;
+    size_t used = 0;
+
+    *ret_path_known = false;
+    allow[0] = '\0';
+    for (size_t i = 0; i < CCA_ARRAY_SIZE(routes); i++) {
+        if (!path_matches(routes[i].pattern, path, NULL, 0))
+            continue;
+        *ret_path_known = true;
+        if (strstr(allow, routes[i].method) == NULL && used < allow_size)
+            used += (size_t)snprintf(allow + used, allow_size - used, "%s%s", used ? ", " : "",
+                                     routes[i].method);
+        if (found == NULL && strcmp(routes[i].method, method) == 0) {
+            found = &routes[i];
+            (void)path_matches(routes[i].pattern, path, ret_segment, segment_size);
+        }
+    }
+    return found;
+}

@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: MIT */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "cca/agent.h"
+#include "cca/config.h"
+#include "cca/engine.h"
+#include "cca/http.h"
+#include "cca/llm.h"
+#include "cca/log.h"
+#include "cca/mem.h"
+#include "cca/router.h"
+#include "cca/store.h"
+#include "cca/text.h"
+
+#ifndef CCA_VERSION
+#define CCA_VERSION "0.1.0"
+#endif
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void warn_config(void *ctx, const char *msg)
+{
+    (void)ctx;
+    cca_log(LOG_WARNING, "config: %s", msg);
+}
+
+static void skip_file(void *ctx, const char *name, const char *why)
+{
+    (void)ctx;
+    cca_log(LOG_WARNING, "store: skipped file='%.100s' reason='%s'", name, why);
+}
+
+static cca_rc make_router(const struct cca_config *cfg, struct cca_router **ret,
+                          struct cca_error *err)
+{
+    struct cca_router_params rp = {
+        .min_score = cfg->router_min_score,
+        .min_margin = cfg->router_min_margin,
+        .default_agent = CCA_AGENT_TECH_SUPPORT,
+    };
+
+    (void)cca_agent_parse(cfg->router_default_agent, &rp.default_agent);
+    return cca_router_new(cfg->lexicon_path, &rp, ret, err);
+}
+
+/* Raise the descriptor limit: every connection and every LLM call needs one. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static int serve(const struct cca_config *cfg)
+{
+    struct cca_error err = {0};
+    struct cca_store *store = NULL;
+    struct cca_router *router = NULL;
+    struct cca_agents *agents = NULL;
+    struct cca_llm *llm = NULL;
+    struct cca_engine *engine = NULL;
+    struct cca_http *http = NULL;
+    struct sigaction sa = {0};
+    char desc[4096];
+    int64_t deadline;
+    int ret = EXIT_FAILURE;
+    cca_rc rc;
+
+    cca_config_describe(cfg, desc, sizeof(desc));
+    cca_log(LOG_INFO, "starting version=%s %s", CCA_VERSION, desc);
+    raise_nofile();
+    rc = make_router(cfg, &router, &err);
+    if (rc == CCA_OK)
+        rc = cca_agents_new(cfg->data_dir, &agents, &err);
+    if (rc != CCA_OK) {
+        cca_log(LOG_ERR, "cannot load data: %s", err.msg);
+        goto out;
+    }
+    if (cca_config_has_llm(cfg)) {
+        struct cca_llm_params lp = {
+            .base_url = cfg->openai_base_url,
+            .api_key = cfg->openai_api_key,
+            .model = cfg->openai_model,
+            .connect_timeout_ms = cfg->llm_connect_timeout_ms,
+            .max_retries = cfg->llm_max_retries,
+            .max_response_bytes = cfg->llm_max_response_bytes,
+            .backoff_base_ms = cfg->llm_backoff_ms,
+        };
+
+        rc = cca_llm_new(&lp, &llm, &err);
+        if (rc != CCA_OK) {
+            cca_log(LOG_ERR, "cannot start the LLM client: %s", err.msg);
+            goto out;
+        }
+        cca_log(LOG_INFO, "llm mode=openai model='%s' base_url='%s'", cfg->openai_model,
+                cfg->openai_base_url);
+    } else {
+        cca_log(LOG_NOTICE, "llm mode=offline: OPENAI_API_KEY is not set, the built-in "
+                            "offline responder answers");
+    }
+    {
+        struct cca_store_params sp = {
+            .dir = cfg->storage_path,
+            .fsync = cfg->storage_fsync,
+            .max_file_bytes = (size_t)64 << 20,
+        };
+
+        rc = cca_store_new(&sp, &store, &err);
+    }
+    if (rc != CCA_OK) {
+        cca_log(LOG_ERR, "cannot open storage: %s", err.msg);
+        goto out;
+    }
+    {
+        struct cca_engine_params ep = {
+            .cfg = cfg,
+            .store = store,
+            .router = router,
+            .agents = agents,
+            .llm = llm,
+            .skip = skip_file,
+        };
+        struct cca_engine_stats st;
+
+        rc = cca_engine_new(&ep, &engine, &err);
+        if (rc != CCA_OK) {
+            cca_log(LOG_ERR, "cannot load dialogs: %s", err.msg);
+            goto out;
+        }
+        cca_engine_get_stats(engine, &st);
+        cca_log(LOG_INFO, "store loaded path='%s' dialogs=%zu", cfg->storage_path,
+                st.dialogs[0] + st.dialogs[1] + st.dialogs[2]);
+    }
+    {
+        struct cca_http_params hp = {
+            .cfg = cfg, .engine = engine, .store = store, .llm = llm, .version = CCA_VERSION};
+
+        rc = cca_http_new(&hp, &http, &err);
+    }
+    if (rc != CCA_OK) {
+        cca_log(LOG_ERR, "cannot start HTTP: %s", err.msg);
+        goto out;
+    }
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    (void)sigaction(SIGTERM, &sa, NULL);
+    (void)sigaction(SIGINT, &sa, NULL);
+    cca_log(LOG_INFO, "event=listening host=%s port=%u threads=%u", cfg->host,
+            cca_http_port(http), cfg->threads);
+    while (!stop_requested)
+        pause();
+
+    /* Stop accepting, let turns in flight finish within the LLM deadline, exit 0. */
+    cca_log(LOG_INFO, "event=stopping: finishing turns in flight");
+    cca_http_quiesce(http);
+    deadline = cca_time_mono_ms() + (int64_t)(cfg->llm_timeout_s * 1000.0) + 2000;
+    if (!cca_engine_drain(engine, deadline))
+        cca_log(LOG_WARNING, "turns still in flight at the deadline, cancelling them");
+    cca_llm_free(llm); /* cancels what is left: those turns answer degraded */
+    llm = NULL;
+    (void)cca_engine_drain(engine, cca_time_mono_ms() + 5000);
+    ret = EXIT_SUCCESS;
+out:
+    cca_http_free(http);
+    cca_llm_free(llm);
+    cca_engine_free(engine);
+    cca_store_free(store);
+    cca_agents_free(agents);
+    cca_router_free(router);
+    cca_text_thread_cleanup();
+    if (ret == EXIT_SUCCESS)
+        cca_log(LOG_INFO, "event=stopped");
+    return ret;
+}
+
+int main(int argc, char **argv)
+{
+    struct cca_config cfg;
+    struct cca_error err = {0};
+    const char *cmd = argc > 1 ? argv[1] : "serve";
+    int ret;
+
+    /* House style 8.5 rule 8: jansson allocator and seed, then curl, then config. */
+    cca_mem_install_jansson();
+    json_object_seed(0);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "fatal: curl_global_init failed\n");
+        return EXIT_FAILURE;
+    }
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        cca_config_print_help(stdout);
+        ret = EXIT_SUCCESS;
+        goto out;
+    }
+    if (cca_config_load(&cfg, ".env", warn_config, NULL, &err) != CCA_OK) {
+        fprintf(stderr, "configuration error: %s\n(see call-center-agents --help)\n", err.msg);
+        ret = EXIT_FAILURE;
+        goto out;
+    }
+    cca_log_level = cfg.log_level;
+    if (strcmp(cmd, "route") == 0) {
+        struct cca_router *router = NULL;
+
+        if (make_router(&cfg, &router, &err) != CCA_OK) {
+            fprintf(stderr, "cannot load the lexicon: %s\n", err.msg);
+            ret = EXIT_FAILURE;
+            goto out;
+        }
+        ret = cca_route_cli(router, argc - 1, argv + 1);
+        cca_router_free(router);
+        cca_text_thread_cleanup();
+    } else if (strcmp(cmd, "serve") == 0) {
+        ret = serve(&cfg);
+    } else {
+        fprintf(stderr, "unknown command '%s'\n\n", cmd);
+        cca_config_print_help(stderr);
+        ret = EXIT_FAILURE;
+    }
+out:
+    curl_global_cleanup();
+    return ret;
+}

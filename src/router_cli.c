@@ -1,0 +1,288 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "cca/mem.h"
+#include "cca/router.h"
+
+/*
+ * `call-center-agents route [--eval] [--json] [--current AGENT]`: the keyword
+ * stage on stdin, one decision per line, or an evaluation report. Never calls
+ * the LLM. Output goes to stdout; usage and I/O problems go to stderr (this is
+ * an edge layer, like main.c).
+ */
+
+#define LINE_MAX_BYTES (64 * 1024)
+#define DUMP_FLAGS     (JSON_COMPACT | JSON_REAL_PRECISION(15))
+
+struct eval {
+    size_t confusion[CCA_AGENT__COUNT][CCA_AGENT__COUNT]; /* [expected][got] */
+    size_t total;
+    size_t clear;
+    size_t clear_correct;
+    size_t skipped; /* no or bad expected_agent, or an error line */
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: call-center-agents route [--eval [--json]] [--current AGENT]\n"
+               "  Reads one message per line on stdin: plain text, or a JSON object\n"
+               "  with \"text\" (other fields, e.g. \"expected_agent\", are copied).\n"
+               "  Prints one routing decision per line as JSON. Never calls the LLM.\n"
+               "  --eval          print precision/recall/F1 per agent for JSONL input\n"
+               "                  with \"expected_agent\" instead of the decisions\n"
+               "  --json          with --eval: print the report as JSON\n"
+               "  --current AGENT treat every line as a follow-up in a dialog held\n"
+               "                  by AGENT (a \"current_agent\" field overrides it)\n");
+}
+
+static void print_json(json_t *j)
+{
+    char *s = json_dumps(j, DUMP_FLAGS);
+
+    if (s != NULL) {
+        fputs(s, stdout);
+        fputc('\n', stdout);
+        free(s);
+    }
+}
+
+static void print_error(size_t lineno, const char *msg)
+{
+    json_t *j = json_pack("{s:s, s:I}", "error", msg, "line", (json_int_t)lineno);
+
+    print_json(j);
+    json_decref(j);
+}
+
+/*
+ * Handle one input line (no newline). Returns the decision object (new) or NULL
+ * after printing an error line; *ret_expected is set when the input names one.
+ */
+static json_t *route_line(const struct cca_router *router, enum cca_agent current,
+                          const char *line, size_t len, size_t lineno, bool quiet,
+                          struct cca_route *ret_route, enum cca_agent *ret_expected)
+{
+    json_t *in = NULL, *out = NULL, *v;
+    const char *text = line, *key;
+    size_t text_len = len;
+    size_t i = 0;
+
+    *ret_expected = CCA_AGENT_NONE;
+    while (i < len && (line[i] == ' ' || line[i] == '\t'))
+        i++;
+    if (i < len && line[i] == '{') {
+        json_error_t jerr;
+
+        in = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+        v = json_object_get(in, "text");
+        if (!json_is_string(v)) {
+            if (!quiet)
+                print_error(lineno, in == NULL ? "bad JSON" : "no string \"text\"");
+            goto out;
+        }
+        text = json_string_value(v);
+        text_len = json_string_length(v);
+        v = json_object_get(in, "current_agent");
+        if (json_is_string(v))
+            (void)cca_agent_parse(json_string_value(v), &current);
+        v = json_object_get(in, "expected_agent");
+        if (json_is_string(v))
+            (void)cca_agent_parse(json_string_value(v), ret_expected);
+    }
+    cca_router_route(router, text, text_len, current, ret_route);
+    out = cca_route_to_json(ret_route);
+    v = json_stringn(text, text_len);
+    if (v == NULL) {
+        if (!quiet)
+            print_error(lineno, "text is not valid UTF-8");
+        json_decref(out);
+        out = NULL;
+        goto out;
+    }
+    (void)json_object_set_new(out, "text", v);
+    json_object_foreach(in, key, v)
+    {
+        if (json_object_get(out, key) == NULL)
+            (void)json_object_set(out, key, v);
+    }
+out:
+    json_decref(in);
+    return out;
+}
+
+static json_t *eval_report(const struct eval *ev)
+{
+    json_t *rep = json_object(), *agents = json_object();
+    double f1_sum = 0;
+    size_t correct = 0;
+
+    for (int a = 0; a < CCA_AGENT__COUNT; a++) {
+        size_t tp = ev->confusion[a][a], got = 0, support = 0;
+        double prec, rec, f1;
+
+        for (int b = 0; b < CCA_AGENT__COUNT; b++) {
+            got += ev->confusion[b][a];
+            support += ev->confusion[a][b];
+        }
+        prec = got ? (double)tp / (double)got : 0;
+        rec = support ? (double)tp / (double)support : 0;
+        f1 = prec + rec > 0 ? 2 * prec * rec / (prec + rec) : 0;
+        f1_sum += f1;
+        correct += tp;
+        (void)json_object_set_new(agents, cca_agent_name((enum cca_agent)a),
+                                  json_pack("{s:f, s:f, s:f, s:I}", "precision", prec,
+                                            "recall", rec, "f1", f1, "support",
+                                            (json_int_t)support));
+    }
+    (void)json_object_set_new(rep, "agents", agents);
+    (void)json_object_set_new(rep, "macro_f1", json_real(f1_sum / CCA_AGENT__COUNT));
+    (void)json_object_set_new(
+        rep, "accuracy",
+        json_real(ev->total ? (double)correct / (double)ev->total : 0));
+    (void)json_object_set_new(rep, "messages", json_integer((json_int_t)ev->total));
+    (void)json_object_set_new(rep, "skipped", json_integer((json_int_t)ev->skipped));
+    (void)json_object_set_new(rep, "clear", json_integer((json_int_t)ev->clear));
+    (void)json_object_set_new(
+        rep, "clear_share",
+        json_real(ev->total ? (double)ev->clear / (double)ev->total : 0));
+    (void)json_object_set_new(
+        rep, "clear_accuracy",
+        json_real(ev->clear ? (double)ev->clear_correct / (double)ev->clear : 0));
+    return rep;
+}
+
+static void print_report_text(const struct eval *ev, json_t *rep)
+{
+    json_t *agents = json_object_get(rep, "agents");
+
+    printf("%-14s %9s %7s %7s %8s\n", "agent", "precision", "recall", "f1", "support");
+    for (int a = 0; a < CCA_AGENT__COUNT; a++) {
+        const char *name = cca_agent_name((enum cca_agent)a);
+        json_t *m = json_object_get(agents, name);
+
+        printf("%-14s %9.3f %7.3f %7.3f %8lld\n", name,
+               json_real_value(json_object_get(m, "precision")),
+               json_real_value(json_object_get(m, "recall")),
+               json_real_value(json_object_get(m, "f1")),
+               (long long)json_integer_value(json_object_get(m, "support")));
+    }
+    printf("macro-F1 %.3f  accuracy %.3f  messages %zu  skipped %zu\n",
+           json_real_value(json_object_get(rep, "macro_f1")),
+           json_real_value(json_object_get(rep, "accuracy")), ev->total, ev->skipped);
+    printf("clear (keyword) %zu (%.1f%%), accuracy when clear %.3f; "
+           "not clear (default, LLM candidates) %zu (%.1f%%)\n",
+           ev->clear, ev->total ? 100.0 * (double)ev->clear / (double)ev->total : 0.0,
+           json_real_value(json_object_get(rep, "clear_accuracy")),
+           ev->total - ev->clear,
+           ev->total ? 100.0 * (double)(ev->total - ev->clear) / (double)ev->total : 0.0);
+    printf("confusion (rows expected, columns routed): tech_support sales supervisor\n");
+    for (int a = 0; a < CCA_AGENT__COUNT; a++)
+        printf("  %-12s %6zu %6zu %6zu\n", cca_agent_name((enum cca_agent)a),
+               ev->confusion[a][0], ev->confusion[a][1], ev->confusion[a][2]);
+}
+
+int cca_route_cli(const struct cca_router *router, int argc, char **argv)
+{
+    enum cca_agent current = CCA_AGENT_NONE;
+    bool eval_mode = false, json_report = false;
+    struct eval ev = {0};
+    char *buf = NULL;
+    size_t lineno = 0;
+    int rc = EXIT_SUCCESS;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--eval") == 0) {
+            eval_mode = true;
+        } else if (strcmp(argv[i], "--json") == 0) {
+            json_report = true;
+        } else if (strcmp(argv[i], "--current") == 0 && i + 1 < argc) {
+            if (!cca_agent_parse(argv[++i], &current)) {
+                fprintf(stderr, "route: unknown agent '%s'\n", argv[i]);
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return EXIT_SUCCESS;
+        } else {
+            fprintf(stderr, "route: unknown option '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+
+    buf = cca_xmalloc(LINE_MAX_BYTES + 1);
+    for (;;) {
+        struct cca_route route;
+        enum cca_agent expected;
+        json_t *out;
+        size_t len = 0;
+        bool too_long = false;
+        int c;
+
+        /* Read one line by hand: embedded NUL bytes stay part of it. */
+        while ((c = getc(stdin)) != EOF && c != '\n') {
+            if (len < LINE_MAX_BYTES)
+                buf[len++] = (char)c;
+            else
+                too_long = true;
+        }
+        if (c == EOF && len == 0 && !too_long)
+            break;
+        lineno++;
+        if (too_long) {
+            if (eval_mode)
+                ev.skipped++;
+            else
+                print_error(lineno, "line longer than 65536 bytes, skipped");
+            continue;
+        }
+        if (len > 0 && buf[len - 1] == '\r')
+            len--;
+        buf[len] = '\0';
+        if (len == 0)
+            continue;
+        out = route_line(router, current, buf, len, lineno, eval_mode, &route, &expected);
+        if (out == NULL) {
+            ev.skipped += eval_mode;
+            continue;
+        }
+        if (!eval_mode) {
+            print_json(out);
+        } else if (expected == CCA_AGENT_NONE) {
+            ev.skipped++;
+        } else {
+            ev.confusion[expected][route.agent]++;
+            ev.total++;
+            ev.clear += route.clear;
+            ev.clear_correct += route.clear && route.agent == expected;
+        }
+        json_decref(out);
+    }
+    if (ferror(stdin)) {
+        fprintf(stderr, "route: error reading stdin\n");
+        rc = EXIT_FAILURE;
+        goto out;
+    }
+    if (eval_mode) {
+        json_t *rep = eval_report(&ev);
+
+        if (json_report)
+            print_json(rep);
+        else
+            print_report_text(&ev, rep);
+        json_decref(rep);
+        if (ev.total == 0) {
+            fprintf(stderr, "route: no line had a valid \"expected_agent\"\n");
+            rc = EXIT_FAILURE;
+        }
+    }
+out:
+    free(buf);
+    if (fflush(stdout) != 0)
+        rc = EXIT_FAILURE;
+    return rc;
+}

@@ -1,0 +1,470 @@
+/* SPDX-License-Identifier: MIT */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "cca/dialog.h"
+#include "cca/mem.h"
+#include "cca/store.h"
+
+enum job_kind { JOB_WRITE, JOB_REMOVE };
+
+struct job {
+    struct job *next;
+    enum job_kind kind;
+    char id[37];
+    const char *bytes;
+    size_t len;
+    cca_store_done_fn done;
+    void *ctx;
+    cca_rc rc;
+    struct cca_error err;
+};
+
+struct cca_store {
+    char *dir;
+    int dirfd;
+    bool fsync;
+    size_t max_file_bytes;
+    pthread_t writer;
+    bool writer_started;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct job *head;
+    struct job *tail;
+    bool stop;
+    /* health, under lock */
+    bool last_ok;
+    char last_error[160];
+};
+
+static cca_rc errno_rc(int e)
+{
+    return (e == ENOSPC || e == EDQUOT) ? CCA_ERR_NO_SPACE : CCA_ERR_IO;
+}
+
+static void tmp_name(const char *id, char buf[64])
+{
+    (void)snprintf(buf, 64, ".%s.json.tmp", id);
+}
+
+static void final_name(const char *id, char buf[64])
+{
+    (void)snprintf(buf, 64, "%s.json", id);
+}
+
+static bool write_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return false;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+static void job_fail(struct job *j, int e, const char *what)
+{
+    j->rc = cca_error_set(&j->err, errno_rc(e), "%s %s.json: %s", what, j->id, strerror(e));
+}
+
+/* Step 1 of a batch: the data of each write into its temporary file. */
+static void write_tmp(struct cca_store *s, struct job *j, bool flush_now)
+{
+    char name[64];
+    int fd;
+
+    tmp_name(j->id, name);
+    fd = openat(s->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        job_fail(j, errno, "cannot create temporary file for");
+        return;
+    }
+    if (!write_all(fd, j->bytes, j->len)) {
+        job_fail(j, errno, "cannot write");
+    } else if (flush_now && fdatasync(fd) != 0) {
+        job_fail(j, errno, "cannot flush");
+    }
+    if (close(fd) != 0 && j->rc == CCA_OK)
+        job_fail(j, errno, "cannot close");
+    if (j->rc != CCA_OK)
+        (void)unlinkat(s->dirfd, name, 0);
+}
+
+static void run_batch(struct cca_store *s, struct job *batch)
+{
+    char tmp[64];
+    char fin[64];
+    size_t writes = 0;
+    bool renamed = false;
+    struct job *j;
+
+    for (j = batch; j != NULL; j = j->next)
+        writes += j->kind == JOB_WRITE;
+    /* A batch of one flushes just its file; a larger batch is flushed by one syncfs. */
+    for (j = batch; j != NULL; j = j->next) {
+        if (j->kind == JOB_WRITE)
+            write_tmp(s, j, s->fsync && writes == 1);
+    }
+    if (s->fsync && writes > 1 && syncfs(s->dirfd) != 0) {
+        int e = errno;
+
+        for (j = batch; j != NULL; j = j->next) {
+            if (j->kind == JOB_WRITE && j->rc == CCA_OK) {
+                job_fail(j, e, "cannot flush");
+                tmp_name(j->id, tmp);
+                (void)unlinkat(s->dirfd, tmp, 0);
+            }
+        }
+    }
+    for (j = batch; j != NULL; j = j->next) {
+        if (j->rc != CCA_OK)
+            continue;
+        final_name(j->id, fin);
+        if (j->kind == JOB_WRITE) {
+            tmp_name(j->id, tmp);
+            if (renameat(s->dirfd, tmp, s->dirfd, fin) != 0) {
+                job_fail(j, errno, "cannot rename");
+                (void)unlinkat(s->dirfd, tmp, 0);
+                continue;
+            }
+        } else if (unlinkat(s->dirfd, fin, 0) != 0 && errno != ENOENT) {
+            job_fail(j, errno, "cannot remove");
+            continue;
+        }
+        renamed = true;
+    }
+    if (s->fsync && renamed && fsync(s->dirfd) != 0) {
+        int e = errno;
+
+        for (j = batch; j != NULL; j = j->next) {
+            if (j->rc == CCA_OK)
+                job_fail(j, e, "cannot flush the directory after writing");
+        }
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    struct cca_store *s = arg;
+
+    for (;;) {
+        struct job *batch;
+        struct job *next;
+        bool ok = true;
+
+        pthread_mutex_lock(&s->lock);
+        while (s->head == NULL && !s->stop)
+            pthread_cond_wait(&s->cond, &s->lock);
+        batch = s->head;
+        s->head = s->tail = NULL;
+        pthread_mutex_unlock(&s->lock);
+        if (batch == NULL)
+            break; /* stop requested and nothing left */
+
+        run_batch(s, batch);
+        for (struct job *j = batch; j != NULL; j = j->next) {
+            if (j->rc != CCA_OK) {
+                ok = false;
+                pthread_mutex_lock(&s->lock);
+                (void)snprintf(s->last_error, sizeof(s->last_error), "%s", j->err.msg);
+                pthread_mutex_unlock(&s->lock);
+            }
+        }
+        pthread_mutex_lock(&s->lock);
+        s->last_ok = ok;
+        pthread_mutex_unlock(&s->lock);
+        for (struct job *j = batch; j != NULL; j = next) {
+            next = j->next;
+            j->done(j->ctx, j->rc, &j->err);
+            free(j);
+        }
+    }
+    return NULL;
+}
+
+static cca_rc mkdir_p(const char *dir, struct cca_error *err)
+{
+    char path[4096];
+    size_t len = strlen(dir);
+
+    if (len == 0 || len >= sizeof(path))
+        return cca_error_set(err, CCA_ERR_INVALID, "storage path is empty or too long");
+    memcpy(path, dir, len + 1);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0750) != 0 && errno != EEXIST)
+            return cca_error_set(err, errno_rc(errno), "cannot create %s: %s", path,
+                                 strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(path, 0750) != 0 && errno != EEXIST)
+        return cca_error_set(err, errno_rc(errno), "cannot create %s: %s", path,
+                             strerror(errno));
+    return CCA_OK;
+}
+
+cca_rc cca_store_new(const struct cca_store_params *params, struct cca_store **ret_store,
+                     struct cca_error *reterr)
+{
+    struct cca_store *s = NULL;
+    cca_rc rc;
+
+    rc = mkdir_p(params->dir, reterr);
+    if (rc != CCA_OK)
+        goto out;
+    s = cca_xcalloc(1, sizeof(*s));
+    s->dirfd = -1;
+    s->dir = cca_xstrdup(params->dir);
+    s->fsync = params->fsync;
+    s->max_file_bytes = params->max_file_bytes;
+    s->last_ok = true;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    s->dirfd = open(params->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->dirfd < 0) {
+        rc = cca_error_set(reterr, CCA_ERR_IO, "cannot open %s: %s", params->dir,
+                           strerror(errno));
+        goto out;
+    }
+    if (faccessat(s->dirfd, ".", W_OK, AT_EACCESS) != 0) {
+        rc = cca_error_set(reterr, CCA_ERR_IO, "%s is not writable: %s", params->dir,
+                           strerror(errno));
+        goto out;
+    }
+    if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
+        rc = cca_error_set(reterr, CCA_ERR_INTERNAL, "cannot start the writer thread");
+        goto out;
+    }
+    s->writer_started = true;
+    *ret_store = s;
+    s = NULL;
+out:
+    cca_store_free(s);
+    return rc;
+}
+
+void cca_store_free(struct cca_store *s)
+{
+    if (s == NULL)
+        return;
+    if (s->writer_started) {
+        pthread_mutex_lock(&s->lock);
+        s->stop = true;
+        pthread_cond_signal(&s->cond);
+        pthread_mutex_unlock(&s->lock);
+        pthread_join(s->writer, NULL);
+    }
+    if (s->dirfd >= 0)
+        close(s->dirfd);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cond);
+    free(s->dir);
+    free(s);
+}
+
+static bool is_dialog_file(const char *name, char id[37])
+{
+    size_t len = strlen(name);
+    char canon[37];
+
+    if (len != 36 + 5 || strcmp(name + 36, ".json") != 0)
+        return false;
+    memcpy(id, name, 36);
+    id[36] = '\0';
+    return cca_uuid_canonical(id, canon) && strcmp(canon, id) == 0;
+}
+
+static bool is_tmp_file(const char *name)
+{
+    size_t len = strlen(name);
+
+    return name[0] == '.' && len > 4 && strcmp(name + len - 4, ".tmp") == 0;
+}
+
+/* Read one dialog file; on failure say why in @why. */
+static char *read_file(struct cca_store *s, const char *name, size_t *ret_len, char *why,
+                       size_t why_size)
+{
+    struct stat st;
+    char *buf = NULL;
+    size_t got = 0;
+    int fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+    if (fd < 0) {
+        (void)snprintf(why, why_size, "cannot open: %s", strerror(errno));
+        goto out;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        (void)snprintf(why, why_size, "not a regular file");
+        goto out;
+    }
+    if ((size_t)st.st_size > s->max_file_bytes) {
+        (void)snprintf(why, why_size, "larger than %zu bytes", s->max_file_bytes);
+        goto out;
+    }
+    buf = cca_xmalloc((size_t)st.st_size + 1);
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            (void)snprintf(why, why_size, "read failed");
+            free(buf);
+            buf = NULL;
+            goto out;
+        }
+        got += (size_t)n;
+    }
+    buf[got] = '\0';
+    *ret_len = got;
+out:
+    if (fd >= 0)
+        close(fd);
+    return buf;
+}
+
+cca_rc cca_store_scan(struct cca_store *s, cca_store_load_fn load, cca_store_skip_fn skip,
+                      void *ctx, struct cca_error *reterr)
+{
+    struct dirent *de;
+    DIR *d;
+    int fd = dup(s->dirfd);
+
+    if (fd < 0 || (d = fdopendir(fd)) == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return cca_error_set(reterr, CCA_ERR_IO, "cannot list %s: %s", s->dir, strerror(errno));
+    }
+    rewinddir(d);
+    while ((de = readdir(d)) != NULL) {
+        char id[37];
+        char why[200];
+        struct cca_error err = {0};
+        json_error_t jerr;
+        json_t *doc;
+        size_t len = 0;
+        char *bytes;
+
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+            strcmp(de->d_name, ".gitkeep") == 0)
+            continue;
+        if (is_tmp_file(de->d_name)) {
+            /* An interrupted write: the target still holds the previous version. */
+            (void)unlinkat(s->dirfd, de->d_name, 0);
+            if (skip != NULL)
+                skip(ctx, de->d_name, "leftover temporary file of an interrupted write, removed");
+            continue;
+        }
+        if (!is_dialog_file(de->d_name, id)) {
+            if (skip != NULL)
+                skip(ctx, de->d_name, "not a <uuid>.json dialog file, ignoring");
+            continue;
+        }
+        bytes = read_file(s, de->d_name, &len, why, sizeof(why));
+        if (bytes == NULL) {
+            if (skip != NULL)
+                skip(ctx, de->d_name, why);
+            continue;
+        }
+        doc = json_loadb(bytes, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (doc == NULL || cca_dialog_validate(doc, id, &err) != CCA_OK) {
+            if (doc == NULL)
+                (void)snprintf(why, sizeof(why), "corrupt JSON at line %d: %s, ignoring",
+                               jerr.line, jerr.text);
+            else
+                (void)snprintf(why, sizeof(why), "invalid dialog: %s, ignoring", err.msg);
+            if (skip != NULL)
+                skip(ctx, de->d_name, why);
+            json_decref(doc);
+            free(bytes);
+            continue;
+        }
+        load(ctx, id, doc, bytes, len);
+    }
+    closedir(d);
+    return CCA_OK;
+}
+
+static void enqueue(struct cca_store *s, struct job *j)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->tail != NULL)
+        s->tail->next = j;
+    else
+        s->head = j;
+    s->tail = j;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void cca_store_write(struct cca_store *s, const char *id, const char *bytes, size_t len,
+                     cca_store_done_fn done, void *ctx)
+{
+    struct job *j = cca_xcalloc(1, sizeof(*j));
+
+    j->kind = JOB_WRITE;
+    (void)snprintf(j->id, sizeof(j->id), "%s", id);
+    j->bytes = bytes;
+    j->len = len;
+    j->done = done;
+    j->ctx = ctx;
+    enqueue(s, j);
+}
+
+void cca_store_remove(struct cca_store *s, const char *id, cca_store_done_fn done, void *ctx)
+{
+    struct job *j = cca_xcalloc(1, sizeof(*j));
+
+    j->kind = JOB_REMOVE;
+    (void)snprintf(j->id, sizeof(j->id), "%s", id);
+    j->done = done;
+    j->ctx = ctx;
+    enqueue(s, j);
+}
+
+void cca_store_get_health(struct cca_store *s, struct cca_store_health *ret)
+{
+    struct statvfs vfs;
+
+    memset(ret, 0, sizeof(*ret));
+    pthread_mutex_lock(&s->lock);
+    ret->writable = s->last_ok;
+    (void)snprintf(ret->last_error, sizeof(ret->last_error), "%s", s->last_error);
+    pthread_mutex_unlock(&s->lock);
+    if (faccessat(s->dirfd, ".", W_OK, AT_EACCESS) != 0) {
+        ret->writable = false;
+        (void)snprintf(ret->last_error, sizeof(ret->last_error), "directory not writable: %s",
+                       strerror(errno));
+    }
+    if (fstatvfs(s->dirfd, &vfs) == 0) {
+        ret->free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+        if (vfs.f_flag & ST_RDONLY) {
+            ret->writable = false;
+            (void)snprintf(ret->last_error, sizeof(ret->last_error), "file system is read-only");
+        }
+    }
+}
+
+const char *cca_store_dir(const struct cca_store *s)
+{
+    return s->dir;
+}

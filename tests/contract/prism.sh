@@ -1,0 +1,475 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# prism.sh SERVER_BINARY - live contract test of the server against openapi.yaml.
+#
+# Starts SERVER_BINARY offline (no OPENAI_API_KEY) on a free port with a
+# temporary dialog store, puts `prism proxy --errors` in front of it and sends
+# a scenario that calls every documented operation plus the main error
+# statuses. A request FAILS when its status differs from the expected one or
+# when Prism adds an `sl-violations` header (the response, its headers or its
+# status code do not match openapi.yaml).
+#
+# Prism answers some requests itself and never forwards them: a malformed JSON
+# body (Prism parses JSON bodies first) and a method the path does not
+# document (405 NO_METHOD_MATCHED_ERROR). Those cases are sent straight to the
+# server ("direct" lines) and their error body ({"detail","code"}, Content-Type,
+# Allow header) is checked by this script instead.
+#
+# Exit: 0 pass, 1 contract failures (or the server did not come up),
+# 77 skip (tools/node_modules missing: run `npm ci --prefix tools`), 99 harness
+# error. Set PRISM_SH_KEEP=1 to keep the temporary directory with the logs.
+set -u
+
+root=$(CDPATH='' cd -- "$(dirname -- "$0")/../.." && pwd) || exit 99
+prism="$root/tools/node_modules/.bin/prism"
+spec="$root/openapi.yaml"
+
+if [ ! -x "$prism" ]; then
+    echo "SKIP: $prism not found; run: npm ci --prefix tools" >&2
+    exit 77
+fi
+if [ $# -ne 1 ]; then
+    echo "usage: $0 SERVER_BINARY" >&2
+    exit 99
+fi
+for tool in curl python3 setsid; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "SKIP: $tool is not installed" >&2
+        exit 77
+    fi
+done
+case $1 in
+/*) server=$1 ;;
+*) server="$PWD/$1" ;;
+esac
+if [ ! -x "$server" ]; then
+    echo "prism.sh: $server is not an executable" >&2
+    exit 99
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/cca-prism.XXXXXX") || exit 99
+server_pid=
+prism_pid=
+failures=0
+total=0
+
+# shellcheck disable=SC2317 # called from the EXIT trap
+stop() {
+    # Our own children only, by pid. Prism runs in its own session (setsid),
+    # so its process group id is its pid and the group holds nothing else.
+    if [ -n "$prism_pid" ]; then
+        kill -TERM -- "-$prism_pid" 2>/dev/null || kill -TERM "$prism_pid" 2>/dev/null
+        wait "$prism_pid" 2>/dev/null
+        prism_pid=
+    fi
+    if [ -n "$server_pid" ]; then
+        kill -TERM "$server_pid" 2>/dev/null
+        for _ in $(seq 50); do
+            kill -0 "$server_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$server_pid" 2>/dev/null
+        wait "$server_pid" 2>/dev/null
+        server_pid=
+    fi
+}
+
+# shellcheck disable=SC2317 # the EXIT trap
+cleanup() {
+    stop
+    if [ "${PRISM_SH_KEEP:-0}" = 1 ]; then
+        echo "logs kept in $tmp" >&2
+    else
+        rm -rf "$tmp"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 99' INT TERM HUP
+
+show_logs() {
+    echo "---- server log (last 40 lines) ----" >&2
+    tail -n 40 "$tmp/server.log" >&2 2>/dev/null
+    if [ -f "$tmp/prism.log" ]; then
+        echo "---- prism log (last 40 lines) ----" >&2
+        tail -n 40 "$tmp/prism.log" >&2
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# 1. Start the server (offline, port 0, temporary storage). The working
+#    directory is $tmp so that no ./.env of the caller is read.
+mkdir -p "$tmp/dialogs" || exit 99
+(
+    cd "$tmp" || exit 99
+    exec env -u OPENAI_API_KEY \
+        PORT=0 HOST=127.0.0.1 \
+        DIALOGS_STORAGE_PATH="$tmp/dialogs" \
+        DATA_DIR="$root/data" \
+        MAX_BODY_BYTES=65536 \
+        "$server"
+) >"$tmp/server.log" 2>&1 &
+server_pid=$!
+
+server_port=
+for _ in $(seq 100); do
+    server_port=$(grep -m1 'event=listening' "$tmp/server.log" 2>/dev/null |
+        grep -o '\bport=[0-9]\+' | head -n1 | cut -d= -f2)
+    [ -n "$server_port" ] && break
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        wait "$server_pid"
+        echo "FAIL: the server exited with status $? before listening" >&2
+        server_pid=
+        show_logs
+        exit 1
+    fi
+    sleep 0.1
+done
+if [ -z "$server_port" ]; then
+    echo "FAIL: no 'event=listening ... port=N' line in the server log after 10 s" >&2
+    show_logs
+    exit 1
+fi
+direct="http://127.0.0.1:$server_port"
+
+# 3. Wait for liveness.
+live=
+for _ in $(seq 100); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$direct/api/v1/health/live")
+    if [ "$code" = 200 ]; then
+        live=1
+        break
+    fi
+    sleep 0.1
+done
+if [ -z "$live" ]; then
+    echo "FAIL: GET /api/v1/health/live did not answer 200 within 10 s (last: $code)" >&2
+    show_logs
+    exit 1
+fi
+echo "server: pid $server_pid on $direct"
+
+# 4. Start Prism in validation-proxy mode on a free port.
+(
+    cd "$root" || exit 99
+    exec setsid "$prism" proxy -h 127.0.0.1 -p 0 --multiprocess=false \
+        "$spec" "$direct" --errors --validate-request=false
+) >"$tmp/prism.log" 2>&1 &
+prism_pid=$!
+
+prism_port=
+for _ in $(seq 600); do
+    prism_port=$(grep -m1 'Prism is listening' "$tmp/prism.log" 2>/dev/null |
+        sed -n 's/.*listening on http:\/\/[^ ]*:\([0-9][0-9]*\).*/\1/p')
+    [ -n "$prism_port" ] && break
+    if ! kill -0 "$prism_pid" 2>/dev/null; then
+        echo "ERROR: prism exited before listening" >&2
+        prism_pid=
+        show_logs
+        exit 99
+    fi
+    sleep 0.1
+done
+if [ -z "$prism_port" ]; then
+    echo "ERROR: prism did not log 'Prism is listening' within 60 s" >&2
+    show_logs
+    exit 99
+fi
+proxy="http://127.0.0.1:$prism_port"
+echo "prism:  pid $prism_pid on $proxy"
+echo
+
+# ---------------------------------------------------------------------------
+# Helpers.
+#
+# Request bodies are sent as compact JSON without escapes: Prism re-serializes
+# a JSON body with JSON.stringify but forwards the client's Content-Length, so
+# the two byte strings must be identical.
+
+body="$tmp/body"
+headers="$tmp/headers"
+
+# json_get FILE EXPR - print EXPR evaluated on the JSON in FILE as `d`
+# (e.g. "d['dialog_id']"); empty output when that fails.
+json_get() {
+    python3 - "$1" "$2" <<'EOF' 2>/dev/null
+import json, sys
+d = json.load(open(sys.argv[1], encoding="utf-8"))
+v = eval(sys.argv[2], {"d": d})
+print("" if v is None else v)
+EOF
+}
+
+# header_value NAME - value of response header NAME (last response), or empty.
+header_value() {
+    tr -d '\r' <"$headers" | awk -v n="$1" '
+        { split($0, a, ":"); if (tolower(a[1]) == tolower(n)) { sub(/^[^:]*:[ \t]*/, ""); v = $0 } }
+        END { print v }'
+}
+
+report() { # report OK|FAIL STATUS METHOD PATH LABEL [DETAIL...]
+    local verdict=$1 status=$2 method=$3 path=$4 label=$5
+    shift 5
+    total=$((total + 1))
+    if [ "$verdict" = OK ]; then
+        printf 'ok    %s %-6s %s  (%s)\n' "$status" "$method" "$path" "$label"
+    else
+        failures=$((failures + 1))
+        printf 'FAIL  %s %-6s %s  (%s)\n' "$status" "$method" "$path" "$label"
+        local line
+        for line in "$@"; do
+            printf '        %s\n' "$line"
+        done
+        printf '        body: %s\n' "$(head -c 600 "$body" 2>/dev/null | tr '\n' ' ')"
+    fi
+}
+
+# p EXPECTED METHOD PATH LABEL [CURL_ARGS...] - one request through Prism.
+p() {
+    local expected=$1 method=$2 path=$3 label=$4
+    shift 4
+    local status
+    : >"$body"
+    : >"$headers"
+    status=$(curl -sS --max-time 60 -o "$body" -D "$headers" -w '%{http_code}' \
+        -X "$method" "$@" "$proxy$path" 2>"$tmp/curl.err") || status=000
+    local problems=()
+    [ "$status" = "$expected" ] || problems+=("expected status $expected, got $status $(cat "$tmp/curl.err")")
+    local violations
+    violations=$(header_value sl-violations)
+    [ -z "$violations" ] || problems+=("sl-violations: $violations")
+    if [ ${#problems[@]} -eq 0 ]; then
+        report OK "$status" "$method" "$path" "$label"
+    else
+        report FAIL "$status" "$method" "$path" "$label" "${problems[@]}"
+    fi
+}
+
+# d EXPECTED ERROR_CODE METHOD PATH LABEL [CURL_ARGS...] - one request straight
+# to the server (for what Prism would answer itself); checks the status, the
+# JSON error body {"detail": string, "code": ERROR_CODE} and its Content-Type.
+# With ALLOW="GET DELETE" set, also checks a 405's Allow header: it must list
+# those methods and not METHOD.
+d() {
+    local expected=$1 errcode=$2 method=$3 path=$4 label=$5
+    shift 5
+    local status
+    : >"$body"
+    : >"$headers"
+    status=$(curl -sS --max-time 60 -o "$body" -D "$headers" -w '%{http_code}' \
+        -X "$method" "$@" "$direct$path" 2>"$tmp/curl.err") || status=000
+    local problems=()
+    [ "$status" = "$expected" ] || problems+=("expected status $expected, got $status $(cat "$tmp/curl.err")")
+    local ctype
+    ctype=$(header_value content-type)
+    case $ctype in
+    application/json | application/json\;*) ;;
+    *) problems+=("Content-Type is '$ctype', expected application/json") ;;
+    esac
+    local shape
+    shape=$(python3 - "$body" "$errcode" <<'EOF' 2>&1
+import json, sys
+try:
+    b = json.load(open(sys.argv[1], encoding="utf-8"))
+except Exception as e:
+    sys.exit("body is not JSON: %s" % e)
+if not isinstance(b, dict) or set(b) != {"detail", "code"}:
+    sys.exit("body must be exactly {detail, code}, got keys %s" % (sorted(b) if isinstance(b, dict) else type(b).__name__))
+if not isinstance(b["detail"], str) or not b["detail"]:
+    sys.exit("detail must be a non-empty string")
+if b["code"] != sys.argv[2]:
+    sys.exit("code is %r, expected %r" % (b["code"], sys.argv[2]))
+EOF
+    ) || problems+=("$shape")
+    if [ -n "${ALLOW:-}" ]; then
+        local allow m
+        allow=$(header_value allow)
+        if [ -z "$allow" ]; then
+            problems+=("no Allow header")
+        elif ! printf '%s' "$allow" | grep -Eq '^[A-Z]+(, ?[A-Z]+)*$'; then
+            problems+=("Allow header '$allow' is not a comma-separated method list")
+        else
+            for m in $ALLOW; do
+                printf '%s' "$allow" | tr -s ', ' '\n' | grep -qx "$m" ||
+                    problems+=("Allow '$allow' lacks $m")
+            done
+            ! printf '%s' "$allow" | tr -s ', ' '\n' | grep -qx "$method" ||
+                problems+=("Allow '$allow' lists the refused method $method")
+        fi
+    fi
+    if [ ${#problems[@]} -eq 0 ]; then
+        report OK "$status" "$method" "$path" "direct: $label"
+    else
+        report FAIL "$status" "$method" "$path" "direct: $label" "${problems[@]}"
+    fi
+}
+
+J=(-H 'Content-Type: application/json' --data-binary)
+unknown=00000000-0000-4000-8000-000000000000
+
+# ---------------------------------------------------------------------------
+# 5. The scenario.
+
+echo "== service and health"
+p 200 GET / "service info"
+p 200 GET /openapi.yaml "this document"
+p 200 GET /api/v1/health "health"
+p 200 GET /api/v1/health/detailed "detailed health"
+p 200 GET /api/v1/health/ready "readiness"
+p 200 GET /api/v1/health/live "liveness"
+
+echo "== create"
+p 201 POST /api/v1/dialogue/create "full shape, initial message" "${J[@]}" \
+    '{"customer_info":{"name":"Иван Петров","phone":"+7 900 123-45-67","email":"ivan@example.com","customer_id":"customer_123"},"initial_message":"Не работает приложение, не могу войти в аккаунт","source":"web","priority":"high"}'
+id_a=$(json_get "$body" "d['dialog_id']")
+p 201 POST /api/v1/dialogue/create "README shape" "${J[@]}" \
+    '{"customer_id":"customer_456","initial_message":"Сколько стоит тариф Профи?"}'
+id_b=$(json_get "$body" "d['dialog_id']")
+p 201 POST /api/v1/dialogue/create "full shape, no message, charset, unknown field" \
+    -H 'Content-Type: application/json; charset=utf-8' --data-binary \
+    '{"customer_info":{"name":"Anna Smith","email":null},"initial_message":null,"x_unknown":1}'
+id_c=$(json_get "$body" "d['dialog_id']")
+p 201 POST /api/v1/dialogue/create "README shape, empty initial message" "${J[@]}" \
+    '{"customer_id":"customer_789","initial_message":"","priority":"urgent"}'
+id_d=$(json_get "$body" "d['dialog_id']")
+
+# When a create above failed the contract, Prism replaced the body and the id
+# is lost: create the same dialog straight on the server so that the rest of
+# the scenario still runs and reports everything else.
+fallback_create() { # fallback_create JSON -> prints the new dialog_id or nothing
+    curl -sS --max-time 60 -o "$tmp/fallback" -H 'Content-Type: application/json' \
+        --data-binary "$1" "$direct/api/v1/dialogue/create" >/dev/null 2>&1
+    json_get "$tmp/fallback" "d['dialog_id']"
+}
+[ -n "$id_a" ] || id_a=$(fallback_create '{"customer_info":{"name":"Иван Петров","customer_id":"customer_123"},"initial_message":"Не работает приложение"}')
+[ -n "$id_b" ] || id_b=$(fallback_create '{"customer_id":"customer_456","initial_message":"Сколько стоит тариф Профи?"}')
+[ -n "$id_c" ] || id_c=$(fallback_create '{"customer_info":{"name":"Anna Smith"}}')
+[ -n "$id_d" ] || id_d=$(fallback_create '{"customer_id":"customer_789"}')
+if [ -z "$id_a" ] || [ -z "$id_b" ] || [ -z "$id_c" ] || [ -z "$id_d" ]; then
+    echo "FAIL: could not create the dialogs the rest of the scenario needs" >&2
+    show_logs
+    exit 1
+fi
+
+echo "== messages"
+p 200 POST "/api/v1/dialogue/$id_a/message" "Russian, sales topic" "${J[@]}" \
+    '{"message":"А сколько стоит тариф Профи и можно ли оплатить картой?"}'
+p 200 POST "/api/v1/dialogue/$id_a/message" "English, message_type user" "${J[@]}" \
+    '{"message":"The app still crashes when I log in, error 500","message_type":"user"}'
+p 200 POST "/api/v1/dialogue/$id_a/message" "escalation wording" "${J[@]}" \
+    '{"message":"Это уже третий раз! Позовите руководителя, я буду жаловаться."}'
+p 200 POST "/api/v1/dialogue/$id_c/message" "first message of an empty dialog" "${J[@]}" \
+    '{"message":"Hello, I would like to upgrade my plan"}'
+
+echo "== read"
+p 200 GET "/api/v1/dialogue/$id_a" "get"
+p 200 GET "/api/v1/dialogue/$id_a/history" "history"
+p 200 GET "/api/v1/dialogue/$id_a/status" "status"
+p 200 GET "/api/v1/dialogue/$id_d" "get, no messages"
+p 200 GET "/api/v1/dialogue/$id_d/status" "status, no messages"
+
+echo "== list"
+p 200 GET /api/v1/dialogues "default page"
+p 200 GET "/api/v1/dialogues?limit=2" "first page of 2"
+cursor=$(json_get "$body" "d['next_cursor']")
+if [ -n "$cursor" ]; then
+    enc=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$cursor")
+    p 200 GET "/api/v1/dialogues?limit=2&cursor=$enc" "second page via cursor"
+else
+    total=$((total + 1))
+    failures=$((failures + 1))
+    echo "FAIL  first page of 2 (of 4 dialogs) has no next_cursor"
+fi
+p 200 GET "/api/v1/dialogues?customer_id=customer_123&view=full" "customer filter, full view"
+p 200 GET "/api/v1/dialogues?status=active&view=summary&limit=100" "status filter"
+p 200 GET "/api/v1/dialogues?agent=tech_support" "agent filter"
+p 200 GET "/api/v1/dialogues?status=closed&agent=sales&limit=1" "filters with no match"
+
+echo "== close"
+p 200 POST "/api/v1/dialogue/$id_b/close" "reason in body" "${J[@]}" '{"reason":"problem_resolved"}'
+p 200 POST "/api/v1/dialogue/$id_b/close" "already closed" "${J[@]}" '{"reason":"again"}'
+p 200 POST "/api/v1/dialogue/$id_c/close?reason=duplicate" "reason in query, no body"
+p 200 POST "/api/v1/dialogue/$id_d/close" "default reason"
+p 200 GET "/api/v1/dialogue/$id_b" "get closed (summary set)"
+p 200 GET "/api/v1/dialogues?status=closed&view=full" "closed dialogs, full view"
+
+echo "== delete and maintenance"
+p 409 DELETE "/api/v1/dialogue/$id_a" "not closed, no force"
+p 409 DELETE "/api/v1/dialogue/$id_a?force=false" "not closed, force=false"
+p 200 DELETE "/api/v1/dialogue/$id_a?force=true" "force"
+p 200 DELETE "/api/v1/dialogue/$id_b" "closed, no force"
+p 200 DELETE "/api/v1/dialogue/$id_c?force=no" "closed, force=no"
+p 200 DELETE /api/v1/dialogue/cleanup "close inactive"
+p 200 DELETE "/api/v1/dialogue/cleanup/closed?older_than_days=30" "purge closed, 30 days"
+p 200 DELETE /api/v1/dialogue/cleanup/closed "purge closed, default"
+
+# A fresh open dialog for the error cases, so that a 4xx cannot come from the
+# dialog being closed.
+p 201 POST /api/v1/dialogue/create "dialog for the error cases" "${J[@]}" '{"customer_info":{"name":"Ошибкин"}}'
+id_e=$(json_get "$body" "d['dialog_id']")
+[ -n "$id_e" ] || id_e=$(fallback_create '{"customer_info":{"name":"Ошибкин"}}')
+[ -n "$id_e" ] || id_e=$unknown
+
+echo "== errors: 404"
+p 404 GET "/api/v1/dialogue/$unknown" "unknown id"
+p 404 GET "/api/v1/dialogue/$unknown/history" "unknown id"
+p 404 GET "/api/v1/dialogue/$unknown/status" "unknown id"
+p 404 GET /api/v1/dialogue/not-a-uuid/status "malformed id"
+p 404 POST "/api/v1/dialogue/$unknown/message" "unknown id" "${J[@]}" '{"message":"Алло?"}'
+p 404 POST "/api/v1/dialogue/$unknown/close" "unknown id"
+p 404 DELETE "/api/v1/dialogue/$unknown?force=true" "unknown id"
+p 404 GET "/api/v1/dialogue/$id_a" "deleted dialog"
+
+echo "== errors: 409"
+p 409 POST "/api/v1/dialogue/$id_d/message" "message to a closed dialog" "${J[@]}" '{"message":"Ещё вопрос"}'
+
+echo "== errors: 413, 415"
+python3 -c 'import sys; sys.stdout.write("{\"customer_info\":{\"name\":\"Big\"},\"initial_message\":\"" + "a" * 102400 + "\"}")' >"$tmp/big.json"
+p 413 POST /api/v1/dialogue/create "100 KB body, limit 64 KiB" -H 'Content-Type: application/json' --data-binary "@$tmp/big.json"
+p 415 POST /api/v1/dialogue/create "text/plain" -H 'Content-Type: text/plain' --data-binary '{"customer_id":"c1"}'
+p 415 POST "/api/v1/dialogue/$id_e/message" "text/plain" -H 'Content-Type: text/plain' --data-binary 'hello'
+
+echo "== errors: 422"
+p 422 POST /api/v1/dialogue/create "neither customer_id nor customer_info" "${J[@]}" '{"initial_message":"Привет"}'
+p 422 POST /api/v1/dialogue/create "empty name" "${J[@]}" '{"customer_info":{"name":""}}'
+p 422 POST /api/v1/dialogue/create "bad priority" "${J[@]}" '{"customer_info":{"name":"Иван"},"priority":"asap"}'
+p 422 POST /api/v1/dialogue/create "name not a string" "${J[@]}" '{"customer_info":{"name":42}}'
+p 422 POST /api/v1/dialogue/create "body not an object" "${J[@]}" '[1,2]'
+p 422 POST "/api/v1/dialogue/$id_e/message" "empty message" "${J[@]}" '{"message":""}'
+p 422 POST "/api/v1/dialogue/$id_e/message" "message_type agent" "${J[@]}" '{"message":"Hi","message_type":"agent"}'
+p 422 POST "/api/v1/dialogue/$id_e/message" "missing message" "${J[@]}" '{"text":"Hi"}'
+p 422 POST "/api/v1/dialogue/$id_e/close" "empty reason" "${J[@]}" '{"reason":""}'
+p 422 DELETE "/api/v1/dialogue/$id_e?force=maybe" "bad force"
+p 422 DELETE "/api/v1/dialogue/cleanup/closed?older_than_days=0" "older_than_days 0"
+p 422 DELETE "/api/v1/dialogue/cleanup/closed?older_than_days=abc" "older_than_days not a number"
+p 422 GET "/api/v1/dialogues?limit=0" "limit 0"
+p 422 GET "/api/v1/dialogues?limit=101" "limit 101"
+p 422 GET "/api/v1/dialogues?status=open" "bad status"
+p 422 GET "/api/v1/dialogues?agent=router" "bad agent"
+p 422 GET "/api/v1/dialogues?view=compact" "bad view"
+p 422 GET "/api/v1/dialogues?cursor=not-a-cursor" "bad cursor"
+
+echo "== errors Prism would answer itself (sent direct)"
+d 400 invalid_json POST /api/v1/dialogue/create "malformed JSON" "${J[@]}" '{"customer_id":'
+d 400 invalid_json POST "/api/v1/dialogue/$id_e/message" "malformed JSON" "${J[@]}" '{"message":"hi"'
+printf '{"customer_id":"\xff\xfe"}' >"$tmp/bad-utf8.json"
+d 400 invalid_utf8 POST /api/v1/dialogue/create "invalid UTF-8" -H 'Content-Type: application/json' --data-binary "@$tmp/bad-utf8.json"
+ALLOW="GET DELETE" d 405 method_not_allowed PUT "/api/v1/dialogue/$id_e" "PUT on a dialog"
+ALLOW="POST" d 405 method_not_allowed GET "/api/v1/dialogue/$id_e/message" "GET on message"
+ALLOW="GET" d 405 method_not_allowed POST /api/v1/health "POST on health"
+ALLOW="GET" d 405 method_not_allowed DELETE /api/v1/dialogues "DELETE on the list"
+ALLOW="DELETE" d 405 method_not_allowed GET /api/v1/dialogue/cleanup/closed "GET on purge"
+
+# 6. Verdict.
+echo
+if ! kill -0 "$server_pid" 2>/dev/null; then
+    echo "FAIL: the server is no longer running" >&2
+    failures=$((failures + 1))
+fi
+if [ "$failures" -ne 0 ]; then
+    echo "prism.sh: $failures of $total checks FAILED"
+    show_logs
+    exit 1
+fi
+echo "prism.sh: all $total checks passed"
+exit 0
