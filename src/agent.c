@@ -43,10 +43,11 @@
 #define WEIGHT_QUESTION 1.0
 
 /*
- * Minimum score for an entry to be used as the answer. One query stem that
- * occurs in a single entry's keywords scores about 2.5 in these knowledge bases;
- * a stem shared by most entries scores well under 0.5. Below the threshold the
- * clarifying reply is the better answer.
+ * Minimum score for an entry to be used as the answer. In these knowledge
+ * bases one query stem found in the keywords of a single entry scores 2 to 4,
+ * a stem shared by most entries well under 0.5, so a match needs at least one
+ * stem that is specific to few entries. Below the threshold the clarifying
+ * reply is the better answer.
  */
 #define KB_MIN_SCORE 1.5
 
@@ -56,199 +57,35 @@
  * Without them a question like "Какие у вас тарифы?" would score on "у" and
  * "вас" in whichever entry happens to contain them.
  */
-static const char *const stopwords[] = {
-    /* Russian */
-    "а",
-    "без",
-    "бы",
-    "был",
-    "была",
-    "были",
-    "было",
-    "быть",
-    "в",
-    "вам",
-    "вас",
-    "ваш",
-    "ваша",
-    "ваше",
-    "ваши",
-    "во",
-    "вот",
-    "все",
-    "всем",
-    "всех",
-    "вы",
-    "где",
-    "да",
-    "для",
-    "до",
-    "добрый",
-    "его",
-    "ее",
-    "если",
-    "есть",
-    "еще",
-    "же",
-    "за",
-    "здравствуйте",
-    "и",
-    "из",
-    "или",
-    "им",
-    "их",
-    "к",
-    "как",
-    "какая",
-    "какие",
-    "каких",
-    "какой",
-    "ко",
-    "когда",
-    "кто",
-    "ли",
-    "либо",
-    "мне",
-    "мной",
-    "мог",
-    "могу",
-    "можете",
-    "можно",
-    "мой",
-    "моя",
-    "мое",
-    "мои",
-    "моих",
-    "мы",
-    "на",
-    "нам",
-    "нас",
-    "наш",
-    "не",
-    "нет",
-    "ни",
-    "но",
-    "ну",
-    "о",
-    "об",
-    "он",
-    "она",
-    "они",
-    "оно",
-    "от",
-    "очень",
-    "по",
-    "подскажите",
-    "пожалуйста",
-    "помогите",
-    "помочь",
-    "помощь",
-    "при",
-    "привет",
-    "про",
-    "с",
-    "скажите",
-    "со",
-    "так",
-    "также",
-    "там",
-    "нужен",
-    "нужна",
-    "нужно",
-    "то",
-    "тоже",
-    "только",
-    "у",
-    "уже",
-    "хочу",
-    "хотел",
-    "хотела",
-    "хотим",
-    "что",
-    "чтобы",
-    "это",
-    "этот",
-    "эта",
-    "эти",
-    "я",
-    /* English */
-    "a",
-    "about",
-    "am",
-    "an",
-    "and",
-    "any",
-    "are",
-    "as",
-    "at",
-    "be",
-    "been",
-    "but",
-    "by",
-    "can",
-    "could",
-    "did",
-    "didn",
-    "do",
-    "does",
-    "doesn",
-    "don",
-    "for",
-    "from",
-    "get",
-    "got",
-    "had",
-    "has",
-    "have",
-    "hello",
-    "help",
-    "hi",
-    "how",
-    "i",
-    "if",
-    "im",
-    "in",
-    "is",
-    "isn",
-    "it",
-    "its",
-    "just",
-    "know",
-    "like",
-    "me",
-    "my",
-    "need",
-    "no",
-    "not",
-    "of",
-    "on",
-    "or",
-    "our",
-    "please",
-    "so",
-    "some",
-    "assistance",
-    "tell",
-    "that",
-    "the",
-    "there",
-    "this",
-    "to",
-    "us",
-    "want",
-    "was",
-    "we",
-    "were",
-    "what",
-    "when",
-    "which",
-    "will",
-    "with",
-    "won",
-    "would",
-    "you",
-    "your",
-};
+static const char *const stopwords_ru[] = {
+    "а",      "без",    "бы",     "был",        "была",       "были",         "было",
+    "быть",   "в",      "вам",    "вас",        "ваш",        "ваша",         "ваше",
+    "ваши",   "во",     "вот",    "все",        "всем",       "всех",         "вы",
+    "где",    "да",     "для",    "до",         "добрый",     "его",          "ее",
+    "если",   "есть",   "еще",    "же",         "за",         "здравствуйте", "и",
+    "из",     "или",    "им",     "их",         "к",          "как",          "какая",
+    "какие",  "каких",  "какой",  "ко",         "когда",      "кто",          "ли",
+    "либо",   "мне",    "мной",   "мог",        "могу",       "можете",       "можно",
+    "мой",    "моя",    "мое",    "мои",        "моих",       "мы",           "на",
+    "нам",    "нас",    "наш",    "не",         "нет",        "ни",           "но",
+    "ну",     "о",      "об",     "он",         "она",        "они",          "оно",
+    "от",     "очень",  "по",     "подскажите", "пожалуйста", "помогите",     "помочь",
+    "помощь", "при",    "привет", "про",        "с",          "скажите",      "со",
+    "так",    "также",  "там",    "нужен",      "нужна",      "нужно",        "то",
+    "тоже",   "только", "у",      "уже",        "хочу",       "хотел",        "хотела",
+    "хотим",  "что",    "чтобы",  "это",        "этот",       "эта",          "эти",
+    "я"};
+
+static const char *const stopwords_en[] = {
+    "a",    "about", "am",    "an",   "and",  "any",   "are",   "as",   "assistance",
+    "at",   "be",    "been",  "but",  "by",   "can",   "could", "did",  "didn",
+    "do",   "does",  "doesn", "don",  "for",  "from",  "get",   "got",  "had",
+    "has",  "have",  "hello", "help", "hi",   "how",   "i",     "if",   "im",
+    "in",   "is",    "isn",   "it",   "its",  "just",  "know",  "like", "me",
+    "my",   "need",  "no",    "not",  "of",   "on",    "or",    "our",  "please",
+    "so",   "some",  "tell",  "that", "the",  "there", "this",  "to",   "us",
+    "want", "was",   "we",    "were", "what", "when",  "which", "will", "with",
+    "won",  "would", "you",   "your"};
 
 /* struct kb_term - one stem of an entry and its weighted frequency. */
 struct kb_term {
@@ -339,8 +176,12 @@ static char *sb_take(struct strbuf *sb)
 
 static bool is_stopword(const char *word)
 {
-    for (size_t i = 0; i < CCA_ARRAY_SIZE(stopwords); i++) {
-        if (strcmp(word, stopwords[i]) == 0)
+    for (size_t i = 0; i < CCA_ARRAY_SIZE(stopwords_ru); i++) {
+        if (strcmp(word, stopwords_ru[i]) == 0)
+            return true;
+    }
+    for (size_t i = 0; i < CCA_ARRAY_SIZE(stopwords_en); i++) {
+        if (strcmp(word, stopwords_en[i]) == 0)
             return true;
     }
     return false;
@@ -1089,6 +930,18 @@ static double kb_score(const struct kb *kb, const struct kb_entry *e, char *cons
     return score;
 }
 
+/* Remove adjacent duplicates from the sorted @v; returns the new count. */
+static size_t dedupe_sorted(char **v, size_t n)
+{
+    size_t out = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (out == 0 || strcmp(v[out - 1], v[i]) != 0)
+            v[out++] = v[i];
+    }
+    return out;
+}
+
 /*
  * The best entry of @kb for @text, or NULL when none reaches KB_MIN_SCORE.
  * Ties keep the earlier entry, so the file order decides and replies are
@@ -1100,7 +953,7 @@ static const struct kb_entry *kb_best(const struct kb *kb, const char *text, siz
     char **query = NULL;
     size_t nquery = 0;
     const struct kb_entry *best = NULL;
-    double best_score = KB_MIN_SCORE;
+    double best_score = 0.0;
 
     if (text == NULL || len == 0)
         goto out;
@@ -1113,19 +966,11 @@ static const struct kb_entry *kb_best(const struct kb *kb, const char *text, siz
             query[nquery++] = t.stem[i];
     }
     qsort(query, nquery, sizeof(*query), cmp_str);
-    {
-        size_t out = 0;
-
-        for (size_t i = 0; i < nquery; i++) {
-            if (out == 0 || strcmp(query[out - 1], query[i]) != 0)
-                query[out++] = query[i];
-        }
-        nquery = out;
-    }
+    nquery = dedupe_sorted(query, nquery);
     for (size_t i = 0; i < kb->count; i++) {
         double s = kb_score(kb, &kb->entries[i], query, nquery);
 
-        if (s >= best_score + 1e-9 || (best == NULL && s >= best_score)) {
+        if (s >= KB_MIN_SCORE && (best == NULL || s > best_score)) {
             best = &kb->entries[i];
             best_score = s;
         }

@@ -144,7 +144,7 @@ json_t *cca_dialog_with_turn(json_t *doc, const struct cca_dialog_turn *t)
         (void)json_object_set_new(copy, "status", json_string("escalated"));
     (void)json_object_set_new(copy, "updated_at", time_json(t->replied_ms));
     (void)json_object_set_new(meta, "total_tokens", json_integer(total + t->tokens));
-    (void)json_array_append_new(times, json_real(round(t->processing_s * 1000.0) / 1000.0));
+    (void)json_array_append_new(times, json_real(round(t->processing_s * 1e6) / 1e6));
 
     if (t->previous != CCA_AGENT_NONE) {
         json_t *handoffs = cow_child(meta, json_object_get(doc, "metadata"), "handoffs");
@@ -289,10 +289,10 @@ cca_rc cca_dialog_validate(json_t *doc, const char *expected_id, struct cca_erro
 
 char *cca_dialog_dump(json_t *doc, size_t *ret_len)
 {
-    size_t len = json_dumpb(doc, NULL, 0, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    size_t len = json_dumpb(doc, NULL, 0, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
     char *buf = cca_xmalloc(len + 2);
 
-    (void)json_dumpb(doc, buf, len, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    (void)json_dumpb(doc, buf, len, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
     buf[len] = '\n';
     buf[len + 1] = '\0';
     *ret_len = len + 1;

@@ -72,7 +72,8 @@ struct cca_engine {
     struct cca_router *router;
     struct cca_agents *agents;
     struct cca_llm *llm;
-    enum cca_agent default_agent;
+    cca_engine_skip_fn skip;
+    void *skip_ctx;
 
     pthread_mutex_t lock; /* index, committed state, queue, counters */
     pthread_cond_t cond;  /* queue not empty */
@@ -412,7 +413,7 @@ static void finalize_turn(struct cca_engine *e, struct op *op)
         (void)json_object_set(r, "status", json_object_get(doc, "status"));
         (void)json_object_set_new(r, "tokens_used", json_integer(op->tokens));
         (void)json_object_set_new(r, "processing_time",
-                                  json_real(round(processing_s * 1000.0) / 1000.0));
+                                  json_real(round(processing_s * 1e6) / 1e6));
         (void)json_object_set_new(r, "route", cca_route_to_json(&op->route));
         (void)json_object_set_new(r, "degraded", json_boolean(op->degraded));
     }
@@ -581,7 +582,6 @@ static void start_turn(struct cca_engine *e, struct op *op)
     enum cca_agent current =
         op->new_entry ? CCA_AGENT_NONE : cca_dialog_get_agent(op->entry->doc);
     struct cca_llm_request req = {0};
-    char sys_text[8192];
     json_t *messages;
     json_t *m;
     size_t len;
@@ -594,15 +594,22 @@ static void start_turn(struct cca_engine *e, struct op *op)
         return;
     }
     op->stage = STAGE_CLASSIFY;
-    (void)snprintf(sys_text, sizeof(sys_text), "%s%s%s",
-                   cca_agents_classifier_prompt(e->agents, op->lang),
-                   current != CCA_AGENT_NONE ? "\nThe dialog is currently handled by: " : "",
-                   current != CCA_AGENT_NONE ? cca_agent_name(current) : "");
     messages = json_array();
     m = json_object();
     (void)json_object_set_new(m, "role", json_string("system"));
-    (void)json_object_set_new(m, "content", json_string(sys_text));
+    (void)json_object_set_new(
+        m, "content", json_string(cca_agents_classifier_prompt(e->agents, op->lang)));
     (void)json_array_append_new(messages, m);
+    if (current != CCA_AGENT_NONE) {
+        /* Our own words, never customer text: a second system message. */
+        char line[96];
+
+        (void)snprintf(line, sizeof(line), "current_agent: %s", cca_agent_name(current));
+        m = json_object();
+        (void)json_object_set_new(m, "role", json_string("system"));
+        (void)json_object_set_new(m, "content", json_string(line));
+        (void)json_array_append_new(messages, m);
+    }
     m = json_object();
     (void)json_object_set_new(m, "role", json_string("user"));
     (void)json_object_set_new(m, "content", json_stringn(text, len));
@@ -852,6 +859,14 @@ static void *engine_main(void *arg)
 
 /* ---- public API ------------------------------------------------------------------ */
 
+static void skip_one(void *ctx, const char *name, const char *why)
+{
+    struct cca_engine *e = ctx;
+
+    if (e->skip != NULL)
+        e->skip(e->skip_ctx, name, why);
+}
+
 static void load_one(void *ctx, const char *id, json_t *doc, char *bytes, size_t len)
 {
     struct cca_engine *e = ctx;
@@ -873,12 +888,14 @@ cca_rc cca_engine_new(const struct cca_engine_params *p, struct cca_engine **ret
     e->router = p->router;
     e->agents = p->agents;
     e->llm = p->llm;
+    e->skip = p->skip;
+    e->skip_ctx = p->skip_ctx;
     e->nbuckets = 1024;
     e->buckets = cca_xcalloc(e->nbuckets, sizeof(*e->buckets));
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->cond, NULL);
     pthread_cond_init(&e->idle, NULL);
-    rc = cca_store_scan(e->store, load_one, p->skip, p->skip_ctx, reterr);
+    rc = cca_store_scan(e->store, load_one, skip_one, e, reterr);
     if (rc != CCA_OK)
         goto out;
     if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {

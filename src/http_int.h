@@ -27,6 +27,7 @@ struct cca_http {
     unsigned port;
     int64_t started_mono;
     atomic_int quiesced;
+    atomic_int open_requests; /* created and not yet completed */
     char *openapi;
     size_t openapi_len;
 };

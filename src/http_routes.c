@@ -434,12 +434,18 @@ const struct cca_http_route *cca_http_match(const char *method, const char *path
                                             size_t segment_size)
 {
     const struct cca_http_route *found = NULL;
+    bool literal = false;
     size_t used = 0;
 
+    /* A path that a literal pattern matches ("create", "cleanup") is never an {id}. */
+    for (size_t i = 0; i < CCA_ARRAY_SIZE(routes); i++)
+        literal |= strchr(routes[i].pattern, '{') == NULL &&
+                   path_matches(routes[i].pattern, path, NULL, 0);
     *ret_path_known = false;
     allow[0] = '\0';
     for (size_t i = 0; i < CCA_ARRAY_SIZE(routes); i++) {
-        if (!path_matches(routes[i].pattern, path, NULL, 0))
+        if ((literal && strchr(routes[i].pattern, '{') != NULL) ||
+            !path_matches(routes[i].pattern, path, NULL, 0))
             continue;
         *ret_path_known = true;
         if (strstr(allow, routes[i].method) == NULL && used < allow_size)

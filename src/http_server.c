@@ -32,7 +32,7 @@ void cca_http_respond_raw(struct cca_http_request *r, unsigned status,
 
 void cca_http_respond_json(struct cca_http_request *r, unsigned status, json_t *body)
 {
-    char *s = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    char *s = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
 
     json_decref(body);
     cca_http_respond_raw(r, status, "application/json", s, strlen(s));
@@ -190,6 +190,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (r == NULL) {
         r = cca_xcalloc(1, sizeof(*r));
         *req_cls = r;
+        atomic_fetch_add(&h->open_requests, 1);
         start_request(h, r, conn, url, method);
         if (!r->body_too_large)
             return MHD_YES;
@@ -243,6 +244,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
             r->path, r->status, (long long)(cca_time_mono_ms() - r->start_mono),
             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
     cca_log_set_request_id(NULL);
+    atomic_fetch_sub(&r->http->open_requests, 1);
     free(r->body);
     free(r->resp);
     free(r);
@@ -342,6 +344,16 @@ void cca_http_quiesce(struct cca_http *h)
     fd = MHD_quiesce_daemon(h->daemon);
     if (fd >= 0)
         close(fd);
+}
+
+bool cca_http_wait_idle(struct cca_http *h, int64_t deadline_ms)
+{
+    while (atomic_load(&h->open_requests) > 0) {
+        if (cca_time_mono_ms() >= deadline_ms)
+            return false;
+        (void)usleep(10000);
+    }
+    return true;
 }
 
 void cca_http_free(struct cca_http *h)

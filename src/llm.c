@@ -70,25 +70,25 @@
 #define LLM_BACKOFF_CAP_MS  60000    /* upper bound of one jittered backoff */
 #define LLM_RETRY_AFTER_MAX 86400000 /* Retry-After values are capped at 1 day */
 #define LLM_MAX_RETRIES     100
-#define LLM_ERRBODY_KEEP    4096     /* bytes of a non-2xx body kept for "code" */
-#define LLM_DEADLINE_SLACK  50       /* ms: a timeout this close to it is the deadline */
+#define LLM_ERRBODY_KEEP    4096 /* bytes of a non-2xx body kept for "code" */
+#define LLM_DEADLINE_SLACK  50   /* ms: a timeout this close to it is the deadline */
 
 struct call {
     struct cca_llm *llm;
-    struct call *next_q;                  /* submit FIFO */
-    struct call *prev_act, *next_act;     /* in-flight list (shutdown only) */
-    char *body;                           /* serialised request */
+    struct call *next_q;              /* submit FIFO */
+    struct call *prev_act, *next_act; /* in-flight list (shutdown only) */
+    char *body;                       /* serialised request */
     size_t body_len;
     int64_t deadline_ms;
     cca_llm_done_fn done;
     void *ctx;
-    CURL *easy;                           /* non-NULL while an attempt runs */
+    CURL *easy; /* non-NULL while an attempt runs */
     int64_t attempt_start_ms;
-    int64_t timer_at;                     /* next attempt, while in the heap */
-    char *resp;                           /* response body of this attempt */
+    int64_t timer_at; /* next attempt, while in the heap */
+    char *resp;       /* response body of this attempt */
     size_t resp_len, resp_cap;
     bool resp_too_large;
-    char retry_after[64];                 /* raw header values, "" if absent */
+    char retry_after[64]; /* raw header values, "" if absent */
     char retry_after_ms[32];
     char errbuf[CURL_ERROR_SIZE];
     struct cca_llm_result result;
@@ -308,8 +308,8 @@ static void header_value(const char *v, size_t n, char *dst, size_t dstsz)
         v++;
         n--;
     }
-    while (n > 0 && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' ' ||
-                     v[n - 1] == '\t'))
+    while (n > 0 &&
+           (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' ' || v[n - 1] == '\t'))
         n--;
     if (n >= dstsz)
         n = dstsz - 1;
@@ -433,10 +433,10 @@ static void attempt_detach(struct cca_llm *llm, struct call *c)
 
 /* ------------------------------------------------------------- attempts */
 
-#define SETOPT(h, opt, val)                                                             \
-    do {                                                                                \
-        if (res == CURLE_OK)                                                            \
-            res = curl_easy_setopt((h), (opt), (val));                                  \
+#define SETOPT(h, opt, val)                                                              \
+    do {                                                                                 \
+        if (res == CURLE_OK)                                                             \
+            res = curl_easy_setopt((h), (opt), (val));                                   \
     } while (0)
 
 static void attempt_start(struct cca_llm *llm, struct call *c)
@@ -672,7 +672,8 @@ static bool parse_success(struct cca_llm *llm, struct call *c)
         goto out;
     }
     c->result.content = cca_xmalloc(json_string_length(content) + 1);
-    memcpy(c->result.content, json_string_value(content), json_string_length(content) + 1);
+    memcpy(c->result.content, json_string_value(content),
+           json_string_length(content) + 1);
 
     usage = json_object_get(root, "usage");
     if (json_is_integer(json_object_get(usage, "prompt_tokens")))
@@ -930,15 +931,18 @@ static cca_rc check_params(const struct cca_llm_params *p, struct cca_error *ret
         return cca_error_set(reterr, CCA_ERR_INVALID,
                              "llm: base_url must start with http:// or https://");
     if (strpbrk(p->base_url, " \t\r\n") != NULL)
-        return cca_error_set(reterr, CCA_ERR_INVALID, "llm: base_url contains whitespace");
+        return cca_error_set(reterr, CCA_ERR_INVALID,
+                             "llm: base_url contains whitespace");
     if (p->api_key == NULL || p->api_key[0] == '\0')
         return cca_error_set(reterr, CCA_ERR_INVALID, "llm: api_key is empty");
     if (strpbrk(p->api_key, "\r\n") != NULL)
-        return cca_error_set(reterr, CCA_ERR_INVALID, "llm: api_key contains a line break");
+        return cca_error_set(reterr, CCA_ERR_INVALID,
+                             "llm: api_key contains a line break");
     if (p->model == NULL || p->model[0] == '\0')
         return cca_error_set(reterr, CCA_ERR_INVALID, "llm: model is empty");
     if (p->connect_timeout_ms <= 0)
-        return cca_error_set(reterr, CCA_ERR_INVALID, "llm: connect_timeout_ms must be > 0");
+        return cca_error_set(reterr, CCA_ERR_INVALID,
+                             "llm: connect_timeout_ms must be > 0");
     if (p->max_retries > LLM_MAX_RETRIES)
         return cca_error_set(reterr, CCA_ERR_INVALID, "llm: max_retries must be <= %d",
                              LLM_MAX_RETRIES);
@@ -946,7 +950,8 @@ static cca_rc check_params(const struct cca_llm_params *p, struct cca_error *ret
         return cca_error_set(reterr, CCA_ERR_INVALID,
                              "llm: max_response_bytes must be in 1..2^31-1");
     if (p->backoff_base_ms < 0)
-        return cca_error_set(reterr, CCA_ERR_INVALID, "llm: backoff_base_ms must be >= 0");
+        return cca_error_set(reterr, CCA_ERR_INVALID,
+                             "llm: backoff_base_ms must be >= 0");
     return CCA_OK;
 }
 
@@ -1044,7 +1049,8 @@ cca_rc cca_llm_new(const struct cca_llm_params *params, struct cca_llm **ret_llm
     ev.events = EPOLLIN;
     ev.data.fd = llm->evfd;
     if (epoll_ctl(llm->epfd, EPOLL_CTL_ADD, llm->evfd, &ev) < 0) {
-        rc = cca_error_set(reterr, CCA_ERR_INTERNAL, "llm: epoll_ctl: %s", strerror(errno));
+        rc = cca_error_set(reterr, CCA_ERR_INTERNAL, "llm: epoll_ctl: %s",
+                           strerror(errno));
         goto out;
     }
 
@@ -1128,7 +1134,8 @@ cca_rc cca_llm_submit(struct cca_llm *llm, struct cca_llm_request *req,
     json_object_set_new(body, "temperature", json_real(req->temperature));
     json_object_set_new(body, "max_tokens", json_integer(req->max_tokens));
     if (req->json_mode)
-        json_object_set_new(body, "response_format", json_pack("{s:s}", "type", "json_object"));
+        json_object_set_new(body, "response_format",
+                            json_pack("{s:s}", "type", "json_object"));
     s = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
     if (s == NULL) {
         /* e.g. a message string that is not valid UTF-8 was forced in */

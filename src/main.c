@@ -176,6 +176,8 @@ static int serve(const struct cca_config *cfg)
     cca_llm_free(llm); /* cancels what is left: those turns answer degraded */
     llm = NULL;
     (void)cca_engine_drain(engine, cca_time_mono_ms() + 5000);
+    if (!cca_http_wait_idle(http, cca_time_mono_ms() + 2000))
+        cca_log(LOG_WARNING, "some responses were not sent before the deadline");
     ret = EXIT_SUCCESS;
 out:
     cca_http_free(http);

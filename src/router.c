@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <jansson.h>
 #include <utf8proc.h>
@@ -18,13 +19,30 @@
  * and the scoring; this file follows it step by step.
  */
 
-#define LEXICON_FORMAT   "cca-lexicon/1"
-#define PHRASE_MAX       8      /* stems in one lexicon entry */
-#define WEIGHT_MAX       10.0   /* per entry */
-#define TERMS_MAX        100000 /* per lexicon: bounds load time and memory */
-#define NO_STEM          UINT32_MAX
-#define MATCH_CAPS       "CAPS"
+#define LEXICON_FORMAT    "cca-lexicon/1"
+#define PHRASE_MAX        8      /* stems in one lexicon entry */
+#define WEIGHT_MAX        10.0   /* per entry */
+#define TERMS_MAX         100000 /* per lexicon: bounds load time and memory */
+#define WORD_BYTES_MAX    128    /* cca_text folds words to at most this */
+#define NO_STEM           UINT32_MAX
+#define AMBIGUOUS         (UINT32_MAX - 1)
+#define MATCH_CAPS        "CAPS"
 #define MATCH_EXCLAMATION "!!!"
+
+/*
+ * A set of NUL-terminated strings with one uint32_t value each; open
+ * addressing over an index, load factor at most one half. Built once at load
+ * time, read-only afterwards. Index i of a key is its insertion order.
+ */
+struct strmap {
+    char **keys;
+    uint32_t *hashes;
+    uint32_t *vals;
+    size_t count;
+    size_t cap;
+    uint32_t *slots; /* index + 1, 0 = empty */
+    size_t mask;
+};
 
 /*
  * One lexicon entry: a sequence of stems and a weight per agent (0 = not an
@@ -49,19 +67,18 @@ struct anger_params {
 struct cca_router {
     struct cca_router_params params;
     struct anger_params anger;
-    /* Interned stems: open addressing, slot = id + 1, 0 = empty. */
-    char **stems;
-    uint32_t *stem_hash;
-    bool *ignored; /* per stem: dropped before matching (the "ignore" list) */
-    size_t nstems;
-    uint32_t *slots;
-    size_t slot_mask;
+    double fuzzy_min_chars; /* 0 = no typo tolerance */
+    /* Stems; value = 1 for a stem on the "ignore" list, else 0. Id = index. */
+    struct strmap stems;
+    /* Typo tolerance: lexicon words, and each with one code point deleted. */
+    struct strmap fz_words;
+    struct strmap fz_dels;
     /* Entries sorted by (first stem, length descending). */
     struct entry *entries;
     size_t nentries;
     uint32_t *seq;
     size_t nseq;
-    uint32_t *first; /* nstems + 1 offsets into entries, by first stem */
+    uint32_t *first; /* stems.count + 1 offsets into entries, by first stem */
 };
 
 const char *cca_route_method_name(enum cca_route_method m)
@@ -91,75 +108,182 @@ static uint32_t hash_str(const char *s)
     return h;
 }
 
-static uint32_t stem_lookup(const struct cca_router *r, const char *stem)
+/* Index of @key in @m, or NO_STEM. */
+static uint32_t strmap_find(const struct strmap *m, const char *key)
 {
-    uint32_t h = hash_str(stem);
+    uint32_t h;
 
-    if (r->slots == NULL)
+    if (m->slots == NULL)
         return NO_STEM;
-    for (size_t i = h & r->slot_mask;; i = (i + 1) & r->slot_mask) {
-        uint32_t slot = r->slots[i];
+    h = hash_str(key);
+    for (size_t i = h & m->mask;; i = (i + 1) & m->mask) {
+        uint32_t slot = m->slots[i];
 
         if (slot == 0)
             return NO_STEM;
-        if (r->stem_hash[slot - 1] == h && strcmp(r->stems[slot - 1], stem) == 0)
+        if (m->hashes[slot - 1] == h && strcmp(m->keys[slot - 1], key) == 0)
             return slot - 1;
     }
 }
 
-/* Build-time state of the loader, freed at its end. */
+static void strmap_place(struct strmap *m, uint32_t idx)
+{
+    size_t i = m->hashes[idx] & m->mask;
+
+    while (m->slots[i] != 0)
+        i = (i + 1) & m->mask;
+    m->slots[i] = idx + 1;
+}
+
+/* Index of @key, added with value @val if it was missing. */
+static uint32_t strmap_add(struct strmap *m, const char *key, uint32_t val)
+{
+    uint32_t idx = strmap_find(m, key);
+
+    if (idx != NO_STEM)
+        return idx;
+    if (m->count == m->cap) {
+        m->cap = m->cap ? 2 * m->cap : 256;
+        m->keys = cca_xrealloc(m->keys, m->cap * sizeof(*m->keys));
+        m->hashes = cca_xrealloc(m->hashes, m->cap * sizeof(*m->hashes));
+        m->vals = cca_xrealloc(m->vals, m->cap * sizeof(*m->vals));
+    }
+    idx = (uint32_t)m->count++;
+    m->keys[idx] = cca_xstrdup(key);
+    m->hashes[idx] = hash_str(key);
+    m->vals[idx] = val;
+    if (m->slots == NULL || 2 * m->count > m->mask + 1) {
+        size_t nslots = m->slots == NULL ? 512 : 2 * (m->mask + 1);
+
+        free(m->slots);
+        m->slots = cca_xcalloc(nslots, sizeof(*m->slots));
+        m->mask = nslots - 1;
+        for (uint32_t k = 0; k < m->count; k++)
+            strmap_place(m, k);
+    } else {
+        strmap_place(m, idx);
+    }
+    return idx;
+}
+
+static void strmap_cleanup(struct strmap *m)
+{
+    for (size_t i = 0; i < m->count; i++)
+        free(m->keys[i]);
+    free(m->keys);
+    free(m->hashes);
+    free(m->vals);
+    free(m->slots);
+    memset(m, 0, sizeof(*m));
+}
+
+/* Build-time state of the loader. */
 struct builder {
     struct cca_router *r;
-    size_t stems_cap;
     size_t entries_cap;
     size_t seq_cap;
 };
 
-static void slots_rebuild(struct cca_router *r, size_t cap)
+/*
+ * Typo tolerance is for ASCII words only. In Russian, prefixes make many real
+ * words one edit apart ("установить"/"остановить", "пополнение"/"дополнение"),
+ * so a correction there misfires about as often as it helps (docs/ROUTING.md).
+ * Words with digits are never corrected either.
+ * Returns the length of @w, or 0 when it does not qualify.
+ */
+static size_t fuzzy_len(const char *w)
 {
-    free(r->slots);
-    r->slots = cca_xcalloc(cap, sizeof(*r->slots));
-    r->slot_mask = cap - 1;
-    for (size_t id = 0; id < r->nstems; id++) {
-        size_t i = r->stem_hash[id] & r->slot_mask;
+    size_t n = 0;
 
-        while (r->slots[i] != 0)
-            i = (i + 1) & r->slot_mask;
-        r->slots[i] = (uint32_t)id + 1;
+    for (; w[n] != '\0'; n++) {
+        unsigned char c = (unsigned char)w[n];
+
+        if (c >= 0x80 || (c >= '0' && c <= '9') || n >= WORD_BYTES_MAX)
+            return 0;
+    }
+    return n;
+}
+
+/* @w[0..n) without its character @k, into @buf. */
+static void delete_char(const char *w, size_t n, size_t k, char buf[WORD_BYTES_MAX + 1])
+{
+    memcpy(buf, w, k);
+    memcpy(buf + k, w + k + 1, n - k - 1);
+    buf[n - 1] = '\0';
+}
+
+/* Map @key to @stem in @m; a key that already maps elsewhere becomes AMBIGUOUS. */
+static void fuzzy_put(struct strmap *m, const char *key, uint32_t stem)
+{
+    uint32_t idx = strmap_add(m, key, stem);
+
+    if (m->vals[idx] != stem)
+        m->vals[idx] = AMBIGUOUS;
+}
+
+/*
+ * Index lexicon word @w (folded, stem @stem) for typo tolerance: words of at
+ * least fuzzy_min_chars - 1 letters, and the one-deletion variants of words of
+ * at least fuzzy_min_chars.
+ */
+static void fuzzy_index(struct cca_router *r, const char *w, uint32_t stem)
+{
+    char buf[WORD_BYTES_MAX + 1];
+    size_t n;
+
+    if (r->fuzzy_min_chars <= 0)
+        return;
+    n = fuzzy_len(w);
+    if (n == 0 || (double)n + 1 < r->fuzzy_min_chars)
+        return;
+    fuzzy_put(&r->fz_words, w, stem);
+    if ((double)n < r->fuzzy_min_chars)
+        return;
+    for (size_t k = 0; k < n; k++) {
+        delete_char(w, n, k, buf);
+        fuzzy_put(&r->fz_dels, buf, stem);
     }
 }
 
-static uint32_t stem_intern(struct builder *b, const char *stem)
+static void fuzzy_consider(uint32_t found, uint32_t *cand)
 {
-    struct cca_router *r = b->r;
-    uint32_t id = stem_lookup(r, stem);
+    if (found == NO_STEM || *cand == AMBIGUOUS)
+        return;
+    if (found == AMBIGUOUS || (*cand != NO_STEM && *cand != found))
+        *cand = AMBIGUOUS;
+    else
+        *cand = found;
+}
 
-    if (id != NO_STEM)
-        return id;
-    if (r->nstems == b->stems_cap) {
-        b->stems_cap = b->stems_cap ? 2 * b->stems_cap : 256;
-        r->stems = cca_xrealloc(r->stems, b->stems_cap * sizeof(*r->stems));
-        r->stem_hash = cca_xrealloc(r->stem_hash, b->stems_cap * sizeof(*r->stem_hash));
-        r->ignored = cca_xrealloc(r->ignored, b->stems_cap * sizeof(*r->ignored));
+/*
+ * The stem of the one lexicon word within one edit (insertion, deletion,
+ * substitution or adjacent transposition, found with deletion neighbourhoods)
+ * of the message word @w, or NO_STEM when there is none or more than one.
+ */
+static uint32_t fuzzy_lookup(const struct cca_router *r, const char *w)
+{
+    char buf[WORD_BYTES_MAX + 1];
+    uint32_t cand = NO_STEM, idx;
+    size_t n;
+
+    if (r->fuzzy_min_chars <= 0)
+        return NO_STEM;
+    n = fuzzy_len(w);
+    if (n == 0 || (double)n < r->fuzzy_min_chars)
+        return NO_STEM;
+    idx = strmap_find(&r->fz_dels, w);
+    if (idx != NO_STEM)
+        fuzzy_consider(r->fz_dels.vals[idx], &cand);
+    for (size_t k = 0; k < n && cand != AMBIGUOUS; k++) {
+        delete_char(w, n, k, buf);
+        idx = strmap_find(&r->fz_words, buf);
+        if (idx != NO_STEM)
+            fuzzy_consider(r->fz_words.vals[idx], &cand);
+        idx = strmap_find(&r->fz_dels, buf);
+        if (idx != NO_STEM)
+            fuzzy_consider(r->fz_dels.vals[idx], &cand);
     }
-    id = (uint32_t)r->nstems;
-    r->stems[id] = cca_xstrdup(stem);
-    r->stem_hash[id] = hash_str(stem);
-    r->ignored[id] = false;
-    r->nstems++;
-    /* Keep the load factor at or below one half. */
-    if (r->slots == NULL || 2 * r->nstems > r->slot_mask + 1) {
-        size_t cap = r->slots == NULL ? 512 : 2 * (r->slot_mask + 1);
-
-        slots_rebuild(r, cap);
-    } else {
-        size_t i = r->stem_hash[id] & r->slot_mask;
-
-        while (r->slots[i] != 0)
-            i = (i + 1) & r->slot_mask;
-        r->slots[i] = id + 1;
-    }
-    return id;
+    return cand == AMBIGUOUS ? NO_STEM : cand;
 }
 
 static int entry_cmp(const struct cca_router *r, const struct entry *a,
@@ -222,13 +346,14 @@ static cca_rc add_term(struct builder *b, enum cca_agent agent, const char *term
     }
     /* Ignored words are dropped from terms exactly as from messages. */
     for (size_t i = 0; i < t.count && n <= PHRASE_MAX; i++) {
-        uint32_t id = stem_intern(b, t.stem[i]);
+        uint32_t id = strmap_add(&r->stems, t.stem[i], 0);
 
-        if (r->ignored[id])
+        if (r->stems.vals[id] != 0)
             continue;
         if (n < PHRASE_MAX)
             ids[n] = id;
         n++; /* one past PHRASE_MAX means too long */
+        fuzzy_index(r, t.word[i], id);
     }
     if (n == 0 || n > PHRASE_MAX) {
         rc = cca_error_set(reterr, CCA_ERR_INVALID,
@@ -297,17 +422,17 @@ static cca_rc entries_finish(struct cca_router *r, struct cca_error *reterr)
         r->entries[w++] = *e;
     }
     r->nentries = w;
-    r->first = cca_xcalloc(r->nstems + 1, sizeof(*r->first));
+    r->first = cca_xcalloc(r->stems.count + 1, sizeof(*r->first));
     /* Counting pass, then prefix sums: first[s]..first[s+1] are the entries of s. */
     for (size_t i = 0; i < r->nentries; i++)
         r->first[r->seq[r->entries[i].seq_off] + 1]++;
-    for (size_t s = 0; s < r->nstems; s++)
+    for (size_t s = 0; s < r->stems.count; s++)
         r->first[s + 1] += r->first[s];
     return CCA_OK;
 }
 
-static cca_rc get_number(json_t *obj, const char *key, double lo, double hi,
-                         double *ret, struct cca_error *reterr)
+static cca_rc get_number(json_t *obj, const char *key, double lo, double hi, double *ret,
+                         struct cca_error *reterr)
 {
     json_t *v = json_object_get(obj, key);
     double d;
@@ -328,8 +453,7 @@ static cca_rc get_number(json_t *obj, const char *key, double lo, double hi,
 static cca_rc load_anger(struct cca_router *r, json_t *anger, struct cca_error *reterr)
 {
     static const char *const keys[] = {"caps_min_letters", "caps_min_ratio",
-                                       "caps_weight", "exclam_min_run",
-                                       "exclam_weight"};
+                                       "caps_weight", "exclam_min_run", "exclam_weight"};
     const char *key;
     json_t *v;
     cca_rc rc = CCA_OK;
@@ -337,9 +461,9 @@ static cca_rc load_anger(struct cca_router *r, json_t *anger, struct cca_error *
     if (anger == NULL)
         return CCA_OK;
     if (!json_is_object(anger))
-        return cca_error_set(reterr, CCA_ERR_INVALID, "lexicon: 'anger' is not an object");
-    json_object_foreach(anger, key, v)
-    {
+        return cca_error_set(reterr, CCA_ERR_INVALID,
+                             "lexicon: 'anger' is not an object");
+    json_object_foreach (anger, key, v) {
         bool known = false;
 
         for (size_t i = 0; i < CCA_ARRAY_SIZE(keys); i++)
@@ -357,8 +481,8 @@ static cca_rc load_anger(struct cca_router *r, json_t *anger, struct cca_error *
         rc = get_number(anger, "caps_weight", 0, WEIGHT_MAX, &r->anger.caps_weight,
                         reterr);
     if (rc == CCA_OK)
-        rc = get_number(anger, "exclam_min_run", 1, 100, &r->anger.exclam_min_run,
-                        reterr);
+        rc =
+            get_number(anger, "exclam_min_run", 1, 100, &r->anger.exclam_min_run, reterr);
     if (rc == CCA_OK)
         rc = get_number(anger, "exclam_weight", 0, WEIGHT_MAX, &r->anger.exclam_weight,
                         reterr);
@@ -375,10 +499,9 @@ static cca_rc load_group(struct builder *b, json_t *g, size_t gi, size_t *nterms
     size_t i;
 
     if (!json_is_object(g))
-        return cca_error_set(reterr, CCA_ERR_INVALID, "lexicon: groups[%zu] is not an object",
-                             gi);
-    json_object_foreach(g, key, v)
-    {
+        return cca_error_set(reterr, CCA_ERR_INVALID,
+                             "lexicon: groups[%zu] is not an object", gi);
+    json_object_foreach (g, key, v) {
         if (strcmp(key, "agent") != 0 && strcmp(key, "lang") != 0 &&
             strcmp(key, "weight") != 0 && strcmp(key, "terms") != 0 &&
             strcmp(key, "note") != 0)
@@ -413,16 +536,16 @@ static cca_rc load_group(struct builder *b, json_t *g, size_t gi, size_t *nterms
     if (!json_is_array(terms_j))
         return cca_error_set(reterr, CCA_ERR_INVALID,
                              "lexicon: groups[%zu].terms is not an array", gi);
-    json_array_foreach(terms_j, i, v)
-    {
+    json_array_foreach (terms_j, i, v) {
         cca_rc rc;
 
         if (!json_is_string(v))
             return cca_error_set(reterr, CCA_ERR_INVALID,
-                                 "lexicon: groups[%zu].terms[%zu] is not a string", gi, i);
+                                 "lexicon: groups[%zu].terms[%zu] is not a string", gi,
+                                 i);
         if (++*nterms > TERMS_MAX)
-            return cca_error_set(reterr, CCA_ERR_INVALID,
-                                 "lexicon: more than %d terms", TERMS_MAX);
+            return cca_error_set(reterr, CCA_ERR_INVALID, "lexicon: more than %d terms",
+                                 TERMS_MAX);
         rc = add_term(b, agent, json_string_value(v), weight, reterr);
         if (rc != CCA_OK)
             return rc;
@@ -438,9 +561,9 @@ static cca_rc load_ignore(struct builder *b, json_t *ignore, struct cca_error *r
     if (ignore == NULL)
         return CCA_OK;
     if (!json_is_array(ignore))
-        return cca_error_set(reterr, CCA_ERR_INVALID, "lexicon: 'ignore' is not an array");
-    json_array_foreach(ignore, i, v)
-    {
+        return cca_error_set(reterr, CCA_ERR_INVALID,
+                             "lexicon: 'ignore' is not an array");
+    json_array_foreach (ignore, i, v) {
         struct cca_text_tokens t = {0};
         uint32_t id;
 
@@ -451,9 +574,8 @@ static cca_rc load_ignore(struct builder *b, json_t *ignore, struct cca_error *r
             return cca_error_set(reterr, CCA_ERR_INVALID,
                                  "lexicon: ignore[%zu] is not a single word", i);
         }
-        /* Intern first: it may move r->ignored. */
-        id = stem_intern(b, t.stem[0]);
-        b->r->ignored[id] = true;
+        id = strmap_add(&b->r->stems, t.stem[0], 1);
+        b->r->stems.vals[id] = 1;
         cca_text_tokens_cleanup(&t);
     }
     return CCA_OK;
@@ -468,12 +590,12 @@ static cca_rc load_lexicon(struct cca_router *r, json_t *root, struct cca_error 
     cca_rc rc = CCA_OK;
 
     if (!json_is_object(root))
-        return cca_error_set(reterr, CCA_ERR_INVALID, "lexicon: top level is not an object");
-    json_object_foreach(root, key, g)
-    {
+        return cca_error_set(reterr, CCA_ERR_INVALID,
+                             "lexicon: top level is not an object");
+    json_object_foreach (root, key, g) {
         if (strcmp(key, "format") != 0 && strcmp(key, "anger") != 0 &&
             strcmp(key, "groups") != 0 && strcmp(key, "ignore") != 0 &&
-            strcmp(key, "note") != 0)
+            strcmp(key, "fuzzy_min_chars") != 0 && strcmp(key, "note") != 0)
             return cca_error_set(reterr, CCA_ERR_INVALID,
                                  "lexicon: unknown top-level key '%.60s'", key);
     }
@@ -484,15 +606,21 @@ static cca_rc load_lexicon(struct cca_router *r, json_t *root, struct cca_error 
     rc = load_anger(r, json_object_get(root, "anger"), reterr);
     if (rc != CCA_OK)
         return rc;
+    rc = get_number(root, "fuzzy_min_chars", 0, 64, &r->fuzzy_min_chars, reterr);
+    if (rc != CCA_OK)
+        return rc;
+    if (r->fuzzy_min_chars > 0 && r->fuzzy_min_chars < 4)
+        return cca_error_set(reterr, CCA_ERR_INVALID,
+                             "lexicon: 'fuzzy_min_chars' must be 0 (off) or at least 4");
     /* Before the groups: terms drop ignored words as they are added. */
     rc = load_ignore(&b, json_object_get(root, "ignore"), reterr);
     if (rc != CCA_OK)
         return rc;
     groups = json_object_get(root, "groups");
     if (!json_is_array(groups))
-        return cca_error_set(reterr, CCA_ERR_INVALID, "lexicon: 'groups' is not an array");
-    json_array_foreach(groups, gi, g)
-    {
+        return cca_error_set(reterr, CCA_ERR_INVALID,
+                             "lexicon: 'groups' is not an array");
+    json_array_foreach (groups, gi, g) {
         rc = load_group(&b, g, gi, &nterms, reterr);
         if (rc != CCA_OK)
             return rc;
@@ -506,6 +634,7 @@ cca_rc cca_router_new(const char *lexicon_path, const struct cca_router_params *
     struct cca_router *r = NULL;
     json_t *root = NULL;
     json_error_t jerr;
+    struct stat st;
     FILE *fp = NULL;
     cca_rc rc = CCA_OK;
 
@@ -529,6 +658,11 @@ cca_rc cca_router_new(const char *lexicon_path, const struct cca_router_params *
                            "lexicon '%.100s': %s", lexicon_path, strerror(e));
         goto out;
     }
+    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+        rc = cca_error_set(reterr, CCA_ERR_IO, "lexicon '%.100s': not a regular file",
+                           lexicon_path);
+        goto out;
+    }
     root = json_loadf(fp, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
         rc = cca_error_set(reterr, CCA_ERR_PARSE, "lexicon line %d: %.100s", jerr.line,
@@ -540,9 +674,9 @@ cca_rc cca_router_new(const char *lexicon_path, const struct cca_router_params *
     r->anger = (struct anger_params){
         .caps_min_letters = 8,
         .caps_min_ratio = 0.7,
-        .caps_weight = 1.0,
+        .caps_weight = 0.7,
         .exclam_min_run = 3,
-        .exclam_weight = 1.0,
+        .exclam_weight = 0.7,
     };
     rc = load_lexicon(r, root, reterr);
     if (rc != CCA_OK)
@@ -561,16 +695,13 @@ void cca_router_free(struct cca_router *router)
 {
     if (router == NULL)
         return;
-    for (size_t i = 0; i < router->nstems; i++)
-        free(router->stems[i]);
     for (size_t i = 0; i < router->nentries; i++) {
         for (int a = 0; a < CCA_AGENT__COUNT; a++)
             free(router->entries[i].text[a]);
     }
-    free(router->stems);
-    free(router->stem_hash);
-    free(router->ignored);
-    free(router->slots);
+    strmap_cleanup(&router->stems);
+    strmap_cleanup(&router->fz_words);
+    strmap_cleanup(&router->fz_dels);
     free(router->entries);
     free(router->seq);
     free(router->first);
@@ -610,7 +741,8 @@ static void score_anger(const struct cca_router *r, const char *text, size_t len
 
     while ((size_t)i < len) {
         utf8proc_int32_t cp;
-        utf8proc_ssize_t n = utf8proc_iterate(p + i, (utf8proc_ssize_t)(len - (size_t)i), &cp);
+        utf8proc_ssize_t n =
+            utf8proc_iterate(p + i, (utf8proc_ssize_t)(len - (size_t)i), &cp);
 
         if (n <= 0)
             break; /* cannot happen: the text was validated */
@@ -667,10 +799,13 @@ static void score_lexicon(const struct cca_router *r, const struct cca_text_toke
     size_t nseen = 0, n = 0;
 
     for (size_t i = 0; i < t->count && i < CCA_TEXT_MAX_TOKENS; i++) {
-        uint32_t id = stem_lookup(r, t->stem[i]);
+        uint32_t id = strmap_find(&r->stems, t->stem[i]);
 
-        if (id == NO_STEM || !r->ignored[id])
-            ids[n++] = id;
+        if (id == NO_STEM)
+            id = fuzzy_lookup(r, t->word[i]);
+        else if (r->stems.vals[id] != 0)
+            continue; /* on the "ignore" list */
+        ids[n++] = id;
     }
     for (size_t i = 0; i < n;) {
         uint32_t id = ids[i];

@@ -104,8 +104,7 @@ static json_t *route_line(const struct cca_router *router, enum cca_agent curren
         goto out;
     }
     (void)json_object_set_new(out, "text", v);
-    json_object_foreach(in, key, v)
-    {
+    json_object_foreach (in, key, v) {
         if (json_object_get(out, key) == NULL)
             (void)json_object_set(out, key, v);
     }
@@ -141,8 +140,7 @@ static json_t *eval_report(const struct eval *ev)
     (void)json_object_set_new(rep, "agents", agents);
     (void)json_object_set_new(rep, "macro_f1", json_real(f1_sum / CCA_AGENT__COUNT));
     (void)json_object_set_new(
-        rep, "accuracy",
-        json_real(ev->total ? (double)correct / (double)ev->total : 0));
+        rep, "accuracy", json_real(ev->total ? (double)correct / (double)ev->total : 0));
     (void)json_object_set_new(rep, "messages", json_integer((json_int_t)ev->total));
     (void)json_object_set_new(rep, "skipped", json_integer((json_int_t)ev->skipped));
     (void)json_object_set_new(rep, "clear", json_integer((json_int_t)ev->clear));
@@ -176,8 +174,7 @@ static void print_report_text(const struct eval *ev, json_t *rep)
     printf("clear (keyword) %zu (%.1f%%), accuracy when clear %.3f; "
            "not clear (default, LLM candidates) %zu (%.1f%%)\n",
            ev->clear, ev->total ? 100.0 * (double)ev->clear / (double)ev->total : 0.0,
-           json_real_value(json_object_get(rep, "clear_accuracy")),
-           ev->total - ev->clear,
+           json_real_value(json_object_get(rep, "clear_accuracy")), ev->total - ev->clear,
            ev->total ? 100.0 * (double)(ev->total - ev->clear) / (double)ev->total : 0.0);
     printf("confusion (rows expected, columns routed): tech_support sales supervisor\n");
     for (int a = 0; a < CCA_AGENT__COUNT; a++)

@@ -305,7 +305,8 @@ static enum cp_class classify(int32_t cp)
     if (prop->ignorable)
         return CP_JOIN;
     n = utf8proc_decompose_char(cp, buf, (utf8proc_ssize_t)CCA_ARRAY_SIZE(buf),
-                                UTF8PROC_COMPOSE | UTF8PROC_COMPAT | UTF8PROC_CASEFOLD, &bound);
+                                UTF8PROC_COMPOSE | UTF8PROC_COMPAT | UTF8PROC_CASEFOLD,
+                                &bound);
     for (utf8proc_ssize_t i = 0; i < n && i < (utf8proc_ssize_t)CCA_ARRAY_SIZE(buf);
          i++) {
         utf8proc_category_t c = utf8proc_category(buf[i]);

@@ -34,6 +34,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -52,15 +53,15 @@
 #include "cca/common.h"
 #include "cca/mem.h"
 
-#define FAKE_MAX_BODY      (4u * 1024 * 1024)
-#define FAKE_LOG_LEN       100
-#define FAKE_SCRIPT_MAX    100000
-#define FAKE_HANG_CAP_MS   120000
-#define FAKE_MAX_DELAY_MS  600000
-#define FAKE_MAX_PAD       (64 * 1024 * 1024)
-#define FAKE_MAX_TRICKLE   10000
-#define FAKE_CONN_LIMIT    20000u
-#define FAKE_THREADS       2u
+#define FAKE_MAX_BODY     (4u * 1024 * 1024)
+#define FAKE_LOG_LEN      100
+#define FAKE_SCRIPT_MAX   100000
+#define FAKE_HANG_CAP_MS  120000
+#define FAKE_MAX_DELAY_MS 600000
+#define FAKE_MAX_PAD      (64 * 1024 * 1024)
+#define FAKE_MAX_TRICKLE  10000
+#define FAKE_CONN_LIMIT   20000u
+#define FAKE_THREADS      2u
 
 enum route {
     ROUTE_NONE = 0,
@@ -87,8 +88,8 @@ struct req {
     char *body;
     size_t len, cap;
     bool too_large;
-    enum phase phase;          /* guarded by T while suspended */
-    bool counted;              /* counts in in_flight; guarded by S */
+    enum phase phase; /* guarded by T while suspended */
+    bool counted;     /* counts in in_flight; guarded by S */
     bool hang;
     struct MHD_Response *resp; /* prepared answer while waiting */
     unsigned status;
@@ -380,8 +381,8 @@ static const char *action_check(json_t *a)
         return "'pad_bytes' must be an integer 0..67108864";
     if (!int_field(a, "trickle_ms", 0, FAKE_MAX_TRICKLE, NULL))
         return "'trickle_ms' must be an integer 0..10000";
-    if (!opt_type(a, "retry_after", JSON_STRING) || !opt_type(a, "content", JSON_STRING) ||
-        !opt_type(a, "body", JSON_STRING))
+    if (!opt_type(a, "retry_after", JSON_STRING) ||
+        !opt_type(a, "content", JSON_STRING) || !opt_type(a, "body", JSON_STRING))
         return "'retry_after', 'content' and 'body' must be strings";
     if (!opt_type(a, "no_choices", JSON_TRUE) || !opt_type(a, "hang", JSON_TRUE))
         return "'no_choices' and 'hang' must be booleans";
@@ -427,7 +428,8 @@ static bool has_any(const char *s, const char *const *words)
 static const char *validate(const char *body, size_t len, json_t **ret_doc,
                             const char **ret_param, char *msgbuf, size_t msgsz)
 {
-    static const char *const roles[] = {"system", "developer", "user", "assistant", "tool"};
+    static const char *const roles[] = {"system", "developer", "user", "assistant",
+                                        "tool"};
     json_t *doc, *v, *msgs, *m;
     size_t i, k;
 
@@ -463,16 +465,17 @@ static const char *validate(const char *body, size_t len, json_t **ret_doc,
         json_decref(doc);
         return "Invalid 'messages': expected a non-empty array.";
     }
-    json_array_foreach(msgs, i, m)
-    {
+    json_array_foreach (msgs, i, m) {
         const char *role = json_string_value(json_object_get(m, "role"));
         bool ok = false;
 
         for (k = 0; role != NULL && k < CCA_ARRAY_SIZE(roles); k++)
             ok = ok || strcmp(role, roles[k]) == 0;
         if (!json_is_object(m) || !ok) {
-            snprintf(msgbuf, msgsz, "Invalid value for 'messages[%zu].role': expected one "
-                     "of system, developer, user, assistant, tool.", i);
+            snprintf(msgbuf, msgsz,
+                     "Invalid value for 'messages[%zu].role': expected one "
+                     "of system, developer, user, assistant, tool.",
+                     i);
             *ret_param = "messages";
             json_decref(doc);
             return msgbuf;
@@ -486,8 +489,8 @@ static const char *validate(const char *body, size_t len, json_t **ret_doc,
         }
     }
     v = json_object_get(doc, "temperature");
-    if (v != NULL && (!json_is_number(v) || json_number_value(v) < 0 ||
-                      json_number_value(v) > 2)) {
+    if (v != NULL &&
+        (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 2)) {
         *ret_param = "temperature";
         json_decref(doc);
         return "Invalid 'temperature': expected a number between 0 and 2.";
@@ -499,7 +502,8 @@ static const char *validate(const char *body, size_t len, json_t **ret_doc,
         return "Invalid 'max_tokens': expected an integer >= 1.";
     }
     v = json_object_get(doc, "response_format");
-    if (v != NULL && (!json_is_object(v) || !json_is_string(json_object_get(v, "type")))) {
+    if (v != NULL &&
+        (!json_is_object(v) || !json_is_string(json_object_get(v, "type")))) {
         *ret_param = "response_format";
         json_decref(doc);
         return "Invalid 'response_format': expected an object with a string 'type'.";
@@ -529,8 +533,8 @@ static char *default_content(json_t *doc, uint64_t n)
                                          "Верн",   "ВЕРН",    NULL};
     static const char *const sales[] = {"price", "тариф", "Тариф", "цен", "Цен", NULL};
     const char *last = last_user_content(json_object_get(doc, "messages"));
-    const char *mode =
-        json_string_value(json_object_get(json_object_get(doc, "response_format"), "type"));
+    const char *mode = json_string_value(
+        json_object_get(json_object_get(doc, "response_format"), "type"));
     size_t cut;
     char *out;
 
@@ -543,7 +547,8 @@ static char *default_content(json_t *doc, uint64_t n)
         else if (has_any(last, sales))
             agent = "sales";
         out = cca_xmalloc(sz);
-        snprintf(out, sz, "{\"agent\":\"%s\",\"confidence\":0.9,\"reason\":\"fake classifier\"}",
+        snprintf(out, sz,
+                 "{\"agent\":\"%s\",\"confidence\":0.9,\"reason\":\"fake classifier\"}",
                  agent);
         return out;
     }
@@ -596,8 +601,7 @@ static char *build_answer(json_t *doc, json_t *a, uint64_t n, unsigned *ret_stat
         memset(content + clen, ' ', (size_t)pad - clen);
         content[pad] = '\0';
     }
-    json_array_foreach(msgs, i, m)
-    {
+    json_array_foreach (msgs, i, m) {
         words += count_words(json_string_value(json_object_get(m, "content")));
     }
     snprintf(idbuf, sizeof(idbuf), "chatcmpl-fake-%" PRIu64, n);
@@ -613,8 +617,8 @@ static char *build_answer(json_t *doc, json_t *a, uint64_t n, unsigned *ret_stat
                             "finish_reason", "stop");
     }
     resp = json_pack("{s:s,s:s,s:I,s:O,s:o}", "id", idbuf, "object", "chat.completion",
-                     "created", (json_int_t)time(NULL), "model", json_object_get(doc, "model"),
-                     "choices", choices);
+                     "created", (json_int_t)time(NULL), "model",
+                     json_object_get(doc, "model"), "choices", choices);
     if (json_is_object(usage)) {
         json_object_set_new(resp, "usage", json_deep_copy(usage));
     } else {
@@ -706,7 +710,8 @@ static enum MHD_Result handle_completion(struct req *r)
         pthread_mutex_lock(&g.lock);
         g.bad_requests++;
         pthread_mutex_unlock(&g.lock);
-        return queue_error(r, status, err, param, status == 401 ? "invalid_api_key" : NULL);
+        return queue_error(r, status, err, param,
+                           status == 401 ? "invalid_api_key" : NULL);
     }
 
     pthread_mutex_lock(&g.lock);
@@ -740,7 +745,8 @@ static enum MHD_Result handle_completion(struct req *r)
         atomic_store(&r->tready, true);
         resp = MHD_create_response_from_callback(r->tlen, 1, trickle_reader, r, NULL);
     } else {
-        resp = MHD_create_response_from_buffer_with_free_callback(strlen(body), body, free);
+        resp =
+            MHD_create_response_from_buffer_with_free_callback(strlen(body), body, free);
     }
     (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     ra = json_string_value(json_object_get(a, "retry_after"));
@@ -783,8 +789,7 @@ static enum MHD_Result handle_script(struct req *r, bool set_default)
     } else if (!json_is_array(doc)) {
         why = "body must be a JSON array of actions";
     } else {
-        json_array_foreach(doc, i, a)
-        {
+        json_array_foreach (doc, i, a) {
             if (why == NULL)
                 why = action_check(a);
         }
@@ -854,12 +859,12 @@ static enum MHD_Result handle_stats(struct req *r)
     json_t *doc;
 
     pthread_mutex_lock(&g.lock);
-    doc = json_pack("{s:I,s:I,s:I,s:I,s:O,s:b}", "requests", (json_int_t)g.requests,
-                    "in_flight", (json_int_t)g.in_flight, "max_in_flight",
-                    (json_int_t)g.max_in_flight, "bad_requests",
-                    (json_int_t)g.bad_requests, "last_request",
-                    g.last_request ? g.last_request : json_null(), "last_auth_ok",
-                    (int)g.last_auth_ok);
+    doc =
+        json_pack("{s:I,s:I,s:I,s:I,s:O,s:b}", "requests", (json_int_t)g.requests,
+                  "in_flight", (json_int_t)g.in_flight, "max_in_flight",
+                  (json_int_t)g.max_in_flight, "bad_requests", (json_int_t)g.bad_requests,
+                  "last_request", g.last_request ? g.last_request : json_null(),
+                  "last_auth_ok", (int)g.last_auth_ok);
     /* serialise under S: the logged documents are shared */
     resp = json_response(doc);
     pthread_mutex_unlock(&g.lock);
@@ -920,8 +925,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     (void)cls;
     (void)version;
     if (r == NULL) {
-        const char *cl =
-            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
 
         r = cca_xcalloc(1, sizeof(*r));
         r->conn = conn;
@@ -1022,6 +1027,16 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 }
 
 /* ---------------------------------------------------------------- main */
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    /* closing a released "hang" request is deliberate: not worth a line */
+    if (strncmp(fmt, "Application reported internal error", 36) == 0)
+        return;
+    fputs("fake_openai: mhd: ", stderr);
+    vfprintf(stderr, fmt, ap);
+}
 
 static int print_usage(void)
 {
@@ -1140,9 +1155,10 @@ int main(int argc, char **argv)
     g.daemon = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0,
         NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_THREAD_POOL_SIZE, FAKE_THREADS, MHD_OPTION_CONNECTION_LIMIT, conn_limit,
-        MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+        MHD_OPTION_THREAD_POOL_SIZE, FAKE_THREADS, MHD_OPTION_CONNECTION_LIMIT,
+        conn_limit, MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        4096u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL, MHD_OPTION_END);
     if (g.daemon == NULL) {
         fprintf(stderr, "fake_openai: cannot listen on 127.0.0.1:%ld\n", port);
         goto out;

@@ -2,6 +2,9 @@
 #ifndef CCA_HTTP_H
 #define CCA_HTTP_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "cca/common.h"
 #include "cca/config.h"
 #include "cca/engine.h"
@@ -43,6 +46,14 @@ unsigned cca_http_port(const struct cca_http *http);
  * Thread-safe; idempotent.
  */
 void cca_http_quiesce(struct cca_http *http);
+
+/*
+ * cca_http_wait_idle - wait until every request has been answered and its
+ * response handed to the socket, or until @deadline_ms (cca_time_mono_ms).
+ * Returns true when idle. Call after cca_http_quiesce, before cca_http_free,
+ * so that answers of the last turns are not cut off. Thread-safe.
+ */
+bool cca_http_wait_idle(struct cca_http *http, int64_t deadline_ms);
 
 /*
  * cca_http_free - stop the server. Every suspended request must have been

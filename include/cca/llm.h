@@ -12,10 +12,13 @@
 
 /*
  * Asynchronous LLM client for the OpenAI Chat Completions API
- * (POST {base_url}/chat/completions, https://platform.openai.com/docs/api-reference/chat/create;
- * schema in shared/reference/openai-chat-completions.yaml).
- * One thread owns a curl multi handle and drives every call (curl_multi_poll +
- * curl_multi_wakeup); callers never block on the network.
+ * (POST {base_url}/chat/completions,
+ * https://platform.openai.com/docs/api-reference/chat/create; schema in
+ * shared/reference/openai-chat-completions.yaml). One thread owns a curl multi handle and
+ * drives every call; callers never block on the network. The thread runs an epoll loop
+ * with the curl socket interface (curl_multi_socket_action), so the work per event does
+ * not grow with the number of calls in flight; an eventfd wakes it on submit (the
+ * equivalent of curl_multi_wakeup). Retry policy: see src/llm.c.
  */
 
 struct cca_llm_params {
@@ -71,18 +74,19 @@ struct cca_llm_result {
 };
 
 /*
- * cca_llm_done_fn - completion callback, called exactly once per submitted
- * request, on the LLM thread (or on the caller's thread when submit fails
- * after taking the request, see below). @result is borrowed for the call: move
- * ->content out (set it to NULL) to keep it. Must not block for long.
+ * cca_llm_done_fn - completion callback, called exactly once per request that
+ * cca_llm_submit accepted (returned CCA_OK), always on the LLM thread, never
+ * on the submitting thread. @result is borrowed for the call: move ->content
+ * out (set it to NULL) to keep it. Must not block for long. It may call
+ * cca_llm_submit and cca_llm_get_status, but not cca_llm_free.
  */
 typedef void (*cca_llm_done_fn)(void *ctx, struct cca_llm_result *result);
 
 /*
  * struct cca_llm_status - health snapshot.
- * @calls, @failures: counters since start.
- * @last_http_status: of the last finished attempt.
- * @auth_failed:      the last attempt got 401 or 403.
+ * @calls, @failures: finished calls, and those with rc != CCA_OK, since start.
+ * @last_http_status: of the last finished attempt (0: no HTTP response).
+ * @auth_failed:      the last attempt that got an HTTP response got 401 or 403.
  * @last_latency_ms:  upstream time of the last successful attempt.
  * @last_error:       reason of the last failed call, "" if none; no secrets.
  */
@@ -114,10 +118,14 @@ cca_rc cca_llm_new(const struct cca_llm_params *params, struct cca_llm **ret_llm
 void cca_llm_free(struct cca_llm *llm);
 
 /*
- * cca_llm_submit - queue @req; @req->messages is stolen whatever happens.
+ * cca_llm_submit - queue @req; @req->messages is stolen whatever happens (it
+ * is set to NULL). The request body is serialised here, on the caller's thread.
  * @done is called later with the result. Thread-safe.
- * Returns CCA_OK, or CCA_ERR_UNAVAILABLE when the client is shutting down (then
- * @done is NOT called).
+ * Returns CCA_OK; CCA_ERR_INVALID when @llm or @done is NULL, @req->messages is
+ * not an array, @req->max_tokens <= 0 or @req->temperature is outside 0..2;
+ * CCA_ERR_UNAVAILABLE when the client is shutting down. On any error @done is
+ * NOT called. A deadline already past is not an error: the call completes
+ * with CCA_ERR_TIMEOUT and attempts == 0.
  */
 cca_rc cca_llm_submit(struct cca_llm *llm, struct cca_llm_request *req,
                       cca_llm_done_fn done, void *ctx) CCA_WUR;

@@ -62,7 +62,8 @@ struct cca_router;
  * docs/ROUTING.md) and keep @params (copied).
  * Returns CCA_OK and a new router in *ret_router, or CCA_ERR_NOT_FOUND /
  * CCA_ERR_IO (unreadable file), CCA_ERR_PARSE (bad JSON), CCA_ERR_INVALID (bad
- * entries or params), with detail in @reterr (may be NULL).
+ * entries or params: min_score must be in (0, 1000], min_margin in [0, 1000]),
+ * with detail in @reterr (may be NULL). *ret_router is untouched on failure.
  * The router is immutable afterwards: every other function is thread-safe.
  */
 cca_rc cca_router_new(const char *lexicon_path, const struct cca_router_params *params,
@@ -85,7 +86,9 @@ void cca_router_route(const struct cca_router *router, const char *text, size_t 
 
 /*
  * cca_route_to_json - {agent, method, confidence, scores:{tech_support, sales,
- * supervisor}, matched:[...]}. Returns a new reference.
+ * supervisor}, matched:[...]}. Returns a new reference. confidence and scores
+ * are reals rounded to 3 decimals: dump with JSON_REAL_PRECISION(n), n <= 15,
+ * or jansson prints them with 17 digits (0.632 as 0.63200000000000001).
  */
 json_t *cca_route_to_json(const struct cca_route *route);
 
@@ -95,7 +98,11 @@ json_t *cca_route_to_json(const struct cca_route *route);
  * "expected_agent" are copied to the output), print one JSON decision per line
  * to stdout, never start the server or call the LLM. With "--eval", instead
  * print per-agent precision/recall/F1 and macro-F1 for JSONL input that has
- * "expected_agent". Returns a process exit code.
+ * "expected_agent" ("--json" prints that report as JSON). "--current AGENT"
+ * (or a "current_agent" field) routes lines as follow-ups. @argv[0] is the
+ * subcommand name. Lines over 64 KiB are skipped with a JSON error line.
+ * Returns a process exit code: 0, 1 (I/O error, or --eval without labels) or 2
+ * (usage).
  */
 int cca_route_cli(const struct cca_router *router, int argc, char **argv);
 

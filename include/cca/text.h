@@ -47,6 +47,10 @@ enum cca_lang cca_text_detect_lang(const char *s, size_t len);
  * @word:  @count NUL-terminated folded words (NFKC + case fold, "ё" -> "е"),
  *         before stemming, each owned by the struct.
  * Tokens are maximal runs of letters and digits; everything else separates.
+ * Combining marks and default-ignorable code points (soft hyphen, zero-width
+ * joiner) inside a word do not split it; a symbol whose compatibility form is a
+ * letter counts as one ("™" -> "tm"). A folded word is cut at 128 bytes (on a
+ * code point boundary), so no single token can make the work unbounded.
  */
 #define CCA_TEXT_MAX_TOKENS 512
 struct cca_text_tokens {

@@ -98,8 +98,10 @@ show_logs() {
 
 # ---------------------------------------------------------------------------
 # 1. Start the server (offline, port 0, temporary storage). The working
-#    directory is $tmp so that no ./.env of the caller is read.
+#    directory is $tmp so that no ./.env of the caller (which may hold an
+#    OPENAI_API_KEY) is read; the server serves ./openapi.yaml, so link it.
 mkdir -p "$tmp/dialogs" || exit 99
+ln -s "$spec" "$tmp/openapi.yaml" || exit 99
 (
     cd "$tmp" || exit 99
     exec env -u OPENAI_API_KEY \
@@ -313,6 +315,11 @@ unknown=00000000-0000-4000-8000-000000000000
 echo "== service and health"
 p 200 GET / "service info"
 p 200 GET /openapi.yaml "this document"
+if ! cmp -s "$body" "$spec"; then
+    total=$((total + 1))
+    failures=$((failures + 1))
+    echo "FAIL  GET /openapi.yaml did not return the bytes of $spec"
+fi
 p 200 GET /api/v1/health "health"
 p 200 GET /api/v1/health/detailed "detailed health"
 p 200 GET /api/v1/health/ready "readiness"

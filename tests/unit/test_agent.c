@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "cca_test.h"
 
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -291,6 +292,44 @@ static void test_deterministic(void **state)
     free(b);
 }
 
+/* The table is immutable: concurrent replies must equal the single-thread ones. */
+static void *thread_main(void *arg)
+{
+    const char *expected = arg;
+
+    for (int i = 0; i < 50; i++) {
+        char *r = cca_agents_offline_reply(agents, CCA_AGENT_SALES, CCA_LANG_RU,
+                                           "Какие у вас тарифы?",
+                                           strlen("Какие у вас тарифы?"), i % 2 == 0);
+        const char *body = strstr(r, "У нас три");
+
+        if (body == NULL || strcmp(body, expected) != 0) {
+            free(r);
+            return (void *)1;
+        }
+        free(r);
+    }
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    char *expected = reply(CCA_AGENT_SALES, CCA_LANG_RU, "Какие у вас тарифы?", false);
+    pthread_t th[4];
+
+    (void)state;
+    assert_true(strncmp(expected, "У нас три", strlen("У нас три")) == 0);
+    for (size_t i = 0; i < CCA_ARRAY_SIZE(th); i++)
+        assert_int_equal(pthread_create(&th[i], NULL, thread_main, expected), 0);
+    for (size_t i = 0; i < CCA_ARRAY_SIZE(th); i++) {
+        void *res = (void *)1;
+
+        assert_int_equal(pthread_join(th[i], &res), 0);
+        assert_null(res);
+    }
+    free(expected);
+}
+
 /* ------------------------------------------------- loading broken data */
 
 static char *path_join(const char *dir, const char *rel)
@@ -470,7 +509,8 @@ int main(void)
         cmocka_unit_test(test_demo_en),      cmocka_unit_test(test_topics),
         cmocka_unit_test(test_language),     cmocka_unit_test(test_clarify),
         cmocka_unit_test(test_handoff),      cmocka_unit_test(test_deterministic),
-        cmocka_unit_test(test_load_copy_ok), cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_threads),      cmocka_unit_test(test_load_copy_ok),
+        cmocka_unit_test(test_load_errors),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -32,7 +32,7 @@
 
 extern char **environ;
 
-static const char *fake_path;
+static char *fake_path;
 static pid_t fake_pid = -1;
 static char fake_dir[64];
 static char fake_base[96]; /* http://127.0.0.1:PORT */
@@ -241,8 +241,8 @@ static json_t *messages_for(const char *user_text)
                      user_text);
 }
 
-static void submit(struct cca_llm *llm, struct waiter *w, const char *text, bool json_mode,
-                   int64_t deadline_in_ms)
+static void submit(struct cca_llm *llm, struct waiter *w, const char *text,
+                   bool json_mode, int64_t deadline_in_ms)
 {
     struct cca_llm_request req = {
         .messages = messages_for(text),
@@ -274,8 +274,8 @@ static void assert_no_secret(struct cca_llm *llm, const struct waiter *w)
 }
 
 /* Run one call to completion with @retries and @deadline_in_ms; returns its result. */
-static void run_one(struct cca_llm *llm, struct waiter *w, const char *text, bool json_mode,
-                    int64_t deadline_in_ms)
+static void run_one(struct cca_llm *llm, struct waiter *w, const char *text,
+                    bool json_mode, int64_t deadline_in_ms)
 {
     waiter_init(w, 1);
     submit(llm, w, text, json_mode, deadline_in_ms);
@@ -288,9 +288,11 @@ static void run_one(struct cca_llm *llm, struct waiter *w, const char *text, boo
 static int group_setup(void **state)
 {
     char port_file[96], buf[32];
+    /* posix_spawn takes char *const argv[]: give it writable copies */
+    char a_port[] = "--port", a_zero[] = "0", a_file[] = "--port-file";
+    char a_key[] = "--key", a_keyval[] = KEY;
+    char *argv[] = {NULL, a_port, a_zero, a_file, port_file, a_key, a_keyval, NULL};
     posix_spawn_file_actions_t fa;
-    char *argv[] = {(char *)fake_path, "--port",       "0",       "--port-file",
-                    port_file,         "--key",        KEY,       NULL};
     FILE *f;
     int i, port = 0;
 
@@ -307,6 +309,7 @@ static int group_setup(void **state)
     if (mkdtemp(fake_dir) == NULL)
         return -1;
     snprintf(port_file, sizeof(port_file), "%s/port", fake_dir);
+    argv[0] = fake_path;
 
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
@@ -330,7 +333,7 @@ static int group_setup(void **state)
     if (port <= 0)
         return -1;
     snprintf(fake_base, sizeof(fake_base), "http://127.0.0.1:%d", port);
-    snprintf(llm_base, sizeof(llm_base), "%s/v1", fake_base);
+    snprintf(llm_base, sizeof(llm_base), "http://127.0.0.1:%d/v1", port);
     return 0;
 }
 
@@ -360,7 +363,8 @@ static int group_teardown(void **state)
     curl_global_cleanup();
     /* the fake must exit 0 on SIGTERM, even with connections left hanging */
     if (r == 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "test_llm: fake_openai did not exit cleanly (status %d)\n", status);
+        fprintf(stderr, "test_llm: fake_openai did not exit cleanly (status %d)\n",
+                status);
         return -1;
     }
     return 0;
@@ -437,7 +441,8 @@ static void test_json_mode(void **state)
     assert_int_equal(w.res[0].rc, CCA_OK);
     content = json_loads(w.res[0].content, 0, NULL);
     assert_non_null(content);
-    assert_string_equal(json_string_value(json_object_get(content, "agent")), "supervisor");
+    assert_string_equal(json_string_value(json_object_get(content, "agent")),
+                        "supervisor");
     json_decref(content);
 
     stats = fake_call("/_fake/stats", NULL);
@@ -552,6 +557,7 @@ static void test_401_not_retried(void **state)
     struct cca_llm *llm = make_llm_at(llm_base, WRONG_KEY, 3, 64 * 1024);
     struct cca_llm_status st;
     struct waiter w;
+    json_t *stats;
 
     (void)state;
     run_one(llm, &w, "hello", false, 5000);
@@ -562,8 +568,10 @@ static void test_401_not_retried(void **state)
     cca_llm_get_status(llm, &st);
     assert_true(st.auth_failed);
     assert_int_equal(st.last_http_status, 401);
-    assert_false(json_is_true(json_object_get(fake_call("/_fake/stats", NULL), "x")));
-    assert_int_equal(fake_stat("requests"), 1);
+    stats = fake_call("/_fake/stats", NULL);
+    assert_false(json_is_true(json_object_get(stats, "last_auth_ok")));
+    assert_int_equal(json_integer_value(json_object_get(stats, "requests")), 1);
+    json_decref(stats);
     waiter_cleanup(&w);
     cca_llm_free(llm);
 }
@@ -625,8 +633,9 @@ static void test_null_content(void **state)
     struct waiter w;
 
     (void)state;
-    fake_post("/_fake/script",
-              "[{\"body\":\"{\\\"choices\\\":[{\\\"message\\\":{\\\"content\\\":null}}]}\"}]");
+    fake_post(
+        "/_fake/script",
+        "[{\"body\":\"{\\\"choices\\\":[{\\\"message\\\":{\\\"content\\\":null}}]}\"}]");
     run_one(llm, &w, "hello", false, 5000);
     assert_int_equal(w.res[0].rc, CCA_ERR_UPSTREAM);
     assert_non_null(strstr(w.res[0].error, "no content"));
@@ -700,7 +709,6 @@ static void test_connection_refused(void **state)
     snprintf(base, sizeof(base), "http://127.0.0.1:%u/v1", closed_port());
     llm = make_llm_at(base, KEY, 2, 64 * 1024);
     run_one(llm, &w, "hello", false, 5000);
-    assert_true(w.res[0].rc == CCA_ERR_UPSTREAM || w.res[0].rc == CCA_ERR_TIMEOUT);
     assert_int_equal(w.res[0].rc, CCA_ERR_UPSTREAM);
     assert_int_equal(w.res[0].attempts, 3);
     assert_int_equal(w.res[0].http_status, 0);
@@ -807,7 +815,6 @@ static void test_free_with_calls_in_flight(void **state)
 {
     enum { N = 20, M = 5 };
     struct cca_llm *llm;
-    struct cca_llm_request req;
     struct waiter w;
     size_t i;
     int tries;
@@ -832,9 +839,6 @@ static void test_free_with_calls_in_flight(void **state)
         assert_null(w.res[i].content);
     }
     assert_no_secret(NULL, &w);
-
-    /* the client is gone: submit is refused without a callback */
-    memset(&req, 0, sizeof(req));
     waiter_cleanup(&w);
 }
 

@@ -1,0 +1,288 @@
+/* SPDX-License-Identifier: MIT */
+#include "cca_test.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "harness.h"
+
+void h_tmpdir(char dir[64])
+{
+    (void)snprintf(dir, 64, "/tmp/cca-it-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+    nanosleep(&ts, NULL);
+}
+
+/* Poll @path until it contains @needle; return the file text (new) or fail. */
+static char *wait_for(const char *path, const char *needle, pid_t pid)
+{
+    for (int i = 0; i < 1000; i++) {
+        FILE *f = fopen(path, "r");
+        int status;
+
+        if (f != NULL) {
+            char *buf = calloc(1, 1 << 20);
+            size_t n = fread(buf, 1, (1 << 20) - 1, f);
+
+            fclose(f);
+            buf[n] = '\0';
+            if (strstr(buf, needle) != NULL)
+                return buf;
+            free(buf);
+        }
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            fail_msg("process %d exited before printing '%s' (see %s)", (int)pid, needle, path);
+        sleep_ms(10);
+    }
+    fail_msg("timeout waiting for '%s' in %s", needle, path);
+    return NULL;
+}
+
+static pid_t spawn(const char *exe, char *const argv[], char *const envp[], const char *log)
+{
+    pid_t pid;
+
+    (void)unlink(log); /* never read a previous run's log */
+    pid = fork();
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+        if (fd < 0)
+            _exit(99);
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        close(fd);
+        if (envp != NULL)
+            execve(exe, argv, envp);
+        else
+            execv(exe, argv);
+        _exit(99);
+    }
+    return pid;
+}
+
+void h_fake_start(struct proc *p, const char *dir, unsigned latency_ms)
+{
+    const char *exe = getenv("FAKE_OPENAI");
+    char lat[32];
+    char *text;
+    char *argv[] = {(char *)"fake_openai", (char *)"--port", (char *)"0",
+                    (char *)"--latency-ms", lat, NULL};
+
+    assert_non_null(exe);
+    (void)snprintf(lat, sizeof(lat), "%u", latency_ms);
+    (void)snprintf(p->log, sizeof(p->log), "%s/fake.log", dir);
+    p->pid = spawn(exe, argv, NULL, p->log);
+    text = wait_for(p->log, "port=", p->pid);
+    p->port = (unsigned)atoi(strstr(text, "port=") + 5);
+    free(text);
+    assert_true(p->port > 0);
+}
+
+void h_server_start(struct proc *p, const char *dir, const char *const *env)
+{
+    const char *exe = getenv("CCA_SERVER");
+    const char *data = getenv("CCA_DATA_DIR");
+    char *envp[64];
+    char storage[128];
+    char datadir[512];
+    char *text;
+    char *port;
+    char *argv[] = {(char *)"call-center-agents", NULL};
+    int n = 0;
+
+    assert_non_null(exe);
+    assert_non_null(data);
+    (void)snprintf(storage, sizeof(storage), "DIALOGS_STORAGE_PATH=%s/dialogs", dir);
+    (void)snprintf(datadir, sizeof(datadir), "DATA_DIR=%s", data);
+    envp[n++] = (char *)"PORT=0";
+    envp[n++] = (char *)"HOST=127.0.0.1";
+    envp[n++] = storage;
+    envp[n++] = datadir;
+    envp[n++] = (char *)"LOG_LEVEL=info";
+    for (int i = 0; env != NULL && env[i] != NULL && n < 60; i++)
+        envp[n++] = (char *)env[i];
+    envp[n] = NULL;
+    (void)snprintf(p->log, sizeof(p->log), "%s/server.log", dir);
+    /* Run from @dir so that no stray .env of the developer is read. */
+    {
+        char cwd[512];
+
+        assert_non_null(getcwd(cwd, sizeof(cwd)));
+        assert_int_equal(chdir(dir), 0);
+        p->pid = spawn(exe, argv, envp, p->log);
+        assert_int_equal(chdir(cwd), 0);
+    }
+    text = wait_for(p->log, "event=listening", p->pid);
+    port = strstr(strstr(text, "event=listening"), "port=");
+    assert_non_null(port);
+    p->port = (unsigned)atoi(port + 5);
+    free(text);
+    assert_true(p->port > 0);
+}
+
+int h_stop(struct proc *p)
+{
+    int status = 0;
+
+    if (p->pid <= 0)
+        return -1;
+    kill(p->pid, SIGTERM);
+    for (int i = 0; i < 3000; i++) {
+        if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
+            p->pid = 0;
+            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        }
+        sleep_ms(10);
+    }
+    kill(p->pid, SIGKILL);
+    waitpid(p->pid, &status, 0);
+    p->pid = 0;
+    return -1;
+}
+
+struct buf {
+    char *data;
+    size_t len;
+};
+
+static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    struct buf *b = ud;
+    size_t n = size * nmemb;
+
+    b->data = realloc(b->data, b->len + n + 1);
+    memcpy(b->data + b->len, ptr, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return n;
+}
+
+struct allow {
+    char *out;
+    size_t size;
+};
+
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    struct allow *a = ud;
+    size_t n = size * nmemb;
+
+    if (a->out != NULL && n > 7 && strncasecmp(ptr, "Allow: ", 7) == 0) {
+        size_t len = n - 7;
+
+        while (len > 0 && (ptr[7 + len - 1] == '\r' || ptr[7 + len - 1] == '\n'))
+            len--;
+        (void)snprintf(a->out, a->size, "%.*s", (int)len, ptr + 7);
+    }
+    return n;
+}
+
+long h_http(unsigned port, const char *method, const char *path, const char *body,
+            const char *ctype, json_t **ret_json, char **ret_raw, char *ret_allow,
+            size_t allow_size)
+{
+    CURL *c = curl_easy_init();
+    struct curl_slist *hdrs = NULL;
+    struct buf b = {calloc(1, 1), 0};
+    struct allow a = {ret_allow, allow_size};
+    char url[2048];
+    char ct[256];
+    long status = 0;
+
+    (void)snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &a);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (ret_allow != NULL)
+        ret_allow[0] = '\0';
+    if (body != NULL) {
+        (void)snprintf(ct, sizeof(ct), "Content-Type: %s", ctype ? ctype : "application/json");
+        hdrs = curl_slist_append(hdrs, ct);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    }
+    hdrs = curl_slist_append(hdrs, "Expect:");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    if (ret_json != NULL)
+        *ret_json = json_loadb(b.data, b.len, 0, NULL);
+    if (ret_raw != NULL)
+        *ret_raw = b.data;
+    else
+        free(b.data);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+    return status;
+}
+
+long h_fake_post(const struct proc *fake, const char *path, const char *body)
+{
+    return h_http(fake->port, "POST", path, body, NULL, NULL, NULL, NULL, 0);
+}
+
+json_t *h_fake_get(const struct proc *fake, const char *path)
+{
+    json_t *j = NULL;
+
+    assert_int_equal(h_http(fake->port, "GET", path, NULL, NULL, &j, NULL, NULL, 0), 200);
+    assert_non_null(j);
+    return j;
+}
+
+int h_threads(pid_t pid)
+{
+    char path[64];
+    char line[256];
+    int n = -1;
+    FILE *f;
+
+    (void)snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, "Threads:", 8) == 0)
+            n = atoi(line + 8);
+    }
+    fclose(f);
+    return n;
+}
+
+void h_create(unsigned port, const char *initial, char id[37])
+{
+    char body[4096];
+    json_t *j = NULL;
+    long st;
+
+    if (initial != NULL)
+        (void)snprintf(body, sizeof(body),
+                       "{\"customer_info\":{\"name\":\"Test\"},\"initial_message\":\"%s\"}",
+                       initial);
+    else
+        (void)snprintf(body, sizeof(body), "{\"customer_info\":{\"name\":\"Test\"}}");
+    st = h_http(port, "POST", "/api/v1/dialogue/create", body, NULL, &j, NULL, NULL, 0);
+    assert_int_equal(st, 201);
+    (void)snprintf(id, 37, "%s", json_string_value(json_object_get(j, "dialog_id")));
+    json_decref(j);
+}

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Integration harness: runs the real server binary (CCA_SERVER) and the fake
+ * OpenAI (FAKE_OPENAI) as child processes on loopback ports chosen by the
+ * kernel, each in a fresh temporary directory, and talks to them with libcurl.
+ */
+#ifndef CCA_HARNESS_H
+#define CCA_HARNESS_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+struct proc {
+    pid_t pid;
+    unsigned port;
+    char log[256];
+};
+
+/* A fresh temporary directory (path written into @dir, 64 bytes). */
+void h_tmpdir(char dir[64]);
+
+/* Start the fake OpenAI with --latency-ms @latency_ms. */
+void h_fake_start(struct proc *p, const char *dir, unsigned latency_ms);
+
+/*
+ * Start the server with storage in @dir/dialogs; @env is a NULL-terminated list
+ * of extra "NAME=value" settings (e.g. OPENAI_API_KEY). Waits for "event=listening".
+ */
+void h_server_start(struct proc *p, const char *dir, const char *const *env);
+
+/* SIGTERM and wait (bounded); returns the exit status (-1 on signal/timeout). */
+int h_stop(struct proc *p);
+
+/*
+ * One HTTP request to @port. @body may be NULL; @ctype NULL means
+ * application/json when there is a body. Returns the status; *ret_json (if not
+ * NULL) gets the parsed body or NULL; *ret_raw (if not NULL) the raw body (new).
+ */
+long h_http(unsigned port, const char *method, const char *path, const char *body,
+            const char *ctype, json_t **ret_json, char **ret_raw, char *ret_allow, size_t allow_size);
+
+/* POST @body to the fake's control endpoint @path; returns the status. */
+long h_fake_post(const struct proc *fake, const char *path, const char *body);
+
+/* GET a fake endpoint as JSON (new reference). */
+json_t *h_fake_get(const struct proc *fake, const char *path);
+
+/* Number of threads of process @pid (from /proc/<pid>/status), -1 if unknown. */
+int h_threads(pid_t pid);
+
+/* Create a dialog with @initial (may be NULL); returns its id in @id (37 bytes). */
+void h_create(unsigned port, const char *initial, char id[37]);
+
+#endif

@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: MIT */
+#include "cca_test.h"
+
+#include "cca/dialog.h"
+
+#include "http_int.h"
+
+static cca_rc create(const char *body, struct cca_dialog_create *c, struct cca_error *err)
+{
+    memset(c, 0, sizeof(*c));
+    return cca_http_parse_create(body, strlen(body), c, err);
+}
+
+static void test_create_shapes(void **state)
+{
+    struct cca_dialog_create c;
+    struct cca_error err = {0};
+
+    (void)state;
+    /* README shape */
+    assert_int_equal(create("{\"customer_id\":\"customer_123\",\"initial_message\":\"Привет\"}",
+                            &c, &err),
+                     CCA_OK);
+    assert_string_equal(c.customer_id, "customer_123");
+    assert_null(c.name);
+    assert_string_equal(c.initial_message, "Привет");
+    assert_string_equal(c.source, "api");
+    assert_string_equal(c.priority, "normal");
+    cca_dialog_create_cleanup(&c);
+    /* seed code shape, unknown fields ignored */
+    assert_int_equal(create("{\"customer_info\":{\"name\":\"Иван\",\"phone\":\"+7 999\","
+                            "\"email\":\"i@example.com\",\"customer_id\":\"c7\"},"
+                            "\"initial_message\":\"\",\"source\":\"web\",\"priority\":\"urgent\","
+                            "\"extra\":1}",
+                            &c, &err),
+                     CCA_OK);
+    assert_string_equal(c.name, "Иван");
+    assert_string_equal(c.customer_id, "c7");
+    assert_null(c.initial_message); /* "" means none */
+    assert_string_equal(c.priority, "urgent");
+    cca_dialog_create_cleanup(&c);
+    assert_int_equal(create("{}", &c, &err), CCA_OK);
+    cca_dialog_create_cleanup(&c);
+}
+
+static void test_create_rejects(void **state)
+{
+    static const struct {
+        const char *body;
+        cca_rc rc;
+        const char *field;
+    } cases[] = {
+        {"", CCA_ERR_PARSE, "empty"},
+        {"{\"a\":", CCA_ERR_PARSE, "malformed"},
+        {"{\"a\":1,\"a\":2}", CCA_ERR_PARSE, "malformed"},
+        {"[1]", CCA_ERR_INVALID, "object"},
+        {"{\"customer_info\":{}}", CCA_ERR_INVALID, "customer_info.name"},
+        {"{\"customer_info\":{\"name\":\"\"}}", CCA_ERR_INVALID, "customer_info.name"},
+        {"{\"customer_info\":{\"name\":5}}", CCA_ERR_INVALID, "customer_info.name"},
+        {"{\"customer_info\":{\"name\":\"A\",\"phone\":\"abc\"}}", CCA_ERR_INVALID, "phone"},
+        {"{\"customer_info\":{\"name\":\"A\",\"email\":\"nope\"}}", CCA_ERR_INVALID, "email"},
+        {"{\"customer_info\":[]}", CCA_ERR_INVALID, "customer_info"},
+        {"{\"priority\":\"asap\"}", CCA_ERR_INVALID, "priority"},
+        {"{\"source\":null}", CCA_ERR_INVALID, "source"},
+        {"{\"initial_message\":42}", CCA_ERR_INVALID, "initial_message"},
+        {"{\"customer_id\":\"a\",\"customer_info\":{\"name\":\"A\",\"customer_id\":\"b\"}}",
+         CCA_ERR_INVALID, "differ"},
+    };
+    struct cca_dialog_create c;
+
+    (void)state;
+    for (size_t i = 0; i < CCA_ARRAY_SIZE(cases); i++) {
+        struct cca_error err = {0};
+
+        assert_int_equal(create(cases[i].body, &c, &err), cases[i].rc);
+        if (strstr(err.msg, cases[i].field) == NULL)
+            fail_msg("case %zu: '%s' does not name '%s'", i, err.msg, cases[i].field);
+        cca_dialog_create_cleanup(&c);
+    }
+}
+
+static void test_lengths_are_code_points(void **state)
+{
+    char body[16384];
+    char name[1024] = "";
+    struct cca_dialog_create c;
+    struct cca_error err = {0};
+
+    (void)state;
+    for (int i = 0; i < 100; i++)
+        strcat(name, "Ж"); /* 100 code points, 200 bytes */
+    (void)snprintf(body, sizeof(body), "{\"customer_info\":{\"name\":\"%s\"}}", name);
+    assert_int_equal(create(body, &c, &err), CCA_OK);
+    cca_dialog_create_cleanup(&c);
+    strcat(name, "Ж");
+    (void)snprintf(body, sizeof(body), "{\"customer_info\":{\"name\":\"%s\"}}", name);
+    assert_int_equal(create(body, &c, &err), CCA_ERR_INVALID);
+}
+
+static void test_message(void **state)
+{
+    char *text = NULL;
+    struct cca_error err = {0};
+    char big[8200] = "{\"message\":\"";
+
+    (void)state;
+    assert_int_equal(cca_http_parse_message("{\"message\":\"hi\",\"message_type\":\"user\"}", strlen("{\"message\":\"hi\",\"message_type\":\"user\"}"),
+                                            &text, &err),
+                     CCA_OK);
+    assert_string_equal(text, "hi");
+    free(text);
+    text = NULL;
+    assert_int_equal(cca_http_parse_message("{\"message\":\"  \"}", strlen("{\"message\":\"  \"}"), &text, &err),
+                     CCA_ERR_INVALID);
+    assert_int_equal(cca_http_parse_message("{\"message\":\"x\",\"message_type\":\"system\"}", strlen("{\"message\":\"x\",\"message_type\":\"system\"}"), &text, &err),
+                     CCA_ERR_INVALID);
+    assert_int_equal(cca_http_parse_message("{}", strlen("{}"), &text, &err), CCA_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "message"));
+    for (int i = 0; i < 2001; i++)
+        strcat(big, "я");
+    strcat(big, "\"}");
+    assert_int_equal(cca_http_parse_message(big, strlen(big), &text, &err), CCA_ERR_INVALID);
+    assert_null(text);
+}
+
+static void test_close(void **state)
+{
+    char *reason = NULL;
+    struct cca_error err = {0};
+
+    (void)state;
+    assert_int_equal(cca_http_parse_close("", strlen(""), NULL, &reason, &err), CCA_OK);
+    assert_string_equal(reason, "manual");
+    free(reason);
+    assert_int_equal(cca_http_parse_close("", strlen(""), "from_query", &reason, &err), CCA_OK);
+    assert_string_equal(reason, "from_query");
+    free(reason);
+    assert_int_equal(cca_http_parse_close("{\"reason\":\"body\"}", strlen("{\"reason\":\"body\"}"), "q", &reason, &err),
+                     CCA_OK);
+    assert_string_equal(reason, "body");
+    free(reason);
+    assert_int_equal(cca_http_parse_close("{\"reason\":\"\"}", strlen("{\"reason\":\"\"}"), NULL, &reason, &err),
+                     CCA_ERR_INVALID);
+}
+
+static void test_bool_and_status_table(void **state)
+{
+    bool b = false;
+
+    (void)state;
+    assert_true(cca_http_parse_bool("YES", &b) && b);
+    assert_true(cca_http_parse_bool("0", &b) && !b);
+    assert_false(cca_http_parse_bool("maybe", &b));
+    assert_int_equal(cca_http_status_of(CCA_ERR_NOT_FOUND), 404);
+    assert_int_equal(cca_http_status_of(CCA_ERR_INVALID), 422);
+    assert_int_equal(cca_http_status_of(CCA_ERR_PARSE), 400);
+    assert_int_equal(cca_http_status_of(CCA_ERR_NO_SPACE), 507);
+    assert_int_equal(cca_http_status_of((cca_rc)999), 500);
+    for (int rc = 0; rc < CCA_ERR__LAST; rc++)
+        assert_true(cca_http_status_of((cca_rc)rc) >= 200);
+}
+
+static void test_url_matching(void **state)
+{
+    char allow[64];
+    char seg[128];
+    bool known;
+    const struct cca_http_route *r;
+
+    (void)state;
+    r = cca_http_match("DELETE", "/api/v1/dialogue/cleanup", &known, allow, sizeof(allow), seg,
+                       sizeof(seg));
+    assert_non_null(r);
+    assert_string_equal(r->pattern, "/api/v1/dialogue/cleanup");
+    r = cca_http_match("DELETE", "/api/v1/dialogue/abc", &known, allow, sizeof(allow), seg,
+                       sizeof(seg));
+    assert_non_null(r);
+    assert_string_equal(seg, "abc");
+    r = cca_http_match("PUT", "/api/v1/dialogue/abc", &known, allow, sizeof(allow), seg,
+                       sizeof(seg));
+    assert_null(r);
+    assert_true(known);
+    assert_non_null(strstr(allow, "GET"));
+    assert_non_null(strstr(allow, "DELETE"));
+    r = cca_http_match("GET", "/api/v1/dialogue/abc/history", &known, allow, sizeof(allow),
+                       seg, sizeof(seg));
+    assert_non_null(r);
+    r = cca_http_match("GET", "/api/v1/dialogue/a/b/c", &known, allow, sizeof(allow), seg,
+                       sizeof(seg));
+    assert_null(r);
+    assert_false(known);
+    r = cca_http_match("GET", "/api/v1/dialogue//history", &known, allow, sizeof(allow), seg,
+                       sizeof(seg));
+    assert_null(r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_create_shapes),
+        cmocka_unit_test(test_create_rejects),
+        cmocka_unit_test(test_lengths_are_code_points),
+        cmocka_unit_test(test_message),
+        cmocka_unit_test(test_close),
+        cmocka_unit_test(test_bool_and_status_table),
+        cmocka_unit_test(test_url_matching),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
