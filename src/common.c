@@ -79,6 +79,14 @@ int64_t cca_time_mono_ms(void)
     return clock_ms(CLOCK_MONOTONIC);
 }
 
+int64_t cca_time_mono_us(void)
+{
+    struct timespec ts;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 int64_t cca_time_wall_ms(void)
 {
     return clock_ms(CLOCK_REALTIME);

@@ -68,7 +68,7 @@ static const struct setting settings[] = {
      31536000, false, "DELETE /dialogue/cleanup closes dialogs idle this long"},
     {"ROUTER_DEFAULT_AGENT", T_AGENT, F(router_default_agent), "tech_support", 0, 0, false,
      "Agent of a first message without a clear route"},
-    {"ROUTER_MIN_SCORE", T_DOUBLE, F(router_min_score), "1.0", 0, 100, false,
+    {"ROUTER_MIN_SCORE", T_DOUBLE, F(router_min_score), "1.0", 0.1, 100, false,
      "Keyword score a clear winner needs"},
     {"ROUTER_MIN_MARGIN", T_DOUBLE, F(router_min_margin), "0.5", 0, 100, false,
      "Lead over the runner-up a clear winner needs"},

@@ -39,7 +39,8 @@ struct op {
     void *ctx;
     struct op *parent; /* cleanup batch this op belongs to */
     int64_t idle_before_ms; /* CLOSE from a cleanup: skip if active since */
-    int64_t received_mono;
+    int64_t received_mono; /* ms, for deadlines */
+    int64_t received_us;   /* for processing_time */
     int64_t received_wall;
     struct entry *entry;
     bool new_entry;
@@ -370,7 +371,7 @@ static void finalize_turn(struct cca_engine *e, struct op *op)
     char customer_id[37];
     char agent_id[37];
     int64_t now_wall = cca_time_wall_ms();
-    double processing_s = (double)(cca_time_mono_ms() - op->received_mono) / 1000.0;
+    double processing_s = (double)(cca_time_mono_us() - op->received_us) / 1e6;
     const char *text = op->req.op == CCA_OP_CREATE ? op->req.create.initial_message
                                                    : op->req.text;
     json_t *doc;
@@ -666,6 +667,7 @@ static void run_cleanup(struct cca_engine *e, struct op *op)
             k->req.force = true;
             k->idle_before_ms = closing ? limit : 0;
             k->received_mono = op->received_mono;
+            k->received_us = op->received_us;
             k->received_wall = now;
             k->next = kids;
             kids = k;
@@ -959,6 +961,7 @@ cca_rc cca_engine_submit(struct cca_engine *e, struct cca_engine_request *req,
     op->ctx = ctx;
     op->previous = CCA_AGENT_NONE;
     op->received_mono = cca_time_mono_ms();
+    op->received_us = cca_time_mono_us();
     op->received_wall = cca_time_wall_ms();
     post(e, op, EV_NEW);
     return CCA_OK;

@@ -28,9 +28,11 @@ struct cca_http {
     int64_t started_mono;
     atomic_int quiesced;
     atomic_int open_requests; /* created and not yet completed */
-    char *openapi;
-    size_t openapi_len;
 };
+
+/* openapi.yaml, compiled in (src/openapi_blob.c.in). */
+extern const char cca_openapi_yaml[];
+extern const size_t cca_openapi_yaml_len;
 
 struct cca_http_request;
 typedef void (*cca_http_handler_fn)(struct cca_http_request *r);

@@ -371,13 +371,9 @@ static void h_root(struct cca_http_request *r)
 
 static void h_openapi(struct cca_http_request *r)
 {
-    if (r->http->openapi == NULL) {
-        cca_http_respond_error(r, 404, "not_found", "openapi.yaml was not found at start");
-        return;
-    }
     cca_http_respond_raw(r, 200, "application/yaml",
-                         cca_xstrndup(r->http->openapi, r->http->openapi_len),
-                         r->http->openapi_len);
+                         cca_xstrndup(cca_openapi_yaml, cca_openapi_yaml_len),
+                         cca_openapi_yaml_len);
 }
 
 /* ---- the URL route table ------------------------------------------------------------ */

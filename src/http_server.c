@@ -264,18 +264,6 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
     cca_log(LOG_NOTICE, "libmicrohttpd: %s", buf);
 }
 
-static void load_openapi(struct cca_http *h)
-{
-    FILE *f = fopen("openapi.yaml", "re");
-    size_t cap = 1 << 20;
-
-    if (f == NULL)
-        return;
-    h->openapi = cca_xmalloc(cap);
-    h->openapi_len = fread(h->openapi, 1, cap, f);
-    fclose(f);
-}
-
 cca_rc cca_http_new(const struct cca_http_params *p, struct cca_http **ret_http,
                     struct cca_error *reterr)
 {
@@ -306,7 +294,6 @@ cca_rc cca_http_new(const struct cca_http_params *p, struct cca_http **ret_http,
                            p->cfg->host);
         goto out;
     }
-    load_openapi(h);
     h->daemon = MHD_start_daemon(
         flags, (uint16_t)p->cfg->port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, &ss,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)p->cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
@@ -362,6 +349,5 @@ void cca_http_free(struct cca_http *h)
         return;
     if (h->daemon != NULL)
         MHD_stop_daemon(h->daemon);
-    free(h->openapi);
     free(h);
 }

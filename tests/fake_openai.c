@@ -1030,12 +1030,16 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
 {
+    static const char closing[] = "Application reported internal error";
+    char line[512];
+
     (void)cls;
+    /* MHD passes most messages as "%s\n": format first, then filter */
+    vsnprintf(line, sizeof(line), fmt, ap);
     /* closing a released "hang" request is deliberate: not worth a line */
-    if (strncmp(fmt, "Application reported internal error", 36) == 0)
+    if (strncmp(line, closing, sizeof(closing) - 1) == 0)
         return;
-    fputs("fake_openai: mhd: ", stderr);
-    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "fake_openai: mhd: %s", line);
 }
 
 static int print_usage(void)
@@ -1154,11 +1158,13 @@ int main(int argc, char **argv)
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     g.daemon = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0,
-        NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_THREAD_POOL_SIZE, FAKE_THREADS, MHD_OPTION_CONNECTION_LIMIT,
-        conn_limit, MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-        4096u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL, MHD_OPTION_END);
+        NULL, NULL, on_request, NULL,
+        /* the logger must come first to catch every message */
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, FAKE_THREADS,
+        MHD_OPTION_CONNECTION_LIMIT, conn_limit, MHD_OPTION_CONNECTION_TIMEOUT, 120u,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+        NULL, MHD_OPTION_END);
     if (g.daemon == NULL) {
         fprintf(stderr, "fake_openai: cannot listen on 127.0.0.1:%ld\n", port);
         goto out;

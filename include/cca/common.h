@@ -85,6 +85,9 @@ bool cca_agent_parse(const char *name, enum cca_agent *ret_agent);
 /* cca_time_mono_ms - CLOCK_MONOTONIC in milliseconds: for deadlines and durations. */
 int64_t cca_time_mono_ms(void);
 
+/* cca_time_mono_us - CLOCK_MONOTONIC in microseconds: for short durations. */
+int64_t cca_time_mono_us(void);
+
 /* cca_time_wall_ms - CLOCK_REALTIME in milliseconds since the Unix epoch (UTC). */
 int64_t cca_time_wall_ms(void);
 

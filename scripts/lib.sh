@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Shared by scripts/run, scripts/test and scripts/bench: install what is
+# missing (Debian 12 packages) and build with meson.
+set -euo pipefail
+
+CCA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# Build and runtime dependencies (house style 8.9: system packages only).
+CCA_BUILD_PKGS=(gcc pkg-config meson ninja-build libmicrohttpd-dev libjansson-dev uuid-dev
+                libcurl4-openssl-dev libutf8proc-dev libstemmer-dev)
+CCA_TEST_PKGS=(libcmocka-dev curl)
+
+cca_missing_pkgs() {
+    local p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+    done
+}
+
+# cca_install PKG... : apt-get install what is missing (as root), else say how.
+cca_install() {
+    local missing
+    mapfile -t missing < <(cca_missing_pkgs "$@")
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "Missing packages. Run as root:" >&2
+        echo "  apt-get update && apt-get install -y --no-install-recommends ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "Installing: ${missing[*]}" >&2
+    apt-get update -q >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -q -y --no-install-recommends \
+        -o DPkg::Lock::Timeout=600 "${missing[@]}" >&2
+}
+
+# cca_build DIR [meson options...] : configure once, then build.
+cca_build() {
+    local dir="$1"
+    shift
+    if [ ! -f "$CCA_ROOT/$dir/build.ninja" ]; then
+        meson setup "$CCA_ROOT/$dir" "$CCA_ROOT" "$@" >&2
+    fi
+    ninja -C "$CCA_ROOT/$dir" >&2
+}
