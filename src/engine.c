@@ -495,10 +495,12 @@ static void reply_stage(struct cca_engine *e, struct op *op)
     (void)json_object_set_new(
         sys, "content", json_string(cca_agents_prompt(e->agents, op->route.agent, op->lang)));
     (void)json_array_append_new(messages, sys);
-    if (!op->new_entry)
-        (void)json_array_extend(messages,
-                                cca_dialog_llm_history(op->entry->doc,
-                                                       e->cfg->max_dialog_history));
+    if (!op->new_entry) {
+        json_t *history = cca_dialog_llm_history(op->entry->doc, e->cfg->max_dialog_history);
+
+        (void)json_array_extend(messages, history); /* copies: extend does not steal */
+        json_decref(history);
+    }
     user = json_object();
     (void)json_object_set_new(user, "role", json_string("user"));
     (void)json_object_set_new(user, "content", json_stringn(text, len));

@@ -437,7 +437,7 @@ p 415 POST /api/v1/dialogue/create "text/plain" -H 'Content-Type: text/plain' --
 p 415 POST "/api/v1/dialogue/$id_e/message" "text/plain" -H 'Content-Type: text/plain' --data-binary 'hello'
 
 echo "== errors: 422"
-p 422 POST /api/v1/dialogue/create "neither customer_id nor customer_info" "${J[@]}" '{"initial_message":"Привет"}'
+p 201 POST /api/v1/dialogue/create "anonymous dialog (no customer at all)" "${J[@]}" '{"initial_message":"Привет"}'
 p 422 POST /api/v1/dialogue/create "empty name" "${J[@]}" '{"customer_info":{"name":""}}'
 p 422 POST /api/v1/dialogue/create "bad priority" "${J[@]}" '{"customer_info":{"name":"Иван"},"priority":"asap"}'
 p 422 POST /api/v1/dialogue/create "name not a string" "${J[@]}" '{"customer_info":{"name":42}}'

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,6 +51,32 @@ static char *wait_for(const char *path, const char *needle, pid_t pid)
     return NULL;
 }
 
+/* Children still running; a failed assertion leaves them for h_kill_all. */
+static pid_t children[16];
+
+static void track(pid_t pid, bool add)
+{
+    for (size_t i = 0; i < sizeof(children) / sizeof(children[0]); i++) {
+        if (add ? children[i] == 0 : children[i] == pid) {
+            children[i] = add ? pid : 0;
+            return;
+        }
+    }
+}
+
+int h_kill_all(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(children) / sizeof(children[0]); i++) {
+        if (children[i] > 0) {
+            kill(children[i], SIGKILL);
+            waitpid(children[i], NULL, 0);
+            children[i] = 0;
+        }
+    }
+    return 0;
+}
+
 static pid_t spawn(const char *exe, char *const argv[], char *const envp[], const char *log)
 {
     pid_t pid;
@@ -61,6 +88,7 @@ static pid_t spawn(const char *exe, char *const argv[], char *const envp[], cons
     if (pid == 0) {
         int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
         if (fd < 0)
             _exit(99);
         dup2(fd, STDOUT_FILENO);
@@ -72,6 +100,7 @@ static pid_t spawn(const char *exe, char *const argv[], char *const envp[], cons
             execv(exe, argv);
         _exit(99);
     }
+    track(pid, true);
     return pid;
 }
 
@@ -141,6 +170,7 @@ int h_stop(struct proc *p)
 
     if (p->pid <= 0)
         return -1;
+    track(p->pid, false);
     kill(p->pid, SIGTERM);
     for (int i = 0; i < 3000; i++) {
         if (waitpid(p->pid, &status, WNOHANG) == p->pid) {

@@ -47,6 +47,9 @@ long h_fake_post(const struct proc *fake, const char *path, const char *body);
 /* GET a fake endpoint as JSON (new reference). */
 json_t *h_fake_get(const struct proc *fake, const char *path);
 
+/* cmocka teardown: SIGKILL every child a failed test left running. */
+int h_kill_all(void **state);
+
 /* Number of threads of process @pid (from /proc/<pid>/status), -1 if unknown. */
 int h_threads(pid_t pid);
 

@@ -521,7 +521,12 @@ static void test_llm_retries(void **state)
                      200);
     assert_string_equal(jstr(json_object_get(j, "components"), "openai_api"), "unhealthy");
     assert_string_equal(jstr(j, "status"), "degraded");
-    assert_null(strstr(json_dumps(j, 0), "sk-test"));
+    {
+        char *dump = json_dumps(j, 0);
+
+        assert_null(strstr(dump, "sk-test"));
+        free(dump);
+    }
     json_decref(j);
     assert_int_equal(h_stop(&srv), 0);
     assert_int_equal(h_stop(&fake), 0);
@@ -563,6 +568,7 @@ static void test_concurrent_messages_one_dialog(void **state)
     pthread_t th[20];
     json_t *doc;
     json_t *msgs;
+    json_t *log;
     json_t *reqs;
     json_t *second;
 
@@ -597,11 +603,13 @@ static void test_concurrent_messages_one_dialog(void **state)
         assert_int_equal(found, 1);
     }
     /* The second turn's LLM call carried the first turn in its history. */
-    reqs = json_object_get(h_fake_get(&fake, "/_fake/requests"), "requests");
+    log = h_fake_get(&fake, "/_fake/requests");
+    reqs = json_object_get(log, "requests");
     second = json_object_get(json_array_get(reqs, 1), "messages");
     assert_int_equal(json_array_size(second), 4);
     assert_string_equal(jstr(json_array_get(second, 1), "content"),
                         jstr(json_array_get(msgs, 0), "content"));
+    json_decref(log);
     json_decref(doc);
     assert_int_equal(h_stop(&srv), 0);
     assert_int_equal(h_stop(&fake), 0);
@@ -732,15 +740,15 @@ static void test_graceful_shutdown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_offline_conversation_ru),
-        cmocka_unit_test(test_offline_conversation_en),
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_list_close_cleanup),
-        cmocka_unit_test(test_llm_turns_history_tokens),
-        cmocka_unit_test(test_llm_retries),
-        cmocka_unit_test(test_concurrent_messages_one_dialog),
-        cmocka_unit_test(test_200_concurrent_turns),
-        cmocka_unit_test(test_graceful_shutdown),
+        cmocka_unit_test_teardown(test_offline_conversation_ru, h_kill_all),
+        cmocka_unit_test_teardown(test_offline_conversation_en, h_kill_all),
+        cmocka_unit_test_teardown(test_errors, h_kill_all),
+        cmocka_unit_test_teardown(test_list_close_cleanup, h_kill_all),
+        cmocka_unit_test_teardown(test_llm_turns_history_tokens, h_kill_all),
+        cmocka_unit_test_teardown(test_llm_retries, h_kill_all),
+        cmocka_unit_test_teardown(test_concurrent_messages_one_dialog, h_kill_all),
+        cmocka_unit_test_teardown(test_200_concurrent_turns, h_kill_all),
+        cmocka_unit_test_teardown(test_graceful_shutdown, h_kill_all),
     };
     int rc;
 
