@@ -9,7 +9,7 @@ CCA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # Build and runtime dependencies (house style 8.9: system packages only).
 CCA_BUILD_PKGS=(gcc pkg-config meson ninja-build libmicrohttpd-dev libjansson-dev uuid-dev
                 libcurl4-openssl-dev libutf8proc-dev libstemmer-dev)
-CCA_TEST_PKGS=(libcmocka-dev curl)
+CCA_TEST_PKGS=(libcmocka-dev curl clang-format)
 
 cca_missing_pkgs() {
     local p

@@ -23,7 +23,8 @@ struct setting {
     const char *help;
 };
 
-#define F(field) offsetof(struct cca_config, field), sizeof(((struct cca_config *)0)->field)
+#define F(field)                                                                         \
+    offsetof(struct cca_config, field), sizeof(((struct cca_config *)0)->field)
 
 /* The one table: defaults, ranges and help. --help prints it. */
 static const struct setting settings[] = {
@@ -39,8 +40,8 @@ static const struct setting settings[] = {
      "error, warning, notice, info or debug"},
     {"ENVIRONMENT", T_STR, F(environment), "development", 0, 0, false,
      "Free-form deployment name shown by health"},
-    {"OPENAI_BASE_URL", T_STR, F(openai_base_url), "https://api.openai.com/v1", 0, 0, false,
-     "Any OpenAI-compatible API; /chat/completions is appended"},
+    {"OPENAI_BASE_URL", T_STR, F(openai_base_url), "https://api.openai.com/v1", 0, 0,
+     false, "Any OpenAI-compatible API; /chat/completions is appended"},
     {"OPENAI_API_KEY", T_STR, F(openai_api_key), "", 0, 0, true,
      "Empty: the built-in offline responder answers"},
     {"OPENAI_MODEL", T_STR, F(openai_model), "gpt-4o-mini", 0, 0, false, "Chat model"},
@@ -52,8 +53,8 @@ static const struct setting settings[] = {
      "Budget of one customer turn for all LLM calls and retries"},
     {"LLM_MAX_RETRIES", T_UINT, F(llm_max_retries), "2", 0, 10, false,
      "Retries after a 429, 5xx or timeout (within the budget)"},
-    {"LLM_CONNECT_TIMEOUT_MS", T_UINT, F(llm_connect_timeout_ms), "5000", 10, 60000, false,
-     "TCP/TLS connect timeout of one attempt"},
+    {"LLM_CONNECT_TIMEOUT_MS", T_UINT, F(llm_connect_timeout_ms), "5000", 10, 60000,
+     false, "TCP/TLS connect timeout of one attempt"},
     {"LLM_MAX_RESPONSE_BYTES", T_SIZE, F(llm_max_response_bytes), "1048576", 1024,
      67108864, false, "Larger LLM responses are rejected"},
     {"LLM_BACKOFF_MS", T_UINT, F(llm_backoff_ms), "500", 1, 60000, false,
@@ -66,8 +67,8 @@ static const struct setting settings[] = {
      "Largest request body (413 above)"},
     {"DIALOG_INACTIVITY_TIMEOUT_S", T_UINT, F(dialog_inactivity_timeout_s), "1800", 1,
      31536000, false, "DELETE /dialogue/cleanup closes dialogs idle this long"},
-    {"ROUTER_DEFAULT_AGENT", T_AGENT, F(router_default_agent), "tech_support", 0, 0, false,
-     "Agent of a first message without a clear route"},
+    {"ROUTER_DEFAULT_AGENT", T_AGENT, F(router_default_agent), "tech_support", 0, 0,
+     false, "Agent of a first message without a clear route"},
     {"ROUTER_MIN_SCORE", T_DOUBLE, F(router_min_score), "1.0", 0.1, 100, false,
      "Keyword score a clear winner needs"},
     {"ROUTER_MIN_MARGIN", T_DOUBLE, F(router_min_margin), "0.5", 0, 100, false,
@@ -106,11 +107,11 @@ static cca_rc set_value(struct cca_config *cfg, const struct setting *s, const c
 
             errno = 0;
             n = strtoull(v, &end, 10);
-            if (errno != 0 || end == v || *end != '\0' || v[0] == '-' || (double)n < s->min ||
-                (double)n > s->max)
+            if (errno != 0 || end == v || *end != '\0' || v[0] == '-' ||
+                (double)n < s->min || (double)n > s->max)
                 return cca_error_set(err, CCA_ERR_INVALID,
-                                     "%s='%s' is not an integer in %.0f..%.0f", s->name, v,
-                                     s->min, s->max);
+                                     "%s='%s' is not an integer in %.0f..%.0f", s->name,
+                                     v, s->min, s->max);
             if (s->type == T_UINT)
                 *(unsigned *)base = (unsigned)n;
             else
@@ -127,8 +128,9 @@ static cca_rc set_value(struct cca_config *cfg, const struct setting *s, const c
             errno = 0;
             d = strtod(v, &end);
             if (errno != 0 || end == v || *end != '\0' || !(d >= s->min && d <= s->max))
-                return cca_error_set(err, CCA_ERR_INVALID, "%s='%s' is not a number in %g..%g",
-                                     s->name, v, s->min, s->max);
+                return cca_error_set(err, CCA_ERR_INVALID,
+                                     "%s='%s' is not a number in %g..%g", s->name, v,
+                                     s->min, s->max);
             *(double *)base = d;
             return CCA_OK;
         }
@@ -136,8 +138,8 @@ static cca_rc set_value(struct cca_config *cfg, const struct setting *s, const c
             if (!strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "yes") ||
                 !strcasecmp(v, "on")) {
                 *(bool *)base = true;
-            } else if (!strcasecmp(v, "false") || !strcmp(v, "0") || !strcasecmp(v, "no") ||
-                       !strcasecmp(v, "off")) {
+            } else if (!strcasecmp(v, "false") || !strcmp(v, "0") ||
+                       !strcasecmp(v, "no") || !strcasecmp(v, "off")) {
                 *(bool *)base = false;
             } else {
                 return cca_error_set(err, CCA_ERR_INVALID, "%s='%s' is not true or false",
@@ -148,9 +150,9 @@ static cca_rc set_value(struct cca_config *cfg, const struct setting *s, const c
             int level = cca_log_parse_level(v);
 
             if (level < 0)
-                return cca_error_set(err, CCA_ERR_INVALID,
-                                     "%s='%s' is not error, warning, notice, info or debug",
-                                     s->name, v);
+                return cca_error_set(
+                    err, CCA_ERR_INVALID,
+                    "%s='%s' is not error, warning, notice, info or debug", s->name, v);
             *(int *)base = level;
             return CCA_OK;
         }
@@ -184,7 +186,8 @@ static char *trim(char *s)
     while (*s == ' ' || *s == '\t')
         s++;
     end = s + strlen(s);
-    while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n'))
+    while (end > s &&
+           (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n'))
         *--end = '\0';
     return s;
 }
@@ -208,7 +211,8 @@ static cca_rc env_file_line(struct cca_config *cfg, char *line, unsigned lineno,
         key = trim(key + 7);
     eq = strchr(key, '=');
     if (eq == NULL)
-        return cca_error_set(err, CCA_ERR_INVALID, "%s:%u: expected KEY=VALUE", path, lineno);
+        return cca_error_set(err, CCA_ERR_INVALID, "%s:%u: expected KEY=VALUE", path,
+                             lineno);
     *eq = '\0';
     key = trim(key);
     val = trim(eq + 1);
@@ -220,8 +224,8 @@ static cca_rc env_file_line(struct cca_config *cfg, char *line, unsigned lineno,
     s = find_setting(key);
     if (s == NULL) {
         if (warn != NULL) {
-            (void)snprintf(msg, sizeof(msg), "%s:%u: unknown setting '%.64s', ignoring", path,
-                           lineno, key);
+            (void)snprintf(msg, sizeof(msg), "%s:%u: unknown setting '%.64s', ignoring",
+                           path, lineno, key);
             warn(warn_ctx, msg);
         }
         return CCA_OK;
@@ -231,8 +235,9 @@ static cca_rc env_file_line(struct cca_config *cfg, char *line, unsigned lineno,
     return set_value(cfg, s, val, err);
 }
 
-static cca_rc load_env_file(struct cca_config *cfg, const char *path, cca_config_warn_fn warn,
-                            void *warn_ctx, struct cca_error *err)
+static cca_rc load_env_file(struct cca_config *cfg, const char *path,
+                            cca_config_warn_fn warn, void *warn_ctx,
+                            struct cca_error *err)
 {
     char line[4096];
     unsigned lineno = 0;
@@ -242,13 +247,14 @@ static cca_rc load_env_file(struct cca_config *cfg, const char *path, cca_config
     if (f == NULL) {
         if (errno == ENOENT)
             return CCA_OK;
-        return cca_error_set(err, CCA_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+        return cca_error_set(err, CCA_ERR_IO, "cannot read %s: %s", path,
+                             strerror(errno));
     }
     while (fgets(line, sizeof(line), f) != NULL) {
         lineno++;
         if (strchr(line, '\n') == NULL && !feof(f)) {
-            rc = cca_error_set(err, CCA_ERR_INVALID, "%s:%u: line longer than %zu bytes", path,
-                               lineno, sizeof(line) - 2);
+            rc = cca_error_set(err, CCA_ERR_INVALID, "%s:%u: line longer than %zu bytes",
+                               path, lineno, sizeof(line) - 2);
             goto out;
         }
         rc = env_file_line(cfg, line, lineno, path, warn, warn_ctx, err);
@@ -260,8 +266,8 @@ out:
     return rc;
 }
 
-cca_rc cca_config_load(struct cca_config *cfg, const char *env_file, cca_config_warn_fn warn,
-                       void *warn_ctx, struct cca_error *reterr)
+cca_rc cca_config_load(struct cca_config *cfg, const char *env_file,
+                       cca_config_warn_fn warn, void *warn_ctx, struct cca_error *reterr)
 {
     cca_rc rc;
 
@@ -296,17 +302,18 @@ cca_rc cca_config_load(struct cca_config *cfg, const char *env_file, cca_config_
 
 static const char *type_name(enum setting_type t)
 {
-    static const char *const names[] = {"string", "integer", "bytes", "number",
-                                        "boolean", "level", "agent"};
+    static const char *const names[] = {"string",  "integer", "bytes", "number",
+                                        "boolean", "level",   "agent"};
     return names[t];
 }
 
 void cca_config_print_help(FILE *out)
 {
-    fprintf(out, "Usage: call-center-agents [serve]   start the HTTP service\n"
-                 "       call-center-agents route [--eval]   route stdin lines, no server\n"
-                 "       call-center-agents --help\n\n"
-                 "Settings (environment variables, also read from ./.env):\n\n");
+    fprintf(out,
+            "Usage: call-center-agents [serve]   start the HTTP service\n"
+            "       call-center-agents route [--eval]   route stdin lines, no server\n"
+            "       call-center-agents --help\n\n"
+            "Settings (environment variables, also read from ./.env):\n\n");
     fprintf(out, "%-28s %-8s %-26s %s\n", "NAME", "TYPE", "DEFAULT", "RANGE / HELP");
     for (size_t i = 0; i < CCA_ARRAY_SIZE(settings); i++) {
         const struct setting *s = &settings[i];
@@ -350,7 +357,8 @@ void cca_config_describe(const struct cca_config *cfg, char *buf, size_t size)
                 (void)snprintf(val, sizeof(val), "%g", *(const double *)base);
                 break;
             case T_BOOL:
-                (void)snprintf(val, sizeof(val), "%s", *(const bool *)base ? "true" : "false");
+                (void)snprintf(val, sizeof(val), "%s",
+                               *(const bool *)base ? "true" : "false");
                 break;
             case T_LEVEL:
                 (void)snprintf(val, sizeof(val), "%d", *(const int *)base);

@@ -61,7 +61,8 @@ static json_t *agent_json(enum cca_agent a)
     return str_or_null(cca_agent_name(a));
 }
 
-json_t *cca_dialog_new_doc(const char *id, const struct cca_dialog_create *c, int64_t now_ms)
+json_t *cca_dialog_new_doc(const char *id, const struct cca_dialog_create *c,
+                           int64_t now_ms)
 {
     json_t *doc = json_object();
     json_t *info = json_object();
@@ -81,7 +82,8 @@ json_t *cca_dialog_new_doc(const char *id, const struct cca_dialog_create *c, in
     (void)json_object_set_new(doc, "status", json_string("active"));
     (void)json_object_set_new(doc, "assigned_agent", json_null());
     (void)json_object_set_new(doc, "current_agent", json_null());
-    (void)json_object_set_new(doc, "priority", json_string(c->priority ? c->priority : "normal"));
+    (void)json_object_set_new(doc, "priority",
+                              json_string(c->priority ? c->priority : "normal"));
     (void)json_object_set_new(doc, "source", json_string(c->source ? c->source : "api"));
     (void)json_object_set_new(doc, "created_at", time_json(now_ms));
     (void)json_object_set_new(doc, "updated_at", time_json(now_ms));
@@ -127,7 +129,8 @@ json_t *cca_dialog_with_turn(json_t *doc, const struct cca_dialog_turn *t)
     json_t *reply;
     json_int_t total = json_integer_value(json_object_get(meta, "total_tokens"));
 
-    customer = message_json(t->customer_msg_id, "customer", t->text, t->received_ms, t->agent);
+    customer =
+        message_json(t->customer_msg_id, "customer", t->text, t->received_ms, t->agent);
     (void)json_object_set_new(customer, "route", cca_route_to_json(t->route));
     (void)json_array_append_new(messages, customer);
 
@@ -152,8 +155,8 @@ json_t *cca_dialog_with_turn(json_t *doc, const struct cca_dialog_turn *t)
 
         (void)json_object_set_new(h, "from", agent_json(t->previous));
         (void)json_object_set_new(h, "to", agent_json(t->agent));
-        (void)json_object_set_new(h, "reason", json_string(t->handoff_reason ? t->handoff_reason
-                                                                              : "routing"));
+        (void)json_object_set_new(
+            h, "reason", json_string(t->handoff_reason ? t->handoff_reason : "routing"));
         (void)json_object_set_new(h, "at", time_json(t->received_ms));
         (void)json_array_append_new(handoffs, h);
     }
@@ -174,8 +177,9 @@ static char *resolution_text(json_t *doc, const char *reason)
     json_t *m;
     size_t n;
 
-    json_array_foreach(messages, i, m) {
-        if (strcmp(json_string_value(json_object_get(m, "role")) ?: "", "customer") == 0) {
+    json_array_foreach (messages, i, m) {
+        if (strcmp(json_string_value(json_object_get(m, "role")) ?: "", "customer") ==
+            0) {
             first = json_string_value(json_object_get(m, "content"));
             break;
         }
@@ -186,7 +190,7 @@ static char *resolution_text(json_t *doc, const char *reason)
         size_t used = (size_t)snprintf(path, sizeof(path), "%s", assigned);
         json_t *h;
 
-        json_array_foreach(handoffs, i, h) {
+        json_array_foreach (handoffs, i, h) {
             const char *to = json_string_value(json_object_get(h, "to"));
 
             if (used < sizeof(path))
@@ -205,9 +209,11 @@ static char *resolution_text(json_t *doc, const char *reason)
             while (len > 0 && ((unsigned char)first[len] & 0xC0) == 0x80)
                 len--;
         }
-        (void)snprintf(out, n, "Closed (%s) by %s after %zu messages; agents: %s; first request: \"%.*s%s\"",
-                       reason, current ? current : "no agent", json_array_size(messages), path,
-                       (int)len, first, len < strlen(first) ? "..." : "");
+        (void)snprintf(
+            out, n,
+            "Closed (%s) by %s after %zu messages; agents: %s; first request: \"%.*s%s\"",
+            reason, current ? current : "no agent", json_array_size(messages), path,
+            (int)len, first, len < strlen(first) ? "..." : "");
     } else {
         (void)snprintf(out, n, "Closed (%s) with no customer messages", reason);
     }
@@ -225,10 +231,12 @@ json_t *cca_dialog_closed(json_t *doc, const char *reason, int64_t now_ms)
 
     (void)json_object_set_new(summary, "total_messages",
                               json_integer((json_int_t)cca_dialog_message_count(doc)));
-    (void)json_object_set_new(summary, "total_tokens",
-                              json_integer(json_integer_value(json_object_get(meta, "total_tokens"))));
-    (void)json_object_set_new(summary, "duration_minutes",
-                              json_real(round((minutes < 0 ? 0 : minutes) * 100.0) / 100.0));
+    (void)json_object_set_new(
+        summary, "total_tokens",
+        json_integer(json_integer_value(json_object_get(meta, "total_tokens"))));
+    (void)json_object_set_new(
+        summary, "duration_minutes",
+        json_real(round((minutes < 0 ? 0 : minutes) * 100.0) / 100.0));
     (void)json_object_set_new(summary, "resolution", json_string(resolution));
     free(resolution);
 
@@ -260,9 +268,11 @@ cca_rc cca_dialog_validate(json_t *doc, const char *expected_id, struct cca_erro
     if (!json_is_object(doc))
         return cca_error_set(reterr, CCA_ERR_INVALID, "not a JSON object");
     if (id == NULL || !cca_uuid_canonical(id, canon) || strcmp(canon, id) != 0)
-        return cca_error_set(reterr, CCA_ERR_INVALID, "dialog_id is not a canonical UUID");
+        return cca_error_set(reterr, CCA_ERR_INVALID,
+                             "dialog_id is not a canonical UUID");
     if (expected_id != NULL && strcmp(id, expected_id) != 0)
-        return cca_error_set(reterr, CCA_ERR_INVALID, "dialog_id does not match the file name");
+        return cca_error_set(reterr, CCA_ERR_INVALID,
+                             "dialog_id does not match the file name");
     if (!cca_dialog_status_parse(json_string_value(json_object_get(doc, "status")), &st))
         return cca_error_set(reterr, CCA_ERR_INVALID, "bad status");
     if (!is_str_or_null(json_object_get(doc, "current_agent")) ||
@@ -275,10 +285,11 @@ cca_rc cca_dialog_validate(json_t *doc, const char *expected_id, struct cca_erro
     }
     if (!json_is_object(json_object_get(doc, "customer_info")) ||
         !json_is_object(json_object_get(doc, "metadata")))
-        return cca_error_set(reterr, CCA_ERR_INVALID, "customer_info or metadata missing");
+        return cca_error_set(reterr, CCA_ERR_INVALID,
+                             "customer_info or metadata missing");
     if (!json_is_array(messages))
         return cca_error_set(reterr, CCA_ERR_INVALID, "messages is not an array");
-    json_array_foreach(messages, i, m) {
+    json_array_foreach (messages, i, m) {
         if (!json_is_string(json_object_get(m, "content")) ||
             !json_is_string(json_object_get(m, "role")) ||
             !json_is_string(json_object_get(m, "id")))
@@ -289,10 +300,12 @@ cca_rc cca_dialog_validate(json_t *doc, const char *expected_id, struct cca_erro
 
 char *cca_dialog_dump(json_t *doc, size_t *ret_len)
 {
-    size_t len = json_dumpb(doc, NULL, 0, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+    size_t len = json_dumpb(
+        doc, NULL, 0, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
     char *buf = cca_xmalloc(len + 2);
 
-    (void)json_dumpb(doc, buf, len, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+    (void)json_dumpb(doc, buf, len,
+                     JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
     buf[len] = '\n';
     buf[len + 1] = '\0';
     *ret_len = len + 1;
@@ -314,9 +327,9 @@ json_t *cca_dialog_llm_history(json_t *doc, unsigned max)
         if (role == NULL || strcmp(role, "system") == 0)
             continue;
         item = json_object();
-        (void)json_object_set_new(item, "role",
-                                  json_string(strcmp(role, "customer") == 0 ? "user"
-                                                                            : "assistant"));
+        (void)json_object_set_new(
+            item, "role",
+            json_string(strcmp(role, "customer") == 0 ? "user" : "assistant"));
         (void)json_object_set(item, "content", json_object_get(m, "content"));
         (void)json_array_append_new(out, item);
     }
@@ -332,8 +345,8 @@ static void copy_field(json_t *dst, json_t *src, const char *key)
 
 static json_t *customer_name(json_t *doc)
 {
-    return str_or_null(
-        json_string_value(json_object_get(json_object_get(doc, "customer_info"), "name")));
+    return str_or_null(json_string_value(
+        json_object_get(json_object_get(doc, "customer_info"), "name")));
 }
 
 json_t *cca_dialog_status_view(json_t *doc)

@@ -37,10 +37,10 @@ struct op {
     struct cca_engine_request req;
     cca_engine_done_fn done;
     void *ctx;
-    struct op *parent; /* cleanup batch this op belongs to */
+    struct op *parent;      /* cleanup batch this op belongs to */
     int64_t idle_before_ms; /* CLOSE from a cleanup: skip if active since */
-    int64_t received_mono; /* ms, for deadlines */
-    int64_t received_us;   /* for processing_time */
+    int64_t received_mono;  /* ms, for deadlines */
+    int64_t received_us;    /* for processing_time */
     int64_t received_wall;
     struct entry *entry;
     bool new_entry;
@@ -292,7 +292,8 @@ static void persist(struct cca_engine *e, struct op *op)
         return;
     }
     op->new_bytes = cca_dialog_dump(op->new_doc, &op->new_len);
-    cca_store_write(e->store, op->entry->id, op->new_bytes, op->new_len, on_persisted, op);
+    cca_store_write(e->store, op->entry->id, op->new_bytes, op->new_len, on_persisted,
+                    op);
 }
 
 /* The write finished: make the change visible (or drop it), answer, move on. */
@@ -348,16 +349,17 @@ static json_t *base_doc(struct op *op)
 /* The 201 body of a create: the new dialog and the reply to initial_message. */
 static json_t *create_result(struct op *op, json_t *doc)
 {
-    static const char *const copied[] = {"dialog_id", "customer_id", "customer_info",
-                                         "assigned_agent", "current_agent", "status",
-                                         "priority", "source"};
+    static const char *const copied[] = {
+        "dialog_id",     "customer_id", "customer_info", "assigned_agent",
+        "current_agent", "status",      "priority",      "source"};
     json_t *r = json_object();
     bool turn = op->reply != NULL;
 
     for (size_t i = 0; i < CCA_ARRAY_SIZE(copied); i++)
         (void)json_object_set(r, copied[i], json_object_get(doc, copied[i]));
     (void)json_object_set_new(r, "response", turn ? json_string(op->reply) : json_null());
-    (void)json_object_set_new(r, "route", turn ? cca_route_to_json(&op->route) : json_null());
+    (void)json_object_set_new(r, "route",
+                              turn ? cca_route_to_json(&op->route) : json_null());
     (void)json_object_set_new(r, "degraded", json_boolean(op->degraded));
     (void)json_object_set_new(r, "tokens_used", json_integer(op->tokens));
     (void)json_object_set(r, "created_at", json_object_get(doc, "created_at"));
@@ -372,8 +374,8 @@ static void finalize_turn(struct cca_engine *e, struct op *op)
     char agent_id[37];
     int64_t now_wall = cca_time_wall_ms();
     double processing_s = (double)(cca_time_mono_us() - op->received_us) / 1e6;
-    const char *text = op->req.op == CCA_OP_CREATE ? op->req.create.initial_message
-                                                   : op->req.text;
+    const char *text =
+        op->req.op == CCA_OP_CREATE ? op->req.create.initial_message : op->req.text;
     json_t *doc;
     json_t *r;
 
@@ -473,8 +475,8 @@ static void reply_stage(struct cca_engine *e, struct op *op)
                                            "keyword:");
             const char *prefix = cca_agent_name(op->route.agent);
 
-            for (size_t i = 0; i < op->route.matched_count && used < sizeof(op->handoff_reason);
-                 i++) {
+            for (size_t i = 0;
+                 i < op->route.matched_count && used < sizeof(op->handoff_reason); i++) {
                 if (strncmp(op->route.matched[i], prefix, strlen(prefix)) != 0)
                     continue;
                 used += (size_t)snprintf(op->handoff_reason + used,
@@ -493,10 +495,12 @@ static void reply_stage(struct cca_engine *e, struct op *op)
     sys = json_object();
     (void)json_object_set_new(sys, "role", json_string("system"));
     (void)json_object_set_new(
-        sys, "content", json_string(cca_agents_prompt(e->agents, op->route.agent, op->lang)));
+        sys, "content",
+        json_string(cca_agents_prompt(e->agents, op->route.agent, op->lang)));
     (void)json_array_append_new(messages, sys);
     if (!op->new_entry) {
-        json_t *history = cca_dialog_llm_history(op->entry->doc, e->cfg->max_dialog_history);
+        json_t *history =
+            cca_dialog_llm_history(op->entry->doc, e->cfg->max_dialog_history);
 
         (void)json_array_extend(messages, history); /* copies: extend does not steal */
         json_decref(history);
@@ -731,13 +735,14 @@ static void run_op(struct cca_engine *e, struct op *op)
     switch (op->req.op) {
         case CCA_OP_MESSAGE:
             if (st == CCA_DIALOG_CLOSED) {
-                (void)cca_error_set(&op->err, CCA_ERR_CONFLICT, "dialog %s is closed", en->id);
+                (void)cca_error_set(&op->err, CCA_ERR_CONFLICT, "dialog %s is closed",
+                                    en->id);
                 goto fail;
             }
             if (cca_dialog_message_count(en->doc) + 2 > e->cfg->max_dialog_messages) {
                 (void)cca_error_set(&op->err, CCA_ERR_CONFLICT,
-                                    "dialog %s has reached MAX_DIALOG_MESSAGES (%u)", en->id,
-                                    e->cfg->max_dialog_messages);
+                                    "dialog %s has reached MAX_DIALOG_MESSAGES (%u)",
+                                    en->id, e->cfg->max_dialog_messages);
                 goto fail;
             }
             start_turn(e, op);
@@ -747,7 +752,8 @@ static void run_op(struct cca_engine *e, struct op *op)
                 (op->idle_before_ms > 0 &&
                  cca_dialog_get_time(en->doc, "updated_at") >= op->idle_before_ms)) {
                 /* Closing twice answers with the stored record; a cleanup skips. */
-                op->result = st == CCA_DIALOG_CLOSED ? cca_dialog_close_view(en->doc) : NULL;
+                op->result =
+                    st == CCA_DIALOG_CLOSED ? cca_dialog_close_view(en->doc) : NULL;
                 op->entry = NULL;
                 finish(e, op, CCA_OK);
                 release(e, en, false);
@@ -803,7 +809,8 @@ static void start_op(struct cca_engine *e, struct op *op)
     en = index_find(e, op->req.id);
     pthread_mutex_unlock(&e->lock);
     if (en == NULL) {
-        (void)cca_error_set(&op->err, CCA_ERR_NOT_FOUND, "dialog %s not found", op->req.id);
+        (void)cca_error_set(&op->err, CCA_ERR_NOT_FOUND, "dialog %s not found",
+                            op->req.id);
         finish(e, op, CCA_ERR_NOT_FOUND);
         return;
     }
@@ -1044,8 +1051,8 @@ static bool parse_cursor(const char *s, int64_t *ret_ms, char ret_id[37])
     return true;
 }
 
-cca_rc cca_engine_list(struct cca_engine *e, const struct cca_engine_query *q, json_t **ret,
-                       struct cca_error *reterr)
+cca_rc cca_engine_list(struct cca_engine *e, const struct cca_engine_query *q,
+                       json_t **ret, struct cca_error *reterr)
 {
     struct list_item *items = NULL;
     size_t n = 0;
@@ -1069,7 +1076,8 @@ cca_rc cca_engine_list(struct cca_engine *e, const struct cca_engine_query *q, j
             if (q->agent >= 0 && (int)cca_dialog_get_agent(en->doc) != q->agent)
                 continue;
             cid = cca_dialog_get_str(en->doc, "customer_id");
-            if (q->customer_id != NULL && (cid == NULL || strcmp(cid, q->customer_id) != 0))
+            if (q->customer_id != NULL &&
+                (cid == NULL || strcmp(cid, q->customer_id) != 0))
                 continue;
             items[n].created_ms = en->created_ms;
             memcpy(items[n].id, en->id, 37);

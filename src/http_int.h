@@ -42,8 +42,8 @@ struct cca_http_route {
     const char *method;
     const char *pattern;
     cca_http_handler_fn handler;
-    int success_status;      /* for engine-backed handlers */
-    const char *conflict;    /* error code of CCA_ERR_CONFLICT for this route */
+    int success_status;   /* for engine-backed handlers */
+    const char *conflict; /* error code of CCA_ERR_CONFLICT for this route */
 };
 
 /* Per-request state: created on MHD's first call, freed in NOTIFY_COMPLETED. */

@@ -76,18 +76,22 @@ bool cca_http_parse_bool(const char *s, bool *ret)
     return false;
 }
 
-/* Parse @body as a JSON object: CCA_ERR_PARSE if not JSON, CCA_ERR_INVALID if not an object. */
-static cca_rc load_object(const char *body, size_t len, json_t **ret, struct cca_error *err)
+/* Parse @body as a JSON object: CCA_ERR_PARSE if not JSON, CCA_ERR_INVALID if not an
+ * object. */
+static cca_rc load_object(const char *body, size_t len, json_t **ret,
+                          struct cca_error *err)
 {
     json_error_t jerr;
     json_t *root;
 
     if (len == 0)
-        return cca_error_set(err, CCA_ERR_PARSE, "request body is empty; expected a JSON object");
+        return cca_error_set(err, CCA_ERR_PARSE,
+                             "request body is empty; expected a JSON object");
     root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL)
-        return cca_error_set(err, CCA_ERR_PARSE, "malformed JSON at line %d column %d: %s",
-                             jerr.line, jerr.column, jerr.text);
+        return cca_error_set(err, CCA_ERR_PARSE,
+                             "malformed JSON at line %d column %d: %s", jerr.line,
+                             jerr.column, jerr.text);
     if (!json_is_object(root)) {
         json_decref(root);
         return cca_error_set(err, CCA_ERR_INVALID, "request body must be a JSON object");
@@ -109,7 +113,8 @@ static cca_rc get_string(json_t *obj, const char *key, const char *label, long m
     *ret = NULL;
     if (v == NULL || json_is_null(v)) {
         if (!nullable && v != NULL)
-            return cca_error_set(err, CCA_ERR_INVALID, "%s must be a string, not null", label);
+            return cca_error_set(err, CCA_ERR_INVALID, "%s must be a string, not null",
+                                 label);
         return CCA_OK;
     }
     if (!json_is_string(v))
@@ -119,8 +124,8 @@ static cca_rc get_string(json_t *obj, const char *key, const char *label, long m
         return cca_error_set(err, CCA_ERR_INVALID, "%s is not valid UTF-8", label);
     if (cp < min_cp || cp > max_cp)
         return cca_error_set(err, CCA_ERR_INVALID,
-                             "%s must have %ld to %ld characters (has %zd)", label, min_cp,
-                             max_cp, cp);
+                             "%s must have %ld to %ld characters (has %zd)", label,
+                             min_cp, max_cp, cp);
     *ret = cca_xstrndup(json_string_value(v), json_string_length(v));
     return CCA_OK;
 }
@@ -154,13 +159,17 @@ static cca_rc parse_customer_info(json_t *info, struct cca_dialog_create *c,
         return cca_error_set(err, CCA_ERR_INVALID, "customer_info.name is required");
     rc = get_string(info, "name", "customer_info.name", 1, 100, false, &c->name, err);
     if (rc == CCA_OK)
-        rc = get_string(info, "phone", "customer_info.phone", 0, 20, true, &c->phone, err);
+        rc =
+            get_string(info, "phone", "customer_info.phone", 0, 20, true, &c->phone, err);
     if (rc == CCA_OK && c->phone != NULL && c->phone[0] && !has_digit(c->phone))
-        rc = cca_error_set(err, CCA_ERR_INVALID, "customer_info.phone must contain digits");
+        rc = cca_error_set(err, CCA_ERR_INVALID,
+                           "customer_info.phone must contain digits");
     if (rc == CCA_OK)
-        rc = get_string(info, "email", "customer_info.email", 0, 100, true, &c->email, err);
+        rc = get_string(info, "email", "customer_info.email", 0, 100, true, &c->email,
+                        err);
     if (rc == CCA_OK && c->email != NULL && c->email[0] && !email_ok(c->email))
-        rc = cca_error_set(err, CCA_ERR_INVALID, "customer_info.email is not an email address");
+        rc = cca_error_set(err, CCA_ERR_INVALID,
+                           "customer_info.email is not an email address");
     if (rc == CCA_OK)
         rc = get_string(info, "customer_id", "customer_info.customer_id", 1, 50, true,
                         &c->customer_id, err);
@@ -268,7 +277,8 @@ cca_rc cca_http_parse_message(const char *body, size_t len, char **ret_text,
         goto out;
     }
     type = json_object_get(root, "message_type");
-    if (type != NULL && !(json_is_string(type) && strcmp(json_string_value(type), "user") == 0)) {
+    if (type != NULL &&
+        !(json_is_string(type) && strcmp(json_string_value(type), "user") == 0)) {
         /* Clients may not inject agent or system turns (seed weakness 10). */
         rc = cca_error_set(reterr, CCA_ERR_INVALID, "message_type must be \"user\"");
         goto out;
@@ -300,7 +310,8 @@ cca_rc cca_http_parse_close(const char *body, size_t len, const char *query_reas
         ssize_t cp = cca_text_codepoints(query_reason, strlen(query_reason));
 
         if (cp < 1 || cp > 200) {
-            rc = cca_error_set(reterr, CCA_ERR_INVALID, "reason must have 1 to 200 characters");
+            rc = cca_error_set(reterr, CCA_ERR_INVALID,
+                               "reason must have 1 to 200 characters");
             goto out;
         }
         reason = cca_xstrdup(query_reason);

@@ -94,8 +94,8 @@ static void h_close(struct cca_http_request *r)
 
     if (!path_id(r, req.id))
         return;
-    rc = cca_http_parse_close(r->body, r->body_len, cca_http_query(r, "reason"), &req.reason,
-                              &err);
+    rc = cca_http_parse_close(r->body, r->body_len, cca_http_query(r, "reason"),
+                              &req.reason, &err);
     if (rc != CCA_OK) {
         respond_rc(r, rc, &err);
         return;
@@ -125,7 +125,8 @@ static void h_cleanup(struct cca_http_request *r)
 }
 
 /* Parse a decimal in [min, max]; false for anything else. */
-static bool parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *ret)
+static bool parse_uint(const char *s, unsigned long min, unsigned long max,
+                       unsigned long *ret)
 {
     char *end;
     unsigned long v;
@@ -197,7 +198,8 @@ static void h_list(struct cca_http_request *r)
         q.limit = (unsigned)lim;
     }
     if (view != NULL && strcmp(view, "summary") != 0 && strcmp(view, "full") != 0) {
-        cca_http_respond_error(r, 422, "validation_error", "view must be summary or full");
+        cca_http_respond_error(r, 422, "validation_error",
+                               "view must be summary or full");
         return;
     }
     q.full = view != NULL && strcmp(view, "full") == 0;
@@ -298,28 +300,33 @@ static void h_health_detailed(struct cca_http_request *r)
     have = h->llm != NULL && hs.llm.calls > 0;
     cca_engine_get_stats(h->engine, &st);
     o = health_json(h, &hs);
-    (void)json_object_set_new(d, "total", json_integer((json_int_t)(st.dialogs[0] +
-                                                                    st.dialogs[1] +
-                                                                    st.dialogs[2])));
+    (void)json_object_set_new(
+        d, "total",
+        json_integer((json_int_t)(st.dialogs[0] + st.dialogs[1] + st.dialogs[2])));
     (void)json_object_set_new(d, "active", json_integer((json_int_t)st.dialogs[0]));
     (void)json_object_set_new(d, "escalated", json_integer((json_int_t)st.dialogs[1]));
     (void)json_object_set_new(d, "closed", json_integer((json_int_t)st.dialogs[2]));
     (void)json_object_set_new(o, "dialogs", d);
-    (void)json_object_set_new(o, "turns_in_flight", json_integer((json_int_t)st.in_flight));
+    (void)json_object_set_new(o, "turns_in_flight",
+                              json_integer((json_int_t)st.in_flight));
     (void)json_object_set_new(s, "path", json_string(cca_store_dir(h->store)));
     (void)json_object_set_new(s, "writable", json_boolean(hs.store.writable));
-    (void)json_object_set_new(s, "free_bytes", json_integer((json_int_t)hs.store.free_bytes));
+    (void)json_object_set_new(s, "free_bytes",
+                              json_integer((json_int_t)hs.store.free_bytes));
     (void)json_object_set_new(o, "storage", s);
-    (void)json_object_set_new(l, "mode", json_string(h->llm != NULL ? "openai" : "offline"));
+    (void)json_object_set_new(l, "mode",
+                              json_string(h->llm != NULL ? "openai" : "offline"));
     (void)json_object_set_new(l, "model", json_string(h->cfg->openai_model));
     (void)json_object_set_new(l, "base_url", json_string(h->cfg->openai_base_url));
     (void)json_object_set_new(l, "calls", json_integer((json_int_t)hs.llm.calls));
     (void)json_object_set_new(l, "failures", json_integer((json_int_t)hs.llm.failures));
-    (void)json_object_set_new(l, "last_error", hs.llm.last_error[0]
-                                                   ? json_string(hs.llm.last_error)
+    (void)json_object_set_new(l, "last_error",
+                              hs.llm.last_error[0] ? json_string(hs.llm.last_error)
                                                    : json_null());
-    (void)json_object_set_new(l, "last_http_status", int_or_null(have, hs.llm.last_http_status));
-    (void)json_object_set_new(l, "last_latency_ms", int_or_null(have, hs.llm.last_latency_ms));
+    (void)json_object_set_new(l, "last_http_status",
+                              int_or_null(have, hs.llm.last_http_status));
+    (void)json_object_set_new(l, "last_latency_ms",
+                              int_or_null(have, hs.llm.last_latency_ms));
     (void)json_object_set_new(o, "llm", l);
     cca_http_respond_json(r, health_status_code(&hs), o);
 }
@@ -334,8 +341,9 @@ static void h_ready(struct cca_http_request *r)
     cca_store_get_health(r->http->store, &sh);
     cca_engine_get_stats(r->http->engine, &st);
     if (!sh.writable)
-        (void)json_array_append_new(reasons, json_string(sh.last_error[0] ? sh.last_error
-                                                                           : "storage is not writable"));
+        (void)json_array_append_new(
+            reasons,
+            json_string(sh.last_error[0] ? sh.last_error : "storage is not writable"));
     if (st.in_flight >= r->http->cfg->max_pending_turns)
         (void)json_array_append_new(reasons, json_string("too many turns in flight"));
     if (json_array_size(reasons) == 0) {
@@ -376,7 +384,8 @@ static void h_openapi(struct cca_http_request *r)
                          cca_openapi_yaml_len);
 }
 
-/* ---- the URL route table ------------------------------------------------------------ */
+/* ---- the URL route table ------------------------------------------------------------
+ */
 
 #define D "/api/v1/dialogue"
 
@@ -401,7 +410,8 @@ static const struct cca_http_route routes[] = {
 };
 
 /* Does @path match @pattern? "{id}" takes one non-empty segment into @seg. */
-static bool path_matches(const char *pattern, const char *path, char *seg, size_t seg_size)
+static bool path_matches(const char *pattern, const char *path, char *seg,
+                         size_t seg_size)
 {
     while (*pattern != '\0') {
         if (strncmp(pattern, "{id}", 4) == 0) {
@@ -410,8 +420,8 @@ static bool path_matches(const char *pattern, const char *path, char *seg, size_
             if (n == 0)
                 return false;
             if (seg != NULL)
-                (void)snprintf(seg, seg_size, "%.*s", (int)(n < seg_size ? n : seg_size - 1),
-                               path);
+                (void)snprintf(seg, seg_size, "%.*s",
+                               (int)(n < seg_size ? n : seg_size - 1), path);
             pattern += 4;
             path += n;
             continue;
@@ -445,8 +455,8 @@ const struct cca_http_route *cca_http_match(const char *method, const char *path
             continue;
         *ret_path_known = true;
         if (strstr(allow, routes[i].method) == NULL && used < allow_size)
-            used += (size_t)snprintf(allow + used, allow_size - used, "%s%s", used ? ", " : "",
-                                     routes[i].method);
+            used += (size_t)snprintf(allow + used, allow_size - used, "%s%s",
+                                     used ? ", " : "", routes[i].method);
         if (found == NULL && strcmp(routes[i].method, method) == 0) {
             found = &routes[i];
             (void)path_matches(routes[i].pattern, path, ret_segment, segment_size);

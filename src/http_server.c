@@ -32,7 +32,8 @@ void cca_http_respond_raw(struct cca_http_request *r, unsigned status,
 
 void cca_http_respond_json(struct cca_http_request *r, unsigned status, json_t *body)
 {
-    char *s = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+    char *s =
+        json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
 
     json_decref(body);
     cca_http_respond_raw(r, status, "application/json", s, strlen(s));
@@ -53,7 +54,8 @@ const char *cca_http_query(struct cca_http_request *r, const char *name)
 }
 
 /* Engine thread: the outcome becomes the response, then the connection resumes. */
-static void on_engine_done(void *ctx, cca_rc rc, json_t *result, const struct cca_error *err)
+static void on_engine_done(void *ctx, cca_rc rc, json_t *result,
+                           const struct cca_error *err)
 {
     struct cca_http_request *r = ctx;
 
@@ -121,7 +123,8 @@ static void dispatch(struct cca_http_request *r)
     }
     if (r->route == NULL) {
         if (r->allow[0])
-            cca_http_respond_error(r, 405, "method_not_allowed", "method not allowed here");
+            cca_http_respond_error(r, 405, "method_not_allowed",
+                                   "method not allowed here");
         else
             cca_http_respond_error(r, 404, "not_found", "no such endpoint");
         return;
@@ -138,12 +141,14 @@ static void dispatch(struct cca_http_request *r)
         ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
                                          MHD_HTTP_HEADER_CONTENT_TYPE);
         if (!is_json_type(ct)) {
-            cca_http_respond_error(r, 415, "unsupported_media_type",
-                                   "request bodies must be Content-Type: application/json");
+            cca_http_respond_error(
+                r, 415, "unsupported_media_type",
+                "request bodies must be Content-Type: application/json");
             return;
         }
         if (!cca_text_is_utf8(r->body, r->body_len)) {
-            cca_http_respond_error(r, 400, "invalid_utf8", "request body is not valid UTF-8");
+            cca_http_respond_error(r, 400, "invalid_utf8",
+                                   "request body is not valid UTF-8");
             return;
         }
     }
@@ -151,7 +156,8 @@ static void dispatch(struct cca_http_request *r)
 }
 
 static void start_request(struct cca_http *h, struct cca_http_request *r,
-                          struct MHD_Connection *conn, const char *url, const char *method)
+                          struct MHD_Connection *conn, const char *url,
+                          const char *method)
 {
     bool known = false;
     size_t len = strlen(url);
@@ -173,7 +179,8 @@ static void start_request(struct cca_http *h, struct cca_http_request *r,
                               r->segment_id, sizeof(r->segment_id));
     if (r->route != NULL || !known)
         r->allow[0] = '\0';
-    cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl != NULL && strtoull(cl, NULL, 10) > h->cfg->max_body_bytes)
         r->body_too_large = true;
 }
@@ -272,8 +279,8 @@ cca_rc cca_http_new(const struct cca_http_params *p, struct cca_http **ret_http,
     struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
     const union MHD_DaemonInfo *info;
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
+    unsigned flags =
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     cca_rc rc = CCA_OK;
 
     h->cfg = p->cfg;
@@ -290,22 +297,23 @@ cca_rc cca_http_new(const struct cca_http_params *p, struct cca_http **ret_http,
         sin6->sin6_port = htons((uint16_t)p->cfg->port);
         flags |= MHD_USE_IPv6;
     } else {
-        rc = cca_error_set(reterr, CCA_ERR_INVALID, "HOST='%s' is not an IPv4 or IPv6 address",
-                           p->cfg->host);
+        rc = cca_error_set(reterr, CCA_ERR_INVALID,
+                           "HOST='%s' is not an IPv4 or IPv6 address", p->cfg->host);
         goto out;
     }
     h->daemon = MHD_start_daemon(
-        flags, (uint16_t)p->cfg->port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, &ss,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)p->cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)p->cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)p->cfg->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)p->cfg->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        p->cfg->connection_memory_limit, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, h, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
-        MHD_OPTION_END);
+        flags, (uint16_t)p->cfg->port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
+        &ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)p->cfg->threads,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)p->cfg->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)p->cfg->max_connections_per_ip,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)p->cfg->connection_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, p->cfg->connection_memory_limit,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_logger, h, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
     if (h->daemon == NULL) {
-        rc = cca_error_set(reterr, CCA_ERR_IO, "cannot listen on %s:%u (in use, or no rights?)",
-                           p->cfg->host, p->cfg->port);
+        rc = cca_error_set(reterr, CCA_ERR_IO,
+                           "cannot listen on %s:%u (in use, or no rights?)", p->cfg->host,
+                           p->cfg->port);
         goto out;
     }
     info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);

@@ -62,8 +62,8 @@ int cca_log_parse_level(const char *name)
         const char *name;
         int level;
     } levels[] = {
-        {"error", LOG_ERR},   {"warning", LOG_WARNING}, {"warn", LOG_WARNING},
-        {"notice", LOG_NOTICE}, {"info", LOG_INFO},     {"debug", LOG_DEBUG},
+        {"error", LOG_ERR},     {"warning", LOG_WARNING}, {"warn", LOG_WARNING},
+        {"notice", LOG_NOTICE}, {"info", LOG_INFO},       {"debug", LOG_DEBUG},
     };
 
     for (size_t i = 0; name != NULL && i < CCA_ARRAY_SIZE(levels); i++) {

@@ -149,8 +149,11 @@ static int serve(const struct cca_config *cfg)
                 st.dialogs[0] + st.dialogs[1] + st.dialogs[2]);
     }
     {
-        struct cca_http_params hp = {
-            .cfg = cfg, .engine = engine, .store = store, .llm = llm, .version = CCA_VERSION};
+        struct cca_http_params hp = {.cfg = cfg,
+                                     .engine = engine,
+                                     .store = store,
+                                     .llm = llm,
+                                     .version = CCA_VERSION};
 
         rc = cca_http_new(&hp, &http, &err);
     }
@@ -206,13 +209,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "fatal: curl_global_init failed\n");
         return EXIT_FAILURE;
     }
-    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 ||
+        strcmp(cmd, "help") == 0) {
         cca_config_print_help(stdout);
         ret = EXIT_SUCCESS;
         goto out;
     }
     if (cca_config_load(&cfg, ".env", warn_config, NULL, &err) != CCA_OK) {
-        fprintf(stderr, "configuration error: %s\n(see call-center-agents --help)\n", err.msg);
+        fprintf(stderr, "configuration error: %s\n(see call-center-agents --help)\n",
+                err.msg);
         ret = EXIT_FAILURE;
         goto out;
     }

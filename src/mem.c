@@ -11,7 +11,8 @@
 static void oom(size_t size)
 {
     char line[96];
-    int n = snprintf(line, sizeof(line), "fatal: out of memory allocating %zu bytes\n", size);
+    int n =
+        snprintf(line, sizeof(line), "fatal: out of memory allocating %zu bytes\n", size);
 
     /* write(2) rather than stdio or cca_log: neither may allocate here. */
     if (n > 0)

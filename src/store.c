@@ -80,7 +80,8 @@ static bool write_all(int fd, const char *p, size_t len)
 
 static void job_fail(struct job *j, int e, const char *what)
 {
-    j->rc = cca_error_set(&j->err, errno_rc(e), "%s %s.json: %s", what, j->id, strerror(e));
+    j->rc =
+        cca_error_set(&j->err, errno_rc(e), "%s %s.json: %s", what, j->id, strerror(e));
 }
 
 /* Step 1 of a batch: the data of each write into its temporary file. */
@@ -352,7 +353,8 @@ cca_rc cca_store_scan(struct cca_store *s, cca_store_load_fn load, cca_store_ski
     if (fd < 0 || (d = fdopendir(fd)) == NULL) {
         if (fd >= 0)
             close(fd);
-        return cca_error_set(reterr, CCA_ERR_IO, "cannot list %s: %s", s->dir, strerror(errno));
+        return cca_error_set(reterr, CCA_ERR_IO, "cannot list %s: %s", s->dir,
+                             strerror(errno));
     }
     rewinddir(d);
     while ((de = readdir(d)) != NULL) {
@@ -371,7 +373,8 @@ cca_rc cca_store_scan(struct cca_store *s, cca_store_load_fn load, cca_store_ski
             /* An interrupted write: the target still holds the previous version. */
             (void)unlinkat(s->dirfd, de->d_name, 0);
             if (skip != NULL)
-                skip(ctx, de->d_name, "leftover temporary file of an interrupted write, removed");
+                skip(ctx, de->d_name,
+                     "leftover temporary file of an interrupted write, removed");
             continue;
         }
         if (!is_dialog_file(de->d_name, id)) {
@@ -430,7 +433,8 @@ void cca_store_write(struct cca_store *s, const char *id, const char *bytes, siz
     enqueue(s, j);
 }
 
-void cca_store_remove(struct cca_store *s, const char *id, cca_store_done_fn done, void *ctx)
+void cca_store_remove(struct cca_store *s, const char *id, cca_store_done_fn done,
+                      void *ctx)
 {
     struct job *j = cca_xcalloc(1, sizeof(*j));
 
@@ -452,14 +456,15 @@ void cca_store_get_health(struct cca_store *s, struct cca_store_health *ret)
     pthread_mutex_unlock(&s->lock);
     if (faccessat(s->dirfd, ".", W_OK, AT_EACCESS) != 0) {
         ret->writable = false;
-        (void)snprintf(ret->last_error, sizeof(ret->last_error), "directory not writable: %s",
-                       strerror(errno));
+        (void)snprintf(ret->last_error, sizeof(ret->last_error),
+                       "directory not writable: %s", strerror(errno));
     }
     if (fstatvfs(s->dirfd, &vfs) == 0) {
         ret->free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
         if (vfs.f_flag & ST_RDONLY) {
             ret->writable = false;
-            (void)snprintf(ret->last_error, sizeof(ret->last_error), "file system is read-only");
+            (void)snprintf(ret->last_error, sizeof(ret->last_error),
+                           "file system is read-only");
         }
     }
 }

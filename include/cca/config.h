@@ -62,10 +62,12 @@ typedef void (*cca_config_warn_fn)(void *ctx, const char *msg);
  * Returns CCA_OK, or CCA_ERR_INVALID naming the variable and its allowed range
  * in @reterr, CCA_ERR_IO for an unreadable file. Not thread-safe (startup only).
  */
-cca_rc cca_config_load(struct cca_config *cfg, const char *env_file, cca_config_warn_fn warn,
-                       void *warn_ctx, struct cca_error *reterr) CCA_WUR;
+cca_rc cca_config_load(struct cca_config *cfg, const char *env_file,
+                       cca_config_warn_fn warn, void *warn_ctx,
+                       struct cca_error *reterr) CCA_WUR;
 
-/* cca_config_print_help - write the settings table (name, default, range, help) to @out. */
+/* cca_config_print_help - write the settings table (name, default, range, help) to @out.
+ */
 void cca_config_print_help(FILE *out);
 
 /*

@@ -62,7 +62,8 @@ void cca_dialog_create_cleanup(struct cca_dialog_create *c);
  * (borrowed), status active, no messages, timestamps @now_ms (Unix ms).
  * Returns a new reference.
  */
-json_t *cca_dialog_new_doc(const char *id, const struct cca_dialog_create *c, int64_t now_ms);
+json_t *cca_dialog_new_doc(const char *id, const struct cca_dialog_create *c,
+                           int64_t now_ms);
 
 /*
  * struct cca_dialog_turn - everything one customer turn adds (all borrowed).
@@ -106,7 +107,8 @@ json_t *cca_dialog_closed(json_t *doc, const char *reason, int64_t now_ms);
  * document whose dialog_id is @expected_id (may be NULL to skip that check).
  * Returns CCA_OK or CCA_ERR_INVALID with the first problem in @reterr.
  */
-cca_rc cca_dialog_validate(json_t *doc, const char *expected_id, struct cca_error *reterr);
+cca_rc cca_dialog_validate(json_t *doc, const char *expected_id,
+                           struct cca_error *reterr);
 
 /*
  * cca_dialog_dump - the file bytes of @doc: pretty-printed (2 spaces), UTF-8

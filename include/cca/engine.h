@@ -87,8 +87,8 @@ struct cca_engine;
  * engine thread. Returns CCA_OK and a new engine in *ret_engine, or the store's
  * scan error / CCA_ERR_INTERNAL, detail in @reterr.
  */
-cca_rc cca_engine_new(const struct cca_engine_params *params, struct cca_engine **ret_engine,
-                      struct cca_error *reterr) CCA_WUR;
+cca_rc cca_engine_new(const struct cca_engine_params *params,
+                      struct cca_engine **ret_engine, struct cca_error *reterr) CCA_WUR;
 
 /*
  * cca_engine_free - stop the engine thread. Call after cca_engine_drain and
@@ -111,14 +111,15 @@ cca_rc cca_engine_submit(struct cca_engine *engine, struct cca_engine_request *r
  * Returns CCA_OK with a new buffer in *ret_bytes (caller frees) and its length,
  * or CCA_ERR_NOT_FOUND. Thread-safe; never waits on a turn.
  */
-cca_rc cca_engine_get_document(struct cca_engine *engine, const char *id, char **ret_bytes,
-                               size_t *ret_len) CCA_WUR;
+cca_rc cca_engine_get_document(struct cca_engine *engine, const char *id,
+                               char **ret_bytes, size_t *ret_len) CCA_WUR;
 
 /*
  * cca_engine_get_status - the status view of dialog @id (see dialog.h).
  * Returns CCA_OK with a new reference in *ret, or CCA_ERR_NOT_FOUND. Thread-safe.
  */
-cca_rc cca_engine_get_status(struct cca_engine *engine, const char *id, json_t **ret) CCA_WUR;
+cca_rc cca_engine_get_status(struct cca_engine *engine, const char *id,
+                             json_t **ret) CCA_WUR;
 
 /*
  * struct cca_engine_query - GET /dialogues filters. @status and @agent are -1

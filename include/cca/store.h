@@ -64,8 +64,9 @@ typedef void (*cca_store_skip_fn)(void *ctx, const char *name, const char *why);
  * Returns CCA_OK, or CCA_ERR_IO if the directory cannot be listed.
  * Call before any write; not thread-safe with respect to writes.
  */
-cca_rc cca_store_scan(struct cca_store *store, cca_store_load_fn load, cca_store_skip_fn skip,
-                      void *ctx, struct cca_error *reterr) CCA_WUR;
+cca_rc cca_store_scan(struct cca_store *store, cca_store_load_fn load,
+                      cca_store_skip_fn skip, void *ctx,
+                      struct cca_error *reterr) CCA_WUR;
 
 /*
  * cca_store_done_fn - a write or removal finished; @rc is CCA_OK when it is
@@ -79,10 +80,11 @@ typedef void (*cca_store_done_fn)(void *ctx, cca_rc rc, const struct cca_error *
  * @id must be a canonical UUID (cca_uuid_canonical); @bytes is borrowed until
  * @done runs. Writes queued for one id complete in queue order. Thread-safe.
  */
-void cca_store_write(struct cca_store *store, const char *id, const char *bytes, size_t len,
-                     cca_store_done_fn done, void *ctx);
+void cca_store_write(struct cca_store *store, const char *id, const char *bytes,
+                     size_t len, cca_store_done_fn done, void *ctx);
 
-/* cca_store_remove - queue a durable unlink of <@id>.json (missing is OK). Thread-safe. */
+/* cca_store_remove - queue a durable unlink of <@id>.json (missing is OK). Thread-safe.
+ */
 void cca_store_remove(struct cca_store *store, const char *id, cca_store_done_fn done,
                       void *ctx);
 

@@ -44,7 +44,8 @@ static char *wait_for(const char *path, const char *needle, pid_t pid)
             free(buf);
         }
         if (waitpid(pid, &status, WNOHANG) == pid)
-            fail_msg("process %d exited before printing '%s' (see %s)", (int)pid, needle, path);
+            fail_msg("process %d exited before printing '%s' (see %s)", (int)pid, needle,
+                     path);
         sleep_ms(10);
     }
     fail_msg("timeout waiting for '%s' in %s", needle, path);
@@ -77,7 +78,8 @@ int h_kill_all(void **state)
     return 0;
 }
 
-static pid_t spawn(const char *exe, char *const argv[], char *const envp[], const char *log)
+static pid_t spawn(const char *exe, char *const argv[], char *const envp[],
+                   const char *log)
 {
     pid_t pid;
 
@@ -109,8 +111,12 @@ void h_fake_start(struct proc *p, const char *dir, unsigned latency_ms)
     const char *exe = getenv("FAKE_OPENAI");
     char lat[32];
     char *text;
-    char *argv[] = {(char *)"fake_openai", (char *)"--port", (char *)"0",
-                    (char *)"--latency-ms", lat, NULL};
+    char *argv[] = {(char *)"fake_openai",
+                    (char *)"--port",
+                    (char *)"0",
+                    (char *)"--latency-ms",
+                    lat,
+                    NULL};
 
     assert_non_null(exe);
     (void)snprintf(lat, sizeof(lat), "%u", latency_ms);
@@ -246,7 +252,8 @@ long h_http(unsigned port, const char *method, const char *path, const char *bod
     if (ret_allow != NULL)
         ret_allow[0] = '\0';
     if (body != NULL) {
-        (void)snprintf(ct, sizeof(ct), "Content-Type: %s", ctype ? ctype : "application/json");
+        (void)snprintf(ct, sizeof(ct), "Content-Type: %s",
+                       ctype ? ctype : "application/json");
         hdrs = curl_slist_append(hdrs, ct);
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
@@ -306,9 +313,10 @@ void h_create(unsigned port, const char *initial, char id[37])
     long st;
 
     if (initial != NULL)
-        (void)snprintf(body, sizeof(body),
-                       "{\"customer_info\":{\"name\":\"Test\"},\"initial_message\":\"%s\"}",
-                       initial);
+        (void)snprintf(
+            body, sizeof(body),
+            "{\"customer_info\":{\"name\":\"Test\"},\"initial_message\":\"%s\"}",
+            initial);
     else
         (void)snprintf(body, sizeof(body), "{\"customer_info\":{\"name\":\"Test\"}}");
     st = h_http(port, "POST", "/api/v1/dialogue/create", body, NULL, &j, NULL, NULL, 0);

@@ -39,7 +39,8 @@ int h_stop(struct proc *p);
  * NULL) gets the parsed body or NULL; *ret_raw (if not NULL) the raw body (new).
  */
 long h_http(unsigned port, const char *method, const char *path, const char *body,
-            const char *ctype, json_t **ret_json, char **ret_raw, char *ret_allow, size_t allow_size);
+            const char *ctype, json_t **ret_json, char **ret_raw, char *ret_allow,
+            size_t allow_size);
 
 /* POST @body to the fake's control endpoint @path; returns the status. */
 long h_fake_post(const struct proc *fake, const char *path, const char *body);

@@ -17,7 +17,7 @@
 
 #include "harness.h"
 
-#define KEY_ENV  "OPENAI_API_KEY=sk-test"
+#define KEY_ENV "OPENAI_API_KEY=sk-test"
 
 static char key_base_url[128];
 
@@ -47,8 +47,7 @@ static json_t *send_msg(unsigned port, const char *id, const char *text, long wa
 
     (void)snprintf(body, sizeof(body), "{\"message\":\"%s\"}", text);
     assert_int_equal(
-        h_http(port, "POST", dpath(id, "/message"), body, NULL, &j, NULL, NULL, 0),
-        want);
+        h_http(port, "POST", dpath(id, "/message"), body, NULL, &j, NULL, NULL, 0), want);
     return j;
 }
 
@@ -59,7 +58,8 @@ static const char *jstr(json_t *o, const char *key)
     return s != NULL ? s : "(null)";
 }
 
-/* ---- offline mode: the whole API ---------------------------------------------------- */
+/* ---- offline mode: the whole API ----------------------------------------------------
+ */
 
 static void test_offline_conversation_ru(void **state)
 {
@@ -113,12 +113,13 @@ static void test_offline_conversation_ru(void **state)
         assert_string_equal(jstr(json_array_get(msgs, i + 1), "role"), "agent");
     }
     assert_int_equal(
-        json_array_size(json_object_get(json_object_get(doc, "metadata"), "handoffs")), 2);
+        json_array_size(json_object_get(json_object_get(doc, "metadata"), "handoffs")),
+        2);
     json_decref(doc);
 
     /* The history route and the file hold the same bytes as GET. */
-    assert_int_equal(h_http(srv.port, "GET", dpath(id, ""), NULL, NULL, NULL, &raw, NULL, 0),
-                     200);
+    assert_int_equal(
+        h_http(srv.port, "GET", dpath(id, ""), NULL, NULL, NULL, &raw, NULL, 0), 200);
     (void)snprintf(path, sizeof(path), "%s/dialogs/%s.json", dir, id);
     f = fopen(path, "r");
     assert_non_null(f);
@@ -129,9 +130,9 @@ static void test_offline_conversation_ru(void **state)
     assert_string_equal(raw, file);
     free(raw);
     raw = NULL;
-    assert_int_equal(h_http(srv.port, "GET", dpath(id, "/history"), NULL, NULL, NULL,
-                            &raw, NULL, 0),
-                     200);
+    assert_int_equal(
+        h_http(srv.port, "GET", dpath(id, "/history"), NULL, NULL, NULL, &raw, NULL, 0),
+        200);
     assert_string_equal(raw, file);
     free(raw);
 
@@ -141,8 +142,9 @@ static void test_offline_conversation_ru(void **state)
                      200);
     assert_string_equal(jstr(j, "status"), "closed");
     assert_string_equal(jstr(j, "reason"), "problem_resolved");
-    assert_int_equal(
-        json_integer_value(json_object_get(json_object_get(j, "summary"), "total_messages")), 6);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "summary"),
+                                                        "total_messages")),
+                     6);
     json_decref(j);
     /* Messages to a closed dialog: 409. */
     j = send_msg(srv.port, id, "ещё вопрос", 409);
@@ -153,8 +155,8 @@ static void test_offline_conversation_ru(void **state)
     assert_int_equal(h_stop(&srv), 0);
     h_server_start(&srv, dir, NULL);
     raw = NULL;
-    assert_int_equal(h_http(srv.port, "GET", dpath(id, ""), NULL, NULL, NULL, &raw, NULL, 0),
-                     200);
+    assert_int_equal(
+        h_http(srv.port, "GET", dpath(id, ""), NULL, NULL, NULL, &raw, NULL, 0), 200);
     f = fopen(path, "r");
     n = (long)fread(file, 1, (1 << 20) - 1, f);
     file[n] = '\0';
@@ -181,7 +183,8 @@ static void test_offline_conversation_en(void **state)
     assert_string_equal(jstr(j, "current_agent"), "sales");
     assert_non_null(strstr(jstr(j, "response"), "990"));
     json_decref(j);
-    j = send_msg(srv.port, id, "I want a refund, this is unacceptable, get me a manager!", 200);
+    j = send_msg(srv.port, id, "I want a refund, this is unacceptable, get me a manager!",
+                 200);
     assert_string_equal(jstr(j, "current_agent"), "supervisor");
     assert_non_null(strstr(jstr(j, "response"), "refund"));
     json_decref(j);
@@ -209,12 +212,14 @@ static void test_errors(void **state)
         long status;
         const char *code;
     } rows[] = {
-        {"POST", "/api/v1/dialogue/create", "{\"customer_id\":", NULL, 400, "invalid_json"},
+        {"POST", "/api/v1/dialogue/create", "{\"customer_id\":", NULL, 400,
+         "invalid_json"},
         {"POST", "/api/v1/dialogue/create", "{\"customer_info\":{}}", NULL, 422,
          "validation_error"},
         {"POST", "/api/v1/dialogue/create", "{\"priority\":\"asap\"}", NULL, 422,
          "validation_error"},
-        {"POST", "/api/v1/dialogue/create", "{}", "text/plain", 415, "unsupported_media_type"},
+        {"POST", "/api/v1/dialogue/create", "{}", "text/plain", 415,
+         "unsupported_media_type"},
         {"POST", "/api/v1/dialogue/create", "{\"customer_id\":\"\xff\xfe\"}", NULL, 400,
          "invalid_utf8"},
         {"POST", "/api/v1/dialogue/create", big, NULL, 413, "body_too_large"},
@@ -223,8 +228,8 @@ static void test_errors(void **state)
         {"GET", "/api/v1/dialogue/..%2F..%2Fetc%2Fpasswd", NULL, NULL, 404, "not_found"},
         {"GET", "/api/v1/dialogue/%2e%2e", NULL, NULL, 404, "not_found"},
         {"GET", "/api/v1/dialogue/abc%00def", NULL, NULL, 404, "not_found"},
-        {"GET", "/api/v1/dialogue/{00000000-0000-4000-8000-000000000000}", NULL, NULL, 404,
-         "not_found"},
+        {"GET", "/api/v1/dialogue/{00000000-0000-4000-8000-000000000000}", NULL, NULL,
+         404, "not_found"},
         {"POST", "/api/v1/dialogue/00000000-0000-4000-8000-000000000000/message",
          "{\"message\":\"hi\"}", NULL, 404, "not_found"},
         {"PUT", "/api/v1/dialogue/create", "{}", NULL, 405, "method_not_allowed"},
@@ -246,31 +251,32 @@ static void test_errors(void **state)
         h_server_start(&srv, dir, env);
     }
     for (size_t i = 0; i < CCA_ARRAY_SIZE(rows); i++) {
-        long st = h_http(srv.port, rows[i].method, rows[i].path, rows[i].body, rows[i].ctype,
-                         &j, NULL, allow, sizeof(allow));
+        long st = h_http(srv.port, rows[i].method, rows[i].path, rows[i].body,
+                         rows[i].ctype, &j, NULL, allow, sizeof(allow));
 
         if (st != rows[i].status || strcmp(jstr(j, "code"), rows[i].code) != 0)
-            fail_msg("row %zu %s %s: got %ld %s, want %ld %s", i, rows[i].method, rows[i].path,
-                     st, jstr(j, "code"), rows[i].status, rows[i].code);
+            fail_msg("row %zu %s %s: got %ld %s, want %ld %s", i, rows[i].method,
+                     rows[i].path, st, jstr(j, "code"), rows[i].status, rows[i].code);
         assert_non_null(json_object_get(j, "detail"));
         if (st == 405)
             assert_string_equal(allow, "POST");
         json_decref(j);
-        assert_int_equal(
-            h_http(srv.port, "GET", "/api/v1/health/live", NULL, NULL, NULL, NULL, NULL, 0), 200);
+        assert_int_equal(h_http(srv.port, "GET", "/api/v1/health/live", NULL, NULL, NULL,
+                                NULL, NULL, 0),
+                         200);
     }
     /* An upper-case id is canonicalised, never used as a file name. */
     h_create(srv.port, NULL, id);
     for (char *p = id; *p; p++)
         *p = (char)(*p >= 'a' && *p <= 'f' ? *p - 32 : *p);
-    assert_int_equal(h_http(srv.port, "GET", dpath(id, "/status"), NULL, NULL, &j, NULL,
-                            NULL, 0),
-                     200);
+    assert_int_equal(
+        h_http(srv.port, "GET", dpath(id, "/status"), NULL, NULL, &j, NULL, NULL, 0),
+        200);
     assert_int_equal(json_integer_value(json_object_get(j, "message_count")), 0);
     json_decref(j);
     /* Deleting an open dialog needs force. */
-    assert_int_equal(h_http(srv.port, "DELETE", dpath(id, ""), NULL, NULL, &j, NULL, NULL, 0),
-                     409);
+    assert_int_equal(
+        h_http(srv.port, "DELETE", dpath(id, ""), NULL, NULL, &j, NULL, NULL, 0), 409);
     assert_string_equal(jstr(j, "code"), "dialog_open");
     json_decref(j);
     assert_int_equal(h_http(srv.port, "DELETE", dpath(id, "?force=maybe"), NULL, NULL,
@@ -281,8 +287,8 @@ static void test_errors(void **state)
                      200);
     assert_true(json_is_true(json_object_get(j, "success")));
     json_decref(j);
-    assert_int_equal(h_http(srv.port, "GET", dpath(id, ""), NULL, NULL, NULL, NULL, NULL, 0),
-                     404);
+    assert_int_equal(
+        h_http(srv.port, "GET", dpath(id, ""), NULL, NULL, NULL, NULL, NULL, 0), 404);
     {
         char dpath[128];
         struct stat st;
@@ -314,9 +320,10 @@ static void test_list_close_cleanup(void **state)
     for (int i = 0; i < 5; i++) {
         char body[256];
 
-        (void)snprintf(body, sizeof(body), "{\"customer_id\":\"%s\"}", i < 3 ? "alice" : "bob");
-        assert_int_equal(h_http(srv.port, "POST", "/api/v1/dialogue/create", body, NULL, &j, NULL,
-                                NULL, 0),
+        (void)snprintf(body, sizeof(body), "{\"customer_id\":\"%s\"}",
+                       i < 3 ? "alice" : "bob");
+        assert_int_equal(h_http(srv.port, "POST", "/api/v1/dialogue/create", body, NULL,
+                                &j, NULL, NULL, 0),
                          201);
         (void)snprintf(ids[i], 37, "%s", jstr(j, "dialog_id"));
         json_decref(j);
@@ -325,10 +332,12 @@ static void test_list_close_cleanup(void **state)
     /* Pages of 2 over alice's 3 dialogs, newest first, with a stable cursor. */
     (void)snprintf(path, sizeof(path), "/api/v1/dialogues?customer_id=alice&limit=2");
     for (int page = 0; page < 3; page++) {
-        assert_int_equal(h_http(srv.port, "GET", path, NULL, NULL, &j, NULL, NULL, 0), 200);
+        assert_int_equal(h_http(srv.port, "GET", path, NULL, NULL, &j, NULL, NULL, 0),
+                         200);
         items = json_object_get(j, "items");
         for (size_t i = 0; i < json_array_size(items); i++) {
-            assert_string_equal(jstr(json_array_get(items, i), "dialog_id"), ids[2 - seen]);
+            assert_string_equal(jstr(json_array_get(items, i), "dialog_id"),
+                                ids[2 - seen]);
             seen++;
         }
         cursor = json_string_value(json_object_get(j, "next_cursor"));
@@ -336,8 +345,8 @@ static void test_list_close_cleanup(void **state)
             json_decref(j);
             break;
         }
-        (void)snprintf(path, sizeof(path), "/api/v1/dialogues?customer_id=alice&limit=2&cursor=%s",
-                       cursor);
+        (void)snprintf(path, sizeof(path),
+                       "/api/v1/dialogues?customer_id=alice&limit=2&cursor=%s", cursor);
         json_decref(j);
     }
     assert_int_equal(seen, 3);
@@ -348,13 +357,13 @@ static void test_list_close_cleanup(void **state)
     assert_string_equal(jstr(j, "reason"), "spam");
     json_decref(j);
     /* Closing twice answers with the stored record. */
-    assert_int_equal(h_http(srv.port, "POST", dpath(ids[4], "/close"), NULL, NULL, &j,
-                            NULL, NULL, 0),
-                     200);
+    assert_int_equal(
+        h_http(srv.port, "POST", dpath(ids[4], "/close"), NULL, NULL, &j, NULL, NULL, 0),
+        200);
     assert_string_equal(jstr(j, "reason"), "spam");
     json_decref(j);
-    assert_int_equal(h_http(srv.port, "GET", "/api/v1/dialogues?status=closed&view=full", NULL,
-                            NULL, &j, NULL, NULL, 0),
+    assert_int_equal(h_http(srv.port, "GET", "/api/v1/dialogues?status=closed&view=full",
+                            NULL, NULL, &j, NULL, NULL, 0),
                      200);
     items = json_object_get(j, "items");
     assert_int_equal(json_array_size(items), 1);
@@ -362,50 +371,53 @@ static void test_list_close_cleanup(void **state)
     json_decref(j);
     /* Inactive dialogs are closed by cleanup (the seed's version never closed any). */
     sleep(2);
-    assert_int_equal(h_http(srv.port, "DELETE", "/api/v1/dialogue/cleanup", NULL, NULL, &j, NULL,
-                            NULL, 0),
+    assert_int_equal(h_http(srv.port, "DELETE", "/api/v1/dialogue/cleanup", NULL, NULL,
+                            &j, NULL, NULL, 0),
                      200);
     assert_int_equal(json_integer_value(json_object_get(j, "closed_dialogs")), 4);
     json_decref(j);
-    assert_int_equal(h_http(srv.port, "GET", dpath(ids[0], "/status"), NULL, NULL, &j,
-                            NULL, NULL, 0),
-                     200);
+    assert_int_equal(
+        h_http(srv.port, "GET", dpath(ids[0], "/status"), NULL, NULL, &j, NULL, NULL, 0),
+        200);
     assert_string_equal(jstr(j, "status"), "closed");
     json_decref(j);
     /* Nothing is older than a day yet. */
-    assert_int_equal(h_http(srv.port, "DELETE", "/api/v1/dialogue/cleanup/closed?older_than_days=1",
-                            NULL, NULL, &j, NULL, NULL, 0),
+    assert_int_equal(h_http(srv.port, "DELETE",
+                            "/api/v1/dialogue/cleanup/closed?older_than_days=1", NULL,
+                            NULL, &j, NULL, NULL, 0),
                      200);
     assert_int_equal(json_integer_value(json_object_get(j, "deleted_count")), 0);
     json_decref(j);
     /* Health. */
-    assert_int_equal(h_http(srv.port, "GET", "/api/v1/health", NULL, NULL, &j, NULL, NULL, 0),
-                     200);
+    assert_int_equal(
+        h_http(srv.port, "GET", "/api/v1/health", NULL, NULL, &j, NULL, NULL, 0), 200);
     assert_string_equal(jstr(json_object_get(j, "components"), "openai_api"), "offline");
     assert_string_equal(jstr(j, "status"), "healthy");
     json_decref(j);
     assert_int_equal(
-        h_http(srv.port, "GET", "/api/v1/health/detailed", NULL, NULL, &j, NULL, NULL, 0), 200);
+        h_http(srv.port, "GET", "/api/v1/health/detailed", NULL, NULL, &j, NULL, NULL, 0),
+        200);
     assert_int_equal(
         json_integer_value(json_object_get(json_object_get(j, "dialogs"), "closed")), 5);
     json_decref(j);
-    assert_int_equal(h_http(srv.port, "GET", "/api/v1/health/ready", NULL, NULL, NULL, NULL, NULL,
-                            0),
-                     200);
+    assert_int_equal(
+        h_http(srv.port, "GET", "/api/v1/health/ready", NULL, NULL, NULL, NULL, NULL, 0),
+        200);
     assert_int_equal(h_stop(&srv), 0);
 }
 
-/* ---- with the fake OpenAI --------------------------------------------------------------- */
+/* ---- with the fake OpenAI
+ * --------------------------------------------------------------- */
 
-static void start_llm_pair(struct proc *fake, struct proc *srv, char dir[64], unsigned latency,
-                           const char *extra)
+static void start_llm_pair(struct proc *fake, struct proc *srv, char dir[64],
+                           unsigned latency, const char *extra)
 {
     const char *env[6] = {KEY_ENV, key_base_url, "LLM_BACKOFF_MS=50", extra, NULL};
 
     h_tmpdir(dir);
     h_fake_start(fake, dir, latency);
-    (void)snprintf(key_base_url, sizeof(key_base_url), "OPENAI_BASE_URL=http://127.0.0.1:%u/v1",
-                   fake->port);
+    (void)snprintf(key_base_url, sizeof(key_base_url),
+                   "OPENAI_BASE_URL=http://127.0.0.1:%u/v1", fake->port);
     h_server_start(srv, dir, env);
 }
 
@@ -462,7 +474,8 @@ static void test_llm_turns_history_tokens(void **state)
 
         h_create(srv.port, "Здравствуйте, у меня вопрос насчёт возврат средств", id2);
         j = get_doc(srv.port, id2);
-        route = json_object_get(json_array_get(json_object_get(j, "messages"), 0), "route");
+        route =
+            json_object_get(json_array_get(json_object_get(j, "messages"), 0), "route");
         if (strcmp(jstr(route, "method"), "llm") == 0)
             assert_string_equal(jstr(route, "agent"), "supervisor");
         json_decref(j);
@@ -486,9 +499,8 @@ static void test_llm_retries(void **state)
     start_llm_pair(&fake, &srv, dir, 0, "LLM_MAX_RETRIES=2");
     h_create(srv.port, NULL, id);
     /* Two 500s, then success: answered by the LLM. */
-    assert_int_equal(h_fake_post(&fake, "/_fake/script",
-                                 "[{\"status\":500},{\"status\":503}]"),
-                     200);
+    assert_int_equal(
+        h_fake_post(&fake, "/_fake/script", "[{\"status\":500},{\"status\":503}]"), 200);
     j = send_msg(srv.port, id, "Какие у вас тарифы?", 200);
     assert_false(json_is_true(json_object_get(j, "degraded")));
     assert_non_null(strstr(jstr(j, "response"), "Fake reply"));
@@ -517,9 +529,10 @@ static void test_llm_retries(void **state)
     stats = h_fake_get(&fake, "/_fake/stats");
     assert_int_equal(json_integer_value(json_object_get(stats, "requests")), 1);
     json_decref(stats);
-    assert_int_equal(h_http(srv.port, "GET", "/api/v1/health", NULL, NULL, &j, NULL, NULL, 0),
-                     200);
-    assert_string_equal(jstr(json_object_get(j, "components"), "openai_api"), "unhealthy");
+    assert_int_equal(
+        h_http(srv.port, "GET", "/api/v1/health", NULL, NULL, &j, NULL, NULL, 0), 200);
+    assert_string_equal(jstr(json_object_get(j, "components"), "openai_api"),
+                        "unhealthy");
     assert_string_equal(jstr(j, "status"), "degraded");
     {
         char *dump = json_dumps(j, 0);
@@ -552,12 +565,13 @@ static void *send_thread(void *arg)
     char body[128];
 
     (void)snprintf(body, sizeof(body), "{\"message\":\"%s\"}", s->text);
-    s->status = h_http(s->port, "POST", dpath(s->id, "/message"), body, NULL, NULL,
-                       NULL, NULL, 0);
+    s->status = h_http(s->port, "POST", dpath(s->id, "/message"), body, NULL, NULL, NULL,
+                       NULL, 0);
     return NULL;
 }
 
-/* Concurrent messages to one dialog are serialised: every turn is kept, in order pairs. */
+/* Concurrent messages to one dialog are serialised: every turn is kept, in order pairs.
+ */
 static void test_concurrent_messages_one_dialog(void **state)
 {
     char dir[64];
@@ -655,7 +669,8 @@ static void test_200_concurrent_turns(void **state)
     for (int i = 0; i < N; i++) {
         easy[i] = curl_easy_init();
         (void)snprintf(urls[i], sizeof(urls[i]),
-                       "http://127.0.0.1:%u/api/v1/dialogue/%.36s/message", srv.port, ids[i]);
+                       "http://127.0.0.1:%u/api/v1/dialogue/%.36s/message", srv.port,
+                       ids[i]);
         curl_easy_setopt(easy[i], CURLOPT_URL, urls[i]);
         curl_easy_setopt(easy[i], CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(easy[i], CURLOPT_HTTPHEADER, hdrs);
@@ -688,7 +703,8 @@ static void test_200_concurrent_turns(void **state)
     curl_multi_cleanup(multi);
     curl_slist_free_all(hdrs);
     stats = h_fake_get(&fake, "/_fake/stats");
-    print_message("# 200 turns: ok=%d fake max_in_flight=%lld server max threads=%d\n", ok,
+    print_message("# 200 turns: ok=%d fake max_in_flight=%lld server max threads=%d\n",
+                  ok,
                   (long long)json_integer_value(json_object_get(stats, "max_in_flight")),
                   max_threads);
     assert_int_equal(ok, N);

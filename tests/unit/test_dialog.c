@@ -7,14 +7,16 @@
 
 static json_t *new_doc(void)
 {
-    struct cca_dialog_create c = {.customer_id = (char *)"c-1", .name = (char *)"Иван",
-                                  .priority = (char *)"high", .source = (char *)"web"};
+    struct cca_dialog_create c = {.customer_id = (char *)"c-1",
+                                  .name = (char *)"Иван",
+                                  .priority = (char *)"high",
+                                  .source = (char *)"web"};
 
     return cca_dialog_new_doc("3f1c2a9e-8d4b-4f0e-9a51-2b7c6d8e9f10", &c, 1700000000123);
 }
 
-static void fill_turn(struct cca_dialog_turn *t, struct cca_route *route, enum cca_agent agent,
-                      enum cca_agent previous)
+static void fill_turn(struct cca_dialog_turn *t, struct cca_route *route,
+                      enum cca_agent agent, enum cca_agent previous)
 {
     memset(route, 0, sizeof(*route));
     route->agent = agent;
@@ -41,10 +43,11 @@ static void test_new_doc(void **state)
     json_t *doc = new_doc();
 
     (void)state;
-    assert_int_equal(cca_dialog_validate(doc, "3f1c2a9e-8d4b-4f0e-9a51-2b7c6d8e9f10", NULL),
-                     CCA_OK);
+    assert_int_equal(
+        cca_dialog_validate(doc, "3f1c2a9e-8d4b-4f0e-9a51-2b7c6d8e9f10", NULL), CCA_OK);
     assert_string_equal(cca_dialog_get_str(doc, "status"), "active");
-    assert_string_equal(cca_dialog_get_str(doc, "created_at"), "2023-11-14T22:13:20.123Z");
+    assert_string_equal(cca_dialog_get_str(doc, "created_at"),
+                        "2023-11-14T22:13:20.123Z");
     assert_int_equal(cca_dialog_get_agent(doc), CCA_AGENT_NONE);
     assert_int_equal(cca_dialog_message_count(doc), 0);
     json_decref(doc);
@@ -74,11 +77,11 @@ static void test_turns_are_copy_on_write(void **state)
     assert_string_equal(cca_dialog_get_str(d2, "current_agent"), "sales");
     handoffs = json_object_get(json_object_get(d2, "metadata"), "handoffs");
     assert_int_equal(json_array_size(handoffs), 1);
-    assert_int_equal(json_array_size(json_object_get(json_object_get(d1, "metadata"),
-                                                     "handoffs")),
-                     0);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(handoffs, 0), "from")),
-                        "tech_support");
+    assert_int_equal(
+        json_array_size(json_object_get(json_object_get(d1, "metadata"), "handoffs")), 0);
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(handoffs, 0), "from")),
+        "tech_support");
     assert_int_equal(json_integer_value(json_object_get(json_object_get(d2, "metadata"),
                                                         "total_tokens")),
                      84);
@@ -105,7 +108,8 @@ static void test_escalation_and_close(void **state)
     assert_int_equal(cca_dialog_get_status(d1), CCA_DIALOG_ESCALATED);
     fill_turn(&t, &route, CCA_AGENT_SALES, CCA_AGENT_SUPERVISOR);
     d2 = cca_dialog_with_turn(d1, &t);
-    assert_int_equal(cca_dialog_get_status(d2), CCA_DIALOG_ESCALATED); /* stays escalated */
+    assert_int_equal(cca_dialog_get_status(d2),
+                     CCA_DIALOG_ESCALATED); /* stays escalated */
     closed = cca_dialog_closed(d2, "problem_resolved", 1700000000123 + 15 * 60000);
     assert_int_equal(cca_dialog_get_status(d2), CCA_DIALOG_ESCALATED);
     assert_int_equal(cca_dialog_get_status(closed), CCA_DIALOG_CLOSED);
@@ -116,10 +120,12 @@ static void test_escalation_and_close(void **state)
     assert_non_null(strstr(json_string_value(json_object_get(summary, "resolution")),
                            "supervisor -> sales"));
     view = cca_dialog_close_view(closed);
-    assert_string_equal(json_string_value(json_object_get(view, "reason")), "problem_resolved");
+    assert_string_equal(json_string_value(json_object_get(view, "reason")),
+                        "problem_resolved");
     json_decref(view);
     view = cca_dialog_status_view(closed);
-    assert_string_equal(json_string_value(json_object_get(view, "customer_name")), "Иван");
+    assert_string_equal(json_string_value(json_object_get(view, "customer_name")),
+                        "Иван");
     assert_int_equal(json_integer_value(json_object_get(view, "message_count")), 4);
     json_decref(view);
     json_decref(doc);
@@ -144,13 +150,13 @@ static void test_dump_and_history(void **state)
     bytes = cca_dialog_dump(d1, &len);
     assert_int_equal(bytes[len - 1], '\n');
     assert_non_null(strstr(bytes, "Какие у вас тарифы?")); /* Cyrillic unescaped */
-    assert_non_null(strstr(bytes, "\n  \"dialog_id\"")); /* 2-space indent */
+    assert_non_null(strstr(bytes, "\n  \"dialog_id\""));   /* 2-space indent */
     hist = cca_dialog_llm_history(d1, 20);
     assert_int_equal(json_array_size(hist), 2);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(hist, 0), "role")),
-                        "user");
-    assert_string_equal(json_string_value(json_object_get(json_array_get(hist, 1), "role")),
-                        "assistant");
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(hist, 0), "role")), "user");
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(hist, 1), "role")), "assistant");
     json_decref(hist);
     hist = cca_dialog_llm_history(d1, 1);
     assert_int_equal(json_array_size(hist), 1);
@@ -166,8 +172,9 @@ static void test_validate_rejects(void **state)
     struct cca_error err = {0};
 
     (void)state;
-    assert_int_equal(cca_dialog_validate(doc, "00000000-0000-4000-8000-000000000000", &err),
-                     CCA_ERR_INVALID);
+    assert_int_equal(
+        cca_dialog_validate(doc, "00000000-0000-4000-8000-000000000000", &err),
+        CCA_ERR_INVALID);
     (void)json_object_set_new(doc, "status", json_string("weird"));
     assert_int_equal(cca_dialog_validate(doc, NULL, &err), CCA_ERR_INVALID);
     (void)json_object_set_new(doc, "status", json_string("active"));

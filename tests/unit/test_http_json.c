@@ -18,9 +18,10 @@ static void test_create_shapes(void **state)
 
     (void)state;
     /* README shape */
-    assert_int_equal(create("{\"customer_id\":\"customer_123\",\"initial_message\":\"Привет\"}",
-                            &c, &err),
-                     CCA_OK);
+    assert_int_equal(
+        create("{\"customer_id\":\"customer_123\",\"initial_message\":\"Привет\"}", &c,
+               &err),
+        CCA_OK);
     assert_string_equal(c.customer_id, "customer_123");
     assert_null(c.name);
     assert_string_equal(c.initial_message, "Привет");
@@ -28,12 +29,13 @@ static void test_create_shapes(void **state)
     assert_string_equal(c.priority, "normal");
     cca_dialog_create_cleanup(&c);
     /* seed code shape, unknown fields ignored */
-    assert_int_equal(create("{\"customer_info\":{\"name\":\"Иван\",\"phone\":\"+7 999\","
-                            "\"email\":\"i@example.com\",\"customer_id\":\"c7\"},"
-                            "\"initial_message\":\"\",\"source\":\"web\",\"priority\":\"urgent\","
-                            "\"extra\":1}",
-                            &c, &err),
-                     CCA_OK);
+    assert_int_equal(
+        create("{\"customer_info\":{\"name\":\"Иван\",\"phone\":\"+7 999\","
+               "\"email\":\"i@example.com\",\"customer_id\":\"c7\"},"
+               "\"initial_message\":\"\",\"source\":\"web\",\"priority\":\"urgent\","
+               "\"extra\":1}",
+               &c, &err),
+        CCA_OK);
     assert_string_equal(c.name, "Иван");
     assert_string_equal(c.customer_id, "c7");
     assert_null(c.initial_message); /* "" means none */
@@ -57,13 +59,16 @@ static void test_create_rejects(void **state)
         {"{\"customer_info\":{}}", CCA_ERR_INVALID, "customer_info.name"},
         {"{\"customer_info\":{\"name\":\"\"}}", CCA_ERR_INVALID, "customer_info.name"},
         {"{\"customer_info\":{\"name\":5}}", CCA_ERR_INVALID, "customer_info.name"},
-        {"{\"customer_info\":{\"name\":\"A\",\"phone\":\"abc\"}}", CCA_ERR_INVALID, "phone"},
-        {"{\"customer_info\":{\"name\":\"A\",\"email\":\"nope\"}}", CCA_ERR_INVALID, "email"},
+        {"{\"customer_info\":{\"name\":\"A\",\"phone\":\"abc\"}}", CCA_ERR_INVALID,
+         "phone"},
+        {"{\"customer_info\":{\"name\":\"A\",\"email\":\"nope\"}}", CCA_ERR_INVALID,
+         "email"},
         {"{\"customer_info\":[]}", CCA_ERR_INVALID, "customer_info"},
         {"{\"priority\":\"asap\"}", CCA_ERR_INVALID, "priority"},
         {"{\"source\":null}", CCA_ERR_INVALID, "source"},
         {"{\"initial_message\":42}", CCA_ERR_INVALID, "initial_message"},
-        {"{\"customer_id\":\"a\",\"customer_info\":{\"name\":\"A\",\"customer_id\":\"b\"}}",
+        {"{\"customer_id\":\"a\",\"customer_info\":{\"name\":\"A\",\"customer_id\":\"b\"}"
+         "}",
          CCA_ERR_INVALID, "differ"},
     };
     struct cca_dialog_create c;
@@ -104,22 +109,30 @@ static void test_message(void **state)
     char big[8200] = "{\"message\":\"";
 
     (void)state;
-    assert_int_equal(cca_http_parse_message("{\"message\":\"hi\",\"message_type\":\"user\"}", strlen("{\"message\":\"hi\",\"message_type\":\"user\"}"),
-                                            &text, &err),
-                     CCA_OK);
+    assert_int_equal(
+        cca_http_parse_message("{\"message\":\"hi\",\"message_type\":\"user\"}",
+                               strlen("{\"message\":\"hi\",\"message_type\":\"user\"}"),
+                               &text, &err),
+        CCA_OK);
     assert_string_equal(text, "hi");
     free(text);
     text = NULL;
-    assert_int_equal(cca_http_parse_message("{\"message\":\"  \"}", strlen("{\"message\":\"  \"}"), &text, &err),
+    assert_int_equal(cca_http_parse_message("{\"message\":\"  \"}",
+                                            strlen("{\"message\":\"  \"}"), &text, &err),
                      CCA_ERR_INVALID);
-    assert_int_equal(cca_http_parse_message("{\"message\":\"x\",\"message_type\":\"system\"}", strlen("{\"message\":\"x\",\"message_type\":\"system\"}"), &text, &err),
+    assert_int_equal(
+        cca_http_parse_message("{\"message\":\"x\",\"message_type\":\"system\"}",
+                               strlen("{\"message\":\"x\",\"message_type\":\"system\"}"),
+                               &text, &err),
+        CCA_ERR_INVALID);
+    assert_int_equal(cca_http_parse_message("{}", strlen("{}"), &text, &err),
                      CCA_ERR_INVALID);
-    assert_int_equal(cca_http_parse_message("{}", strlen("{}"), &text, &err), CCA_ERR_INVALID);
     assert_non_null(strstr(err.msg, "message"));
     for (int i = 0; i < 2001; i++)
         strcat(big, "я");
     strcat(big, "\"}");
-    assert_int_equal(cca_http_parse_message(big, strlen(big), &text, &err), CCA_ERR_INVALID);
+    assert_int_equal(cca_http_parse_message(big, strlen(big), &text, &err),
+                     CCA_ERR_INVALID);
     assert_null(text);
 }
 
@@ -132,14 +145,19 @@ static void test_close(void **state)
     assert_int_equal(cca_http_parse_close("", strlen(""), NULL, &reason, &err), CCA_OK);
     assert_string_equal(reason, "manual");
     free(reason);
-    assert_int_equal(cca_http_parse_close("", strlen(""), "from_query", &reason, &err), CCA_OK);
+    assert_int_equal(cca_http_parse_close("", strlen(""), "from_query", &reason, &err),
+                     CCA_OK);
     assert_string_equal(reason, "from_query");
     free(reason);
-    assert_int_equal(cca_http_parse_close("{\"reason\":\"body\"}", strlen("{\"reason\":\"body\"}"), "q", &reason, &err),
+    assert_int_equal(cca_http_parse_close("{\"reason\":\"body\"}",
+                                          strlen("{\"reason\":\"body\"}"), "q", &reason,
+                                          &err),
                      CCA_OK);
     assert_string_equal(reason, "body");
     free(reason);
-    assert_int_equal(cca_http_parse_close("{\"reason\":\"\"}", strlen("{\"reason\":\"\"}"), NULL, &reason, &err),
+    assert_int_equal(cca_http_parse_close("{\"reason\":\"\"}",
+                                          strlen("{\"reason\":\"\"}"), NULL, &reason,
+                                          &err),
                      CCA_ERR_INVALID);
 }
 
@@ -168,12 +186,12 @@ static void test_url_matching(void **state)
     const struct cca_http_route *r;
 
     (void)state;
-    r = cca_http_match("DELETE", "/api/v1/dialogue/cleanup", &known, allow, sizeof(allow), seg,
-                       sizeof(seg));
+    r = cca_http_match("DELETE", "/api/v1/dialogue/cleanup", &known, allow, sizeof(allow),
+                       seg, sizeof(seg));
     assert_non_null(r);
     assert_string_equal(r->pattern, "/api/v1/dialogue/cleanup");
-    r = cca_http_match("DELETE", "/api/v1/dialogue/abc", &known, allow, sizeof(allow), seg,
-                       sizeof(seg));
+    r = cca_http_match("DELETE", "/api/v1/dialogue/abc", &known, allow, sizeof(allow),
+                       seg, sizeof(seg));
     assert_non_null(r);
     assert_string_equal(seg, "abc");
     r = cca_http_match("PUT", "/api/v1/dialogue/abc", &known, allow, sizeof(allow), seg,
@@ -182,15 +200,15 @@ static void test_url_matching(void **state)
     assert_true(known);
     assert_non_null(strstr(allow, "GET"));
     assert_non_null(strstr(allow, "DELETE"));
-    r = cca_http_match("GET", "/api/v1/dialogue/abc/history", &known, allow, sizeof(allow),
-                       seg, sizeof(seg));
+    r = cca_http_match("GET", "/api/v1/dialogue/abc/history", &known, allow,
+                       sizeof(allow), seg, sizeof(seg));
     assert_non_null(r);
     r = cca_http_match("GET", "/api/v1/dialogue/a/b/c", &known, allow, sizeof(allow), seg,
                        sizeof(seg));
     assert_null(r);
     assert_false(known);
-    r = cca_http_match("GET", "/api/v1/dialogue//history", &known, allow, sizeof(allow), seg,
-                       sizeof(seg));
+    r = cca_http_match("GET", "/api/v1/dialogue//history", &known, allow, sizeof(allow),
+                       seg, sizeof(seg));
     assert_null(r);
 }
 

@@ -19,7 +19,8 @@ struct waiter {
     cca_rc last_rc;
 };
 
-static struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, CCA_OK};
+static struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0,
+                          CCA_OK};
 
 static void on_done(void *ctx, cca_rc rc, const struct cca_error *err)
 {
@@ -82,8 +83,8 @@ static void on_skip(void *ctx, const char *name, const char *why)
 
 static char *make_doc(char id[37], size_t *len)
 {
-    struct cca_dialog_create c = {.name = (char *)"Anna", .priority = (char *)"normal",
-                                  .source = (char *)"api"};
+    struct cca_dialog_create c = {
+        .name = (char *)"Anna", .priority = (char *)"normal", .source = (char *)"api"};
     json_t *doc;
     char *bytes;
 
@@ -141,7 +142,8 @@ static void test_write_scan_remove(void **state)
     wait_done(1);
     assert_int_equal(w.failed, 0);
     /* Leftovers of a crash: a temp file, a corrupt file and a foreign file. */
-    (void)snprintf(tmp, sizeof(tmp), ".%s.json.tmp", "00000000-0000-4000-8000-000000000001");
+    (void)snprintf(tmp, sizeof(tmp), ".%s.json.tmp",
+                   "00000000-0000-4000-8000-000000000001");
     write_text(sub, tmp, "{\"half\":");
     write_text(sub, "00000000-0000-4000-8000-000000000002.json", "{\"torn\":");
     write_text(sub, "notes.txt", "hello");
