@@ -364,21 +364,14 @@ json_t *cca_dialog_status_view(json_t *doc)
     return v;
 }
 
+/* The list item is the status view plus what a list filters on. */
 json_t *cca_dialog_summary_view(json_t *doc)
 {
-    json_t *v = json_object();
+    json_t *v = cca_dialog_status_view(doc);
 
-    copy_field(v, doc, "dialog_id");
     copy_field(v, doc, "customer_id");
-    (void)json_object_set_new(v, "customer_name", customer_name(doc));
-    copy_field(v, doc, "status");
-    copy_field(v, doc, "current_agent");
     copy_field(v, doc, "priority");
     copy_field(v, doc, "source");
-    (void)json_object_set_new(v, "message_count",
-                              json_integer((json_int_t)cca_dialog_message_count(doc)));
-    copy_field(v, doc, "created_at");
-    copy_field(v, doc, "updated_at");
     return v;
 }
 

@@ -340,6 +340,17 @@ static json_t *agent_json(enum cca_agent a)
     return name != NULL ? json_string(name) : json_null();
 }
 
+/* {"role": @role, "content": @content[0..len)} appended to @messages. */
+static void add_chat_message(json_t *messages, const char *role, const char *content,
+                             size_t len)
+{
+    json_t *m = json_object();
+
+    (void)json_object_set_new(m, "role", json_string(role));
+    (void)json_object_set_new(m, "content", json_stringn(content, len));
+    (void)json_array_append_new(messages, m);
+}
+
 /* The document the turn builds on: the committed one, or the new one of a create. */
 static json_t *base_doc(struct op *op)
 {
@@ -460,8 +471,7 @@ static void reply_stage(struct cca_engine *e, struct op *op)
     enum cca_agent current =
         op->new_entry ? CCA_AGENT_NONE : cca_dialog_get_agent(op->entry->doc);
     json_t *messages;
-    json_t *sys;
-    json_t *user;
+    const char *prompt;
     size_t len;
     const char *text = turn_text(op, &len);
 
@@ -492,12 +502,8 @@ static void reply_stage(struct cca_engine *e, struct op *op)
     }
     op->stage = STAGE_REPLY;
     messages = json_array();
-    sys = json_object();
-    (void)json_object_set_new(sys, "role", json_string("system"));
-    (void)json_object_set_new(
-        sys, "content",
-        json_string(cca_agents_prompt(e->agents, op->route.agent, op->lang)));
-    (void)json_array_append_new(messages, sys);
+    prompt = cca_agents_prompt(e->agents, op->route.agent, op->lang);
+    add_chat_message(messages, "system", prompt, strlen(prompt));
     if (!op->new_entry) {
         json_t *history =
             cca_dialog_llm_history(op->entry->doc, e->cfg->max_dialog_history);
@@ -505,10 +511,7 @@ static void reply_stage(struct cca_engine *e, struct op *op)
         (void)json_array_extend(messages, history); /* copies: extend does not steal */
         json_decref(history);
     }
-    user = json_object();
-    (void)json_object_set_new(user, "role", json_string("user"));
-    (void)json_object_set_new(user, "content", json_stringn(text, len));
-    (void)json_array_append_new(messages, user);
+    add_chat_message(messages, "user", text, len);
     req.messages = messages;
     req.temperature = isnan(e->cfg->openai_temperature)
                           ? cca_agents_temperature(e->agents, op->route.agent)
@@ -589,8 +592,8 @@ static void start_turn(struct cca_engine *e, struct op *op)
     enum cca_agent current =
         op->new_entry ? CCA_AGENT_NONE : cca_dialog_get_agent(op->entry->doc);
     struct cca_llm_request req = {0};
+    const char *prompt;
     json_t *messages;
-    json_t *m;
     size_t len;
     const char *text = turn_text(op, &len);
 
@@ -602,25 +605,17 @@ static void start_turn(struct cca_engine *e, struct op *op)
     }
     op->stage = STAGE_CLASSIFY;
     messages = json_array();
-    m = json_object();
-    (void)json_object_set_new(m, "role", json_string("system"));
-    (void)json_object_set_new(
-        m, "content", json_string(cca_agents_classifier_prompt(e->agents, op->lang)));
-    (void)json_array_append_new(messages, m);
+    prompt = cca_agents_classifier_prompt(e->agents, op->lang);
+    add_chat_message(messages, "system", prompt, strlen(prompt));
     if (current != CCA_AGENT_NONE) {
         /* Our own words, never customer text: a second system message. */
         char line[96];
+        int n =
+            snprintf(line, sizeof(line), "current_agent: %s", cca_agent_name(current));
 
-        (void)snprintf(line, sizeof(line), "current_agent: %s", cca_agent_name(current));
-        m = json_object();
-        (void)json_object_set_new(m, "role", json_string("system"));
-        (void)json_object_set_new(m, "content", json_string(line));
-        (void)json_array_append_new(messages, m);
+        add_chat_message(messages, "system", line, (size_t)n);
     }
-    m = json_object();
-    (void)json_object_set_new(m, "role", json_string("user"));
-    (void)json_object_set_new(m, "content", json_stringn(text, len));
-    (void)json_array_append_new(messages, m);
+    add_chat_message(messages, "user", text, len);
     req.messages = messages;
     req.temperature = 0.0;
     req.max_tokens = 100;
