@@ -13,10 +13,31 @@
 
 #include "harness.h"
 
+static char tmpdirs[32][64];
+
 void h_tmpdir(char dir[64])
 {
     (void)snprintf(dir, 64, "/tmp/cca-it-XXXXXX");
     assert_non_null(mkdtemp(dir));
+    for (size_t i = 0; i < sizeof(tmpdirs) / sizeof(tmpdirs[0]); i++) {
+        if (tmpdirs[i][0] == '\0') {
+            memcpy(tmpdirs[i], dir, 64);
+            break;
+        }
+    }
+}
+
+void h_remove_tmpdirs(void)
+{
+    for (size_t i = 0; i < sizeof(tmpdirs) / sizeof(tmpdirs[0]); i++) {
+        char cmd[128];
+
+        if (tmpdirs[i][0] == '\0')
+            continue;
+        (void)snprintf(cmd, sizeof(cmd), "rm -rf '%.63s'", tmpdirs[i]);
+        (void)system(cmd);
+        tmpdirs[i][0] = '\0';
+    }
 }
 
 static void sleep_ms(long ms)

@@ -21,6 +21,9 @@ struct proc {
 /* A fresh temporary directory (path written into @dir, 64 bytes). */
 void h_tmpdir(char dir[64]);
 
+/* Remove every directory h_tmpdir made in this process. */
+void h_remove_tmpdirs(void);
+
 /* Start the fake OpenAI with --latency-ms @latency_ms. */
 void h_fake_start(struct proc *p, const char *dir, unsigned latency_ms);
 

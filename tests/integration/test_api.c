@@ -772,6 +772,6 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
-    (void)system("rm -rf /tmp/cca-it-*");
+    h_remove_tmpdirs();
     return rc;
 }

@@ -107,6 +107,15 @@ static void write_text(const char *dir, const char *name, const char *text)
     fclose(f);
 }
 
+/* Remove this test's own directory tree (never a glob: tests run in parallel). */
+static void remove_tree(const char *dir)
+{
+    char cmd[128];
+
+    (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static int count_files(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -165,7 +174,7 @@ static void test_write_scan_remove(void **state)
     assert_int_equal(count_files(sub), 2);
     cca_store_free(s);
     free(bytes);
-    (void)system("rm -rf /tmp/cca-store-*");
+    remove_tree(dir);
 }
 
 struct writer_arg {
@@ -215,7 +224,7 @@ static void test_group_commit_many_writers(void **state)
         for (int i = 0; i < 50; i++)
             free(args[t].bytes[i]);
     }
-    (void)system("rm -rf /tmp/cca-store-*");
+    remove_tree(dir);
 }
 
 static void test_write_failure_reported(void **state)
