@@ -300,12 +300,11 @@ cca_rc cca_dialog_validate(json_t *doc, const char *expected_id, struct cca_erro
 
 char *cca_dialog_dump(json_t *doc, size_t *ret_len)
 {
-    size_t len = json_dumpb(
-        doc, NULL, 0, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+    const size_t flags = JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10);
+    size_t len = json_dumpb(doc, NULL, 0, flags);
     char *buf = cca_xmalloc(len + 2);
 
-    (void)json_dumpb(doc, buf, len,
-                     JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+    (void)json_dumpb(doc, buf, len, flags);
     buf[len] = '\n';
     buf[len + 1] = '\0';
     *ret_len = len + 1;

@@ -48,7 +48,8 @@ struct op {
     enum stage stage;
     struct cca_route route;
     enum cca_lang lang;
-    enum cca_agent previous;
+    enum cca_agent current;  /* the dialog's agent before this turn */
+    enum cca_agent previous; /* set on a handoff, else CCA_AGENT_NONE */
     char handoff_reason[200];
     char *reply;
     long tokens;
@@ -63,6 +64,7 @@ struct op {
     cca_rc rc;
     struct cca_error err;
     /* Cleanup batches. */
+    bool spawned;
     unsigned children;
     unsigned count;
 };
@@ -465,35 +467,36 @@ static void offline_reply(struct cca_engine *e, struct op *op)
                                          op->previous != CCA_AGENT_NONE);
 }
 
+/* "keyword: sales:тариф ...": the new agent's matched lexicon entries. */
+static void keyword_reason(struct op *op)
+{
+    const char *prefix = cca_agent_name(op->route.agent);
+    size_t used =
+        (size_t)snprintf(op->handoff_reason, sizeof(op->handoff_reason), "keyword:");
+
+    for (size_t i = 0; i < op->route.matched_count && used < sizeof(op->handoff_reason);
+         i++) {
+        if (strncmp(op->route.matched[i], prefix, strlen(prefix)) == 0)
+            used += (size_t)snprintf(op->handoff_reason + used,
+                                     sizeof(op->handoff_reason) - used, " %s",
+                                     op->route.matched[i]);
+    }
+}
+
 static void reply_stage(struct cca_engine *e, struct op *op)
 {
     struct cca_llm_request req = {0};
-    enum cca_agent current =
-        op->new_entry ? CCA_AGENT_NONE : cca_dialog_get_agent(op->entry->doc);
     json_t *messages;
     const char *prompt;
     size_t len;
     const char *text = turn_text(op, &len);
 
     op->previous = CCA_AGENT_NONE;
-    if (current != CCA_AGENT_NONE && current != op->route.agent) {
-        op->previous = current;
-        if (op->route.method == CCA_ROUTE_LLM) {
-            /* handoff_reason already holds the classifier's reason */
-        } else {
-            size_t used = (size_t)snprintf(op->handoff_reason, sizeof(op->handoff_reason),
-                                           "keyword:");
-            const char *prefix = cca_agent_name(op->route.agent);
-
-            for (size_t i = 0;
-                 i < op->route.matched_count && used < sizeof(op->handoff_reason); i++) {
-                if (strncmp(op->route.matched[i], prefix, strlen(prefix)) != 0)
-                    continue;
-                used += (size_t)snprintf(op->handoff_reason + used,
-                                         sizeof(op->handoff_reason) - used, " %s",
-                                         op->route.matched[i]);
-            }
-        }
+    if (op->current != CCA_AGENT_NONE && op->current != op->route.agent) {
+        op->previous = op->current;
+        /* An LLM route already wrote the classifier's reason. */
+        if (op->route.method != CCA_ROUTE_LLM)
+            keyword_reason(op);
     }
     if (e->llm == NULL) {
         offline_reply(e, op);
@@ -561,12 +564,9 @@ static void on_llm_result(struct cca_engine *e, struct op *op)
     op->tokens += res->total_tokens;
     op->llm_ms += res->upstream_ms;
     if (op->stage == STAGE_CLASSIFY) {
-        enum cca_agent current =
-            op->new_entry ? CCA_AGENT_NONE : cca_dialog_get_agent(op->entry->doc);
-
         if (res->rc != CCA_OK || !apply_classification(op, res->content)) {
             /* Unusable answer: a first message takes the keyword best, if any. */
-            if (current == CCA_AGENT_NONE && op->route.best != CCA_AGENT_NONE) {
+            if (op->current == CCA_AGENT_NONE && op->route.best != CCA_AGENT_NONE) {
                 op->route.agent = op->route.best;
                 op->route.method = CCA_ROUTE_KEYWORD;
             }
@@ -589,15 +589,14 @@ static void on_llm_result(struct cca_engine *e, struct op *op)
 
 static void start_turn(struct cca_engine *e, struct op *op)
 {
-    enum cca_agent current =
-        op->new_entry ? CCA_AGENT_NONE : cca_dialog_get_agent(op->entry->doc);
     struct cca_llm_request req = {0};
     const char *prompt;
     json_t *messages;
     size_t len;
     const char *text = turn_text(op, &len);
 
-    cca_router_route(e->router, text, len, current, &op->route);
+    op->current = op->new_entry ? CCA_AGENT_NONE : cca_dialog_get_agent(op->entry->doc);
+    cca_router_route(e->router, text, len, op->current, &op->route);
     op->lang = cca_text_detect_lang(text, len);
     if (e->llm == NULL || op->route.clear) {
         reply_stage(e, op);
@@ -607,11 +606,11 @@ static void start_turn(struct cca_engine *e, struct op *op)
     messages = json_array();
     prompt = cca_agents_classifier_prompt(e->agents, op->lang);
     add_chat_message(messages, "system", prompt, strlen(prompt));
-    if (current != CCA_AGENT_NONE) {
+    if (op->current != CCA_AGENT_NONE) {
         /* Our own words, never customer text: a second system message. */
         char line[96];
-        int n =
-            snprintf(line, sizeof(line), "current_agent: %s", cca_agent_name(current));
+        int n = snprintf(line, sizeof(line), "current_agent: %s",
+                         cca_agent_name(op->current));
 
         add_chat_message(messages, "system", line, (size_t)n);
     }
@@ -639,7 +638,32 @@ static json_t *deleted_result(const char *id)
     return r;
 }
 
-/* Spawn one child op per selected dialog; the parent finishes when all have. */
+/* Answer a cleanup with the count of dialogs its children closed or deleted. */
+static void cleanup_finish(struct cca_engine *e, struct op *op)
+{
+    op->result = json_object();
+    if (op->req.op == CCA_OP_CLEANUP_INACTIVE) {
+        (void)json_object_set_new(op->result, "message", json_string("Cleanup finished"));
+        (void)json_object_set_new(op->result, "closed_dialogs", json_integer(op->count));
+        (void)json_object_set_new(op->result, "inactivity_timeout_s",
+                                  json_integer(e->cfg->dialog_inactivity_timeout_s));
+    } else {
+        char msg[96];
+
+        (void)snprintf(msg, sizeof(msg), "Deleted %u closed dialogs older than %u days",
+                       op->count, op->req.older_than_days);
+        (void)json_object_set_new(op->result, "deleted_count", json_integer(op->count));
+        (void)json_object_set_new(op->result, "older_than_days",
+                                  json_integer(op->req.older_than_days));
+        (void)json_object_set_new(op->result, "message", json_string(msg));
+    }
+    finish(e, op, CCA_OK);
+}
+
+/*
+ * Spawn one child op per selected dialog; the last child to finish calls this
+ * again (spawned set) and the parent answers.
+ */
 static void run_cleanup(struct cca_engine *e, struct op *op)
 {
     bool closing = op->req.op == CCA_OP_CLEANUP_INACTIVE;
@@ -648,16 +672,17 @@ static void run_cleanup(struct cca_engine *e, struct op *op)
                             : now - (int64_t)op->req.older_than_days * 86400000;
     struct op *kids = NULL;
 
-    if (op->children > 0 || op->result != NULL)
-        goto done; /* called back by the last child */
+    if (op->spawned) {
+        cleanup_finish(e, op);
+        return;
+    }
     pthread_mutex_lock(&e->lock);
     for (size_t b = 0; b < e->nbuckets; b++) {
         for (struct entry *en = e->buckets[b]; en != NULL; en = en->hnext) {
             bool closed = en->status == CCA_DIALOG_CLOSED;
-            int64_t updated = cca_dialog_get_time(en->doc, "updated_at");
             struct op *k;
 
-            if (closed == closing || updated >= limit)
+            if (closed == closing || cca_dialog_get_time(en->doc, "updated_at") >= limit)
                 continue;
             k = cca_xcalloc(1, sizeof(*k));
             k->engine = e;
@@ -676,35 +701,18 @@ static void run_cleanup(struct cca_engine *e, struct op *op)
         }
     }
     pthread_mutex_unlock(&e->lock);
-    if (kids == NULL)
-        goto done;
-    op->result = json_object(); /* marks "children spawned" */
+    if (kids == NULL) {
+        cleanup_finish(e, op);
+        return;
+    }
+    /* Set before any child runs: children may finish synchronously. */
+    op->spawned = true;
     while (kids != NULL) {
         struct op *k = kids;
 
         kids = k->next;
         start_op(e, k);
     }
-    return;
-done:
-    json_decref(op->result);
-    op->result = json_object();
-    if (closing) {
-        (void)json_object_set_new(op->result, "message", json_string("Cleanup finished"));
-        (void)json_object_set_new(op->result, "closed_dialogs", json_integer(op->count));
-        (void)json_object_set_new(op->result, "inactivity_timeout_s",
-                                  json_integer(e->cfg->dialog_inactivity_timeout_s));
-    } else {
-        char msg[96];
-
-        (void)snprintf(msg, sizeof(msg), "Deleted %u closed dialogs older than %u days",
-                       op->count, op->req.older_than_days);
-        (void)json_object_set_new(op->result, "deleted_count", json_integer(op->count));
-        (void)json_object_set_new(op->result, "older_than_days",
-                                  json_integer(op->req.older_than_days));
-        (void)json_object_set_new(op->result, "message", json_string(msg));
-    }
-    finish(e, op, CCA_OK);
 }
 
 /* Run @op, which holds its dialog (op->entry, busy). */
@@ -732,13 +740,13 @@ static void run_op(struct cca_engine *e, struct op *op)
             if (st == CCA_DIALOG_CLOSED) {
                 (void)cca_error_set(&op->err, CCA_ERR_CONFLICT, "dialog %s is closed",
                                     en->id);
-                goto fail;
+                goto out;
             }
             if (cca_dialog_message_count(en->doc) + 2 > e->cfg->max_dialog_messages) {
-                (void)cca_error_set(&op->err, CCA_ERR_CONFLICT,
+                (void)cca_error_set(&op->err, CCA_ERR_LIMIT,
                                     "dialog %s has reached MAX_DIALOG_MESSAGES (%u)",
                                     en->id, e->cfg->max_dialog_messages);
-                goto fail;
+                goto out;
             }
             start_turn(e, op);
             return;
@@ -763,7 +771,7 @@ static void run_op(struct cca_engine *e, struct op *op)
                 (void)cca_error_set(&op->err, CCA_ERR_CONFLICT,
                                     "dialog %s is %s: close it first or pass force=true",
                                     en->id, cca_dialog_status_name(st));
-                goto fail;
+                goto out;
             }
             op->result = deleted_result(en->id);
             persist(e, op);
@@ -772,7 +780,7 @@ static void run_op(struct cca_engine *e, struct op *op)
             break;
     }
     (void)cca_error_set(&op->err, CCA_ERR_INTERNAL, "unknown operation");
-fail:
+out:
     op->entry = NULL;
     finish(e, op, op->err.code);
     release(e, en, false);

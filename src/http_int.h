@@ -73,8 +73,8 @@ struct cca_http_request {
 
 /*
  * cca_http_parse_create - validate a create body (both shapes, see openapi.yaml).
- * Returns CCA_OK and fills *ret (caller cleans up), CCA_ERR_PARSE (not JSON, or
- * not an object: 400), CCA_ERR_INVALID (a rule broken: 422, the field named).
+ * Returns CCA_OK and fills *ret (caller cleans up), CCA_ERR_PARSE (empty or not
+ * JSON: 400), CCA_ERR_INVALID (not an object, or a rule broken: 422, the field named).
  */
 cca_rc cca_http_parse_create(const char *body, size_t len, struct cca_dialog_create *ret,
                              struct cca_error *reterr);

@@ -58,7 +58,8 @@ struct cca_engine_request {
  * the engine thread. @rc: CCA_OK with @result (new reference, stolen by the
  * callee) or an error with @result NULL and detail in @err:
  * CCA_ERR_NOT_FOUND (no such dialog), CCA_ERR_CONFLICT (closed dialog, open
- * dialog without force, dialog full), CCA_ERR_NO_SPACE / CCA_ERR_IO (the write
+ * dialog without force), CCA_ERR_LIMIT
+ * (MAX_DIALOG_MESSAGES reached), CCA_ERR_NO_SPACE / CCA_ERR_IO (the write
  * failed; nothing changed), CCA_ERR_UNAVAILABLE (shutting down).
  * Results: create -> the 201 body; message -> the message response; close ->
  * the close view; delete -> {success, dialog_id, message}; cleanups -> their

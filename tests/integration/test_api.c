@@ -246,7 +246,7 @@ static void test_errors(void **state)
     big[sizeof(big) - 1] = '\0';
     h_tmpdir(dir);
     {
-        const char *env[] = {"MAX_BODY_BYTES=65536", NULL};
+        const char *env[] = {"MAX_BODY_BYTES=65536", "MAX_DIALOG_MESSAGES=10", NULL};
 
         h_server_start(&srv, dir, env);
     }
@@ -273,6 +273,12 @@ static void test_errors(void **state)
         h_http(srv.port, "GET", dpath(id, "/status"), NULL, NULL, &j, NULL, NULL, 0),
         200);
     assert_int_equal(json_integer_value(json_object_get(j, "message_count")), 0);
+    json_decref(j);
+    /* A full dialog refuses more turns with its own code, not "dialog_closed". */
+    for (int i = 0; i < 5; i++)
+        json_decref(send_msg(srv.port, id, "Какие у вас тарифы?", 200));
+    j = send_msg(srv.port, id, "Какие у вас тарифы?", 409);
+    assert_string_equal(jstr(j, "code"), "limit_reached");
     json_decref(j);
     /* Deleting an open dialog needs force. */
     assert_int_equal(
