@@ -48,6 +48,14 @@ struct cca_config {
     size_t connection_memory_limit;
     unsigned max_pending_turns;
     bool storage_fsync;
+    char api_keys[4096];       /* secret: comma-separated client keys */
+    char api_keys_file[PATH_MAX];
+    char admin_api_keys[4096]; /* secret: comma-separated admin keys */
+    double rate_limit_rps;     /* 0: no per-client rate limit */
+    unsigned rate_limit_burst;
+    unsigned dialog_rate_limit_per_min; /* 0: no per-dialog message limit */
+    char cors_origins[2048];            /* comma-separated, "*" or "" (CORS off) */
+    unsigned idempotency_ttl_s;
 };
 
 /* cca_config_warn_fn - receives one warning (unknown .env key ...), NUL-terminated. */

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -229,68 +230,108 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-struct allow {
-    char *out;
-    size_t size;
-};
-
+/* Response headers, appended raw ("Name: value\r\n" lines), capped. */
 static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
 {
-    struct allow *a = ud;
+    struct h_resp *r = ud;
     size_t n = size * nmemb;
+    size_t have = strlen(r->headers);
 
-    if (a->out != NULL && n > 7 && strncasecmp(ptr, "Allow: ", 7) == 0) {
-        size_t len = n - 7;
-
-        while (len > 0 && (ptr[7 + len - 1] == '\r' || ptr[7 + len - 1] == '\n'))
-            len--;
-        (void)snprintf(a->out, a->size, "%.*s", (int)len, ptr + 7);
+    if (have + n < sizeof(r->headers)) {
+        memcpy(r->headers + have, ptr, n);
+        r->headers[have + n] = '\0';
     }
     return n;
+}
+
+long h_request(unsigned port, const struct h_req *req, struct h_resp *resp)
+{
+    CURL *c = curl_easy_init();
+    struct curl_slist *hdrs = NULL;
+    struct buf b = {calloc(1, 1), 0};
+    char url[2048];
+    char ct[256];
+
+    memset(resp, 0, sizeof(*resp));
+    (void)snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port, req->path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req->method);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, resp);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (req->body != NULL) {
+        (void)snprintf(ct, sizeof(ct), "Content-Type: %s",
+                       req->ctype ? req->ctype : "application/json");
+        hdrs = curl_slist_append(hdrs, ct);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, req->body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE,
+                         (long)(req->body_len ? req->body_len : strlen(req->body)));
+    }
+    for (const char *const *h = req->headers; h != NULL && *h != NULL; h++)
+        hdrs = curl_slist_append(hdrs, *h);
+    hdrs = curl_slist_append(hdrs, "Expect:");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
+    resp->json = json_loadb(b.data, b.len, 0, NULL);
+    resp->raw = b.data;
+    resp->raw_len = b.len;
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+    return resp->status;
+}
+
+bool h_resp_header(const struct h_resp *resp, const char *name, char *out, size_t size)
+{
+    size_t nlen = strlen(name);
+
+    for (const char *p = resp->headers; *p != '\0';) {
+        const char *eol = strstr(p, "\r\n");
+        size_t len = eol ? (size_t)(eol - p) : strlen(p);
+
+        if (len > nlen && strncasecmp(p, name, nlen) == 0 && p[nlen] == ':') {
+            const char *v = p + nlen + 1;
+
+            while (*v == ' ')
+                v++;
+            (void)snprintf(out, size, "%.*s", (int)(p + len - v), v);
+            return true;
+        }
+        p += len + (eol ? 2 : 0);
+    }
+    return false;
+}
+
+void h_resp_free(struct h_resp *resp)
+{
+    json_decref(resp->json);
+    free(resp->raw);
+    resp->json = NULL;
+    resp->raw = NULL;
 }
 
 long h_http(unsigned port, const char *method, const char *path, const char *body,
             const char *ctype, json_t **ret_json, char **ret_raw, char *ret_allow,
             size_t allow_size)
 {
-    CURL *c = curl_easy_init();
-    struct curl_slist *hdrs = NULL;
-    struct buf b = {calloc(1, 1), 0};
-    struct allow a = {ret_allow, allow_size};
-    char url[2048];
-    char ct[256];
-    long status = 0;
+    struct h_req req = {.method = method, .path = path, .body = body, .ctype = ctype};
+    struct h_resp resp;
+    long status = h_request(port, &req, &resp);
 
-    (void)snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port, path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &a);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    if (ret_allow != NULL)
+    if (ret_allow != NULL && !h_resp_header(&resp, "Allow", ret_allow, allow_size))
         ret_allow[0] = '\0';
-    if (body != NULL) {
-        (void)snprintf(ct, sizeof(ct), "Content-Type: %s",
-                       ctype ? ctype : "application/json");
-        hdrs = curl_slist_append(hdrs, ct);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    if (ret_json != NULL) {
+        *ret_json = resp.json;
+        resp.json = NULL;
     }
-    hdrs = curl_slist_append(hdrs, "Expect:");
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    if (ret_json != NULL)
-        *ret_json = json_loadb(b.data, b.len, 0, NULL);
-    if (ret_raw != NULL)
-        *ret_raw = b.data;
-    else
-        free(b.data);
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(c);
+    if (ret_raw != NULL) {
+        *ret_raw = resp.raw;
+        resp.raw = NULL;
+    }
+    h_resp_free(&resp);
     return status;
 }
 

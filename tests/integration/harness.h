@@ -45,6 +45,37 @@ long h_http(unsigned port, const char *method, const char *path, const char *bod
             const char *ctype, json_t **ret_json, char **ret_raw, char *ret_allow,
             size_t allow_size);
 
+/*
+ * struct h_req - one request: @headers is NULL or a NULL-terminated list of
+ * "Name: value" lines; @body_len 0 means strlen(@body); @ctype NULL means
+ * application/json when there is a body.
+ */
+struct h_req {
+    const char *method;
+    const char *path;
+    const char *body;
+    size_t body_len;
+    const char *ctype;
+    const char *const *headers;
+};
+
+/* struct h_resp - @status 0 when no response; @json NULL unless the body is JSON. */
+struct h_resp {
+    long status;
+    json_t *json;
+    char *raw;
+    size_t raw_len;
+    char headers[8192];
+};
+
+/* h_request - send @req to 127.0.0.1:@port; returns resp->status. Free with h_resp_free. */
+long h_request(unsigned port, const struct h_req *req, struct h_resp *resp);
+
+/* h_resp_header - copy the first response header @name (any case) into @out. */
+bool h_resp_header(const struct h_resp *resp, const char *name, char *out, size_t size);
+
+void h_resp_free(struct h_resp *resp);
+
 /* POST @body to the fake's control endpoint @path; returns the status. */
 long h_fake_post(const struct proc *fake, const char *path, const char *body);
 
