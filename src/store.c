@@ -45,6 +45,7 @@ struct cca_store {
     /* health, under lock */
     bool last_ok;
     char last_error[160];
+    struct cca_store_metrics metrics;
 };
 
 static cca_rc errno_rc(int e)
@@ -168,6 +169,8 @@ static void *writer_main(void *arg)
         struct job *batch;
         struct job *next;
         bool ok = true;
+        int64_t t0;
+        unsigned n;
 
         pthread_mutex_lock(&s->lock);
         while (s->head == NULL && !s->stop)
@@ -178,8 +181,15 @@ static void *writer_main(void *arg)
         if (batch == NULL)
             break; /* stop requested and nothing left */
 
+        t0 = cca_time_mono_us();
         run_batch(s, batch);
+        cca_hist_observe_us(&s->metrics.flush_seconds, cca_time_mono_us() - t0);
+        n = 0;
         for (struct job *j = batch; j != NULL; j = j->next) {
+            n++;
+            atomic_fetch_add_explicit(j->rc == CCA_OK ? &s->metrics.writes
+                                                      : &s->metrics.errors,
+                                      1, memory_order_relaxed);
             if (j->rc != CCA_OK) {
                 ok = false;
                 pthread_mutex_lock(&s->lock);
@@ -187,6 +197,7 @@ static void *writer_main(void *arg)
                 pthread_mutex_unlock(&s->lock);
             }
         }
+        cca_hist_observe(&s->metrics.batch_writes, n);
         pthread_mutex_lock(&s->lock);
         s->last_ok = ok;
         pthread_mutex_unlock(&s->lock);
@@ -232,6 +243,8 @@ cca_rc cca_store_new(const struct cca_store_params *params, struct cca_store **r
     if (rc != CCA_OK)
         goto out;
     s = cca_xcalloc(1, sizeof(*s));
+    cca_hist_init(&s->metrics.flush_seconds, cca_hist_seconds_bounds, cca_hist_seconds_n);
+    cca_hist_init(&s->metrics.batch_writes, cca_hist_batch_bounds, cca_hist_batch_n);
     s->dirfd = -1;
     s->dir = cca_xstrdup(params->dir);
     s->fsync = params->fsync;
@@ -467,6 +480,11 @@ void cca_store_get_health(struct cca_store *s, struct cca_store_health *ret)
                            "file system is read-only");
         }
     }
+}
+
+const struct cca_store_metrics *cca_store_get_metrics(const struct cca_store *s)
+{
+    return &s->metrics;
 }
 
 const char *cca_store_dir(const struct cca_store *s)

@@ -48,7 +48,7 @@ struct cca_config {
     size_t connection_memory_limit;
     unsigned max_pending_turns;
     bool storage_fsync;
-    char api_keys[4096];       /* secret: comma-separated client keys */
+    char api_keys[4096]; /* secret: comma-separated client keys */
     char api_keys_file[PATH_MAX];
     char admin_api_keys[4096]; /* secret: comma-separated admin keys */
     double rate_limit_rps;     /* 0: no per-client rate limit */

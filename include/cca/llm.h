@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "cca/common.h"
+#include "cca/metrics.h"
 
 /*
  * Asynchronous LLM client for the OpenAI Chat Completions API
@@ -132,6 +133,80 @@ cca_rc cca_llm_submit(struct cca_llm *llm, struct cca_llm_request *req,
 
 /* cca_llm_get_status - copy the health snapshot into *ret. Thread-safe. */
 void cca_llm_get_status(struct cca_llm *llm, struct cca_llm_status *ret);
+
+/*
+ * enum cca_llm_outcome - how a call (all its attempts) ended, for metrics:
+ * ok; timeout (the turn's deadline); rate_limited (last attempt 429);
+ * server_error (5xx); client_error (other 4xx, never retried); auth_error
+ * (401/403, never retried); bad_response (malformed JSON, no choices or
+ * content, larger than max_response_bytes); connect_error (refused,
+ * unresolvable host, TLS, reset); cancelled (client shutting down).
+ */
+enum cca_llm_outcome {
+    CCA_LLM_OK,
+    CCA_LLM_TIMEOUT,
+    CCA_LLM_RATE_LIMITED,
+    CCA_LLM_SERVER_ERROR,
+    CCA_LLM_CLIENT_ERROR,
+    CCA_LLM_AUTH_ERROR,
+    CCA_LLM_BAD_RESPONSE,
+    CCA_LLM_CONNECT_ERROR,
+    CCA_LLM_CANCELLED,
+    CCA_LLM_OUTCOME_COUNT
+};
+
+/* cca_llm_outcome_name - "ok", "timeout", ... (the metric label). Static string. */
+const char *cca_llm_outcome_name(enum cca_llm_outcome outcome);
+
+/*
+ * struct cca_llm_metrics - counters since start, updated on the LLM thread.
+ * @calls:             finished calls by final outcome.
+ * @retries:           attempts after the first, over all calls.
+ * @prompt_tokens, @completion_tokens: summed "usage" of successful calls.
+ * @upstream_seconds:  duration of every attempt that got an HTTP response.
+ */
+struct cca_llm_metrics {
+    _Atomic uint64_t calls[CCA_LLM_OUTCOME_COUNT];
+    _Atomic uint64_t retries;
+    _Atomic uint64_t prompt_tokens;
+    _Atomic uint64_t completion_tokens;
+    struct cca_hist upstream_seconds;
+};
+
+/*
+ * cca_llm_get_metrics - the live counters of @llm. Borrowed, valid until
+ * cca_llm_free; read them with atomic loads. Thread-safe.
+ */
+const struct cca_llm_metrics *cca_llm_get_metrics(const struct cca_llm *llm);
+
+/*
+ * cca_llm_parse_response - parse the body of a 2xx chat completion response
+ * (CreateChatCompletionResponse in the OpenAI API reference): take
+ * choices[0].message.content and the "usage" token counts. @body need not be
+ * NUL-terminated; @len bytes. Returns CCA_OK with ret->content (new) and the
+ * token fields set, or CCA_ERR_UPSTREAM with a short reason in ret->error
+ * (malformed JSON, not an object, no choices, no content, model refusal).
+ * Pure function, thread-safe; never logs.
+ */
+cca_rc cca_llm_parse_response(const char *body, size_t len, struct cca_llm_result *ret);
+
+/*
+ * cca_llm_error_reason - "HTTP <status>" plus " (<code>)" when an OpenAI error
+ * body ({"error": {"code" or "type"}}) carries a short identifier ([A-Za-z0-9_.-],
+ * at most 40 bytes); nothing else from the body is copied, so no echoed secret
+ * can leak. Writes at most @size bytes to @out (NUL-terminated). Thread-safe.
+ */
+void cca_llm_error_reason(long status, const char *body, size_t len, char *out,
+                          size_t size);
+
+/*
+ * cca_llm_parse_retry_after - the wait a response asks for, in ms: the
+ * "retry-after-ms" header value @ms_value (OpenAI's, may be NULL or "") wins,
+ * else "Retry-After" @value as delta-seconds or an HTTP-date (RFC 9110
+ * section 10.2.3) relative to @now (unix seconds). Capped at 1 day; a date in
+ * the past is 0. Returns -1 when both are absent or malformed. Thread-safe.
+ */
+int64_t cca_llm_parse_retry_after(const char *value, const char *ms_value, int64_t now);
 
 /* cca_llm_result_cleanup - free ->content and zero it. Accepts NULL. */
 void cca_llm_result_cleanup(struct cca_llm_result *result);

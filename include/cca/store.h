@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "cca/common.h"
+#include "cca/metrics.h"
 
 /*
  * Durable storage of dialog documents, one file <uuid>.json per dialog
@@ -101,6 +102,22 @@ struct cca_store_health {
 
 /* cca_store_get_health - fill *ret; never blocks on the writer. Thread-safe. */
 void cca_store_get_health(struct cca_store *store, struct cca_store_health *ret);
+
+/*
+ * struct cca_store_metrics - counters since start, updated by the writer
+ * thread. @flush_seconds: time from a batch's first write(2) to its directory
+ * fsync; @batch_writes: writes and removals per batch; @writes: operations
+ * committed; @errors: operations that failed (ENOSPC, EIO, ...).
+ */
+struct cca_store_metrics {
+    struct cca_hist flush_seconds;
+    struct cca_hist batch_writes;
+    _Atomic uint64_t writes;
+    _Atomic uint64_t errors;
+};
+
+/* cca_store_get_metrics - live counters, borrowed until cca_store_free. Thread-safe. */
+const struct cca_store_metrics *cca_store_get_metrics(const struct cca_store *store);
 
 /* cca_store_dir - the directory path. Borrowed, valid until cca_store_free. */
 const char *cca_store_dir(const struct cca_store *store);

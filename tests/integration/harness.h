@@ -68,7 +68,8 @@ struct h_resp {
     char headers[8192];
 };
 
-/* h_request - send @req to 127.0.0.1:@port; returns resp->status. Free with h_resp_free. */
+/* h_request - send @req to 127.0.0.1:@port; returns resp->status. Free with h_resp_free.
+ */
 long h_request(unsigned port, const struct h_req *req, struct h_resp *resp);
 
 /* h_resp_header - copy the first response header @name (any case) into @out. */
