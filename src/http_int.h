@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <jansson.h>
 #include <microhttpd.h>
@@ -37,6 +38,13 @@ extern const size_t cca_openapi_yaml_len;
 struct cca_http_request;
 typedef void (*cca_http_handler_fn)(struct cca_http_request *r);
 
+/*
+ * Who may call a route when API keys are configured (API_KEYS): anyone
+ * (health, /, /openapi.yaml, /metrics), any valid key, or an admin key
+ * (ADMIN_API_KEYS: DELETE and cleanups).
+ */
+enum cca_http_access { CCA_ACCESS_PUBLIC, CCA_ACCESS_CLIENT, CCA_ACCESS_ADMIN };
+
 /* One row of the URL route table: "{id}" matches one path segment. */
 struct cca_http_route {
     const char *method;
@@ -44,6 +52,7 @@ struct cca_http_route {
     cca_http_handler_fn handler;
     int success_status;   /* for engine-backed handlers */
     const char *conflict; /* error code of CCA_ERR_CONFLICT for this route */
+    enum cca_http_access access;
 };
 
 /* Per-request state: created on MHD's first call, freed in NOTIFY_COMPLETED. */
@@ -139,5 +148,26 @@ const struct cca_http_route *cca_http_match(const char *method, const char *path
                                             bool *ret_path_known, char *allow,
                                             size_t allow_size, char *ret_segment,
                                             size_t segment_size);
+
+/* The route table, for per-route metrics: its size, a row's index, row @i (or NULL). */
+size_t cca_http_route_count(void);
+size_t cca_http_route_index(const struct cca_http_route *route);
+const struct cca_http_route *cca_http_route_at(size_t i);
+
+/* ---- metrics (GET /metrics) ------------------------------------------------------ */
+
+/*
+ * cca_http_metrics_render - write every metric family of the service in the
+ * Prometheus text format to @out: the HTTP ones (http_server.c) and those of
+ * the engine, LLM client, store and process (http_routes.c). Thread-safe.
+ */
+void cca_http_metrics_render(struct cca_http *h, FILE *out);
+
+/*
+ * cca_http_server_metrics_render - the HTTP families (http_server.c):
+ * cca_http_requests_total{method,route,status}, cca_http_request_duration_seconds{route},
+ * connection and rejection counters. Thread-safe.
+ */
+void cca_http_server_metrics_render(struct cca_http *h, FILE *out);
 
 #endif

@@ -384,6 +384,29 @@ static void h_openapi(struct cca_http_request *r)
                          cca_openapi_yaml_len);
 }
 
+/* ---- metrics ------------------------------------------------------------------------
+ */
+
+void cca_http_metrics_render(struct cca_http *h, FILE *out)
+{
+    cca_http_server_metrics_render(h, out);
+}
+
+static void h_metrics(struct cca_http_request *r)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+
+    if (out == NULL) {
+        cca_http_respond_error(r, 500, "internal_error", "cannot render metrics");
+        return;
+    }
+    cca_http_metrics_render(r->http, out);
+    fclose(out);
+    cca_http_respond_raw(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+}
+
 /* ---- the URL route table ------------------------------------------------------------
  */
 
@@ -391,23 +414,39 @@ static void h_openapi(struct cca_http_request *r)
 
 /* First match wins: literal segments ("cleanup") come before "{id}". */
 static const struct cca_http_route routes[] = {
-    {"POST", D "/create", h_create, 201, NULL},
-    {"DELETE", D "/cleanup", h_cleanup, 200, NULL},
-    {"DELETE", D "/cleanup/closed", h_cleanup_closed, 200, NULL},
-    {"POST", D "/{id}/message", h_message, 200, "dialog_closed"},
-    {"GET", D "/{id}", h_get, 200, NULL},
-    {"GET", D "/{id}/history", h_get, 200, NULL},
-    {"GET", D "/{id}/status", h_status, 200, NULL},
-    {"POST", D "/{id}/close", h_close, 200, "dialog_closed"},
-    {"DELETE", D "/{id}", h_delete, 200, "dialog_open"},
-    {"GET", "/api/v1/dialogues", h_list, 200, NULL},
-    {"GET", "/api/v1/health", h_health, 200, NULL},
-    {"GET", "/api/v1/health/detailed", h_health_detailed, 200, NULL},
-    {"GET", "/api/v1/health/ready", h_ready, 200, NULL},
-    {"GET", "/api/v1/health/live", h_live, 200, NULL},
-    {"GET", "/", h_root, 200, NULL},
-    {"GET", "/openapi.yaml", h_openapi, 200, NULL},
+    {"POST", D "/create", h_create, 201, NULL, CCA_ACCESS_CLIENT},
+    {"DELETE", D "/cleanup", h_cleanup, 200, NULL, CCA_ACCESS_ADMIN},
+    {"DELETE", D "/cleanup/closed", h_cleanup_closed, 200, NULL, CCA_ACCESS_ADMIN},
+    {"POST", D "/{id}/message", h_message, 200, "dialog_closed", CCA_ACCESS_CLIENT},
+    {"GET", D "/{id}", h_get, 200, NULL, CCA_ACCESS_CLIENT},
+    {"GET", D "/{id}/history", h_get, 200, NULL, CCA_ACCESS_CLIENT},
+    {"GET", D "/{id}/status", h_status, 200, NULL, CCA_ACCESS_CLIENT},
+    {"POST", D "/{id}/close", h_close, 200, "dialog_closed", CCA_ACCESS_CLIENT},
+    {"DELETE", D "/{id}", h_delete, 200, "dialog_open", CCA_ACCESS_ADMIN},
+    {"GET", "/api/v1/dialogues", h_list, 200, NULL, CCA_ACCESS_CLIENT},
+    {"GET", "/api/v1/health", h_health, 200, NULL, CCA_ACCESS_PUBLIC},
+    {"GET", "/api/v1/health/detailed", h_health_detailed, 200, NULL, CCA_ACCESS_PUBLIC},
+    {"GET", "/api/v1/health/ready", h_ready, 200, NULL, CCA_ACCESS_PUBLIC},
+    {"GET", "/api/v1/health/live", h_live, 200, NULL, CCA_ACCESS_PUBLIC},
+    {"GET", "/", h_root, 200, NULL, CCA_ACCESS_PUBLIC},
+    {"GET", "/openapi.yaml", h_openapi, 200, NULL, CCA_ACCESS_PUBLIC},
+    {"GET", "/metrics", h_metrics, 200, NULL, CCA_ACCESS_PUBLIC},
 };
+
+size_t cca_http_route_count(void)
+{
+    return CCA_ARRAY_SIZE(routes);
+}
+
+size_t cca_http_route_index(const struct cca_http_route *route)
+{
+    return (size_t)(route - routes);
+}
+
+const struct cca_http_route *cca_http_route_at(size_t i)
+{
+    return i < CCA_ARRAY_SIZE(routes) ? &routes[i] : NULL;
+}
 
 /* Does @path match @pattern? "{id}" takes one non-empty segment into @seg. */
 static bool path_matches(const char *pattern, const char *path, char *seg,

@@ -359,3 +359,9 @@ void cca_http_free(struct cca_http *h)
         MHD_stop_daemon(h->daemon);
     free(h);
 }
+
+void cca_http_server_metrics_render(struct cca_http *h, FILE *out)
+{
+    (void)h;
+    (void)out; /* TODO(access/metrics helper): HTTP request families */
+}
