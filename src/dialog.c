@@ -163,6 +163,59 @@ json_t *cca_dialog_with_turn(json_t *doc, const struct cca_dialog_turn *t)
     return copy;
 }
 
+static bool record_live(json_t *rec, int64_t now_ms, int64_t ttl_ms)
+{
+    int64_t at;
+
+    return json_is_object(rec) &&
+           cca_time_parse(json_string_value(json_object_get(rec, "created_at")), &at) &&
+           now_ms - at < ttl_ms;
+}
+
+json_t *cca_dialog_find_idempotency(json_t *doc, const char *key, const char *operation,
+                                    int64_t now_ms, int64_t ttl_ms)
+{
+    json_t *records = json_object_get(json_object_get(doc, "metadata"), "idempotency");
+    json_t *rec;
+    size_t i;
+
+    json_array_foreach (records, i, rec) {
+        const char *k = json_string_value(json_object_get(rec, "key"));
+        const char *o = json_string_value(json_object_get(rec, "operation"));
+
+        if (k != NULL && o != NULL && strcmp(k, key) == 0 && strcmp(o, operation) == 0 &&
+            record_live(rec, now_ms, ttl_ms))
+            return rec;
+    }
+    return NULL;
+}
+
+json_t *cca_dialog_with_idempotency(json_t *doc, const char *key, const char *operation,
+                                    const char *request_hash, json_t *response,
+                                    int64_t now_ms, int64_t ttl_ms)
+{
+    json_t *copy = json_copy(doc);
+    json_t *meta = cow_child(copy, doc, "metadata");
+    json_t *old = json_object_get(meta, "idempotency");
+    json_t *records = json_array();
+    json_t *rec;
+    size_t i;
+
+    json_array_foreach (old, i, rec) {
+        if (record_live(rec, now_ms, ttl_ms))
+            (void)json_array_append(records, rec);
+    }
+    rec = json_object();
+    (void)json_object_set_new(rec, "key", json_string(key));
+    (void)json_object_set_new(rec, "operation", json_string(operation));
+    (void)json_object_set_new(rec, "request_hash", json_string(request_hash));
+    (void)json_object_set_new(rec, "created_at", time_json(now_ms));
+    (void)json_object_set(rec, "response", response);
+    (void)json_array_append_new(records, rec);
+    (void)json_object_set_new(meta, "idempotency", records);
+    return copy;
+}
+
 /* A one-line human summary of how the dialog went, from its own data. */
 static char *resolution_text(json_t *doc, const char *reason)
 {

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <math.h>
 #include <pthread.h>
+#include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,10 +12,17 @@
 #include "cca/mem.h"
 #include "cca/text.h"
 
+/* An Idempotency-Key of a create, mapped to the dialog it created (tsearch tree). */
+struct create_key {
+    char *key;
+    struct slot *en;
+};
+
 /* One dialog in the index. */
-struct entry {
-    struct entry *hnext;
+struct slot {
+    struct slot *hnext;
     char id[37];
+    struct create_key *create_key; /* engine thread only; NULL if none */
     /* Committed state, replaced under engine->lock, read by any thread. */
     json_t *doc;
     char *bytes;
@@ -42,8 +50,9 @@ struct op {
     int64_t received_mono;  /* ms, for deadlines */
     int64_t received_us;    /* for processing_time */
     int64_t received_wall;
-    struct entry *entry;
+    struct slot *entry;
     bool new_entry;
+    bool turn;
     /* Turn state. */
     enum stage stage;
     struct cca_route route;
@@ -81,7 +90,7 @@ struct cca_engine {
     pthread_mutex_t lock; /* index, committed state, queue, counters */
     pthread_cond_t cond;  /* queue not empty */
     pthread_cond_t idle;  /* in_flight dropped to 0 */
-    struct entry **buckets;
+    struct slot **buckets;
     size_t nbuckets;
     size_t count;
     size_t by_status[3];
@@ -91,6 +100,8 @@ struct cca_engine {
     bool stop;
     bool started;
     pthread_t thread;
+    void *create_keys; /* tsearch(3) root of struct create_key, engine thread only */
+    struct cca_engine_metrics metrics;
 };
 
 /* ---- index (caller holds the lock) ---------------------------------------- */
@@ -104,28 +115,28 @@ static size_t hash_id(const char *id)
     return h;
 }
 
-static struct entry *index_find(struct cca_engine *e, const char *id)
+static struct slot *index_find(struct cca_engine *e, const char *id)
 {
-    struct entry *it = e->buckets[hash_id(id) & (e->nbuckets - 1)];
+    struct slot *it = e->buckets[hash_id(id) & (e->nbuckets - 1)];
 
     while (it != NULL && strcmp(it->id, id) != 0)
         it = it->hnext;
     return it;
 }
 
-static void index_insert(struct cca_engine *e, struct entry *en)
+static void index_insert(struct cca_engine *e, struct slot *en)
 {
     size_t b;
 
     if (e->count + 1 > e->nbuckets) {
         size_t n = e->nbuckets * 2;
-        struct entry **nb = cca_xcalloc(n, sizeof(*nb));
+        struct slot **nb = cca_xcalloc(n, sizeof(*nb));
 
         for (size_t i = 0; i < e->nbuckets; i++) {
-            struct entry *it = e->buckets[i];
+            struct slot *it = e->buckets[i];
 
             while (it != NULL) {
-                struct entry *next = it->hnext;
+                struct slot *next = it->hnext;
                 size_t j = hash_id(it->id) & (n - 1);
 
                 it->hnext = nb[j];
@@ -144,9 +155,9 @@ static void index_insert(struct cca_engine *e, struct entry *en)
     e->by_status[en->status]++;
 }
 
-static void index_remove(struct cca_engine *e, struct entry *en)
+static void index_remove(struct cca_engine *e, struct slot *en)
 {
-    struct entry **pp = &e->buckets[hash_id(en->id) & (e->nbuckets - 1)];
+    struct slot **pp = &e->buckets[hash_id(en->id) & (e->nbuckets - 1)];
 
     while (*pp != NULL && *pp != en)
         pp = &(*pp)->hnext;
@@ -157,7 +168,50 @@ static void index_remove(struct cca_engine *e, struct entry *en)
     }
 }
 
-static void entry_free(struct entry *en)
+static int create_key_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct create_key *)a)->key,
+                  ((const struct create_key *)b)->key);
+}
+
+/* The dialog a create with Idempotency-Key @key made (or is making), or NULL. */
+static struct slot *create_key_find(struct cca_engine *e, const char *key)
+{
+    struct create_key probe = {.key = (char *)key};
+    struct create_key **found = tfind(&probe, &e->create_keys, create_key_cmp);
+
+    return found != NULL ? (*found)->en : NULL;
+}
+
+static void create_key_add(struct cca_engine *e, struct slot *en, const char *key)
+{
+    struct create_key *k = cca_xcalloc(1, sizeof(*k));
+
+    k->key = cca_xstrdup(key);
+    k->en = en;
+    if (tsearch(k, &e->create_keys, create_key_cmp) == NULL)
+        abort(); /* out of memory, like cca_xmalloc */
+    en->create_key = k;
+}
+
+static void create_key_free(void *p)
+{
+    struct create_key *k = p;
+
+    free(k->key);
+    free(k);
+}
+
+static void create_key_forget(struct cca_engine *e, struct slot *en)
+{
+    if (en->create_key == NULL)
+        return;
+    (void)tdelete(en->create_key, &e->create_keys, create_key_cmp);
+    create_key_free(en->create_key);
+    en->create_key = NULL;
+}
+
+static void entry_free(struct slot *en)
 {
     if (en == NULL)
         return;
@@ -167,7 +221,7 @@ static void entry_free(struct entry *en)
 }
 
 /* Install a committed document (steals @doc and @bytes). Caller holds the lock. */
-static void entry_commit(struct cca_engine *e, struct entry *en, json_t *doc, char *bytes,
+static void entry_commit(struct cca_engine *e, struct slot *en, json_t *doc, char *bytes,
                          size_t len, bool indexed)
 {
     if (indexed)
@@ -204,8 +258,10 @@ static void request_cleanup(struct cca_engine_request *r)
     cca_dialog_create_cleanup(&r->create);
     free(r->text);
     free(r->reason);
+    free(r->idempotency_key);
     r->text = NULL;
     r->reason = NULL;
+    r->idempotency_key = NULL;
 }
 
 static void op_free(struct op *op)
@@ -230,6 +286,14 @@ static void finish(struct cca_engine *e, struct op *op, cca_rc rc)
     op->rc = rc;
     if (rc != CCA_OK && op->err.code == CCA_OK)
         (void)cca_error_set(&op->err, rc, "%s", cca_strerror(rc));
+    if (rc == CCA_OK && op->turn) {
+        int64_t took = cca_time_mono_us() - op->received_us;
+        int src = op->degraded ? 2 : e->llm == NULL ? 1 : 0;
+
+        atomic_fetch_add_explicit(&e->metrics.turns[src], 1, memory_order_relaxed);
+        cca_hist_observe_us(&e->metrics.turn_seconds, took);
+        cca_hist_observe_us(&e->metrics.overhead_seconds, took - op->llm_ms * 1000);
+    }
     if (op->done != NULL) {
         json_t *result = rc == CCA_OK ? op->result : NULL;
 
@@ -251,8 +315,12 @@ static void finish(struct cca_engine *e, struct op *op, cca_rc rc)
     }
 }
 
-/* The holder of @en is done: hand the dialog to the next waiter, in arrival order. */
-static void release(struct cca_engine *e, struct entry *en, bool gone)
+/*
+ * The holder of @en is done: hand the dialog to the next waiter, in arrival
+ * order. @gone: the dialog no longer exists (deleted, or its create failed):
+ * every waiter fails with @gone (its detail from @why) and @en is freed.
+ */
+static void release(struct cca_engine *e, struct slot *en, cca_rc gone, const char *why)
 {
     struct op *next;
 
@@ -260,18 +328,26 @@ static void release(struct cca_engine *e, struct entry *en, bool gone)
         en->wait_head = next->next;
         if (en->wait_head == NULL)
             en->wait_tail = NULL;
-        if (!gone) {
+        if (gone == CCA_OK) {
             /* Still busy: the waiter owns the dialog from here on. */
             next->entry = en;
             post(e, next, EV_RUN);
             return;
         }
-        (void)cca_error_set(&next->err, CCA_ERR_NOT_FOUND, "dialog %s not found", en->id);
-        finish(e, next, CCA_ERR_NOT_FOUND);
+        (void)cca_error_set(&next->err, gone, "%s", why);
+        finish(e, next, gone);
     }
     en->busy = false;
-    if (gone)
+    if (gone != CCA_OK) {
+        create_key_forget(e, en);
         entry_free(en);
+    }
+}
+
+/* release() of a dialog that still exists. */
+static void release_kept(struct cca_engine *e, struct slot *en)
+{
+    release(e, en, CCA_OK, NULL);
 }
 
 /* ---- persistence -------------------------------------------------------------- */
@@ -287,11 +363,26 @@ static void on_persisted(void *ctx, cca_rc rc, const struct cca_error *err)
     post(op->engine, op, EV_PERSISTED);
 }
 
+static const char *idempotent_op_name(const struct op *op)
+{
+    return op->req.op == CCA_OP_CREATE ? "create" : "message";
+}
+
 static void persist(struct cca_engine *e, struct op *op)
 {
     if (op->req.op == CCA_OP_DELETE) {
         cca_store_remove(e->store, op->entry->id, on_persisted, op);
         return;
+    }
+    if (op->req.idempotency_key != NULL &&
+        (op->req.op == CCA_OP_CREATE || op->req.op == CCA_OP_MESSAGE)) {
+        json_t *doc = cca_dialog_with_idempotency(
+            op->new_doc, op->req.idempotency_key, idempotent_op_name(op),
+            op->req.request_hash, op->result, cca_time_wall_ms(),
+            (int64_t)e->cfg->idempotency_ttl_s * 1000);
+
+        json_decref(op->new_doc);
+        op->new_doc = doc;
     }
     op->new_bytes = cca_dialog_dump(op->new_doc, &op->new_len);
     cca_store_write(e->store, op->entry->id, op->new_bytes, op->new_len, on_persisted,
@@ -301,18 +392,20 @@ static void persist(struct cca_engine *e, struct op *op)
 /* The write finished: make the change visible (or drop it), answer, move on. */
 static void committed(struct cca_engine *e, struct op *op)
 {
-    struct entry *en = op->entry;
+    struct slot *en = op->entry;
     bool gone = false;
 
     if (op->rc != CCA_OK) {
         cca_rc rc = op->rc;
 
         op->entry = NULL;
-        if (op->new_entry)
-            entry_free(en);
-        else
-            release(e, en, false);
         finish(e, op, rc);
+        /* A failed create leaves no dialog; repeats of its key waited on it. */
+        if (op->new_entry)
+            release(e, en, CCA_ERR_UNAVAILABLE,
+                    "the first request with this Idempotency-Key failed; retry");
+        else
+            release_kept(e, en);
         return;
     }
     pthread_mutex_lock(&e->lock);
@@ -330,7 +423,10 @@ static void committed(struct cca_engine *e, struct op *op)
     op->entry = NULL;
     op->count = 1;
     finish(e, op, CCA_OK);
-    release(e, en, gone);
+    if (gone)
+        release(e, en, CCA_ERR_NOT_FOUND, "the dialog was deleted");
+    else
+        release_kept(e, en);
 }
 
 /* ---- the turn pipeline ---------------------------------------------------------- */
@@ -595,6 +691,7 @@ static void start_turn(struct cca_engine *e, struct op *op)
     size_t len;
     const char *text = turn_text(op, &len);
 
+    op->turn = true;
     op->current = op->new_entry ? CCA_AGENT_NONE : cca_dialog_get_agent(op->entry->doc);
     cca_router_route(e->router, text, len, op->current, &op->route);
     op->lang = cca_text_detect_lang(text, len);
@@ -678,7 +775,7 @@ static void run_cleanup(struct cca_engine *e, struct op *op)
     }
     pthread_mutex_lock(&e->lock);
     for (size_t b = 0; b < e->nbuckets; b++) {
-        for (struct entry *en = e->buckets[b]; en != NULL; en = en->hnext) {
+        for (struct slot *en = e->buckets[b]; en != NULL; en = en->hnext) {
             bool closed = en->status == CCA_DIALOG_CLOSED;
             struct op *k;
 
@@ -715,16 +812,57 @@ static void run_cleanup(struct cca_engine *e, struct op *op)
     }
 }
 
+static void start_create(struct cca_engine *e, struct op *op);
+
+/*
+ * A CREATE or MESSAGE with an Idempotency-Key that holds its dialog: answer
+ * from the dialog's record of that key when there is one (true). A repeated
+ * create whose record expired forgets the key and creates anew (true).
+ * Otherwise false: run the operation.
+ */
+static bool replayed(struct cca_engine *e, struct op *op)
+{
+    struct slot *en = op->entry;
+    json_t *rec = cca_dialog_find_idempotency(en->doc, op->req.idempotency_key,
+                                              idempotent_op_name(op), cca_time_wall_ms(),
+                                              (int64_t)e->cfg->idempotency_ttl_s * 1000);
+    const char *hash = json_string_value(json_object_get(rec, "request_hash"));
+
+    if (rec == NULL && op->req.op == CCA_OP_MESSAGE)
+        return false;
+    op->entry = NULL;
+    if (rec == NULL) {
+        create_key_forget(e, en);
+        release_kept(e, en);
+        start_create(e, op);
+        return true;
+    }
+    if (hash == NULL || strcmp(hash, op->req.request_hash) != 0) {
+        (void)cca_error_set(&op->err, CCA_ERR_MISMATCH,
+                            "Idempotency-Key was already used with a different request");
+        finish(e, op, CCA_ERR_MISMATCH);
+    } else {
+        op->result = json_incref(json_object_get(rec, "response"));
+        atomic_fetch_add_explicit(&e->metrics.idempotent_replays, 1,
+                                  memory_order_relaxed);
+        finish(e, op, CCA_OK);
+    }
+    release_kept(e, en);
+    return true;
+}
+
 /* Run @op, which holds its dialog (op->entry, busy). */
 static void run_op(struct cca_engine *e, struct op *op)
 {
-    struct entry *en = op->entry;
+    struct slot *en = op->entry;
     enum cca_dialog_status st;
 
     if (op->req.op == CCA_OP_CLEANUP_INACTIVE || op->req.op == CCA_OP_CLEANUP_CLOSED) {
         run_cleanup(e, op);
         return;
     }
+    if (op->req.idempotency_key != NULL && !op->new_entry && replayed(e, op))
+        return;
     if (op->req.op == CCA_OP_CREATE) {
         if (op->req.create.initial_message != NULL) {
             start_turn(e, op);
@@ -759,7 +897,7 @@ static void run_op(struct cca_engine *e, struct op *op)
                     st == CCA_DIALOG_CLOSED ? cca_dialog_close_view(en->doc) : NULL;
                 op->entry = NULL;
                 finish(e, op, CCA_OK);
-                release(e, en, false);
+                release_kept(e, en);
                 return;
             }
             op->new_doc = cca_dialog_closed(en->doc, op->req.reason, cca_time_wall_ms());
@@ -783,34 +921,49 @@ static void run_op(struct cca_engine *e, struct op *op)
 out:
     op->entry = NULL;
     finish(e, op, op->err.code);
-    release(e, en, false);
+    release_kept(e, en);
+}
+
+/* A new dialog for a CREATE; its Idempotency-Key, if any, now leads to it. */
+static void start_create(struct cca_engine *e, struct op *op)
+{
+    struct slot *en = cca_xcalloc(1, sizeof(*en));
+
+    cca_uuid_new(en->id);
+    en->busy = true;
+    op->entry = en;
+    op->new_entry = true;
+    op->new_doc = cca_dialog_new_doc(en->id, &op->req.create, op->received_wall);
+    if (op->req.idempotency_key != NULL)
+        create_key_add(e, en, op->req.idempotency_key);
+    run_op(e, op);
 }
 
 /* A newly submitted op: find its dialog and run it, or queue it behind the holder. */
 static void start_op(struct cca_engine *e, struct op *op)
 {
-    struct entry *en;
+    struct slot *en = NULL;
 
     switch (op->req.op) {
         case CCA_OP_CREATE:
-            en = cca_xcalloc(1, sizeof(*en));
-            cca_uuid_new(en->id);
-            en->busy = true;
-            op->entry = en;
-            op->new_entry = true;
-            op->new_doc = cca_dialog_new_doc(en->id, &op->req.create, op->received_wall);
-            run_op(e, op);
-            return;
+            /* A repeated key queues behind the dialog its first request made. */
+            if (op->req.idempotency_key != NULL)
+                en = create_key_find(e, op->req.idempotency_key);
+            if (en == NULL) {
+                start_create(e, op);
+                return;
+            }
+            break;
         case CCA_OP_CLEANUP_INACTIVE:
         case CCA_OP_CLEANUP_CLOSED:
             run_op(e, op);
             return;
         default:
+            pthread_mutex_lock(&e->lock);
+            en = index_find(e, op->req.id);
+            pthread_mutex_unlock(&e->lock);
             break;
     }
-    pthread_mutex_lock(&e->lock);
-    en = index_find(e, op->req.id);
-    pthread_mutex_unlock(&e->lock);
     if (en == NULL) {
         (void)cca_error_set(&op->err, CCA_ERR_NOT_FOUND, "dialog %s not found",
                             op->req.id);
@@ -884,11 +1037,25 @@ static void skip_one(void *ctx, const char *name, const char *why)
 static void load_one(void *ctx, const char *id, json_t *doc, char *bytes, size_t len)
 {
     struct cca_engine *e = ctx;
-    struct entry *en = cca_xcalloc(1, sizeof(*en));
+    struct slot *en = cca_xcalloc(1, sizeof(*en));
+
+    json_t *rec;
+    size_t i;
 
     memcpy(en->id, id, sizeof(en->id));
     entry_commit(e, en, doc, bytes, len, false);
     index_insert(e, en);
+    /* The create's Idempotency-Key, if it is still live, leads to this dialog. */
+    json_array_foreach (json_object_get(json_object_get(doc, "metadata"), "idempotency"),
+                        i, rec) {
+        const char *key = json_string_value(json_object_get(rec, "key"));
+
+        if (key != NULL && en->create_key == NULL && create_key_find(e, key) == NULL &&
+            cca_dialog_find_idempotency(doc, key, "create", cca_time_wall_ms(),
+                                        (int64_t)e->cfg->idempotency_ttl_s * 1000) !=
+                NULL)
+            create_key_add(e, en, key);
+    }
 }
 
 cca_rc cca_engine_new(const struct cca_engine_params *p, struct cca_engine **ret_engine,
@@ -905,6 +1072,9 @@ cca_rc cca_engine_new(const struct cca_engine_params *p, struct cca_engine **ret
     e->skip = p->skip;
     e->skip_ctx = p->skip_ctx;
     e->nbuckets = 1024;
+    cca_hist_init(&e->metrics.turn_seconds, cca_hist_seconds_bounds, cca_hist_seconds_n);
+    cca_hist_init(&e->metrics.overhead_seconds, cca_hist_seconds_bounds,
+                  cca_hist_seconds_n);
     e->buckets = cca_xcalloc(e->nbuckets, sizeof(*e->buckets));
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->cond, NULL);
@@ -936,16 +1106,17 @@ void cca_engine_free(struct cca_engine *e)
         pthread_join(e->thread, NULL);
     }
     for (size_t b = 0; b < e->nbuckets; b++) {
-        struct entry *en = e->buckets[b];
+        struct slot *en = e->buckets[b];
 
         while (en != NULL) {
-            struct entry *next = en->hnext;
+            struct slot *next = en->hnext;
 
             entry_free(en);
             en = next;
         }
     }
     free(e->buckets);
+    tdestroy(e->create_keys, create_key_free);
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->cond);
     pthread_cond_destroy(&e->idle);
@@ -982,7 +1153,7 @@ cca_rc cca_engine_submit(struct cca_engine *e, struct cca_engine_request *req,
 cca_rc cca_engine_get_document(struct cca_engine *e, const char *id, char **ret_bytes,
                                size_t *ret_len)
 {
-    struct entry *en;
+    struct slot *en;
     cca_rc rc = CCA_ERR_NOT_FOUND;
 
     pthread_mutex_lock(&e->lock);
@@ -1000,7 +1171,7 @@ cca_rc cca_engine_get_document(struct cca_engine *e, const char *id, char **ret_
 /* A new reference to the committed document of @id, or NULL. */
 static json_t *doc_ref(struct cca_engine *e, const char *id)
 {
-    struct entry *en;
+    struct slot *en;
     json_t *doc = NULL;
 
     pthread_mutex_lock(&e->lock);
@@ -1071,7 +1242,7 @@ cca_rc cca_engine_list(struct cca_engine *e, const struct cca_engine_query *q,
     pthread_mutex_lock(&e->lock);
     items = cca_xcalloc(e->count + 1, sizeof(*items));
     for (size_t b = 0; b < e->nbuckets; b++) {
-        for (struct entry *en = e->buckets[b]; en != NULL; en = en->hnext) {
+        for (struct slot *en = e->buckets[b]; en != NULL; en = en->hnext) {
             const char *cid;
 
             if (q->status >= 0 && (int)en->status != q->status)
@@ -1118,6 +1289,11 @@ cca_rc cca_engine_list(struct cca_engine *e, const struct cca_engine_query *q,
     free(items);
     *ret = out;
     return CCA_OK;
+}
+
+const struct cca_engine_metrics *cca_engine_get_metrics(const struct cca_engine *e)
+{
+    return &e->metrics;
 }
 
 void cca_engine_get_stats(struct cca_engine *e, struct cca_engine_stats *ret)

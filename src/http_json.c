@@ -23,6 +23,7 @@ static const struct {
     [CCA_ERR_NOT_FOUND] = {404, "not_found"},
     [CCA_ERR_CONFLICT] = {409, "conflict"},
     [CCA_ERR_LIMIT] = {409, "limit_reached"},
+    [CCA_ERR_MISMATCH] = {422, "idempotency_key_reused"},
     [CCA_ERR_TOO_LARGE] = {413, "body_too_large"},
     [CCA_ERR_IO] = {503, "storage_unavailable"},
     [CCA_ERR_NO_SPACE] = {507, "insufficient_storage"},

@@ -6,9 +6,11 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <uuid.h>
 
 #include "cca/dialog.h"
 #include "cca/llm.h"
+#include "cca/metrics.h"
 #include "cca/mem.h"
 #include "cca/text.h"
 
@@ -28,6 +30,61 @@ static void respond_rc(struct cca_http_request *r, cca_rc rc, const struct cca_e
     cca_http_respond_error(r, cca_http_status_of(rc), cca_http_code_of(rc), err->msg);
 }
 
+#define IDEMPOTENCY_KEY_MAX 255
+
+/*
+ * The Idempotency-Key of @r (draft-ietf-httpapi-idempotency-key-header: an
+ * sf-string; the quotes are optional here) into req->idempotency_key, and the
+ * request's fingerprint into req->request_hash: a name-based UUID (RFC 9562
+ * section 5.5, SHA-1, uuid_generate_sha1(3)) of the route, the dialog id and
+ * the body re-serialised with sorted keys, so a retry that reorders keys or
+ * whitespace is still the same request. Returns false with a 400 sent when
+ * the header is malformed; true otherwise (also without the header).
+ */
+static bool idempotency(struct cca_http_request *r, struct cca_engine_request *req)
+{
+    static const uuid_t ns = {0x6b, 0x1e, 0x2a, 0x51, 0x0c, 0x3d, 0x4f, 0x8e,
+                              0x9a, 0x57, 0x21, 0xd4, 0x7c, 0x90, 0x13, 0xe6};
+    const char *v =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Idempotency-Key");
+    size_t len = v != NULL ? strlen(v) : 0;
+    json_t *body;
+    char *canon;
+    char *name;
+    uuid_t out;
+
+    if (v == NULL)
+        return true;
+    if (len >= 2 && v[0] == '"' && v[len - 1] == '"') {
+        v++;
+        len -= 2;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (v[i] < 0x21 || v[i] > 0x7e || v[i] == '"' || v[i] == '\\')
+            len = 0;
+    }
+    if (len == 0 || len > IDEMPOTENCY_KEY_MAX) {
+        cca_http_respond_error(r, 400, "invalid_idempotency_key",
+                               "Idempotency-Key must be 1..255 visible ASCII characters");
+        return false;
+    }
+    req->idempotency_key = cca_xstrndup(v, len);
+    body = json_loadb(r->body ? r->body : "", r->body_len, 0, NULL);
+    canon = body != NULL
+                ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY)
+                : cca_xstrdup("");
+    name = cca_xmalloc(strlen(r->route->method) + strlen(r->route->pattern) +
+                       strlen(req->id) + strlen(canon) + 4);
+    (void)sprintf(name, "%s %s %s\n%s", r->route->method, r->route->pattern, req->id,
+                  canon);
+    uuid_generate_sha1(out, ns, name, strlen(name));
+    uuid_unparse_lower(out, req->request_hash);
+    free(name);
+    free(canon);
+    json_decref(body);
+    return true;
+}
+
 static void h_create(struct cca_http_request *r)
 {
     struct cca_engine_request req = {.op = CCA_OP_CREATE};
@@ -36,6 +93,10 @@ static void h_create(struct cca_http_request *r)
 
     if (rc != CCA_OK) {
         respond_rc(r, rc, &err);
+        return;
+    }
+    if (!idempotency(r, &req)) {
+        cca_dialog_create_cleanup(&req.create);
         return;
     }
     cca_http_submit(r, &req);
@@ -52,6 +113,10 @@ static void h_message(struct cca_http_request *r)
     rc = cca_http_parse_message(r->body, r->body_len, &req.text, &err);
     if (rc != CCA_OK) {
         respond_rc(r, rc, &err);
+        return;
+    }
+    if (!idempotency(r, &req)) {
+        free(req.text);
         return;
     }
     cca_http_submit(r, &req);
@@ -387,9 +452,88 @@ static void h_openapi(struct cca_http_request *r)
 /* ---- metrics ------------------------------------------------------------------------
  */
 
+static void render_engine(struct cca_engine *engine, FILE *out)
+{
+    static const char *const sources[] = {"reply=\"llm\"", "reply=\"offline\"",
+                                          "reply=\"degraded\""};
+    const struct cca_engine_metrics *m = cca_engine_get_metrics(engine);
+    struct cca_engine_stats st;
+    char labels[64];
+
+    cca_engine_get_stats(engine, &st);
+    cca_metrics_family(out, "cca_turns_total", "counter",
+                       "Customer turns committed, by who wrote the reply");
+    for (size_t i = 0; i < CCA_ARRAY_SIZE(sources); i++)
+        cca_metrics_sample(out, "cca_turns_total", sources[i],
+                           (double)atomic_load(&m->turns[i]));
+    cca_metrics_family(out, "cca_turn_duration_seconds", "histogram",
+                       "Turn time from receipt to durable commit");
+    cca_metrics_hist(out, "cca_turn_duration_seconds", NULL, &m->turn_seconds);
+    cca_metrics_family(out, "cca_turn_overhead_seconds", "histogram",
+                       "Turn time minus the time spent in LLM attempts");
+    cca_metrics_hist(out, "cca_turn_overhead_seconds", NULL, &m->overhead_seconds);
+    cca_metrics_family(out, "cca_turns_in_flight", "gauge",
+                       "Requests accepted by the engine and not yet answered");
+    cca_metrics_sample(out, "cca_turns_in_flight", NULL, (double)st.in_flight);
+    cca_metrics_family(out, "cca_idempotent_replays_total", "counter",
+                       "Requests answered from an Idempotency-Key record");
+    cca_metrics_sample(out, "cca_idempotent_replays_total", NULL,
+                       (double)atomic_load(&m->idempotent_replays));
+    cca_metrics_family(out, "cca_dialogs", "gauge", "Dialogs in the store, by status");
+    for (int s = 0; s < 3; s++) {
+        (void)snprintf(labels, sizeof(labels), "status=\"%s\"",
+                       cca_dialog_status_name((enum cca_dialog_status)s));
+        cca_metrics_sample(out, "cca_dialogs", labels, (double)st.dialogs[s]);
+    }
+}
+
+static void render_store(struct cca_store *store, FILE *out)
+{
+    const struct cca_store_metrics *m = cca_store_get_metrics(store);
+
+    cca_metrics_family(out, "cca_store_flush_duration_seconds", "histogram",
+                       "Time to make one batch of dialog writes durable");
+    cca_metrics_hist(out, "cca_store_flush_duration_seconds", NULL, &m->flush_seconds);
+    cca_metrics_family(out, "cca_store_batch_size", "histogram",
+                       "Writes and removals made durable by one flush (group commit)");
+    cca_metrics_hist(out, "cca_store_batch_size", NULL, &m->batch_writes);
+    cca_metrics_family(out, "cca_store_writes_total", "counter",
+                       "Dialog writes and removals, by result");
+    cca_metrics_sample(out, "cca_store_writes_total", "result=\"ok\"",
+                       (double)atomic_load(&m->writes));
+    cca_metrics_sample(out, "cca_store_writes_total", "result=\"error\"",
+                       (double)atomic_load(&m->errors));
+}
+
+/* The standard process_* families (Prometheus client library conventions). */
+static void render_process(struct cca_http *h, FILE *out)
+{
+    struct cca_process_stats ps;
+
+    cca_process_stats_read(&ps);
+    cca_metrics_family(out, "process_cpu_seconds_total", "counter",
+                       "User and system CPU time spent");
+    cca_metrics_sample(out, "process_cpu_seconds_total", NULL, ps.cpu_seconds);
+    cca_metrics_family(out, "process_resident_memory_bytes", "gauge",
+                       "Resident memory size");
+    cca_metrics_sample(out, "process_resident_memory_bytes", NULL, (double)ps.rss_bytes);
+    cca_metrics_family(out, "process_threads", "gauge", "Threads of the process");
+    cca_metrics_sample(out, "process_threads", NULL, ps.threads);
+    cca_metrics_family(out, "process_open_fds", "gauge", "Open file descriptors");
+    cca_metrics_sample(out, "process_open_fds", NULL, ps.open_fds);
+    cca_metrics_family(out, "process_max_fds", "gauge", "Limit of open file descriptors");
+    cca_metrics_sample(out, "process_max_fds", NULL, (double)ps.max_fds);
+    cca_metrics_family(out, "process_uptime_seconds", "gauge", "Seconds since start");
+    cca_metrics_sample(out, "process_uptime_seconds", NULL,
+                       (double)(cca_time_mono_ms() - h->started_mono) / 1000.0);
+}
+
 void cca_http_metrics_render(struct cca_http *h, FILE *out)
 {
     cca_http_server_metrics_render(h, out);
+    render_engine(h->engine, out);
+    render_store(h->store, out);
+    render_process(h, out);
 }
 
 static void h_metrics(struct cca_http_request *r)

@@ -23,6 +23,7 @@ typedef enum {
     CCA_ERR_NOT_FOUND,   /* no such dialog, file or entry */
     CCA_ERR_CONFLICT,    /* the object's state forbids the operation */
     CCA_ERR_LIMIT,       /* a configured cap on the object is reached */
+    CCA_ERR_MISMATCH,    /* an idempotency key repeated with a different request */
     CCA_ERR_TOO_LARGE,   /* a capped buffer would overflow */
     CCA_ERR_IO,          /* a system call on storage failed */
     CCA_ERR_NO_SPACE,    /* storage is full (ENOSPC, EDQUOT) */

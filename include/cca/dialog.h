@@ -137,6 +137,31 @@ json_t *cca_dialog_summary_view(json_t *doc);
 json_t *cca_dialog_close_view(json_t *doc);
 
 /*
+ * Idempotency records (IETF draft-ietf-httpapi-idempotency-key-header): the
+ * first response to a request that carried an Idempotency-Key, kept in the
+ * dialog it created or changed so a retry gets the same answer even after a
+ * restart: metadata.idempotency = [{key, operation ("create" or "message"),
+ * request_hash, created_at, response}]. Records older than @ttl_ms are
+ * dropped whenever a record is added.
+ *
+ * cca_dialog_find_idempotency - the record of @key for @operation in @doc
+ * that is younger than @ttl_ms at @now_ms (Unix ms), or NULL. Borrowed from
+ * @doc. Malformed records are ignored.
+ */
+json_t *cca_dialog_find_idempotency(json_t *doc, const char *key, const char *operation,
+                                    int64_t now_ms, int64_t ttl_ms);
+
+/*
+ * cca_dialog_with_idempotency - @doc plus a record {@key, @operation,
+ * @request_hash, created_at @now_ms, @response (borrowed, copied by
+ * reference)}, without the records older than @ttl_ms. @doc is borrowed and
+ * not changed. Returns a new reference.
+ */
+json_t *cca_dialog_with_idempotency(json_t *doc, const char *key, const char *operation,
+                                    const char *request_hash, json_t *response,
+                                    int64_t now_ms, int64_t ttl_ms);
+
+/*
  * Field accessors for a validated @doc (borrowed). Strings are borrowed from
  * @doc; NULL when the field is null.
  */

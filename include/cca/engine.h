@@ -13,6 +13,7 @@
 #include "cca/config.h"
 #include "cca/dialog.h"
 #include "cca/llm.h"
+#include "cca/metrics.h"
 #include "cca/router.h"
 #include "cca/store.h"
 
@@ -42,6 +43,12 @@ enum cca_engine_op {
 /*
  * struct cca_engine_request - one operation. Strings are owned by the struct
  * (new) and stolen by cca_engine_submit; @id is a canonical UUID.
+ * @idempotency_key: NULL, or the Idempotency-Key of a CREATE or MESSAGE
+ * (validated by the caller, at most 255 bytes, scoped by the caller to its
+ * client); @request_hash then fingerprints the request (see http_routes.c).
+ * A repeat with the same key and hash within IDEMPOTENCY_TTL_S gets the first
+ * result without running again (concurrent repeats wait for the first); the
+ * same key with another hash fails with CCA_ERR_MISMATCH.
  */
 struct cca_engine_request {
     enum cca_engine_op op;
@@ -51,6 +58,8 @@ struct cca_engine_request {
     char *reason;
     bool force;
     unsigned older_than_days;
+    char *idempotency_key;
+    char request_hash[37];
 };
 
 /*
@@ -59,7 +68,8 @@ struct cca_engine_request {
  * callee) or an error with @result NULL and detail in @err:
  * CCA_ERR_NOT_FOUND (no such dialog), CCA_ERR_CONFLICT (closed dialog, open
  * dialog without force), CCA_ERR_LIMIT
- * (MAX_DIALOG_MESSAGES reached), CCA_ERR_NO_SPACE / CCA_ERR_IO (the write
+ * (MAX_DIALOG_MESSAGES reached), CCA_ERR_MISMATCH (idempotency key reused with
+ * another request), CCA_ERR_NO_SPACE / CCA_ERR_IO (the write
  * failed; nothing changed), CCA_ERR_UNAVAILABLE (shutting down).
  * Results: create -> the 201 body; message -> the message response; close ->
  * the close view; delete -> {success, dialog_id, message}; cleanups -> their
@@ -149,6 +159,25 @@ struct cca_engine_stats {
     size_t dialogs[3]; /* by enum cca_dialog_status */
     size_t in_flight;  /* requests submitted and not yet answered */
 };
+
+/*
+ * struct cca_engine_metrics - counters since start (engine thread writes).
+ * @turns:            committed customer turns by reply source: [0] the LLM,
+ *                    [1] the offline responder (no key), [2] degraded (the
+ *                    LLM failed and the offline responder answered).
+ * @turn_seconds:     turn time from submit to durable commit.
+ * @overhead_seconds: the same minus the time spent waiting on LLM attempts.
+ * @idempotent_replays: requests answered from an idempotency record.
+ */
+struct cca_engine_metrics {
+    _Atomic uint64_t turns[3];
+    struct cca_hist turn_seconds;
+    struct cca_hist overhead_seconds;
+    _Atomic uint64_t idempotent_replays;
+};
+
+/* cca_engine_get_metrics - live counters, borrowed until cca_engine_free. Thread-safe. */
+const struct cca_engine_metrics *cca_engine_get_metrics(const struct cca_engine *engine);
 
 /* cca_engine_get_stats - fill *ret. Thread-safe. */
 void cca_engine_get_stats(struct cca_engine *engine, struct cca_engine_stats *ret);

@@ -1,0 +1,308 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Idempotent retries (Idempotency-Key on create and message): a repeat with
+ * the same key and body gets the first response without a second turn or LLM
+ * call, also after a restart and when the repeats arrive at once; the same key
+ * with another body is a 422.
+ */
+#include "cca_test.h"
+
+#include <dirent.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "harness.h"
+
+#define MSG_BODY "{\"message\": \"Какие у вас тарифы?\"}"
+#define CREATE_BODY                                                                      \
+    "{\"customer_info\": {\"name\": \"Ann\"}, \"initial_message\": \"Hello\"}"
+
+static char base_url[128];
+
+static void start_pair(struct proc *fake, struct proc *srv, char dir[64],
+                       unsigned latency)
+{
+    const char *env[] = {"OPENAI_API_KEY=sk-test", base_url, NULL};
+
+    h_tmpdir(dir);
+    h_fake_start(fake, dir, latency);
+    (void)snprintf(base_url, sizeof(base_url), "OPENAI_BASE_URL=http://127.0.0.1:%u/v1",
+                   fake->port);
+    h_server_start(srv, dir, env);
+}
+
+static void restart(struct proc *srv, const char *dir)
+{
+    const char *env[] = {"OPENAI_API_KEY=sk-test", base_url, NULL};
+
+    assert_int_equal(h_stop(srv), 0);
+    h_server_start(srv, dir, env);
+}
+
+/* POST @body to @path with "Idempotency-Key: @key"; the raw body in *ret_raw (new). */
+static long post_key(unsigned port, const char *path, const char *key, const char *body,
+                     char **ret_raw)
+{
+    char hdr[512];
+    const char *headers[] = {hdr, NULL};
+    struct h_req req = {.method = "POST", .path = path, .body = body, .headers = headers};
+    struct h_resp resp;
+    long st;
+
+    (void)snprintf(hdr, sizeof(hdr), "Idempotency-Key: %s", key);
+    st = h_request(port, &req, &resp);
+    if (ret_raw != NULL) {
+        *ret_raw = resp.raw;
+        resp.raw = NULL;
+    }
+    h_resp_free(&resp);
+    return st;
+}
+
+static long fake_requests(const struct proc *fake)
+{
+    json_t *stats = h_fake_get(fake, "/_fake/stats");
+    long n = (long)json_integer_value(json_object_get(stats, "requests"));
+
+    json_decref(stats);
+    return n;
+}
+
+static size_t message_count(unsigned port, const char *id)
+{
+    char path[128];
+    json_t *doc = NULL;
+    size_t n;
+
+    (void)snprintf(path, sizeof(path), "/api/v1/dialogue/%s", id);
+    assert_int_equal(h_http(port, "GET", path, NULL, NULL, &doc, NULL, NULL, 0), 200);
+    n = json_array_size(json_object_get(doc, "messages"));
+    json_decref(doc);
+    return n;
+}
+
+static size_t dialog_files(const char *dir)
+{
+    char path[128];
+    size_t n = 0;
+    struct dirent *e;
+    DIR *d;
+
+    (void)snprintf(path, sizeof(path), "%s/dialogs", dir);
+    d = opendir(path);
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL)
+        n += strstr(e->d_name, ".json") != NULL && e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static void test_message_repeat_and_restart(void **state)
+{
+    struct proc fake = {0}, srv = {0};
+    char dir[64];
+    char id[37];
+    char path[128];
+    char *first = NULL, *again = NULL, *other = NULL, *after = NULL;
+    json_t *err;
+    long calls;
+
+    (void)state;
+    start_pair(&fake, &srv, dir, 0);
+    h_create(srv.port, NULL, id);
+    (void)snprintf(path, sizeof(path), "/api/v1/dialogue/%s/message", id);
+    assert_int_equal(post_key(srv.port, path, "msg-1", MSG_BODY, &first), 200);
+    calls = fake_requests(&fake);
+    assert_true(calls >= 1);
+
+    /* Same key, same request (other whitespace, quoted key): same bytes back. */
+    assert_int_equal(post_key(srv.port, path, "\"msg-1\"",
+                              "{\"message\":\"Какие у вас тарифы?\"}", &again),
+                     200);
+    assert_string_equal(first, again);
+    assert_int_equal(fake_requests(&fake), calls);
+    assert_int_equal(message_count(srv.port, id), 2);
+
+    /* Same key, another body: 422 and nothing runs. */
+    assert_int_equal(
+        post_key(srv.port, path, "msg-1", "{\"message\": \"other\"}", &other), 422);
+    err = json_loads(other, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(err, "code")),
+                        "idempotency_key_reused");
+    json_decref(err);
+    assert_int_equal(message_count(srv.port, id), 2);
+
+    /* The record is on disk: after a restart the repeat still replays. */
+    restart(&srv, dir);
+    assert_int_equal(post_key(srv.port, path, "msg-1", MSG_BODY, &after), 200);
+    assert_string_equal(first, after);
+    assert_int_equal(fake_requests(&fake), calls);
+    assert_int_equal(message_count(srv.port, id), 2);
+
+    /* A closed dialog still answers a repeat with the first response. */
+    (void)snprintf(path, sizeof(path), "/api/v1/dialogue/%s/close", id);
+    assert_int_equal(h_http(srv.port, "POST", path, NULL, NULL, NULL, NULL, NULL, 0),
+                     200);
+    free(after);
+    (void)snprintf(path, sizeof(path), "/api/v1/dialogue/%s/message", id);
+    assert_int_equal(post_key(srv.port, path, "msg-1", MSG_BODY, &after), 200);
+    assert_string_equal(first, after);
+
+    free(first);
+    free(again);
+    free(other);
+    free(after);
+    assert_int_equal(h_stop(&srv), 0);
+    assert_int_equal(h_stop(&fake), 0);
+}
+
+static void test_create_repeat_and_restart(void **state)
+{
+    struct proc fake = {0}, srv = {0};
+    char dir[64];
+    char *first = NULL, *again = NULL, *other = NULL, *after = NULL;
+    const char *path = "/api/v1/dialogue/create";
+    long calls;
+
+    (void)state;
+    start_pair(&fake, &srv, dir, 0);
+    assert_int_equal(post_key(srv.port, path, "create-1", CREATE_BODY, &first), 201);
+    calls = fake_requests(&fake);
+    assert_int_equal(post_key(srv.port, path, "create-1", CREATE_BODY, &again), 201);
+    assert_string_equal(first, again);
+    assert_int_equal(fake_requests(&fake), calls);
+    assert_int_equal(dialog_files(dir), 1);
+    free(again);
+    /* Keys in another order are the same request. */
+    assert_int_equal(
+        post_key(srv.port, path, "create-1",
+                 "{\"initial_message\":\"Hello\",\"customer_info\":{\"name\":\"Ann\"}}",
+                 &again),
+        201);
+    assert_string_equal(first, again);
+    assert_int_equal(post_key(srv.port, path, "create-1", "{}", &other), 422);
+    assert_non_null(strstr(other, "idempotency_key_reused"));
+
+    /* Another key is another dialog. */
+    assert_int_equal(post_key(srv.port, path, "create-2", CREATE_BODY, NULL), 201);
+    assert_int_equal(dialog_files(dir), 2);
+
+    restart(&srv, dir);
+    assert_int_equal(post_key(srv.port, path, "create-1", CREATE_BODY, &after), 201);
+    assert_string_equal(first, after);
+    assert_int_equal(dialog_files(dir), 2);
+    assert_int_equal(fake_requests(&fake), calls * 2);
+
+    free(first);
+    free(again);
+    free(other);
+    free(after);
+    assert_int_equal(h_stop(&srv), 0);
+    assert_int_equal(h_stop(&fake), 0);
+}
+
+struct dup {
+    unsigned port;
+    const char *path;
+    const char *key;
+    const char *body;
+    long status;
+    char *raw;
+};
+
+static void *dup_thread(void *arg)
+{
+    struct dup *d = arg;
+
+    d->status = post_key(d->port, d->path, d->key, d->body, &d->raw);
+    return NULL;
+}
+
+/* N identical requests at once while the LLM takes 300 ms: one turn, one answer. */
+static void run_concurrent(unsigned port, const char *path, const char *key,
+                           const char *body, long want)
+{
+    enum { N = 8 };
+    struct dup d[N];
+    pthread_t th[N];
+
+    for (int i = 0; i < N; i++) {
+        d[i] = (struct dup){.port = port, .path = path, .key = key, .body = body};
+        assert_int_equal(pthread_create(&th[i], NULL, dup_thread, &d[i]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(d[i].status, want);
+        assert_string_equal(d[i].raw, d[0].raw);
+    }
+    for (int i = 0; i < N; i++)
+        free(d[i].raw);
+}
+
+static void test_concurrent_duplicates(void **state)
+{
+    struct proc fake = {0}, srv = {0};
+    char dir[64];
+    char id[37];
+    char path[128];
+    long before;
+
+    (void)state;
+    start_pair(&fake, &srv, dir, 300);
+    h_create(srv.port, NULL, id);
+    (void)snprintf(path, sizeof(path), "/api/v1/dialogue/%s/message", id);
+    before = fake_requests(&fake);
+    run_concurrent(srv.port, path, "same-turn", MSG_BODY, 200);
+    assert_int_equal(message_count(srv.port, id), 2);
+    /* One turn: at most a classification and a reply, never eight. */
+    assert_true(fake_requests(&fake) - before <= 2);
+
+    before = fake_requests(&fake);
+    run_concurrent(srv.port, "/api/v1/dialogue/create", "same-create", CREATE_BODY, 201);
+    assert_int_equal(dialog_files(dir), 2);
+    assert_true(fake_requests(&fake) - before <= 2);
+    assert_int_equal(h_stop(&srv), 0);
+    assert_int_equal(h_stop(&fake), 0);
+}
+
+static void test_bad_keys(void **state)
+{
+    static const char *const bad[] = {"\"\"", "has space", "k\"q", "\"open"};
+    struct proc srv = {0};
+    char dir[64];
+    char key[300];
+    char *raw = NULL;
+
+    (void)state;
+    h_tmpdir(dir);
+    h_server_start(&srv, dir, NULL);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(
+            post_key(srv.port, "/api/v1/dialogue/create", bad[i], "{}", &raw), 400);
+        assert_non_null(strstr(raw, "invalid_idempotency_key"));
+        free(raw);
+    }
+    memset(key, 'k', 256);
+    key[256] = '\0';
+    assert_int_equal(post_key(srv.port, "/api/v1/dialogue/create", key, "{}", NULL), 400);
+    key[255] = '\0';
+    assert_int_equal(post_key(srv.port, "/api/v1/dialogue/create", key, "{}", NULL), 201);
+    assert_int_equal(dialog_files(dir), 1);
+    assert_int_equal(h_stop(&srv), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_message_repeat_and_restart, h_kill_all),
+        cmocka_unit_test_teardown(test_create_repeat_and_restart, h_kill_all),
+        cmocka_unit_test_teardown(test_concurrent_duplicates, h_kill_all),
+        cmocka_unit_test_teardown(test_bad_keys, h_kill_all),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+
+    h_remove_tmpdirs();
+    return rc;
+}
