@@ -204,6 +204,40 @@ static void test_ids_and_time(void **state)
     assert_false(cca_time_parse("2023-11-14T22:13:20", &ms));
 }
 
+/* Idempotency records: found while younger than the TTL, pruned after it, copy-on-write.
+ */
+static void test_idempotency_records(void **state)
+{
+    const int64_t t0 = 1700000000000, ttl = 60000;
+    json_t *doc = new_doc();
+    json_t *resp = json_pack("{s:s}", "response", "first");
+    json_t *a = cca_dialog_with_idempotency(doc, "k1", "message", "h1", resp, t0, ttl);
+    json_t *b;
+    json_t *rec;
+
+    (void)state;
+    assert_null(cca_dialog_find_idempotency(doc, "k1", "message", t0, ttl));
+    rec = cca_dialog_find_idempotency(a, "k1", "message", t0 + ttl - 1, ttl);
+    assert_non_null(rec);
+    assert_string_equal(json_string_value(json_object_get(rec, "request_hash")), "h1");
+    assert_true(json_equal(json_object_get(rec, "response"), resp));
+    assert_null(cca_dialog_find_idempotency(a, "k1", "create", t0, ttl));
+    assert_null(cca_dialog_find_idempotency(a, "k2", "message", t0, ttl));
+    assert_null(cca_dialog_find_idempotency(a, "k1", "message", t0 + ttl, ttl));
+    /* Adding after the TTL drops the old record; the older document keeps it. */
+    b = cca_dialog_with_idempotency(a, "k2", "create", "h2", resp, t0 + ttl, ttl);
+    assert_int_equal(
+        json_array_size(json_object_get(json_object_get(b, "metadata"), "idempotency")),
+        1);
+    assert_non_null(cca_dialog_find_idempotency(b, "k2", "create", t0 + ttl, ttl));
+    assert_non_null(cca_dialog_find_idempotency(a, "k1", "message", t0, ttl));
+    assert_int_equal(cca_dialog_validate(b, NULL, NULL), CCA_OK);
+    json_decref(b);
+    json_decref(a);
+    json_decref(resp);
+    json_decref(doc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -213,6 +247,7 @@ int main(void)
         cmocka_unit_test(test_dump_and_history),
         cmocka_unit_test(test_validate_rejects),
         cmocka_unit_test(test_ids_and_time),
+        cmocka_unit_test(test_idempotency_records),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
