@@ -335,6 +335,28 @@ long h_http(unsigned port, const char *method, const char *path, const char *bod
     return status;
 }
 
+double h_metric(unsigned port, const char *series)
+{
+    char *raw = NULL;
+    size_t n = strlen(series);
+    double v = -1;
+
+    if (h_http(port, "GET", "/metrics", NULL, NULL, NULL, &raw, NULL, 0) != 200) {
+        free(raw);
+        return -1;
+    }
+    for (const char *line = raw; line != NULL && *line != '\0';) {
+        if (strncmp(line, series, n) == 0 && line[n] == ' ') {
+            v = strtod(line + n + 1, NULL);
+            break;
+        }
+        line = strchr(line, '\n');
+        line = line ? line + 1 : NULL;
+    }
+    free(raw);
+    return v;
+}
+
 long h_fake_post(const struct proc *fake, const char *path, const char *body)
 {
     return h_http(fake->port, "POST", path, body, NULL, NULL, NULL, NULL, 0);

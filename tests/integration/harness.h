@@ -83,6 +83,12 @@ long h_fake_post(const struct proc *fake, const char *path, const char *body);
 /* GET a fake endpoint as JSON (new reference). */
 json_t *h_fake_get(const struct proc *fake, const char *path);
 
+/*
+ * h_metric - the value of one series of GET /metrics, named exactly as in the
+ * exposition text, e.g. "cca_turns_total{reply=\"offline\"}"; -1 when absent.
+ */
+double h_metric(unsigned port, const char *series);
+
 /* cmocka teardown: SIGKILL every child a failed test left running. */
 int h_kill_all(void **state);
 

@@ -759,6 +759,48 @@ static void test_graceful_shutdown(void **state)
     assert_int_equal(h_stop(&fake), 0);
 }
 
+/* GET /metrics: Prometheus text, counters move with traffic, no id in any label. */
+static void test_metrics(void **state)
+{
+    char dir[64];
+    struct proc srv = {0};
+    char id[37];
+    char path[128];
+    char *raw = NULL;
+    double turns, writes, flushes;
+
+    (void)state;
+    h_tmpdir(dir);
+    h_server_start(&srv, dir, NULL);
+    turns = h_metric(srv.port, "cca_turns_total{reply=\"offline\"}");
+    writes = h_metric(srv.port, "cca_store_writes_total{result=\"ok\"}");
+    flushes = h_metric(srv.port, "cca_store_flush_duration_seconds_count");
+    assert_true(turns == 0 && writes == 0 && flushes == 0);
+    assert_true(h_metric(srv.port, "process_threads") >= 4);
+    assert_true(h_metric(srv.port, "process_resident_memory_bytes") > 1e6);
+
+    h_create(srv.port, "Не могу войти в личный кабинет", id);
+    (void)snprintf(path, sizeof(path), "/api/v1/dialogue/%s/message", id);
+    assert_int_equal(h_http(srv.port, "POST", path, "{\"message\": \"Какие тарифы?\"}",
+                            NULL, NULL, NULL, NULL, 0),
+                     200);
+    assert_true(h_metric(srv.port, "cca_turns_total{reply=\"offline\"}") == turns + 2);
+    assert_true(h_metric(srv.port, "cca_store_writes_total{result=\"ok\"}") ==
+                writes + 2);
+    assert_true(h_metric(srv.port, "cca_store_flush_duration_seconds_count") >= 2);
+    assert_true(h_metric(srv.port, "cca_turn_duration_seconds_count") == 2);
+    assert_true(h_metric(srv.port, "cca_dialogs{status=\"active\"}") == 1);
+    assert_true(h_metric(srv.port, "cca_turns_in_flight") == 0);
+
+    assert_int_equal(h_http(srv.port, "GET", "/metrics", NULL, NULL, NULL, &raw, NULL, 0),
+                     200);
+    assert_non_null(strstr(raw, "# TYPE cca_turn_duration_seconds histogram"));
+    assert_non_null(strstr(raw, "cca_turn_duration_seconds_bucket{le=\"+Inf\"} 2"));
+    assert_null(strstr(raw, id));
+    free(raw);
+    assert_int_equal(h_stop(&srv), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -771,6 +813,7 @@ int main(void)
         cmocka_unit_test_teardown(test_concurrent_messages_one_dialog, h_kill_all),
         cmocka_unit_test_teardown(test_200_concurrent_turns, h_kill_all),
         cmocka_unit_test_teardown(test_graceful_shutdown, h_kill_all),
+        cmocka_unit_test_teardown(test_metrics, h_kill_all),
     };
     int rc;
 
