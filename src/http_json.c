@@ -90,6 +90,11 @@ static cca_rc load_object(const char *body, size_t len, json_t **ret,
         return cca_error_set(err, CCA_ERR_PARSE,
                              "request body is empty; expected a JSON object");
     root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL && json_error_code(&jerr) == json_error_numeric_overflow)
+        /* Well-formed JSON, but no field of ours takes a number this large. */
+        return cca_error_set(err, CCA_ERR_INVALID,
+                             "number out of range at line %d column %d: %s", jerr.line,
+                             jerr.column, jerr.text);
     if (root == NULL)
         return cca_error_set(err, CCA_ERR_PARSE,
                              "malformed JSON at line %d column %d: %s", jerr.line,
