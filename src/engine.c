@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "cca/engine.h"
+#include "cca/log.h"
 #include "cca/mem.h"
 #include "cca/text.h"
 
@@ -659,6 +660,15 @@ static void on_llm_result(struct cca_engine *e, struct op *op)
 
     op->tokens += res->total_tokens;
     op->llm_ms += res->upstream_ms;
+    if (res->rc != CCA_OK)
+        /* res->error is short and scrubbed of the key by llm.c */
+        cca_log(LOG_WARNING,
+                "llm call failed dialog=%s stage=%s rc=%s http_status=%ld attempts=%u "
+                "upstream_ms=%lld error='%s'%s",
+                op->entry->id, op->stage == STAGE_CLASSIFY ? "classify" : "reply",
+                cca_strerror(res->rc), res->http_status, res->attempts,
+                (long long)res->upstream_ms, res->error,
+                op->stage == STAGE_CLASSIFY ? " fallback=keyword" : " degraded=1");
     if (op->stage == STAGE_CLASSIFY) {
         if (res->rc != CCA_OK || !apply_classification(op, res->content)) {
             /* Unusable answer: a first message takes the keyword best, if any. */

@@ -505,6 +505,39 @@ static void render_store(struct cca_store *store, FILE *out)
                        (double)atomic_load(&m->errors));
 }
 
+/* LLM client families; absent in offline mode (no OPENAI_API_KEY). */
+static void render_llm(struct cca_llm *llm, FILE *out)
+{
+    const struct cca_llm_metrics *m;
+    char labels[64];
+
+    if (llm == NULL)
+        return;
+    m = cca_llm_get_metrics(llm);
+    cca_metrics_family(out, "cca_llm_calls_total", "counter",
+                       "LLM calls (all attempts of one call) by final outcome");
+    for (int i = 0; i < CCA_LLM_OUTCOME_COUNT; i++) {
+        (void)snprintf(labels, sizeof(labels), "outcome=\"%s\"",
+                       cca_llm_outcome_name((enum cca_llm_outcome)i));
+        cca_metrics_sample(out, "cca_llm_calls_total", labels,
+                           (double)atomic_load(&m->calls[i]));
+    }
+    cca_metrics_family(out, "cca_llm_retries_total", "counter",
+                       "LLM attempts after the first of a call");
+    cca_metrics_sample(out, "cca_llm_retries_total", NULL,
+                       (double)atomic_load(&m->retries));
+    cca_metrics_family(out, "cca_llm_tokens_total", "counter",
+                       "Tokens reported in usage by successful calls");
+    cca_metrics_sample(out, "cca_llm_tokens_total", "kind=\"prompt\"",
+                       (double)atomic_load(&m->prompt_tokens));
+    cca_metrics_sample(out, "cca_llm_tokens_total", "kind=\"completion\"",
+                       (double)atomic_load(&m->completion_tokens));
+    cca_metrics_family(out, "cca_llm_upstream_duration_seconds", "histogram",
+                       "Duration of LLM attempts that got an HTTP response");
+    cca_metrics_hist(out, "cca_llm_upstream_duration_seconds", NULL,
+                     &m->upstream_seconds);
+}
+
 /* The standard process_* families (Prometheus client library conventions). */
 static void render_process(struct cca_http *h, FILE *out)
 {
@@ -533,6 +566,7 @@ void cca_http_metrics_render(struct cca_http *h, FILE *out)
     cca_http_server_metrics_render(h, out);
     render_engine(h->engine, out);
     render_store(h->store, out);
+    render_llm(h->llm, out);
     render_process(h, out);
 }
 

@@ -39,6 +39,16 @@
  *     answer; a truncated transfer shows up as a curl error and is retried);
  *   - a body over max_response_bytes is CCA_ERR_UPSTREAM, not retried.
  *
+ * Metrics (struct cca_llm_metrics): finish() counts every call once by its
+ * outcome (the cause of its last failed attempt, see call_outcome), its
+ * retries and, on success, its tokens; attempt_done() observes the duration
+ * of every attempt that got an HTTP response. Relaxed atomics: readers only
+ * need each counter to be monotonic.
+ *
+ * The body parsers are pure functions (cca_llm_parse_response,
+ * cca_llm_error_reason, cca_llm_parse_retry_after) so they can be unit-tested
+ * and fuzzed without a network.
+ *
  * Nothing here logs. Error strings are short, never contain the request or
  * response body, and are scrubbed of the API key as a last line of defence.
  */
@@ -48,6 +58,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,8 +95,10 @@ struct call {
     void *ctx;
     CURL *easy; /* non-NULL while an attempt runs */
     int64_t attempt_start_ms;
-    int64_t timer_at; /* next attempt, while in the heap */
-    char *resp;       /* response body of this attempt */
+    int64_t attempt_start_us;
+    enum cca_llm_outcome outcome; /* cause of the last failed attempt */
+    int64_t timer_at;             /* next attempt, while in the heap */
+    char *resp;                   /* response body of this attempt */
     size_t resp_len, resp_cap;
     bool resp_too_large;
     char retry_after[64]; /* raw header values, "" if absent */
@@ -118,6 +131,9 @@ struct cca_llm {
     struct call *q_head, *q_tail;
     bool stopping;
     struct cca_llm_status status;
+
+    /* atomics, written on the LLM thread */
+    struct cca_llm_metrics metrics;
 
     /* LLM thread only */
     int64_t curl_timer_at; /* -1: no curl timer */
@@ -376,17 +392,50 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 /* ------------------------------------------------------------ call end */
 
 /*
+ * The metric label of a call that ended with @rc (see enum cca_llm_outcome).
+ * A failed call is labelled by the cause of its last failed attempt, kept in
+ * c->outcome: when the deadline stopped a retry after a 429, that is
+ * "rate_limited"; "timeout" when the deadline cut an attempt in flight or came
+ * before the first one.
+ */
+static enum cca_llm_outcome call_outcome(const struct call *c, cca_rc rc)
+{
+    if (rc == CCA_OK)
+        return CCA_LLM_OK;
+    if (rc == CCA_ERR_UNAVAILABLE)
+        return CCA_LLM_CANCELLED;
+    return c->outcome;
+}
+
+/*
  * finish - complete @c with @rc (error text already in c->result.error unless
- * @rc is CCA_OK), update the status, call the callback and free the call.
- * LLM thread only; the call must not be in the heap, the FIFO or the multi.
+ * @rc is CCA_OK), update the status and the metrics, call the callback and
+ * free the call. LLM thread only; the call must not be in the heap, the FIFO
+ * or the multi.
  */
 static void finish(struct cca_llm *llm, struct call *c, cca_rc rc, int64_t latency_ms)
 {
+    struct cca_llm_metrics *m = &llm->metrics;
+    enum cca_llm_outcome outcome;
+
     c->result.rc = rc;
     if (rc == CCA_OK)
         c->result.error[0] = '\0';
     else if (c->result.error[0] == '\0')
         set_error(llm, c, "%s", cca_strerror(rc));
+    outcome = call_outcome(c, rc);
+
+    atomic_fetch_add_explicit(&m->calls[outcome], 1, memory_order_relaxed);
+    if (c->result.attempts > 1)
+        atomic_fetch_add_explicit(&m->retries, c->result.attempts - 1,
+                                  memory_order_relaxed);
+    if (rc == CCA_OK) {
+        atomic_fetch_add_explicit(&m->prompt_tokens, (uint64_t)c->result.prompt_tokens,
+                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&m->completion_tokens,
+                                  (uint64_t)c->result.completion_tokens,
+                                  memory_order_relaxed);
+    }
 
     pthread_mutex_lock(&llm->lock);
     llm->status.calls++;
@@ -457,6 +506,7 @@ static void attempt_start(struct cca_llm *llm, struct call *c)
     easy = pool_get(llm);
     if (easy == NULL) {
         set_error(llm, c, "curl_easy_init failed");
+        c->outcome = CCA_LLM_CONNECT_ERROR;
         finish(llm, c, CCA_ERR_UPSTREAM, 0);
         return;
     }
@@ -485,6 +535,15 @@ static void attempt_start(struct cca_llm *llm, struct call *c)
            (long)(left < llm->connect_timeout_ms ? left : llm->connect_timeout_ms));
     SETOPT(easy, CURLOPT_TIMEOUT_MS, (long)(left < LONG_MAX ? left : LONG_MAX));
     SETOPT(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075700
+    /*
+     * Removing a transfer still resolving a name (the deadline cut it) must
+     * not wait for the threaded resolver: that would stall every call on
+     * this thread for as long as a slow DNS server takes.
+     */
+    if (res == CURLE_OK)
+        (void)curl_easy_setopt(easy, CURLOPT_QUICK_EXIT, 1L);
+#endif
     SETOPT(easy, CURLOPT_USERAGENT, "cca/0.1");
     if (llm->pipewait)
         SETOPT(easy, CURLOPT_PIPEWAIT, 1L);
@@ -492,59 +551,71 @@ static void attempt_start(struct cca_llm *llm, struct call *c)
         set_error(llm, c, "curl setup failed: %s", curl_easy_strerror(res));
         pool_put(llm, easy);
         c->easy = NULL;
+        c->outcome = CCA_LLM_CONNECT_ERROR;
         finish(llm, c, CCA_ERR_UPSTREAM, 0);
         return;
     }
 
     c->attempt_start_ms = now;
+    c->attempt_start_us = cca_time_mono_us();
     c->result.attempts++;
     if (curl_multi_add_handle(llm->multi, easy) != CURLM_OK) {
         set_error(llm, c, "curl_multi_add_handle failed");
         pool_put(llm, easy);
         c->easy = NULL;
+        c->outcome = CCA_LLM_CONNECT_ERROR;
         finish(llm, c, CCA_ERR_UPSTREAM, 0);
         return;
     }
     active_link(llm, c);
 }
 
-/* Retry-After / retry-after-ms of the last response in ms, or -1. */
-static int64_t retry_after_ms(const struct call *c)
+/*
+ * Parse a non-negative decimal integer that fills all of @s (no sign, no
+ * space). Saturates at INT64_MAX. Returns false when @s is not one.
+ */
+static bool parse_uint(const char *s, int64_t *ret)
 {
-    const char *v = c->retry_after;
-    char *end = NULL;
-    long long n;
+    int64_t v = 0;
 
-    if (c->retry_after_ms[0] != '\0') {
-        errno = 0;
-        n = strtoll(c->retry_after_ms, &end, 10);
-        if (errno == 0 && *end == '\0' && n >= 0)
-            return n > LLM_RETRY_AFTER_MAX ? LLM_RETRY_AFTER_MAX : n;
+    if (*s == '\0')
+        return false;
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9')
+            return false;
+        if (v > (INT64_MAX - 9) / 10)
+            v = INT64_MAX;
+        else
+            v = v * 10 + (*s - '0');
     }
-    if (v[0] == '\0')
+    *ret = v;
+    return true;
+}
+
+int64_t cca_llm_parse_retry_after(const char *value, const char *ms_value, int64_t now)
+{
+    int64_t n;
+    time_t t;
+
+    if (ms_value != NULL && parse_uint(ms_value, &n))
+        return n > LLM_RETRY_AFTER_MAX ? LLM_RETRY_AFTER_MAX : n;
+    if (value == NULL || value[0] == '\0')
         return -1;
-    if (v[0] >= '0' && v[0] <= '9') {
+    if (value[0] >= '0' && value[0] <= '9') {
         /* delay-seconds = 1*DIGIT */
-        errno = 0;
-        n = strtoll(v, &end, 10);
-        if (*end != '\0')
+        if (!parse_uint(value, &n))
             return -1;
-        if (errno == ERANGE || n > LLM_RETRY_AFTER_MAX / 1000)
-            return LLM_RETRY_AFTER_MAX;
-        return n * 1000;
-    } else {
-        /* HTTP-date */
-        time_t t = curl_getdate(v, NULL);
-        time_t now = time(NULL);
-
-        if (t == (time_t)-1)
-            return -1;
-        if (t <= now)
-            return 0;
-        if ((int64_t)(t - now) > LLM_RETRY_AFTER_MAX / 1000)
-            return LLM_RETRY_AFTER_MAX;
-        return (int64_t)(t - now) * 1000;
+        return n > LLM_RETRY_AFTER_MAX / 1000 ? LLM_RETRY_AFTER_MAX : n * 1000;
     }
+    /* HTTP-date: IMF-fixdate, or the obsolete RFC 850 and asctime forms */
+    t = curl_getdate(value, NULL);
+    if (t == (time_t)-1)
+        return -1;
+    if ((int64_t)t <= now)
+        return 0;
+    if ((int64_t)t - now > LLM_RETRY_AFTER_MAX / 1000)
+        return LLM_RETRY_AFTER_MAX;
+    return ((int64_t)t - now) * 1000;
 }
 
 static int64_t backoff_ms(struct cca_llm *llm, unsigned retry)
@@ -576,7 +647,8 @@ static void retry_or_finish(struct cca_llm *llm, struct call *c, int64_t now)
         finish(llm, c, CCA_ERR_UPSTREAM, 0);
         return;
     }
-    delay = retry_after_ms(c);
+    delay =
+        cca_llm_parse_retry_after(c->retry_after, c->retry_after_ms, (int64_t)time(NULL));
     if (delay < 0)
         delay = backoff_ms(llm, c->result.attempts);
     if (now + delay >= c->deadline_ms) {
@@ -609,87 +681,144 @@ static bool curl_code_is_transient(CURLcode code)
     }
 }
 
-/* Append " (code)" when an OpenAI error body has a short, safe "error.code". */
-static void http_error_reason(struct cca_llm *llm, struct call *c, long status)
+/* Is @s a short identifier ([A-Za-z0-9_.-], 1..40 bytes)? */
+static bool safe_ident(const char *s)
 {
-    json_t *root = NULL;
-    const char *code = NULL;
-    size_t i, n;
+    size_t i, n = s != NULL ? strlen(s) : 0;
 
-    if (c->resp_len > 0)
-        root = json_loadb(c->resp, c->resp_len, 0, NULL);
-    if (json_is_object(root)) {
-        json_t *err = json_object_get(root, "error");
-
-        code = json_string_value(json_object_get(err, "code"));
-        if (code == NULL)
-            code = json_string_value(json_object_get(err, "type"));
-    }
-    n = code ? strlen(code) : 0;
     if (n == 0 || n > 40)
-        code = NULL;
-    for (i = 0; code != NULL && i < n; i++) {
-        char ch = code[i];
+        return false;
+    for (i = 0; i < n; i++) {
+        char ch = s[i];
 
         if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
               (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.'))
+            return false;
+    }
+    return true;
+}
+
+void cca_llm_error_reason(long status, const char *body, size_t len, char *out,
+                          size_t size)
+{
+    json_t *root = NULL;
+    const char *code = NULL;
+
+    if (out == NULL || size == 0)
+        return;
+    if (body != NULL && len > 0)
+        root = json_loadb(body, len, 0, NULL);
+    if (json_is_object(root)) {
+        json_t *err = json_object_get(root, "error");
+
+        /* "code" is often null (e.g. for 5xx): then "type" says what happened */
+        code = json_string_value(json_object_get(err, "code"));
+        if (!safe_ident(code))
+            code = json_string_value(json_object_get(err, "type"));
+        if (!safe_ident(code))
             code = NULL;
     }
     if (code != NULL)
-        set_error(llm, c, "HTTP %ld (%s)", status, code);
+        snprintf(out, size, "HTTP %ld (%s)", status, code);
     else
-        set_error(llm, c, "HTTP %ld", status);
+        snprintf(out, size, "HTTP %ld", status);
     json_decref(root);
+}
+
+/* A "usage" count: a non-negative number, clamped to 0..LONG_MAX; 0 otherwise. */
+static long usage_count(json_t *usage, const char *name)
+{
+    json_t *v = json_object_get(usage, name);
+    double d;
+
+    if (!json_is_number(v))
+        return 0;
+    d = json_number_value(v);
+    if (!(d > 0)) /* negative or NaN */
+        return 0;
+    if (d >= (double)LONG_MAX)
+        return LONG_MAX;
+    return (long)d;
+}
+
+cca_rc cca_llm_parse_response(const char *body, size_t len, struct cca_llm_result *ret)
+{
+    json_t *root = NULL, *choice, *msg, *content, *usage;
+    const char *why = NULL;
+    size_t n;
+
+    ret->content = NULL;
+    ret->prompt_tokens = ret->completion_tokens = ret->total_tokens = 0;
+    /*
+     * Integers as reals: a usage count beyond 2^63 must not make a good answer
+     * "malformed" (jansson rejects such integers otherwise).
+     */
+    root = json_loadb(body != NULL ? body : "", body != NULL ? len : 0,
+                      JSON_DECODE_INT_AS_REAL, NULL);
+    if (root == NULL) {
+        why = "malformed JSON in response";
+        goto out;
+    }
+    if (!json_is_object(root)) {
+        why = "response is not a JSON object";
+        goto out;
+    }
+    choice = json_array_get(json_object_get(root, "choices"), 0);
+    if (!json_is_object(choice)) {
+        why = "no choices in response";
+        goto out;
+    }
+    msg = json_object_get(choice, "message");
+    content = json_object_get(msg, "content");
+    n = json_string_length(content);
+    if (!json_is_string(content) || n == 0) {
+        if (json_is_string(json_object_get(msg, "refusal")))
+            why = "model refused, no content in response";
+        else
+            why = "no content in response";
+        goto out;
+    }
+    ret->content = cca_xmalloc(n + 1);
+    memcpy(ret->content, json_string_value(content), n + 1);
+
+    usage = json_object_get(root, "usage");
+    ret->prompt_tokens = usage_count(usage, "prompt_tokens");
+    ret->completion_tokens = usage_count(usage, "completion_tokens");
+    ret->total_tokens = usage_count(usage, "total_tokens");
+
+out:
+    json_decref(root);
+    snprintf(ret->error, sizeof(ret->error), "%s", why != NULL ? why : "");
+    return why != NULL ? CCA_ERR_UPSTREAM : CCA_OK;
 }
 
 /* Parse a 2xx body into c->result. Returns true on success. */
 static bool parse_success(struct cca_llm *llm, struct call *c)
 {
-    json_t *root = NULL, *choice, *msg, *content, *usage;
-    bool ok = false;
+    if (cca_llm_parse_response(c->resp, c->resp_len, &c->result) == CCA_OK)
+        return true;
+    redact(llm, c->result.error);
+    return false;
+}
 
-    root = json_loadb(c->resp ? c->resp : "", c->resp_len, 0, NULL);
-    if (root == NULL) {
-        set_error(llm, c, "malformed JSON in response");
-        goto out;
-    }
-    if (!json_is_object(root)) {
-        set_error(llm, c, "response is not a JSON object");
-        goto out;
-    }
-    choice = json_array_get(json_object_get(root, "choices"), 0);
-    if (!json_is_object(choice)) {
-        set_error(llm, c, "no choices in response");
-        goto out;
-    }
-    msg = json_object_get(choice, "message");
-    content = json_object_get(msg, "content");
-    if (!json_is_string(content)) {
-        if (json_is_string(json_object_get(msg, "refusal")))
-            set_error(llm, c, "model refused, no content in response");
-        else
-            set_error(llm, c, "no content in response");
-        goto out;
-    }
-    c->result.content = cca_xmalloc(json_string_length(content) + 1);
-    memcpy(c->result.content, json_string_value(content),
-           json_string_length(content) + 1);
+/* "HTTP <status> (<code>)" of the last response into c->result.error. */
+static void http_error_reason(struct cca_llm *llm, struct call *c, long status)
+{
+    cca_llm_error_reason(status, c->resp, c->resp_len, c->result.error,
+                         sizeof(c->result.error));
+    redact(llm, c->result.error);
+}
 
-    usage = json_object_get(root, "usage");
-    if (json_is_integer(json_object_get(usage, "prompt_tokens")))
-        c->result.prompt_tokens =
-            (long)json_integer_value(json_object_get(usage, "prompt_tokens"));
-    if (json_is_integer(json_object_get(usage, "completion_tokens")))
-        c->result.completion_tokens =
-            (long)json_integer_value(json_object_get(usage, "completion_tokens"));
-    if (json_is_integer(json_object_get(usage, "total_tokens")))
-        c->result.total_tokens =
-            (long)json_integer_value(json_object_get(usage, "total_tokens"));
-    ok = true;
-
-out:
-    json_decref(root);
-    return ok;
+/* The metric label of an HTTP error @status (not 2xx). */
+static enum cca_llm_outcome status_outcome(long status)
+{
+    if (status == 401 || status == 403)
+        return CCA_LLM_AUTH_ERROR;
+    if (status == 429)
+        return CCA_LLM_RATE_LIMITED;
+    if (status >= 500)
+        return CCA_LLM_SERVER_ERROR;
+    return CCA_LLM_CLIENT_ERROR;
 }
 
 /* The transfer of @c ended with @code: classify it. */
@@ -703,6 +832,9 @@ static void attempt_done(struct cca_llm *llm, struct call *c, CURLcode code)
     attempt_detach(llm, c);
     c->result.upstream_ms += took;
     c->result.http_status = status;
+    if (status != 0)
+        cca_hist_observe_us(&llm->metrics.upstream_seconds,
+                            cca_time_mono_us() - c->attempt_start_us);
 
     pthread_mutex_lock(&llm->lock);
     llm->status.last_http_status = status;
@@ -711,19 +843,23 @@ static void attempt_done(struct cca_llm *llm, struct call *c, CURLcode code)
     pthread_mutex_unlock(&llm->lock);
 
     if (code == CURLE_OK && status >= 200 && status < 300) {
-        if (parse_success(llm, c))
+        if (parse_success(llm, c)) {
             finish(llm, c, CCA_OK, took);
-        else
+        } else {
+            c->outcome = CCA_LLM_BAD_RESPONSE;
             finish(llm, c, CCA_ERR_UPSTREAM, 0);
+        }
         return;
     }
     if (c->resp_too_large) {
         set_error(llm, c, "response larger than %zu bytes", llm->max_response_bytes);
+        c->outcome = CCA_LLM_BAD_RESPONSE;
         finish(llm, c, CCA_ERR_UPSTREAM, 0);
         return;
     }
     if (code == CURLE_OK) {
         http_error_reason(llm, c, status);
+        c->outcome = status_outcome(status);
         if (status == 408 || status == 429 || status >= 500)
             retry_or_finish(llm, c, now);
         else
@@ -732,6 +868,7 @@ static void attempt_done(struct cca_llm *llm, struct call *c, CURLcode code)
     }
     if (code == CURLE_OPERATION_TIMEDOUT && now + LLM_DEADLINE_SLACK >= c->deadline_ms) {
         set_error(llm, c, "deadline reached after %u attempts", c->result.attempts);
+        c->outcome = CCA_LLM_TIMEOUT;
         finish(llm, c, CCA_ERR_TIMEOUT, 0);
         return;
     }
@@ -743,6 +880,8 @@ static void attempt_done(struct cca_llm *llm, struct call *c, CURLcode code)
         set_error(llm, c, "timeout");
     else
         set_error(llm, c, "%s", c->errbuf[0] ? c->errbuf : curl_easy_strerror(code));
+    /* an attempt timeout short of the deadline is the connect timeout */
+    c->outcome = CCA_LLM_CONNECT_ERROR;
     if (curl_code_is_transient(code))
         retry_or_finish(llm, c, now);
     else
@@ -998,6 +1137,8 @@ cca_rc cca_llm_new(const struct cca_llm_params *params, struct cca_llm **ret_llm
      */
     llm->pipewait = strncmp(llm->url, "https://", 8) == 0;
     llm->pool = cca_xcalloc(LLM_POOL_MAX, sizeof(*llm->pool));
+    cca_hist_init(&llm->metrics.upstream_seconds, cca_hist_seconds_bounds,
+                  cca_hist_seconds_n);
 
     if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
         seed = (uint64_t)cca_time_wall_ms() ^ (uint64_t)(uintptr_t)llm;
@@ -1149,6 +1290,7 @@ cca_rc cca_llm_submit(struct cca_llm *llm, struct cca_llm_request *req,
     c->body_len = strlen(s);
     s = NULL;
     c->deadline_ms = req->deadline_ms;
+    c->outcome = CCA_LLM_TIMEOUT; /* until an attempt fails otherwise */
     c->done = done;
     c->ctx = ctx;
 
@@ -1184,6 +1326,30 @@ void cca_llm_get_status(struct cca_llm *llm, struct cca_llm_status *ret)
     pthread_mutex_lock(&llm->lock);
     *ret = llm->status;
     pthread_mutex_unlock(&llm->lock);
+}
+
+const char *cca_llm_outcome_name(enum cca_llm_outcome outcome)
+{
+    static const char *const names[CCA_LLM_OUTCOME_COUNT] = {
+        [CCA_LLM_OK] = "ok",
+        [CCA_LLM_TIMEOUT] = "timeout",
+        [CCA_LLM_RATE_LIMITED] = "rate_limited",
+        [CCA_LLM_SERVER_ERROR] = "server_error",
+        [CCA_LLM_CLIENT_ERROR] = "client_error",
+        [CCA_LLM_AUTH_ERROR] = "auth_error",
+        [CCA_LLM_BAD_RESPONSE] = "bad_response",
+        [CCA_LLM_CONNECT_ERROR] = "connect_error",
+        [CCA_LLM_CANCELLED] = "cancelled",
+    };
+
+    if ((unsigned)outcome >= CCA_LLM_OUTCOME_COUNT)
+        return "unknown";
+    return names[outcome];
+}
+
+const struct cca_llm_metrics *cca_llm_get_metrics(const struct cca_llm *llm)
+{
+    return &llm->metrics;
 }
 
 void cca_llm_result_cleanup(struct cca_llm_result *result)

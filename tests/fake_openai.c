@@ -5,6 +5,7 @@
  *
  *   fake_openai [--port N] [--latency-ms N] [--key KEY] [--port-file PATH]
  *
+ * The expected API key is KEY, else $FAKE_OPENAI_KEY, else "sk-test".
  * Prints "port=N" on stdout once listening (and writes N to PATH), runs until
  * SIGTERM or SIGINT, exits 0.
  *
@@ -21,7 +22,10 @@
  *
  * Action fields (all optional): status, delay_ms, retry_after, content, body,
  * no_choices, pad_bytes, hang, trickle_ms, usage; their semantics are in
- * handle_completion() and build_answer().
+ * handle_completion() and build_answer(). Also:
+ *   retry_after_in_s  N: a "Retry-After" HTTP-date (IMF-fixdate) N s from now
+ *   cut_after         N: announce the whole body's Content-Length but close the
+ *                        connection after its first N bytes (a reset mid-body)
  *
  * Threads: MHD runs a small epoll thread pool with suspend/resume; one timer
  * thread resumes suspended connections when their delay expires (a binary
@@ -101,6 +105,8 @@ struct req {
     size_t tlen;
     atomic_bool tready;
     bool tdrop;
+    /* cut_after: bytes of tbody sent before the connection is closed, -1: all */
+    int64_t tcut;
 };
 
 static struct {
@@ -381,6 +387,10 @@ static const char *action_check(json_t *a)
         return "'pad_bytes' must be an integer 0..67108864";
     if (!int_field(a, "trickle_ms", 0, FAKE_MAX_TRICKLE, NULL))
         return "'trickle_ms' must be an integer 0..10000";
+    if (!int_field(a, "retry_after_in_s", 0, FAKE_MAX_DELAY_MS / 1000, NULL))
+        return "'retry_after_in_s' must be an integer 0..600";
+    if (!int_field(a, "cut_after", 0, FAKE_MAX_PAD, NULL))
+        return "'cut_after' must be an integer 0..67108864";
     if (!opt_type(a, "retry_after", JSON_STRING) ||
         !opt_type(a, "content", JSON_STRING) || !opt_type(a, "body", JSON_STRING))
         return "'retry_after', 'content' and 'body' must be strings";
@@ -641,8 +651,17 @@ static ssize_t trickle_reader(void *cls, uint64_t pos, char *buf, size_t max)
 
     if (pos >= r->tlen)
         return MHD_CONTENT_READER_END_OF_STREAM;
-    if (r->tdrop)
+    if (r->tdrop || (r->tcut >= 0 && pos >= (uint64_t)r->tcut))
         return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (r->trickle_ms == 0) {
+        /* cut_after without trickle: everything up to the cut at once */
+        size_t n = (size_t)((uint64_t)r->tcut - pos);
+
+        if (n > max)
+            n = max;
+        memcpy(buf, r->tbody + pos, n);
+        return (ssize_t)n;
+    }
     if (atomic_exchange(&r->tready, false)) {
         buf[0] = r->tbody[pos];
         (void)max;
@@ -678,7 +697,7 @@ static enum MHD_Result handle_completion(struct req *r)
     const char *err, *param = NULL;
     char msgbuf[160];
     json_t *doc = NULL, *a = NULL;
-    json_int_t delay = -1, trickle = 0;
+    json_int_t delay = -1, trickle = 0, ra_in = -1, cut = -1;
     unsigned status;
     uint64_t n;
     bool auth, suspended;
@@ -731,17 +750,21 @@ static enum MHD_Result handle_completion(struct req *r)
         delay = g.latency_ms;
     (void)int_field(a, "delay_ms", 0, FAKE_MAX_DELAY_MS, &delay);
     (void)int_field(a, "trickle_ms", 0, FAKE_MAX_TRICKLE, &trickle);
+    (void)int_field(a, "retry_after_in_s", 0, FAKE_MAX_DELAY_MS / 1000, &ra_in);
+    (void)int_field(a, "cut_after", 0, FAKE_MAX_PAD, &cut);
     r->hang = json_is_true(json_object_get(a, "hang"));
 
     body = build_answer(doc, a, n, &status);
     if (body == NULL)
         body = cca_xstrdup("{}");
     r->status = status;
-    if (trickle > 0) {
+    r->tcut = -1;
+    if (trickle > 0 || (cut >= 0 && (size_t)cut < strlen(body))) {
         r->trickling = true;
         r->trickle_ms = (int)trickle;
         r->tbody = body;
         r->tlen = strlen(body);
+        r->tcut = cut >= 0 && (size_t)cut < r->tlen ? cut : -1;
         atomic_store(&r->tready, true);
         resp = MHD_create_response_from_callback(r->tlen, 1, trickle_reader, r, NULL);
     } else {
@@ -752,6 +775,16 @@ static enum MHD_Result handle_completion(struct req *r)
     ra = json_string_value(json_object_get(a, "retry_after"));
     if (ra != NULL)
         (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+    if (ra_in >= 0) {
+        /* an HTTP-date N s from now, IMF-fixdate (RFC 9110 section 5.6.7) */
+        char date[64];
+        time_t when = time(NULL) + (time_t)ra_in;
+        struct tm tm;
+
+        gmtime_r(&when, &tm);
+        strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, date);
+    }
     json_decref(a);
     json_decref(doc);
 
@@ -1095,7 +1128,9 @@ int main(int argc, char **argv)
     bool timer_started = false;
     size_t k;
 
-    g.key = "sk-test";
+    g.key = getenv("FAKE_OPENAI_KEY");
+    if (g.key == NULL || g.key[0] == '\0')
+        g.key = "sk-test";
     for (i = 1; i < argc; i++) {
         bool has_arg = i + 1 < argc;
 

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -842,6 +843,352 @@ static void test_free_with_calls_in_flight(void **state)
     waiter_cleanup(&w);
 }
 
+/* ------------------------------------------------- pure parsers (no fake) */
+
+/* 784111777 is "Sun, 06 Nov 1994 08:49:37 GMT", the RFC 9110 example date. */
+#define DATE_T 784111777LL
+
+static void test_parse_response_table(void **state)
+{
+    static const struct {
+        const char *name;
+        const char *body; /* NULL: a NULL body of length 0 */
+        cca_rc rc;
+        const char *content; /* expected content, or the error substring */
+        long prompt, completion, total;
+    } rows[] = {
+        {"valid",
+         "{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\":\"Hi\"}}],"
+         "\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"total_tokens\":7}}",
+         CCA_OK, "Hi", 5, 2, 7},
+        {"valid, no usage", "{\"choices\":[{\"message\":{\"content\":\"Hi\"}}]}", CCA_OK,
+         "Hi", 0, 0, 0},
+        {"valid, UTF-8 and escapes",
+         "{\"choices\":[{\"message\":{\"content\":"
+         "\"\\u041f\\u0440\\u0438\\u0432\\u0435\\u0442\\n\"}}]}",
+         CCA_OK, "Привет\n", 0, 0, 0},
+        {"second choice ignored",
+         "{\"choices\":[{\"message\":{\"content\":\"A\"}},{\"message\":{\"content\":"
+         "\"B\"}}]}",
+         CCA_OK, "A", 0, 0, 0},
+        {"huge usage numbers",
+         "{\"choices\":[{\"message\":{\"content\":\"x\"}}],\"usage\":"
+         "{\"prompt_tokens\":123456789012345678901234567890,"
+         "\"completion_tokens\":1e300,\"total_tokens\":-5}}",
+         CCA_OK, "x", LONG_MAX, LONG_MAX, 0},
+        {"usage of the wrong type",
+         "{\"choices\":[{\"message\":{\"content\":\"x\"}}],\"usage\":"
+         "{\"prompt_tokens\":\"5\",\"completion_tokens\":null,"
+         "\"total_tokens\":3.0}}",
+         CCA_OK, "x", 0, 0, 3},
+        {"usage not an object",
+         "{\"choices\":[{\"message\":{\"content\":\"x\"}}],\"usage\":7}", CCA_OK, "x", 0,
+         0, 0},
+        {"no choices", "{\"choices\":[]}", CCA_ERR_UPSTREAM, "no choices", 0, 0, 0},
+        {"choices missing", "{\"id\":\"x\"}", CCA_ERR_UPSTREAM, "no choices", 0, 0, 0},
+        {"choices not an array", "{\"choices\":{\"message\":{\"content\":\"x\"}}}",
+         CCA_ERR_UPSTREAM, "no choices", 0, 0, 0},
+        {"choice not an object", "{\"choices\":[\"x\"]}", CCA_ERR_UPSTREAM, "no choices",
+         0, 0, 0},
+        {"null content", "{\"choices\":[{\"message\":{\"content\":null}}]}",
+         CCA_ERR_UPSTREAM, "no content", 0, 0, 0},
+        {"empty content", "{\"choices\":[{\"message\":{\"content\":\"\"}}]}",
+         CCA_ERR_UPSTREAM, "no content", 0, 0, 0},
+        {"content not a string", "{\"choices\":[{\"message\":{\"content\":[1]}}]}",
+         CCA_ERR_UPSTREAM, "no content", 0, 0, 0},
+        {"no message", "{\"choices\":[{\"index\":0}]}", CCA_ERR_UPSTREAM, "no content", 0,
+         0, 0},
+        {"refusal",
+         "{\"choices\":[{\"message\":{\"content\":null,\"refusal\":\"I can't\"}}]}",
+         CCA_ERR_UPSTREAM, "model refused", 0, 0, 0},
+        {"bad JSON", "{\"choices\": [tru", CCA_ERR_UPSTREAM, "malformed JSON", 0, 0, 0},
+        {"trailing garbage", "{\"choices\":[]} x", CCA_ERR_UPSTREAM, "malformed JSON", 0,
+         0, 0},
+        {"empty body", "", CCA_ERR_UPSTREAM, "malformed JSON", 0, 0, 0},
+        {"NULL body", NULL, CCA_ERR_UPSTREAM, "malformed JSON", 0, 0, 0},
+        {"NUL inside a string",
+         "{\"choices\":[{\"message\":{\"content\":\"a\\u0000b\"}}]}", CCA_ERR_UPSTREAM,
+         "malformed JSON", 0, 0, 0},
+        {"not an object", "[1,2]", CCA_ERR_UPSTREAM, "not a JSON object", 0, 0, 0},
+        {"a bare string (top level must be an object or array)", "\"hello\"",
+         CCA_ERR_UPSTREAM, "malformed JSON", 0, 0, 0},
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < CCA_ARRAY_SIZE(rows); i++) {
+        struct cca_llm_result r;
+        size_t len = rows[i].body != NULL ? strlen(rows[i].body) : 0;
+        cca_rc rc;
+
+        memset(&r, 0x5a, sizeof(r)); /* garbage in: every output field must be set */
+        r.content = NULL;
+        rc = cca_llm_parse_response(rows[i].body, len, &r);
+        print_message("# parse_response: %s -> %s '%s'\n", rows[i].name, cca_strerror(rc),
+                      r.error);
+        assert_int_equal(rc, rows[i].rc);
+        if (rc == CCA_OK) {
+            assert_non_null(r.content);
+            assert_string_equal(r.content, rows[i].content);
+            assert_string_equal(r.error, "");
+            assert_int_equal(r.prompt_tokens, rows[i].prompt);
+            assert_int_equal(r.completion_tokens, rows[i].completion);
+            assert_int_equal(r.total_tokens, rows[i].total);
+        } else {
+            assert_null(r.content);
+            assert_non_null(strstr(r.error, rows[i].content));
+        }
+        cca_llm_result_cleanup(&r);
+        assert_null(r.content);
+    }
+}
+
+/* The body need not be NUL-terminated: only @len bytes are read. */
+static void test_parse_response_not_terminated(void **state)
+{
+    static const char text[] = "{\"choices\":[{\"message\":{\"content\":\"ok\"}}]}";
+    char *buf = cca_xmalloc(sizeof(text) - 1); /* exactly the bytes, no NUL */
+    struct cca_llm_result r = {0};
+
+    (void)state;
+    memcpy(buf, text, sizeof(text) - 1);
+    assert_int_equal(cca_llm_parse_response(buf, sizeof(text) - 1, &r), CCA_OK);
+    assert_string_equal(r.content, "ok");
+    cca_llm_result_cleanup(&r);
+    /* a prefix is malformed */
+    assert_int_equal(cca_llm_parse_response(buf, 10, &r), CCA_ERR_UPSTREAM);
+    assert_null(r.content);
+    free(buf);
+}
+
+static void test_error_reason_table(void **state)
+{
+    static const struct {
+        long status;
+        const char *body;
+        const char *want;
+    } rows[] = {
+        {401,
+         "{\"error\":{\"message\":\"Incorrect API key provided: sk-test-SECRET\","
+         "\"type\":\"invalid_request_error\",\"code\":\"invalid_api_key\"}}",
+         "HTTP 401 (invalid_api_key)"},
+        {500,
+         "{\"error\":{\"message\":\"boom\",\"type\":\"server_error\",\"code\":null}}",
+         "HTTP 500 (server_error)"},
+        {429, "{\"error\":{\"type\":\"requests\",\"code\":\"rate_limit_exceeded\"}}",
+         "HTTP 429 (rate_limit_exceeded)"},
+        /* an unsafe code falls back to a safe type, else to nothing */
+        {400,
+         "{\"error\":{\"code\":\"bad code with "
+         "spaces\",\"type\":\"invalid_request_error\"}}",
+         "HTTP 400 (invalid_request_error)"},
+        {400, "{\"error\":{\"code\":\"sk-test-SECRET\\nInjected: 1\"}}", "HTTP 400"},
+        {400, "{\"error\":{\"code\":\"<script>\",\"type\":\"a/b\"}}", "HTTP 400"},
+        {400, "{\"error\":{\"code\":\"a123456789012345678901234567890123456789X\"}}",
+         "HTTP 400"}, /* 41 bytes */
+        {400, "{\"error\":{\"code\":\"a12345678901234567890123456789012345678X\"}}",
+         "HTTP 400 (a12345678901234567890123456789012345678X)"}, /* 40 bytes */
+        {400, "{\"error\":{\"code\":\"\"}}", "HTTP 400"},
+        {400, "{\"error\":{\"code\":42}}", "HTTP 400"},
+        {400, "{\"error\":\"just a string\"}", "HTTP 400"},
+        {502, "<html>Bad Gateway</html>", "HTTP 502"},
+        {503, "", "HTTP 503"},
+        {503, NULL, "HTTP 503"},
+        {404, "[\"error\"]", "HTTP 404"},
+    };
+    char out[160];
+    char tiny[8];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < CCA_ARRAY_SIZE(rows); i++) {
+        size_t len = rows[i].body != NULL ? strlen(rows[i].body) : 0;
+
+        memset(out, 'x', sizeof(out));
+        cca_llm_error_reason(rows[i].status, rows[i].body, len, out, sizeof(out));
+        assert_string_equal(out, rows[i].want);
+        assert_null(strstr(out, "SECRET"));
+    }
+    /* truncated to the buffer, always terminated */
+    cca_llm_error_reason(401, rows[0].body, strlen(rows[0].body), tiny, sizeof(tiny));
+    assert_string_equal(tiny, "HTTP 40");
+}
+
+static void test_retry_after_table(void **state)
+{
+    static const struct {
+        const char *value, *ms;
+        int64_t now;
+        int64_t want;
+    } rows[] = {
+        {"3", NULL, 0, 3000},
+        {"0", NULL, 0, 0},
+        {"120", "", 0, 120000},
+        {"-1", NULL, 0, -1},
+        {"+3", NULL, 0, -1},
+        {"abc", NULL, 0, -1},
+        {"3abc", NULL, 0, -1},
+        {"1.5", NULL, 0, -1},
+        {"", NULL, 0, -1},
+        {NULL, NULL, 0, -1},
+        {NULL, "", 0, -1},
+        {"99999999999999999999999", NULL, 0, 86400000}, /* capped at 1 day */
+        {"86401", NULL, 0, 86400000},
+        /* HTTP-date relative to @now */
+        {"Sun, 06 Nov 1994 08:49:37 GMT", NULL, DATE_T - 5, 5000},
+        {"Sun, 06 Nov 1994 08:49:37 GMT", NULL, DATE_T, 0},
+        {"Sun, 06 Nov 1994 08:49:37 GMT", NULL, DATE_T + 3600, 0}, /* past */
+        {"Sun, 06 Nov 1994 08:49:37 GMT", NULL, DATE_T - 2 * 86400, 86400000},
+        {"Sunday, 06-Nov-94 08:49:37 GMT", NULL, DATE_T - 7, 7000}, /* RFC 850 */
+        {"Sun Nov  6 08:49:37 1994", NULL, DATE_T - 1, 1000},       /* asctime */
+        /* retry-after-ms wins over Retry-After, malformed falls back */
+        {"3", "250", 0, 250},
+        {"Sun, 06 Nov 1994 08:49:37 GMT", "10", DATE_T - 5, 10},
+        {NULL, "0", 0, 0},
+        {"3", "-5", 0, 3000},
+        {"3", "1.5", 0, 3000},
+        {"3", "abc", 0, 3000},
+        {NULL, "abc", 0, -1},
+        {NULL, "999999999999999999999999", 0, 86400000},
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < CCA_ARRAY_SIZE(rows); i++) {
+        int64_t got = cca_llm_parse_retry_after(rows[i].value, rows[i].ms, rows[i].now);
+
+        print_message("# retry_after('%s', '%s') = %lld\n",
+                      rows[i].value ? rows[i].value : "(null)",
+                      rows[i].ms ? rows[i].ms : "(null)", (long long)got);
+        assert_int_equal(got, rows[i].want);
+    }
+}
+
+static void test_outcome_names(void **state)
+{
+    static const char *const want[] = {"ok",           "timeout",       "rate_limited",
+                                       "server_error", "client_error",  "auth_error",
+                                       "bad_response", "connect_error", "cancelled"};
+    int i;
+
+    (void)state;
+    assert_int_equal(CCA_ARRAY_SIZE(want), CCA_LLM_OUTCOME_COUNT);
+    for (i = 0; i < CCA_LLM_OUTCOME_COUNT; i++)
+        assert_string_equal(cca_llm_outcome_name((enum cca_llm_outcome)i), want[i]);
+    assert_string_equal(cca_llm_outcome_name(CCA_LLM_OUTCOME_COUNT), "unknown");
+}
+
+static uint64_t mcalls(const struct cca_llm_metrics *m, enum cca_llm_outcome o)
+{
+    return atomic_load(&m->calls[o]);
+}
+
+/* Every finished call counts once, by outcome; retries, tokens and attempts too. */
+static void test_metrics(void **state)
+{
+    struct cca_llm *llm = make_llm(2);
+    const struct cca_llm_metrics *m = cca_llm_get_metrics(llm);
+    struct waiter w;
+    uint64_t total = 0;
+    int i;
+
+    (void)state;
+    for (i = 0; i < CCA_LLM_OUTCOME_COUNT; i++)
+        assert_int_equal(mcalls(m, (enum cca_llm_outcome)i), 0);
+    assert_int_equal(cca_hist_count(&m->upstream_seconds), 0);
+    assert_true(m->upstream_seconds.n == cca_hist_seconds_n);
+
+    /* 503 then 200 with usage: ok, one retry, tokens, two observed attempts */
+    fake_post("/_fake/script", "[{\"status\":503},{\"usage\":{\"prompt_tokens\":11,"
+                               "\"completion_tokens\":4,\"total_tokens\":15}}]");
+    run_one(llm, &w, "hello", false, 5000);
+    assert_int_equal(w.res[0].rc, CCA_OK);
+    waiter_cleanup(&w);
+    assert_int_equal(mcalls(m, CCA_LLM_OK), 1);
+    assert_int_equal(atomic_load(&m->retries), 1);
+    assert_int_equal(atomic_load(&m->prompt_tokens), 11);
+    assert_int_equal(atomic_load(&m->completion_tokens), 4);
+    assert_int_equal(cca_hist_count(&m->upstream_seconds), 2);
+
+    /* 429 x3: rate_limited, two more retries */
+    fake_post("/_fake/script", "[{\"status\":429,\"retry_after\":\"0\"},"
+                               "{\"status\":429,\"retry_after\":\"0\"},"
+                               "{\"status\":429,\"retry_after\":\"0\"}]");
+    run_one(llm, &w, "hello", false, 5000);
+    assert_int_equal(w.res[0].rc, CCA_ERR_UPSTREAM);
+    waiter_cleanup(&w);
+    assert_int_equal(mcalls(m, CCA_LLM_RATE_LIMITED), 1);
+    assert_int_equal(atomic_load(&m->retries), 3);
+    assert_int_equal(cca_hist_count(&m->upstream_seconds), 5);
+
+    /* 429 whose Retry-After lies beyond the deadline: still rate_limited */
+    fake_post("/_fake/script", "[{\"status\":429,\"retry_after\":\"60\"}]");
+    run_one(llm, &w, "hello", false, 2000);
+    assert_int_equal(w.res[0].rc, CCA_ERR_TIMEOUT);
+    waiter_cleanup(&w);
+    assert_int_equal(mcalls(m, CCA_LLM_RATE_LIMITED), 2);
+
+    fake_post("/_fake/script", "[{\"status\":401}]");
+    run_one(llm, &w, "hello", false, 5000);
+    waiter_cleanup(&w);
+    assert_int_equal(mcalls(m, CCA_LLM_AUTH_ERROR), 1);
+
+    fake_post("/_fake/script", "[{\"status\":400}]");
+    run_one(llm, &w, "hello", false, 5000);
+    waiter_cleanup(&w);
+    assert_int_equal(mcalls(m, CCA_LLM_CLIENT_ERROR), 1);
+
+    fake_post("/_fake/script", "[{\"status\":500},{\"status\":502},{\"status\":503}]");
+    run_one(llm, &w, "hello", false, 5000);
+    waiter_cleanup(&w);
+    assert_int_equal(mcalls(m, CCA_LLM_SERVER_ERROR), 1);
+
+    fake_post("/_fake/script", "[{\"no_choices\":true}]");
+    run_one(llm, &w, "hello", false, 5000);
+    waiter_cleanup(&w);
+    assert_int_equal(mcalls(m, CCA_LLM_BAD_RESPONSE), 1);
+
+    fake_post("/_fake/script", "[{\"pad_bytes\":200000}]");
+    run_one(llm, &w, "hello", false, 5000);
+    waiter_cleanup(&w);
+    assert_int_equal(mcalls(m, CCA_LLM_BAD_RESPONSE), 2);
+
+    fake_post("/_fake/script", "[{\"hang\":true}]");
+    run_one(llm, &w, "hello", false, 800);
+    assert_int_equal(w.res[0].rc, CCA_ERR_TIMEOUT);
+    waiter_cleanup(&w);
+    assert_int_equal(mcalls(m, CCA_LLM_TIMEOUT), 1);
+
+    /* a deadline already past: timeout, no attempt, nothing observed */
+    {
+        uint64_t seen = cca_hist_count(&m->upstream_seconds);
+
+        run_one(llm, &w, "hello", false, -1);
+        waiter_cleanup(&w);
+        assert_int_equal(mcalls(m, CCA_LLM_TIMEOUT), 2);
+        assert_int_equal(cca_hist_count(&m->upstream_seconds), seen);
+    }
+    for (i = 0; i < CCA_LLM_OUTCOME_COUNT; i++)
+        total += mcalls(m, (enum cca_llm_outcome)i);
+    assert_int_equal(total, 10);
+    cca_llm_free(llm);
+
+    /* connection refused: connect_error, nothing observed (no HTTP response) */
+    {
+        char base[96];
+
+        snprintf(base, sizeof(base), "http://127.0.0.1:%u/v1", closed_port());
+        llm = make_llm_at(base, KEY, 1, 64 * 1024);
+        m = cca_llm_get_metrics(llm);
+        run_one(llm, &w, "hello", false, 5000);
+        waiter_cleanup(&w);
+        assert_int_equal(mcalls(m, CCA_LLM_CONNECT_ERROR), 1);
+        assert_int_equal(atomic_load(&m->retries), 1);
+        assert_int_equal(cca_hist_count(&m->upstream_seconds), 0);
+        cca_llm_free(llm);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -866,6 +1213,12 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_bad_params, test_setup),
         cmocka_unit_test_setup(test_concurrent_50, test_setup),
         cmocka_unit_test_setup(test_free_with_calls_in_flight, test_setup),
+        cmocka_unit_test(test_parse_response_table),
+        cmocka_unit_test(test_parse_response_not_terminated),
+        cmocka_unit_test(test_error_reason_table),
+        cmocka_unit_test(test_retry_after_table),
+        cmocka_unit_test(test_outcome_names),
+        cmocka_unit_test_setup(test_metrics, test_setup),
     };
 
     fake_path = getenv("FAKE_OPENAI");
