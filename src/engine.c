@@ -296,9 +296,12 @@ static void finish(struct cca_engine *e, struct op *op, cca_rc rc)
         cca_hist_observe_us(&e->metrics.overhead_seconds, took - op->llm_ms * 1000);
     }
     if (op->done != NULL) {
-        json_t *result = rc == CCA_OK ? op->result : NULL;
+        json_t *result = NULL;
 
-        op->result = NULL;
+        if (rc == CCA_OK) {
+            result = op->result; /* stolen by @done; else op_free drops it */
+            op->result = NULL;
+        }
         op->done(op->ctx, rc, result, &op->err);
     }
     if (parent != NULL) {
@@ -398,11 +401,12 @@ static void committed(struct cca_engine *e, struct op *op)
 
     if (op->rc != CCA_OK) {
         cca_rc rc = op->rc;
+        bool created = op->new_entry;
 
         op->entry = NULL;
-        finish(e, op, rc);
+        finish(e, op, rc); /* frees @op */
         /* A failed create leaves no dialog; repeats of its key waited on it. */
-        if (op->new_entry)
+        if (created)
             release(e, en, CCA_ERR_UNAVAILABLE,
                     "the first request with this Idempotency-Key failed; retry");
         else

@@ -43,8 +43,14 @@ struct cca_store {
     struct job *tail;
     bool stop;
     /* health, under lock */
-    bool last_ok;
-    char last_error[160];
+    bool last_ok;         /* no operation failed since the last success or heal */
+    unsigned fail_seq;    /* bumped by every batch with a failure */
+    uint64_t need_bytes;  /* largest write that failed for lack of space */
+    char last_error[160]; /* reason of the last failure */
+    bool probing;         /* a health call is running the probe write */
+    unsigned probe_seq;   /* fail_seq the cached probe result belongs to */
+    int64_t probe_at_us;  /* when the last probe ran, 0 never */
+    bool probe_ok;        /* its outcome */
     struct cca_store_metrics metrics;
 };
 
@@ -200,6 +206,15 @@ static void *writer_main(void *arg)
         cca_hist_observe(&s->metrics.batch_writes, n);
         pthread_mutex_lock(&s->lock);
         s->last_ok = ok;
+        if (ok) {
+            s->need_bytes = 0;
+        } else {
+            s->fail_seq++;
+            for (struct job *j = batch; j != NULL; j = j->next) {
+                if (j->rc == CCA_ERR_NO_SPACE && j->len > s->need_bytes)
+                    s->need_bytes = j->len;
+            }
+        }
         pthread_mutex_unlock(&s->lock);
         for (struct job *j = batch; j != NULL; j = next) {
             next = j->next;
@@ -458,28 +473,139 @@ void cca_store_remove(struct cca_store *s, const char *id, cca_store_done_fn don
     enqueue(s, j);
 }
 
-void cca_store_get_health(struct cca_store *s, struct cca_store_health *ret)
+/*
+ * The present state of the file system, without touching the writer's data:
+ * read-only mount, free space and inodes, write permission. Fills @ret's
+ * free_bytes and, on a problem, writable = false and the reason.
+ */
+static void check_fs(struct cca_store *s, uint64_t need_bytes,
+                     struct cca_store_health *ret)
 {
     struct statvfs vfs;
 
-    memset(ret, 0, sizeof(*ret));
-    pthread_mutex_lock(&s->lock);
-    ret->writable = s->last_ok;
-    (void)snprintf(ret->last_error, sizeof(ret->last_error), "%s", s->last_error);
-    pthread_mutex_unlock(&s->lock);
-    if (faccessat(s->dirfd, ".", W_OK, AT_EACCESS) != 0) {
+    if (fstatvfs(s->dirfd, &vfs) != 0) {
         ret->writable = false;
         (void)snprintf(ret->last_error, sizeof(ret->last_error),
-                       "directory not writable: %s", strerror(errno));
+                       "dialog storage cannot be examined: %s", strerror(errno));
+        return;
     }
-    if (fstatvfs(s->dirfd, &vfs) == 0) {
-        ret->free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
-        if (vfs.f_flag & ST_RDONLY) {
-            ret->writable = false;
-            (void)snprintf(ret->last_error, sizeof(ret->last_error),
-                           "file system is read-only");
+    ret->free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    if (vfs.f_flag & ST_RDONLY) {
+        ret->writable = false;
+        (void)snprintf(ret->last_error, sizeof(ret->last_error),
+                       "dialog storage is on a read-only file system");
+    } else if (ret->free_bytes < CCA_STORE_RESERVE_BYTES + need_bytes) {
+        ret->writable = false;
+        (void)snprintf(ret->last_error, sizeof(ret->last_error),
+                       "dialog storage is full: %llu bytes free, %llu needed",
+                       (unsigned long long)ret->free_bytes,
+                       (unsigned long long)(CCA_STORE_RESERVE_BYTES + need_bytes));
+    } else if (vfs.f_files > 0 && vfs.f_favail == 0) {
+        ret->writable = false;
+        (void)snprintf(ret->last_error, sizeof(ret->last_error),
+                       "dialog storage is full: no free inodes");
+    } else if (faccessat(s->dirfd, ".", W_OK, AT_EACCESS) != 0) {
+        ret->writable = false;
+        (void)snprintf(ret->last_error, sizeof(ret->last_error),
+                       "dialog storage directory is not writable: %s", strerror(errno));
+    }
+}
+
+/*
+ * Create, fill and remove a small file next to the dialogs (no flush: cheap).
+ * Its name is a temporary-file name, so a leftover is removed by the next scan.
+ */
+static bool probe_write(struct cca_store *s, char *why, size_t why_size)
+{
+    static const char name[] = ".cca-health-probe.tmp";
+    char buf[512] = {0};
+    bool ok = false;
+    int fd = openat(s->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+
+    if (fd < 0) {
+        (void)snprintf(why, why_size, "dialog storage probe cannot create a file: %s",
+                       strerror(errno));
+        goto out;
+    }
+    if (!write_all(fd, buf, sizeof(buf))) {
+        (void)snprintf(why, why_size, "dialog storage probe cannot write: %s",
+                       strerror(errno));
+        goto out;
+    }
+    ok = true;
+out:
+    if (fd >= 0) {
+        if (close(fd) != 0 && ok) {
+            ok = false;
+            (void)snprintf(why, why_size, "dialog storage probe cannot close: %s",
+                           strerror(errno));
         }
+        (void)unlinkat(s->dirfd, name, 0);
     }
+    return ok;
+}
+
+void cca_store_get_health(struct cca_store *s, struct cca_store_health *ret)
+{
+    char why[sizeof(ret->last_error)] = "";
+    char last_error[sizeof(s->last_error)];
+    uint64_t need;
+    unsigned seq;
+    bool failed;
+    bool probe = false;
+    bool cached_ok = false;
+    int64_t now = cca_time_mono_us();
+
+    memset(ret, 0, sizeof(*ret));
+    ret->writable = true;
+    pthread_mutex_lock(&s->lock);
+    failed = !s->last_ok;
+    need = s->need_bytes;
+    seq = s->fail_seq;
+    memcpy(last_error, s->last_error, sizeof(last_error));
+    pthread_mutex_unlock(&s->lock);
+    check_fs(s, need, ret);
+    if (!failed || !ret->writable)
+        return;
+    /*
+     * The last batch failed but the file system looks fine now: a probe write
+     * decides, at most once per CCA_STORE_PROBE_INTERVAL_MS (and at once after
+     * a new failure); in between, the cached outcome answers.
+     */
+    pthread_mutex_lock(&s->lock);
+    if (s->probing || (s->probe_seq == seq && s->probe_at_us != 0 &&
+                       now - s->probe_at_us < CCA_STORE_PROBE_INTERVAL_MS * 1000)) {
+        /* Another caller is probing, or a fresh outcome exists. */
+        cached_ok = s->probe_seq == seq && s->probe_at_us != 0 && s->probe_ok;
+    } else {
+        s->probing = true;
+        probe = true;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (probe) {
+        bool ok = probe_write(s, why, sizeof(why));
+
+        pthread_mutex_lock(&s->lock);
+        s->probing = false;
+        s->probe_seq = seq;
+        s->probe_at_us = now;
+        s->probe_ok = ok;
+        if (ok && s->fail_seq == seq) {
+            /* Healed: space or permission came back. */
+            s->last_ok = true;
+            s->need_bytes = 0;
+        }
+        pthread_mutex_unlock(&s->lock);
+        cached_ok = ok;
+    }
+    if (cached_ok)
+        return;
+    ret->writable = false;
+    if (why[0] != '\0')
+        (void)snprintf(ret->last_error, sizeof(ret->last_error), "%s", why);
+    else
+        (void)snprintf(ret->last_error, sizeof(ret->last_error),
+                       "dialog storage failed a write: %.100s", last_error);
 }
 
 const struct cca_store_metrics *cca_store_get_metrics(const struct cca_store *s)

@@ -73,6 +73,10 @@ cca_rc cca_store_scan(struct cca_store *store, cca_store_load_fn load,
  * cca_store_done_fn - a write or removal finished; @rc is CCA_OK when it is
  * durable, CCA_ERR_NO_SPACE (ENOSPC, EDQUOT) or CCA_ERR_IO otherwise, with
  * detail in @err. Called on the writer thread; must not block for long.
+ * A failed write leaves no temporary file and the previous <id>.json
+ * untouched, with one exception: when only the final directory fsync(2)
+ * fails, the rename has happened, so the file holds the new bytes although
+ * @rc reports CCA_ERR_IO (their durability is unknown).
  */
 typedef void (*cca_store_done_fn)(void *ctx, cca_rc rc, const struct cca_error *err);
 
@@ -89,10 +93,22 @@ void cca_store_write(struct cca_store *store, const char *id, const char *bytes,
 void cca_store_remove(struct cca_store *store, const char *id, cca_store_done_fn done,
                       void *ctx);
 
+/* Free space below this many bytes makes the store report itself not writable. */
+#define CCA_STORE_RESERVE_BYTES ((uint64_t)16384)
+
+/* A health call runs at most one probe write per this many milliseconds. */
+#define CCA_STORE_PROBE_INTERVAL_MS 1000
+
 /*
- * struct cca_store_health - @writable: the last batch succeeded and the
- * directory passes access(W_OK); @free_bytes: statvfs f_bavail * f_frsize;
- * @last_error: "" or the reason of the last failed batch.
+ * struct cca_store_health - the storage as it is now.
+ * @writable:   writes are expected to succeed: the file system is not mounted
+ *              read-only, has free inodes, at least CCA_STORE_RESERVE_BYTES
+ *              free (plus the size of the largest write that failed for lack
+ *              of space, until the store heals), and the directory passes
+ *              access(W_OK); and, if the last batch failed, a probe write has
+ *              succeeded since (see cca_store_get_health).
+ * @free_bytes: statvfs f_bavail * f_frsize, 0 if unknown.
+ * @last_error: "" when @writable, else why not; begins with "dialog storage".
  */
 struct cca_store_health {
     bool writable;
@@ -100,7 +116,23 @@ struct cca_store_health {
     char last_error[160];
 };
 
-/* cca_store_get_health - fill *ret; never blocks on the writer. Thread-safe. */
+/*
+ * cca_store_get_health - fill *ret with the present state of the storage, so
+ * that readiness recovers without a write once space or permission returns
+ * (an orchestrator that stops traffic to an unready server would never send
+ * the write that heals it).
+ *
+ * Always: one fstatvfs(2) and one faccessat(2). Only while the last batch has
+ * failed and those checks pass: a probe write (create, write 512 bytes, no
+ * flush, unlink ".cca-health-probe.tmp" in the directory), at most once per
+ * CCA_STORE_PROBE_INTERVAL_MS across all callers and at once after a new
+ * failure; between probes the cached outcome answers. A successful probe
+ * clears the failure (as a successful batch does). A concurrent caller never
+ * waits for another's probe: it answers not writable.
+ *
+ * Never blocks on the writer thread; may block on the file system for one
+ * small file operation. Thread-safe.
+ */
 void cca_store_get_health(struct cca_store *store, struct cca_store_health *ret);
 
 /*
