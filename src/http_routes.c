@@ -577,7 +577,7 @@ static void h_metrics(struct cca_http_request *r)
     FILE *out = open_memstream(&text, &len);
 
     if (out == NULL) {
-        cca_http_respond_error(r, 500, "internal_error", "cannot render metrics");
+        cca_http_respond_error(r, 500, "internal", "cannot render metrics");
         return;
     }
     cca_http_metrics_render(r->http, out);

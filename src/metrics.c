@@ -62,9 +62,9 @@ void cca_metrics_family(FILE *out, const char *name, const char *type, const cha
 void cca_metrics_sample(FILE *out, const char *name, const char *labels, double value)
 {
     if (labels != NULL && labels[0] != '\0')
-        fprintf(out, "%s{%s} %.17g\n", name, labels, value);
+        fprintf(out, "%s{%s} %.15g\n", name, labels, value);
     else
-        fprintf(out, "%s %.17g\n", name, value);
+        fprintf(out, "%s %.15g\n", name, value);
 }
 
 void cca_metrics_hist(FILE *out, const char *name, const char *labels,

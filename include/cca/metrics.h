@@ -61,7 +61,7 @@ void cca_metrics_family(FILE *out, const char *name, const char *type, const cha
 /*
  * cca_metrics_sample - write one sample line "name{labels} value". @labels is
  * NULL or the text between the braces, already escaped (label values here are
- * fixed identifiers); @value is printed with %.17g (integers exactly).
+ * fixed identifiers); @value is printed with %.15g (integers below 1e15 exactly).
  */
 void cca_metrics_sample(FILE *out, const char *name, const char *labels, double value);
 

@@ -6,9 +6,11 @@
 # Starts SERVER_BINARY offline (no OPENAI_API_KEY) on a free port with a
 # temporary dialog store, puts `prism proxy --errors` in front of it and sends
 # a scenario that calls every documented operation plus the main error
-# statuses. A request FAILS when its status differs from the expected one or
-# when Prism adds an `sl-violations` header (the response, its headers or its
-# status code do not match openapi.yaml).
+# statuses, Idempotency-Key replays and GET /metrics. A request FAILS when its
+# status differs from the expected one or when Prism adds an `sl-violations`
+# header (the response, its headers or its status code do not match
+# openapi.yaml). Then both are restarted with API keys, an admin key, a tiny
+# rate limit and CORS_ORIGINS for the 401, 403, 429 and CORS cases.
 #
 # Prism answers some requests itself and never forwards them: a malformed JSON
 # body (Prism parses JSON bodies first) and a method the path does not
@@ -100,86 +102,98 @@ show_logs() {
 # 1. Start the server (offline, port 0, temporary storage). The working
 #    directory is $tmp so that no ./.env of the caller (which may hold an
 #    OPENAI_API_KEY) is read; the server serves ./openapi.yaml, so link it.
+#    start_server [VAR=VALUE...] - extra settings for this instance; sets
+#    server_pid, server_port and direct, or exits 1.
 mkdir -p "$tmp/dialogs" || exit 99
 ln -s "$spec" "$tmp/openapi.yaml" || exit 99
-(
-    cd "$tmp" || exit 99
-    exec env -u OPENAI_API_KEY \
-        PORT=0 HOST=127.0.0.1 \
-        DIALOGS_STORAGE_PATH="$tmp/dialogs" \
-        DATA_DIR="$root/data" \
-        MAX_BODY_BYTES=65536 \
-        "$server"
-) >"$tmp/server.log" 2>&1 &
-server_pid=$!
+start_server() {
+    (
+        cd "$tmp" || exit 99
+        exec env -u OPENAI_API_KEY -u API_KEYS -u API_KEYS_FILE -u ADMIN_API_KEYS \
+            -u RATE_LIMIT_RPS -u RATE_LIMIT_BURST -u DIALOG_RATE_LIMIT_PER_MIN \
+            -u CORS_ORIGINS -u IDEMPOTENCY_TTL_S \
+            PORT=0 HOST=127.0.0.1 \
+            DIALOGS_STORAGE_PATH="$tmp/dialogs" \
+            DATA_DIR="$root/data" \
+            MAX_BODY_BYTES=65536 \
+            "$@" \
+            "$server"
+    ) >"$tmp/server.log" 2>&1 &
+    server_pid=$!
 
-server_port=
-for _ in $(seq 100); do
-    server_port=$(grep -m1 'event=listening' "$tmp/server.log" 2>/dev/null |
-        grep -o '\bport=[0-9]\+' | head -n1 | cut -d= -f2)
-    [ -n "$server_port" ] && break
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-        wait "$server_pid"
-        echo "FAIL: the server exited with status $? before listening" >&2
-        server_pid=
+    server_port=
+    for _ in $(seq 100); do
+        server_port=$(grep -m1 'event=listening' "$tmp/server.log" 2>/dev/null |
+            grep -o '\bport=[0-9]\+' | head -n1 | cut -d= -f2)
+        [ -n "$server_port" ] && break
+        if ! kill -0 "$server_pid" 2>/dev/null; then
+            wait "$server_pid"
+            echo "FAIL: the server exited with status $? before listening" >&2
+            server_pid=
+            show_logs
+            exit 1
+        fi
+        sleep 0.1
+    done
+    if [ -z "$server_port" ]; then
+        echo "FAIL: no 'event=listening ... port=N' line in the server log after 10 s" >&2
         show_logs
         exit 1
     fi
-    sleep 0.1
-done
-if [ -z "$server_port" ]; then
-    echo "FAIL: no 'event=listening ... port=N' line in the server log after 10 s" >&2
-    show_logs
-    exit 1
-fi
-direct="http://127.0.0.1:$server_port"
+    direct="http://127.0.0.1:$server_port"
 
-# 3. Wait for liveness.
-live=
-for _ in $(seq 100); do
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$direct/api/v1/health/live")
-    if [ "$code" = 200 ]; then
-        live=1
-        break
+    # 3. Wait for liveness (public: needs no API key).
+    local live='' code=''
+    for _ in $(seq 100); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$direct/api/v1/health/live")
+        if [ "$code" = 200 ]; then
+            live=1
+            break
+        fi
+        sleep 0.1
+    done
+    if [ -z "$live" ]; then
+        echo "FAIL: GET /api/v1/health/live did not answer 200 within 10 s (last: $code)" >&2
+        show_logs
+        exit 1
     fi
-    sleep 0.1
-done
-if [ -z "$live" ]; then
-    echo "FAIL: GET /api/v1/health/live did not answer 200 within 10 s (last: $code)" >&2
-    show_logs
-    exit 1
-fi
-echo "server: pid $server_pid on $direct"
+    echo "server: pid $server_pid on $direct"
+}
 
-# 4. Start Prism in validation-proxy mode on a free port.
-(
-    cd "$root" || exit 99
-    exec setsid "$prism" proxy -h 127.0.0.1 -p 0 --multiprocess=false \
-        "$spec" "$direct" --errors --validate-request=false
-) >"$tmp/prism.log" 2>&1 &
-prism_pid=$!
+# 4. Start Prism in validation-proxy mode on a free port, in front of $direct.
+start_prism() {
+    (
+        cd "$root" || exit 99
+        exec setsid "$prism" proxy -h 127.0.0.1 -p 0 --multiprocess=false \
+            "$spec" "$direct" --errors --validate-request=false
+    ) >"$tmp/prism.log" 2>&1 &
+    prism_pid=$!
 
-prism_port=
-for _ in $(seq 600); do
-    prism_port=$(grep -m1 'Prism is listening' "$tmp/prism.log" 2>/dev/null |
-        sed -n 's/.*listening on http:\/\/[^ ]*:\([0-9][0-9]*\).*/\1/p')
-    [ -n "$prism_port" ] && break
-    if ! kill -0 "$prism_pid" 2>/dev/null; then
-        echo "ERROR: prism exited before listening" >&2
-        prism_pid=
+    prism_port=
+    for _ in $(seq 600); do
+        prism_port=$(grep -m1 'Prism is listening' "$tmp/prism.log" 2>/dev/null |
+            sed -n 's/.*listening on http:\/\/[^ ]*:\([0-9][0-9]*\).*/\1/p')
+        [ -n "$prism_port" ] && break
+        if ! kill -0 "$prism_pid" 2>/dev/null; then
+            echo "ERROR: prism exited before listening" >&2
+            prism_pid=
+            show_logs
+            exit 99
+        fi
+        sleep 0.1
+    done
+    if [ -z "$prism_port" ]; then
+        echo "ERROR: prism did not log 'Prism is listening' within 60 s" >&2
         show_logs
         exit 99
     fi
-    sleep 0.1
-done
-if [ -z "$prism_port" ]; then
-    echo "ERROR: prism did not log 'Prism is listening' within 60 s" >&2
-    show_logs
-    exit 99
-fi
-proxy="http://127.0.0.1:$prism_port"
-echo "prism:  pid $prism_pid on $proxy"
-echo
+    proxy="http://127.0.0.1:$prism_port"
+    echo "prism:  pid $prism_pid on $proxy"
+    echo
+}
+
+start_server
+start_prism
 
 # ---------------------------------------------------------------------------
 # Helpers.
@@ -304,6 +318,44 @@ EOF
     else
         report FAIL "$status" "$method" "$path" "direct: $label" "${problems[@]}"
     fi
+}
+
+# check LABEL DETAIL COMMAND... - a check that is not a status (a header, a
+# field, two responses compared): passes when COMMAND succeeds.
+check() {
+    local label=$1 detail=$2
+    shift 2
+    total=$((total + 1))
+    if "$@"; then
+        printf 'ok    ---            %s\n' "$label"
+    else
+        failures=$((failures + 1))
+        printf 'FAIL  ---            %s\n        %s\n' "$label" "$detail"
+        printf '        body: %s\n' "$(head -c 600 "$body" 2>/dev/null | tr '\n' ' ')"
+    fi
+}
+
+# check_code CODE - the last response's error code is CODE (two codes may
+# share a status, e.g. 422 validation_error and idempotency_key_reused).
+check_code() {
+    local got
+    got=$(json_get "$body" "d['code']")
+    check "error code $1" "code is '$got', expected '$1'" test "$got" = "$1"
+}
+
+# not COMMAND... - succeeds when COMMAND fails.
+# shellcheck disable=SC2317 # called through check
+not() { ! "$@"; }
+
+# matches STRING REGEX - STRING matches the extended regular expression REGEX.
+# shellcheck disable=SC2317 # called through check
+matches() { printf '%s' "$1" | grep -Eq "$2"; }
+
+# check_header NAME REGEX - the last response has header NAME matching REGEX.
+check_header() {
+    local got
+    got=$(header_value "$1")
+    check "header $1: $2" "header $1 is '$got'" matches "$got" "$2"
 }
 
 J=(-H 'Content-Type: application/json' --data-binary)
@@ -466,6 +518,150 @@ ALLOW="POST" d 405 method_not_allowed GET "/api/v1/dialogue/$id_e/message" "GET 
 ALLOW="GET" d 405 method_not_allowed POST /api/v1/health "POST on health"
 ALLOW="GET" d 405 method_not_allowed DELETE /api/v1/dialogues "DELETE on the list"
 ALLOW="DELETE" d 405 method_not_allowed GET /api/v1/dialogue/cleanup/closed "GET on purge"
+
+echo "== idempotency: Idempotency-Key on create"
+key_body='{"customer_info":{"name":"Повтор"},"source":"web","priority":"low"}'
+p 201 POST /api/v1/dialogue/create "Idempotency-Key, first request" "${J[@]}" "$key_body" \
+    -H 'Idempotency-Key: prism-create-1'
+cp "$body" "$tmp/first-create"
+id_k=$(json_get "$body" "d['dialog_id']")
+p 201 POST /api/v1/dialogue/create "same key, same body: replay" "${J[@]}" "$key_body" \
+    -H 'Idempotency-Key: prism-create-1'
+check "the replay is the first response byte for byte" "bodies differ" \
+    cmp -s "$tmp/first-create" "$body"
+p 201 POST /api/v1/dialogue/create "same key quoted, keys reordered: replay" "${J[@]}" \
+    '{"priority":"low","source":"web","customer_info":{"name":"Повтор"}}' \
+    -H 'Idempotency-Key: "prism-create-1"'
+check "same dialog_id" "dialog_id is not $id_k" \
+    test "$(json_get "$body" "d['dialog_id']")" = "$id_k"
+p 422 POST /api/v1/dialogue/create "same key, another body" "${J[@]}" \
+    '{"customer_info":{"name":"Другой"}}' -H 'Idempotency-Key: prism-create-1'
+check_code idempotency_key_reused
+p 400 POST /api/v1/dialogue/create "key with a space" "${J[@]}" "$key_body" \
+    -H 'Idempotency-Key: two words'
+check_code invalid_idempotency_key
+p 400 POST /api/v1/dialogue/create "key of 256 characters" "${J[@]}" "$key_body" \
+    -H "Idempotency-Key: $(printf '%0256d' 0)"
+check_code invalid_idempotency_key
+[ -n "$id_k" ] || id_k=$(fallback_create "$key_body")
+
+echo "== idempotency: Idempotency-Key on message"
+p 200 POST "/api/v1/dialogue/$id_k/message" "Idempotency-Key, first request" "${J[@]}" \
+    '{"message":"Сколько стоит тариф Профи?"}' -H 'Idempotency-Key: prism-msg-1'
+cp "$body" "$tmp/first-message"
+msg_k=$(json_get "$body" "d['message_id']")
+p 200 POST "/api/v1/dialogue/$id_k/message" "same key, same message: replay" "${J[@]}" \
+    '{"message":"Сколько стоит тариф Профи?"}' -H 'Idempotency-Key: prism-msg-1'
+check "the replay is the first response byte for byte" "bodies differ" \
+    cmp -s "$tmp/first-message" "$body"
+p 422 POST "/api/v1/dialogue/$id_k/message" "same key, another message" "${J[@]}" \
+    '{"message":"А другой тариф?"}' -H 'Idempotency-Key: prism-msg-1'
+check_code idempotency_key_reused
+p 400 POST "/api/v1/dialogue/$id_k/message" "empty quoted key" "${J[@]}" \
+    '{"message":"Сколько стоит тариф Профи?"}' -H 'Idempotency-Key: ""'
+check_code invalid_idempotency_key
+p 200 GET "/api/v1/dialogue/$id_k/status" "after the replays"
+check "one turn only: message_count 2" "message_count is not 2" \
+    test "$(json_get "$body" "d['message_count']")" = 2
+p 200 GET "/api/v1/dialogue/$id_k" "document with metadata.idempotency"
+check "two idempotency records (create, message)" "metadata.idempotency is not [create, message]" \
+    test "$(json_get "$body" "','.join(r['operation'] for r in d['metadata']['idempotency'])")" = create,message
+p 200 POST "/api/v1/dialogue/$id_k/close" "close the keyed dialog"
+p 200 POST "/api/v1/dialogue/$id_k/message" "replay on the closed dialog" "${J[@]}" \
+    '{"message":"Сколько стоит тариф Профи?"}' -H 'Idempotency-Key: prism-msg-1'
+check "still the first reply" "bodies differ" cmp -s "$tmp/first-message" "$body"
+p 200 POST "/api/v1/dialogue/$id_e/message" "same key, another dialog: a new turn" "${J[@]}" \
+    '{"message":"Сколько стоит тариф Профи?"}' -H 'Idempotency-Key: prism-msg-1'
+check "a new message_id" "message_id repeats $msg_k" \
+    test "$(json_get "$body" "d['message_id']")" != "$msg_k"
+
+echo "== metrics"
+p 200 GET /metrics "Prometheus text format"
+check_header content-type '^text/plain; version=0\.0\.4; charset=utf-8$'
+check "cca_http_requests_total is a counter" "no '# TYPE cca_http_requests_total counter'" \
+    grep -qx '# TYPE cca_http_requests_total counter' "$body"
+check "cca_idempotent_replays_total counts the 4 replays" "cca_idempotent_replays_total < 4" \
+    test "$(awk '$1 == "cca_idempotent_replays_total" { print int($2) }' "$body")" -ge 4
+check "no label carries an id" "a UUID appears in /metrics" \
+    not grep -Eq '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-' "$body"
+
+# ---------------------------------------------------------------------------
+# Restart both with access control on: two client keys (one only for the
+# rate limit, buckets are per key), an admin key, 3 requests per key and then
+# one per 100 s, one CORS origin.
+echo
+echo "== restart with API_KEYS, ADMIN_API_KEYS, RATE_LIMIT_RPS, CORS_ORIGINS"
+if ! kill -0 "$server_pid" 2>/dev/null; then
+    echo "FAIL: the server is no longer running" >&2
+    failures=$((failures + 1))
+fi
+stop
+mv "$tmp/server.log" "$tmp/server-open.log"
+mv "$tmp/prism.log" "$tmp/prism-open.log"
+start_server API_KEYS=prism-client-key,prism-limited-key ADMIN_API_KEYS=prism-admin-key \
+    RATE_LIMIT_RPS=0.01 RATE_LIMIT_BURST=3 CORS_ORIGINS=https://app.example.com
+start_prism
+client=(-H 'Authorization: Bearer prism-client-key')
+admin=(-H 'Authorization: Bearer prism-admin-key')
+
+echo "== access: 401"
+p 401 GET /api/v1/dialogues "no key"
+check_code unauthorized
+check_header www-authenticate '^Bearer realm="call-center-agents"$'
+p 401 GET /api/v1/dialogues "unknown key" -H 'Authorization: Bearer not-a-key'
+check_header www-authenticate '^Bearer realm="call-center-agents", error="invalid_token"$'
+p 401 POST /api/v1/dialogue/create "no key" "${J[@]}" '{"customer_id":"c1"}'
+p 401 DELETE /api/v1/dialogue/cleanup "no key"
+p 401 GET "/api/v1/dialogue/$id_k" "unknown X-API-Key" -H 'X-API-Key: not-a-key'
+
+echo "== access: public operations need no key"
+p 200 GET /api/v1/health "health"
+p 200 GET /api/v1/health/live "liveness"
+p 200 GET / "service info"
+p 200 GET /metrics "metrics"
+
+echo "== access: client and admin keys"
+p 201 POST /api/v1/dialogue/create "Bearer client key" "${J[@]}" '{"customer_id":"c1"}' "${client[@]}"
+p 200 GET "/api/v1/dialogue/$id_k/status" "X-API-Key client key (dialog from before the restart)" \
+    -H 'X-API-Key: prism-client-key'
+p 403 DELETE /api/v1/dialogue/cleanup "client key" "${client[@]}"
+check_code forbidden
+p 403 DELETE /api/v1/dialogue/cleanup/closed "client key" "${client[@]}"
+p 403 DELETE "/api/v1/dialogue/$id_k?force=true" "client key" "${client[@]}"
+p 200 DELETE /api/v1/dialogue/cleanup "admin key" "${admin[@]}"
+p 200 DELETE "/api/v1/dialogue/$id_k" "admin key in X-API-Key" -H 'X-API-Key: prism-admin-key'
+
+echo "== access: 429 (RATE_LIMIT_BURST=3 for a key of its own)"
+limited=(-H 'Authorization: Bearer prism-limited-key')
+for i in 1 2 3; do
+    p 200 GET "/api/v1/dialogues?limit=1" "request $i of the burst" "${limited[@]}"
+done
+p 429 GET "/api/v1/dialogues?limit=1" "bucket empty" "${limited[@]}"
+check_code rate_limited
+check_header retry-after '^[1-9][0-9]*$'
+p 200 GET /api/v1/health/live "public operations are not limited" "${limited[@]}"
+p 200 GET /api/v1/dialogues "other keys have their own bucket" "${client[@]}"
+
+# Preflights are generic (described in info.description, not operations of
+# openapi.yaml), and Prism adds CORS headers of its own: sent direct.
+echo "== CORS (sent direct)"
+d 403 cors_forbidden OPTIONS /api/v1/dialogue/create "preflight, origin not listed" \
+    -H 'Origin: https://evil.example' -H 'Access-Control-Request-Method: POST'
+: >"$headers"
+pre=$(curl -sS --max-time 60 -o "$body" -D "$headers" -w '%{http_code}' -X OPTIONS \
+    -H 'Origin: https://app.example.com' -H 'Access-Control-Request-Method: POST' \
+    -H 'Access-Control-Request-Headers: authorization, content-type, idempotency-key' \
+    "$direct/api/v1/dialogue/create" 2>"$tmp/curl.err") || pre=000
+check "preflight, origin listed, no key: 204" "status $pre" test "$pre" = 204
+check_header access-control-allow-origin '^https://app\.example\.com$'
+check_header access-control-allow-methods '^POST$'
+check_header access-control-allow-headers 'Idempotency-Key'
+check_header vary '^Origin$'
+: >"$headers"
+curl -sS --max-time 60 -o "$body" -D "$headers" -H 'Origin: https://app.example.com' \
+    "$direct/api/v1/health/live" >/dev/null 2>&1
+check_header access-control-allow-origin '^https://app\.example\.com$'
+check_header access-control-expose-headers 'Retry-After'
 
 # 6. Verdict.
 echo
