@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
+#include "cca/access.h"
 #include "cca/dialog.h"
 #include "cca/engine.h"
 #include "cca/http.h"
@@ -29,6 +30,12 @@ struct cca_http {
     int64_t started_mono;
     atomic_int quiesced;
     atomic_int open_requests; /* created and not yet completed */
+    /* Access control (src/access.c), fixed after cca_http_new. */
+    struct cca_access_keys *keys;              /* no keys: the API is open */
+    struct cca_access_limiter *client_limiter; /* NULL: RATE_LIMIT_RPS=0 */
+    struct cca_access_limiter *dialog_limiter; /* NULL: DIALOG_RATE_LIMIT_PER_MIN=0 */
+    struct cca_access_cors *cors;
+    struct cca_http_metrics *metrics; /* http_server.c */
 };
 
 /* openapi.yaml, compiled in (src/openapi_blob.c.in). */
@@ -61,6 +68,7 @@ struct cca_http_request {
     struct MHD_Connection *conn;
     char request_id[37];
     int64_t start_mono;
+    int64_t start_us;
     char method[16];
     char path[CCA_HTTP_MAX_PATH];
     const struct cca_http_route *route;
@@ -76,6 +84,16 @@ struct cca_http_request {
     size_t resp_len;
     const char *content_type;
     char allow[64];
+    /* Extra response headers (queue()), empty when not sent. */
+    char cors_origin[256]; /* Access-Control-Allow-Origin: "*" or the origin */
+    bool preflight;        /* a CORS preflight answer: Access-Control-Allow-* */
+    char www_authenticate[80];
+    unsigned retry_after; /* seconds; 0: no Retry-After */
+    /* Access and metrics bookkeeping. */
+    bool has_key;        /* a valid API key was presented */
+    uint32_t key_index;  /* its index (cca_access_keys_check), never the key */
+    size_t metric_route; /* route slot for metrics: a table index or "unmatched" */
+    bool sent_early;     /* answered on the socket before the body was complete */
 };
 
 /* ---- http_json.c: validation and error bodies (pure, unit-tested) ---------- */

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,11 +16,160 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
+#include "cca/access.h"
 #include "cca/log.h"
 #include "cca/mem.h"
+#include "cca/metrics.h"
 #include "cca/text.h"
 
 #include "http_int.h"
+
+/* ---- HTTP metrics -------------------------------------------------------------------
+ */
+
+/* Fixed label sets: every counter lives in a fixed array, no label carries an id. */
+static const char *const metric_methods[] = {"GET",    "POST", "PUT",     "PATCH",
+                                             "DELETE", "HEAD", "OPTIONS", "other"};
+#define N_METHODS CCA_ARRAY_SIZE(metric_methods)
+static const unsigned metric_statuses[] = {200, 201, 204, 400, 401, 403, 404,
+                                           405, 408, 409, 413, 415, 422, 429,
+                                           500, 502, 503, 504, 0 /* other */};
+#define N_STATUSES CCA_ARRAY_SIZE(metric_statuses)
+
+enum reject_reason {
+    REJ_UNAUTHORIZED,
+    REJ_FORBIDDEN,
+    REJ_RATE_LIMITED,
+    REJ_CORS,
+    REJ__N
+};
+static const char *const reject_names[] = {"unauthorized", "forbidden", "rate_limited",
+                                           "cors"};
+
+/*
+ * Route slots 0 .. cca_http_route_count() - 1 are the table rows; the last one
+ * is "unmatched" (no route for the path).
+ */
+struct cca_http_metrics {
+    size_t nroutes;
+    _Atomic uint64_t *requests; /* [route][method][status] */
+    struct cca_hist *durations; /* [route] */
+    _Atomic uint64_t rejected[REJ__N];
+};
+
+static struct cca_http_metrics *metrics_new(void)
+{
+    struct cca_http_metrics *m = cca_xcalloc(1, sizeof(*m));
+
+    m->nroutes = cca_http_route_count() + 1;
+    m->requests =
+        cca_xcalloc(m->nroutes * N_METHODS * N_STATUSES, sizeof(m->requests[0]));
+    m->durations = cca_xcalloc(m->nroutes, sizeof(m->durations[0]));
+    for (size_t i = 0; i < m->nroutes; i++)
+        cca_hist_init(&m->durations[i], cca_hist_seconds_bounds, cca_hist_seconds_n);
+    return m;
+}
+
+static void metrics_free(struct cca_http_metrics *m)
+{
+    if (m == NULL)
+        return;
+    free(m->requests);
+    free(m->durations);
+    free(m);
+}
+
+static size_t method_slot(const char *method)
+{
+    for (size_t i = 0; i + 1 < N_METHODS; i++) {
+        if (strcmp(metric_methods[i], method) == 0)
+            return i;
+    }
+    return N_METHODS - 1;
+}
+
+static size_t status_slot(unsigned status)
+{
+    for (size_t i = 0; i + 1 < N_STATUSES; i++) {
+        if (metric_statuses[i] == status)
+            return i;
+    }
+    return N_STATUSES - 1;
+}
+
+static void metrics_count(struct cca_http_request *r)
+{
+    struct cca_http_metrics *m = r->http->metrics;
+    size_t route = r->metric_route < m->nroutes ? r->metric_route : m->nroutes - 1;
+    size_t i = (route * N_METHODS + method_slot(r->method)) * N_STATUSES +
+               status_slot(r->status);
+
+    atomic_fetch_add_explicit(&m->requests[i], 1, memory_order_relaxed);
+    cca_hist_observe_us(&m->durations[route], cca_time_mono_us() - r->start_us);
+}
+
+static void reject(struct cca_http_request *r, enum reject_reason why)
+{
+    atomic_fetch_add_explicit(&r->http->metrics->rejected[why], 1, memory_order_relaxed);
+}
+
+static const char *route_label(const struct cca_http_metrics *m, size_t slot)
+{
+    const struct cca_http_route *route = cca_http_route_at(slot);
+
+    return slot + 1 < m->nroutes && route != NULL ? route->pattern : "unmatched";
+}
+
+void cca_http_server_metrics_render(struct cca_http *h, FILE *out)
+{
+    struct cca_http_metrics *m = h->metrics;
+    char labels[256];
+
+    cca_metrics_family(
+        out, "cca_http_requests_total", "counter",
+        "HTTP requests answered, by method, route pattern and status code");
+    for (size_t route = 0; route < m->nroutes; route++) {
+        for (size_t me = 0; me < N_METHODS; me++) {
+            for (size_t st = 0; st < N_STATUSES; st++) {
+                size_t i = (route * N_METHODS + me) * N_STATUSES + st;
+                uint64_t v = atomic_load_explicit(&m->requests[i], memory_order_relaxed);
+                char status[16];
+
+                if (v == 0)
+                    continue;
+                if (metric_statuses[st] != 0)
+                    (void)snprintf(status, sizeof(status), "%u", metric_statuses[st]);
+                else
+                    (void)snprintf(status, sizeof(status), "other");
+                (void)snprintf(labels, sizeof(labels),
+                               "method=\"%s\",route=\"%s\",status=\"%s\"",
+                               metric_methods[me], route_label(m, route), status);
+                cca_metrics_sample(out, "cca_http_requests_total", labels, (double)v);
+            }
+        }
+    }
+    cca_metrics_family(out, "cca_http_request_duration_seconds", "histogram",
+                       "Time from the request headers to the response being sent");
+    for (size_t route = 0; route < m->nroutes; route++) {
+        if (cca_hist_count(&m->durations[route]) == 0)
+            continue;
+        (void)snprintf(labels, sizeof(labels), "route=\"%s\"", route_label(m, route));
+        cca_metrics_hist(out, "cca_http_request_duration_seconds", labels,
+                         &m->durations[route]);
+    }
+    cca_metrics_family(out, "cca_http_rejected_total", "counter",
+                       "Requests refused by access control, by reason");
+    for (size_t i = 0; i < REJ__N; i++) {
+        (void)snprintf(labels, sizeof(labels), "reason=\"%s\"", reject_names[i]);
+        cca_metrics_sample(
+            out, "cca_http_rejected_total", labels,
+            (double)atomic_load_explicit(&m->rejected[i], memory_order_relaxed));
+    }
+    cca_metrics_family(out, "cca_http_open_requests", "gauge",
+                       "Requests received and not yet completed");
+    cca_metrics_sample(out, "cca_http_open_requests", NULL,
+                       (double)atomic_load(&h->open_requests));
+}
 
 void cca_http_respond_raw(struct cca_http_request *r, unsigned status,
                           const char *content_type, char *bytes, size_t len)
@@ -83,25 +235,159 @@ void cca_http_submit(struct cca_http_request *r, struct cca_engine_request *req)
     }
 }
 
+#define REALM              "Bearer realm=\"call-center-agents\""
+#define CORS_EXPOSE        "X-Request-Id, Retry-After, WWW-Authenticate"
+#define CORS_ALLOW_HEADERS "Authorization, Content-Type, X-API-Key, Idempotency-Key"
+#define CORS_MAX_AGE       "600"
+
+struct header {
+    const char *name;
+    const char *value;
+};
+
+/* The headers of @r's response besides the body's length: one list for both paths. */
+static size_t response_headers(struct cca_http_request *r, struct header *hv, size_t max,
+                               char *retry_buf, size_t retry_size)
+{
+    size_t n = 0;
+
+#define ADD(nm, val)                                                                     \
+    do {                                                                                 \
+        if (n < max)                                                                     \
+            hv[n++] = (struct header){(nm), (val)};                                      \
+    } while (0)
+    if (r->status != 204)
+        ADD(MHD_HTTP_HEADER_CONTENT_TYPE,
+            r->content_type ? r->content_type : "application/json");
+    ADD("X-Request-Id", r->request_id);
+    if (r->allow[0])
+        ADD(MHD_HTTP_HEADER_ALLOW, r->allow);
+    if (r->www_authenticate[0])
+        ADD(MHD_HTTP_HEADER_WWW_AUTHENTICATE, r->www_authenticate);
+    if (r->retry_after > 0) {
+        (void)snprintf(retry_buf, retry_size, "%u", r->retry_after);
+        ADD(MHD_HTTP_HEADER_RETRY_AFTER, retry_buf);
+    }
+    /* With CORS on, every answer depends on Origin (caches must key on it). */
+    if (cca_access_cors_enabled(r->http->cors))
+        ADD(MHD_HTTP_HEADER_VARY, "Origin");
+    if (r->cors_origin[0]) {
+        ADD("Access-Control-Allow-Origin", r->cors_origin);
+        if (r->preflight) {
+            ADD("Access-Control-Allow-Methods", r->allow);
+            ADD("Access-Control-Allow-Headers", CORS_ALLOW_HEADERS);
+            ADD("Access-Control-Max-Age", CORS_MAX_AGE);
+        } else {
+            ADD("Access-Control-Expose-Headers", CORS_EXPOSE);
+        }
+    }
+    /* Body refused unread (413 or earlier checks): the connection cannot be reused. */
+    if (r->status == 503 || r->body_too_large || atomic_load(&r->http->quiesced))
+        ADD(MHD_HTTP_HEADER_CONNECTION, "close");
+#undef ADD
+    return n;
+}
+
 static enum MHD_Result queue(struct cca_http_request *r)
 {
     struct MHD_Response *resp;
+    struct header hv[16];
+    char retry[16];
+    size_t n;
     enum MHD_Result ret;
 
     resp = MHD_create_response_from_buffer_with_free_callback(r->resp_len, r->resp, free);
     r->resp = NULL; /* MHD owns it now */
     if (resp == NULL)
         return MHD_NO;
-    (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                                  r->content_type ? r->content_type : "application/json");
-    (void)MHD_add_response_header(resp, "X-Request-Id", r->request_id);
-    if (r->allow[0])
-        (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
-    if (r->status == 503 || atomic_load(&r->http->quiesced))
-        (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    n = response_headers(r, hv, CCA_ARRAY_SIZE(hv), retry, sizeof(retry));
+    for (size_t i = 0; i < n; i++)
+        (void)MHD_add_response_header(resp, hv[i].name, hv[i].value);
     ret = MHD_queue_response(r->conn, r->status, resp);
     MHD_destroy_response(resp);
     return ret;
+}
+
+/* Write all of @buf to the non-blocking socket @fd, waiting at most ~1 s in total. */
+static bool send_all(int fd, const char *buf, size_t len)
+{
+    for (int waits = 0; len > 0 && waits < 100;) {
+        ssize_t w = send(fd, buf, len, MSG_NOSIGNAL);
+
+        if (w > 0) {
+            buf += w;
+            len -= (size_t)w;
+        } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+
+            (void)poll(&p, 1, 10);
+            waits++;
+        } else {
+            return false;
+        }
+    }
+    return len == 0;
+}
+
+/*
+ * Set while this thread returns MHD_NO on purpose after answer_early: MHD then
+ * logs "Application reported internal error", which is expected here.
+ */
+static _Thread_local bool closing_on_purpose;
+
+/*
+ * Answer while the body is still arriving (a chunked body crossed MAX_BODY_BYTES).
+ * libmicrohttpd 0.9.75 accepts MHD_queue_response only right after the headers
+ * or after the whole body (MHD_CONNECTION_HEADERS_PROCESSED or _FOOTERS_RECEIVED;
+ * verified: it returns MHD_NO from the upload callback), so newer versions get
+ * the ordinary path and 0.9.75 gets the response written on the socket here,
+ * which MHD is not writing to while it reads a body, then MHD_NO so that MHD
+ * closes the connection without reading the rest.
+ */
+static enum MHD_Result answer_early(struct cca_http_request *r)
+{
+    struct MHD_Response *resp;
+    const union MHD_ConnectionInfo *ci;
+    struct header hv[16];
+    char retry[16];
+    char *text = NULL;
+    size_t text_len = 0;
+    size_t n;
+    FILE *f;
+    enum MHD_Result ret;
+
+    resp = MHD_create_response_from_buffer(r->resp_len, r->resp, MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL)
+        return MHD_NO;
+    n = response_headers(r, hv, CCA_ARRAY_SIZE(hv), retry, sizeof(retry));
+    for (size_t i = 0; i < n; i++)
+        (void)MHD_add_response_header(resp, hv[i].name, hv[i].value);
+    ret = MHD_queue_response(r->conn, r->status, resp);
+    MHD_destroy_response(resp);
+    if (ret == MHD_YES)
+        return MHD_YES;
+    ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    f = open_memstream(&text, &text_len);
+    if (ci == NULL || f == NULL) {
+        if (f != NULL)
+            fclose(f);
+        free(text);
+        return MHD_NO;
+    }
+    fprintf(f, "HTTP/1.1 %u %s\r\n", r->status, MHD_get_reason_phrase_for(r->status));
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%s: %s\r\n", hv[i].name, hv[i].value);
+    fprintf(f, "Content-Length: %zu\r\n\r\n", r->resp_len);
+    if (r->resp_len > 0)
+        fwrite(r->resp, 1, r->resp_len, f);
+    fclose(f);
+    if (send_all(ci->connect_fd, text, text_len)) {
+        r->sent_early = true;
+        closing_on_purpose = true;
+        (void)shutdown(ci->connect_fd, SHUT_WR); /* FIN now, after the response */
+    }
+    free(text);
+    return MHD_NO;
 }
 
 /* application/json, optionally with parameters such as charset=utf-8. */
@@ -113,6 +399,169 @@ static bool is_json_type(const char *ct)
            (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
+static const char *header(struct cca_http_request *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+/*
+ * A CORS preflight (OPTIONS with Origin and Access-Control-Request-Method, Fetch
+ * standard section 3.2.2) on a known path, when CORS_ORIGINS is set: 204 with the
+ * path's methods, or 403 for an origin not listed. Needs no API key. Returns
+ * true when it answered.
+ */
+static bool cors_preflight(struct cca_http_request *r)
+{
+    if (!cca_access_cors_enabled(r->http->cors) || strcmp(r->method, "OPTIONS") != 0 ||
+        r->allow[0] == '\0' || header(r, "Origin") == NULL ||
+        header(r, "Access-Control-Request-Method") == NULL)
+        return false;
+    if (r->cors_origin[0] == '\0') {
+        reject(r, REJ_CORS);
+        cca_http_respond_error(r, 403, "cors_forbidden",
+                               "this origin is not allowed (CORS_ORIGINS)");
+        return true;
+    }
+    r->preflight = true;
+    cca_http_respond_raw(r, 204, NULL, NULL, 0);
+    return true;
+}
+
+/*
+ * API keys (RFC 6750): "Authorization: Bearer <key>" or "X-API-Key: <key>" on
+ * every route but the public ones once keys are configured; admin routes need
+ * an admin key. Returns false when it answered 401 or 403.
+ */
+static bool authorize(struct cca_http_request *r)
+{
+    const struct cca_access_keys *keys = r->http->keys;
+    const char *token = NULL;
+    size_t len = 0;
+    enum cca_access_key_class cls = CCA_ACCESS_KEY_NONE;
+
+    if (r->route->access == CCA_ACCESS_PUBLIC || cca_access_keys_count(keys) == 0)
+        return true;
+    if (!cca_access_bearer(header(r, MHD_HTTP_HEADER_AUTHORIZATION), &token, &len)) {
+        token = header(r, "X-API-Key");
+        len = token != NULL ? strlen(token) : 0;
+    }
+    if (len > 0)
+        cls = cca_access_keys_check(keys, token, len, &r->key_index);
+    if (cls == CCA_ACCESS_KEY_NONE) {
+        reject(r, REJ_UNAUTHORIZED);
+        (void)snprintf(r->www_authenticate, sizeof(r->www_authenticate), "%s%s", REALM,
+                       len > 0 ? ", error=\"invalid_token\"" : "");
+        cca_http_respond_error(r, 401, "unauthorized",
+                               len > 0 ? "the API key is not valid"
+                                       : "an API key is required: Authorization: "
+                                         "Bearer <key> or X-API-Key: <key>");
+        return false;
+    }
+    if (r->route->access == CCA_ACCESS_ADMIN && cls != CCA_ACCESS_KEY_ADMIN) {
+        reject(r, REJ_FORBIDDEN);
+        cca_http_respond_error(r, 403, "forbidden",
+                               "this endpoint needs an admin API key");
+        return false;
+    }
+    r->has_key = true;
+    return true;
+}
+
+/*
+ * The client's bucket identity: the key's index, or the peer address (IPv4, or
+ * the /64 of IPv6, the block one host usually controls). Returns its length.
+ */
+static size_t client_identity(struct cca_http_request *r, unsigned char id[20])
+{
+    const union MHD_ConnectionInfo *ci;
+    const struct sockaddr *sa;
+
+    if (r->has_key) {
+        id[0] = 'k';
+        memcpy(id + 1, &r->key_index, sizeof(r->key_index));
+        return 1 + sizeof(r->key_index);
+    }
+    ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    sa = ci != NULL ? ci->client_addr : NULL;
+    if (sa != NULL && sa->sa_family == AF_INET) {
+        id[0] = '4';
+        memcpy(id + 1, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+        return 5;
+    }
+    if (sa != NULL && sa->sa_family == AF_INET6) {
+        const struct in6_addr *a =
+            &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+
+        if (IN6_IS_ADDR_V4MAPPED(a)) {
+            id[0] = '4';
+            memcpy(id + 1, &a->s6_addr[12], 4);
+            return 5;
+        }
+        id[0] = '6';
+        memcpy(id + 1, a->s6_addr, 8);
+        return 9;
+    }
+    id[0] = '?';
+    return 1;
+}
+
+static bool is_message_route(const struct cca_http_route *route)
+{
+    const char *suffix = "/{id}/message";
+    size_t n = strlen(route->pattern);
+    size_t k = strlen(suffix);
+
+    return strcmp(route->method, "POST") == 0 && n > k &&
+           strcmp(route->pattern + n - k, suffix) == 0;
+}
+
+static void too_many(struct cca_http_request *r, unsigned retry_after, const char *what)
+{
+    char detail[160];
+
+    reject(r, REJ_RATE_LIMITED);
+    r->retry_after = retry_after;
+    (void)snprintf(detail, sizeof(detail), "rate limit reached (%s); retry after %u s",
+                   what, retry_after);
+    cca_http_respond_error(r, 429, "rate_limited", detail);
+}
+
+/* RATE_LIMIT_RPS per client, DIALOG_RATE_LIMIT_PER_MIN per dialog. False: 429 sent. */
+static bool rate_limit(struct cca_http_request *r)
+{
+    struct cca_http *h = r->http;
+    int64_t now = cca_time_mono_us();
+    unsigned retry = 1;
+    char id[37];
+
+    if (r->route->access == CCA_ACCESS_PUBLIC)
+        return true;
+    if (h->client_limiter != NULL) {
+        unsigned char who[20];
+        size_t n = client_identity(r, who);
+
+        if (!cca_access_limiter_take(h->client_limiter, who, n, now, &retry)) {
+            too_many(r, retry,
+                     r->has_key ? "RATE_LIMIT_RPS per API key"
+                                : "RATE_LIMIT_RPS per client address");
+            return false;
+        }
+    }
+    if (h->dialog_limiter != NULL && is_message_route(r->route) &&
+        cca_uuid_canonical(r->segment_id, id) &&
+        !cca_access_limiter_take(h->dialog_limiter, id, 36, now, &retry)) {
+        too_many(r, retry, "DIALOG_RATE_LIMIT_PER_MIN messages for this dialog");
+        return false;
+    }
+    return true;
+}
+
+/*
+ * The checks, in order: shutting down (503), CORS preflight (204/403), no route
+ * (404/405), API key (401/403), rate limits (429), body size, type and encoding
+ * (413/415/400), then the handler. None of them needs the body, so a body too
+ * large can be refused by any of them before it is read.
+ */
 static void dispatch(struct cca_http_request *r)
 {
     const char *ct;
@@ -121,6 +570,8 @@ static void dispatch(struct cca_http_request *r)
         cca_http_respond_error(r, 503, "unavailable", "the service is shutting down");
         return;
     }
+    if (cors_preflight(r))
+        return;
     if (r->route == NULL) {
         if (r->allow[0])
             cca_http_respond_error(r, 405, "method_not_allowed",
@@ -129,6 +580,8 @@ static void dispatch(struct cca_http_request *r)
             cca_http_respond_error(r, 404, "not_found", "no such endpoint");
         return;
     }
+    if (!authorize(r) || !rate_limit(r))
+        return;
     if (r->body_too_large) {
         char detail[96];
 
@@ -138,8 +591,7 @@ static void dispatch(struct cca_http_request *r)
         return;
     }
     if (r->body_len > 0) {
-        ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-                                         MHD_HTTP_HEADER_CONTENT_TYPE);
+        ct = header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
         if (!is_json_type(ct)) {
             cca_http_respond_error(
                 r, 415, "unsupported_media_type",
@@ -155,6 +607,56 @@ static void dispatch(struct cca_http_request *r)
     r->route->handler(r);
 }
 
+/* The metrics slot of a path known only for other methods (405, preflight). */
+static size_t known_path_slot(const char *path, const char *allow)
+{
+    char method[16];
+    char other[64];
+    char seg[8];
+    bool known;
+    size_t n = strcspn(allow, ",");
+    const struct cca_http_route *route;
+
+    (void)snprintf(method, sizeof(method), "%.*s", (int)(n < 15 ? n : 15), allow);
+    route = cca_http_match(method, path, &known, other, sizeof(other), seg, sizeof(seg));
+    return route != NULL ? cca_http_route_index(route) : cca_http_route_count();
+}
+
+/* The value of hex digit @c (which isxdigit accepted). */
+static unsigned hex_value(char c)
+{
+    return c <= '9' ? (unsigned)(c - '0') : (unsigned)((c | 0x20) - 'a' + 10);
+}
+
+/*
+ * MHD_OPTION_UNESCAPE_CALLBACK: percent-decode @s in place like MHD's default,
+ * except "%00", which stays as it is: a decoded NUL would cut the path short,
+ * and "/api/v1/dialogue/<id>%00.json" would answer for "/api/v1/dialogue/<id>".
+ * Returns the new length.
+ */
+static size_t unescape_keep_nul(void *cls, struct MHD_Connection *conn, char *s)
+{
+    char *w = s;
+
+    (void)cls;
+    (void)conn;
+    for (const char *p = s; *p != '\0'; p++) {
+        if (p[0] == '%' && isxdigit((unsigned char)p[1]) &&
+            isxdigit((unsigned char)p[2])) {
+            unsigned v = hex_value(p[1]) * 16 + hex_value(p[2]);
+
+            if (v != 0) {
+                *w++ = (char)v;
+                p += 2;
+                continue;
+            }
+        }
+        *w++ = *p;
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
 static void start_request(struct cca_http *h, struct cca_http_request *r,
                           struct MHD_Connection *conn, const char *url,
                           const char *method)
@@ -162,10 +664,12 @@ static void start_request(struct cca_http *h, struct cca_http_request *r,
     bool known = false;
     size_t len = strlen(url);
     const char *cl;
+    const char *origin;
 
     r->http = h;
     r->conn = conn;
     r->start_mono = cca_time_mono_ms();
+    r->start_us = cca_time_mono_us();
     cca_uuid_new(r->request_id);
     (void)snprintf(r->method, sizeof(r->method), "%s", method);
     /* One trailing slash is tolerated: "/api/v1/health/" is "/api/v1/health". */
@@ -179,8 +683,17 @@ static void start_request(struct cca_http *h, struct cca_http_request *r,
                               r->segment_id, sizeof(r->segment_id));
     if (r->route != NULL || !known)
         r->allow[0] = '\0';
-    cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (r->route != NULL)
+        r->metric_route = cca_http_route_index(r->route);
+    else if (r->allow[0])
+        r->metric_route = known_path_slot(r->path, r->allow);
+    else
+        r->metric_route = cca_http_route_count();
+    origin = header(r, "Origin");
+    origin = cca_access_cors_allow_origin(h->cors, origin);
+    if (origin != NULL && strlen(origin) < sizeof(r->cors_origin))
+        memcpy(r->cors_origin, origin, strlen(origin) + 1);
+    cl = header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl != NULL && strtoull(cl, NULL, 10) > h->cfg->max_body_bytes)
         r->body_too_large = true;
 }
@@ -194,6 +707,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct cca_http_request *r = *req_cls;
 
     (void)version;
+    closing_on_purpose = false;
     if (r == NULL) {
         r = cca_xcalloc(1, sizeof(*r));
         *req_cls = r;
@@ -214,11 +728,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (r->body_too_large || r->ready)
             return MHD_YES; /* discard the rest */
         if (r->body_len + n > h->cfg->max_body_bytes) {
+            /* A chunked body crossed the cap: refuse now, not after reading it all. */
             r->body_too_large = true;
             free(r->body);
             r->body = NULL;
             r->body_len = 0;
-            return MHD_YES;
+            dispatch(r);
+            return answer_early(r);
         }
         r->body = cca_xrealloc(r->body, r->body_len + n + 1);
         memcpy(r->body + r->body_len, upload_data, n);
@@ -240,17 +756,22 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     struct cca_http_request *r = *req_cls;
+    bool ok;
 
     (void)cls;
     (void)conn;
     if (r == NULL)
         return;
+    ok = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK || r->sent_early;
     cca_log_set_request_id(r->request_id);
-    cca_log(toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? LOG_INFO : LOG_NOTICE,
-            "request method=%s path='%.200s' status=%u duration_ms=%lld%s", r->method,
+    cca_log(ok ? LOG_INFO : LOG_NOTICE,
+            "request method=%s path='%.200s' status=%u duration_ms=%lld%s%s", r->method,
             r->path, r->status, (long long)(cca_time_mono_ms() - r->start_mono),
-            toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
+            ok ? "" : " aborted=1", r->sent_early ? " early=1" : "");
     cca_log_set_request_id(NULL);
+    /* Only answered requests count: a client that left early has no status. */
+    if (ok && r->ready)
+        metrics_count(r);
     atomic_fetch_sub(&r->http->open_requests, 1);
     free(r->body);
     free(r->resp);
@@ -268,7 +789,41 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
     n = strlen(buf);
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         buf[--n] = '\0';
+    if (closing_on_purpose &&
+        strstr(buf, "Application reported internal error") != NULL) {
+        closing_on_purpose = false;
+        cca_log(LOG_DEBUG, "libmicrohttpd: %s (early answer, expected)", buf);
+        return;
+    }
     cca_log(LOG_NOTICE, "libmicrohttpd: %s", buf);
+}
+
+/* Bounded rate-limit tables: a flood of addresses or ids cannot grow memory. */
+#define LIMITER_CAPACITY 65536
+
+/* Keys, rate limits and CORS from @cfg; the one warning when the API is open. */
+static cca_rc setup_access(struct cca_http *h, const struct cca_config *cfg,
+                           struct cca_error *reterr)
+{
+    cca_rc rc;
+
+    rc = cca_access_keys_new(cfg->api_keys, cfg->api_keys_file, cfg->admin_api_keys,
+                             &h->keys, reterr);
+    if (rc == CCA_OK)
+        rc = cca_access_cors_new(cfg->cors_origins, &h->cors, reterr);
+    if (rc != CCA_OK)
+        return rc;
+    if (cca_access_keys_count(h->keys) == 0)
+        cca_log(LOG_WARNING, "API_KEYS is not set: the API is open to anyone who can "
+                             "reach it");
+    if (cfg->rate_limit_rps > 0)
+        h->client_limiter = cca_access_limiter_new(
+            cfg->rate_limit_rps, (double)cfg->rate_limit_burst, LIMITER_CAPACITY);
+    if (cfg->dialog_rate_limit_per_min > 0)
+        h->dialog_limiter = cca_access_limiter_new(
+            (double)cfg->dialog_rate_limit_per_min / 60.0,
+            (double)cfg->dialog_rate_limit_per_min, LIMITER_CAPACITY);
+    return CCA_OK;
 }
 
 cca_rc cca_http_new(const struct cca_http_params *p, struct cca_http **ret_http,
@@ -289,6 +844,10 @@ cca_rc cca_http_new(const struct cca_http_params *p, struct cca_http **ret_http,
     h->llm = p->llm;
     h->version = p->version;
     h->started_mono = cca_time_mono_ms();
+    h->metrics = metrics_new();
+    rc = setup_access(h, p->cfg, reterr);
+    if (rc != CCA_OK)
+        goto out;
     if (inet_pton(AF_INET, p->cfg->host, &sin->sin_addr) == 1) {
         sin->sin_family = AF_INET;
         sin->sin_port = htons((uint16_t)p->cfg->port);
@@ -308,6 +867,7 @@ cca_rc cca_http_new(const struct cca_http_params *p, struct cca_http **ret_http,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)p->cfg->max_connections_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)p->cfg->connection_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, p->cfg->connection_memory_limit,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape_keep_nul, NULL,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_EXTERNAL_LOGGER,
         mhd_logger, h, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
     if (h->daemon == NULL) {
@@ -357,11 +917,10 @@ void cca_http_free(struct cca_http *h)
         return;
     if (h->daemon != NULL)
         MHD_stop_daemon(h->daemon);
+    cca_access_keys_free(h->keys);
+    cca_access_limiter_free(h->client_limiter);
+    cca_access_limiter_free(h->dialog_limiter);
+    cca_access_cors_free(h->cors);
+    metrics_free(h->metrics);
     free(h);
-}
-
-void cca_http_server_metrics_render(struct cca_http *h, FILE *out)
-{
-    (void)h;
-    (void)out; /* TODO(access/metrics helper): HTTP request families */
 }

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,14 +24,6 @@
 #ifndef CCA_VERSION
 #define CCA_VERSION "0.1.0"
 #endif
-
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
 
 static void warn_config(void *ctx, const char *msg)
 {
@@ -77,7 +70,8 @@ static int serve(const struct cca_config *cfg)
     struct cca_llm *llm = NULL;
     struct cca_engine *engine = NULL;
     struct cca_http *http = NULL;
-    struct sigaction sa = {0};
+    sigset_t stop_signals;
+    int sig;
     char desc[4096];
     int64_t deadline;
     int ret = EXIT_FAILURE;
@@ -86,6 +80,15 @@ static int serve(const struct cca_config *cfg)
     cca_config_describe(cfg, desc, sizeof(desc));
     cca_log(LOG_INFO, "starting version=%s %s", CCA_VERSION, desc);
     raise_nofile();
+    /*
+     * Block SIGTERM and SIGINT before any thread exists: every thread inherits
+     * the mask, so the signal stays pending until sigwait below takes it. A
+     * handler plus pause() loses it when the kernel delivers it to another thread.
+     */
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    (void)pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     rc = make_router(cfg, &router, &err);
     if (rc == CCA_OK)
         rc = cca_agents_new(cfg->data_dir, &agents, &err);
@@ -161,14 +164,10 @@ static int serve(const struct cca_config *cfg)
         cca_log(LOG_ERR, "cannot start HTTP: %s", err.msg);
         goto out;
     }
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    (void)sigaction(SIGTERM, &sa, NULL);
-    (void)sigaction(SIGINT, &sa, NULL);
     cca_log(LOG_INFO, "event=listening host=%s port=%u threads=%u", cfg->host,
             cca_http_port(http), cfg->threads);
-    while (!stop_requested)
-        pause();
+    while (sigwait(&stop_signals, &sig) != 0)
+        ;
 
     /* Stop accepting, let turns in flight finish within the LLM deadline, exit 0. */
     cca_log(LOG_INFO, "event=stopping: finishing turns in flight");
