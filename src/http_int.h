@@ -90,8 +90,13 @@ struct cca_http_request {
     char www_authenticate[80];
     unsigned retry_after; /* seconds; 0: no Retry-After */
     /* Access and metrics bookkeeping. */
-    bool has_key;        /* a valid API key was presented */
-    uint32_t key_index;  /* its index (cca_access_keys_check), never the key */
+    bool has_key;       /* a valid API key was presented */
+    uint32_t key_index; /* its index (cca_access_keys_check), never the key */
+    /*
+     * Stable id of the presented key, "" without one: 16 hex digits of a
+     * name-based SHA-1 UUID of the key (one-way; scopes Idempotency-Keys).
+     */
+    char client_scope[17];
     size_t metric_route; /* route slot for metrics: a table index or "unmatched" */
     bool sent_early;     /* answered on the socket before the body was complete */
 };

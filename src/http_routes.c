@@ -38,7 +38,10 @@ static void respond_rc(struct cca_http_request *r, cca_rc rc, const struct cca_e
  * request's fingerprint into req->request_hash: a name-based UUID (RFC 9562
  * section 5.5, SHA-1, uuid_generate_sha1(3)) of the route, the dialog id and
  * the body re-serialised with sorted keys, so a retry that reorders keys or
- * whitespace is still the same request. Returns false with a 400 sent when
+ * whitespace is still the same request. Create keys are scoped to the API
+ * key that sent them (r->client_scope), so two clients cannot collide or see
+ * each other's dialogs through a key; message keys live in their dialog.
+ * Returns false with a 400 sent when
  * the header is malformed; true otherwise (also without the header).
  */
 static bool idempotency(struct cca_http_request *r, struct cca_engine_request *req)
@@ -68,7 +71,13 @@ static bool idempotency(struct cca_http_request *r, struct cca_engine_request *r
                                "Idempotency-Key must be 1..255 visible ASCII characters");
         return false;
     }
-    req->idempotency_key = cca_xstrndup(v, len);
+    /* Create keys are global: scope them to the caller's API key, if any. */
+    if (req->op == CCA_OP_CREATE && r->client_scope[0] != '\0') {
+        req->idempotency_key = cca_xmalloc(sizeof(r->client_scope) + len + 1);
+        (void)sprintf(req->idempotency_key, "%s:%.*s", r->client_scope, (int)len, v);
+    } else {
+        req->idempotency_key = cca_xstrndup(v, len);
+    }
     body = json_loadb(r->body ? r->body : "", r->body_len, 0, NULL);
     canon = body != NULL
                 ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY)

@@ -293,6 +293,37 @@ static void test_bad_keys(void **state)
     assert_int_equal(h_stop(&srv), 0);
 }
 
+/* With API keys, the same Idempotency-Key from two clients makes two dialogs. */
+static void test_keys_are_per_client(void **state)
+{
+    const char *env[] = {"API_KEYS=client-key-a,client-key-b", NULL};
+    const char *ha[] = {"Authorization: Bearer client-key-a", "Idempotency-Key: shared",
+                        NULL};
+    const char *hb[] = {"X-API-Key: client-key-b", "Idempotency-Key: shared", NULL};
+    struct h_req ra = {
+        .method = "POST", .path = "/api/v1/dialogue/create", .body = "{}", .headers = ha};
+    struct h_req rb = ra;
+    struct h_resp a1, a2, b1;
+    struct proc srv = {0};
+    char dir[64];
+
+    (void)state;
+    rb.headers = hb;
+    h_tmpdir(dir);
+    h_server_start(&srv, dir, env);
+    assert_int_equal(h_request(srv.port, &ra, &a1), 201);
+    assert_int_equal(h_request(srv.port, &rb, &b1), 201);
+    assert_int_equal(h_request(srv.port, &ra, &a2), 201);
+    assert_string_equal(a1.raw, a2.raw);
+    assert_string_not_equal(json_string_value(json_object_get(a1.json, "dialog_id")),
+                            json_string_value(json_object_get(b1.json, "dialog_id")));
+    assert_int_equal(dialog_files(dir), 2);
+    h_resp_free(&a1);
+    h_resp_free(&a2);
+    h_resp_free(&b1);
+    assert_int_equal(h_stop(&srv), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -300,6 +331,7 @@ int main(void)
         cmocka_unit_test_teardown(test_create_repeat_and_restart, h_kill_all),
         cmocka_unit_test_teardown(test_concurrent_duplicates, h_kill_all),
         cmocka_unit_test_teardown(test_bad_keys, h_kill_all),
+        cmocka_unit_test_teardown(test_keys_are_per_client, h_kill_all),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
 
