@@ -1,0 +1,748 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Benchmark driver: runs scenarios S1..S6 of the performance issue with the
+peers side by side, prints one table and writes the raw figures as JSON.
+
+Called by scripts/bench, which installs the packages and builds the binaries;
+see docs/BENCHMARKS.md. Never asserts timings: the exit code is 0 when every
+scenario ran (targets met or missed), 1 when a scenario could not run.
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+FAKE_KEY = "bench-key"
+MSG_TECH = "Не могу войти в аккаунт, приложение не работает"
+CREATE_BODY = json.dumps({"customer_id": "bench", "initial_message": MSG_TECH},
+                         ensure_ascii=False)
+EMPTY_CREATE_BODY = json.dumps({"customer_id": "bench"})
+MESSAGE_BODY = json.dumps({"message": MSG_TECH}, ensure_ascii=False)
+FAKE_BODY = json.dumps({"model": "gpt-4o-mini", "max_tokens": 1000, "messages": [
+    {"role": "system", "content": "You are a support agent."},
+    {"role": "user", "content": MSG_TECH}]}, ensure_ascii=False)
+
+# Load per scenario: (full, smoke).
+PROFILES = {
+    "full": dict(s1_secs=8, s1_conns=64, s2_dialogs=4000, s2_conns=64, s2_secs=8,
+                 fsync_secs=4, s3_dialogs=1000, s3_alt=100, s3_secs=20, s3_latency=1000,
+                 s4_turns=10000, s4_latency=5000, s4_ramp=4000, s5_dialogs=2000,
+                 s5_conns=16, s5_secs=6, s6_lengths=[10, 100, 1000],
+                 s6_dialogs=[10, 10, 3], s6_rounds=[3, 3, 10]),
+    "smoke": dict(s1_secs=1, s1_conns=8, s2_dialogs=20, s2_conns=4, s2_secs=0.3,
+                  fsync_secs=0.2, s3_dialogs=10, s3_alt=4, s3_secs=0.5, s3_latency=50,
+                  s4_turns=40, s4_latency=300, s4_ramp=400, s5_dialogs=10,
+                  s5_conns=2, s5_secs=0.3, s6_lengths=[4, 10, 20],
+                  s6_dialogs=[2, 2, 2], s6_rounds=[2, 2, 2]),
+}
+
+
+def log(*a):
+    print("[bench %s]" % time.strftime("%H:%M:%S"), *a, file=sys.stderr, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def http(method, url, body=None, timeout=30):
+    data = body.encode() if isinstance(body, str) else body
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def wait_http(url, proc, timeout=30):
+    t_end = time.time() + timeout
+    while time.time() < t_end:
+        if proc.poll() is not None:
+            raise RuntimeError("process exited with %s before answering %s" % (proc.returncode, url))
+        try:
+            st, _ = http("GET", url, timeout=2)
+            if st < 500:
+                return
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.05)
+    raise RuntimeError("no answer from %s" % url)
+
+
+# ---------------------------------------------------------------- /proc
+
+
+def proc_stat(pid):
+    """utime+stime in seconds, RSS in bytes, threads, write_bytes, wchar."""
+    out = {}
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    out["cpu_s"] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    out["rss"] = int(fields[21]) * PAGE
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("Threads:"):
+                out["threads"] = int(line.split()[1])
+    try:
+        with open("/proc/%d/io" % pid) as f:
+            for line in f:
+                k, v = line.split(":")
+                if k in ("write_bytes", "wchar"):
+                    out[k] = int(v)
+    except OSError:
+        pass
+    return out
+
+
+def tree_pids(pid):
+    pids = [pid]
+    try:
+        for child in open("/proc/%d/task/%d/children" % (pid, pid)).read().split():
+            pids += tree_pids(int(child))
+    except OSError:
+        pass
+    return pids
+
+
+def tree_cpu(pid):
+    return sum(proc_stat(p)["cpu_s"] for p in tree_pids(pid))
+
+
+class Sampler(threading.Thread):
+    """Samples threads and RSS of a pid every 50 ms; keeps the maxima."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.stop, self.max_rss, self.max_threads = pid, False, 0, 0
+
+    def run(self):
+        while not self.stop:
+            try:
+                st = proc_stat(self.pid)
+                self.max_rss = max(self.max_rss, st["rss"])
+                self.max_threads = max(self.max_threads, st["threads"])
+            except OSError:
+                return
+            time.sleep(0.05)
+
+
+# ---------------------------------------------------------------- processes
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.p = PROFILES["smoke" if args.smoke else "full"]
+        self.build = os.path.join(ROOT, args.build_dir)
+        self.bin = os.path.join(self.build, "bench")
+        stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
+        self.stamp = stamp
+        self.work = os.path.join(ROOT, "bench", ".work", stamp)
+        os.makedirs(self.work, exist_ok=True)
+        self.procs = []
+        self.rows = []
+        self.raw = {}
+        self.failed = []
+
+    def spawn(self, name, cmd, env=None, cwd=None, pipe=False):
+        """Starts cmd (stderr to WORK/name.log; stdout too unless pipe)."""
+        logf = open(os.path.join(self.work, name + ".log"), "ab")
+        full_env = dict(os.environ)
+        for k in list(full_env):
+            if k.startswith("OPENAI_") or k in ("STORAGE_FSYNC", "THREADS", "PORT", "HOST"):
+                del full_env[k]
+        full_env.update(env or {})
+        p = subprocess.Popen(cmd, env=full_env, cwd=cwd or self.work,
+                             stdout=subprocess.PIPE if pipe else logf,
+                             stderr=logf, stdin=subprocess.DEVNULL)
+        self.procs.append(p)
+        return p
+
+    def kill(self, p, timeout=60):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        if p in self.procs:
+            self.procs.remove(p)
+
+    def kill_all(self):
+        for p in list(self.procs):
+            self.kill(p, timeout=10)
+
+    def fake(self, latency_ms):
+        exe = os.path.join(self.build, "tests", "fake_openai")
+        p = self.spawn("fake", [exe, "--port", "0", "--latency-ms", str(latency_ms),
+                                "--key", FAKE_KEY], pipe=True)
+        line = p.stdout.readline().decode()
+        if not line.startswith("port="):
+            raise RuntimeError("fake_openai did not print its port")
+        p.port = int(line.strip().split("=")[1])
+        p.base = "http://127.0.0.1:%d" % p.port
+        threading.Thread(target=p.stdout.read, daemon=True).start()
+        return p
+
+    def server(self, storage, fsync=True, fake=None, extra=None):
+        port = free_port()
+        os.makedirs(storage, exist_ok=True)
+        env = {"HOST": "127.0.0.1", "PORT": str(port), "DIALOGS_STORAGE_PATH": storage,
+               "DATA_DIR": os.path.join(ROOT, "data"), "LOG_LEVEL": "warning",
+               "THREADS": "2", "MAX_CONNECTIONS": "19000", "CONNECTION_TIMEOUT_S": "120",
+               "LLM_TIMEOUT_S": "60", "MAX_PENDING_TURNS": "20000",
+               "STORAGE_FSYNC": "true" if fsync else "false", "OPENAI_API_KEY": ""}
+        if fake is not None:
+            env.update({"OPENAI_API_KEY": FAKE_KEY, "OPENAI_BASE_URL": fake.base + "/v1"})
+        env.update(extra or {})
+        p = self.spawn("server", [os.path.join(self.build, "call-center-agents")], env)
+        p.base = "http://127.0.0.1:%d" % port
+        wait_http(p.base + "/api/v1/health/live", p)
+        return p
+
+    def fastapi(self, storage, fake):
+        port = free_port()
+        os.makedirs(storage, exist_ok=True)
+        env = {"STORAGE": storage, "OPENAI_BASE_URL": fake.base + "/v1",
+               "OPENAI_API_KEY": FAKE_KEY}
+        p = self.spawn("fastapi", [sys.executable, "-m", "uvicorn", "--app-dir",
+                                   os.path.join(ROOT, "bench", "peers"), "fastapi_peer:app",
+                                   "--host", "127.0.0.1", "--port", str(port),
+                                   "--workers", str(self.args.fastapi_workers),
+                                   "--no-access-log", "--log-level", "warning",
+                                   "--backlog", "4096"], env)
+        p.base = "http://127.0.0.1:%d" % port
+        wait_http(p.base + "/health", p)
+        return p
+
+    def loadgen(self, url, **kw):
+        cmd = [os.path.join(self.bin, "loadgen"), "--url", url]
+        for k, v in kw.items():
+            if v is None:
+                continue
+            if isinstance(v, list):
+                for item in v:
+                    cmd += ["--" + k.replace("_", "-"), str(item)]
+            else:
+                cmd += ["--" + k.replace("_", "-"), str(v)]
+        out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE).stdout
+        return json.loads(out)
+
+    def make_dialogs(self, base, n, path, conns=16, body=EMPTY_CREATE_BODY):
+        if os.path.exists(path):
+            os.unlink(path)
+        r = self.loadgen(base + "/api/v1/dialogue/create", method="POST", body=body,
+                         conns=min(conns, n), requests=n, save_ids=path, timeout=120)
+        ids = [l for l in open(path).read().split("\n") if l]
+        if len(ids) != n:
+            raise RuntimeError("created %d of %d dialogs (%s)" % (len(ids), n, r["first_error"]))
+        return ids
+
+    def wrk(self, url, secs, conns):
+        out = subprocess.run(["wrk", "-t2", "-c%d" % conns, "-d%ds" % max(1, int(secs)),
+                              "--latency", url], check=True, stdout=subprocess.PIPE,
+                             text=True).stdout
+        res = {"rps": 0.0, "non2xx": 0, "errors": 0}
+        units = {"us": 1, "ms": 1e3, "s": 1e6}
+        for line in out.splitlines():
+            w = line.split()
+            if line.startswith("Requests/sec:"):
+                res["rps"] = float(w[1])
+            elif line.strip().startswith(("50%", "99%")) and len(w) == 2:
+                v = w[1]
+                for u in ("us", "ms", "s"):
+                    if v.endswith(u):
+                        res["p%s_us" % w[0][:2]] = float(v[:-len(u)]) * units[u]
+                        break
+            elif "Non-2xx" in line:
+                res["non2xx"] = int(w[-1])
+            elif line.strip().startswith("Socket errors"):
+                res["errors"] = sum(int(x.strip(",")) for x in w[3::2])
+        return res
+
+    # ------------------------------------------------------------ table
+
+    def row(self, scen, metric, ours, peers, target, verdict):
+        self.rows.append(dict(scenario=scen, metric=metric, ours=ours, peers=peers,
+                              target=target, verdict=verdict))
+
+    @staticmethod
+    def at_least(value, bound):
+        if bound <= 0:
+            return "n/a"
+        if value >= bound:
+            return "met"
+        return "missed by %.0f%%" % ((bound - value) / bound * 100)
+
+    @staticmethod
+    def at_most(value, bound, unit=""):
+        if value <= bound:
+            return "met"
+        return "missed by %s%s" % (fmt(value - bound), unit)
+
+    # ------------------------------------------------------------ S1
+
+    def s1(self):
+        p = self.p
+        srv = self.server(os.path.join(self.work, "s1-ours"), fsync=False)
+        st, body = http("POST", srv.base + "/api/v1/dialogue/create", CREATE_BODY)
+        did = json.loads(body)["dialog_id"]
+        doc = b""
+        for _ in range(100):
+            st, doc = http("GET", srv.base + "/api/v1/dialogue/" + did)
+            if len(doc) >= 8192:
+                break
+            http("POST", srv.base + "/api/v1/dialogue/%s/message" % did, MESSAGE_BODY)
+        dfile = os.path.join(self.work, "dialog.json")
+        with open(dfile, "wb") as f:
+            f.write(doc)
+        res = {"dialog_bytes": len(doc)}
+        res["ours"] = self.wrk(srv.base + "/api/v1/dialogue/" + did, p["s1_secs"], p["s1_conns"])
+        self.kill(srv)
+
+        bare_port_file = os.path.join(self.work, "bare.port")
+        bare = self.spawn("bare_mhd", [os.path.join(self.bin, "bare_mhd"), "--file", dfile,
+                                       "--threads", "2", "--port-file", bare_port_file],
+                          pipe=True)
+        bare_port = int(bare.stdout.readline().decode().strip().split("=")[1])
+        res["bare_mhd"] = self.wrk("http://127.0.0.1:%d/api/v1/dialogue/%s" % (bare_port, did),
+                                   p["s1_secs"], p["s1_conns"])
+        self.kill(bare)
+
+        res["nginx"] = self.nginx_run(dfile, did)
+
+        fake = self.fake(0)
+        fstore = os.path.join(self.work, "s1-fastapi")
+        os.makedirs(fstore, exist_ok=True)
+        shutil.copy(dfile, os.path.join(fstore, did + ".json"))
+        fa = self.fastapi(fstore, fake)
+        res["fastapi"] = self.wrk(fa.base + "/api/v1/dialogue/" + did, p["s1_secs"],
+                                  p["s1_conns"])
+        self.kill(fa)
+        self.kill(fake)
+        self.raw["S1"] = res
+
+        o, b, n, f = (res[k]["rps"] for k in ("ours", "bare_mhd", "nginx", "fastapi"))
+        peers = "bare MHD %s, nginx %s, FastAPI %s" % (fmt(b), fmt(n), fmt(f))
+        self.row("S1", "GET %d B dialog, req/s (c=%d)" % (len(doc), p["s1_conns"]), fmt(o),
+                 peers, ">= 60% of bare MHD", self.at_least(o, 0.6 * b))
+        self.row("S1", "ours / FastAPI req/s", "%.1fx" % (o / f if f else 0), "", ">= 10x",
+                 self.at_least(o, 10 * f))
+        self.row("S1", "p99 latency, us", fmt(res["ours"].get("p99_us", 0)),
+                 "bare %s, nginx %s, FastAPI %s" % tuple(
+                     fmt(res[k].get("p99_us", 0)) for k in ("bare_mhd", "nginx", "fastapi")),
+                 "-", "info")
+        bad = sum(res[k]["non2xx"] for k in ("ours", "bare_mhd", "nginx", "fastapi"))
+        if bad:
+            self.row("S1", "non-2xx answers", str(bad), "", "0", "missed by %d" % bad)
+
+    def nginx_run(self, dfile, did):
+        port = free_port()
+        ndir = os.path.join(self.work, "nginx")
+        os.makedirs(os.path.join(ndir, "api", "v1", "dialogue"), exist_ok=True)
+        shutil.copy(dfile, os.path.join(ndir, "api", "v1", "dialogue", did))
+        conf = os.path.join(ndir, "nginx.conf")
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        with open(conf, "w") as f:
+            f.write("""%sworker_processes 2;
+daemon off;
+pid %s/nginx.pid;
+error_log %s/error.log warn;
+events { worker_connections 20000; use epoll; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  client_body_temp_path %s/tmp; proxy_temp_path %s/tmp; fastcgi_temp_path %s/tmp;
+  uwsgi_temp_path %s/tmp; scgi_temp_path %s/tmp;
+  default_type application/json;
+  server { listen 127.0.0.1:%d; root %s; location / { } }
+}
+""" % (user, ndir, ndir, ndir, ndir, ndir, ndir, ndir, port, ndir))
+        os.makedirs(os.path.join(ndir, "tmp"), exist_ok=True)
+        ng = self.spawn("nginx", [shutil.which("nginx") or "/usr/sbin/nginx", "-c", conf,
+                                  "-p", ndir])
+        url = "http://127.0.0.1:%d/api/v1/dialogue/%s" % (port, did)
+        wait_http(url, ng)
+        res = self.wrk(url, self.p["s1_secs"], self.p["s1_conns"])
+        self.kill(ng)
+        return res
+
+    # ------------------------------------------------------------ S2
+
+    def s2(self):
+        p = self.p
+        res = {}
+        store = os.path.join(self.work, "s2-durable")
+        os.makedirs(store, exist_ok=True)
+        out = subprocess.run([os.path.join(self.bin, "fsync_probe"), "--dir", store,
+                              "--seconds", str(p["fsync_secs"])], check=True,
+                             stdout=subprocess.PIPE).stdout
+        res["disk"] = disk = json.loads(out)
+        for mode, fsync in (("durable", True), ("nosync", False)):
+            srv = self.server(os.path.join(self.work, "s2-" + mode), fsync=fsync)
+            idf = os.path.join(self.work, "s2-%s.ids" % mode)
+            self.make_dialogs(srv.base, p["s2_dialogs"], idf, conns=p["s2_conns"])
+            res[mode] = self.loadgen(srv.base + "/api/v1/dialogue/{id}/message",
+                                     method="POST", body=MESSAGE_BODY, ids=idf, id_mode="cycle",
+                                     conns=p["s2_conns"], duration=p["s2_secs"])["main"]
+            res[mode]["batch"] = scrape_batch(srv.base)
+            self.kill(srv)
+        self.raw["S2"] = res
+        d, n = res["durable"], res["nosync"]
+        self.row("S2", "durable turns/s (c=%d)" % p["s2_conns"], fmt(d["rps"]),
+                 "disk fsync %s/s; no-sync %s/s" % (fmt(disk["rate_per_s"]), fmt(n["rps"])),
+                 ">= 5x fsync rate", self.at_least(d["rps"], 5 * disk["rate_per_s"]))
+        self.row("S2", "durable p99, us", fmt(d["p99_us"]),
+                 "fsync p99 %s (p50 %s)" % (fmt(disk["p99_us"]), fmt(disk["p50_us"])),
+                 "<= fsync p99 + 1 ms", self.at_most(d["p99_us"], disk["p99_us"] + 1000, " us"))
+        self.row("S2", "durable / no-sync turns/s", pct_s(d["rps"], n["rps"]), "", ">= 80%",
+                 self.at_least(d["rps"], 0.8 * n["rps"]))
+        if d["batch"]:
+            self.row("S2", "mean group-commit batch", "%.1f" % d["batch"], "", "-", "info")
+        bad = d["non2xx"] + d["errors"] + n["non2xx"] + n["errors"]
+        if bad:
+            self.row("S2", "failed turns", str(bad), "", "0", "missed by %d" % bad)
+
+    # ------------------------------------------------------------ S3
+
+    def s3(self):
+        """Added latency: ours (no-sync, as the FastAPI peer never flushes), the
+        FastAPI peer, and ours durable (info: the flush is part of a real turn)."""
+        p = self.p
+        fake = self.fake(p["s3_latency"])
+        res = {"fake_latency_ms": p["s3_latency"]}
+        for name in ("ours", "fastapi", "ours_durable"):
+            if name == "fastapi":
+                srv = self.fastapi(os.path.join(self.work, "s3-fastapi"), fake)
+            else:
+                srv = self.server(os.path.join(self.work, "s3-" + name), fake=fake,
+                                  fsync=name == "ours_durable")
+            idf = os.path.join(self.work, "s3-%s.ids" % name)
+            self.make_dialogs(srv.base, p["s3_dialogs"], idf, conns=64)
+            r = self.loadgen(srv.base + "/api/v1/dialogue/{id}/message", method="POST",
+                             body=MESSAGE_BODY, ids=idf, id_mode="sticky",
+                             conns=p["s3_dialogs"], duration=p["s3_secs"],
+                             alt_url=fake.base + "/v1/chat/completions", alt_body=FAKE_BODY,
+                             alt_header="Authorization: Bearer " + FAKE_KEY,
+                             alt_conns=p["s3_alt"], timeout=120)
+            r["added_p50_us"] = r["main"]["p50_us"] - r["alt"]["p50_us"]
+            r["added_p99_us"] = r["main"]["p99_us"] - r["alt"]["p99_us"]
+            if name != "fastapi":
+                r["overhead_histogram"] = scrape_overhead(srv.base)
+            res[name] = r
+            self.kill(srv)
+        self.kill(fake)
+        self.raw["S3"] = res
+        o, f, d = res["ours"], res["fastapi"], res["ours_durable"]
+        self.row("S3", "added p99, no-sync (fake %d ms, %d dialogs), us" % (
+            p["s3_latency"], p["s3_dialogs"]),
+                 fmt(o["added_p99_us"]), "FastAPI %s" % fmt(f["added_p99_us"]), "<= 2000 us",
+                 self.at_most(o["added_p99_us"], 2000, " us"))
+        self.row("S3", "added p99 vs FastAPI", fmt(o["added_p99_us"]),
+                 "FastAPI/20 = %s" % fmt(f["added_p99_us"] / 20), "<= 1/20 of FastAPI",
+                 self.at_most(o["added_p99_us"], max(f["added_p99_us"], 0) / 20, " us"))
+        self.row("S3", "added p50, no-sync, us", fmt(o["added_p50_us"]),
+                 "FastAPI %s" % fmt(f["added_p50_us"]), "-", "info")
+        self.row("S3", "added p50/p99 durable (with fsync), us",
+                 "%s/%s" % (fmt(d["added_p50_us"]), fmt(d["added_p99_us"])), "", "-", "info")
+        self.row("S3", "turns/s", fmt(o["main"]["rps"]), "FastAPI %s" % fmt(f["main"]["rps"]),
+                 "-", "info")
+        bad = sum(r["main"]["non2xx"] + r["main"]["errors"] for r in (o, f, d))
+        if bad:
+            self.row("S3", "failed turns (all runs)", str(bad), "", "0", "missed by %d" % bad)
+
+    # ------------------------------------------------------------ S4
+
+    def s4(self):
+        p = self.p
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        # the server holds one client and one upstream socket per turn
+        n = min(p["s4_turns"], (hard - 300) // 2) if hard != resource.RLIM_INFINITY \
+            else p["s4_turns"]
+        fake = self.fake(p["s4_latency"])
+        srv = self.server(os.path.join(self.work, "s4"), fake=fake)
+        time.sleep(0.5)
+        idle = proc_stat(srv.pid)
+        # one turn first: the caches a first turn warms are not per-turn growth
+        http("POST", srv.base + "/api/v1/dialogue/create", CREATE_BODY, timeout=120)
+        time.sleep(0.2)
+        before = proc_stat(srv.pid)
+        samp = Sampler(srv.pid)
+        samp.start()
+        r = self.loadgen(srv.base + "/api/v1/dialogue/create", method="POST", body=CREATE_BODY,
+                         conns=n, requests=n, rate=p["s4_ramp"], timeout=120)["main"]
+        samp.stop = True
+        samp.join()
+        st, stats = http("GET", fake.base + "/_fake/stats")
+        max_in_flight = json.loads(stats).get("max_in_flight", 0)
+        time.sleep(2)
+        after = proc_stat(srv.pid)
+        self.kill(srv)
+        self.kill(fake)
+        growth = (samp.max_rss - before["rss"]) / max(1, max_in_flight)
+        res = dict(requested=p["s4_turns"], turns=n, nofile_hard=hard, load=r,
+                   max_in_flight_upstream=max_in_flight, idle_rss=idle["rss"],
+                   idle_threads=idle["threads"], rss_before=before["rss"],
+                   peak_rss=samp.max_rss, max_threads=samp.max_threads, rss_after=after["rss"],
+                   growth_per_turn=growth)
+        self.raw["S4"] = res
+        errors = r["non2xx"] + r["errors"] + (n - r["requests"])
+        label = "%d turns (fake %d ms)" % (n, p["s4_latency"])
+        if n < p["s4_turns"]:
+            label += ", capped by nofile %d" % hard
+        self.row("S4", label + ": errors", str(errors),
+                 "in flight at fake: %d" % max_in_flight, "0",
+                 "met" if errors == 0 else "missed by %d" % errors)
+        self.row("S4", "max threads", str(samp.max_threads), "idle %d" % idle["threads"], "<= 8",
+                 self.at_most(samp.max_threads, 8))
+        self.row("S4", "RSS growth per in-flight turn, KiB", "%.1f" % (growth / 1024), "",
+                 "<= 16 KiB", self.at_most(growth / 1024, 16, " KiB"))
+        self.row("S4", "idle RSS, MiB", "%.1f" % (idle["rss"] / 2**20), "", "<= 16 MiB",
+                 self.at_most(idle["rss"] / 2**20, 16, " MiB"))
+        grown = max(0, samp.max_rss - idle["rss"])
+        self.row("S4", "RSS after load, MiB", "%.1f" % (after["rss"] / 2**20),
+                 "peak %.1f" % (samp.max_rss / 2**20), "<= idle + 25% of growth",
+                 self.at_most(after["rss"] / 2**20, (idle["rss"] + 0.25 * grown) / 2**20,
+                              " MiB"))
+
+    # ------------------------------------------------------------ S5
+
+    def s5(self):
+        p = self.p
+        res = {}
+        fake = self.fake(0)
+        for name in ("ours", "ours_llm", "fastapi"):
+            if name == "ours":
+                srv = self.server(os.path.join(self.work, "s5-ours"), fsync=False)
+            elif name == "ours_llm":
+                srv = self.server(os.path.join(self.work, "s5-ours-llm"), fsync=False, fake=fake)
+            else:
+                srv = self.fastapi(os.path.join(self.work, "s5-fastapi"), fake)
+            idf = os.path.join(self.work, "s5-%s.ids" % name)
+            self.make_dialogs(srv.base, p["s5_dialogs"], idf)
+            c0 = tree_cpu(srv.pid)
+            r = self.loadgen(srv.base + "/api/v1/dialogue/{id}/message", method="POST",
+                             body=MESSAGE_BODY, ids=idf, id_mode="cycle", conns=p["s5_conns"],
+                             duration=p["s5_secs"])["main"]
+            c1 = tree_cpu(srv.pid)
+            r["cpu_s"] = c1 - c0
+            r["cpu_us_per_turn"] = (c1 - c0) / max(1, r["ok"]) * 1e6
+            res[name] = r
+            self.kill(srv)
+        self.kill(fake)
+        self.raw["S5"] = res
+        o, l, f = (res[k]["cpu_us_per_turn"] for k in ("ours", "ours_llm", "fastapi"))
+        self.row("S5", "CPU per offline turn (no-sync), us", fmt(o),
+                 "FastAPI %s (fake 0 ms); ours with fake %s" % (fmt(f), fmt(l)), "<= 100 us",
+                 self.at_most(o, 100, " us"))
+        self.row("S5", "FastAPI / ours CPU per turn", "%.1fx" % (f / o if o else 0), "",
+                 ">= 10x", self.at_least(f, 10 * o))
+
+    # ------------------------------------------------------------ S6
+
+    def s6(self):
+        p = self.p
+        res = {}
+        store = os.path.join(self.work, "s6")
+        srv = self.server(store, fsync=False)
+        ids = {}
+        for length, m in zip(p["s6_lengths"], p["s6_dialogs"]):
+            idf = os.path.join(self.work, "s6-%d.ids" % length)
+            ids[length] = idf
+            self.make_dialogs(srv.base, m, idf, body=CREATE_BODY)
+            turns = m * (length - 2) // 2
+            if turns:
+                self.loadgen(srv.base + "/api/v1/dialogue/{id}/message", method="POST",
+                             body=MESSAGE_BODY, ids=idf, id_mode="cycle", conns=m,
+                             requests=turns, timeout=300)
+        self.kill(srv)
+        srv = self.server(store, fsync=True)
+        for length, m, rounds in zip(p["s6_lengths"], p["s6_dialogs"], p["s6_rounds"]):
+            first = open(ids[length]).readline().strip()
+            size = len(http("GET", srv.base + "/api/v1/dialogue/" + first)[1])
+            b0 = proc_stat(srv.pid)
+            r = self.loadgen(srv.base + "/api/v1/dialogue/{id}/message", method="POST",
+                             body=MESSAGE_BODY, ids=ids[length], id_mode="cycle", conns=1,
+                             requests=m * rounds, timeout=120)["main"]
+            b1 = proc_stat(srv.pid)
+            r["dialog_bytes"] = size
+            r["write_bytes_per_turn"] = (b1.get("write_bytes", 0) - b0.get("write_bytes", 0)) \
+                / max(1, r["ok"])
+            r["wchar_per_turn"] = (b1.get("wchar", 0) - b0.get("wchar", 0)) / max(1, r["ok"])
+            res[length] = r
+        self.kill(srv)
+        self.raw["S6"] = res
+        ls = p["s6_lengths"]
+        for length in ls:
+            r = res[length]
+            self.row("S6", "%d msgs (%s B): turn p50/p99 us; B written/turn" % (
+                length, fmt(r["dialog_bytes"])),
+                "%s/%s; %s" % (fmt(r["p50_us"]), fmt(r["p99_us"]),
+                               fmt(r["write_bytes_per_turn"])),
+                "wchar/turn %s" % fmt(r["wchar_per_turn"]), "-", "info")
+        top = res[ls[-1]]
+        self.row("S6", "B written per turn / dialog size at %d msgs" % ls[-1],
+                 "%.2f" % (top["write_bytes_per_turn"] / max(1, top["dialog_bytes"])), "",
+                 "-", "info (about 1: the whole file is rewritten)")
+        lo, hi = res[ls[-2]], res[ls[-1]]
+        span = math.log(ls[-1] / ls[-2])
+        for what, key in (("latency p50", "p50_us"), ("bytes written", "write_bytes_per_turn")):
+            if lo[key] > 0 and hi[key] > 0:
+                k = math.log(hi[key] / lo[key]) / span
+                self.row("S6", "%s growth exponent %d->%d msgs" % (what, ls[-2], ls[-1]),
+                         "%.2f" % k, "", "< 1 (sublinear)",
+                         "met" if k < 1 else "missed by %.2f" % (k - 1 + 1e-9))
+
+    # ------------------------------------------------------------ main
+
+    def run(self):
+        only = [s.strip().upper() for s in self.args.only.split(",")] if self.args.only \
+            else ["S1", "S2", "S3", "S4", "S5", "S6"]
+        started = time.time()
+        machine = machine_info()
+        for s in only:
+            fn = getattr(self, s.lower(), None)
+            if fn is None:
+                raise SystemExit("unknown scenario %s" % s)
+            log("%s ..." % s)
+            t = time.time()
+            try:
+                fn()
+            except Exception as e:  # keep going: the other scenarios still run
+                traceback.print_exc()
+                self.failed.append(s)
+                self.row(s, "scenario failed", "-", "", "-", "error: %s" % e)
+            finally:
+                self.kill_all()
+            log("%s done in %.1f s" % (s, time.time() - t))
+        machine["loadavg_end"] = os.getloadavg()
+        result = dict(mode="smoke" if self.args.smoke else "full", started=self.stamp,
+                      duration_s=round(time.time() - started, 1), machine=machine,
+                      scenarios=self.raw, table=self.rows, failed=self.failed)
+        os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+        out = os.path.join(ROOT, "bench", "results", "%s%s.json" % (
+            self.stamp, "-smoke" if self.args.smoke else ""))
+        with open(out, "w") as f:
+            json.dump(result, f, indent=2, default=str)
+        print_table(self.rows, result)
+        print("raw figures: %s" % os.path.relpath(out, ROOT))
+        if not self.args.keep:
+            shutil.rmtree(self.work, ignore_errors=True)
+        return 1 if self.failed else 0
+
+
+def scrape(base):
+    st, body = http("GET", base + "/metrics")
+    return body.decode() if st == 200 else ""
+
+
+def scrape_batch(base):
+    s = c = 0.0
+    for line in scrape(base).splitlines():
+        if line.startswith("cca_store_batch_size_sum"):
+            s = float(line.split()[-1])
+        elif line.startswith("cca_store_batch_size_count"):
+            c = float(line.split()[-1])
+    return s / c if c else 0
+
+
+def scrape_overhead(base):
+    return [l for l in scrape(base).splitlines() if l.startswith("cca_turn_overhead_seconds")]
+
+
+def fmt(v):
+    if isinstance(v, str):
+        return v
+    a = abs(v)
+    if a >= 100:
+        return "%d" % round(v)
+    if a >= 10:
+        return "%.1f" % v
+    return "%.2f" % v
+
+
+def pct_s(a, b):
+    return "%.0f%%" % (a / b * 100) if b else "n/a"
+
+
+def machine_info():
+    cpu = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = 0
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal"):
+                mem = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return dict(cpu=cpu, cores=os.cpu_count(), mem_bytes=mem, kernel=platform.release(),
+                loadavg_start=os.getloadavg(),
+                nofile=resource.getrlimit(resource.RLIMIT_NOFILE))
+
+
+def print_table(rows, result):
+    head = ("scenario", "metric", "ours", "peer(s)", "target", "verdict")
+    cells = [head] + [(r["scenario"], r["metric"], r["ours"], r["peers"], r["target"],
+                       r["verdict"]) for r in rows]
+    w = [max(len(str(c[i])) for c in cells) for i in range(6)]
+    m = result["machine"]
+    print("\n%s run, %s, %d cores, load average %.1f at start, %.1f at end, %.0f s" % (
+        result["mode"], m["cpu"], m["cores"], m["loadavg_start"][0], m["loadavg_end"][0],
+        result["duration_s"]))
+    if result["mode"] == "smoke":
+        print("SMOKE RUN: tiny loads that only prove the scripts work; "
+              "the figures and verdicts below mean nothing.")
+    for i, c in enumerate(cells):
+        print(" | ".join(str(x).ljust(w[k]) for k, x in enumerate(c)).rstrip())
+        if i == 0:
+            print("-+-".join("-" * k for k in w))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--smoke", action="store_true", help="tiny loads: prove the scripts work")
+    ap.add_argument("--only", default="", help="comma-separated scenarios, e.g. S1,S3")
+    ap.add_argument("--build-dir", default="build-bench")
+    ap.add_argument("--keep", action="store_true", help="keep bench/.work/<stamp> (storage, logs)")
+    ap.add_argument("--fastapi-workers", type=int, default=1,
+                    help="uvicorn workers of the FastAPI peer (the seed runs 1)")
+    args = ap.parse_args()
+    b = Bench(args)
+    try:
+        return b.run()
+    finally:
+        b.kill_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
