@@ -137,7 +137,9 @@ static cca_rc set_value(struct cca_config *cfg, const struct setting *s, const c
         case T_DOUBLE: {
             double d;
 
-            if (v[0] == '\0') {
+            /* Empty means "unset" only for a setting whose default is empty
+             * (OPENAI_TEMPERATURE); elsewhere NAN would pass every range check. */
+            if (v[0] == '\0' && s->def[0] == '\0') {
                 *(double *)base = NAN;
                 return CCA_OK;
             }

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,7 +147,10 @@ json_t *cca_dialog_with_turn(json_t *doc, const struct cca_dialog_turn *t)
     if (t->agent == CCA_AGENT_SUPERVISOR)
         (void)json_object_set_new(copy, "status", json_string("escalated"));
     (void)json_object_set_new(copy, "updated_at", time_json(t->replied_ms));
-    (void)json_object_set_new(meta, "total_tokens", json_integer(total + t->tokens));
+    /* A stored total can be any integer (hand-edited file): saturate, never wrap. */
+    if (__builtin_add_overflow(total, (json_int_t)t->tokens, &total))
+        total = t->tokens > 0 ? LLONG_MAX : LLONG_MIN;
+    (void)json_object_set_new(meta, "total_tokens", json_integer(total));
     (void)json_array_append_new(times, json_real(round(t->processing_s * 1e6) / 1e6));
 
     if (t->previous != CCA_AGENT_NONE) {

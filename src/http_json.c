@@ -47,12 +47,41 @@ const char *cca_http_code_of(cca_rc rc)
     return rc_map[rc].code;
 }
 
+/*
+ * @s with every byte that is not part of a well-formed UTF-8 sequence replaced
+ * by '?'. A detail can quote client bytes cut mid-character (jansson's
+ * "near '...'", the 160-byte struct cca_error), and json_string refuses those.
+ */
+static json_t *utf8_string(const char *s)
+{
+    size_t len = strlen(s);
+    char *clean;
+    json_t *j;
+
+    if (cca_text_is_utf8(s, len))
+        return json_string(s);
+    clean = cca_xstrdup(s);
+    for (size_t i = 0; i < len;) {
+        unsigned char c = (unsigned char)clean[i];
+        size_t n = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+
+        if (i + n <= len && cca_text_is_utf8(clean + i, n)) {
+            i += n;
+        } else {
+            clean[i++] = '?';
+        }
+    }
+    j = json_string(clean);
+    free(clean);
+    return j;
+}
+
 char *cca_http_error_body(const char *code, const char *detail, size_t *ret_len)
 {
     json_t *o = json_object();
     char *s;
 
-    (void)json_object_set_new(o, "detail", json_string(detail));
+    (void)json_object_set_new(o, "detail", utf8_string(detail));
     (void)json_object_set_new(o, "code", json_string(code));
     s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
