@@ -9,11 +9,12 @@
  * one line on stderr and abort(). They wrap malloc(3), so free(3) releases what
  * they return. All thread-safe. Each returns a new pointer the caller frees.
  */
-void *cca_xmalloc(size_t size);
-void *cca_xcalloc(size_t n, size_t size);
-void *cca_xrealloc(void *p, size_t size);
-char *cca_xstrdup(const char *s);
-char *cca_xstrndup(const char *s, size_t n);
+#define CCA_XALLOC __attribute__((returns_nonnull, warn_unused_result))
+void *cca_xmalloc(size_t size) CCA_XALLOC __attribute__((malloc));
+void *cca_xcalloc(size_t n, size_t size) CCA_XALLOC __attribute__((malloc));
+void *cca_xrealloc(void *p, size_t size) CCA_XALLOC;
+char *cca_xstrdup(const char *s) CCA_XALLOC __attribute__((malloc));
+char *cca_xstrndup(const char *s, size_t n) CCA_XALLOC __attribute__((malloc));
 
 /*
  * cca_mem_install_jansson - make jansson allocate through cca_xmalloc/free.
