@@ -100,7 +100,7 @@ static const struct setting settings[] = {
      false, "Customer messages per dialog per minute; 0: off"},
     {"CORS_ORIGINS", T_STR, F(cors_origins), "", 0, 0, false,
      "Comma-separated browser origins allowed by CORS, or *; empty: CORS off"},
-    {"IDEMPOTENCY_TTL_S", T_UINT, F(idempotency_ttl_s), "86400", 60, 31536000, false,
+    {"IDEMPOTENCY_TTL_S", T_UINT, F(idempotency_ttl_s), "86400", 1, 31536000, false,
      "How long an Idempotency-Key is remembered"},
 };
 

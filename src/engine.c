@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <search.h>
@@ -187,11 +188,14 @@ static struct slot *create_key_find(struct cca_engine *e, const char *key)
 static void create_key_add(struct cca_engine *e, struct slot *en, const char *key)
 {
     struct create_key *k = cca_xcalloc(1, sizeof(*k));
+    struct create_key **node;
 
     k->key = cca_xstrdup(key);
     k->en = en;
-    if (tsearch(k, &e->create_keys, create_key_cmp) == NULL)
-        abort(); /* out of memory, like cca_xmalloc */
+    node = tsearch(k, &e->create_keys, create_key_cmp);
+    /* NULL: out of memory (fatal, like cca_xmalloc); another node: a caller bug. */
+    if (node == NULL || *node != k)
+        abort();
     en->create_key = k;
 }
 
@@ -328,6 +332,8 @@ static void release(struct cca_engine *e, struct slot *en, cca_rc gone, const ch
 {
     struct op *next;
 
+    if (gone != CCA_OK)
+        create_key_forget(e, en);
     while ((next = en->wait_head) != NULL) {
         en->wait_head = next->next;
         if (en->wait_head == NULL)
@@ -338,14 +344,17 @@ static void release(struct cca_engine *e, struct slot *en, cca_rc gone, const ch
             post(e, next, EV_RUN);
             return;
         }
+        if (next->req.op == CCA_OP_CREATE) {
+            /* A repeated create whose first one left no dialog: start over. */
+            post(e, next, EV_NEW);
+            continue;
+        }
         (void)cca_error_set(&next->err, gone, "%s", why);
         finish(e, next, gone);
     }
     en->busy = false;
-    if (gone != CCA_OK) {
-        create_key_forget(e, en);
+    if (gone != CCA_OK)
         entry_free(en);
-    }
 }
 
 /* release() of a dialog that still exists. */
@@ -407,8 +416,7 @@ static void committed(struct cca_engine *e, struct op *op)
         finish(e, op, rc); /* frees @op */
         /* A failed create leaves no dialog; repeats of its key waited on it. */
         if (created)
-            release(e, en, CCA_ERR_UNAVAILABLE,
-                    "the first request with this Idempotency-Key failed; retry");
+            release(e, en, CCA_ERR_NOT_FOUND, "the dialog was not created");
         else
             release_kept(e, en);
         return;
@@ -662,7 +670,9 @@ static void on_llm_result(struct cca_engine *e, struct op *op)
 {
     struct cca_llm_result *res = &op->llm;
 
-    op->tokens += res->total_tokens;
+    /* Saturate: usage counts are clamped to LONG_MAX by the parser. */
+    if (__builtin_add_overflow(op->tokens, res->total_tokens, &op->tokens))
+        op->tokens = LONG_MAX;
     op->llm_ms += res->upstream_ms;
     if (res->rc != CCA_OK)
         /* res->error is short and scrubbed of the key by llm.c */
@@ -826,8 +836,6 @@ static void run_cleanup(struct cca_engine *e, struct op *op)
     }
 }
 
-static void start_create(struct cca_engine *e, struct op *op);
-
 /*
  * A CREATE or MESSAGE with an Idempotency-Key that holds its dialog: answer
  * from the dialog's record of that key when there is one (true). A repeated
@@ -846,9 +854,10 @@ static bool replayed(struct cca_engine *e, struct op *op)
         return false;
     op->entry = NULL;
     if (rec == NULL) {
+        /* Expired: forget it; start_op finds a newer holder of the key, if any. */
         create_key_forget(e, en);
         release_kept(e, en);
-        start_create(e, op);
+        start_op(e, op);
         return true;
     }
     if (hash == NULL || strcmp(hash, op->req.request_hash) != 0) {

@@ -99,6 +99,7 @@ struct cca_http_request {
     char client_scope[17];
     size_t metric_route; /* route slot for metrics: a table index or "unmatched" */
     bool sent_early;     /* answered on the socket before the body was complete */
+    bool queued;         /* answer_early queued the response through MHD */
 };
 
 /* ---- http_json.c: validation and error bodies (pure, unit-tested) ---------- */

@@ -34,7 +34,8 @@ static void respond_rc(struct cca_http_request *r, cca_rc rc, const struct cca_e
 
 /*
  * The Idempotency-Key of @r (draft-ietf-httpapi-idempotency-key-header: an
- * sf-string; the quotes are optional here) into req->idempotency_key, and the
+ * sf-string; the quotes are optional here) into req->idempotency_key (for a
+ * create by an API key client: a hash of key and client, see below), and the
  * request's fingerprint into req->request_hash: a name-based UUID (RFC 9562
  * section 5.5, SHA-1, uuid_generate_sha1(3)) of the route, the dialog id and
  * the body re-serialised with sorted keys, so a retry that reorders keys or
@@ -71,10 +72,18 @@ static bool idempotency(struct cca_http_request *r, struct cca_engine_request *r
                                "Idempotency-Key must be 1..255 visible ASCII characters");
         return false;
     }
-    /* Create keys are global: scope them to the caller's API key, if any. */
+    /*
+     * Create keys are global: scope them to the caller's API key. The stored
+     * key is then a one-way hash of scope and key, so a dialog (readable by
+     * every client) never shows anything derived from an API key alone.
+     */
     if (req->op == CCA_OP_CREATE && r->client_scope[0] != '\0') {
-        req->idempotency_key = cca_xmalloc(sizeof(r->client_scope) + len + 1);
-        (void)sprintf(req->idempotency_key, "%s:%.*s", r->client_scope, (int)len, v);
+        name = cca_xmalloc(sizeof(r->client_scope) + len + 1);
+        (void)sprintf(name, "%s:%.*s", r->client_scope, (int)len, v);
+        uuid_generate_sha1(out, ns, name, strlen(name));
+        free(name);
+        req->idempotency_key = cca_xmalloc(37);
+        uuid_unparse_lower(out, req->idempotency_key);
     } else {
         req->idempotency_key = cca_xstrndup(v, len);
     }

@@ -365,8 +365,10 @@ static enum MHD_Result answer_early(struct cca_http_request *r)
         (void)MHD_add_response_header(resp, hv[i].name, hv[i].value);
     ret = MHD_queue_response(r->conn, r->status, resp);
     MHD_destroy_response(resp);
-    if (ret == MHD_YES)
+    if (ret == MHD_YES) {
+        r->queued = true; /* newer libmicrohttpd: queued mid-upload */
         return MHD_YES;
+    }
     ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     f = open_memstream(&text, &text_len);
     if (ci == NULL || f == NULL) {
@@ -752,6 +754,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->body[r->body_len] = '\0';
         return MHD_YES;
     }
+    if (r->queued)
+        return MHD_YES; /* answer_early already queued the response */
     if (r->ready)
         return queue(r);
     if (r->suspended)

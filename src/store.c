@@ -532,6 +532,12 @@ static bool probe_write(struct cca_store *s, char *why, size_t why_size)
                        strerror(errno));
         goto out;
     }
+    /* Flushed, so a disk that fails with EIO is not declared healed by the page cache. */
+    if (s->fsync && fdatasync(fd) != 0) {
+        (void)snprintf(why, why_size, "dialog storage probe cannot flush: %s",
+                       strerror(errno));
+        goto out;
+    }
     ok = true;
 out:
     if (fd >= 0) {

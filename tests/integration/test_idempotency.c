@@ -324,6 +324,66 @@ static void test_keys_are_per_client(void **state)
     assert_int_equal(h_stop(&srv), 0);
 }
 
+/*
+ * An expired create key whose repeats queued behind the busy dialog: the
+ * first repeat creates a new dialog and the others replay it (one new dialog,
+ * not one per repeat).
+ */
+static void test_expired_key_with_queued_repeats(void **state)
+{
+    const char *env[] = {"OPENAI_API_KEY=sk-test", base_url, "IDEMPOTENCY_TTL_S=1", NULL};
+    struct proc fake = {0}, srv = {0};
+    char dir[64];
+    char path[128];
+    char *first = NULL;
+    json_t *j;
+    struct dup d[4];
+    pthread_t th[4];
+    pthread_t msg;
+    struct dup m;
+
+    (void)state;
+    h_tmpdir(dir);
+    h_fake_start(&fake, dir, 0);
+    (void)snprintf(base_url, sizeof(base_url), "OPENAI_BASE_URL=http://127.0.0.1:%u/v1",
+                   fake.port);
+    h_server_start(&srv, dir, env);
+    assert_int_equal(post_key(srv.port, "/api/v1/dialogue/create", "old", "{}", &first),
+                     201);
+    j = json_loads(first, 0, NULL);
+    (void)snprintf(path, sizeof(path), "/api/v1/dialogue/%s/message",
+                   json_string_value(json_object_get(j, "dialog_id")));
+    usleep(1500000); /* the key expires */
+    /* Keep the first dialog busy with a slow turn while the repeats arrive. */
+    assert_int_equal(h_fake_post(&fake, "/_fake/default", "{\"delay_ms\": 1500}"), 200);
+    m = (struct dup){.port = srv.port, .path = path, .key = "turn", .body = MSG_BODY};
+    assert_int_equal(pthread_create(&msg, NULL, dup_thread, &m), 0);
+    usleep(300000);
+    for (int i = 0; i < 4; i++) {
+        d[i] = (struct dup){.port = srv.port,
+                            .path = "/api/v1/dialogue/create",
+                            .key = "old",
+                            .body = "{}"};
+        assert_int_equal(pthread_create(&th[i], NULL, dup_thread, &d[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(d[i].status, 201);
+        assert_string_equal(d[i].raw, d[0].raw);
+    }
+    pthread_join(msg, NULL);
+    assert_int_equal(m.status, 200);
+    assert_string_not_equal(d[0].raw, first);
+    assert_int_equal(dialog_files(dir), 2);
+    for (int i = 0; i < 4; i++)
+        free(d[i].raw);
+    free(m.raw);
+    free(first);
+    json_decref(j);
+    assert_int_equal(h_stop(&srv), 0);
+    assert_int_equal(h_stop(&fake), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -332,6 +392,7 @@ int main(void)
         cmocka_unit_test_teardown(test_concurrent_duplicates, h_kill_all),
         cmocka_unit_test_teardown(test_bad_keys, h_kill_all),
         cmocka_unit_test_teardown(test_keys_are_per_client, h_kill_all),
+        cmocka_unit_test_teardown(test_expired_key_with_queued_repeats, h_kill_all),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
 
