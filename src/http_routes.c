@@ -484,18 +484,16 @@ static void render_engine(struct cca_engine *engine, FILE *out)
     for (size_t i = 0; i < CCA_ARRAY_SIZE(sources); i++)
         cca_metrics_sample(out, "cca_turns_total", sources[i],
                            (double)atomic_load(&m->turns[i]));
-    cca_metrics_family(out, "cca_turn_duration_seconds", "histogram",
-                       "Turn time from receipt to durable commit");
-    cca_metrics_hist(out, "cca_turn_duration_seconds", NULL, &m->turn_seconds);
-    cca_metrics_family(out, "cca_turn_overhead_seconds", "histogram",
-                       "Turn time minus the time spent in LLM attempts");
-    cca_metrics_hist(out, "cca_turn_overhead_seconds", NULL, &m->overhead_seconds);
-    cca_metrics_family(out, "cca_turns_in_flight", "gauge",
-                       "Requests accepted by the engine and not yet answered");
-    cca_metrics_sample(out, "cca_turns_in_flight", NULL, (double)st.in_flight);
-    cca_metrics_family(out, "cca_idempotent_replays_total", "counter",
-                       "Requests answered from an Idempotency-Key record");
-    cca_metrics_sample(out, "cca_idempotent_replays_total", NULL,
+    cca_metrics_hist_family(out, "cca_turn_duration_seconds",
+                            "Turn time from receipt to durable commit", &m->turn_seconds);
+    cca_metrics_hist_family(out, "cca_turn_overhead_seconds",
+                            "Turn time minus the time spent in LLM attempts",
+                            &m->overhead_seconds);
+    cca_metrics_single(out, "cca_turns_in_flight", "gauge",
+                       "Requests accepted by the engine and not yet answered",
+                       (double)st.in_flight);
+    cca_metrics_single(out, "cca_idempotent_replays_total", "counter",
+                       "Requests answered from an Idempotency-Key record",
                        (double)atomic_load(&m->idempotent_replays));
     cca_metrics_family(out, "cca_dialogs", "gauge", "Dialogs in the store, by status");
     for (int s = 0; s < 3; s++) {
@@ -509,12 +507,12 @@ static void render_store(struct cca_store *store, FILE *out)
 {
     const struct cca_store_metrics *m = cca_store_get_metrics(store);
 
-    cca_metrics_family(out, "cca_store_flush_duration_seconds", "histogram",
-                       "Time to make one batch of dialog writes durable");
-    cca_metrics_hist(out, "cca_store_flush_duration_seconds", NULL, &m->flush_seconds);
-    cca_metrics_family(out, "cca_store_batch_size", "histogram",
-                       "Writes and removals made durable by one flush (group commit)");
-    cca_metrics_hist(out, "cca_store_batch_size", NULL, &m->batch_writes);
+    cca_metrics_hist_family(out, "cca_store_flush_duration_seconds",
+                            "Time to make one batch of dialog writes durable",
+                            &m->flush_seconds);
+    cca_metrics_hist_family(
+        out, "cca_store_batch_size",
+        "Writes and removals made durable by one flush (group commit)", &m->batch_writes);
     cca_metrics_family(out, "cca_store_writes_total", "counter",
                        "Dialog writes and removals, by result");
     cca_metrics_sample(out, "cca_store_writes_total", "result=\"ok\"",
@@ -540,9 +538,8 @@ static void render_llm(struct cca_llm *llm, FILE *out)
         cca_metrics_sample(out, "cca_llm_calls_total", labels,
                            (double)atomic_load(&m->calls[i]));
     }
-    cca_metrics_family(out, "cca_llm_retries_total", "counter",
-                       "LLM attempts after the first of a call");
-    cca_metrics_sample(out, "cca_llm_retries_total", NULL,
+    cca_metrics_single(out, "cca_llm_retries_total", "counter",
+                       "LLM attempts after the first of a call",
                        (double)atomic_load(&m->retries));
     cca_metrics_family(out, "cca_llm_tokens_total", "counter",
                        "Tokens reported in usage by successful calls");
@@ -562,20 +559,17 @@ static void render_process(struct cca_http *h, FILE *out)
     struct cca_process_stats ps;
 
     cca_process_stats_read(&ps);
-    cca_metrics_family(out, "process_cpu_seconds_total", "counter",
-                       "User and system CPU time spent");
-    cca_metrics_sample(out, "process_cpu_seconds_total", NULL, ps.cpu_seconds);
-    cca_metrics_family(out, "process_resident_memory_bytes", "gauge",
-                       "Resident memory size");
-    cca_metrics_sample(out, "process_resident_memory_bytes", NULL, (double)ps.rss_bytes);
-    cca_metrics_family(out, "process_threads", "gauge", "Threads of the process");
-    cca_metrics_sample(out, "process_threads", NULL, ps.threads);
-    cca_metrics_family(out, "process_open_fds", "gauge", "Open file descriptors");
-    cca_metrics_sample(out, "process_open_fds", NULL, ps.open_fds);
-    cca_metrics_family(out, "process_max_fds", "gauge", "Limit of open file descriptors");
-    cca_metrics_sample(out, "process_max_fds", NULL, (double)ps.max_fds);
-    cca_metrics_family(out, "process_uptime_seconds", "gauge", "Seconds since start");
-    cca_metrics_sample(out, "process_uptime_seconds", NULL,
+    cca_metrics_single(out, "process_cpu_seconds_total", "counter",
+                       "User and system CPU time spent", ps.cpu_seconds);
+    cca_metrics_single(out, "process_resident_memory_bytes", "gauge",
+                       "Resident memory size", (double)ps.rss_bytes);
+    cca_metrics_single(out, "process_threads", "gauge", "Threads of the process",
+                       ps.threads);
+    cca_metrics_single(out, "process_open_fds", "gauge", "Open file descriptors",
+                       ps.open_fds);
+    cca_metrics_single(out, "process_max_fds", "gauge", "Limit of open file descriptors",
+                       (double)ps.max_fds);
+    cca_metrics_single(out, "process_uptime_seconds", "gauge", "Seconds since start",
                        (double)(cca_time_mono_ms() - h->started_mono) / 1000.0);
 }
 

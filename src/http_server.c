@@ -166,9 +166,8 @@ void cca_http_server_metrics_render(struct cca_http *h, FILE *out)
             out, "cca_http_rejected_total", labels,
             (double)atomic_load_explicit(&m->rejected[i], memory_order_relaxed));
     }
-    cca_metrics_family(out, "cca_http_open_requests", "gauge",
-                       "Requests received and not yet completed");
-    cca_metrics_sample(out, "cca_http_open_requests", NULL,
+    cca_metrics_single(out, "cca_http_open_requests", "gauge",
+                       "Requests received and not yet completed",
                        (double)atomic_load(&h->open_requests));
 }
 
@@ -289,7 +288,9 @@ static size_t response_headers(struct cca_http_request *r, struct header *hv, si
     return n;
 }
 
-static enum MHD_Result queue(struct cca_http_request *r)
+/* Queue the response; @keep: copy the body (r->resp stays ours) instead of handing it
+ * over. */
+static enum MHD_Result queue_response(struct cca_http_request *r, bool keep)
 {
     struct MHD_Response *resp;
     struct header hv[16];
@@ -297,8 +298,14 @@ static enum MHD_Result queue(struct cca_http_request *r)
     size_t n;
     enum MHD_Result ret;
 
-    resp = MHD_create_response_from_buffer_with_free_callback(r->resp_len, r->resp, free);
-    r->resp = NULL; /* MHD owns it now */
+    if (keep) {
+        resp =
+            MHD_create_response_from_buffer(r->resp_len, r->resp, MHD_RESPMEM_MUST_COPY);
+    } else {
+        resp = MHD_create_response_from_buffer_with_free_callback(r->resp_len, r->resp,
+                                                                  free);
+        r->resp = NULL; /* MHD owns it now */
+    }
     if (resp == NULL)
         return MHD_NO;
     n = response_headers(r, hv, CCA_ARRAY_SIZE(hv), retry, sizeof(retry));
@@ -307,6 +314,11 @@ static enum MHD_Result queue(struct cca_http_request *r)
     ret = MHD_queue_response(r->conn, r->status, resp);
     MHD_destroy_response(resp);
     return ret;
+}
+
+static enum MHD_Result queue(struct cca_http_request *r)
+{
+    return queue_response(r, false);
 }
 
 /* Write all of @buf to the non-blocking socket @fd, waiting at most ~1 s in total. */
@@ -347,7 +359,6 @@ static _Thread_local bool closing_on_purpose;
  */
 static enum MHD_Result answer_early(struct cca_http_request *r)
 {
-    struct MHD_Response *resp;
     const union MHD_ConnectionInfo *ci;
     struct header hv[16];
     char retry[16];
@@ -355,20 +366,12 @@ static enum MHD_Result answer_early(struct cca_http_request *r)
     size_t text_len = 0;
     size_t n;
     FILE *f;
-    enum MHD_Result ret;
 
-    resp = MHD_create_response_from_buffer(r->resp_len, r->resp, MHD_RESPMEM_MUST_COPY);
-    if (resp == NULL)
-        return MHD_NO;
-    n = response_headers(r, hv, CCA_ARRAY_SIZE(hv), retry, sizeof(retry));
-    for (size_t i = 0; i < n; i++)
-        (void)MHD_add_response_header(resp, hv[i].name, hv[i].value);
-    ret = MHD_queue_response(r->conn, r->status, resp);
-    MHD_destroy_response(resp);
-    if (ret == MHD_YES) {
+    if (queue_response(r, true) == MHD_YES) {
         r->queued = true; /* newer libmicrohttpd: queued mid-upload */
         return MHD_YES;
     }
+    n = response_headers(r, hv, CCA_ARRAY_SIZE(hv), retry, sizeof(retry));
     ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     f = open_memstream(&text, &text_len);
     if (ci == NULL || f == NULL) {

@@ -89,6 +89,20 @@ void cca_metrics_hist(FILE *out, const char *name, const char *labels,
             (unsigned long long)cum);
 }
 
+void cca_metrics_hist_family(FILE *out, const char *name, const char *help,
+                             const struct cca_hist *h)
+{
+    cca_metrics_family(out, name, "histogram", help);
+    cca_metrics_hist(out, name, NULL, h);
+}
+
+void cca_metrics_single(FILE *out, const char *name, const char *type, const char *help,
+                        double value)
+{
+    cca_metrics_family(out, name, type, help);
+    cca_metrics_sample(out, name, NULL, value);
+}
+
 void cca_process_stats_read(struct cca_process_stats *ret)
 {
     char buf[1024];

@@ -74,6 +74,14 @@ void cca_metrics_sample(FILE *out, const char *name, const char *labels, double 
 void cca_metrics_hist(FILE *out, const char *name, const char *labels,
                       const struct cca_hist *h);
 
+/* cca_metrics_hist_family - the family lines plus one unlabelled histogram @h. */
+void cca_metrics_hist_family(FILE *out, const char *name, const char *help,
+                             const struct cca_hist *h);
+
+/* cca_metrics_single - the family lines plus one unlabelled sample @value. */
+void cca_metrics_single(FILE *out, const char *name, const char *type, const char *help,
+                        double value);
+
 /*
  * struct cca_process_stats - this process, from /proc/self (proc(5)).
  * @cpu_seconds: user+system time; @rss_bytes: resident set; @threads;
