@@ -192,6 +192,25 @@ void h_server_start(struct proc *p, const char *dir, const char *const *env)
     assert_true(p->port > 0);
 }
 
+/* The last lines of a child's log on stderr, as TAP comments. */
+static void dump_log_tail(const char *path)
+{
+    char line[512];
+    long lines = 0;
+    FILE *f = fopen(path, "r");
+
+    if (f == NULL)
+        return;
+    while (fgets(line, sizeof(line), f) != NULL)
+        lines++;
+    rewind(f);
+    for (long i = 0; fgets(line, sizeof(line), f) != NULL; i++) {
+        if (i >= lines - 15)
+            fprintf(stderr, "#   %s", line);
+    }
+    fclose(f);
+}
+
 int h_stop(struct proc *p)
 {
     int status = 0;
@@ -203,7 +222,13 @@ int h_stop(struct proc *p)
     for (int i = 0; i < 3000; i++) {
         if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
             p->pid = 0;
-            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+            if (WIFEXITED(status))
+                return WEXITSTATUS(status);
+            /* Died by a signal: say which, with the end of its log, before failing. */
+            fprintf(stderr, "# process died by signal %d; log %s:\n", WTERMSIG(status),
+                    p->log);
+            dump_log_tail(p->log);
+            return -1;
         }
         sleep_ms(10);
     }
