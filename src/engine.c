@@ -326,19 +326,20 @@ static void finish(struct cca_engine *e, struct op *op, cca_rc rc)
 /*
  * The holder of @en is done: hand the dialog to the next waiter, in arrival
  * order. @gone: the dialog no longer exists (deleted, or its create failed):
- * every waiter fails with @gone (its detail from @why) and @en is freed.
+ * waiting creates (repeats of its key) start over, the others get
+ * CCA_ERR_NOT_FOUND, and @en is freed.
  */
-static void release(struct cca_engine *e, struct slot *en, cca_rc gone, const char *why)
+static void release(struct cca_engine *e, struct slot *en, bool gone)
 {
     struct op *next;
 
-    if (gone != CCA_OK)
+    if (gone)
         create_key_forget(e, en);
     while ((next = en->wait_head) != NULL) {
         en->wait_head = next->next;
         if (en->wait_head == NULL)
             en->wait_tail = NULL;
-        if (gone == CCA_OK) {
+        if (!gone) {
             /* Still busy: the waiter owns the dialog from here on. */
             next->entry = en;
             post(e, next, EV_RUN);
@@ -349,18 +350,12 @@ static void release(struct cca_engine *e, struct slot *en, cca_rc gone, const ch
             post(e, next, EV_NEW);
             continue;
         }
-        (void)cca_error_set(&next->err, gone, "%s", why);
-        finish(e, next, gone);
+        (void)cca_error_set(&next->err, CCA_ERR_NOT_FOUND, "dialog %s not found", en->id);
+        finish(e, next, CCA_ERR_NOT_FOUND);
     }
     en->busy = false;
-    if (gone != CCA_OK)
+    if (gone)
         entry_free(en);
-}
-
-/* release() of a dialog that still exists. */
-static void release_kept(struct cca_engine *e, struct slot *en)
-{
-    release(e, en, CCA_OK, NULL);
 }
 
 /* ---- persistence -------------------------------------------------------------- */
@@ -415,10 +410,7 @@ static void committed(struct cca_engine *e, struct op *op)
         op->entry = NULL;
         finish(e, op, rc); /* frees @op */
         /* A failed create leaves no dialog; repeats of its key waited on it. */
-        if (created)
-            release(e, en, CCA_ERR_NOT_FOUND, "the dialog was not created");
-        else
-            release_kept(e, en);
+        release(e, en, created);
         return;
     }
     pthread_mutex_lock(&e->lock);
@@ -436,10 +428,7 @@ static void committed(struct cca_engine *e, struct op *op)
     op->entry = NULL;
     op->count = 1;
     finish(e, op, CCA_OK);
-    if (gone)
-        release(e, en, CCA_ERR_NOT_FOUND, "the dialog was deleted");
-    else
-        release_kept(e, en);
+    release(e, en, gone);
 }
 
 /* ---- the turn pipeline ---------------------------------------------------------- */
@@ -856,7 +845,7 @@ static bool replayed(struct cca_engine *e, struct op *op)
     if (rec == NULL) {
         /* Expired: forget it; start_op finds a newer holder of the key, if any. */
         create_key_forget(e, en);
-        release_kept(e, en);
+        release(e, en, false);
         start_op(e, op);
         return true;
     }
@@ -870,7 +859,7 @@ static bool replayed(struct cca_engine *e, struct op *op)
                                   memory_order_relaxed);
         finish(e, op, CCA_OK);
     }
-    release_kept(e, en);
+    release(e, en, false);
     return true;
 }
 
@@ -920,7 +909,7 @@ static void run_op(struct cca_engine *e, struct op *op)
                     st == CCA_DIALOG_CLOSED ? cca_dialog_close_view(en->doc) : NULL;
                 op->entry = NULL;
                 finish(e, op, CCA_OK);
-                release_kept(e, en);
+                release(e, en, false);
                 return;
             }
             op->new_doc = cca_dialog_closed(en->doc, op->req.reason, cca_time_wall_ms());
@@ -944,7 +933,7 @@ static void run_op(struct cca_engine *e, struct op *op)
 out:
     op->entry = NULL;
     finish(e, op, op->err.code);
-    release_kept(e, en);
+    release(e, en, false);
 }
 
 /* A new dialog for a CREATE; its Idempotency-Key, if any, now leads to it. */

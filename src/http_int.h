@@ -92,11 +92,9 @@ struct cca_http_request {
     /* Access and metrics bookkeeping. */
     bool has_key;       /* a valid API key was presented */
     uint32_t key_index; /* its index (cca_access_keys_check), never the key */
-    /*
-     * Stable id of the presented key, "" without one: 16 hex digits of a
-     * name-based SHA-1 UUID of the key (one-way; scopes Idempotency-Keys).
-     */
-    char client_scope[17];
+    /* The valid key presented, borrowed from MHD's header (NULL without one). */
+    const char *api_key;
+    size_t api_key_len;
     size_t metric_route; /* route slot for metrics: a table index or "unmatched" */
     bool sent_early;     /* answered on the socket before the body was complete */
     bool queued;         /* answer_early queued the response through MHD */

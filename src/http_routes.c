@@ -40,7 +40,7 @@ static void respond_rc(struct cca_http_request *r, cca_rc rc, const struct cca_e
  * section 5.5, SHA-1, uuid_generate_sha1(3)) of the route, the dialog id and
  * the body re-serialised with sorted keys, so a retry that reorders keys or
  * whitespace is still the same request. Create keys are scoped to the API
- * key that sent them (r->client_scope), so two clients cannot collide or see
+ * key that sent them (r->api_key), so two clients cannot collide or see
  * each other's dialogs through a key; message keys live in their dialog.
  * Returns false with a 400 sent when
  * the header is malformed; true otherwise (also without the header).
@@ -74,12 +74,12 @@ static bool idempotency(struct cca_http_request *r, struct cca_engine_request *r
     }
     /*
      * Create keys are global: scope them to the caller's API key. The stored
-     * key is then a one-way hash of scope and key, so a dialog (readable by
+     * key is then a one-way hash of API key and key, so a dialog (readable by
      * every client) never shows anything derived from an API key alone.
      */
-    if (req->op == CCA_OP_CREATE && r->client_scope[0] != '\0') {
-        name = cca_xmalloc(sizeof(r->client_scope) + len + 1);
-        (void)sprintf(name, "%s:%.*s", r->client_scope, (int)len, v);
+    if (req->op == CCA_OP_CREATE && r->api_key != NULL) {
+        name = cca_xmalloc(r->api_key_len + len + 2);
+        (void)sprintf(name, "%.*s:%.*s", (int)r->api_key_len, r->api_key, (int)len, v);
         uuid_generate_sha1(out, ns, name, strlen(name));
         free(name);
         req->idempotency_key = cca_xmalloc(37);

@@ -470,15 +470,8 @@ static bool authorize(struct cca_http_request *r)
         return false;
     }
     r->has_key = true;
-    {
-        static const uuid_t ns = {0x2f, 0x8c, 0x41, 0x07, 0x5d, 0x6a, 0x4b, 0x93,
-                                  0xb1, 0x0e, 0x72, 0xc5, 0x38, 0xe9, 0x44, 0x1a};
-        uuid_t id;
-
-        uuid_generate_sha1(id, ns, token, len);
-        for (size_t i = 0; i < 8; i++)
-            (void)snprintf(r->client_scope + 2 * i, 3, "%02x", id[i]);
-    }
+    r->api_key = token;
+    r->api_key_len = len;
     return true;
 }
 
