@@ -192,6 +192,16 @@ void h_server_start(struct proc *p, const char *dir, const char *const *env)
     assert_true(p->port > 0);
 }
 
+void h_kill(struct proc *p)
+{
+    if (p->pid <= 0)
+        return;
+    track(p->pid, false);
+    kill(p->pid, SIGKILL);
+    (void)waitpid(p->pid, NULL, 0);
+    p->pid = 0;
+}
+
 /* The last lines of a child's log on stderr, as TAP comments. */
 static void dump_log_tail(const char *path)
 {

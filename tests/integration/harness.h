@@ -33,6 +33,9 @@ void h_fake_start(struct proc *p, const char *dir, unsigned latency_ms);
  */
 void h_server_start(struct proc *p, const char *dir, const char *const *env);
 
+/* SIGKILL @p and reap it (quietly: the death is intended). */
+void h_kill(struct proc *p);
+
 /* SIGTERM and wait (bounded); returns the exit status (-1 on signal/timeout). */
 int h_stop(struct proc *p);
 
