@@ -61,18 +61,8 @@ static void raise_nofile(void)
     }
 }
 
-static pthread_t main_thread;
-
-/* Only runs in a thread that does not block the stop signals (pthread_kill is
- * async-signal-safe). */
-static void forward_to_main(int sig)
-{
-    (void)pthread_kill(main_thread, sig);
-}
-
 static int serve(const struct cca_config *cfg)
 {
-    struct sigaction sa = {0};
     struct cca_error err = {0};
     struct cca_store *store = NULL;
     struct cca_router *router = NULL;
@@ -99,12 +89,6 @@ static int serve(const struct cca_config *cfg)
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGINT);
     (void)pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
-    /* Belt and braces: a library thread that unblocks them forwards to main. */
-    main_thread = pthread_self();
-    sa.sa_handler = forward_to_main;
-    sigemptyset(&sa.sa_mask);
-    (void)sigaction(SIGTERM, &sa, NULL);
-    (void)sigaction(SIGINT, &sa, NULL);
     rc = make_router(cfg, &router, &err);
     if (rc == CCA_OK)
         rc = cca_agents_new(cfg->data_dir, &agents, &err);
