@@ -355,17 +355,35 @@ cca_rc cca_dialog_validate(json_t *doc, const char *expected_id, struct cca_erro
     return CCA_OK;
 }
 
-char *cca_dialog_dump(json_t *doc, size_t *ret_len)
+/*
+ * @value's bytes with @flags and a trailing newline, NUL-terminated, in one
+ * pass (json_dumps; jansson allocates with cca_xmalloc, mem.c).
+ */
+static char *dump_line(json_t *value, size_t flags, size_t *ret_len)
 {
-    const size_t flags = JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10);
-    size_t len = json_dumpb(doc, NULL, 0, flags);
-    char *buf = cca_xmalloc(len + 2);
+    char *buf = json_dumps(value, flags);
+    size_t len;
 
-    (void)json_dumpb(doc, buf, len, flags);
+    if (buf == NULL)
+        abort(); /* only for a value that is not an object or array: a caller bug */
+    len = strlen(buf);
+    buf = cca_xrealloc(buf, len + 2);
     buf[len] = '\n';
     buf[len + 1] = '\0';
     *ret_len = len + 1;
     return buf;
+}
+
+char *cca_dialog_dump(json_t *doc, size_t *ret_len)
+{
+    return dump_line(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10),
+                     ret_len);
+}
+
+char *cca_dialog_dump_change(json_t *patch, size_t *ret_len)
+{
+    return dump_line(patch, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10),
+                     ret_len);
 }
 
 json_t *cca_dialog_llm_history(json_t *doc, unsigned max)

@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "cca/engine.h"
+#include "cca/jsonpatch.h"
 #include "cca/log.h"
 #include "cca/mem.h"
 #include "cca/text.h"
@@ -20,6 +21,14 @@ struct create_key {
     struct slot *en;
 };
 
+/*
+ * A dialog file's appended changes may grow to this many bytes, or to the size
+ * of its document if that is larger, before the next change rewrites the file
+ * whole (compaction): the bytes written per turn stay proportional to the turn,
+ * and a file is at most about twice its document.
+ */
+#define COMPACT_MIN_BYTES ((size_t)64 * 1024)
+
 /* One dialog in the index. */
 struct slot {
     struct slot *hnext;
@@ -27,8 +36,10 @@ struct slot {
     struct create_key *create_key; /* engine thread only; NULL if none */
     /* Committed state, replaced under engine->lock, read by any thread. */
     json_t *doc;
-    char *bytes;
+    char *bytes; /* cca_dialog_dump(doc), made on the first read; NULL until then */
     size_t len;
+    size_t file_len; /* the file's cca_store_extent, engine thread only */
+    size_t doc_len;
     int64_t created_ms;
     enum cca_dialog_status status;
     /* Engine thread only: the operation holding the dialog and those waiting. */
@@ -69,8 +80,9 @@ struct op {
     struct cca_llm_result llm;
     /* Outcome. */
     json_t *new_doc;
-    char *new_bytes;
+    char *new_bytes; /* the whole document, or a change line when @append */
     size_t new_len;
+    bool append;
     json_t *result;
     cca_rc rc;
     struct cca_error err;
@@ -225,7 +237,10 @@ static void entry_free(struct slot *en)
     free(en);
 }
 
-/* Install a committed document (steals @doc and @bytes). Caller holds the lock. */
+/*
+ * Install a committed document (steals @doc and @bytes: its cca_dialog_dump,
+ * or NULL to dump it on the first read). Caller holds the lock.
+ */
 static void entry_commit(struct cca_engine *e, struct slot *en, json_t *doc, char *bytes,
                          size_t len, bool indexed)
 {
@@ -376,10 +391,38 @@ static const char *idempotent_op_name(const struct op *op)
     return op->req.op == CCA_OP_CREATE ? "create" : "message";
 }
 
+/*
+ * The change as a line to append to the dialog's file, if the file's appended
+ * changes stay within the compaction bound; else false (rewrite it whole).
+ * New dialogs and closes are always written whole, so a closed dialog's file
+ * is one plain JSON document.
+ */
+static bool change_line(struct op *op)
+{
+    struct slot *en = op->entry;
+    size_t bound = en->doc_len > COMPACT_MIN_BYTES ? en->doc_len : COMPACT_MIN_BYTES;
+    json_t *patch;
+
+    if (op->new_entry || op->req.op == CCA_OP_CLOSE || en->file_len == 0)
+        return false;
+    patch = cca_jsonpatch_diff(en->doc, op->new_doc);
+    if (patch == NULL)
+        return false;
+    op->new_bytes = cca_dialog_dump_change(patch, &op->new_len);
+    json_decref(patch);
+    if (en->file_len - en->doc_len + op->new_len <= bound)
+        return true;
+    free(op->new_bytes);
+    op->new_bytes = NULL;
+    return false;
+}
+
 static void persist(struct cca_engine *e, struct op *op)
 {
+    struct slot *en = op->entry;
+
     if (op->req.op == CCA_OP_DELETE) {
-        cca_store_remove(e->store, op->entry->id, on_persisted, op);
+        cca_store_remove(e->store, en->id, on_persisted, op);
         return;
     }
     if (op->req.idempotency_key != NULL &&
@@ -392,9 +435,14 @@ static void persist(struct cca_engine *e, struct op *op)
         json_decref(op->new_doc);
         op->new_doc = doc;
     }
+    op->append = change_line(op);
+    if (op->append) {
+        cca_store_append(e->store, en->id, en->file_len, op->new_bytes, op->new_len,
+                         on_persisted, op);
+        return;
+    }
     op->new_bytes = cca_dialog_dump(op->new_doc, &op->new_len);
-    cca_store_write(e->store, op->entry->id, op->new_bytes, op->new_len, on_persisted,
-                    op);
+    cca_store_write(e->store, en->id, op->new_bytes, op->new_len, on_persisted, op);
 }
 
 /* The write finished: make the change visible (or drop it), answer, move on. */
@@ -418,9 +466,15 @@ static void committed(struct cca_engine *e, struct op *op)
         index_remove(e, en);
         gone = true;
     } else {
-        entry_commit(e, en, op->new_doc, op->new_bytes, op->new_len, !op->new_entry);
+        if (op->append) {
+            en->file_len += op->new_len;
+            entry_commit(e, en, op->new_doc, NULL, 0, !op->new_entry);
+        } else {
+            en->file_len = en->doc_len = op->new_len;
+            entry_commit(e, en, op->new_doc, op->new_bytes, op->new_len, !op->new_entry);
+            op->new_bytes = NULL;
+        }
         op->new_doc = NULL;
-        op->new_bytes = NULL;
         if (op->new_entry)
             index_insert(e, en);
     }
@@ -1046,16 +1100,18 @@ static void skip_one(void *ctx, const char *name, const char *why)
         e->skip(e->skip_ctx, name, why);
 }
 
-static void load_one(void *ctx, const char *id, json_t *doc, char *bytes, size_t len)
+static void load_one(void *ctx, const char *id, json_t *doc,
+                     const struct cca_store_extent *ext)
 {
     struct cca_engine *e = ctx;
     struct slot *en = cca_xcalloc(1, sizeof(*en));
-
     json_t *rec;
     size_t i;
 
     memcpy(en->id, id, sizeof(en->id));
-    entry_commit(e, en, doc, bytes, len, false);
+    en->file_len = ext->file_len;
+    en->doc_len = ext->doc_len;
+    entry_commit(e, en, doc, NULL, 0, false);
     index_insert(e, en);
     /* The create's Idempotency-Key, if it is still live, leads to this dialog. */
     json_array_foreach (json_object_get(json_object_get(doc, "metadata"), "idempotency"),
@@ -1166,18 +1222,38 @@ cca_rc cca_engine_get_document(struct cca_engine *e, const char *id, char **ret_
                                size_t *ret_len)
 {
     struct slot *en;
-    cca_rc rc = CCA_ERR_NOT_FOUND;
+    json_t *doc = NULL;
+    char *bytes;
+    size_t len;
 
     pthread_mutex_lock(&e->lock);
     en = index_find(e, id);
-    if (en != NULL) {
+    if (en != NULL && en->bytes != NULL) {
         *ret_bytes = cca_xmalloc(en->len + 1);
         memcpy(*ret_bytes, en->bytes, en->len + 1);
         *ret_len = en->len;
-        rc = CCA_OK;
+        pthread_mutex_unlock(&e->lock);
+        return CCA_OK;
+    }
+    if (en != NULL)
+        doc = json_incref(en->doc);
+    pthread_mutex_unlock(&e->lock);
+    if (doc == NULL)
+        return CCA_ERR_NOT_FOUND;
+    /* The first read since a change: dump outside the lock, keep it if still current. */
+    bytes = cca_dialog_dump(doc, &len);
+    pthread_mutex_lock(&e->lock);
+    en = index_find(e, id);
+    if (en != NULL && en->doc == doc && en->bytes == NULL) {
+        en->bytes = cca_xmalloc(len + 1);
+        memcpy(en->bytes, bytes, len + 1);
+        en->len = len;
     }
     pthread_mutex_unlock(&e->lock);
-    return rc;
+    json_decref(doc);
+    *ret_bytes = bytes;
+    *ret_len = len;
+    return CCA_OK;
 }
 
 /* A new reference to the committed document of @id, or NULL. */

@@ -13,10 +13,11 @@
 #include <jansson.h>
 
 #include "cca/dialog.h"
+#include "cca/jsonpatch.h"
 #include "cca/mem.h"
 #include "cca/store.h"
 
-enum job_kind { JOB_WRITE, JOB_REMOVE };
+enum job_kind { JOB_WRITE, JOB_APPEND, JOB_REMOVE };
 
 struct job {
     struct job *next;
@@ -24,6 +25,7 @@ struct job {
     char id[37];
     const char *bytes;
     size_t len;
+    size_t offset; /* JOB_APPEND: where the bytes go */
     cca_store_done_fn done;
     void *ctx;
     cca_rc rc;
@@ -85,6 +87,23 @@ static bool write_all(int fd, const char *p, size_t len)
     return true;
 }
 
+static bool pwrite_all(int fd, const char *p, size_t len, off_t offset)
+{
+    while (len > 0) {
+        ssize_t n = pwrite(fd, p, len, offset);
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return false;
+        }
+        p += n;
+        len -= (size_t)n;
+        offset += n;
+    }
+    return true;
+}
+
 static void job_fail(struct job *j, int e, const char *what)
 {
     j->rc =
@@ -114,6 +133,50 @@ static void write_tmp(struct cca_store *s, struct job *j, bool flush_now)
         (void)unlinkat(s->dirfd, name, 0);
 }
 
+/*
+ * An append: the bytes at j->offset (the end of the valid content), the file
+ * cut right after them (anything beyond was an interrupted append), and on any
+ * failure the file cut back to j->offset, so it holds exactly what it held.
+ */
+static void write_append(struct cca_store *s, struct job *j, bool flush_now)
+{
+    char name[64];
+    off_t end = (off_t)(j->offset + j->len);
+    struct stat st;
+    int fd;
+
+    final_name(j->id, name);
+    fd = openat(s->dirfd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        job_fail(j, errno, "cannot open");
+        return;
+    }
+    if (!pwrite_all(fd, j->bytes, j->len, (off_t)j->offset))
+        job_fail(j, errno, "cannot append to");
+    else if (fstat(fd, &st) != 0 || (st.st_size > end && ftruncate(fd, end) != 0))
+        job_fail(j, errno, "cannot truncate");
+    else if (flush_now && fdatasync(fd) != 0)
+        job_fail(j, errno, "cannot flush");
+    if (j->rc != CCA_OK)
+        (void)ftruncate(fd, (off_t)j->offset);
+    if (close(fd) != 0 && j->rc == CCA_OK)
+        job_fail(j, errno, "cannot close");
+}
+
+/* Undo an append whose batch failed to flush (best effort: the cut is not flushed). */
+static void undo_append(struct cca_store *s, struct job *j)
+{
+    char name[64];
+    int fd;
+
+    final_name(j->id, name);
+    fd = openat(s->dirfd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd >= 0) {
+        (void)ftruncate(fd, (off_t)j->offset);
+        close(fd);
+    }
+}
+
 static void run_batch(struct cca_store *s, struct job *batch)
 {
     char tmp[64];
@@ -123,25 +186,31 @@ static void run_batch(struct cca_store *s, struct job *batch)
     struct job *j;
 
     for (j = batch; j != NULL; j = j->next)
-        writes += j->kind == JOB_WRITE;
+        writes += j->kind != JOB_REMOVE;
     /* A batch of one flushes just its file; a larger batch is flushed by one syncfs. */
     for (j = batch; j != NULL; j = j->next) {
         if (j->kind == JOB_WRITE)
             write_tmp(s, j, s->fsync && writes == 1);
+        else if (j->kind == JOB_APPEND)
+            write_append(s, j, s->fsync && writes == 1);
     }
     if (s->fsync && writes > 1 && syncfs(s->dirfd) != 0) {
         int e = errno;
 
         for (j = batch; j != NULL; j = j->next) {
-            if (j->kind == JOB_WRITE && j->rc == CCA_OK) {
-                job_fail(j, e, "cannot flush");
+            if (j->kind == JOB_REMOVE || j->rc != CCA_OK)
+                continue;
+            job_fail(j, e, "cannot flush");
+            if (j->kind == JOB_APPEND) {
+                undo_append(s, j);
+            } else {
                 tmp_name(j->id, tmp);
                 (void)unlinkat(s->dirfd, tmp, 0);
             }
         }
     }
     for (j = batch; j != NULL; j = j->next) {
-        if (j->rc != CCA_OK)
+        if (j->rc != CCA_OK || j->kind == JOB_APPEND)
             continue;
         final_name(j->id, fin);
         if (j->kind == JOB_WRITE) {
@@ -160,8 +229,9 @@ static void run_batch(struct cca_store *s, struct job *batch)
     if (s->fsync && renamed && fsync(s->dirfd) != 0) {
         int e = errno;
 
+        /* Appends were flushed with their data and need no directory entry. */
         for (j = batch; j != NULL; j = j->next) {
-            if (j->rc == CCA_OK)
+            if (j->rc == CCA_OK && j->kind != JOB_APPEND)
                 job_fail(j, e, "cannot flush the directory after writing");
         }
     }
@@ -371,6 +441,81 @@ out:
     return buf;
 }
 
+/* The next line of @p[0..len) from @at: its end (the '\n'), or NULL if it has none. */
+static const char *line_end(const char *p, size_t len, size_t at)
+{
+    return memchr(p + at, '\n', len - at);
+}
+
+cca_rc cca_store_parse(const char *bytes, size_t len, const char *expected_id,
+                       json_t **ret_doc, struct cca_store_extent *ret,
+                       struct cca_error *reterr)
+{
+    struct cca_store_extent ext = {0};
+    json_error_t jerr;
+    json_t *doc;
+    size_t at;
+    cca_rc rc;
+
+    doc = json_loadb(bytes, len, JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES, &jerr);
+    if (doc == NULL) {
+        rc = cca_error_set(reterr, CCA_ERR_INVALID, "corrupt JSON at line %d: %s",
+                           jerr.line, jerr.text);
+        goto out;
+    }
+    at = (size_t)jerr.position; /* bytes read: the document ends there */
+    if (at < len && bytes[at] == '\n')
+        at++;
+    ext.doc_len = at;
+    while (at < len) {
+        const char *nl = line_end(bytes, len, at);
+        size_t end = nl != NULL ? (size_t)(nl - bytes) : len;
+        struct cca_error perr = {0};
+        json_t *patch;
+
+        if (strspn(bytes + at, " \t\r") >= end - at) {
+            at = end + 1; /* a blank line (hand-edited file) */
+            continue;
+        }
+        patch = json_loadb(bytes + at, end - at, JSON_REJECT_DUPLICATES, &jerr);
+        if (patch == NULL && (nl == NULL || end + 1 == len)) {
+            /* The last line, cut short: an append interrupted before it was flushed. */
+            ext.dropped = len - at;
+            break;
+        }
+        if (patch == NULL || cca_jsonpatch_apply(doc, patch, &perr) != CCA_OK) {
+            rc = cca_error_set(reterr, CCA_ERR_INVALID, "change %u at byte %zu: %s",
+                               ext.patches + 1, at, patch == NULL ? jerr.text : perr.msg);
+            json_decref(patch);
+            goto out;
+        }
+        json_decref(patch);
+        ext.patches++;
+        at = end + 1;
+    }
+    ext.file_len = len - ext.dropped;
+    rc = cca_dialog_validate(doc, expected_id, reterr);
+    if (rc != CCA_OK)
+        goto out;
+    *ret_doc = doc;
+    doc = NULL;
+    *ret = ext;
+out:
+    json_decref(doc);
+    return rc;
+}
+
+/* Cut @name to @len bytes (an interrupted append removed). */
+static bool truncate_file(struct cca_store *s, const char *name, size_t len)
+{
+    int fd = openat(s->dirfd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    bool ok = fd >= 0 && ftruncate(fd, (off_t)len) == 0 && (!s->fsync || fsync(fd) == 0);
+
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
 cca_rc cca_store_scan(struct cca_store *s, cca_store_load_fn load, cca_store_skip_fn skip,
                       void *ctx, struct cca_error *reterr)
 {
@@ -386,11 +531,11 @@ cca_rc cca_store_scan(struct cca_store *s, cca_store_load_fn load, cca_store_ski
     }
     rewinddir(d);
     while ((de = readdir(d)) != NULL) {
-        char id[37];
-        char why[200];
+        struct cca_store_extent ext;
         struct cca_error err = {0};
-        json_error_t jerr;
-        json_t *doc;
+        char id[37];
+        char why[240];
+        json_t *doc = NULL;
         size_t len = 0;
         char *bytes;
 
@@ -416,20 +561,25 @@ cca_rc cca_store_scan(struct cca_store *s, cca_store_load_fn load, cca_store_ski
                 skip(ctx, de->d_name, why);
             continue;
         }
-        doc = json_loadb(bytes, len, JSON_REJECT_DUPLICATES, &jerr);
-        if (doc == NULL || cca_dialog_validate(doc, id, &err) != CCA_OK) {
-            if (doc == NULL)
-                (void)snprintf(why, sizeof(why), "corrupt JSON at line %d: %s, ignoring",
-                               jerr.line, jerr.text);
-            else
-                (void)snprintf(why, sizeof(why), "invalid dialog: %s, ignoring", err.msg);
+        if (cca_store_parse(bytes, len, id, &doc, &ext, &err) != CCA_OK) {
+            (void)snprintf(why, sizeof(why), "invalid dialog: %s, ignoring", err.msg);
             if (skip != NULL)
                 skip(ctx, de->d_name, why);
-            json_decref(doc);
             free(bytes);
             continue;
         }
-        load(ctx, id, doc, bytes, len);
+        free(bytes);
+        if (ext.dropped > 0) {
+            bool cut = truncate_file(s, de->d_name, ext.file_len);
+
+            (void)snprintf(why, sizeof(why),
+                           "%zu bytes of an interrupted append after byte %zu %s",
+                           ext.dropped, ext.file_len,
+                           cut ? "removed" : "ignored (the file cannot be truncated)");
+            if (skip != NULL)
+                skip(ctx, de->d_name, why);
+        }
+        load(ctx, id, doc, &ext);
     }
     closedir(d);
     return CCA_OK;
@@ -454,6 +604,21 @@ void cca_store_write(struct cca_store *s, const char *id, const char *bytes, siz
 
     j->kind = JOB_WRITE;
     (void)snprintf(j->id, sizeof(j->id), "%s", id);
+    j->bytes = bytes;
+    j->len = len;
+    j->done = done;
+    j->ctx = ctx;
+    enqueue(s, j);
+}
+
+void cca_store_append(struct cca_store *s, const char *id, size_t offset,
+                      const char *bytes, size_t len, cca_store_done_fn done, void *ctx)
+{
+    struct job *j = cca_xcalloc(1, sizeof(*j));
+
+    j->kind = JOB_APPEND;
+    (void)snprintf(j->id, sizeof(j->id), "%s", id);
+    j->offset = offset;
     j->bytes = bytes;
     j->len = len;
     j->done = done;

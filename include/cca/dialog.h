@@ -11,13 +11,13 @@
 #include "cca/router.h"
 
 /*
- * The dialog document: the JSON file ops read (storage/dialogs/<uuid>.json) and
- * what GET /dialogue/{id} returns. Format (README "Формат диалога", extended):
- * {dialog_id, customer_id, customer_info{name,phone,email,customer_id}, status,
- *  assigned_agent, current_agent, priority, source, created_at, updated_at,
- *  closed_at, close_reason, summary, messages[{id, role, content, timestamp,
- *  agent_type, route?, tokens?, latency_ms?, degraded?}],
- *  metadata{total_tokens, processing_times[], handoffs[{from,to,reason,at}]}}
+ * The dialog document: what GET /dialogue/{id} returns and what a dialog file
+ * (storage/dialogs/<uuid>.json, layout in store.h) holds, with its changes. Format
+ * (README "Формат диалога", extended): {dialog_id, customer_id,
+ * customer_info{name,phone,email,customer_id}, status, assigned_agent, current_agent,
+ * priority, source, created_at, updated_at, closed_at, close_reason, summary,
+ * messages[{id, role, content, timestamp, agent_type, route?, tokens?, latency_ms?,
+ * degraded?}], metadata{total_tokens, processing_times[], handoffs[{from,to,reason,at}]}}
  *
  * Documents are copy-on-write: every function that "changes" a document
  * returns a new top-level object that shares the untouched children with the
@@ -116,6 +116,15 @@ cca_rc cca_dialog_validate(json_t *doc, const char *expected_id,
  * Returns a new NUL-terminated buffer and its length in *ret_len.
  */
 char *cca_dialog_dump(json_t *doc, size_t *ret_len);
+
+/*
+ * cca_dialog_dump_change - the file bytes of a change line (store.h): @patch
+ * (an RFC 6902 patch, borrowed) compact on one line, numbers as in
+ * cca_dialog_dump, trailing newline (jansson escapes control characters in
+ * strings, so the line holds no other newline). Returns a new NUL-terminated
+ * buffer and its length in *ret_len.
+ */
+char *cca_dialog_dump_change(json_t *patch, size_t *ret_len);
 
 /*
  * cca_dialog_llm_history - the last @max messages of @doc as OpenAI chat

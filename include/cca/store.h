@@ -13,16 +13,29 @@
 
 /*
  * Durable storage of dialog documents, one file <uuid>.json per dialog
- * (docs/internals/store.md). Every write is atomic: the bytes go to a temporary
- * file in the same directory, are flushed, renamed over the target, and the
- * directory is flushed (the redis rdbSave pattern; rename alone is atomic but
- * not durable, Pillai et al., OSDI 2014). A crash at any moment leaves the old
- * or the new complete file.
+ * (docs/internals/store.md). A file is the dialog document, pretty-printed,
+ * followed by zero or more lines, each a JSON Patch (RFC 6902) of one
+ * committed change, compact, ending in '\n':
+ *
+ *   {"dialog_id": ..., "messages": [...], ...}        <- written whole
+ *   [{"op":"add","path":"/messages/-","value":{...}}, ...]   <- appended
+ *
+ * Two kinds of write:
+ *   - a replace (cca_store_write) writes the whole document atomically: the
+ *     bytes go to a temporary file in the same directory, are flushed,
+ *     renamed over the target, and the directory is flushed (the redis
+ *     rdbSave pattern; rename alone is atomic but not durable, Pillai et al.,
+ *     OSDI 2014). A crash leaves the old or the new complete file.
+ *   - an append (cca_store_append) writes one patch line at the end of the
+ *     valid content and flushes the file (fdatasync(2); no new inode, no
+ *     rename, bytes proportional to the change, not to the dialog). A crash
+ *     can leave a cut last line; it was never acknowledged, and the scan drops
+ *     it (cca_store_parse).
  *
  * One writer thread performs the writes in batches (group commit): every
  * write queued while a batch is being flushed joins the next batch, which
- * costs one syncfs(2) for the data and one fsync(2) of the directory whatever
- * its size.
+ * costs one syncfs(2) for the data and, if it renamed or removed a file, one
+ * fsync(2) of the directory, whatever its size.
  */
 
 struct cca_store_params {
@@ -48,20 +61,53 @@ cca_rc cca_store_new(const struct cca_store_params *params, struct cca_store **r
 void cca_store_free(struct cca_store *store);
 
 /*
- * cca_store_load_fn - one valid dialog found by the scan. @doc (a validated
- * dialog document) and @bytes (the file content, NUL-terminated, @len bytes
- * without the NUL) are stolen by the callee.
+ * struct cca_store_extent - the layout of one dialog file.
+ * @file_len: bytes that hold the dialog (the document and every complete
+ *            change line): where the next append goes.
+ * @doc_len:  bytes of the leading document, with its newline.
+ * @patches:  change lines applied.
+ * @dropped:  bytes after @file_len: a last line cut short by a crash.
  */
-typedef void (*cca_store_load_fn)(void *ctx, const char *id, json_t *doc, char *bytes,
-                                  size_t len);
+struct cca_store_extent {
+    size_t file_len;
+    size_t doc_len;
+    unsigned patches;
+    size_t dropped;
+};
+
+/*
+ * cca_store_parse - the dialog in a file's @bytes[0..len) (need not be
+ * NUL-terminated): the leading document with every change line applied in
+ * order (cca_jsonpatch_apply), then validated (cca_dialog_validate, with
+ * @expected_id, which may be NULL). Blank lines are skipped. A last line that
+ * is not valid JSON (with or without its newline) is a cut append: it is
+ * reported in ret->dropped and ignored. Any other invalid line, or a change
+ * that does not apply, makes the whole file invalid.
+ * Returns CCA_OK with a new document in *ret_doc and the layout in *ret, or
+ * CCA_ERR_INVALID with the reason in @reterr (nothing returned). Pure and
+ * thread-safe.
+ */
+cca_rc cca_store_parse(const char *bytes, size_t len, const char *expected_id,
+                       json_t **ret_doc, struct cca_store_extent *ret,
+                       struct cca_error *reterr) CCA_WUR;
+
+/*
+ * cca_store_load_fn - one valid dialog found by the scan: @doc (the folded,
+ * validated dialog document) is stolen by the callee; @ext (borrowed) is the
+ * file's layout, after any cut last line was removed.
+ */
+typedef void (*cca_store_load_fn)(void *ctx, const char *id, json_t *doc,
+                                  const struct cca_store_extent *ext);
 
 /* cca_store_skip_fn - a file the scan skipped (@name) and why; nothing is deleted. */
 typedef void (*cca_store_skip_fn)(void *ctx, const char *name, const char *why);
 
 /*
- * cca_store_scan - read every <uuid>.json once (start-up). Corrupt, foreign or
- * oversized files are reported to @skip (may be NULL) and left alone; leftover
- * temporary files of interrupted writes are removed (also reported).
+ * cca_store_scan - read every <uuid>.json once (start-up), with
+ * cca_store_parse. Corrupt, foreign or oversized files are reported to @skip
+ * (may be NULL) and left alone; leftover temporary files of interrupted
+ * writes are removed, and a cut last line is truncated away (both reported;
+ * the file is still loaded).
  * Returns CCA_OK, or CCA_ERR_IO if the directory cannot be listed.
  * Call before any write; not thread-safe with respect to writes.
  */
@@ -74,9 +120,10 @@ cca_rc cca_store_scan(struct cca_store *store, cca_store_load_fn load,
  * durable, CCA_ERR_NO_SPACE (ENOSPC, EDQUOT) or CCA_ERR_IO otherwise, with
  * detail in @err. Called on the writer thread; must not block for long.
  * A failed write leaves no temporary file and the previous <id>.json
- * untouched, with one exception: when only the final directory fsync(2)
- * fails, the rename has happened, so the file holds the new bytes although
- * @rc reports CCA_ERR_IO (their durability is unknown).
+ * untouched (a failed append is cut back), with one exception: when only the
+ * final directory fsync(2) of a replace fails, the rename has happened, so
+ * the file holds the new bytes although @rc reports CCA_ERR_IO (their
+ * durability is unknown).
  */
 typedef void (*cca_store_done_fn)(void *ctx, cca_rc rc, const struct cca_error *err);
 
@@ -87,6 +134,19 @@ typedef void (*cca_store_done_fn)(void *ctx, cca_rc rc, const struct cca_error *
  */
 void cca_store_write(struct cca_store *store, const char *id, const char *bytes,
                      size_t len, cca_store_done_fn done, void *ctx);
+
+/*
+ * cca_store_append - queue an append of @bytes[0..len) (one or more complete
+ * change lines, each ending in '\n') at byte @offset of <@id>.json, which
+ * must be the file's current cca_store_extent.file_len (the caller tracks it:
+ * the scan's value, then + @len after each successful append, or the length
+ * of the last replace). Anything in the file after @offset is cut. On failure
+ * the file is cut back to @offset, so it holds exactly what it held before.
+ * @bytes is borrowed until @done runs. Writes queued for one id complete in
+ * queue order. Thread-safe.
+ */
+void cca_store_append(struct cca_store *store, const char *id, size_t offset,
+                      const char *bytes, size_t len, cca_store_done_fn done, void *ctx);
 
 /* cca_store_remove - queue a durable unlink of <@id>.json (missing is OK). Thread-safe.
  */

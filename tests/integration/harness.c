@@ -12,6 +12,8 @@
 
 #include <curl/curl.h>
 
+#include "cca/dialog.h"
+#include "cca/store.h"
 #include "harness.h"
 
 static char tmpdirs[32][64];
@@ -442,4 +444,34 @@ void h_create(unsigned port, const char *initial, char id[37])
     assert_int_equal(st, 201);
     (void)snprintf(id, 37, "%s", json_string_value(json_object_get(j, "dialog_id")));
     json_decref(j);
+}
+
+char *h_dialog_file(const char *path, const char *id, size_t *ret_dropped)
+{
+    struct cca_store_extent ext;
+    json_t *doc = NULL;
+    char *bytes = NULL;
+    char *out = NULL;
+    size_t len = 0;
+    size_t cap = 0;
+    size_t n;
+    FILE *f = fopen(path, "rb");
+
+    if (f == NULL)
+        return NULL;
+    do {
+        if (len == cap)
+            bytes = realloc(bytes, cap = cap ? cap * 2 : 65536);
+        n = fread(bytes + len, 1, cap - len, f);
+        len += n;
+    } while (n > 0);
+    fclose(f);
+    if (cca_store_parse(bytes, len, id, &doc, &ext, NULL) == CCA_OK) {
+        out = cca_dialog_dump(doc, &n);
+        if (ret_dropped != NULL)
+            *ret_dropped = ext.dropped;
+    }
+    json_decref(doc);
+    free(bytes);
+    return out;
 }

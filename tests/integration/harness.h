@@ -101,4 +101,12 @@ int h_threads(pid_t pid);
 /* Create a dialog with @initial (may be NULL); returns its id in @id (37 bytes). */
 void h_create(unsigned port, const char *initial, char id[37]);
 
+/*
+ * The dialog stored in file @path (document plus appended changes, folded by
+ * cca_store_parse with @id) as GET /dialogue/{id} serves it (cca_dialog_dump):
+ * a new buffer, or NULL if the file is missing or invalid. *ret_dropped (may be
+ * NULL) gets the bytes of a cut last line.
+ */
+char *h_dialog_file(const char *path, const char *id, size_t *ret_dropped);
+
 #endif

@@ -4,13 +4,15 @@
  * dialogs and sending messages, is killed with SIGKILL at random moments and
  * restarted on the same DIALOGS_STORAGE_PATH, round after round.
  *
- * After every kill, before the restart: every <uuid>.json parses (the rename is
- * atomic); temporary files of interrupted writes are counted. After every
- * restart: no temporary file is left (cca_store_scan removes them at start-up);
- * every file parses, is named after its dialog_id and is served byte for byte by
- * GET; every request that got a 2xx is on disk with exactly the content its
- * response reported (dialog id, created_at, customer name; customer text, message
- * id and agent reply of each turn); each dialog holds its customer messages in
+ * After every kill, before the restart: every <uuid>.json is a valid dialog file
+ * (cca_store_parse: the document, whose rename is atomic, then its appended
+ * changes, of which only a cut last line may be invalid); temporary files and
+ * cut appends of interrupted writes are counted. After every restart: no
+ * temporary file and no cut append is left (cca_store_scan removes them at
+ * start-up); every file is valid, is named after its dialog_id, and GET serves
+ * the dialog it holds byte for byte; every request that got a 2xx is on disk with exactly
+ * the content its response reported (dialog id, created_at, customer name; customer text,
+ * message id and agent reply of each turn); each dialog holds its customer messages in
  * the order they were sent, with no gap and no extra; no text and no message id
  * appears twice. Requests whose response never arrived may or may not be on disk
  * (killed after the write, before the reply): counted as unacknowledged_on_disk,
@@ -24,8 +26,9 @@
  * on disk with the reported content; unacknowledged = requests that got no
  * response (in flight at the kill, or sent after it and refused);
  * unacknowledged_on_disk = of those, found on disk; tmp_after_kill = temporary
- * files found between the kill and the restart, kills_mid_write = rounds with at
- * least one (the kill fell between a tmp write and its rename).
+ * files found between the kill and the restart, cut_appends_after_kill = files
+ * ending in a cut change line then, kills_mid_write = rounds with at least one of
+ * either (the kill fell inside a write).
  *
  * The kill schedule comes from a seeded PRNG; the seed is printed as a TAP
  * comment and CCA_CRASH_SEED=<n> replays it (thread interleaving is not
@@ -48,7 +51,9 @@
 #include <jansson.h>
 
 #include "cca/common.h"
+#include "cca/dialog.h"
 #include "cca/mem.h"
+#include "cca/store.h"
 
 #include "harness.h"
 
@@ -246,6 +251,7 @@ struct crash {
     unsigned long unacked_sent;
     unsigned long unacked_on_disk;
     unsigned long tmp_after_kill;
+    unsigned long cut_after_kill; /* files ending in a cut append after a kill */
     unsigned long mid_write_kills;
     unsigned long mismatched;
     unsigned long unexpected;
@@ -482,11 +488,13 @@ static void disk_free(struct disk *dk)
 }
 
 /*
- * Read the directory: every *.json must parse (duplicate keys rejected) and a
- * <uuid>.json must carry that dialog_id, else it is torn. Returns the number of
- * temporary files seen. @keep (may be NULL) receives the dialog files.
+ * Read the directory: every <uuid>.json must be a valid dialog file of that
+ * dialog (cca_store_parse: the document, then its appended changes), else it
+ * is torn. Returns the number of temporary files seen; *ret_cut (may be NULL)
+ * gets the number of files that end in a cut append. @keep (may be NULL)
+ * receives the dialogs, as GET serves them.
  */
-static unsigned long scan_dir(struct crash *c, struct disk *keep)
+static unsigned long scan_dir(struct crash *c, struct disk *keep, unsigned long *ret_cut)
 {
     DIR *d = opendir(c->dialogs);
     struct dirent *de;
@@ -499,8 +507,9 @@ static unsigned long scan_dir(struct crash *c, struct disk *keep)
         char id[37];
         size_t len = 0;
         char *bytes;
-        json_t *doc;
-        json_error_t jerr;
+        json_t *doc = NULL;
+        struct cca_store_extent ext;
+        struct cca_error err = {0};
         size_t nl = strlen(de->d_name);
 
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
@@ -509,40 +518,34 @@ static unsigned long scan_dir(struct crash *c, struct disk *keep)
             tmps++;
             continue;
         }
-        if (nl < 5 || strcmp(de->d_name + nl - 5, ".json") != 0)
+        if (nl < 5 || strcmp(de->d_name + nl - 5, ".json") != 0 ||
+            !is_dialog_name(de->d_name, id))
             continue; /* not ours to judge (.gitkeep and the like) */
         (void)snprintf(path, sizeof(path), "%s/%s", c->dialogs, de->d_name);
         bytes = read_all(path, &len);
-        doc =
-            bytes != NULL ? json_loadb(bytes, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
-        if (doc == NULL) {
+        if (bytes == NULL ||
+            cca_store_parse(bytes, len, id, &doc, &ext, &err) != CCA_OK) {
             c->torn++;
-            DIAG(c, "TORN %s: %s", de->d_name, bytes ? jerr.text : "unreadable");
+            DIAG(c, "TORN %s: %s", de->d_name, bytes ? err.msg : "unreadable");
             free(bytes);
             continue;
         }
-        if (is_dialog_name(de->d_name, id)) {
-            if (!str_eq(jstr(doc, "dialog_id"), id) ||
-                !json_is_array(json_object_get(doc, "messages"))) {
-                c->torn++;
-                DIAG(c, "TORN %s: dialog_id %s", de->d_name, jstr(doc, "dialog_id"));
-            } else if (keep != NULL) {
-                if (keep->n == keep->cap) {
-                    keep->cap = keep->cap ? keep->cap * 2 : 256;
-                    keep->f = realloc(keep->f, keep->cap * sizeof(*keep->f));
-                    assert_non_null(keep->f);
-                }
-                memcpy(keep->f[keep->n].id, id, 37);
-                keep->f[keep->n].doc = json_incref(doc);
-                keep->f[keep->n].bytes = bytes;
-                keep->f[keep->n].len = len;
-                keep->f[keep->n].matched = false;
-                keep->n++;
-                bytes = NULL;
+        free(bytes);
+        if (ext.dropped > 0 && ret_cut != NULL)
+            (*ret_cut)++;
+        if (keep != NULL) {
+            if (keep->n == keep->cap) {
+                keep->cap = keep->cap ? keep->cap * 2 : 256;
+                keep->f = realloc(keep->f, keep->cap * sizeof(*keep->f));
+                assert_non_null(keep->f);
             }
+            memcpy(keep->f[keep->n].id, id, 37);
+            keep->f[keep->n].doc = json_incref(doc);
+            keep->f[keep->n].bytes = cca_dialog_dump(doc, &keep->f[keep->n].len);
+            keep->f[keep->n].matched = false;
+            keep->n++;
         }
         json_decref(doc);
-        free(bytes);
     }
     closedir(d);
     if (keep != NULL && keep->n > 0) /* qsort(NULL, 0, ...) is undefined */
@@ -552,8 +555,9 @@ static unsigned long scan_dir(struct crash *c, struct disk *keep)
 
 /*
  * Plant what an interrupted write leaves: a garbage temporary file of an unknown
- * dialog, and a truncated temporary copy of an existing dialog. The start-up scan
- * must remove both and serve the committed file.
+ * dialog, a truncated temporary copy of an existing dialog, and a cut append
+ * (half a change line) at the end of another dialog's file. The start-up scan
+ * must remove all three and serve the committed dialogs.
  */
 static void plant_tmp_files(struct crash *c)
 {
@@ -571,7 +575,7 @@ static void plant_tmp_files(struct crash *c)
     fputs("{\"dialog_id\": \"", f);
     fclose(f);
     c->planted++;
-    (void)scan_dir(c, &dk);
+    (void)scan_dir(c, &dk, NULL);
     c->torn = torn; /* the caller's scan counted them already */
     for (size_t i = 0; i < dk.n; i++) {
         (void)snprintf(path, sizeof(path), "%s/.%s.json.tmp", c->dialogs, dk.f[i].id);
@@ -581,6 +585,16 @@ static void plant_tmp_files(struct crash *c)
             fwrite(dk.f[i].bytes, 1, dk.f[i].len / 2, f);
             fclose(f);
             c->planted++;
+            if (i + 1 < dk.n) {
+                (void)snprintf(path, sizeof(path), "%s/%s.json", c->dialogs,
+                               dk.f[i + 1].id);
+                f = fopen(path, "a");
+                assert_non_null(f);
+                fputs("[{\"op\":\"add\",\"path\":\"/messages/-\",\"value\":{\"id\":\"",
+                      f);
+                fclose(f);
+                c->planted++;
+            }
             break;
         }
     }
@@ -846,12 +860,14 @@ static void check_get(struct crash *c, CURL *curl, struct dfile *f)
 static void verify(struct crash *c, bool all_gets, uint64_t *rng)
 {
     struct disk dk = {0};
-    unsigned long tmps = scan_dir(c, &dk);
+    unsigned long cuts = 0;
+    unsigned long tmps = scan_dir(c, &dk, &cuts);
     CURL *curl;
 
-    c->tmp_left += tmps;
-    if (tmps > 0)
-        DIAG(c, "%lu temporary files left after the restart", tmps);
+    c->tmp_left += tmps + cuts;
+    if (tmps > 0 || cuts > 0)
+        DIAG(c, "%lu temporary files and %lu cut appends left after the restart", tmps,
+             cuts);
     c->files = dk.n;
     for (int t = 0; t < N_THREADS; t++) {
         for (size_t i = 0; i < c->w[t].n; i++)
@@ -924,6 +940,7 @@ static void run_rounds(struct crash *c, int rounds, uint64_t seed)
         unsigned target = 0;
         unsigned long acks;
         unsigned long tmps;
+        unsigned long cuts = 0;
         char how[64];
         int64_t t0;
         int64_t t1;
@@ -974,9 +991,10 @@ static void run_rounds(struct crash *c, int rounds, uint64_t seed)
         c->acknowledged += acks;
 
         /* Before the restart: the committed files are whole; count interrupted writes. */
-        tmps = scan_dir(c, NULL);
+        tmps = scan_dir(c, NULL, &cuts);
         c->tmp_after_kill += tmps;
-        c->mid_write_kills += tmps > 0;
+        c->cut_after_kill += cuts;
+        c->mid_write_kills += tmps + cuts > 0;
         if (c->round == 0)
             plant_tmp_files(c);
         t1 = now_ms();
@@ -1009,15 +1027,16 @@ static void run_rounds(struct crash *c, int rounds, uint64_t seed)
            c->mode, rounds, c->acknowledged, c->on_disk, c->lost, c->duplicated, c->torn,
            c->tmp_left);
     printf("# crash: mode=%s unacknowledged=%lu unacknowledged_on_disk=%lu "
-           "tmp_after_kill=%lu kills_mid_write=%lu planted_tmp=%lu mismatched=%lu "
+           "tmp_after_kill=%lu cut_appends_after_kill=%lu kills_mid_write=%lu "
+           "planted_tmp=%lu mismatched=%lu "
            "unexpected=%lu unknown_files=%lu get_checked=%lu get_mismatch=%lu "
            "error_responses=%lu dialogs_on_disk=%lu llm_replies=%lu "
            "llm_calls_in_flight_at_kills=%lu seconds=%ld\n",
            c->mode, c->unacked_sent, c->unacked_on_disk, c->tmp_after_kill,
-           c->mid_write_kills, c->planted, c->mismatched, c->unexpected, c->unknown_files,
-           c->get_checked, c->get_mismatch, c->bad_status, c->files,
-           (unsigned long)atomic_load(&c->llm_replies), c->llm_in_flight,
-           (long)((now_ms() - t_start) / 1000));
+           c->cut_after_kill, c->mid_write_kills, c->planted, c->mismatched,
+           c->unexpected, c->unknown_files, c->get_checked, c->get_mismatch,
+           c->bad_status, c->files, (unsigned long)atomic_load(&c->llm_replies),
+           c->llm_in_flight, (long)((now_ms() - t_start) / 1000));
     fflush(stdout);
 
     assert_true(c->acknowledged > 0);

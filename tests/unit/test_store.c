@@ -63,15 +63,15 @@ struct scan {
     int skipped;
 };
 
-static void on_load(void *ctx, const char *id, json_t *doc, char *bytes, size_t len)
+static void on_load(void *ctx, const char *id, json_t *doc,
+                    const struct cca_store_extent *ext)
 {
     struct scan *s = ctx;
 
     (void)id;
-    (void)len;
+    (void)ext;
     s->loaded++;
     json_decref(doc);
-    free(bytes);
 }
 
 static void on_skip(void *ctx, const char *name, const char *why)
