@@ -130,7 +130,7 @@ typedef void (*cca_store_done_fn)(void *ctx, cca_rc rc, const struct cca_error *
 /*
  * cca_store_write - queue an atomic replace of <@id>.json with @bytes[0..len).
  * @id must be a canonical UUID (cca_uuid_canonical); @bytes is borrowed until
- * @done runs. Writes queued for one id complete in queue order. Thread-safe.
+ * @done runs. Thread-safe; one write per id at a time (see cca_store_append).
  */
 void cca_store_write(struct cca_store *store, const char *id, const char *bytes,
                      size_t len, cca_store_done_fn done, void *ctx);
@@ -142,8 +142,10 @@ void cca_store_write(struct cca_store *store, const char *id, const char *bytes,
  * the scan's value, then + @len after each successful append, or the length
  * of the last replace). Anything in the file after @offset is cut. On failure
  * the file is cut back to @offset, so it holds exactly what it held before.
- * @bytes is borrowed until @done runs. Writes queued for one id complete in
- * queue order. Thread-safe.
+ * @bytes is borrowed until @done runs. Thread-safe, but at most one write,
+ * append or removal per id may be queued at a time (the engine holds a
+ * dialog for its whole operation): a replace and an append of one id in the
+ * same batch would not be ordered.
  */
 void cca_store_append(struct cca_store *store, const char *id, size_t offset,
                       const char *bytes, size_t len, cca_store_done_fn done, void *ctx);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Fuzz target: the dialog file loader run at start-up. Mirrors cca_store_scan
- * (store.c: json_loadb with JSON_REJECT_DUPLICATES, then cca_dialog_validate
- * against the id taken from the file name) and what the engine then does with
+ * Fuzz target: the dialog file loader run at start-up. Runs cca_store_parse
+ * (store.c: the document, then each appended RFC 6902 change line applied,
+ * then cca_dialog_validate) as cca_store_scan does, and what the engine then does with
  * a loaded document (engine.c load_one/entry_commit: status, created_at; the
  * read views of GET; the LLM history of the next turn; a new turn; a close).
  * The input is the whole file. Its "dialog_id", when it is a string, plays the
@@ -10,12 +10,16 @@
  * one more rejected file).
  * Invariants checked: a valid document dumps to UTF-8 that reloads to a valid
  * document with the same dump; the views and the history are well-formed; a turn added to
- * or a close of a valid document gives a valid document.
+ * or a close of a valid document gives a valid document; the turn's change line
+ * (cca_jsonpatch_diff), appended to the document's bytes, parses back to the
+ * turn's document.
  */
 #include <string.h>
 
 #include "cca/dialog.h"
+#include "cca/jsonpatch.h"
 #include "cca/router.h"
+#include "cca/store.h"
 #include "cca/text.h"
 #include "fuzz.h"
 
@@ -31,6 +35,51 @@ static json_int_t total_tokens(json_t *doc)
 {
     return json_integer_value(
         json_object_get(json_object_get(doc, "metadata"), "total_tokens"));
+}
+
+/*
+ * The file the engine writes for @next when @doc is on disk: @doc's bytes plus
+ * the change line. It must parse back to @next (compared as dumps: reals are
+ * written with 10 significant digits).
+ */
+static void check_change(json_t *doc, json_t *next, const char *id)
+{
+    struct cca_store_extent ext;
+    struct cca_error err = {0};
+    json_t *patch = cca_jsonpatch_diff(doc, next);
+    json_t *back = NULL;
+    size_t doc_len;
+    size_t line_len;
+    size_t want_len;
+    size_t got_len;
+    char *doc_bytes;
+    char *line;
+    char *file;
+    char *want;
+    char *got;
+
+    FUZZ_CHECK(patch != NULL && json_array_size(patch) > 0);
+    doc_bytes = cca_dialog_dump(doc, &doc_len);
+    line = cca_dialog_dump_change(patch, &line_len);
+    FUZZ_CHECK(memchr(line, '\n', line_len - 1) == NULL);
+    file = malloc(doc_len + line_len);
+    FUZZ_CHECK(file != NULL);
+    memcpy(file, doc_bytes, doc_len);
+    memcpy(file + doc_len, line, line_len);
+    FUZZ_CHECK(cca_store_parse(file, doc_len + line_len, id, &back, &ext, &err) ==
+               CCA_OK);
+    FUZZ_CHECK(ext.patches == 1 && ext.dropped == 0 && ext.doc_len == doc_len &&
+               ext.file_len == doc_len + line_len);
+    want = cca_dialog_dump(next, &want_len);
+    got = cca_dialog_dump(back, &got_len);
+    FUZZ_CHECK(want_len == got_len && memcmp(want, got, want_len) == 0);
+    free(want);
+    free(got);
+    json_decref(back);
+    free(file);
+    free(line);
+    free(doc_bytes);
+    json_decref(patch);
 }
 
 /* The next customer turn, as the engine would add it (engine.c). */
@@ -70,6 +119,7 @@ static void check_turn(json_t *doc, const char *id)
         turn.handoff_reason = NULL;
     next = cca_dialog_with_turn(doc, &turn);
     FUZZ_CHECK(cca_dialog_validate(next, id, &err) == CCA_OK);
+    check_change(doc, next, id);
     FUZZ_CHECK(cca_dialog_message_count(next) == cca_dialog_message_count(doc) + 2);
     /* Token totals only grow (a wrap would be signed overflow in dialog.c). */
     FUZZ_CHECK(total_tokens(next) >= total_tokens(doc));
@@ -140,19 +190,16 @@ static void check_valid(json_t *doc, const char *id)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    struct cca_store_extent ext;
     struct cca_error err = {0};
-    json_error_t jerr;
-    const char *id;
-    json_t *doc;
+    json_t *doc = NULL;
 
-    doc = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &jerr);
-    if (doc == NULL)
-        return 0;
-    id = json_string_value(json_object_get(doc, "dialog_id"));
-    if (cca_dialog_validate(doc, id, &err) == CCA_OK)
-        check_valid(doc, id);
-    else
+    if (cca_store_parse((const char *)data, size, NULL, &doc, &ext, &err) != CCA_OK) {
         FUZZ_CHECK(err.code == CCA_ERR_INVALID);
+        return 0;
+    }
+    FUZZ_CHECK(ext.doc_len <= ext.file_len && ext.file_len + ext.dropped == size);
+    check_valid(doc, json_string_value(json_object_get(doc, "dialog_id")));
     json_decref(doc);
     return 0;
 }

@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "cca/dialog.h"
+#include "cca/jsonpatch.h"
 #include "cca/store.h"
 
 struct waiter {
@@ -177,6 +178,211 @@ static void test_write_scan_remove(void **state)
     cca_store_free(s);
     free(bytes);
     remove_tree(dir);
+}
+
+/* A turn on @doc, its change line (new) in *ret_line; returns the new document. */
+static json_t *turn_change(json_t *doc, const char *text, char **ret_line,
+                           size_t *ret_len)
+{
+    struct cca_route route = {.agent = CCA_AGENT_SALES, .method = CCA_ROUTE_KEYWORD};
+    struct cca_dialog_turn t = {.customer_msg_id = "00000000-0000-4000-8000-0000000000c1",
+                                .agent_msg_id = "00000000-0000-4000-8000-0000000000c2",
+                                .text = text,
+                                .route = &route,
+                                .agent = CCA_AGENT_SALES,
+                                .previous = CCA_AGENT_NONE,
+                                .reply = "Тарифы: 990 ₽",
+                                .received_ms = 1736937000000,
+                                .replied_ms = 1736937000120,
+                                .processing_s = 0.5};
+    json_t *next = cca_dialog_with_turn(doc, &t);
+    json_t *patch = cca_jsonpatch_diff(doc, next);
+
+    assert_non_null(patch);
+    *ret_line = cca_dialog_dump_change(patch, ret_len);
+    json_decref(patch);
+    return next;
+}
+
+static void assert_same_dump(json_t *a, json_t *b)
+{
+    size_t la;
+    size_t lb;
+    char *da = cca_dialog_dump(a, &la);
+    char *db = cca_dialog_dump(b, &lb);
+
+    assert_string_equal(da, db);
+    free(da);
+    free(db);
+}
+
+struct loaded {
+    json_t *doc;
+    struct cca_store_extent ext;
+    int skipped;
+};
+
+static void keep_load(void *ctx, const char *id, json_t *doc,
+                      const struct cca_store_extent *ext)
+{
+    struct loaded *l = ctx;
+
+    (void)id;
+    json_decref(l->doc);
+    l->doc = doc;
+    l->ext = *ext;
+}
+
+static void keep_skip(void *ctx, const char *name, const char *why)
+{
+    struct loaded *l = ctx;
+
+    (void)name;
+    (void)why;
+    l->skipped++;
+}
+
+/*
+ * A document and two appended changes load as the document after both turns;
+ * a cut last line is reported, truncated away and ignored; the next append at
+ * the tracked offset leaves exactly the valid content.
+ */
+static void test_append_scan(void **state)
+{
+    char dir[] = "/tmp/cca-store-XXXXXX";
+    struct cca_store_params p = {.dir = dir, .fsync = true, .max_file_bytes = 1 << 20};
+    struct cca_dialog_create c = {.priority = (char *)"normal", .source = (char *)"api"};
+    struct cca_store *s = NULL;
+    struct loaded l = {0};
+    char id[37];
+    char path[128];
+    size_t len;
+    size_t l1;
+    size_t l2;
+    char *bytes;
+    char *line1;
+    char *line2;
+    json_t *doc;
+    json_t *d1;
+    json_t *d2;
+    struct stat st;
+    FILE *f;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(cca_store_new(&p, &s, NULL), CCA_OK);
+    cca_uuid_new(id);
+    doc = cca_dialog_new_doc(id, &c, 1736937000000);
+    bytes = cca_dialog_dump(doc, &len);
+    d1 = turn_change(doc, "Какие тарифы?", &line1, &l1);
+    d2 = turn_change(d1, "А ещё?", &line2, &l2);
+    assert_non_null(strstr(line1, "\"op\":\"add\",\"path\":\"/messages/-\""));
+    assert_null(memchr(line1, '\n', l1 - 1));
+    /* One write per id at a time (the contract): each waits for the previous. */
+    reset();
+    cca_store_write(s, id, bytes, len, on_done, NULL);
+    wait_done(1);
+    cca_store_append(s, id, len, line1, l1, on_done, NULL);
+    wait_done(2);
+    cca_store_append(s, id, len + l1, line2, l2, on_done, NULL);
+    wait_done(3);
+    assert_int_equal(w.failed, 0);
+    assert_int_equal(cca_store_scan(s, keep_load, keep_skip, &l, NULL), CCA_OK);
+    assert_int_equal(l.skipped, 0);
+    assert_non_null(l.doc);
+    assert_same_dump(l.doc, d2);
+    assert_int_equal(l.ext.doc_len, len);
+    assert_int_equal(l.ext.file_len, len + l1 + l2);
+    assert_int_equal(l.ext.patches, 2);
+
+    /* A crash in the middle of an append: half a line, no newline. */
+    (void)snprintf(path, sizeof(path), "%s/%s.json", dir, id);
+    f = fopen(path, "a");
+    assert_non_null(f);
+    fwrite(line1, 1, l1 / 2, f);
+    fclose(f);
+    assert_int_equal(cca_store_scan(s, keep_load, keep_skip, &l, NULL), CCA_OK);
+    assert_int_equal(l.skipped, 1);
+    assert_int_equal(l.ext.dropped, l1 / 2);
+    assert_int_equal(l.ext.file_len, len + l1 + l2);
+    assert_same_dump(l.doc, d2);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal((size_t)st.st_size, len + l1 + l2); /* truncated */
+
+    /* Garbage past the tracked end is cut by the next append. */
+    f = fopen(path, "a");
+    assert_non_null(f);
+    fputs("garbage that is longer than nothing", f);
+    fclose(f);
+    reset();
+    cca_store_append(s, id, len + l1 + l2, line1, l1, on_done, NULL);
+    wait_done(1);
+    assert_int_equal(w.failed, 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal((size_t)st.st_size, len + 2 * l1 + l2);
+
+    json_decref(l.doc);
+    json_decref(d2);
+    json_decref(d1);
+    json_decref(doc);
+    free(line1);
+    free(line2);
+    free(bytes);
+    cca_store_free(s);
+    remove_tree(dir);
+}
+
+/* cca_store_parse: blank lines, a bad change in the middle, a change that does not apply.
+ */
+static void test_parse_rules(void **state)
+{
+    static const struct {
+        const char *tail;
+        cca_rc want;
+        unsigned patches;
+        bool cut; /* the whole tail is dropped */
+    } rows[] = {
+        {"", CCA_OK, 0, false},
+        {"\n  \n[]\n", CCA_OK, 1, false},
+        {"[{\"op\":\"replace\",\"path\":\"/status\",\"value\":\"closed\"}]\n", CCA_OK, 1,
+         false},
+        {"[{\"op\":\"replace\",\"path\":\"/status\",\"value\":\"closed\"}", CCA_OK, 0,
+         true},
+        {"[{\"op\":\"replace\",\"path\":\"/status\",\"val\n", CCA_OK, 0, true},
+        {"[{\"op\":\"replace\"\n[]\n", CCA_ERR_INVALID, 0, 0},
+        {"[{\"op\":\"replace\",\"path\":\"/nope\",\"value\":1}]\n", CCA_ERR_INVALID, 0,
+         0},
+        {"[{\"op\":\"move\",\"from\":\"/a\",\"path\":\"/b\"}]\n[]\n", CCA_ERR_INVALID, 0,
+         0},
+        {"{\"op\":\"add\"}\n[]\n", CCA_ERR_INVALID, 0, 0},
+    };
+
+    char id[37];
+    size_t head_len;
+    char *head = make_doc(id, &head_len);
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        char buf[4096];
+        struct cca_store_extent ext = {0};
+        struct cca_error err = {0};
+        json_t *doc = NULL;
+        int n = snprintf(buf, sizeof(buf), "%s%s", head, rows[i].tail);
+        cca_rc rc = cca_store_parse(buf, (size_t)n, id, &doc, &ext, &err);
+
+        if (rc != rows[i].want)
+            fail_msg("row %zu: rc %d, want %d (%s)", i, rc, rows[i].want, err.msg);
+        if (rc == CCA_OK) {
+            assert_int_equal(ext.patches, rows[i].patches);
+            assert_int_equal(ext.dropped, rows[i].cut ? strlen(rows[i].tail) : 0);
+            assert_int_equal(ext.doc_len, head_len);
+            assert_int_equal(ext.file_len + ext.dropped, (size_t)n);
+        } else {
+            assert_null(doc);
+        }
+        json_decref(doc);
+    }
+    free(head);
 }
 
 struct writer_arg {
@@ -379,6 +585,15 @@ static void test_full_disk(void **state)
     assert_int_equal(got_len, sizeof(small)); /* the old version, whole */
     assert_memory_equal(got, small, sizeof(small));
     free(got);
+    /* The same as an append: the file is cut back to what it held. */
+    reset();
+    cca_store_append(fault.store, id, sizeof(small), big, big_len, on_done, NULL);
+    wait_done(1);
+    assert_int_equal(w.last_rc, CCA_ERR_NO_SPACE);
+    got = read_all(fault.dir, id, &got_len);
+    assert_int_equal(got_len, sizeof(small));
+    assert_memory_equal(got, small, sizeof(small));
+    free(got);
     cca_store_get_health(fault.store, &h);
     assert_false(h.writable);
     assert_non_null(strstr(h.last_error, "dialog storage is full"));
@@ -464,6 +679,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_write_scan_remove),
+        cmocka_unit_test(test_append_scan),
+        cmocka_unit_test(test_parse_rules),
         cmocka_unit_test(test_group_commit_many_writers),
         cmocka_unit_test(test_write_failure_reported),
         cmocka_unit_test_teardown(test_full_disk, fault_teardown),
@@ -471,6 +688,8 @@ int main(void)
     };
     const struct CMUnitTest no_mount[] = {
         cmocka_unit_test(test_write_scan_remove),
+        cmocka_unit_test(test_append_scan),
+        cmocka_unit_test(test_parse_rules),
         cmocka_unit_test(test_group_commit_many_writers),
         cmocka_unit_test(test_write_failure_reported),
     };
