@@ -447,6 +447,16 @@ static const char *line_end(const char *p, size_t len, size_t at)
     return memchr(p + at, '\n', len - at);
 }
 
+/* @p[0..len) holds only blanks. */
+static bool is_blank(const char *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r')
+            return false;
+    }
+    return true;
+}
+
 cca_rc cca_store_parse(const char *bytes, size_t len, const char *expected_id,
                        json_t **ret_doc, struct cca_store_extent *ret,
                        struct cca_error *reterr)
@@ -473,7 +483,7 @@ cca_rc cca_store_parse(const char *bytes, size_t len, const char *expected_id,
         struct cca_error perr = {0};
         json_t *patch;
 
-        if (strspn(bytes + at, " \t\r") >= end - at) {
+        if (is_blank(bytes + at, end - at)) {
             at = end + 1; /* a blank line (hand-edited file) */
             continue;
         }
