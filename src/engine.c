@@ -29,22 +29,34 @@ struct create_key {
  */
 #define COMPACT_MIN_BYTES ((size_t)64 * 1024)
 
-/* One dialog in the index. */
+/*
+ * One dialog in the index. Its parsed document is cached: @doc is NULL when
+ * the dialog was evicted to keep the cache within DIALOG_CACHE_MB (by file
+ * size), and is read back from its file on use. A busy dialog is never
+ * evicted, so the engine thread uses @doc freely while it holds the dialog.
+ */
 struct slot {
     struct slot *hnext;
+    struct slot *lru_prev; /* slots with @doc, most recently used first */
+    struct slot *lru_next;
     char id[37];
     struct create_key *create_key; /* engine thread only; NULL if none */
-    /* Committed state, replaced under engine->lock, read by any thread. */
-    json_t *doc;
+    /* Under engine->lock. */
+    json_t *doc; /* committed document, or NULL (evicted) */
     char *bytes; /* cca_dialog_dump(doc), made on the first read; NULL until then */
     size_t len;
-    size_t file_len; /* the file's cca_store_extent, engine thread only */
-    size_t doc_len;
+    size_t cost;  /* what it counts in engine->cache_bytes (file size when cached) */
+    uint64_t gen; /* commits so far: a file read is stale if it moved */
+    bool busy;    /* an operation holds the dialog (written by the engine thread) */
     int64_t created_ms;
+    int64_t updated_ms;
     enum cca_dialog_status status;
-    /* Engine thread only: the operation holding the dialog and those waiting. */
-    bool busy;
-    struct op *wait_head;
+    enum cca_agent agent;
+    char *customer_id;
+    /* Engine thread only. */
+    size_t file_len; /* the file's cca_store_extent */
+    size_t doc_len;
+    struct op *wait_head; /* operations waiting for the dialog */
     struct op *wait_tail;
 };
 
@@ -101,12 +113,17 @@ struct cca_engine {
     cca_engine_skip_fn skip;
     void *skip_ctx;
 
-    pthread_mutex_t lock; /* index, committed state, queue, counters */
+    pthread_mutex_t lock; /* index, committed state, cache, queue, counters */
     pthread_cond_t cond;  /* queue not empty */
     pthread_cond_t idle;  /* in_flight dropped to 0 */
     struct slot **buckets;
     size_t nbuckets;
     size_t count;
+    struct slot *lru_head; /* the document cache, most recently used first */
+    struct slot *lru_tail;
+    size_t cache_bytes;
+    size_t cache_budget;
+    size_t cached; /* slots with a document */
     size_t by_status[3];
     struct op *head;
     struct op *tail;
@@ -119,6 +136,8 @@ struct cca_engine {
 };
 
 /* ---- index (caller holds the lock) ---------------------------------------- */
+
+static void cache_drop(struct cca_engine *e, struct slot *en);
 
 static size_t hash_id(const char *id)
 {
@@ -180,6 +199,7 @@ static void index_remove(struct cca_engine *e, struct slot *en)
         e->count--;
         e->by_status[en->status]--;
     }
+    cache_drop(e, en);
 }
 
 static int create_key_cmp(const void *a, const void *b)
@@ -228,33 +248,110 @@ static void create_key_forget(struct cca_engine *e, struct slot *en)
     en->create_key = NULL;
 }
 
+/* ---- document cache (caller holds the lock) ------------------------------------ */
+
+static void lru_unlink(struct cca_engine *e, struct slot *en)
+{
+    if (en->lru_prev != NULL)
+        en->lru_prev->lru_next = en->lru_next;
+    else if (e->lru_head == en)
+        e->lru_head = en->lru_next;
+    if (en->lru_next != NULL)
+        en->lru_next->lru_prev = en->lru_prev;
+    else if (e->lru_tail == en)
+        e->lru_tail = en->lru_prev;
+    en->lru_prev = en->lru_next = NULL;
+}
+
+/* @en (with a document) becomes the most recently used. */
+static void lru_touch(struct cca_engine *e, struct slot *en)
+{
+    if (e->lru_head == en)
+        return;
+    lru_unlink(e, en);
+    en->lru_next = e->lru_head;
+    if (e->lru_head != NULL)
+        e->lru_head->lru_prev = en;
+    e->lru_head = en;
+    if (e->lru_tail == NULL)
+        e->lru_tail = en;
+}
+
+/* Forget @en's parsed document and bytes (the file keeps them). */
+static void cache_drop(struct cca_engine *e, struct slot *en)
+{
+    if (en->doc == NULL)
+        return;
+    lru_unlink(e, en);
+    e->cached--;
+    e->cache_bytes -= en->cost;
+    en->cost = 0;
+    json_decref(en->doc);
+    free(en->bytes);
+    en->doc = NULL;
+    en->bytes = NULL;
+}
+
+/* Evict the least recently used idle dialogs until the cache fits its budget. */
+static void cache_trim(struct cca_engine *e)
+{
+    struct slot *en = e->lru_tail;
+
+    while (e->cache_bytes > e->cache_budget && en != NULL) {
+        struct slot *prev = en->lru_prev;
+
+        if (!en->busy)
+            cache_drop(e, en);
+        en = prev;
+    }
+}
+
+/* Cache @doc (stolen) as @en's document, costing @cost bytes. */
+static void cache_put(struct cca_engine *e, struct slot *en, json_t *doc, size_t cost)
+{
+    cache_drop(e, en);
+    en->doc = doc;
+    en->cost = cost;
+    e->cached++;
+    e->cache_bytes += cost;
+    lru_touch(e, en);
+}
+
 static void entry_free(struct slot *en)
 {
     if (en == NULL)
         return;
     json_decref(en->doc);
     free(en->bytes);
+    free(en->customer_id);
     free(en);
 }
 
 /*
  * Install a committed document (steals @doc and @bytes: its cca_dialog_dump,
- * or NULL to dump it on the first read). Caller holds the lock.
+ * or NULL to dump it on the first read), after en->file_len was updated.
+ * Caller holds the lock.
  */
 static void entry_commit(struct cca_engine *e, struct slot *en, json_t *doc, char *bytes,
                          size_t len, bool indexed)
 {
+    const char *cid = cca_dialog_get_str(doc, "customer_id");
+
     if (indexed)
         e->by_status[en->status]--;
-    json_decref(en->doc);
-    free(en->bytes);
-    en->doc = doc;
+    cache_put(e, en, doc, en->file_len);
     en->bytes = bytes;
     en->len = len;
+    en->gen++;
     en->status = cca_dialog_get_status(doc);
+    en->agent = cca_dialog_get_agent(doc);
     en->created_ms = cca_dialog_get_time(doc, "created_at");
+    en->updated_ms = cca_dialog_get_time(doc, "updated_at");
+    if (en->customer_id == NULL && cid != NULL)
+        en->customer_id = cca_xstrdup(cid);
     if (indexed)
         e->by_status[en->status]++;
+    cache_trim(e);
 }
 
 /* ---- queue ------------------------------------------------------------------ */
@@ -368,9 +465,14 @@ static void release(struct cca_engine *e, struct slot *en, bool gone)
         (void)cca_error_set(&next->err, CCA_ERR_NOT_FOUND, "dialog %s not found", en->id);
         finish(e, next, CCA_ERR_NOT_FOUND);
     }
-    en->busy = false;
-    if (gone)
+    if (gone) {
         entry_free(en);
+        return;
+    }
+    pthread_mutex_lock(&e->lock);
+    en->busy = false;
+    cache_trim(e); /* it may have been kept over budget while busy */
+    pthread_mutex_unlock(&e->lock);
 }
 
 /* ---- persistence -------------------------------------------------------------- */
@@ -846,7 +948,7 @@ static void run_cleanup(struct cca_engine *e, struct op *op)
             bool closed = en->status == CCA_DIALOG_CLOSED;
             struct op *k;
 
-            if (closed == closing || cca_dialog_get_time(en->doc, "updated_at") >= limit)
+            if (closed == closing || en->updated_ms >= limit)
                 continue;
             k = cca_xcalloc(1, sizeof(*k));
             k->engine = e;
@@ -1005,6 +1107,39 @@ static void start_create(struct cca_engine *e, struct op *op)
     run_op(e, op);
 }
 
+/*
+ * Make sure busy @en has its document (read back from the file if it was
+ * evicted). False with @err set when the file cannot be read.
+ */
+static bool load_doc(struct cca_engine *e, struct slot *en, struct cca_error *err)
+{
+    struct cca_store_extent ext;
+    json_t *doc = NULL;
+    bool cached;
+
+    pthread_mutex_lock(&e->lock);
+    cached = en->doc != NULL;
+    if (cached)
+        lru_touch(e, en);
+    pthread_mutex_unlock(&e->lock);
+    if (cached)
+        return true;
+    if (cca_store_read(e->store, en->id, &doc, &ext, err) != CCA_OK) {
+        if (err->code != CCA_ERR_NOT_FOUND)
+            cca_log(LOG_ERR, "dialog %s cannot be read back: %s", en->id, err->msg);
+        err->code = CCA_ERR_IO; /* it is in the index: its file must be there */
+        return false;
+    }
+    atomic_fetch_add_explicit(&e->metrics.cache_loads, 1, memory_order_relaxed);
+    pthread_mutex_lock(&e->lock);
+    if (en->doc == NULL)
+        cache_put(e, en, doc, en->file_len);
+    else
+        json_decref(doc); /* a reader cached it meanwhile: the same content */
+    pthread_mutex_unlock(&e->lock);
+    return true;
+}
+
 /* A newly submitted op: find its dialog and run it, or queue it behind the holder. */
 static void start_op(struct cca_engine *e, struct op *op)
 {
@@ -1045,8 +1180,16 @@ static void start_op(struct cca_engine *e, struct op *op)
         op->next = NULL;
         return;
     }
+    pthread_mutex_lock(&e->lock);
     en->busy = true;
+    pthread_mutex_unlock(&e->lock);
     op->entry = en;
+    if (!load_doc(e, en, &op->err)) {
+        op->entry = NULL;
+        finish(e, op, op->err.code);
+        release(e, en, false);
+        return;
+    }
     run_op(e, op);
 }
 
@@ -1111,6 +1254,7 @@ static void load_one(void *ctx, const char *id, json_t *doc,
     memcpy(en->id, id, sizeof(en->id));
     en->file_len = ext->file_len;
     en->doc_len = ext->doc_len;
+    json_incref(doc); /* read below, whether or not the cache keeps it */
     entry_commit(e, en, doc, NULL, 0, false);
     index_insert(e, en);
     /* The create's Idempotency-Key, if it is still live, leads to this dialog. */
@@ -1124,6 +1268,7 @@ static void load_one(void *ctx, const char *id, json_t *doc,
                 NULL)
             create_key_add(e, en, key);
     }
+    json_decref(doc);
 }
 
 cca_rc cca_engine_new(const struct cca_engine_params *p, struct cca_engine **ret_engine,
@@ -1144,6 +1289,7 @@ cca_rc cca_engine_new(const struct cca_engine_params *p, struct cca_engine **ret
     cca_hist_init(&e->metrics.overhead_seconds, cca_hist_seconds_bounds,
                   cca_hist_seconds_n);
     e->buckets = cca_xcalloc(e->nbuckets, sizeof(*e->buckets));
+    e->cache_budget = (size_t)e->cfg->dialog_cache_mb << 20;
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->cond, NULL);
     pthread_cond_init(&e->idle, NULL);
@@ -1218,28 +1364,101 @@ cca_rc cca_engine_submit(struct cca_engine *e, struct cca_engine_request *req,
     return CCA_OK;
 }
 
+/*
+ * A new reference to the committed document of @id, read back from its file
+ * if it was evicted (and cached again when nothing moved meanwhile). Any
+ * thread. Returns CCA_OK, CCA_ERR_NOT_FOUND, or CCA_ERR_IO / CCA_ERR_INVALID
+ * when the file cannot be read.
+ */
+static cca_rc doc_ref(struct cca_engine *e, const char *id, json_t **ret,
+                      struct cca_error *err)
+{
+    for (unsigned attempt = 0;; attempt++) {
+        struct cca_store_extent ext;
+        struct slot *en;
+        json_t *hit = NULL;
+        json_t *doc = NULL;
+        uint64_t gen = 0;
+        bool busy = false;
+        cca_rc rc;
+
+        pthread_mutex_lock(&e->lock);
+        en = index_find(e, id);
+        if (en != NULL) {
+            if (en->doc != NULL) {
+                lru_touch(e, en);
+                hit = json_incref(en->doc);
+            }
+            gen = en->gen;
+            busy = en->busy;
+        }
+        pthread_mutex_unlock(&e->lock);
+        if (en == NULL)
+            return cca_error_set(err, CCA_ERR_NOT_FOUND, "dialog %s not found", id);
+        if (hit != NULL) {
+            *ret = hit;
+            return CCA_OK;
+        }
+        rc = cca_store_read(e->store, id, &doc, &ext, err);
+        atomic_fetch_add_explicit(&e->metrics.cache_loads, 1, memory_order_relaxed);
+        pthread_mutex_lock(&e->lock);
+        en = index_find(e, id);
+        if (en == NULL) {
+            pthread_mutex_unlock(&e->lock);
+            json_decref(doc);
+            return cca_error_set(err, CCA_ERR_NOT_FOUND, "dialog %s not found", id);
+        }
+        if (en->doc != NULL) {
+            *ret = json_incref(en->doc);
+            pthread_mutex_unlock(&e->lock);
+            json_decref(doc);
+            return CCA_OK;
+        }
+        /*
+         * The read is the committed state only if no operation held the dialog
+         * and no commit happened around it (an operation may be writing the
+         * file); else try again: a busy dialog soon has its document cached.
+         */
+        if (rc == CCA_OK && !busy && !en->busy && en->gen == gen) {
+            cache_put(e, en, json_incref(doc), en->file_len);
+            cache_trim(e);
+            pthread_mutex_unlock(&e->lock);
+            *ret = doc;
+            return CCA_OK;
+        }
+        pthread_mutex_unlock(&e->lock);
+        json_decref(doc);
+        if (rc != CCA_OK && !busy)
+            return rc;
+        if (attempt >= 1000)
+            return cca_error_set(err, CCA_ERR_UNAVAILABLE, "dialog %s is busy", id);
+        sched_yield();
+    }
+}
+
 cca_rc cca_engine_get_document(struct cca_engine *e, const char *id, char **ret_bytes,
-                               size_t *ret_len)
+                               size_t *ret_len, struct cca_error *reterr)
 {
     struct slot *en;
     json_t *doc = NULL;
     char *bytes;
     size_t len;
+    cca_rc rc;
 
     pthread_mutex_lock(&e->lock);
     en = index_find(e, id);
     if (en != NULL && en->bytes != NULL) {
+        lru_touch(e, en);
         *ret_bytes = cca_xmalloc(en->len + 1);
         memcpy(*ret_bytes, en->bytes, en->len + 1);
         *ret_len = en->len;
         pthread_mutex_unlock(&e->lock);
         return CCA_OK;
     }
-    if (en != NULL)
-        doc = json_incref(en->doc);
     pthread_mutex_unlock(&e->lock);
-    if (doc == NULL)
-        return CCA_ERR_NOT_FOUND;
+    rc = doc_ref(e, id, &doc, reterr);
+    if (rc != CCA_OK)
+        return rc;
     /* The first read since a change: dump outside the lock, keep it if still current. */
     bytes = cca_dialog_dump(doc, &len);
     pthread_mutex_lock(&e->lock);
@@ -1256,26 +1475,14 @@ cca_rc cca_engine_get_document(struct cca_engine *e, const char *id, char **ret_
     return CCA_OK;
 }
 
-/* A new reference to the committed document of @id, or NULL. */
-static json_t *doc_ref(struct cca_engine *e, const char *id)
+cca_rc cca_engine_get_status(struct cca_engine *e, const char *id, json_t **ret,
+                             struct cca_error *reterr)
 {
-    struct slot *en;
     json_t *doc = NULL;
+    cca_rc rc = doc_ref(e, id, &doc, reterr);
 
-    pthread_mutex_lock(&e->lock);
-    en = index_find(e, id);
-    if (en != NULL)
-        doc = json_incref(en->doc);
-    pthread_mutex_unlock(&e->lock);
-    return doc;
-}
-
-cca_rc cca_engine_get_status(struct cca_engine *e, const char *id, json_t **ret)
-{
-    json_t *doc = doc_ref(e, id);
-
-    if (doc == NULL)
-        return CCA_ERR_NOT_FOUND;
+    if (rc != CCA_OK)
+        return rc;
     *ret = cca_dialog_status_view(doc);
     json_decref(doc);
     return CCA_OK;
@@ -1284,7 +1491,6 @@ cca_rc cca_engine_get_status(struct cca_engine *e, const char *id, json_t **ret)
 struct list_item {
     int64_t created_ms;
     char id[37];
-    json_t *doc;
 };
 
 static int newest_first(const void *a, const void *b)
@@ -1327,23 +1533,20 @@ cca_rc cca_engine_list(struct cca_engine *e, const struct cca_engine_query *q,
 
     if (q->cursor != NULL && !parse_cursor(q->cursor, &cursor_ms, cursor_id))
         return cca_error_set(reterr, CCA_ERR_INVALID, "cursor is malformed");
+    /* Filter on the index alone; only the page's documents are read. */
     pthread_mutex_lock(&e->lock);
     items = cca_xcalloc(e->count + 1, sizeof(*items));
     for (size_t b = 0; b < e->nbuckets; b++) {
         for (struct slot *en = e->buckets[b]; en != NULL; en = en->hnext) {
-            const char *cid;
-
             if (q->status >= 0 && (int)en->status != q->status)
                 continue;
-            if (q->agent >= 0 && (int)cca_dialog_get_agent(en->doc) != q->agent)
+            if (q->agent >= 0 && (int)en->agent != q->agent)
                 continue;
-            cid = cca_dialog_get_str(en->doc, "customer_id");
             if (q->customer_id != NULL &&
-                (cid == NULL || strcmp(cid, q->customer_id) != 0))
+                (en->customer_id == NULL || strcmp(en->customer_id, q->customer_id) != 0))
                 continue;
             items[n].created_ms = en->created_ms;
             memcpy(items[n].id, en->id, 37);
-            items[n].doc = json_incref(en->doc);
             n++;
         }
     }
@@ -1359,9 +1562,17 @@ cca_rc cca_engine_list(struct cca_engine *e, const struct cca_engine_query *q,
     end = start + q->limit < n ? start + q->limit : n;
     out = json_object();
     arr = json_array();
-    for (size_t i = start; i < end; i++)
-        (void)json_array_append_new(arr, q->full ? json_incref(items[i].doc)
-                                                 : cca_dialog_summary_view(items[i].doc));
+    for (size_t i = start; i < end; i++) {
+        struct cca_error err = {0};
+        json_t *doc = NULL;
+
+        /* Deleted since the scan: skipped; unreadable: skipped (logged by the load). */
+        if (doc_ref(e, items[i].id, &doc, &err) != CCA_OK)
+            continue;
+        (void)json_array_append_new(arr, q->full ? json_incref(doc)
+                                                 : cca_dialog_summary_view(doc));
+        json_decref(doc);
+    }
     (void)json_object_set_new(out, "items", arr);
     if (end < n && end > start) {
         char cur[64];
@@ -1372,8 +1583,6 @@ cca_rc cca_engine_list(struct cca_engine *e, const struct cca_engine_query *q,
     } else {
         (void)json_object_set_new(out, "next_cursor", json_null());
     }
-    for (size_t i = 0; i < n; i++)
-        json_decref(items[i].doc);
     free(items);
     *ret = out;
     return CCA_OK;
@@ -1389,6 +1598,8 @@ void cca_engine_get_stats(struct cca_engine *e, struct cca_engine_stats *ret)
     pthread_mutex_lock(&e->lock);
     memcpy(ret->dialogs, e->by_status, sizeof(ret->dialogs));
     ret->in_flight = e->in_flight;
+    ret->cache_bytes = e->cache_bytes;
+    ret->cached = e->cached;
     pthread_mutex_unlock(&e->lock);
 }
 

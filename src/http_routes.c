@@ -140,16 +140,29 @@ static void h_message(struct cca_http_request *r)
     cca_http_submit(r, &req);
 }
 
+/* A read of dialog @id failed with @rc: 404 for a missing one, else as the rc table. */
+static void respond_read_error(struct cca_http_request *r, cca_rc rc,
+                               const struct cca_error *err)
+{
+    if (rc == CCA_ERR_NOT_FOUND)
+        cca_http_respond_error(r, 404, "not_found", "no dialog with this id");
+    else
+        respond_rc(r, rc, err);
+}
+
 static void h_get(struct cca_http_request *r)
 {
+    struct cca_error err = {0};
     char id[37];
     char *bytes;
     size_t len;
+    cca_rc rc;
 
     if (!path_id(r, id))
         return;
-    if (cca_engine_get_document(r->http->engine, id, &bytes, &len) != CCA_OK) {
-        cca_http_respond_error(r, 404, "not_found", "no dialog with this id");
+    rc = cca_engine_get_document(r->http->engine, id, &bytes, &len, &err);
+    if (rc != CCA_OK) {
+        respond_read_error(r, rc, &err);
         return;
     }
     cca_http_respond_raw(r, 200, "application/json; charset=utf-8", bytes, len);
@@ -157,13 +170,16 @@ static void h_get(struct cca_http_request *r)
 
 static void h_status(struct cca_http_request *r)
 {
+    struct cca_error err = {0};
     char id[37];
     json_t *view;
+    cca_rc rc;
 
     if (!path_id(r, id))
         return;
-    if (cca_engine_get_status(r->http->engine, id, &view) != CCA_OK) {
-        cca_http_respond_error(r, 404, "not_found", "no dialog with this id");
+    rc = cca_engine_get_status(r->http->engine, id, &view, &err);
+    if (rc != CCA_OK) {
+        respond_read_error(r, rc, &err);
         return;
     }
     cca_http_respond_json(r, 200, view);
@@ -495,6 +511,15 @@ static void render_engine(struct cca_engine *engine, FILE *out)
     cca_metrics_single(out, "cca_idempotent_replays_total", "counter",
                        "Requests answered from an Idempotency-Key record",
                        (double)atomic_load(&m->idempotent_replays));
+    cca_metrics_single(out, "cca_dialog_cache_dialogs", "gauge",
+                       "Dialogs whose parsed document is cached in memory",
+                       (double)st.cached);
+    cca_metrics_single(out, "cca_dialog_cache_bytes", "gauge",
+                       "File size of the cached dialogs (bounded by DIALOG_CACHE_MB)",
+                       (double)st.cache_bytes);
+    cca_metrics_single(out, "cca_dialog_cache_loads_total", "counter",
+                       "Dialog files read back because their document was not cached",
+                       (double)atomic_load(&m->cache_loads));
     cca_metrics_family(out, "cca_dialogs", "gauge", "Dialogs in the store, by status");
     for (int s = 0; s < 3; s++) {
         (void)snprintf(labels, sizeof(labels), "status=\"%s\"",

@@ -515,6 +515,28 @@ out:
     return rc;
 }
 
+cca_rc cca_store_read(struct cca_store *s, const char *id, json_t **ret_doc,
+                      struct cca_store_extent *ret, struct cca_error *reterr)
+{
+    char name[64];
+    char why[200];
+    size_t len = 0;
+    char *bytes;
+    cca_rc rc;
+
+    final_name(id, name);
+    bytes = read_file(s, name, &len, why, sizeof(why));
+    if (bytes == NULL)
+        return cca_error_set(reterr,
+                             faccessat(s->dirfd, name, F_OK, 0) != 0 && errno == ENOENT
+                                 ? CCA_ERR_NOT_FOUND
+                                 : CCA_ERR_IO,
+                             "dialog file %s: %s", name, why);
+    rc = cca_store_parse(bytes, len, id, ret_doc, ret, reterr);
+    free(bytes);
+    return rc;
+}
+
 /* Cut @name to @len bytes (an interrupted append removed). */
 static bool truncate_file(struct cca_store *s, const char *name, size_t len)
 {

@@ -118,19 +118,29 @@ cca_rc cca_engine_submit(struct cca_engine *engine, struct cca_engine_request *r
                          cca_engine_done_fn done, void *ctx) CCA_WUR;
 
 /*
- * cca_engine_get_document - a copy of the committed file bytes of dialog @id.
- * Returns CCA_OK with a new buffer in *ret_bytes (caller frees) and its length,
- * or CCA_ERR_NOT_FOUND. Thread-safe; never waits on a turn.
+ * Reads. The engine keeps every dialog in its index, and the parsed documents
+ * of the most recently used ones in a cache bounded by DIALOG_CACHE_MB
+ * (counted by file size); a read of an evicted dialog reads its file back
+ * (cca_store_read) on the calling thread and caches it again.
+ *
+ * cca_engine_get_document - the committed document of dialog @id as
+ * cca_dialog_dump bytes (kept until the next change, so repeated reads only
+ * copy). Returns CCA_OK with a new buffer in *ret_bytes (caller frees) and its
+ * length, CCA_ERR_NOT_FOUND, or CCA_ERR_IO / CCA_ERR_INVALID if the file
+ * cannot be read back, CCA_ERR_UNAVAILABLE if it stays busy (detail in
+ * @reterr, may be NULL). Thread-safe; never waits on a turn.
  */
 cca_rc cca_engine_get_document(struct cca_engine *engine, const char *id,
-                               char **ret_bytes, size_t *ret_len) CCA_WUR;
+                               char **ret_bytes, size_t *ret_len,
+                               struct cca_error *reterr) CCA_WUR;
 
 /*
  * cca_engine_get_status - the status view of dialog @id (see dialog.h).
- * Returns CCA_OK with a new reference in *ret, or CCA_ERR_NOT_FOUND. Thread-safe.
+ * Returns CCA_OK with a new reference in *ret, or an error as
+ * cca_engine_get_document. Thread-safe.
  */
-cca_rc cca_engine_get_status(struct cca_engine *engine, const char *id,
-                             json_t **ret) CCA_WUR;
+cca_rc cca_engine_get_status(struct cca_engine *engine, const char *id, json_t **ret,
+                             struct cca_error *reterr) CCA_WUR;
 
 /*
  * struct cca_engine_query - GET /dialogues filters. @status and @agent are -1
@@ -156,8 +166,10 @@ cca_rc cca_engine_list(struct cca_engine *engine, const struct cca_engine_query 
 
 /* struct cca_engine_stats - counts for health and metrics. */
 struct cca_engine_stats {
-    size_t dialogs[3]; /* by enum cca_dialog_status */
-    size_t in_flight;  /* requests submitted and not yet answered */
+    size_t dialogs[3];  /* by enum cca_dialog_status */
+    size_t in_flight;   /* requests submitted and not yet answered */
+    size_t cached;      /* dialogs whose document is cached */
+    size_t cache_bytes; /* their file sizes, against DIALOG_CACHE_MB */
 };
 
 /*
@@ -168,12 +180,14 @@ struct cca_engine_stats {
  * @turn_seconds:     turn time from submit to durable commit.
  * @overhead_seconds: the same minus the time spent waiting on LLM attempts.
  * @idempotent_replays: requests answered from an idempotency record.
+ * @cache_loads:      dialog files read back because their document was not cached.
  */
 struct cca_engine_metrics {
     _Atomic uint64_t turns[3];
     struct cca_hist turn_seconds;
     struct cca_hist overhead_seconds;
     _Atomic uint64_t idempotent_replays;
+    _Atomic uint64_t cache_loads;
 };
 
 /* cca_engine_get_metrics - live counters, borrowed until cca_engine_free. Thread-safe. */

@@ -92,6 +92,16 @@ cca_rc cca_store_parse(const char *bytes, size_t len, const char *expected_id,
                        struct cca_error *reterr) CCA_WUR;
 
 /*
+ * cca_store_read - read and parse <@id>.json now (cca_store_parse with @id;
+ * a cut last line is ignored, not truncated). Returns CCA_OK with a new
+ * document in *ret_doc and the layout in *ret, CCA_ERR_NOT_FOUND if there is
+ * no such file, CCA_ERR_INVALID or CCA_ERR_IO with detail in @reterr. The
+ * caller makes sure no write of @id is in flight. Thread-safe.
+ */
+cca_rc cca_store_read(struct cca_store *store, const char *id, json_t **ret_doc,
+                      struct cca_store_extent *ret, struct cca_error *reterr) CCA_WUR;
+
+/*
  * cca_store_load_fn - one valid dialog found by the scan: @doc (the folded,
  * validated dialog document) is stolen by the callee; @ext (borrowed) is the
  * file's layout, after any cut last line was removed.

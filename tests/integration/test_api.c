@@ -649,7 +649,7 @@ static size_t discard(char *ptr, size_t size, size_t nmemb, void *ud)
  */
 static void test_200_concurrent_turns(void **state)
 {
-    enum { N = 200 };
+    enum { N = 400 };
     char dir[64];
     struct proc fake = {0};
     struct proc srv = {0};
@@ -801,6 +801,77 @@ static void test_metrics(void **state)
     assert_int_equal(h_stop(&srv), 0);
 }
 
+/*
+ * A document cache of 1 MiB and about 1.5 MiB of dialogs: the least recently
+ * used are evicted and read back from their files on use, by GET, by a new
+ * turn and by the list, also after a restart; nothing differs from the files.
+ */
+static void test_dialog_cache(void **state)
+{
+    enum { N = 400 };
+    const char *env[] = {"DIALOG_CACHE_MB=1", NULL};
+    char dir[64];
+    struct proc srv = {0};
+    static char ids[N][37];
+    char text[1900];
+    char body[2000];
+    json_t *j;
+    double loads;
+
+    (void)state;
+    h_tmpdir(dir);
+    h_server_start(&srv, dir, env);
+    for (int i = 0; i < N; i++) {
+        /* A distinct text per dialog, about 4 KB of file each. */
+        memset(text, 'a' + i % 26, sizeof(text) - 1);
+        text[sizeof(text) - 1] = '\0';
+        (void)snprintf(text, 16, "dialog %04d ", i);
+        text[strlen(text)] = 'x';
+        (void)snprintf(body, sizeof(body), "{\"initial_message\": \"%s\"}", text);
+        assert_int_equal(h_http(srv.port, "POST", "/api/v1/dialogue/create", body, NULL,
+                                &j, NULL, NULL, 0),
+                         201);
+        (void)snprintf(ids[i], 37, "%s", jstr(j, "dialog_id"));
+        json_decref(j);
+    }
+    assert_true(h_metric(srv.port, "cca_dialog_cache_bytes") <= 1048576);
+    assert_true(h_metric(srv.port, "cca_dialog_cache_dialogs") < N);
+    loads = h_metric(srv.port, "cca_dialog_cache_loads_total");
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < N; i++) {
+            char want[32];
+
+            assert_int_equal(
+                h_http(srv.port, "GET", dpath(ids[i], ""), NULL, NULL, &j, NULL, NULL, 0),
+                200);
+            assert_string_equal(jstr(j, "dialog_id"), ids[i]);
+            assert_int_equal(json_array_size(json_object_get(j, "messages")),
+                             2 + (round == 1 && i == 0 ? 2 : 0));
+            (void)snprintf(want, sizeof(want), "dialog %04d ", i);
+            assert_memory_equal(
+                jstr(json_array_get(json_object_get(j, "messages"), 0), "content"), want,
+                strlen(want));
+            json_decref(j);
+        }
+        if (round == 0) {
+            /* The oldest dialog was evicted long ago: a turn reads it back. */
+            j = send_msg(srv.port, ids[0], "Какие у вас тарифы?", 200);
+            json_decref(j);
+            assert_int_equal(h_stop(&srv), 0);
+            h_server_start(&srv, dir, env);
+        }
+    }
+    assert_true(h_metric(srv.port, "cca_dialog_cache_loads_total") > 0);
+    assert_true(h_metric(srv.port, "cca_dialog_cache_bytes") <= 1048576);
+    (void)loads;
+    assert_int_equal(h_http(srv.port, "GET", "/api/v1/dialogues?limit=100", NULL, NULL,
+                            &j, NULL, NULL, 0),
+                     200);
+    assert_int_equal(json_array_size(json_object_get(j, "items")), 100);
+    json_decref(j);
+    assert_int_equal(h_stop(&srv), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -814,6 +885,7 @@ int main(void)
         cmocka_unit_test_teardown(test_200_concurrent_turns, h_kill_all),
         cmocka_unit_test_teardown(test_graceful_shutdown, h_kill_all),
         cmocka_unit_test_teardown(test_metrics, h_kill_all),
+        cmocka_unit_test_teardown(test_dialog_cache, h_kill_all),
     };
     int rc;
 
