@@ -85,7 +85,7 @@ static const struct setting settings[] = {
     {"MAX_PENDING_TURNS", T_UINT, F(max_pending_turns), "20000", 1, 1000000, false,
      "Turns queued or in flight before new ones get 503"},
     {"DIALOG_CACHE_MB", T_UINT, F(dialog_cache_mb), "64", 1, 1048576, false,
-     "Dialogs kept parsed in memory, by the size of their files; others are read on use"},
+     "Memory for parsed dialogs (estimated); the least recently used others are read on use"},
     {"STORAGE_FSYNC", T_BOOL, F(storage_fsync), "true", 0, 0, false,
      "fsync every write (false only for benchmarks)"},
     {"API_KEYS", T_STR, F(api_keys), "", 0, 0, true,

@@ -47,7 +47,7 @@ struct cca_config {
     unsigned connection_timeout_s;
     size_t connection_memory_limit;
     unsigned max_pending_turns;
-    unsigned dialog_cache_mb; /* budget of parsed dialogs, by file size */
+    unsigned dialog_cache_mb; /* memory budget of parsed dialogs (estimated) */
     bool storage_fsync;
     char api_keys[4096]; /* secret: comma-separated client keys */
     char api_keys_file[PATH_MAX];

@@ -120,7 +120,7 @@ cca_rc cca_engine_submit(struct cca_engine *engine, struct cca_engine_request *r
 /*
  * Reads. The engine keeps every dialog in its index, and the parsed documents
  * of the most recently used ones in a cache bounded by DIALOG_CACHE_MB
- * (counted by file size); a read of an evicted dialog reads its file back
+ * (memory estimated from file size); a read of an evicted dialog reads its file back
  * (cca_store_read) on the calling thread and caches it again.
  *
  * cca_engine_get_document - the committed document of dialog @id as
@@ -169,7 +169,7 @@ struct cca_engine_stats {
     size_t dialogs[3];  /* by enum cca_dialog_status */
     size_t in_flight;   /* requests submitted and not yet answered */
     size_t cached;      /* dialogs whose document is cached */
-    size_t cache_bytes; /* their file sizes, against DIALOG_CACHE_MB */
+    size_t cache_bytes; /* their estimated memory, against DIALOG_CACHE_MB */
 };
 
 /*
