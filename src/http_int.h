@@ -29,7 +29,6 @@ struct cca_http {
     unsigned port;
     int64_t started_mono;
     atomic_int quiesced;
-    int listen_fd; /* from MHD_quiesce_daemon, closed after MHD_stop_daemon; -1 before */
     atomic_int open_requests; /* created and not yet completed */
     /* Access control (src/access.c), fixed after cca_http_new. */
     struct cca_access_keys *keys;              /* no keys: the API is open */

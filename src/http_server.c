@@ -855,7 +855,6 @@ cca_rc cca_http_new(const struct cca_http_params *p, struct cca_http **ret_http,
     h->llm = p->llm;
     h->version = p->version;
     h->started_mono = cca_time_mono_ms();
-    h->listen_fd = -1;
     h->metrics = metrics_new();
     rc = setup_access(h, p->cfg, reterr);
     if (rc != CCA_OK)
@@ -904,15 +903,17 @@ unsigned cca_http_port(const struct cca_http *h)
 
 void cca_http_quiesce(struct cca_http *h)
 {
-    if (atomic_exchange(&h->quiesced, 1))
-        return;
     /*
-     * Keep the listening socket open until MHD_stop_daemon: each pool worker
-     * removes it from its own epoll set after this returns, and closing it
-     * first makes that epoll_ctl fail, which libmicrohttpd 0.9.75 treats as
-     * fatal ("Failed to remove listen FD from epoll set", abort).
+     * Only a flag: every request from now on gets 503 and its connection is
+     * closed. MHD_quiesce_daemon is not used: in libmicrohttpd 0.9.75 with a
+     * thread pool and epoll it marks each worker quiesced and then removes the
+     * listening socket from that worker's epoll set, while the worker, seeing
+     * the mark, may already have removed it; the second epoll_ctl fails and
+     * the library aborts ("Failed to remove listen FD from epoll set"). Seen
+     * twice in clean-clone runs, once after keeping the socket open did not
+     * help. The socket closes in cca_http_free.
      */
-    h->listen_fd = MHD_quiesce_daemon(h->daemon);
+    atomic_store(&h->quiesced, 1);
 }
 
 bool cca_http_wait_idle(struct cca_http *h, int64_t deadline_ms)
@@ -931,8 +932,6 @@ void cca_http_free(struct cca_http *h)
         return;
     if (h->daemon != NULL)
         MHD_stop_daemon(h->daemon);
-    if (h->listen_fd >= 0)
-        close(h->listen_fd);
     cca_access_keys_free(h->keys);
     cca_access_limiter_free(h->client_limiter);
     cca_access_limiter_free(h->dialog_limiter);

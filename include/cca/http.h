@@ -41,9 +41,10 @@ cca_rc cca_http_new(const struct cca_http_params *params, struct cca_http **ret_
 unsigned cca_http_port(const struct cca_http *http);
 
 /*
- * cca_http_quiesce - stop accepting connections; requests that still arrive on
- * open connections get 503 "unavailable". Requests in flight continue.
- * Thread-safe; idempotent.
+ * cca_http_quiesce - stop serving: every request that arrives from now on, on
+ * a new or an open connection, gets 503 "unavailable" and its connection is
+ * closed (new connections are still accepted until cca_http_free, see
+ * http_server.c). Requests in flight continue. Thread-safe; idempotent.
  */
 void cca_http_quiesce(struct cca_http *http);
 
