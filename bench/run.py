@@ -41,12 +41,16 @@ FAKE_BODY = json.dumps({"model": "gpt-4o-mini", "max_tokens": 1000, "messages": 
 # Load per scenario: (full, smoke).
 PROFILES = {
     "full": dict(s1_secs=8, s1_conns=64, s2_dialogs=4000, s2_conns=64, s2_secs=8,
+                 s2_open_share=0.5, s2_open_secs=8, s2_open_warmup=1, s2_open_conns=512,
                  fsync_secs=4, s3_dialogs=1000, s3_alt=100, s3_secs=20, s3_latency=1000,
+                 s3_ramp_ms=1000, s3_think_ms="0-100", s3_warmup=2,
                  s4_turns=10000, s4_latency=5000, s4_ramp=4000, s5_dialogs=2000,
                  s5_conns=16, s5_secs=6, s6_lengths=[10, 100, 1000],
                  s6_dialogs=[10, 10, 3], s6_rounds=[3, 3, 10]),
     "smoke": dict(s1_secs=1, s1_conns=8, s2_dialogs=20, s2_conns=4, s2_secs=0.3,
+                  s2_open_share=0.5, s2_open_secs=0.3, s2_open_warmup=0.1, s2_open_conns=8,
                   fsync_secs=0.2, s3_dialogs=10, s3_alt=4, s3_secs=0.5, s3_latency=50,
+                  s3_ramp_ms=50, s3_think_ms="0-10", s3_warmup=0.1,
                   s4_turns=40, s4_latency=300, s4_ramp=400, s5_dialogs=10,
                   s5_conns=2, s5_secs=0.3, s6_lengths=[4, 10, 20],
                   s6_dialogs=[2, 2, 2], s6_rounds=[2, 2, 2]),
@@ -394,6 +398,11 @@ http {
     # ------------------------------------------------------------ S2
 
     def s2(self):
+        """Durable turns: the throughput at saturation (closed loop, c connections:
+        its p99 is queueing, 64 / throughput by Little's law, so info only), then
+        on the same durable server the latency in an open loop at a constant rate
+        below saturation (a share of the durable rate just measured), which is
+        the figure judged against the disk's fsync p99; then no-sync saturation."""
         p = self.p
         res = {}
         store = os.path.join(self.work, "s2-durable")
@@ -402,28 +411,57 @@ http {
                               "--seconds", str(p["fsync_secs"])], check=True,
                              stdout=subprocess.PIPE).stdout
         res["disk"] = disk = json.loads(out)
+        url = "/api/v1/dialogue/{id}/message"
         for mode, fsync in (("durable", True), ("nosync", False)):
             srv = self.server(os.path.join(self.work, "s2-" + mode), fsync=fsync)
             idf = os.path.join(self.work, "s2-%s.ids" % mode)
             self.make_dialogs(srv.base, p["s2_dialogs"], idf, conns=p["s2_conns"])
-            res[mode] = self.loadgen(srv.base + "/api/v1/dialogue/{id}/message",
-                                     method="POST", body=MESSAGE_BODY, ids=idf, id_mode="cycle",
-                                     conns=p["s2_conns"], duration=p["s2_secs"])["main"]
-            res[mode]["batch"] = scrape_batch(srv.base)
+            b0 = scrape_batch(srv.base)
+            res[mode] = self.loadgen(srv.base + url, method="POST", body=MESSAGE_BODY, ids=idf,
+                                     id_mode="cycle", conns=p["s2_conns"],
+                                     duration=p["s2_secs"])
+            b1 = scrape_batch(srv.base)
+            res[mode]["batch"] = batch_mean(b0, b1)
+            if mode == "durable":
+                rate = max(1.0, round(p["s2_open_share"] * res[mode]["main"]["rps"]))
+                r = self.loadgen(srv.base + url, method="POST", body=MESSAGE_BODY, ids=idf,
+                                 id_mode="cycle", conns=p["s2_open_conns"], rate=rate,
+                                 warmup=p["s2_open_warmup"], duration=p["s2_open_secs"])
+                r["batch"] = batch_mean(b1, scrape_batch(srv.base))
+                r["rate"] = rate
+                r["share_of_saturation"] = p["s2_open_share"]
+                res["durable_open"] = r
             self.kill(srv)
         self.raw["S2"] = res
-        d, n = res["durable"], res["nosync"]
-        self.row("S2", "durable turns/s (c=%d)" % p["s2_conns"], fmt(d["rps"]),
+        d, n, o = res["durable"]["main"], res["nosync"]["main"], res["durable_open"]["main"]
+        rate = res["durable_open"]["rate"]
+        self.row("S2", "durable turns/s, closed loop (c=%d)" % p["s2_conns"], fmt(d["rps"]),
                  "disk fsync %s/s; no-sync %s/s" % (fmt(disk["rate_per_s"]), fmt(n["rps"])),
                  ">= 5x fsync rate", self.at_least(d["rps"], 5 * disk["rate_per_s"]))
-        self.row("S2", "durable p99, us", fmt(d["p99_us"]),
-                 "fsync p99 %s (p50 %s)" % (fmt(disk["p99_us"]), fmt(disk["p50_us"])),
-                 "<= fsync p99 + 1 ms", self.at_most(d["p99_us"], disk["p99_us"] + 1000, " us"))
+        self.row("S2", "durable p99, open loop at %s turns/s (%d%% of saturation), us" % (
+            fmt(rate), round(100 * p["s2_open_share"])), fmt(o["p99_us"]),
+                 "fsync p99 %s (p50 %s); p50 %s" % (fmt(disk["p99_us"]), fmt(disk["p50_us"]),
+                                                    fmt(o["p50_us"])),
+                 "<= fsync p99 + 1 ms", self.at_most(o["p99_us"], disk["p99_us"] + 1000, " us"))
+        if o["offered_rps"] < 0.98 * rate:
+            self.row("S2", "open loop: offered turns/s (in-flight cap %d)" % p["s2_open_conns"],
+                     fmt(o["offered_rps"]), "rate %s" % fmt(rate), "-",
+                     "info (the cap held requests back: the p99 above is low)")
+        self.row("S2", "durable p99 at saturation (c=%d, queueing), us" % p["s2_conns"],
+                 fmt(d["p99_us"]), "p50 %s; Little: c/rate = %s" % (
+                     fmt(d["p50_us"]), fmt(p["s2_conns"] / d["rps"] * 1e6 if d["rps"] else 0)),
+                 "-", "info")
         self.row("S2", "durable / no-sync turns/s", pct_s(d["rps"], n["rps"]), "", ">= 80%",
                  self.at_least(d["rps"], 0.8 * n["rps"]))
-        if d["batch"]:
-            self.row("S2", "mean group-commit batch", "%.1f" % d["batch"], "", "-", "info")
-        bad = d["non2xx"] + d["errors"] + n["non2xx"] + n["errors"]
+        if res["durable"]["batch"]:
+            self.row("S2", "mean group-commit batch: saturation; open loop",
+                     "%.1f; %.1f" % (res["durable"]["batch"], res["durable_open"]["batch"]),
+                     "", "-", "info")
+        self.row("S2", "loadgen CPU per request, us: saturation; open loop",
+                 "%s; %s" % (fmt(res["durable"]["loadgen_cpu_us_per_request"]),
+                             fmt(res["durable_open"]["loadgen_cpu_us_per_request"])),
+                 "", "-", "info (shares the cores with the server)")
+        bad = sum(x["non2xx"] + x["errors"] for x in (d, n, o))
         if bad:
             self.row("S2", "failed turns", str(bad), "", "0", "missed by %d" % bad)
 
@@ -431,10 +469,14 @@ http {
 
     def s3(self):
         """Added latency: ours (no-sync, as the FastAPI peer never flushes), the
-        FastAPI peer, and ours durable (info: the flush is part of a real turn)."""
+        FastAPI peer, and ours durable (info: the flush is part of a real turn).
+        Each dialog's loop (and each direct one) starts at a random instant of the
+        ramp and waits a random think time between turns, so the turns are not
+        sent in synchronised waves; the ramp and the first cycle are warm-up."""
         p = self.p
         fake = self.fake(p["s3_latency"])
-        res = {"fake_latency_ms": p["s3_latency"]}
+        res = {"fake_latency_ms": p["s3_latency"], "ramp_ms": p["s3_ramp_ms"],
+               "think_ms": p["s3_think_ms"], "warmup_s": p["s3_warmup"]}
         for name in ("ours", "fastapi", "ours_durable"):
             if name == "fastapi":
                 srv = self.fastapi(os.path.join(self.work, "s3-fastapi"), fake)
@@ -443,12 +485,18 @@ http {
                                   fsync=name == "ours_durable")
             idf = os.path.join(self.work, "s3-%s.ids" % name)
             self.make_dialogs(srv.base, p["s3_dialogs"], idf, conns=64)
+            c0 = tree_cpu(srv.pid)
             r = self.loadgen(srv.base + "/api/v1/dialogue/{id}/message", method="POST",
                              body=MESSAGE_BODY, ids=idf, id_mode="sticky",
                              conns=p["s3_dialogs"], duration=p["s3_secs"],
                              alt_url=fake.base + "/v1/chat/completions", alt_body=FAKE_BODY,
                              alt_header="Authorization: Bearer " + FAKE_KEY,
-                             alt_conns=p["s3_alt"], timeout=120)
+                             alt_conns=p["s3_alt"], ramp_ms=p["s3_ramp_ms"],
+                             think_ms=p["s3_think_ms"], warmup=p["s3_warmup"], timeout=120)
+            # the server's CPU over the whole run (warm-up included) per answered turn
+            r["server_cpu_s"] = tree_cpu(srv.pid) - c0
+            r["server_cpu_us_per_turn"] = r["server_cpu_s"] / max(
+                1, r["main"]["requests"] + r["main"]["warmup_excluded"]) * 1e6
             r["added_p50_us"] = r["main"]["p50_us"] - r["alt"]["p50_us"]
             r["added_p99_us"] = r["main"]["p99_us"] - r["alt"]["p99_us"]
             if name != "fastapi":
@@ -458,8 +506,8 @@ http {
         self.kill(fake)
         self.raw["S3"] = res
         o, f, d = res["ours"], res["fastapi"], res["ours_durable"]
-        self.row("S3", "added p99, no-sync (fake %d ms, %d dialogs), us" % (
-            p["s3_latency"], p["s3_dialogs"]),
+        self.row("S3", "added p99, no-sync (fake %d ms, %d dialogs, ramp %d ms, think %s ms), us"
+                 % (p["s3_latency"], p["s3_dialogs"], p["s3_ramp_ms"], p["s3_think_ms"]),
                  fmt(o["added_p99_us"]), "FastAPI %s" % fmt(f["added_p99_us"]), "<= 2000 us",
                  self.at_most(o["added_p99_us"], 2000, " us"))
         self.row("S3", "added p99 vs FastAPI", fmt(o["added_p99_us"]),
@@ -469,8 +517,24 @@ http {
                  "FastAPI %s" % fmt(f["added_p50_us"]), "-", "info")
         self.row("S3", "added p50/p99 durable (with fsync), us",
                  "%s/%s" % (fmt(d["added_p50_us"]), fmt(d["added_p99_us"])), "", "-", "info")
-        self.row("S3", "turns/s", fmt(o["main"]["rps"]), "FastAPI %s" % fmt(f["main"]["rps"]),
-                 "-", "info")
+        self.row("S3", "turns/s answered (offered)", "%s (%s)" % (
+            fmt(o["main"]["rps"]), fmt(o["main"]["offered_rps"])),
+                 "FastAPI %s (%s); direct %s (%s)" % (
+                     fmt(f["main"]["rps"]), fmt(f["main"]["offered_rps"]),
+                     fmt(o["alt"]["rps"]), fmt(o["alt"]["offered_rps"])), "-", "info")
+        self.row("S3", "direct to fake p50/p99, us", "%s/%s" % (
+            fmt(o["alt"]["p50_us"]), fmt(o["alt"]["p99_us"])),
+                 "FastAPI run %s/%s" % (fmt(f["alt"]["p50_us"]), fmt(f["alt"]["p99_us"])), "-",
+                 "info")
+        self.row("S3", "server CPU per turn (whole process), us",
+                 fmt(o["server_cpu_us_per_turn"]), "FastAPI %s; ours durable %s" % (
+                     fmt(f["server_cpu_us_per_turn"]), fmt(d["server_cpu_us_per_turn"])), "-",
+                 "info (x turns/s = cores used)")
+        self.row("S3", "loadgen CPU per request, us", fmt(o["loadgen_cpu_us_per_request"]),
+                 "FastAPI run %s; durable run %s" % (
+                     fmt(f["loadgen_cpu_us_per_request"]),
+                     fmt(d["loadgen_cpu_us_per_request"])), "-",
+                 "info (shares the cores with the server)")
         bad = sum(r["main"]["non2xx"] + r["main"]["errors"] for r in (o, f, d))
         if bad:
             self.row("S3", "failed turns (all runs)", str(bad), "", "0", "missed by %d" % bad)
@@ -607,7 +671,7 @@ http {
         top = res[ls[-1]]
         self.row("S6", "B written per turn / dialog size at %d msgs" % ls[-1],
                  "%.2f" % (top["write_bytes_per_turn"] / max(1, top["dialog_bytes"])), "",
-                 "-", "info (about 1: the whole file is rewritten)")
+                 "-", "info (1 would mean the whole file is rewritten per turn)")
         lo, hi = res[ls[-2]], res[ls[-1]]
         span = math.log(ls[-1] / ls[-2])
         for what, key in (("latency p50", "p50_us"), ("bytes written", "write_bytes_per_turn")):
@@ -661,13 +725,20 @@ def scrape(base):
 
 
 def scrape_batch(base):
+    """(sum, count) of the cca_store_batch_size histogram (cumulative)."""
     s = c = 0.0
     for line in scrape(base).splitlines():
         if line.startswith("cca_store_batch_size_sum"):
             s = float(line.split()[-1])
         elif line.startswith("cca_store_batch_size_count"):
             c = float(line.split()[-1])
-    return s / c if c else 0
+    return s, c
+
+
+def batch_mean(before, after):
+    """Mean group-commit batch between two scrape_batch() readings."""
+    c = after[1] - before[1]
+    return (after[0] - before[0]) / c if c else 0
 
 
 def scrape_overhead(base):
