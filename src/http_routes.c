@@ -514,9 +514,10 @@ static void render_engine(struct cca_engine *engine, FILE *out)
     cca_metrics_single(out, "cca_dialog_cache_dialogs", "gauge",
                        "Dialogs whose parsed document is cached in memory",
                        (double)st.cached);
-    cca_metrics_single(out, "cca_dialog_cache_bytes", "gauge",
-                       "Estimated memory of the cached dialogs (bounded by DIALOG_CACHE_MB)",
-                       (double)st.cache_bytes);
+    cca_metrics_single(
+        out, "cca_dialog_cache_bytes", "gauge",
+        "Estimated memory of the cached dialogs (bounded by DIALOG_CACHE_MB)",
+        (double)st.cache_bytes);
     cca_metrics_single(out, "cca_dialog_cache_loads_total", "counter",
                        "Dialog files read back because their document was not cached",
                        (double)atomic_load(&m->cache_loads));

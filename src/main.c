@@ -1,10 +1,15 @@
 /* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -61,6 +66,88 @@ static void raise_nofile(void)
     }
 }
 
+/* How often the main thread looks whether the server went idle (ms). */
+#define IDLE_CHECK_MS 500
+
+/* The engine's turn counters, summed: changes whenever a turn committed. */
+static uint64_t turns_done(struct cca_engine *engine)
+{
+    const struct cca_engine_metrics *m = cca_engine_get_metrics(engine);
+    uint64_t n = 0;
+
+    for (size_t i = 0; i < CCA_ARRAY_SIZE(m->turns); i++)
+        n += atomic_load_explicit(&m->turns[i], memory_order_relaxed);
+    return n;
+}
+
+/* Heap trimming state of the main thread (see give_back_memory). */
+struct trim_state {
+    uint64_t seen_turns;    /* turn count at the previous tick */
+    uint64_t trimmed_turns; /* turn count at the last trim */
+    int64_t next_us;        /* no trim before this time (cca_time_mono_us) */
+};
+
+/*
+ * give_back_memory - called every IDLE_CHECK_MS: when the server has gone
+ * quiet after some work, return the heap's free pages to the kernel.
+ *
+ * A burst of turns leaves its freed buffers (connection pools, request bodies,
+ * curl state) spread over glibc's per-thread arenas between pages that still
+ * hold live dialogs, so free() alone cannot shrink them: measured (bench S4,
+ * 2,000 turns) 93 MiB of RSS 2 s after the burst for 29 MiB in use, 56 MiB
+ * after malloc_trim(0), which also releases the free pages inside the arenas
+ * (madvise), not only the top.
+ *
+ * Quiet: nothing in the engine and no turn committed during the last tick, so
+ * the connections of the last answers have closed too; a burst is trimmed
+ * once, 0.5 to 1 s after its last answer. A trim locks each arena while it
+ * walks it (120 to 160 ms after 9,850 turns on 2 busy cores), so trims are
+ * spaced by 100 times the duration of the previous one: at most 1% of the
+ * time, under a trickle of turns. An idle or a saturated server never trims.
+ */
+static void give_back_memory(struct cca_engine *engine, struct trim_state *ts)
+{
+    struct cca_engine_stats st;
+    uint64_t turns = turns_done(engine);
+    int64_t t0, took;
+
+    if (turns != ts->seen_turns) {
+        ts->seen_turns = turns; /* still busy */
+        return;
+    }
+    if (turns == ts->trimmed_turns)
+        return; /* nothing happened since the last trim */
+    t0 = cca_time_mono_us();
+    if (t0 < ts->next_us)
+        return;
+    cca_engine_get_stats(engine, &st);
+    if (st.in_flight > 0)
+        return;
+    (void)malloc_trim(0);
+    took = cca_time_mono_us() - t0;
+    ts->trimmed_turns = turns;
+    ts->next_us = t0 + 100 * took;
+    cca_log(LOG_DEBUG, "event=heap_trimmed duration_us=%lld", (long long)took);
+}
+
+/* Wait for SIGTERM or SIGINT, trimming the heap whenever the server goes quiet. */
+static void wait_for_stop(const sigset_t *stop_signals, struct cca_engine *engine)
+{
+    const struct timespec tick = {.tv_sec = IDLE_CHECK_MS / 1000,
+                                  .tv_nsec = (IDLE_CHECK_MS % 1000) * 1000000L};
+    struct trim_state ts = {0};
+
+    ts.seen_turns = ts.trimmed_turns = turns_done(engine);
+    for (;;) {
+        int sig = sigtimedwait(stop_signals, NULL, &tick);
+
+        if (sig > 0)
+            return;
+        if (sig < 0 && errno == EAGAIN)
+            give_back_memory(engine, &ts);
+    }
+}
+
 static int serve(const struct cca_config *cfg)
 {
     struct cca_error err = {0};
@@ -71,7 +158,6 @@ static int serve(const struct cca_config *cfg)
     struct cca_engine *engine = NULL;
     struct cca_http *http = NULL;
     sigset_t stop_signals;
-    int sig;
     char desc[4096];
     int64_t deadline;
     int ret = EXIT_FAILURE;
@@ -166,8 +252,7 @@ static int serve(const struct cca_config *cfg)
     }
     cca_log(LOG_INFO, "event=listening host=%s port=%u threads=%u", cfg->host,
             cca_http_port(http), cfg->threads);
-    while (sigwait(&stop_signals, &sig) != 0)
-        ;
+    wait_for_stop(&stop_signals, engine);
 
     /* Stop accepting, let turns in flight finish within the LLM deadline, exit 0. */
     cca_log(LOG_INFO, "event=stopping: finishing turns in flight");

@@ -268,6 +268,30 @@ static char *gen_huge_header(size_t *ret_len)
     return s;
 }
 
+/* One "X-Big: aaa...\r\n" header line of @n value bytes. */
+static char *big_header(size_t n, size_t *ret_len)
+{
+    size_t len = 7 + n + 2;
+    char *s = fill(len);
+
+    memcpy(s, "X-Big: ", 7);
+    memset(s + 7, 'a', n);
+    memcpy(s + len - 2, "\r\n", 2);
+    *ret_len = len;
+    return s;
+}
+
+/* CONNECTION_MEMORY_LIMIT (8 KiB by default) bounds the request headers. */
+static char *gen_4k_header(size_t *ret_len)
+{
+    return big_header(4096, ret_len);
+}
+
+static char *gen_16k_header(size_t *ret_len)
+{
+    return big_header(16384, ret_len);
+}
+
 static char *gen_huge_path(size_t *ret_len)
 {
     char *s = fill((1u << 20) + 1);
@@ -515,6 +539,10 @@ static const struct row rows[] = {
      .want_status = 431},
     {"1 MiB header line", M_RAW, "GET", "/api/v1/health/live",
      .gen_headers = gen_huge_header, .want_status = 431},
+    {"4 KiB header line (a big cookie) is fine", M_RAW, "GET", "/api/v1/health/live",
+     .gen_headers = gen_4k_header, .want_status = 200},
+    {"16 KiB header line", M_RAW, "GET", "/api/v1/health/live",
+     .gen_headers = gen_16k_header, .want_status = 431},
     {"1 MiB request target", M_RAW, "GET", .gen_path = gen_huge_path, .want_status = 414},
 };
 
