@@ -56,6 +56,7 @@ struct slot {
     /* Engine thread only. */
     size_t file_len; /* the file's cca_store_extent */
     size_t doc_len;
+    bool rewrite; /* a write failed: the file's content is unknown, rewrite it whole */
     struct op *wait_head; /* operations waiting for the dialog */
     struct op *wait_tail;
 };
@@ -511,7 +512,7 @@ static bool change_line(struct op *op)
     size_t bound = en->doc_len > COMPACT_MIN_BYTES ? en->doc_len : COMPACT_MIN_BYTES;
     json_t *patch;
 
-    if (op->new_entry || op->req.op == CCA_OP_CLOSE || en->file_len == 0)
+    if (op->new_entry || op->req.op == CCA_OP_CLOSE || en->file_len == 0 || en->rewrite)
         return false;
     patch = cca_jsonpatch_diff(en->doc, op->new_doc);
     if (patch == NULL)
@@ -563,6 +564,14 @@ static void committed(struct cca_engine *e, struct op *op)
         cca_rc rc = op->rc;
         bool created = op->new_entry;
 
+        /*
+         * A failed replace or removal may still have reached the file (only
+         * the directory flush failed: store.h): the next change rewrites the
+         * file whole instead of appending at an offset that may no longer be
+         * its end. A failed append was cut back to en->file_len.
+         */
+        if (!op->append)
+            en->rewrite = true;
         op->entry = NULL;
         finish(e, op, rc); /* frees @op */
         /* A failed create leaves no dialog; repeats of its key waited on it. */
@@ -579,6 +588,7 @@ static void committed(struct cca_engine *e, struct op *op)
             entry_commit(e, en, op->new_doc, NULL, 0, !op->new_entry);
         } else {
             en->file_len = en->doc_len = op->new_len;
+            en->rewrite = false;
             entry_commit(e, en, op->new_doc, op->new_bytes, op->new_len, !op->new_entry);
             op->new_bytes = NULL;
         }
@@ -1046,7 +1056,7 @@ static void run_op(struct cca_engine *e, struct op *op)
         }
         return;
     }
-    st = cca_dialog_get_status(en->doc);
+    st = en->status; /* a DELETE runs without the document (see start_op) */
     switch (op->req.op) {
         case CCA_OP_MESSAGE:
             if (st == CCA_DIALOG_CLOSED) {
@@ -1188,9 +1198,20 @@ static void start_op(struct cca_engine *e, struct op *op)
     }
     pthread_mutex_lock(&e->lock);
     en->busy = true;
+    /*
+     * A reader's file read that overlaps this operation must not be cached,
+     * even if the operation ends without a commit: a failed write can leave
+     * its change in the file for a moment before it is cut back.
+     */
+    en->gen++;
     pthread_mutex_unlock(&e->lock);
     op->entry = en;
-    if (!load_doc(e, en, &op->err)) {
+    /*
+     * A delete needs only the index: it must work for a dialog whose file can
+     * no longer be read (corrupt, too large), and a cleanup should not read
+     * every file it is about to delete.
+     */
+    if (op->req.op != CCA_OP_DELETE && !load_doc(e, en, &op->err)) {
         op->entry = NULL;
         finish(e, op, op->err.code);
         release(e, en, false);
@@ -1386,6 +1407,7 @@ static cca_rc doc_ref(struct cca_engine *e, const char *id, json_t **ret,
         json_t *doc = NULL;
         uint64_t gen = 0;
         bool busy = false;
+        bool stable;
         cca_rc rc;
 
         pthread_mutex_lock(&e->lock);
@@ -1425,7 +1447,8 @@ static cca_rc doc_ref(struct cca_engine *e, const char *id, json_t **ret,
          * and no commit happened around it (an operation may be writing the
          * file); else try again: a busy dialog soon has its document cached.
          */
-        if (rc == CCA_OK && !busy && !en->busy && en->gen == gen) {
+        stable = !busy && !en->busy && en->gen == gen;
+        if (rc == CCA_OK && stable) {
             cache_put(e, en, json_incref(doc));
             cache_trim(e);
             pthread_mutex_unlock(&e->lock);
@@ -1434,7 +1457,7 @@ static cca_rc doc_ref(struct cca_engine *e, const char *id, json_t **ret,
         }
         pthread_mutex_unlock(&e->lock);
         json_decref(doc);
-        if (rc != CCA_OK && !busy)
+        if (rc != CCA_OK && stable)
             return rc;
         if (attempt >= 1000)
             return cca_error_set(err, CCA_ERR_UNAVAILABLE, "dialog %s is busy", id);

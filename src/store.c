@@ -151,6 +151,15 @@ static void write_append(struct cca_store *s, struct job *j, bool flush_now)
         job_fail(j, errno, "cannot open");
         return;
     }
+    if (fstat(fd, &st) != 0)
+        job_fail(j, errno, "cannot stat");
+    else if ((size_t)st.st_size < j->offset)
+        /* Shorter than the caller thinks: appending would leave a hole of NULs. */
+        job_fail(j, EIO, "unexpected length of");
+    if (j->rc != CCA_OK) {
+        close(fd);
+        return;
+    }
     if (!pwrite_all(fd, j->bytes, j->len, (off_t)j->offset))
         job_fail(j, errno, "cannot append to");
     else if (fstat(fd, &st) != 0 || (st.st_size > end && ftruncate(fd, end) != 0))
@@ -487,8 +496,17 @@ cca_rc cca_store_parse(const char *bytes, size_t len, const char *expected_id,
             at = end + 1; /* a blank line (hand-edited file) */
             continue;
         }
+        if (nl == NULL) {
+            /*
+             * No newline: an append cut short, even if what is there parses (an
+             * append is acknowledged only once its '\n' is flushed, and the next
+             * append at file_len would glue its line onto this one).
+             */
+            ext.dropped = len - at;
+            break;
+        }
         patch = json_loadb(bytes + at, end - at, JSON_REJECT_DUPLICATES, &jerr);
-        if (patch == NULL && (nl == NULL || end + 1 == len)) {
+        if (patch == NULL && end + 1 == len) {
             /* The last line, cut short: an append interrupted before it was flushed. */
             ext.dropped = len - at;
             break;

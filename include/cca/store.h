@@ -95,8 +95,10 @@ cca_rc cca_store_parse(const char *bytes, size_t len, const char *expected_id,
  * cca_store_read - read and parse <@id>.json now (cca_store_parse with @id;
  * a cut last line is ignored, not truncated). Returns CCA_OK with a new
  * document in *ret_doc and the layout in *ret, CCA_ERR_NOT_FOUND if there is
- * no such file, CCA_ERR_INVALID or CCA_ERR_IO with detail in @reterr. The
- * caller makes sure no write of @id is in flight. Thread-safe.
+ * no such file, CCA_ERR_INVALID or CCA_ERR_IO with detail in @reterr. A read
+ * that overlaps a write of @id may see the write's bytes (a cut last line is
+ * dropped; a complete one is applied): the caller must not trust the result
+ * unless it knows no write ran meanwhile (engine.c doc_ref). Thread-safe.
  */
 cca_rc cca_store_read(struct cca_store *store, const char *id, json_t **ret_doc,
                       struct cca_store_extent *ret, struct cca_error *reterr) CCA_WUR;

@@ -332,6 +332,93 @@ static void test_append_scan(void **state)
     remove_tree(dir);
 }
 
+/* Reviewer repro: a crash leaves the last change line complete but without '\n'. */
+static void test_review_line_without_newline(void **state)
+{
+    char dir[] = "/tmp/cca-rev-XXXXXX";
+    struct cca_store_params p = {.dir = dir, .fsync = true, .max_file_bytes = 1 << 20};
+    struct cca_dialog_create c = {.priority = (char *)"normal", .source = (char *)"api"};
+    struct cca_store *s = NULL;
+    struct loaded l = {0};
+    char id[37];
+    char path[128];
+    size_t len, l1, l2;
+    char *bytes, *line1, *line2;
+    json_t *doc, *d1, *d2;
+    FILE *f;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(cca_store_new(&p, &s, NULL), CCA_OK);
+    cca_uuid_new(id);
+    doc = cca_dialog_new_doc(id, &c, 1736937000000);
+    bytes = cca_dialog_dump(doc, &len);
+    d1 = turn_change(doc, "one", &line1, &l1);
+    /* The file as a crash may leave it: the doc and line1 minus its '\n'. */
+    (void)snprintf(path, sizeof(path), "%s/%s.json", dir, id);
+    f = fopen(path, "w");
+    fwrite(bytes, 1, len, f);
+    fwrite(line1, 1, l1 - 1, f);
+    fclose(f);
+    assert_int_equal(cca_store_scan(s, keep_load, keep_skip, &l, NULL), CCA_OK);
+    fprintf(stderr, "after crash: file_len=%zu (len+l1-1=%zu) dropped=%zu patches=%u\n",
+            l.ext.file_len, len + l1 - 1, l.ext.dropped, l.ext.patches);
+    /* The engine appends the next change (acknowledged) at the tracked offset. */
+    d2 = turn_change(l.doc, "two", &line2, &l2);
+    reset();
+    cca_store_append(s, id, l.ext.file_len, line2, l2, on_done, NULL);
+    wait_done(1);
+    assert_int_equal(w.failed, 0);
+    json_decref(l.doc);
+    l.doc = NULL;
+    l.skipped = 0;
+    assert_int_equal(cca_store_scan(s, keep_load, keep_skip, &l, NULL), CCA_OK);
+    fprintf(stderr, "restart: skipped=%d doc=%p patches=%u dropped=%zu\n", l.skipped,
+            (void *)l.doc, l.ext.patches, l.ext.dropped);
+    assert_non_null(l.doc);
+    /* The acknowledged second change must be there. */
+    assert_same_dump(l.doc, d2);
+    json_decref(l.doc);
+    json_decref(d2);
+    json_decref(d1);
+    json_decref(doc);
+    free(line1);
+    free(line2);
+    free(bytes);
+    cca_store_free(s);
+    remove_tree(dir);
+}
+
+/* Reviewer: an append at an offset past the file's end fails and leaves the file as it
+ * was. */
+static void test_review_append_past_end(void **state)
+{
+    char dir[] = "/tmp/cca-rev-XXXXXX";
+    struct cca_store_params p = {.dir = dir, .fsync = true, .max_file_bytes = 1 << 20};
+    struct cca_store *s = NULL;
+    char id[37];
+    char path[128];
+    size_t len;
+    char *bytes = make_doc(id, &len);
+    struct stat st;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(cca_store_new(&p, &s, NULL), CCA_OK);
+    reset();
+    cca_store_write(s, id, bytes, len, on_done, NULL);
+    wait_done(1);
+    cca_store_append(s, id, len + 100, "[]\n", 3, on_done, NULL);
+    wait_done(2);
+    assert_int_equal(w.failed, 1);
+    (void)snprintf(path, sizeof(path), "%s/%s.json", dir, id);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal((size_t)st.st_size, len);
+    free(bytes);
+    cca_store_free(s);
+    remove_tree(dir);
+}
+
 /* cca_store_parse: blank lines, a bad change in the middle, a change that does not apply.
  */
 static void test_parse_rules(void **state)
@@ -680,6 +767,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_write_scan_remove),
         cmocka_unit_test(test_append_scan),
+        cmocka_unit_test(test_review_line_without_newline),
+        cmocka_unit_test(test_review_append_past_end),
         cmocka_unit_test(test_parse_rules),
         cmocka_unit_test(test_group_commit_many_writers),
         cmocka_unit_test(test_write_failure_reported),
