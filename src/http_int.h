@@ -45,6 +45,9 @@ extern const size_t cca_openapi_yaml_len;
 struct cca_http_request;
 typedef void (*cca_http_handler_fn)(struct cca_http_request *r);
 
+/* Releases a response body (free, or a reference drop); @cls as given. */
+typedef void (*cca_http_release_fn)(void *cls);
+
 /*
  * Who may call a route when API keys are configured (API_KEYS): anyone
  * (health, /, /openapi.yaml, /metrics), any valid key, or an admin key
@@ -80,8 +83,10 @@ struct cca_http_request {
     /* The response, filled synchronously or by the engine before resuming. */
     bool ready;
     unsigned status;
-    char *resp;
+    char *resp; /* the body, borrowed until resp_release(resp_release_cls) */
     size_t resp_len;
+    cca_http_release_fn resp_release; /* NULL: nothing to release */
+    void *resp_release_cls;
     const char *content_type;
     char allow[64];
     /* Extra response headers (queue()), empty when not sent. */
@@ -150,6 +155,17 @@ void cca_http_respond_raw(struct cca_http_request *r, unsigned status,
                           const char *content_type, char *bytes, size_t len);
 
 /*
+ * cca_http_respond_shared - respond with the @len bytes at @bytes without
+ * copying them: they stay borrowed, unchanged, until @release(@cls) is called,
+ * exactly once, from any thread, once the response is sent or dropped (also
+ * when this response is replaced by another before it is queued). @release
+ * may be NULL for static bytes. @content_type is borrowed (static).
+ */
+void cca_http_respond_shared(struct cca_http_request *r, unsigned status,
+                             const char *content_type, const char *bytes, size_t len,
+                             cca_http_release_fn release, void *cls);
+
+/*
  * cca_http_submit - hand @req to the engine and suspend the connection; the
  * engine's outcome becomes the response (route->success_status on success).
  */
@@ -159,6 +175,15 @@ void cca_http_submit(struct cca_http_request *r, struct cca_engine_request *req)
 const char *cca_http_query(struct cca_http_request *r, const char *name);
 
 /* ---- http_routes.c ------------------------------------------------------------- */
+
+/*
+ * cca_http_request_id_new - a new random (version 4, RFC 9562 section 5.4)
+ * UUID for X-Request-Id into @ret_buf, lower case. Unique, not secret: a
+ * per-thread xoshiro256** generator seeded once from getrandom(2), with
+ * cca_uuid_new as the fallback. Thread-safe (thread-local state), no system
+ * call after a thread's first id.
+ */
+void cca_http_request_id_new(char ret_buf[37]);
 
 /*
  * cca_http_match - find the route for @method and @path. Returns the route, or

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include <jansson.h>
 #include <uuid.h>
@@ -165,7 +167,12 @@ static void h_get(struct cca_http_request *r)
         respond_read_error(r, rc, &err);
         return;
     }
-    cca_http_respond_raw(r, 200, "application/json; charset=utf-8", bytes, len);
+    /*
+     * Handed to MHD as is, no second copy. With cca_engine_get_document_ref the
+     * committed bytes themselves go out (cca_http_respond_shared + an unref).
+     */
+    cca_http_respond_shared(r, 200, "application/json; charset=utf-8", bytes, len, free,
+                            bytes);
 }
 
 static void h_status(struct cca_http_request *r)
@@ -623,6 +630,88 @@ static void h_metrics(struct cca_http_request *r)
     cca_http_respond_raw(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }
 
+/* ---- request ids --------------------------------------------------------------------
+ */
+
+/*
+ * xoshiro256** 1.0 (Blackman and Vigna, https://prng.di.unimi.it/xoshiro256starstar.c):
+ * 256 bits of state per thread. libuuid's uuid_generate_random costs a
+ * getrandom(2), a getpid(2), a getuid(2) and a srandom() per id; this costs a
+ * few multiplications.
+ */
+static _Thread_local uint64_t rid_state[4];
+static _Thread_local bool rid_seeded;
+
+static uint64_t rotl64(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t rid_next(void)
+{
+    uint64_t *s = rid_state;
+    uint64_t out = rotl64(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl64(s[3], 45);
+    return out;
+}
+
+/* Seed this thread's generator from getrandom(2); false if the kernel has none. */
+static bool rid_seed(void)
+{
+    uint8_t *p = (uint8_t *)rid_state;
+    size_t got = 0;
+
+    while (got < sizeof(rid_state)) {
+        ssize_t n = getrandom(p + got, sizeof(rid_state) - got, 0);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        got += (size_t)n;
+    }
+    if ((rid_state[0] | rid_state[1] | rid_state[2] | rid_state[3]) == 0)
+        rid_state[0] = 1; /* the one state xoshiro cannot leave */
+    rid_seeded = true;
+    return true;
+}
+
+void cca_http_request_id_new(char ret_buf[37])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint8_t b[16];
+    uint64_t hi;
+    uint64_t lo;
+    size_t o = 0;
+
+    if (!rid_seeded && !rid_seed()) {
+        cca_uuid_new(ret_buf);
+        return;
+    }
+    hi = rid_next();
+    lo = rid_next();
+    for (int i = 0; i < 8; i++) {
+        b[i] = (uint8_t)(hi >> (56 - 8 * i));
+        b[8 + i] = (uint8_t)(lo >> (56 - 8 * i));
+    }
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* variant 10 */
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            ret_buf[o++] = '-';
+        ret_buf[o++] = hex[b[i] >> 4];
+        ret_buf[o++] = hex[b[i] & 0x0f];
+    }
+    ret_buf[o] = '\0';
+}
+
 /* ---- the URL route table ------------------------------------------------------------
  */
 
@@ -664,29 +753,95 @@ const struct cca_http_route *cca_http_route_at(size_t i)
     return i < CCA_ARRAY_SIZE(routes) ? &routes[i] : NULL;
 }
 
-/* Does @path match @pattern? "{id}" takes one non-empty segment into @seg. */
-static bool path_matches(const char *pattern, const char *path, char *seg,
-                         size_t seg_size)
-{
-    while (*pattern != '\0') {
-        if (strncmp(pattern, "{id}", 4) == 0) {
-            size_t n = strcspn(path, "/");
+/*
+ * The shape of each row, computed once: the literal prefix before "{id}" (the
+ * whole pattern when it has none) and the pattern's length, so that most rows
+ * are refused by one length check or one memcmp. Patterns hold at most one
+ * "{id}", the only use of '{' in the table.
+ */
+struct route_shape {
+    size_t prefix;
+    size_t len;
+    bool has_id;
+};
+static struct route_shape shapes[CCA_ARRAY_SIZE(routes)];
+static pthread_once_t shapes_once = PTHREAD_ONCE_INIT;
 
-            if (n == 0)
-                return false;
-            if (seg != NULL)
-                (void)snprintf(seg, seg_size, "%.*s",
-                               (int)(n < seg_size ? n : seg_size - 1), path);
-            pattern += 4;
-            path += n;
-            continue;
-        }
-        if (*pattern != *path)
-            return false;
-        pattern++;
-        path++;
+static void shapes_init(void)
+{
+    for (size_t i = 0; i < CCA_ARRAY_SIZE(routes); i++) {
+        const char *brace = strchr(routes[i].pattern, '{');
+
+        shapes[i].len = strlen(routes[i].pattern);
+        shapes[i].has_id = brace != NULL;
+        shapes[i].prefix =
+            brace != NULL ? (size_t)(brace - routes[i].pattern) : shapes[i].len;
     }
-    return *path == '\0';
+}
+
+/*
+ * Does @path (@path_len bytes) match row @i? "{id}" takes one non-empty
+ * segment into @seg (may be NULL), cut to @seg_size - 1 bytes.
+ */
+static bool row_matches(size_t i, const char *path, size_t path_len, char *seg,
+                        size_t seg_size)
+{
+    const struct route_shape *sh = &shapes[i];
+    const char *rest;
+    const char *slash;
+    size_t n;
+
+    if (!sh->has_id)
+        return path_len == sh->len && memcmp(routes[i].pattern, path, path_len) == 0;
+    if (path_len <= sh->prefix || memcmp(routes[i].pattern, path, sh->prefix) != 0)
+        return false;
+    rest = path + sh->prefix;
+    /* The segment, then the pattern after "{id}" and the path must be equal. */
+    slash = memchr(rest, '/', path_len - sh->prefix);
+    n = slash != NULL ? (size_t)(slash - rest) : path_len - sh->prefix;
+    if (n == 0 || strcmp(routes[i].pattern + sh->prefix + 4, rest + n) != 0)
+        return false;
+    if (seg != NULL && seg_size > 0) {
+        size_t k = n < seg_size ? n : seg_size - 1;
+
+        memcpy(seg, rest, k);
+        seg[k] = '\0';
+    }
+    return true;
+}
+
+/* Append ", " (unless first) and @method to @allow like snprintf: cut, never unended. */
+static size_t allow_append(char *allow, size_t allow_size, size_t used,
+                           const char *method)
+{
+    const char *parts[2] = {used ? ", " : "", method};
+
+    for (size_t p = 0; p < 2; p++) {
+        for (const char *c = parts[p]; *c != '\0'; c++, used++) {
+            if (used + 1 < allow_size) {
+                allow[used] = *c;
+                allow[used + 1] = '\0';
+            }
+        }
+    }
+    return used;
+}
+
+/* Does @allow ("GET, DELETE") list @method? */
+static bool allow_has(const char *allow, const char *method)
+{
+    size_t n = strlen(method);
+
+    for (const char *a = allow; *a != '\0';) {
+        size_t k = strcspn(a, ",");
+
+        if (k == n && memcmp(a, method, n) == 0)
+            return true;
+        a += k;
+        while (*a == ',' || *a == ' ')
+            a++;
+    }
+    return false;
 }
 
 const struct cca_http_route *cca_http_match(const char *method, const char *path,
@@ -696,25 +851,28 @@ const struct cca_http_route *cca_http_match(const char *method, const char *path
 {
     const struct cca_http_route *found = NULL;
     bool literal = false;
+    bool matches[CCA_ARRAY_SIZE(routes)];
     size_t used = 0;
+    size_t path_len = strlen(path);
 
+    (void)pthread_once(&shapes_once, shapes_init);
     /* A path that a literal pattern matches ("create", "cleanup") is never an {id}. */
-    for (size_t i = 0; i < CCA_ARRAY_SIZE(routes); i++)
-        literal |= strchr(routes[i].pattern, '{') == NULL &&
-                   path_matches(routes[i].pattern, path, NULL, 0);
-    *ret_path_known = false;
-    allow[0] = '\0';
     for (size_t i = 0; i < CCA_ARRAY_SIZE(routes); i++) {
-        if ((literal && strchr(routes[i].pattern, '{') != NULL) ||
-            !path_matches(routes[i].pattern, path, NULL, 0))
+        matches[i] = row_matches(i, path, path_len, NULL, 0);
+        literal |= matches[i] && !shapes[i].has_id;
+    }
+    *ret_path_known = false;
+    if (allow_size > 0)
+        allow[0] = '\0';
+    for (size_t i = 0; i < CCA_ARRAY_SIZE(routes); i++) {
+        if (!matches[i] || (literal && shapes[i].has_id))
             continue;
         *ret_path_known = true;
-        if (strstr(allow, routes[i].method) == NULL && used < allow_size)
-            used += (size_t)snprintf(allow + used, allow_size - used, "%s%s",
-                                     used ? ", " : "", routes[i].method);
+        if (!allow_has(allow, routes[i].method))
+            used = allow_append(allow, allow_size, used, routes[i].method);
         if (found == NULL && strcmp(routes[i].method, method) == 0) {
             found = &routes[i];
-            (void)path_matches(routes[i].pattern, path, ret_segment, segment_size);
+            (void)row_matches(i, path, path_len, ret_segment, segment_size);
         }
     }
     return found;

@@ -171,15 +171,34 @@ void cca_http_server_metrics_render(struct cca_http *h, FILE *out)
                        (double)atomic_load(&h->open_requests));
 }
 
+/* Release the body of @r, if any. */
+static void release_resp(struct cca_http_request *r)
+{
+    if (r->resp_release != NULL)
+        r->resp_release(r->resp_release_cls);
+    r->resp = NULL;
+    r->resp_release = NULL;
+    r->resp_release_cls = NULL;
+}
+
+void cca_http_respond_shared(struct cca_http_request *r, unsigned status,
+                             const char *content_type, const char *bytes, size_t len,
+                             cca_http_release_fn release, void *cls)
+{
+    release_resp(r);
+    r->status = status;
+    r->resp = (char *)bytes; /* never written to: MHD only sends it */
+    r->resp_len = len;
+    r->resp_release = release;
+    r->resp_release_cls = cls;
+    r->content_type = content_type;
+    r->ready = true;
+}
+
 void cca_http_respond_raw(struct cca_http_request *r, unsigned status,
                           const char *content_type, char *bytes, size_t len)
 {
-    free(r->resp);
-    r->status = status;
-    r->resp = bytes;
-    r->resp_len = len;
-    r->content_type = content_type;
-    r->ready = true;
+    cca_http_respond_shared(r, status, content_type, bytes, len, free, bytes);
 }
 
 void cca_http_respond_json(struct cca_http_request *r, unsigned status, json_t *body)
@@ -302,9 +321,13 @@ static enum MHD_Result queue_response(struct cca_http_request *r, bool keep)
         resp =
             MHD_create_response_from_buffer(r->resp_len, r->resp, MHD_RESPMEM_MUST_COPY);
     } else {
-        resp = MHD_create_response_from_buffer_with_free_callback(r->resp_len, r->resp,
-                                                                  free);
-        r->resp = NULL; /* MHD owns it now */
+        resp = MHD_create_response_from_buffer_with_free_callback_cls(
+            r->resp_len, r->resp, r->resp_release, r->resp_release_cls);
+        if (resp != NULL) { /* MHD releases the body now */
+            r->resp = NULL;
+            r->resp_release = NULL;
+            r->resp_release_cls = NULL;
+        }
     }
     if (resp == NULL)
         return MHD_NO;
@@ -671,15 +694,18 @@ static void start_request(struct cca_http *h, struct cca_http_request *r,
 {
     bool known = false;
     size_t len = strlen(url);
+    size_t n;
     const char *cl;
     const char *origin;
 
     r->http = h;
     r->conn = conn;
-    r->start_mono = cca_time_mono_ms();
     r->start_us = cca_time_mono_us();
-    cca_uuid_new(r->request_id);
-    (void)snprintf(r->method, sizeof(r->method), "%s", method);
+    r->start_mono = r->start_us / 1000; /* the same clock as cca_time_mono_ms */
+    cca_http_request_id_new(r->request_id);
+    n = strnlen(method, sizeof(r->method) - 1); /* like snprintf "%s", cut */
+    memcpy(r->method, method, n);
+    r->method[n] = '\0';
     /* One trailing slash is tolerated: "/api/v1/health/" is "/api/v1/health". */
     if (len > 1 && url[len - 1] == '/')
         len--;
@@ -773,18 +799,21 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (r == NULL)
         return;
     ok = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK || r->sent_early;
-    cca_log_set_request_id(r->request_id);
-    cca_log(ok ? LOG_INFO : LOG_NOTICE,
-            "request method=%s path='%.200s' status=%u duration_ms=%lld%s%s", r->method,
-            r->path, r->status, (long long)(cca_time_mono_ms() - r->start_mono),
-            ok ? "" : " aborted=1", r->sent_early ? " early=1" : "");
+    if ((ok ? LOG_INFO : LOG_NOTICE) <= cca_log_level) { /* else skip the snprintf */
+        cca_log_set_request_id(r->request_id);
+        cca_log(ok ? LOG_INFO : LOG_NOTICE,
+                "request method=%s path='%.200s' status=%u duration_ms=%lld%s%s",
+                r->method, r->path, r->status,
+                (long long)(cca_time_mono_ms() - r->start_mono), ok ? "" : " aborted=1",
+                r->sent_early ? " early=1" : "");
+    }
     cca_log_set_request_id(NULL);
     /* Only answered requests count: a client that left early has no status. */
     if (ok && r->ready)
         metrics_count(r);
     atomic_fetch_sub(&r->http->open_requests, 1);
     free(r->body);
-    free(r->resp);
+    release_resp(r);
     free(r);
     *req_cls = NULL;
 }

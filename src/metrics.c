@@ -26,23 +26,31 @@ void cca_hist_init(struct cca_hist *h, const double *bounds, unsigned n)
     h->n = n < CCA_HIST_MAX_BOUNDS ? n : CCA_HIST_MAX_BOUNDS;
 }
 
-void cca_hist_observe(struct cca_hist *h, double v)
+/* Count @v (>= 0) in its bucket, and @micro (v times 1e6, rounded) in the sum. */
+static void observe(struct cca_hist *h, double v, uint64_t micro)
 {
     unsigned i = 0;
 
-    if (!(v >= 0))
-        v = 0;
     /* Linear scan: at most 16 compares, cheaper than a branchy bisection here. */
     while (i < h->n && v > h->bounds[i])
         i++;
     atomic_fetch_add_explicit(&h->counts[i], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&h->sum_micro, (uint64_t)llround(v * 1e6),
-                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_micro, micro, memory_order_relaxed);
+}
+
+void cca_hist_observe(struct cca_hist *h, double v)
+{
+    if (!(v >= 0))
+        v = 0;
+    observe(h, v, (uint64_t)llround(v * 1e6));
 }
 
 void cca_hist_observe_us(struct cca_hist *h, int64_t us)
 {
-    cca_hist_observe(h, us > 0 ? (double)us / 1e6 : 0);
+    /* The same bucket and sum as cca_hist_observe(us / 1e6), without llround. */
+    if (us < 0)
+        us = 0;
+    observe(h, (double)us / 1e6, (uint64_t)us);
 }
 
 uint64_t cca_hist_count(const struct cca_hist *h)
