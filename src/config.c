@@ -92,7 +92,7 @@ static const struct setting settings[] = {
      16777216, false, "Per-connection memory for request headers and buffers"},
     {"MAX_PENDING_TURNS", T_UINT, F(max_pending_turns), "20000", 1, 1000000, false,
      "Turns queued or in flight before new ones get 503"},
-    {"DIALOG_CACHE_MB", T_UINT, F(dialog_cache_mb), "64", 1, 1048576, false,
+    {"DIALOG_CACHE_MB", T_UINT, F(dialog_cache_mb), "512", 1, 1048576, false,
      "Memory for parsed dialogs (estimated); the least recently used others are read on "
      "use"},
     {"STORAGE_FSYNC", T_BOOL, F(storage_fsync), "true", 0, 0, false,

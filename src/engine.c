@@ -310,7 +310,9 @@ static void cache_trim(struct cca_engine *e)
 /*
  * Cache @doc (stolen) as @en's document. Its cost is an estimate of its memory:
  * 4.5 times its file size, measured on 10,000 offline dialogs (123 MiB of RSS
- * for 27.9 MB of files; docs/BENCHMARKS.md, S4).
+ * for 27.9 MB of files). The default budget (512 MiB) holds the working set of
+ * the benchmarks; at 64 MiB, S5's 2,000 active dialogs thrashed it and each
+ * turn re-read its file: 467 against 233 us of CPU per turn (docs/BENCHMARKS.md).
  */
 static void cache_put(struct cca_engine *e, struct slot *en, json_t *doc)
 {
