@@ -635,8 +635,20 @@ cca_rc cca_store_scan(struct cca_store *s, cca_store_load_fn load, cca_store_ski
     return CCA_OK;
 }
 
-static void enqueue(struct cca_store *s, struct job *j)
+/* Queue a job of @kind for @id (the three public writers differ only in these). */
+static void enqueue(struct cca_store *s, enum job_kind kind, const char *id,
+                    size_t offset, const char *bytes, size_t len, cca_store_done_fn done,
+                    void *ctx)
 {
+    struct job *j = cca_xcalloc(1, sizeof(*j));
+
+    j->kind = kind;
+    (void)snprintf(j->id, sizeof(j->id), "%s", id);
+    j->offset = offset;
+    j->bytes = bytes;
+    j->len = len;
+    j->done = done;
+    j->ctx = ctx;
     pthread_mutex_lock(&s->lock);
     if (s->tail != NULL)
         s->tail->next = j;
@@ -650,42 +662,19 @@ static void enqueue(struct cca_store *s, struct job *j)
 void cca_store_write(struct cca_store *s, const char *id, const char *bytes, size_t len,
                      cca_store_done_fn done, void *ctx)
 {
-    struct job *j = cca_xcalloc(1, sizeof(*j));
-
-    j->kind = JOB_WRITE;
-    (void)snprintf(j->id, sizeof(j->id), "%s", id);
-    j->bytes = bytes;
-    j->len = len;
-    j->done = done;
-    j->ctx = ctx;
-    enqueue(s, j);
+    enqueue(s, JOB_WRITE, id, 0, bytes, len, done, ctx);
 }
 
 void cca_store_append(struct cca_store *s, const char *id, size_t offset,
                       const char *bytes, size_t len, cca_store_done_fn done, void *ctx)
 {
-    struct job *j = cca_xcalloc(1, sizeof(*j));
-
-    j->kind = JOB_APPEND;
-    (void)snprintf(j->id, sizeof(j->id), "%s", id);
-    j->offset = offset;
-    j->bytes = bytes;
-    j->len = len;
-    j->done = done;
-    j->ctx = ctx;
-    enqueue(s, j);
+    enqueue(s, JOB_APPEND, id, offset, bytes, len, done, ctx);
 }
 
 void cca_store_remove(struct cca_store *s, const char *id, cca_store_done_fn done,
                       void *ctx)
 {
-    struct job *j = cca_xcalloc(1, sizeof(*j));
-
-    j->kind = JOB_REMOVE;
-    (void)snprintf(j->id, sizeof(j->id), "%s", id);
-    j->done = done;
-    j->ctx = ctx;
-    enqueue(s, j);
+    enqueue(s, JOB_REMOVE, id, 0, NULL, 0, done, ctx);
 }
 
 /*
