@@ -133,6 +133,22 @@ json_t *cca_jsonpatch_diff(json_t *from, json_t *to)
     return d.patch;
 }
 
+/* An array index token (RFC 6901 section 4: no leading zeros); false if not one. */
+static bool parse_index(const char *token, size_t *ret)
+{
+    char *end;
+    unsigned long long v;
+
+    if (token[0] < '0' || token[0] > '9' || (token[0] == '0' && token[1] != '\0'))
+        return false;
+    errno = 0;
+    v = strtoull(token, &end, 10);
+    if (*end != '\0' || errno != 0 || v > (unsigned long long)SIZE_MAX)
+        return false;
+    *ret = (size_t)v;
+    return true;
+}
+
 /*
  * Split @path into the parent container and the last reference token
  * (unescaped into @token). Returns the parent, or NULL with @why set.
@@ -174,14 +190,9 @@ static json_t *resolve_parent(json_t *doc, const char *path, char *token, size_t
         if (json_is_object(cur)) {
             cur = json_object_get(cur, token);
         } else if (json_is_array(cur)) {
-            char *end;
-            unsigned long i;
+            size_t i;
 
-            errno = 0;
-            i = strtoul(token, &end, 10);
-            cur = (token[0] >= '0' && token[0] <= '9' && *end == '\0' && errno == 0)
-                      ? json_array_get(cur, i)
-                      : NULL;
+            cur = parse_index(token, &i) ? json_array_get(cur, i) : NULL;
         } else {
             cur = NULL;
         }
@@ -190,22 +201,6 @@ static json_t *resolve_parent(json_t *doc, const char *path, char *token, size_t
             return NULL;
         }
     }
-}
-
-/* An array index token (RFC 6901 section 4: no leading zeros); false if not one. */
-static bool parse_index(const char *token, size_t *ret)
-{
-    char *end;
-    unsigned long long v;
-
-    if (token[0] < '0' || token[0] > '9' || (token[0] == '0' && token[1] != '\0'))
-        return false;
-    errno = 0;
-    v = strtoull(token, &end, 10);
-    if (*end != '\0' || errno != 0 || v > (unsigned long long)SIZE_MAX)
-        return false;
-    *ret = (size_t)v;
-    return true;
 }
 
 static const char *apply_one(json_t *doc, json_t *operation)

@@ -134,6 +134,18 @@ static void write_tmp(struct cca_store *s, struct job *j, bool flush_now)
 }
 
 /*
+ * Cut the file of a failed append back to where the append began. Best effort
+ * and not flushed: if it fails, the next append of the dialog, which goes to
+ * the same offset (the engine never advanced it), cuts the rest, and the scan
+ * drops an invalid last line.
+ */
+static void cut_back(int fd, const struct job *j)
+{
+    if (ftruncate(fd, (off_t)j->offset) != 0)
+        return;
+}
+
+/*
  * An append: the bytes at j->offset (the end of the valid content), the file
  * cut right after them (anything beyond was an interrupted append), and on any
  * failure the file cut back to j->offset, so it holds exactly what it held.
@@ -167,7 +179,7 @@ static void write_append(struct cca_store *s, struct job *j, bool flush_now)
     else if (flush_now && fdatasync(fd) != 0)
         job_fail(j, errno, "cannot flush");
     if (j->rc != CCA_OK)
-        (void)ftruncate(fd, (off_t)j->offset);
+        cut_back(fd, j);
     if (close(fd) != 0 && j->rc == CCA_OK)
         job_fail(j, errno, "cannot close");
 }
@@ -181,7 +193,7 @@ static void undo_append(struct cca_store *s, struct job *j)
     final_name(j->id, name);
     fd = openat(s->dirfd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd >= 0) {
-        (void)ftruncate(fd, (off_t)j->offset);
+        cut_back(fd, j);
         close(fd);
     }
 }
