@@ -103,6 +103,8 @@ struct cca_http_request {
     size_t metric_route; /* route slot for metrics: a table index or "unmatched" */
     bool sent_early;     /* answered on the socket before the body was complete */
     bool queued;         /* answer_early queued the response through MHD */
+    bool bad_framing;    /* ambiguous message length (RFC 9112 6.3): close after */
+    const char *error_code; /* "code" of an error answer, for the request log */
 };
 
 /* ---- http_json.c: validation and error bodies (pure, unit-tested) ---------- */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -216,6 +217,7 @@ void cca_http_respond_error(struct cca_http_request *r, unsigned status, const c
     size_t len;
     char *s = cca_http_error_body(code, detail, &len);
 
+    r->error_code = code; /* static strings: route and table codes */
     cca_http_respond_raw(r, status, "application/json", s, len);
 }
 
@@ -301,7 +303,8 @@ static size_t response_headers(struct cca_http_request *r, struct header *hv, si
         }
     }
     /* Body refused unread (413 or earlier checks): the connection cannot be reused. */
-    if (r->status == 503 || r->body_too_large || atomic_load(&r->http->quiesced))
+    if (r->status == 503 || r->body_too_large || r->bad_framing ||
+        atomic_load(&r->http->quiesced))
         ADD(MHD_HTTP_HEADER_CONNECTION, "close");
 #undef ADD
     return n;
@@ -688,6 +691,45 @@ static size_t unescape_keep_nul(void *cls, struct MHD_Connection *conn, char *s)
     return (size_t)(w - s);
 }
 
+/* MHD_get_connection_values iterator: Content-Length values and Transfer-Encoding. */
+struct framing {
+    unsigned lengths;         /* Content-Length header fields */
+    bool lengths_differ;      /* two of them disagree */
+    const char *first_length; /* borrowed from MHD */
+    bool transfer_encoding;
+};
+
+static enum MHD_Result scan_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    struct framing *f = cls;
+
+    (void)kind;
+    if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        f->transfer_encoding = true;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        if (f->lengths++ == 0)
+            f->first_length = value;
+        else if (strcmp(f->first_length, value != NULL ? value : "") != 0)
+            f->lengths_differ = true;
+    }
+    return MHD_YES;
+}
+
+/*
+ * RFC 9112 section 6.3: a message with both Transfer-Encoding and
+ * Content-Length, or with Content-Length fields that disagree, has no clear
+ * length; a server must answer 400 and close the connection (items 3 and 5),
+ * or whatever it reads as the next request may have been smuggled in the body.
+ */
+static bool framing_is_clear(struct MHD_Connection *conn)
+{
+    struct framing f = {0};
+
+    (void)MHD_get_connection_values(conn, MHD_HEADER_KIND, scan_framing, &f);
+    return !(f.transfer_encoding && f.lengths > 0) && !f.lengths_differ;
+}
+
 static void start_request(struct cca_http *h, struct cca_http_request *r,
                           struct MHD_Connection *conn, const char *url,
                           const char *method)
@@ -730,6 +772,7 @@ static void start_request(struct cca_http *h, struct cca_http_request *r,
     cl = header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl != NULL && strtoull(cl, NULL, 10) > h->cfg->max_body_bytes)
         r->body_too_large = true;
+    r->bad_framing = !framing_is_clear(conn);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -747,11 +790,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *req_cls = r;
         atomic_fetch_add(&h->open_requests, 1);
         start_request(h, r, conn, url, method);
-        if (!r->body_too_large)
+        if (!r->body_too_large && !r->bad_framing)
             return MHD_YES;
-        /* Declared too large: answer now, without reading the body. */
+        /* Declared too large, or no clear length: answer now, without the body. */
         cca_log_set_request_id(r->request_id);
-        dispatch(r);
+        if (r->bad_framing)
+            cca_http_respond_error(r, 400, "bad_framing",
+                                   "ambiguous message length: Content-Length with "
+                                   "Transfer-Encoding, or Content-Length values that "
+                                   "differ (RFC 9112 section 6.3)");
+        else
+            dispatch(r);
         return queue(r);
     }
     cca_log_set_request_id(r->request_id);
@@ -802,8 +851,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if ((ok ? LOG_INFO : LOG_NOTICE) <= cca_log_level) { /* else skip the snprintf */
         cca_log_set_request_id(r->request_id);
         cca_log(ok ? LOG_INFO : LOG_NOTICE,
-                "request method=%s path='%.200s' status=%u duration_ms=%lld%s%s",
-                r->method, r->path, r->status,
+                "request method=%s path='%.200s' status=%u%s%s duration_ms=%lld%s%s",
+                r->method, r->path, r->status, r->error_code ? " code=" : "",
+                r->error_code ? r->error_code : "",
                 (long long)(cca_time_mono_ms() - r->start_mono), ok ? "" : " aborted=1",
                 r->sent_early ? " early=1" : "");
     }
@@ -866,6 +916,121 @@ static cca_rc setup_access(struct cca_http *h, const struct cca_config *cfg,
     return CCA_OK;
 }
 
+/* The inode of the socket listening on TCP @port in /proc/net/@table, 0 if none. */
+static unsigned long listener_inode(const char *table, unsigned port)
+{
+    char path[64];
+    char line[512];
+    unsigned long inode = 0;
+    FILE *f;
+
+    (void)snprintf(path, sizeof(path), "/proc/net/%s", table);
+    f = fopen(path, "re");
+    if (f == NULL)
+        return 0;
+    while (inode == 0 && fgets(line, sizeof(line), f) != NULL) {
+        unsigned lport, state;
+        unsigned long ino;
+
+        /* "sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode" */
+        if (sscanf(line, " %*u: %*[0-9A-Fa-f]:%x %*s %x %*s %*s %*s %*u %*u %lu", &lport,
+                   &state, &ino) == 3 &&
+            lport == port && state == 0x0A /* TCP_LISTEN */)
+            inode = ino;
+    }
+    fclose(f);
+    return inode;
+}
+
+/*
+ * The process holding the socket that listens on @port, found through /proc
+ * (needs the rights to read other processes' descriptors), or 0.
+ */
+static long port_holder(unsigned port)
+{
+    unsigned long inode = listener_inode("tcp", port);
+    char want[48];
+    long pid = 0;
+    DIR *procs;
+    struct dirent *p;
+
+    if (inode == 0)
+        inode = listener_inode("tcp6", port);
+    if (inode == 0 || (procs = opendir("/proc")) == NULL)
+        return 0;
+    (void)snprintf(want, sizeof(want), "socket:[%lu]", inode);
+    while (pid == 0 && (p = readdir(procs)) != NULL) {
+        char dir[64];
+        DIR *fds;
+        struct dirent *fd;
+
+        if (!isdigit((unsigned char)p->d_name[0]))
+            continue;
+        (void)snprintf(dir, sizeof(dir), "/proc/%.20s/fd", p->d_name);
+        fds = opendir(dir);
+        if (fds == NULL)
+            continue;
+        while (pid == 0 && (fd = readdir(fds)) != NULL) {
+            char link[64];
+            ssize_t n = readlinkat(dirfd(fds), fd->d_name, link, sizeof(link) - 1);
+
+            if (n > 0 && (link[n] = '\0', strcmp(link, want) == 0))
+                pid = strtol(p->d_name, NULL, 10);
+        }
+        closedir(fds);
+    }
+    closedir(procs);
+    return pid;
+}
+
+/*
+ * The listening socket, made here rather than by libmicrohttpd so that a busy
+ * port is reported as such: SO_REUSEADDR only (a restart may bind while old
+ * connections sit in TIME_WAIT), never SO_REUSEPORT, which would let a second
+ * server share the port and split the clients between two processes.
+ */
+static cca_rc open_listener(const struct sockaddr_storage *ss, const struct cca_config *cfg,
+                            int *ret_fd, struct cca_error *reterr)
+{
+    socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                              : sizeof(struct sockaddr_in);
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    cca_rc rc = CCA_OK;
+
+    if (fd < 0)
+        return cca_error_set(reterr, CCA_ERR_IO, "cannot create a socket: %s",
+                             strerror(errno));
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (ss->ss_family == AF_INET6)
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)ss, len) != 0) {
+        int e = errno;
+        long pid = e == EADDRINUSE ? port_holder(cfg->port) : 0;
+
+        if (pid > 0)
+            rc = cca_error_set(reterr, CCA_ERR_IO,
+                               "port %u on %s is already in use by process %ld",
+                               cfg->port, cfg->host, pid);
+        else
+            rc = cca_error_set(reterr, CCA_ERR_IO, "cannot listen on %s:%u: %s%s",
+                               cfg->host, cfg->port, strerror(e),
+                               e == EADDRINUSE ? " (another process holds the port)" : "");
+        goto out;
+    }
+    if (listen(fd, SOMAXCONN) != 0) {
+        rc = cca_error_set(reterr, CCA_ERR_IO, "cannot listen on %s:%u: %s", cfg->host,
+                           cfg->port, strerror(errno));
+        goto out;
+    }
+    *ret_fd = fd;
+    fd = -1;
+out:
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
 cca_rc cca_http_new(const struct cca_http_params *p, struct cca_http **ret_http,
                     struct cca_error *reterr)
 {
@@ -876,6 +1041,7 @@ cca_rc cca_http_new(const struct cca_http_params *p, struct cca_http **ret_http,
     const union MHD_DaemonInfo *info;
     unsigned flags =
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    int listen_fd = -1;
     cca_rc rc = CCA_OK;
 
     h->cfg = p->cfg;
@@ -900,27 +1066,43 @@ cca_rc cca_http_new(const struct cca_http_params *p, struct cca_http **ret_http,
                            "HOST='%s' is not an IPv4 or IPv6 address", p->cfg->host);
         goto out;
     }
+    rc = open_listener(&ss, p->cfg, &listen_fd, reterr);
+    if (rc != CCA_OK)
+        goto out;
+    /* The logger first: libmicrohttpd logs options given before it to stderr. */
     h->daemon = MHD_start_daemon(
-        flags, (uint16_t)p->cfg->port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
-        &ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)p->cfg->threads,
+        flags, (uint16_t)p->cfg->port, NULL, NULL, on_request, h,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, h, MHD_OPTION_LISTEN_SOCKET, listen_fd,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)p->cfg->threads,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)p->cfg->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)p->cfg->max_connections_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)p->cfg->connection_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, p->cfg->connection_memory_limit,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape_keep_nul, NULL,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_EXTERNAL_LOGGER,
-        mhd_logger, h, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
     if (h->daemon == NULL) {
-        rc = cca_error_set(reterr, CCA_ERR_IO,
-                           "cannot listen on %s:%u (in use, or no rights?)", p->cfg->host,
-                           p->cfg->port);
+        rc = cca_error_set(reterr, CCA_ERR_IO, "cannot start the HTTP daemon on %s:%u",
+                           p->cfg->host, p->cfg->port);
         goto out;
     }
-    info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    h->port = info != NULL ? info->port : p->cfg->port;
+    listen_fd = -1; /* libmicrohttpd closes it in MHD_stop_daemon */
+    h->port = p->cfg->port;
+    {
+        struct sockaddr_storage bound;
+        socklen_t blen = sizeof(bound);
+
+        info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_LISTEN_FD);
+        if (info != NULL &&
+            getsockname(info->listen_fd, (struct sockaddr *)&bound, &blen) == 0)
+            h->port = ntohs(bound.ss_family == AF_INET6
+                                ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                : ((struct sockaddr_in *)&bound)->sin_port);
+    }
     *ret_http = h;
     h = NULL;
 out:
+    if (listen_fd >= 0)
+        close(listen_fd);
     cca_http_free(h);
     return rc;
 }

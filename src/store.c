@@ -2,12 +2,15 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -35,6 +38,7 @@ struct job {
 struct cca_store {
     char *dir;
     int dirfd;
+    int lockfd; /* CCA_STORE_LOCK_FILE, flock(2)ed while the store is open */
     bool fsync;
     size_t max_file_bytes;
     pthread_t writer;
@@ -339,6 +343,50 @@ static cca_rc mkdir_p(const char *dir, struct cca_error *err)
     return CCA_OK;
 }
 
+/*
+ * Own the directory: an exclusive flock(2) on its lock file, held until
+ * cca_store_free (the kernel drops it when the process dies, so a SIGKILL
+ * leaves no stale lock). The holder's PID is written in the file for the
+ * message of the next one that tries.
+ */
+static cca_rc lock_dir(struct cca_store *s, struct cca_error *reterr)
+{
+    char pid[32];
+    bool written;
+    int n, fd;
+
+    /* Held read-only: a file open for writing would stop a remount read-only. */
+    s->lockfd = openat(s->dirfd, CCA_STORE_LOCK_FILE,
+                       O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0640);
+    if (s->lockfd < 0)
+        return cca_error_set(reterr, CCA_ERR_IO, "cannot open %s/%s: %s", s->dir,
+                             CCA_STORE_LOCK_FILE, strerror(errno));
+    if (flock(s->lockfd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        ssize_t got = pread(s->lockfd, pid, sizeof(pid) - 1, 0);
+
+        pid[got > 0 ? got : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        if (e == EWOULDBLOCK)
+            return cca_error_set(reterr, CCA_ERR_CONFLICT,
+                                 "storage directory %s is in use by another server "
+                                 "(pid %s)",
+                                 s->dir, pid[0] ? pid : "unknown");
+        return cca_error_set(reterr, CCA_ERR_IO, "cannot lock %s/%s: %s", s->dir,
+                             CCA_STORE_LOCK_FILE, strerror(e));
+    }
+    n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    fd = openat(s->dirfd, CCA_STORE_LOCK_FILE,
+                O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    written = fd >= 0 && write(fd, pid, (size_t)n) == n;
+    if (fd >= 0 && close(fd) != 0)
+        written = false;
+    if (!written) /* the flock stays: it belongs to lockfd's open file description */
+        return cca_error_set(reterr, CCA_ERR_IO, "cannot write %s/%s: %s", s->dir,
+                             CCA_STORE_LOCK_FILE, strerror(errno));
+    return CCA_OK;
+}
+
 cca_rc cca_store_new(const struct cca_store_params *params, struct cca_store **ret_store,
                      struct cca_error *reterr)
 {
@@ -352,6 +400,7 @@ cca_rc cca_store_new(const struct cca_store_params *params, struct cca_store **r
     cca_hist_init(&s->metrics.flush_seconds, cca_hist_seconds_bounds, cca_hist_seconds_n);
     cca_hist_init(&s->metrics.batch_writes, cca_hist_batch_bounds, cca_hist_batch_n);
     s->dirfd = -1;
+    s->lockfd = -1;
     s->dir = cca_xstrdup(params->dir);
     s->fsync = params->fsync;
     s->max_file_bytes = params->max_file_bytes;
@@ -369,6 +418,9 @@ cca_rc cca_store_new(const struct cca_store_params *params, struct cca_store **r
                            strerror(errno));
         goto out;
     }
+    rc = lock_dir(s, reterr);
+    if (rc != CCA_OK)
+        goto out;
     if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
         rc = cca_error_set(reterr, CCA_ERR_INTERNAL, "cannot start the writer thread");
         goto out;
@@ -394,6 +446,8 @@ void cca_store_free(struct cca_store *s)
     }
     if (s->dirfd >= 0)
         close(s->dirfd);
+    if (s->lockfd >= 0)
+        close(s->lockfd); /* releases the flock */
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
     free(s->dir);
@@ -426,14 +480,27 @@ static char *read_file(struct cca_store *s, const char *name, size_t *ret_len, c
     struct stat st;
     char *buf = NULL;
     size_t got = 0;
-    int fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = -1;
 
+    /*
+     * Look before opening: open(2) of a FIFO blocks until a writer appears, and
+     * a device may do anything. O_NONBLOCK covers a swap between the two calls.
+     */
+    if (fstatat(s->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        (void)snprintf(why, why_size, "cannot stat: %s", strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        (void)snprintf(why, why_size, "not a regular file, ignoring");
+        goto out;
+    }
+    fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) {
         (void)snprintf(why, why_size, "cannot open: %s", strerror(errno));
         goto out;
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        (void)snprintf(why, why_size, "not a regular file");
+        (void)snprintf(why, why_size, "not a regular file, ignoring");
         goto out;
     }
     if ((size_t)st.st_size > s->max_file_bytes) {
@@ -478,26 +545,28 @@ static bool is_blank(const char *p, size_t len)
     return true;
 }
 
-cca_rc cca_store_parse(const char *bytes, size_t len, const char *expected_id,
-                       json_t **ret_doc, struct cca_store_extent *ret,
-                       struct cca_error *reterr)
+/*
+ * Fold the document at the head of @bytes and at most @limit change lines into
+ * *ret_doc (new), filling @ext. Stops at the first damaged line (ext->damaged
+ * set); a change that fails half-way may leave its first operations applied,
+ * so the caller folds again with @limit = ext->patches to drop them.
+ */
+static cca_rc fold(const char *bytes, size_t len, unsigned limit, json_t **ret_doc,
+                   struct cca_store_extent *ext, struct cca_error *reterr)
 {
-    struct cca_store_extent ext = {0};
     json_error_t jerr;
     json_t *doc;
     size_t at;
-    cca_rc rc;
 
+    memset(ext, 0, sizeof(*ext));
     doc = json_loadb(bytes, len, JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES, &jerr);
-    if (doc == NULL) {
-        rc = cca_error_set(reterr, CCA_ERR_INVALID, "corrupt JSON at line %d: %s",
-                           jerr.line, jerr.text);
-        goto out;
-    }
+    if (doc == NULL)
+        return cca_error_set(reterr, CCA_ERR_INVALID, "corrupt JSON at line %d: %s",
+                             jerr.line, jerr.text);
     at = (size_t)jerr.position; /* bytes read: the document ends there */
     if (at < len && bytes[at] == '\n')
         at++;
-    ext.doc_len = at;
+    ext->doc_len = at;
     while (at < len) {
         const char *nl = line_end(bytes, len, at);
         size_t end = nl != NULL ? (size_t)(nl - bytes) : len;
@@ -514,26 +583,56 @@ cca_rc cca_store_parse(const char *bytes, size_t len, const char *expected_id,
              * append is acknowledged only once its '\n' is flushed, and the next
              * append at file_len would glue its line onto this one).
              */
-            ext.dropped = len - at;
+            ext->dropped = len - at;
             break;
         }
         patch = json_loadb(bytes + at, end - at, JSON_REJECT_DUPLICATES, &jerr);
         if (patch == NULL && end + 1 == len) {
             /* The last line, cut short: an append interrupted before it was flushed. */
-            ext.dropped = len - at;
+            ext->dropped = len - at;
             break;
         }
-        if (patch == NULL || cca_jsonpatch_apply(doc, patch, &perr) != CCA_OK) {
-            rc = cca_error_set(reterr, CCA_ERR_INVALID, "change %u at byte %zu: %s",
-                               ext.patches + 1, at, patch == NULL ? jerr.text : perr.msg);
+        if (patch == NULL || ext->patches == limit ||
+            cca_jsonpatch_apply(doc, patch, &perr) != CCA_OK) {
+            /* Damage in the middle (a second writer, a disk fault, a hand edit). */
+            if (ext->patches < limit)
+                (void)snprintf(ext->damage, sizeof(ext->damage),
+                               "change %u at byte %zu: %.70s", ext->patches + 1, at,
+                               patch == NULL ? jerr.text : perr.msg);
             json_decref(patch);
-            goto out;
+            ext->damaged = len - at;
+            break;
         }
         json_decref(patch);
-        ext.patches++;
+        ext->patches++;
         at = end + 1;
     }
-    ext.file_len = len - ext.dropped;
+    ext->file_len = len - ext->dropped - ext->damaged;
+    *ret_doc = doc;
+    return CCA_OK;
+}
+
+cca_rc cca_store_parse(const char *bytes, size_t len, const char *expected_id,
+                       json_t **ret_doc, struct cca_store_extent *ret,
+                       struct cca_error *reterr)
+{
+    struct cca_store_extent ext;
+    json_t *doc = NULL;
+    cca_rc rc;
+
+    rc = fold(bytes, len, UINT_MAX, &doc, &ext, reterr);
+    if (rc == CCA_OK && ext.damaged > 0) {
+        /* Fold again up to the last good change: a failed one may be half-applied. */
+        char damage[sizeof(ext.damage)];
+
+        memcpy(damage, ext.damage, sizeof(damage));
+        json_decref(doc);
+        doc = NULL;
+        rc = fold(bytes, len, ext.patches, &doc, &ext, reterr);
+        memcpy(ext.damage, damage, sizeof(damage));
+    }
+    if (rc != CCA_OK)
+        goto out;
     rc = cca_dialog_validate(doc, expected_id, reterr);
     if (rc != CCA_OK)
         goto out;
@@ -578,6 +677,52 @@ static bool truncate_file(struct cca_store *s, const char *name, size_t len)
     return ok;
 }
 
+/*
+ * Keep a damaged file aside as <id>.json.damaged-<time> and put the salvaged
+ * @doc in its place, written whole (tmp + flush + rename + directory flush).
+ * On success @ext describes the new file. Returns false, with the file left
+ * as it was, if any step fails.
+ */
+static bool salvage(struct cca_store *s, const char *id, json_t *doc,
+                    struct cca_store_extent *ext, char *aside, size_t aside_size)
+{
+    struct job j = {.kind = JOB_WRITE};
+    char fin[64];
+    char stamp[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    bool ok;
+
+    (void)strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", gmtime_r(&now, &tm));
+    final_name(id, fin);
+    (void)snprintf(aside, aside_size, "%.41s.damaged-%.20s", fin, stamp);
+    (void)snprintf(j.id, sizeof(j.id), "%s", id);
+    j.bytes = cca_dialog_dump(doc, &j.len);
+    write_tmp(s, &j, s->fsync);
+    ok = j.rc == CCA_OK && linkat(s->dirfd, fin, s->dirfd, aside, 0) == 0;
+    if (ok) {
+        char tmp[64];
+
+        tmp_name(id, tmp);
+        ok = renameat(s->dirfd, tmp, s->dirfd, fin) == 0 &&
+             (!s->fsync || fsync(s->dirfd) == 0);
+        if (!ok)
+            (void)unlinkat(s->dirfd, aside, 0);
+    }
+    if (!ok && j.rc == CCA_OK) {
+        char tmp[64];
+
+        tmp_name(id, tmp);
+        (void)unlinkat(s->dirfd, tmp, 0);
+    }
+    if (ok) {
+        memset(ext, 0, sizeof(*ext));
+        ext->file_len = ext->doc_len = j.len;
+    }
+    free((char *)j.bytes);
+    return ok;
+}
+
 cca_rc cca_store_scan(struct cca_store *s, cca_store_load_fn load, cca_store_skip_fn skip,
                       void *ctx, struct cca_error *reterr)
 {
@@ -602,7 +747,8 @@ cca_rc cca_store_scan(struct cca_store *s, cca_store_load_fn load, cca_store_ski
         char *bytes;
 
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
-            strcmp(de->d_name, ".gitkeep") == 0)
+            strcmp(de->d_name, ".gitkeep") == 0 ||
+            strcmp(de->d_name, CCA_STORE_LOCK_FILE) == 0)
             continue;
         if (is_tmp_file(de->d_name)) {
             /* An interrupted write: the target still holds the previous version. */
@@ -631,7 +777,26 @@ cca_rc cca_store_scan(struct cca_store *s, cca_store_load_fn load, cca_store_ski
             continue;
         }
         free(bytes);
-        if (ext.dropped > 0) {
+        if (ext.damaged > 0) {
+            char aside[96];
+            char damage[sizeof(ext.damage)];
+            unsigned kept = ext.patches;
+            size_t lost = ext.damaged;
+
+            memcpy(damage, ext.damage, sizeof(damage));
+            if (salvage(s, id, doc, &ext, aside, sizeof(aside)))
+                (void)snprintf(why, sizeof(why),
+                               "damaged: %s; salvaged with %u changes, %zu bytes "
+                               "dropped; the damaged file is kept as %s",
+                               damage, kept, lost, aside);
+            else
+                (void)snprintf(why, sizeof(why),
+                               "damaged: %s; loaded with %u changes, %zu bytes "
+                               "ignored (the salvaged copy cannot be written)",
+                               damage, kept, lost);
+            if (skip != NULL)
+                skip(ctx, de->d_name, why);
+        } else if (ext.dropped > 0) {
             bool cut = truncate_file(s, de->d_name, ext.file_len);
 
             (void)snprintf(why, sizeof(why),

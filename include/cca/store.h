@@ -46,10 +46,18 @@ struct cca_store_params {
 
 struct cca_store;
 
+/* The lock file in the directory: flock(2)ed by the one server that owns it. */
+#define CCA_STORE_LOCK_FILE ".lock"
+
 /*
- * cca_store_new - open (and create) the directory, check it is writable, and
- * start the writer thread. Returns CCA_OK and a new store in *ret_store, or
- * CCA_ERR_IO / CCA_ERR_NO_SPACE with detail in @reterr.
+ * cca_store_new - open (and create) the directory, check it is writable, take
+ * an exclusive flock(2) on its CCA_STORE_LOCK_FILE (writing our PID in it),
+ * and start the writer thread. Two servers on one directory would interleave
+ * their writes, so the second is refused.
+ * Returns CCA_OK and a new store in *ret_store; CCA_ERR_CONFLICT when another
+ * process holds the lock (its PID in the message); CCA_ERR_IO /
+ * CCA_ERR_NO_SPACE otherwise, with detail in @reterr. The lock is released by
+ * cca_store_free or by the process's death.
  */
 cca_rc cca_store_new(const struct cca_store_params *params, struct cca_store **ret_store,
                      struct cca_error *reterr) CCA_WUR;
@@ -67,12 +75,18 @@ void cca_store_free(struct cca_store *store);
  * @doc_len:  bytes of the leading document, with its newline.
  * @patches:  change lines applied.
  * @dropped:  bytes after @file_len: a last line cut short by a crash.
+ * @damaged:  bytes from the first damaged change line (not valid JSON, or a
+ *            change that does not apply, before the last line) to the end:
+ *            dropped with everything after it; 0 when the file is sound.
+ * @damage:   why, when @damaged > 0 ("change N at byte B: reason"), else "".
  */
 struct cca_store_extent {
     size_t file_len;
     size_t doc_len;
     unsigned patches;
     size_t dropped;
+    size_t damaged;
+    char damage[120];
 };
 
 /*
@@ -82,7 +96,10 @@ struct cca_store_extent {
  * @expected_id, which may be NULL). Blank lines are skipped. A last line that
  * is not valid JSON (with or without its newline) is a cut append: it is
  * reported in ret->dropped and ignored. Any other invalid line, or a change
- * that does not apply, makes the whole file invalid.
+ * that does not apply, is damage: the dialog is salvaged as it was before that
+ * change (no part of the failing change applied) and ret->damaged and
+ * ret->damage say what was dropped. Only a leading document that is not JSON,
+ * or a folded dialog that fails validation, makes the file invalid.
  * Returns CCA_OK with a new document in *ret_doc and the layout in *ret, or
  * CCA_ERR_INVALID with the reason in @reterr (nothing returned). Pure and
  * thread-safe.
@@ -116,10 +133,13 @@ typedef void (*cca_store_skip_fn)(void *ctx, const char *name, const char *why);
 
 /*
  * cca_store_scan - read every <uuid>.json once (start-up), with
- * cca_store_parse. Corrupt, foreign or oversized files are reported to @skip
- * (may be NULL) and left alone; leftover temporary files of interrupted
- * writes are removed, and a cut last line is truncated away (both reported;
- * the file is still loaded).
+ * cca_store_parse. Corrupt, foreign, oversized or non-regular files (a FIFO
+ * or a device is never opened for reading) are reported to @skip (may be
+ * NULL) and left alone; leftover temporary files of interrupted writes are
+ * removed, and a cut last line is truncated away (both reported; the file is
+ * still loaded). A damaged file (cca_store_extent.damaged) is renamed to
+ * <uuid>.json.damaged-<UTC time> and the salvaged dialog written whole as
+ * <uuid>.json (atomic and flushed), both reported; nothing is deleted.
  * Returns CCA_OK, or CCA_ERR_IO if the directory cannot be listed.
  * Call before any write; not thread-safe with respect to writes.
  */

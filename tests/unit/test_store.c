@@ -110,6 +110,14 @@ static void write_text(const char *dir, const char *name, const char *text)
     fclose(f);
 }
 
+static int unlink_lock(const char *dir)
+{
+    char path[256];
+
+    (void)snprintf(path, sizeof(path), "%s/%s", dir, CCA_STORE_LOCK_FILE);
+    return unlink(path);
+}
+
 /* Remove this test's own directory tree (never a glob: tests run in parallel). */
 static void remove_tree(const char *dir)
 {
@@ -422,29 +430,42 @@ static void test_append_past_end(void **state)
     remove_tree(dir);
 }
 
-/* cca_store_parse: blank lines, a bad change in the middle, a change that does not apply.
+/*
+ * cca_store_parse: blank lines, a cut last line, and damage in the middle (a
+ * line that is not JSON, a change that does not apply, an operation we never
+ * write): the dialog is salvaged as it was before the damaged change.
  */
 static void test_parse_rules(void **state)
 {
+    static const char close_op[] =
+        "[{\"op\":\"replace\",\"path\":\"/status\",\"value\":\"closed\"}]\n";
     static const struct {
         const char *tail;
-        cca_rc want;
         unsigned patches;
-        bool cut; /* the whole tail is dropped */
+        bool cut;        /* the whole tail is dropped as a cut append */
+        size_t good;     /* bytes of the tail before the damage */
+        bool damaged;    /* the tail from @good on is damaged */
+        bool closed;     /* the salvaged dialog's status is "closed" */
     } rows[] = {
-        {"", CCA_OK, 0, false},
-        {"\n  \n[]\n", CCA_OK, 1, false},
-        {"[{\"op\":\"replace\",\"path\":\"/status\",\"value\":\"closed\"}]\n", CCA_OK, 1,
+        {"", 0, false, 0, false, false},
+        {"\n  \n[]\n", 1, false, 0, false, false},
+        {close_op, 1, false, 0, false, true},
+        {"[{\"op\":\"replace\",\"path\":\"/status\",\"value\":\"closed\"}", 0, true,
+         0, false, false},
+        {"[{\"op\":\"replace\",\"path\":\"/status\",\"val\n", 0, true, 0, false,
          false},
-        {"[{\"op\":\"replace\",\"path\":\"/status\",\"value\":\"closed\"}", CCA_OK, 0,
-         true},
-        {"[{\"op\":\"replace\",\"path\":\"/status\",\"val\n", CCA_OK, 0, true},
-        {"[{\"op\":\"replace\"\n[]\n", CCA_ERR_INVALID, 0, 0},
-        {"[{\"op\":\"replace\",\"path\":\"/nope\",\"value\":1}]\n", CCA_ERR_INVALID, 0,
-         0},
-        {"[{\"op\":\"move\",\"from\":\"/a\",\"path\":\"/b\"}]\n[]\n", CCA_ERR_INVALID, 0,
-         0},
-        {"{\"op\":\"add\"}\n[]\n", CCA_ERR_INVALID, 0, 0},
+        {"[{\"op\":\"replace\"\n[]\n", 0, false, 0, true, false},
+        {"[{\"op\":\"replace\",\"path\":\"/nope\",\"value\":1}]\n", 0, false, 0, true,
+         false},
+        {"[{\"op\":\"move\",\"from\":\"/a\",\"path\":\"/b\"}]\n[]\n", 0, false, 0,
+         true, false},
+        {"{\"op\":\"add\"}\n[]\n", 0, false, 0, true, false},
+        /* A good change, then one that applies its first operation and fails: none
+         * of the failing change may stay applied. */
+        {"[{\"op\":\"replace\",\"path\":\"/status\",\"value\":\"closed\"}]\n"
+         "[{\"op\":\"replace\",\"path\":\"/status\",\"value\":\"active\"},"
+         "{\"op\":\"remove\",\"path\":\"/nope\"}]\n[]\n",
+         1, false, sizeof(close_op) - 1, true, true},
     };
 
     char id[37];
@@ -459,20 +480,149 @@ static void test_parse_rules(void **state)
         json_t *doc = NULL;
         int n = snprintf(buf, sizeof(buf), "%s%s", head, rows[i].tail);
         cca_rc rc = cca_store_parse(buf, (size_t)n, id, &doc, &ext, &err);
+        size_t tail = strlen(rows[i].tail);
 
-        if (rc != rows[i].want)
-            fail_msg("row %zu: rc %d, want %d (%s)", i, rc, rows[i].want, err.msg);
-        if (rc == CCA_OK) {
-            assert_int_equal(ext.patches, rows[i].patches);
-            assert_int_equal(ext.dropped, rows[i].cut ? strlen(rows[i].tail) : 0);
-            assert_int_equal(ext.doc_len, head_len);
-            assert_int_equal(ext.file_len + ext.dropped, (size_t)n);
-        } else {
-            assert_null(doc);
-        }
+        if (rc != CCA_OK)
+            fail_msg("row %zu: rc %d (%s)", i, rc, err.msg);
+        assert_int_equal(ext.patches, rows[i].patches);
+        assert_int_equal(ext.dropped, rows[i].cut ? tail : 0);
+        assert_int_equal(ext.damaged, rows[i].damaged ? tail - rows[i].good : 0);
+        assert_int_equal(ext.damage[0] != '\0', rows[i].damaged);
+        assert_int_equal(ext.doc_len, head_len);
+        assert_int_equal(ext.file_len + ext.dropped + ext.damaged, (size_t)n);
+        assert_string_equal(json_string_value(json_object_get(doc, "status")),
+                            rows[i].closed ? "closed" : "active");
         json_decref(doc);
     }
+    /* A leading document that is not JSON cannot be salvaged. */
+    {
+        struct cca_store_extent ext = {0};
+        json_t *doc = NULL;
+
+        assert_int_equal(cca_store_parse("{\"dialog_id\":", 14, id, &doc, &ext, NULL),
+                         CCA_ERR_INVALID);
+        assert_null(doc);
+    }
     free(head);
+}
+
+/* A second store on the same directory is refused, naming the holder's PID. */
+static void test_lock(void **state)
+{
+    char dir[] = "/tmp/cca-store-XXXXXX";
+    struct cca_store_params p = {.dir = dir, .fsync = true, .max_file_bytes = 1 << 20};
+    struct cca_store *a = NULL;
+    struct cca_store *b = NULL;
+    struct cca_error err = {0};
+    char pid[32];
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(cca_store_new(&p, &a, NULL), CCA_OK);
+    /* flock(2) locks belong to the open file description: a second open conflicts
+     * even in the same process, as a second server's would. */
+    assert_int_equal(cca_store_new(&p, &b, &err), CCA_ERR_CONFLICT);
+    assert_null(b);
+    (void)snprintf(pid, sizeof(pid), "(pid %ld)", (long)getpid());
+    assert_non_null(strstr(err.msg, pid));
+    assert_non_null(strstr(err.msg, dir));
+    cca_store_free(a);
+    /* Released on free: the directory can be opened again. */
+    assert_int_equal(cca_store_new(&p, &b, NULL), CCA_OK);
+    cca_store_free(b);
+    remove_tree(dir);
+}
+
+/* The scan skips a FIFO named like a dialog without opening it (it would block). */
+static void test_scan_fifo(void **state)
+{
+    char dir[] = "/tmp/cca-store-XXXXXX";
+    struct cca_store_params p = {.dir = dir, .fsync = true, .max_file_bytes = 1 << 20};
+    struct cca_store *s = NULL;
+    struct scan sc = {0};
+    char path[128];
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    (void)snprintf(path, sizeof(path), "%s/33333333-3333-4333-8333-333333333333.json", dir);
+    assert_int_equal(mkfifo(path, 0640), 0);
+    assert_int_equal(cca_store_new(&p, &s, NULL), CCA_OK);
+    assert_int_equal(cca_store_scan(s, on_load, on_skip, &sc, NULL), CCA_OK);
+    assert_int_equal(sc.loaded, 0);
+    assert_int_equal(sc.skipped, 1);
+    cca_store_free(s);
+    remove_tree(dir);
+}
+
+/*
+ * A damaged change line in the middle: the scan loads the dialog as it was
+ * before it, keeps the damaged file aside and writes the salvage as <id>.json.
+ */
+static void test_scan_salvages(void **state)
+{
+    char dir[] = "/tmp/cca-store-XXXXXX";
+    struct cca_store_params p = {.dir = dir, .fsync = true, .max_file_bytes = 1 << 20};
+    struct cca_store *s = NULL;
+    struct scan sc = {0};
+    struct cca_store_extent ext;
+    char id[37];
+    char name[64];
+    char text[8192];
+    size_t len;
+    char *head = make_doc(id, &len);
+    json_t *doc = NULL;
+    DIR *d;
+    struct dirent *de;
+    int aside = 0;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    (void)snprintf(text, sizeof(text),
+                   "%s[{\"op\":\"replace\",\"path\":\"/status\",\"value\":\"closed\"}]\n"
+                   "[{\"op\":\"add\",\"path\":\"/mess{garbage\n"
+                   "[{\"op\":\"replace\",\"path\":\"/status\",\"value\":\"active\"}]\n",
+                   head);
+    (void)snprintf(name, sizeof(name), "%s.json", id);
+    write_text(dir, name, text);
+    assert_int_equal(cca_store_new(&p, &s, NULL), CCA_OK);
+    assert_int_equal(cca_store_scan(s, on_load, on_skip, &sc, NULL), CCA_OK);
+    assert_int_equal(sc.loaded, 1);
+    assert_int_equal(sc.skipped, 1); /* the report of the salvage */
+    /* <id>.json is now the salvaged document alone, status "closed". */
+    assert_int_equal(cca_store_read(s, id, &doc, &ext, NULL), CCA_OK);
+    assert_string_equal(json_string_value(json_object_get(doc, "status")), "closed");
+    assert_int_equal(ext.patches, 0);
+    assert_int_equal(ext.damaged, 0);
+    json_decref(doc);
+    /* The damaged original is kept, byte for byte. */
+    d = opendir(dir);
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL) {
+        char path[512];
+        char got[8192] = {0};
+        FILE *f;
+
+        if (strncmp(de->d_name, name, strlen(name)) != 0 ||
+            strstr(de->d_name, ".damaged-") == NULL)
+            continue;
+        aside++;
+        (void)snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        f = fopen(path, "rb");
+        assert_non_null(f);
+        assert_int_equal(fread(got, 1, sizeof(got) - 1, f), strlen(text));
+        fclose(f);
+        assert_string_equal(got, text);
+    }
+    closedir(d);
+    assert_int_equal(aside, 1);
+    /* A second scan finds a sound file and leaves the copy alone (reported). */
+    sc = (struct scan){0};
+    assert_int_equal(cca_store_scan(s, on_load, on_skip, &sc, NULL), CCA_OK);
+    assert_int_equal(sc.loaded, 1);
+    assert_int_equal(sc.skipped, 1);
+    cca_store_free(s);
+    free(head);
+    remove_tree(dir);
 }
 
 struct writer_arg {
@@ -541,7 +691,9 @@ static void test_write_failure_reported(void **state)
     cca_store_get_health(s, &h);
     assert_true(h.writable);
     assert_true(h.free_bytes > 0);
-    assert_int_equal(rmdir(dir), 0); /* the directory vanishes under the store */
+    /* The directory vanishes under the store. */
+    assert_int_equal(unlink_lock(dir), 0);
+    assert_int_equal(rmdir(dir), 0);
     bytes = make_doc(id, &len);
     reset();
     cca_store_write(s, id, bytes, len, on_done, NULL);
@@ -626,7 +778,8 @@ static void assert_only_file(const char *dir, const char *id)
     assert_non_null(d);
     (void)snprintf(want, sizeof(want), "%s.json", id);
     while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+            strcmp(de->d_name, CCA_STORE_LOCK_FILE) == 0)
             continue;
         assert_string_equal(de->d_name, want);
         n++;
@@ -773,6 +926,9 @@ int main(void)
         cmocka_unit_test(test_line_without_newline),
         cmocka_unit_test(test_append_past_end),
         cmocka_unit_test(test_parse_rules),
+        cmocka_unit_test(test_lock),
+        cmocka_unit_test(test_scan_fifo),
+        cmocka_unit_test(test_scan_salvages),
         cmocka_unit_test(test_group_commit_many_writers),
         cmocka_unit_test(test_write_failure_reported),
         cmocka_unit_test_teardown(test_full_disk, fault_teardown),
@@ -782,6 +938,9 @@ int main(void)
         cmocka_unit_test(test_write_scan_remove),
         cmocka_unit_test(test_append_scan),
         cmocka_unit_test(test_parse_rules),
+        cmocka_unit_test(test_lock),
+        cmocka_unit_test(test_scan_fifo),
+        cmocka_unit_test(test_scan_salvages),
         cmocka_unit_test(test_group_commit_many_writers),
         cmocka_unit_test(test_write_failure_reported),
     };
