@@ -100,10 +100,10 @@ struct cca_http_request {
     /* The valid key presented, borrowed from MHD's header (NULL without one). */
     const char *api_key;
     size_t api_key_len;
-    size_t metric_route; /* route slot for metrics: a table index or "unmatched" */
-    bool sent_early;     /* answered on the socket before the body was complete */
-    bool queued;         /* answer_early queued the response through MHD */
-    bool bad_framing;    /* ambiguous message length (RFC 9112 6.3): close after */
+    size_t metric_route;    /* route slot for metrics: a table index or "unmatched" */
+    bool sent_early;        /* answered on the socket before the body was complete */
+    bool queued;            /* answer_early queued the response through MHD */
+    bool bad_framing;       /* ambiguous message length (RFC 9112 6.3): close after */
     const char *error_code; /* "code" of an error answer, for the request log */
 };
 

@@ -989,8 +989,9 @@ static long port_holder(unsigned port)
  * connections sit in TIME_WAIT), never SO_REUSEPORT, which would let a second
  * server share the port and split the clients between two processes.
  */
-static cca_rc open_listener(const struct sockaddr_storage *ss, const struct cca_config *cfg,
-                            int *ret_fd, struct cca_error *reterr)
+static cca_rc open_listener(const struct sockaddr_storage *ss,
+                            const struct cca_config *cfg, int *ret_fd,
+                            struct cca_error *reterr)
 {
     socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                               : sizeof(struct sockaddr_in);
@@ -1013,9 +1014,9 @@ static cca_rc open_listener(const struct sockaddr_storage *ss, const struct cca_
                                "port %u on %s is already in use by process %ld",
                                cfg->port, cfg->host, pid);
         else
-            rc = cca_error_set(reterr, CCA_ERR_IO, "cannot listen on %s:%u: %s%s",
-                               cfg->host, cfg->port, strerror(e),
-                               e == EADDRINUSE ? " (another process holds the port)" : "");
+            rc = cca_error_set(
+                reterr, CCA_ERR_IO, "cannot listen on %s:%u: %s%s", cfg->host, cfg->port,
+                strerror(e), e == EADDRINUSE ? " (another process holds the port)" : "");
         goto out;
     }
     if (listen(fd, SOMAXCONN) != 0) {

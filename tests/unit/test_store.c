@@ -442,23 +442,22 @@ static void test_parse_rules(void **state)
     static const struct {
         const char *tail;
         unsigned patches;
-        bool cut;        /* the whole tail is dropped as a cut append */
-        size_t good;     /* bytes of the tail before the damage */
-        bool damaged;    /* the tail from @good on is damaged */
-        bool closed;     /* the salvaged dialog's status is "closed" */
+        bool cut;     /* the whole tail is dropped as a cut append */
+        size_t good;  /* bytes of the tail before the damage */
+        bool damaged; /* the tail from @good on is damaged */
+        bool closed;  /* the salvaged dialog's status is "closed" */
     } rows[] = {
         {"", 0, false, 0, false, false},
         {"\n  \n[]\n", 1, false, 0, false, false},
         {close_op, 1, false, 0, false, true},
-        {"[{\"op\":\"replace\",\"path\":\"/status\",\"value\":\"closed\"}", 0, true,
-         0, false, false},
-        {"[{\"op\":\"replace\",\"path\":\"/status\",\"val\n", 0, true, 0, false,
-         false},
+        {"[{\"op\":\"replace\",\"path\":\"/status\",\"value\":\"closed\"}", 0, true, 0,
+         false, false},
+        {"[{\"op\":\"replace\",\"path\":\"/status\",\"val\n", 0, true, 0, false, false},
         {"[{\"op\":\"replace\"\n[]\n", 0, false, 0, true, false},
         {"[{\"op\":\"replace\",\"path\":\"/nope\",\"value\":1}]\n", 0, false, 0, true,
          false},
-        {"[{\"op\":\"move\",\"from\":\"/a\",\"path\":\"/b\"}]\n[]\n", 0, false, 0,
-         true, false},
+        {"[{\"op\":\"move\",\"from\":\"/a\",\"path\":\"/b\"}]\n[]\n", 0, false, 0, true,
+         false},
         {"{\"op\":\"add\"}\n[]\n", 0, false, 0, true, false},
         /* A good change, then one that applies its first operation and fails: none
          * of the failing change may stay applied. */
@@ -544,7 +543,8 @@ static void test_scan_fifo(void **state)
 
     (void)state;
     assert_non_null(mkdtemp(dir));
-    (void)snprintf(path, sizeof(path), "%s/33333333-3333-4333-8333-333333333333.json", dir);
+    (void)snprintf(path, sizeof(path), "%s/33333333-3333-4333-8333-333333333333.json",
+                   dir);
     assert_int_equal(mkfifo(path, 0640), 0);
     assert_int_equal(cca_store_new(&p, &s, NULL), CCA_OK);
     assert_int_equal(cca_store_scan(s, on_load, on_skip, &sc, NULL), CCA_OK);
