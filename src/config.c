@@ -113,6 +113,12 @@ static const struct setting settings[] = {
      "Comma-separated browser origins allowed by CORS, or *; empty: CORS off"},
     {"IDEMPOTENCY_TTL_S", T_UINT, F(idempotency_ttl_s), "86400", 1, 31536000, false,
      "How long an Idempotency-Key is remembered"},
+    {"IDEMPOTENCY_MAX_KEYS", T_UINT, F(idempotency_max_keys), "100000", 1, 10000000,
+     false, "Create Idempotency-Keys remembered at once; the oldest are forgotten first"},
+    {"IDEMPOTENCY_MAX_PER_DIALOG", T_UINT, F(idempotency_max_per_dialog), "100", 1, 10000,
+     false, "Idempotency records kept in one dialog; the oldest are dropped first"},
+    {"ALLOW_ANONYMOUS", T_BOOL, F(allow_anonymous), "false", 0, 0, false,
+     "With ENVIRONMENT=production, start without API keys (an open API) on purpose"},
 };
 
 static cca_rc set_value(struct cca_config *cfg, const struct setting *s, const char *v,
@@ -227,6 +233,7 @@ static cca_rc env_file_line(struct cca_config *cfg, char *line, unsigned lineno,
                             struct cca_error *err)
 {
     char msg[256];
+    struct cca_error verr = {0};
     char *key;
     char *val;
     char *eq;
@@ -261,7 +268,9 @@ static cca_rc env_file_line(struct cca_config *cfg, char *line, unsigned lineno,
     }
     if (secure_getenv(key) != NULL)
         return CCA_OK;
-    return set_value(cfg, s, val, err);
+    if (set_value(cfg, s, val, &verr) != CCA_OK)
+        return cca_error_set(err, verr.code, "%s:%u: %s", path, lineno, verr.msg);
+    return CCA_OK;
 }
 
 static cca_rc load_env_file(struct cca_config *cfg, const char *path,
@@ -341,6 +350,7 @@ void cca_config_print_help(FILE *out)
     fprintf(out,
             "Usage: call-center-agents [serve]   start the HTTP service\n"
             "       call-center-agents route [--eval]   route stdin lines, no server\n"
+            "       call-center-agents version | --version\n"
             "       call-center-agents --help\n\n"
             "Settings (environment variables, also read from ./.env):\n\n");
     fprintf(out, "%-28s %-8s %-26s %s\n", "NAME", "TYPE", "DEFAULT", "RANGE / HELP");
@@ -383,14 +393,19 @@ void cca_config_describe(const struct cca_config *cfg, char *buf, size_t size)
                 (void)snprintf(val, sizeof(val), "%zu", *(const size_t *)base);
                 break;
             case T_DOUBLE:
-                (void)snprintf(val, sizeof(val), "%g", *(const double *)base);
+                /* NAN is the unset value of a setting whose default is empty. */
+                if (isnan(*(const double *)base))
+                    (void)snprintf(val, sizeof(val), "''");
+                else
+                    (void)snprintf(val, sizeof(val), "%g", *(const double *)base);
                 break;
             case T_BOOL:
                 (void)snprintf(val, sizeof(val), "%s",
                                *(const bool *)base ? "true" : "false");
                 break;
             case T_LEVEL:
-                (void)snprintf(val, sizeof(val), "%d", *(const int *)base);
+                (void)snprintf(val, sizeof(val), "%s",
+                               cca_log_level_name(*(const int *)base));
                 break;
         }
         n = snprintf(buf + used, size - used, "%s%s=%s", used ? " " : "", s->name, val);

@@ -281,15 +281,6 @@ out:
     return rc;
 }
 
-static bool is_blank(const char *s)
-{
-    for (; *s; s++) {
-        if (!isspace((unsigned char)*s))
-            return false;
-    }
-    return true;
-}
-
 cca_rc cca_http_parse_message(const char *body, size_t len, char **ret_text,
                               struct cca_error *reterr)
 {
@@ -308,7 +299,7 @@ cca_rc cca_http_parse_message(const char *body, size_t len, char **ret_text,
     rc = get_string(root, "message", "message", 1, 2000, false, &text, reterr);
     if (rc != CCA_OK)
         goto out;
-    if (is_blank(text)) {
+    if (cca_text_is_blank(text, strlen(text))) {
         rc = cca_error_set(reterr, CCA_ERR_INVALID, "message is blank");
         goto out;
     }

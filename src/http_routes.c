@@ -23,7 +23,9 @@ static bool path_id(struct cca_http_request *r, char id[37])
 {
     if (cca_uuid_canonical(r->segment_id, id))
         return true;
-    cca_http_respond_error(r, 404, "not_found", "no dialog with this id");
+    cca_http_respond_error(r, 404, "not_found",
+                           "not a dialog id: dialog ids are UUIDs (RFC 9562), so no "
+                           "dialog has this one");
     return false;
 }
 
@@ -730,7 +732,7 @@ static const struct cca_http_route routes[] = {
     {"DELETE", D "/{id}", h_delete, 200, "dialog_open", CCA_ACCESS_ADMIN},
     {"GET", "/api/v1/dialogues", h_list, 200, NULL, CCA_ACCESS_CLIENT},
     {"GET", "/api/v1/health", h_health, 200, NULL, CCA_ACCESS_PUBLIC},
-    {"GET", "/api/v1/health/detailed", h_health_detailed, 200, NULL, CCA_ACCESS_PUBLIC},
+    {"GET", "/api/v1/health/detailed", h_health_detailed, 200, NULL, CCA_ACCESS_CLIENT},
     {"GET", "/api/v1/health/ready", h_ready, 200, NULL, CCA_ACCESS_PUBLIC},
     {"GET", "/api/v1/health/live", h_live, 200, NULL, CCA_ACCESS_PUBLIC},
     {"GET", "/", h_root, 200, NULL, CCA_ACCESS_PUBLIC},

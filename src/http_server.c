@@ -903,9 +903,16 @@ static cca_rc setup_access(struct cca_http *h, const struct cca_config *cfg,
         rc = cca_access_cors_new(cfg->cors_origins, &h->cors, reterr);
     if (rc != CCA_OK)
         return rc;
-    if (cca_access_keys_count(h->keys) == 0)
+    if (cca_access_keys_count(h->keys) == 0) {
+        /* A production deployment with an open API is refused unless asked for. */
+        if (strcmp(cfg->environment, "production") == 0 && !cfg->allow_anonymous)
+            return cca_error_set(reterr, CCA_ERR_INVALID,
+                                 "ENVIRONMENT=production needs API_KEYS or API_KEYS_FILE "
+                                 "(set ALLOW_ANONYMOUS=true to serve an open API on "
+                                 "purpose)");
         cca_log(LOG_WARNING, "API_KEYS is not set: the API is open to anyone who can "
                              "reach it");
+    }
     if (cfg->rate_limit_rps > 0)
         h->client_limiter = cca_access_limiter_new(
             cfg->rate_limit_rps, (double)cfg->rate_limit_burst, LIMITER_CAPACITY);

@@ -56,21 +56,31 @@ void cca_log_write(int level, const char *file, int line, const char *fmt, ...)
     (void)!write(STDERR_FILENO, buf, (size_t)n);
 }
 
+/* The level names; the first of each level is the one cca_log_level_name gives. */
+static const struct {
+    const char *name;
+    int level;
+} levels[] = {
+    {"error", LOG_ERR},     {"warning", LOG_WARNING}, {"warn", LOG_WARNING},
+    {"notice", LOG_NOTICE}, {"info", LOG_INFO},       {"debug", LOG_DEBUG},
+};
+
 int cca_log_parse_level(const char *name)
 {
-    static const struct {
-        const char *name;
-        int level;
-    } levels[] = {
-        {"error", LOG_ERR},     {"warning", LOG_WARNING}, {"warn", LOG_WARNING},
-        {"notice", LOG_NOTICE}, {"info", LOG_INFO},       {"debug", LOG_DEBUG},
-    };
-
     for (size_t i = 0; name != NULL && i < CCA_ARRAY_SIZE(levels); i++) {
         if (strcasecmp(name, levels[i].name) == 0)
             return levels[i].level;
     }
     return -1;
+}
+
+const char *cca_log_level_name(int level)
+{
+    for (size_t i = 0; i < CCA_ARRAY_SIZE(levels); i++) {
+        if (levels[i].level == level)
+            return levels[i].name;
+    }
+    return "unknown";
 }
 
 void cca_log_set_request_id(const char *id)

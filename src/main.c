@@ -293,6 +293,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "fatal: curl_global_init failed\n");
         return EXIT_FAILURE;
     }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("call-center-agents %s\n", CCA_VERSION);
+        ret = EXIT_SUCCESS;
+        goto out;
+    }
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 ||
         strcmp(cmd, "help") == 0) {
         cca_config_print_help(stdout);

@@ -462,3 +462,33 @@ void cca_text_tokens_cleanup(struct cca_text_tokens *t)
     free(t->stem);
     memset(t, 0, sizeof(*t));
 }
+
+bool cca_text_is_blank(const char *s, size_t len)
+{
+    const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)s;
+    utf8proc_ssize_t left = (utf8proc_ssize_t)len;
+
+    while (left > 0) {
+        utf8proc_int32_t c;
+        utf8proc_ssize_t n = utf8proc_iterate(p, left, &c);
+        const utf8proc_property_t *prop;
+
+        if (n <= 0)
+            return false; /* not UTF-8: not blank, the caller's checks decide */
+        prop = utf8proc_get_property(c);
+        switch (prop->category) {
+            case UTF8PROC_CATEGORY_ZS: /* space separators: U+0020, U+00A0, U+3000 */
+            case UTF8PROC_CATEGORY_ZL: /* U+2028 */
+            case UTF8PROC_CATEGORY_ZP: /* U+2029 */
+            case UTF8PROC_CATEGORY_CF: /* format: U+200B, U+FEFF, U+200D */
+            case UTF8PROC_CATEGORY_CC: /* controls: \t \n \r ... */
+                break;
+            default:
+                if (!prop->ignorable)
+                    return false; /* a default-ignorable (U+034F, U+115F) is blank */
+        }
+        p += n;
+        left -= n;
+    }
+    return true;
+}

@@ -57,6 +57,9 @@ struct cca_config {
     unsigned dialog_rate_limit_per_min; /* 0: no per-dialog message limit */
     char cors_origins[2048];            /* comma-separated, "*" or "" (CORS off) */
     unsigned idempotency_ttl_s;
+    unsigned idempotency_max_keys;       /* create keys remembered at once */
+    unsigned idempotency_max_per_dialog; /* records kept in one dialog document */
+    bool allow_anonymous;                /* production without API keys, on purpose */
 };
 
 /* cca_config_warn_fn - receives one warning (unknown .env key ...), NUL-terminated. */
@@ -69,7 +72,8 @@ typedef void (*cca_config_warn_fn)(void *ctx, const char *msg);
  * "export " prefix and single or double quotes; a line longer than 4 KiB is an
  * error. Unknown keys in the file go to @warn (may be NULL), never fatal.
  * Returns CCA_OK, or CCA_ERR_INVALID naming the variable and its allowed range
- * in @reterr, CCA_ERR_IO for an unreadable file. Not thread-safe (startup only).
+ * in @reterr (a value from the file is prefixed with "<file>:<line>: "),
+ * CCA_ERR_IO for an unreadable file. Not thread-safe (startup only).
  */
 cca_rc cca_config_load(struct cca_config *cfg, const char *env_file,
                        cca_config_warn_fn warn, void *warn_ctx,

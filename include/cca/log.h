@@ -31,6 +31,12 @@ void cca_log_write(int level, const char *file, int line, const char *fmt, ...)
 int cca_log_parse_level(const char *name);
 
 /*
+ * cca_log_level_name - the name of syslog @level as LOG_LEVEL takes it
+ * ("info"), or "unknown". Static string; thread-safe.
+ */
+const char *cca_log_level_name(int level);
+
+/*
  * cca_log_set_request_id - set the request id printed by this thread's log lines
  * (NULL clears it). @id is copied. Thread-local.
  */

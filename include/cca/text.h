@@ -28,6 +28,15 @@ const char *cca_lang_code(enum cca_lang lang);
 bool cca_text_is_utf8(const char *s, size_t len);
 
 /*
+ * cca_text_is_blank - true if @s[0..len) shows nothing: every code point is a
+ * separator (Unicode general categories Zs, Zl, Zp), a control (Cc), a format
+ * character (Cf: U+200B, U+FEFF ...) or default-ignorable, by utf8proc's
+ * character properties. An empty string is blank; a string that is not UTF-8
+ * is not. Thread-safe.
+ */
+bool cca_text_is_blank(const char *s, size_t len);
+
+/*
  * cca_text_codepoints - number of Unicode code points in @s[0..len), or -1 if
  * it is not valid UTF-8 as defined by cca_text_is_utf8. Thread-safe.
  */

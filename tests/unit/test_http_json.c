@@ -120,6 +120,32 @@ static void test_message(void **state)
     assert_int_equal(cca_http_parse_message("{\"message\":\"  \"}",
                                             strlen("{\"message\":\"  \"}"), &text, &err),
                      CCA_ERR_INVALID);
+    /* Blank in Unicode: separators, line/paragraph separators, format characters. */
+    {
+        static const char *const blanks[] = {
+            "\\u00a0\\u00a0", "\\u3000",        "\\u2028",        "\\u2029", "\\u200b",
+            "\\ufeff",        "\\u2003 \\t\\n", "\\u180e\\u200d", "\\u034f",
+        };
+
+        for (size_t i = 0; i < CCA_ARRAY_SIZE(blanks); i++) {
+            char body[128];
+
+            (void)snprintf(body, sizeof(body), "{\"message\":\"%s\"}", blanks[i]);
+            text = NULL;
+            if (cca_http_parse_message(body, strlen(body), &text, &err) !=
+                CCA_ERR_INVALID)
+                fail_msg("%s was accepted as a message", body);
+            assert_null(text);
+            assert_non_null(strstr(err.msg, "blank"));
+        }
+    }
+    /* ... and one visible character among them is a message. */
+    assert_int_equal(cca_http_parse_message("{\"message\":\"\\u3000?\\u200b\"}",
+                                            strlen("{\"message\":\"\\u3000?\\u200b\"}"),
+                                            &text, &err),
+                     CCA_OK);
+    free(text);
+    text = NULL;
     assert_int_equal(
         cca_http_parse_message("{\"message\":\"x\",\"message_type\":\"system\"}",
                                strlen("{\"message\":\"x\",\"message_type\":\"system\"}"),
