@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -130,20 +131,59 @@ static void give_back_memory(struct cca_engine *engine, struct trim_state *ts)
     cca_log(LOG_DEBUG, "event=heap_trimmed duration_us=%lld", (long long)took);
 }
 
-/* Wait for SIGTERM or SIGINT, trimming the heap whenever the server goes quiet. */
-static void wait_for_stop(const sigset_t *stop_signals, struct cca_engine *engine)
+/*
+ * Stop signals. SIGTERM and SIGINT are blocked in every thread (the mask is set
+ * before any thread exists) and taken by one thread in sigwait(2), so none is
+ * lost to a thread that does not care. Before the server is up (loading data,
+ * scanning a large or odd storage directory) a stop request ends the process
+ * at once: nothing has been acknowledged yet, every store write is atomic, and
+ * the kernel releases the storage lock. Once serving, it wakes the main thread
+ * for a graceful stop.
+ */
+struct stop_watch {
+    sigset_t signals;
+    pthread_mutex_t lock;
+    bool serving; /* under lock */
+    sem_t stop;   /* posted once a stop signal arrives while serving */
+};
+
+static void *watch_stop_signals(void *arg)
 {
-    const struct timespec tick = {.tv_sec = IDLE_CHECK_MS / 1000,
-                                  .tv_nsec = (IDLE_CHECK_MS % 1000) * 1000000L};
+    struct stop_watch *w = arg;
+    int sig = 0;
+
+    if (sigwait(&w->signals, &sig) != 0)
+        return NULL;
+    pthread_mutex_lock(&w->lock);
+    if (!w->serving) {
+        cca_log(LOG_NOTICE, "event=stopped signal=%d: stop requested during start-up",
+                sig);
+        _exit(EXIT_SUCCESS);
+    }
+    pthread_mutex_unlock(&w->lock);
+    (void)sem_post(&w->stop);
+    return NULL;
+}
+
+/* Wait for the stop signal, trimming the heap whenever the server goes quiet. */
+static void wait_for_stop(struct stop_watch *w, struct cca_engine *engine)
+{
     struct trim_state ts = {0};
 
+    pthread_mutex_lock(&w->lock);
+    w->serving = true;
+    pthread_mutex_unlock(&w->lock);
     ts.seen_turns = ts.trimmed_turns = turns_done(engine);
     for (;;) {
-        int sig = sigtimedwait(stop_signals, NULL, &tick);
+        struct timespec tick;
 
-        if (sig > 0)
+        (void)clock_gettime(CLOCK_REALTIME, &tick);
+        tick.tv_nsec += (IDLE_CHECK_MS % 1000) * 1000000L;
+        tick.tv_sec += IDLE_CHECK_MS / 1000 + tick.tv_nsec / 1000000000L;
+        tick.tv_nsec %= 1000000000L;
+        if (sem_timedwait(&w->stop, &tick) == 0)
             return;
-        if (sig < 0 && errno == EAGAIN)
+        if (errno == ETIMEDOUT)
             give_back_memory(engine, &ts);
     }
 }
@@ -157,7 +197,8 @@ static int serve(const struct cca_config *cfg)
     struct cca_llm *llm = NULL;
     struct cca_engine *engine = NULL;
     struct cca_http *http = NULL;
-    sigset_t stop_signals;
+    struct stop_watch watch = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    pthread_t watcher;
     char desc[4096];
     int64_t deadline;
     int ret = EXIT_FAILURE;
@@ -171,10 +212,16 @@ static int serve(const struct cca_config *cfg)
      * the mask, so the signal stays pending until sigwait below takes it. A
      * handler plus pause() loses it when the kernel delivers it to another thread.
      */
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGINT);
-    (void)pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    sigemptyset(&watch.signals);
+    sigaddset(&watch.signals, SIGTERM);
+    sigaddset(&watch.signals, SIGINT);
+    (void)pthread_sigmask(SIG_BLOCK, &watch.signals, NULL);
+    if (sem_init(&watch.stop, 0, 0) != 0 ||
+        pthread_create(&watcher, NULL, watch_stop_signals, &watch) != 0) {
+        cca_log(LOG_ERR, "cannot start the signal thread");
+        return EXIT_FAILURE;
+    }
+    (void)pthread_detach(watcher);
     rc = make_router(cfg, &router, &err);
     if (rc == CCA_OK)
         rc = cca_agents_new(cfg->data_dir, &agents, &err);
@@ -252,7 +299,7 @@ static int serve(const struct cca_config *cfg)
     }
     cca_log(LOG_INFO, "event=listening host=%s port=%u threads=%u", cfg->host,
             cca_http_port(http), cfg->threads);
-    wait_for_stop(&stop_signals, engine);
+    wait_for_stop(&watch, engine);
 
     /* Stop accepting, let turns in flight finish within the LLM deadline, exit 0. */
     cca_log(LOG_INFO, "event=stopping: finishing turns in flight");

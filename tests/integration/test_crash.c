@@ -524,9 +524,14 @@ static unsigned long scan_dir(struct crash *c, struct disk *keep, unsigned long 
         (void)snprintf(path, sizeof(path), "%s/%s", c->dialogs, de->d_name);
         bytes = read_all(path, &len);
         if (bytes == NULL ||
-            cca_store_parse(bytes, len, id, &doc, &ext, &err) != CCA_OK) {
+            cca_store_parse(bytes, len, id, &doc, &ext, &err) != CCA_OK ||
+            ext.damaged > 0) {
             c->torn++;
-            DIAG(c, "TORN %s: %s", de->d_name, bytes ? err.msg : "unreadable");
+            DIAG(c, "TORN %s: %s", de->d_name,
+                 bytes == NULL ? "unreadable"
+                 : doc != NULL ? ext.damage
+                               : err.msg);
+            json_decref(doc);
             free(bytes);
             continue;
         }

@@ -422,10 +422,19 @@ static const struct row rows[] = {
      .headers = "Content-Type: application/json\r\nContent-Length: "
                 "99999999999999999999999\r\n",
      .want_status = 413},
-    /* RFC 9112 6.3: Transfer-Encoding overrides Content-Length. */
+    /* RFC 9112 6.3: no clear length, 400 and close (a smuggling vector otherwise). */
     {"Content-Length and chunked together", M_CHUNKED, "POST", D "/create",
-     .headers = "Content-Length: 5\r\n", .body = CREATE, .want_status = 201,
-     .new_files = 1},
+     .headers = "Content-Length: 5\r\n", .body = CREATE, .want_status = 400,
+     .want_code = "bad_framing"},
+    {"two Content-Length values that differ", M_RAW, "POST", D "/create", .ctype = "",
+     .headers = "Content-Type: application/json\r\nContent-Length: 34\r\n"
+                "Content-Length: 35\r\n",
+     .want_status = 400, .want_code = "bad_framing"},
+    {"two Content-Length values that differ, message", M_RAW, "POST", D "/{ID}/message",
+     .ctype = "",
+     .headers = "Content-Type: application/json\r\nContent-Length: 19\r\n"
+                "Content-Length: 0\r\n",
+     .want_status = 400, .want_code = "bad_framing"},
     {"empty body, create", M_CURL, "POST", D "/create", .body = "", .want_status = 400,
      .want_code = "invalid_json"},
     {"empty body, no content type", M_RAW, "POST", D "/create", .ctype = "",
@@ -473,6 +482,22 @@ static const struct row rows[] = {
     {"raw NUL byte in body", M_CURL, "POST", D "/{ID}/message",
      .body = "{\"message\":\"a\0b\"}", .body_len = 17, .want_status = 400,
      .want_code = "invalid_utf8"},
+    /* -- blank in Unicode (separators, format characters): 422 like ASCII blanks -- */
+    {"message of U+00A0", M_CURL, "POST", D "/{ID}/message",
+     .body = "{\"message\":\"\xc2\xa0\xc2\xa0\"}", .want_status = 422,
+     .want_code = "validation_error"},
+    {"message of U+3000", M_CURL, "POST", D "/{ID}/message",
+     .body = "{\"message\":\"\\u3000\"}", .want_status = 422,
+     .want_code = "validation_error"},
+    {"message of U+2028", M_CURL, "POST", D "/{ID}/message",
+     .body = "{\"message\":\"\xe2\x80\xa8\"}", .want_status = 422,
+     .want_code = "validation_error"},
+    {"message of U+200B", M_CURL, "POST", D "/{ID}/message",
+     .body = "{\"message\":\"\\u200b\"}", .want_status = 422,
+     .want_code = "validation_error"},
+    {"message of U+FEFF", M_CURL, "POST", D "/{ID}/message",
+     .body = "{\"message\":\"\xef\xbb\xbf\"}", .want_status = 422,
+     .want_code = "validation_error"},
     {"escaped \\u0000", M_CURL, "POST", D "/{ID}/message",
      .body = "{\"message\":\"a\\u0000b\"}", .want_status = 400,
      .want_code = "invalid_json"},
@@ -685,7 +710,8 @@ static bool storage_clean(const struct ctx *c, char *why, size_t why_size)
         char id[37];
         size_t len = strlen(e->d_name);
 
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+            strcmp(e->d_name, ".lock") == 0) /* the server's storage lock */
             continue;
         (void)snprintf(id, sizeof(id), "%.36s", e->d_name);
         if (len != 41 || strcmp(e->d_name + 36, ".json") != 0 ||
@@ -845,6 +871,62 @@ static void test_hostile_table(void **state)
     fflush(stdout);
     assert_int_equal(h_stop(&c.srv), 0);
     assert_int_equal(failed, 0);
+}
+
+/*
+ * Request smuggling (RFC 9112 section 6.3): a request with Content-Length and
+ * Transfer-Encoding whose chunked body hides a second request. The server
+ * must answer the first with 400 and close the connection, so the hidden
+ * request is never read, and no dialog is created by either.
+ */
+static void test_smuggling(void **state)
+{
+    struct ctx c = {0};
+    struct raw_resp r = {0};
+    char attack[1024];
+    char more[256];
+    ssize_t n = 0;
+    int fd;
+
+    (void)state;
+    (void)snprintf(attack, sizeof(attack),
+                   "POST " D "/create HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   "Content-Type: application/json\r\nContent-Length: 4\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n"
+                   "%zx\r\n" CREATE "\r\n0\r\n\r\n"
+                   "POST " D "/create HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n" CREATE,
+                   strlen(CREATE), strlen(CREATE));
+    h_tmpdir(c.dir);
+    h_server_start(&c.srv, c.dir, NULL);
+    fd = raw_connect(c.srv.port);
+    assert_true(fd >= 0);
+    assert_true(raw_send(fd, attack, strlen(attack)));
+    raw_read(fd, READ_TIMEOUT_MS, &r);
+    assert_int_equal(r.status, 400);
+    assert_string_equal(code_of(r.json), "bad_framing");
+    assert_non_null(strcasestr(r.raw, "\r\nConnection: close\r\n"));
+    /* Nothing else comes: the connection closes without a second response. */
+    for (int i = 0; i < 100; i++) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+
+        assert_true(poll(&p, 1, READ_TIMEOUT_MS) == 1);
+        n = recv(fd, more, sizeof(more), 0);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
+        break;
+    }
+    assert_true(n <= 0);
+    close(fd);
+    raw_resp_free(&r);
+    c.files = 0;
+    {
+        char why[256] = "";
+
+        if (!storage_clean(&c, why, sizeof(why)))
+            fail_msg("%s", why);
+    }
+    assert_int_equal(h_stop(&c.srv), 0);
 }
 
 /* ---- connections beyond MAX_CONNECTIONS -------------------------------------------- */
@@ -1066,6 +1148,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_hostile_table, h_kill_all),
+        cmocka_unit_test_teardown(test_smuggling, h_kill_all),
         cmocka_unit_test_teardown(test_connection_flood, h_kill_all),
         cmocka_unit_test_teardown(test_slowloris, h_kill_all),
     };
