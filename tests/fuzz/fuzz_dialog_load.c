@@ -198,7 +198,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(err.code == CCA_ERR_INVALID);
         return 0;
     }
-    FUZZ_CHECK(ext.doc_len <= ext.file_len && ext.file_len + ext.dropped == size);
+    FUZZ_CHECK(ext.doc_len <= ext.file_len &&
+               ext.file_len + ext.dropped + ext.damaged == size);
+    FUZZ_CHECK((ext.damaged > 0) == (ext.damage[0] != '\0'));
+    FUZZ_CHECK(ext.dropped == 0 || ext.damaged == 0);
     check_valid(doc, json_string_value(json_object_get(doc, "dialog_id")));
     json_decref(doc);
     return 0;

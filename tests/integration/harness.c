@@ -152,6 +152,66 @@ void h_fake_start(struct proc *p, const char *dir, unsigned latency_ms)
     assert_true(p->port > 0);
 }
 
+pid_t h_server_spawn(const char *dir, const char *const *env, const char *cmd,
+                     const char *log)
+{
+    char *envp[64];
+    char storage[128];
+    char datadir[512];
+    char *argv[] = {(char *)"call-center-agents", (char *)cmd, NULL};
+    char cwd[512];
+    int n = 0;
+    pid_t pid;
+
+    assert_non_null(getenv("CCA_SERVER"));
+    assert_non_null(getenv("CCA_DATA_DIR"));
+    /* The caller's settings first: getenv(3) takes the first of a repeated name. */
+    for (int i = 0; env != NULL && env[i] != NULL && n < 58; i++)
+        envp[n++] = (char *)env[i];
+    (void)snprintf(storage, sizeof(storage), "DIALOGS_STORAGE_PATH=%s/dialogs", dir);
+    (void)snprintf(datadir, sizeof(datadir), "DATA_DIR=%s", getenv("CCA_DATA_DIR"));
+    envp[n++] = (char *)"PORT=0";
+    envp[n++] = (char *)"HOST=127.0.0.1";
+    envp[n++] = storage;
+    envp[n++] = datadir;
+    envp[n++] = (char *)"LOG_LEVEL=info";
+    envp[n] = NULL;
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    assert_int_equal(chdir(dir), 0);
+    pid = spawn(getenv("CCA_SERVER"), argv, envp, log);
+    assert_int_equal(chdir(cwd), 0);
+    return pid;
+}
+
+int h_wait_exit(pid_t pid, long timeout_ms)
+{
+    int status = 0;
+
+    for (long i = 0; i < timeout_ms / 10; i++) {
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            track(pid, false);
+            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        }
+        sleep_ms(10);
+    }
+    return -2;
+}
+
+char *h_read_text(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *text = calloc(1, 1 << 20);
+    size_t n;
+
+    assert_non_null(text);
+    if (f == NULL)
+        return text;
+    n = fread(text, 1, (1 << 20) - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    return text;
+}
+
 void h_server_start(struct proc *p, const char *dir, const char *const *env)
 {
     const char *exe = getenv("CCA_SERVER");

@@ -33,6 +33,22 @@ void h_fake_start(struct proc *p, const char *dir, unsigned latency_ms);
  */
 void h_server_start(struct proc *p, const char *dir, const char *const *env);
 
+/*
+ * h_server_spawn - start the server binary with command @cmd (NULL: serve) in
+ * @dir, output to @log, without waiting for anything. @env (NULL-terminated,
+ * may be NULL) comes before the defaults of h_server_start, so it overrides
+ * them (PORT=..., DIALOGS_STORAGE_PATH=...). Returns the pid.
+ */
+pid_t h_server_spawn(const char *dir, const char *const *env, const char *cmd,
+                     const char *log);
+
+/* h_wait_exit - the exit status of @pid within @timeout_ms; -1 killed by a signal,
+ * -2 still running (not killed). */
+int h_wait_exit(pid_t pid, long timeout_ms);
+
+/* h_read_text - the first MiB of file @path as a string (new; "" if missing). */
+char *h_read_text(const char *path);
+
 /* SIGKILL @p and reap it (quietly: the death is intended). */
 void h_kill(struct proc *p);
 

@@ -239,13 +239,9 @@ static void test_api_keys(void **state)
     const char *basic[] = {"Authorization: Basic dXNlcjpwYXNz", NULL};
     const char *admin[] = {BEARER(ADMIN_KEY), NULL};
     const char *admin_x[] = {XKEY(ADMIN_KEY), NULL};
-    const char *public_paths[] = {"/api/v1/health",
-                                  "/api/v1/health/detailed",
-                                  "/api/v1/health/ready",
-                                  "/api/v1/health/live",
-                                  "/",
-                                  "/openapi.yaml",
-                                  "/metrics"};
+    const char *public_paths[] = {"/api/v1/health",      "/api/v1/health/ready",
+                                  "/api/v1/health/live", "/",
+                                  "/openapi.yaml",       "/metrics"};
     const char *keys[] = {CLIENT_KEY, CLIENT_KEY2, ADMIN_KEY, WRONG_KEY};
     struct h_resp r;
     char v[512];
