@@ -704,6 +704,10 @@ http {
                 self.kill_all()
             log("%s done in %.1f s" % (s, time.time() - t))
         machine["loadavg_end"] = os.getloadavg()
+        if self.args.smoke:  # tiny loads: no target is judged, only errors are kept
+            for r in self.rows:
+                if not r["verdict"].startswith("error"):
+                    r["verdict"] = ""
         result = dict(mode="smoke" if self.args.smoke else "full", started=self.stamp,
                       duration_s=round(time.time() - started, 1), machine=machine,
                       scenarios=self.raw, table=self.rows, failed=self.failed)
@@ -782,17 +786,28 @@ def machine_info():
 
 
 def print_table(rows, result):
+    smoke = result["mode"] == "smoke"
     head = ("scenario", "metric", "ours", "peer(s)", "target", "verdict")
-    cells = [head] + [(r["scenario"], r["metric"], r["ours"], r["peers"], r["target"],
-                       r["verdict"]) for r in rows]
-    w = [max(len(str(c[i])) for c in cells) for i in range(6)]
+    cells = [(r["scenario"], r["metric"], r["ours"], r["peers"], r["target"], r["verdict"])
+             for r in rows]
+    if smoke:
+        # No verdict column: a smoke run judges nothing. A scenario that could
+        # not run still shows its error.
+        if any(c[5] for c in cells):
+            head = head[:5] + ("error",)
+        else:
+            head = head[:5]
+            cells = [c[:5] for c in cells]
+    cells = [head] + cells
+    w = [max(len(str(c[i])) for c in cells) for i in range(len(head))]
     m = result["machine"]
     print("\n%s run, %s, %d cores, load average %.1f at start, %.1f at end, %.0f s" % (
         result["mode"], m["cpu"], m["cores"], m["loadavg_start"][0], m["loadavg_end"][0],
         result["duration_s"]))
-    if result["mode"] == "smoke":
-        print("SMOKE RUN: tiny loads that only prove the scripts work; "
-              "the figures and verdicts below mean nothing.")
+    if smoke:
+        print("Smoke run: tiny loads that only prove the benchmark scripts work. These "
+              "figures are not measurements and no target is judged (scripts/bench "
+              "without --smoke measures; docs/BENCHMARKS.md).")
     for i, c in enumerate(cells):
         print(" | ".join(str(x).ljust(w[k]) for k, x in enumerate(c)).rstrip())
         if i == 0:
