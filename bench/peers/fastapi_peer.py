@@ -2,9 +2,10 @@
 """The seed's stack as a benchmark peer: FastAPI + uvicorn, one JSON file per
 dialog, one OpenAI-style Chat Completions call per turn.
 
-This is the seed's design (../shared/reference/seed-call-center-agents.md,
-sections 1.4 and 6) written as well as that design allows, so that the
-comparison is honest:
+This is the seed's design (the Python service this project replaces, the
+public FastAPI project softkisik228/Call-Center-Agents at commit 63d2787: its
+dialogue endpoints and its one-file-per-dialog storage) written as well as that
+design allows, so that the comparison is honest:
   * one httpx.AsyncClient for the whole process, created at start-up, with no
     connection cap (the seed built five OpenAI clients and a graph per request);
   * one LLM call per turn (the seed made two to four);
