@@ -196,7 +196,7 @@ json_t *cca_dialog_find_idempotency(json_t *doc, const char *key, const char *op
 
 json_t *cca_dialog_with_idempotency(json_t *doc, const char *key, const char *operation,
                                     const char *request_hash, json_t *response,
-                                    int64_t now_ms, int64_t ttl_ms)
+                                    int64_t now_ms, int64_t ttl_ms, size_t max_records)
 {
     json_t *copy = json_copy(doc);
     json_t *meta = cow_child(copy, doc, "metadata");
@@ -208,6 +208,13 @@ json_t *cca_dialog_with_idempotency(json_t *doc, const char *key, const char *op
     json_array_foreach (old, i, rec) {
         if (record_live(rec, now_ms, ttl_ms))
             (void)json_array_append(records, rec);
+    }
+    if (max_records > 0 && json_array_size(records) >= max_records) {
+        /* Full: keep the newest half (records are in the order they were added). */
+        size_t drop = json_array_size(records) - max_records / 2;
+
+        while (drop-- > 0)
+            (void)json_array_remove(records, 0);
     }
     rec = json_object();
     (void)json_object_set_new(rec, "key", json_string(key));

@@ -15,10 +15,16 @@
 #include "cca/mem.h"
 #include "cca/text.h"
 
-/* An Idempotency-Key of a create, mapped to the dialog it created (tsearch tree). */
+/*
+ * An Idempotency-Key of a create, mapped to the dialog it created (tsearch
+ * tree), and in a list from the oldest to the newest: at most
+ * IDEMPOTENCY_MAX_KEYS are kept, the oldest forgotten first.
+ */
 struct create_key {
     char *key;
     struct slot *en;
+    struct create_key *older;
+    struct create_key *newer;
 };
 
 /*
@@ -133,6 +139,8 @@ struct cca_engine {
     bool started;
     pthread_t thread;
     void *create_keys; /* tsearch(3) root of struct create_key, engine thread only */
+    struct create_key *oldest_key; /* the same keys, oldest first (engine thread) */
+    struct create_key *newest_key;
     struct cca_engine_metrics metrics;
 };
 
@@ -218,20 +226,6 @@ static struct slot *create_key_find(struct cca_engine *e, const char *key)
     return found != NULL ? (*found)->en : NULL;
 }
 
-static void create_key_add(struct cca_engine *e, struct slot *en, const char *key)
-{
-    struct create_key *k = cca_xcalloc(1, sizeof(*k));
-    struct create_key **node;
-
-    k->key = cca_xstrdup(key);
-    k->en = en;
-    node = tsearch(k, &e->create_keys, create_key_cmp);
-    /* NULL: out of memory (fatal, like cca_xmalloc); another node: a caller bug. */
-    if (node == NULL || *node != k)
-        abort();
-    en->create_key = k;
-}
-
 static void create_key_free(void *p)
 {
     struct create_key *k = p;
@@ -242,11 +236,52 @@ static void create_key_free(void *p)
 
 static void create_key_forget(struct cca_engine *e, struct slot *en)
 {
-    if (en->create_key == NULL)
+    struct create_key *k = en->create_key;
+
+    if (k == NULL)
         return;
-    (void)tdelete(en->create_key, &e->create_keys, create_key_cmp);
-    create_key_free(en->create_key);
+    if (k->older != NULL)
+        k->older->newer = k->newer;
+    else
+        e->oldest_key = k->newer;
+    if (k->newer != NULL)
+        k->newer->older = k->older;
+    else
+        e->newest_key = k->older;
+    (void)tdelete(k, &e->create_keys, create_key_cmp);
+    create_key_free(k);
     en->create_key = NULL;
+    atomic_fetch_sub_explicit(&e->metrics.idempotency_keys, 1, memory_order_relaxed);
+}
+
+static void create_key_add(struct cca_engine *e, struct slot *en, const char *key)
+{
+    struct create_key *k;
+    struct create_key **node;
+
+    /* The bound: the oldest key makes room (its dialog stays, only the key goes). */
+    while (e->oldest_key != NULL &&
+           atomic_load_explicit(&e->metrics.idempotency_keys, memory_order_relaxed) >=
+               e->cfg->idempotency_max_keys) {
+        create_key_forget(e, e->oldest_key->en);
+        atomic_fetch_add_explicit(&e->metrics.idempotency_keys_evicted, 1,
+                                  memory_order_relaxed);
+    }
+    k = cca_xcalloc(1, sizeof(*k));
+    k->key = cca_xstrdup(key);
+    k->en = en;
+    node = tsearch(k, &e->create_keys, create_key_cmp);
+    /* NULL: out of memory (fatal, like cca_xmalloc); another node: a caller bug. */
+    if (node == NULL || *node != k)
+        abort();
+    k->older = e->newest_key;
+    if (e->newest_key != NULL)
+        e->newest_key->newer = k;
+    else
+        e->oldest_key = k;
+    e->newest_key = k;
+    en->create_key = k;
+    atomic_fetch_add_explicit(&e->metrics.idempotency_keys, 1, memory_order_relaxed);
 }
 
 /* ---- document cache (caller holds the lock) ------------------------------------ */
@@ -541,7 +576,8 @@ static void persist(struct cca_engine *e, struct op *op)
         json_t *doc = cca_dialog_with_idempotency(
             op->new_doc, op->req.idempotency_key, idempotent_op_name(op),
             op->req.request_hash, op->result, cca_time_wall_ms(),
-            (int64_t)e->cfg->idempotency_ttl_s * 1000);
+            (int64_t)e->cfg->idempotency_ttl_s * 1000,
+            e->cfg->idempotency_max_per_dialog);
 
         json_decref(op->new_doc);
         op->new_doc = doc;

@@ -520,6 +520,15 @@ static void render_engine(struct cca_engine *engine, FILE *out)
     cca_metrics_single(out, "cca_idempotent_replays_total", "counter",
                        "Requests answered from an Idempotency-Key record",
                        (double)atomic_load(&m->idempotent_replays));
+    cca_metrics_single(
+        out, "cca_idempotency_keys", "gauge",
+        "Create Idempotency-Keys remembered (at most IDEMPOTENCY_MAX_KEYS)",
+        (double)atomic_load(&m->idempotency_keys));
+    cca_metrics_single(
+        out, "cca_idempotency_keys_evicted_total", "counter",
+        "Create Idempotency-Keys forgotten before their TTL to stay within "
+        "IDEMPOTENCY_MAX_KEYS",
+        (double)atomic_load(&m->idempotency_keys_evicted));
     cca_metrics_single(out, "cca_dialog_cache_dialogs", "gauge",
                        "Dialogs whose parsed document is cached in memory",
                        (double)st.cached);

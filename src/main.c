@@ -56,15 +56,46 @@ static cca_rc make_router(const struct cca_config *cfg, struct cca_router **ret,
     return cca_router_new(cfg->lexicon_path, &rp, ret, err);
 }
 
-/* Raise the descriptor limit: every connection and every LLM call needs one. */
-static void raise_nofile(void)
+/* Descriptors the server needs besides connections: store, epoll, logs, timers. */
+#define RESERVED_FDS 64
+
+/*
+ * Make the descriptor limit fit the settings: every HTTP connection needs one
+ * and, with an LLM, so does each call it waits on (one per connection at
+ * most). Raise the soft RLIMIT_NOFILE to the hard one; if MAX_CONNECTIONS
+ * still does not fit, lower it so that the connections cannot starve the
+ * store and the LLM client of descriptors (a refused connection is better
+ * than a turn that cannot be written), and say so with the numbers.
+ */
+static void fit_descriptors(struct cca_config *cfg)
 {
     struct rlimit rl;
+    unsigned per_conn = cca_config_has_llm(cfg) ? 2 : 1;
+    rlim_t need = (rlim_t)cfg->max_connections * per_conn + RESERVED_FDS;
+    unsigned fit;
 
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < need && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need;
         (void)setrlimit(RLIMIT_NOFILE, &rl);
+        (void)getrlimit(RLIMIT_NOFILE, &rl);
     }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+        return;
+    fit = rl.rlim_cur > RESERVED_FDS + per_conn
+              ? (unsigned)((rl.rlim_cur - RESERVED_FDS) / per_conn)
+              : 1;
+    cca_log(
+        LOG_WARNING,
+        "RLIMIT_NOFILE=%llu (hard %llu) is below the %llu descriptors MAX_CONNECTIONS=%u "
+        "needs (%u per connection%s, plus %d); MAX_CONNECTIONS lowered to %u. Raise "
+        "the limit (ulimit -n, systemd LimitNOFILE=, docker --ulimit nofile=) or set "
+        "MAX_CONNECTIONS=%u",
+        (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+        (unsigned long long)need, cfg->max_connections, per_conn,
+        per_conn > 1 ? ", with its LLM call" : "", RESERVED_FDS, fit, fit);
+    cfg->max_connections = fit;
 }
 
 /* How often the main thread looks whether the server went idle (ms). */
@@ -206,7 +237,6 @@ static int serve(const struct cca_config *cfg)
 
     cca_config_describe(cfg, desc, sizeof(desc));
     cca_log(LOG_INFO, "starting version=%s %s", CCA_VERSION, desc);
-    raise_nofile();
     /*
      * Block SIGTERM and SIGINT before any thread exists: every thread inherits
      * the mask, so the signal stays pending until sigwait below takes it. A
@@ -370,6 +400,7 @@ int main(int argc, char **argv)
         cca_router_free(router);
         cca_text_thread_cleanup();
     } else if (strcmp(cmd, "serve") == 0) {
+        fit_descriptors(&cfg);
         ret = serve(&cfg);
     } else {
         fprintf(stderr, "unknown command '%s'\n\n", cmd);

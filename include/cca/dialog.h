@@ -163,12 +163,16 @@ json_t *cca_dialog_find_idempotency(json_t *doc, const char *key, const char *op
 /*
  * cca_dialog_with_idempotency - @doc plus a record {@key, @operation,
  * @request_hash, created_at @now_ms, @response (borrowed, copied by
- * reference)}, without the records older than @ttl_ms. @doc is borrowed and
- * not changed. Returns a new reference.
+ * reference)}, without the records older than @ttl_ms. When @max_records
+ * (>= 1) records would be kept, only the newest @max_records / 2 of the old
+ * ones stay: a dialog holds at most @max_records records, and the list is
+ * cut in halves, not one record per turn, so the change appended per turn
+ * stays small on average (a cut rewrites the list). @doc is borrowed and not
+ * changed. Returns a new reference.
  */
 json_t *cca_dialog_with_idempotency(json_t *doc, const char *key, const char *operation,
                                     const char *request_hash, json_t *response,
-                                    int64_t now_ms, int64_t ttl_ms);
+                                    int64_t now_ms, int64_t ttl_ms, size_t max_records);
 
 /*
  * Field accessors for a validated @doc (borrowed). Strings are borrowed from

@@ -181,6 +181,10 @@ struct cca_engine_stats {
  * @overhead_seconds: the same minus the time spent waiting on LLM attempts.
  * @idempotent_replays: requests answered from an idempotency record.
  * @cache_loads:      dialog files read back because their document was not cached.
+ * @idempotency_keys: create Idempotency-Keys remembered now (at most
+ *                    IDEMPOTENCY_MAX_KEYS, about 150 bytes each).
+ * @idempotency_keys_evicted: create keys forgotten before their TTL to stay
+ *                    within IDEMPOTENCY_MAX_KEYS.
  */
 struct cca_engine_metrics {
     _Atomic uint64_t turns[3];
@@ -188,6 +192,8 @@ struct cca_engine_metrics {
     struct cca_hist overhead_seconds;
     _Atomic uint64_t idempotent_replays;
     _Atomic uint64_t cache_loads;
+    _Atomic uint64_t idempotency_keys;
+    _Atomic uint64_t idempotency_keys_evicted;
 };
 
 /* cca_engine_get_metrics - live counters, borrowed until cca_engine_free. Thread-safe. */

@@ -384,6 +384,53 @@ static void test_expired_key_with_queued_repeats(void **state)
     assert_int_equal(h_stop(&fake), 0);
 }
 
+/*
+ * IDEMPOTENCY_MAX_KEYS bounds the create keys kept in memory: the oldest is
+ * forgotten first (a repeat of it makes a new dialog), the newest still
+ * answer from their record, and the gauge and the eviction counter say so,
+ * also after a restart (the keys are reloaded under the same bound).
+ */
+static void test_create_keys_bounded(void **state)
+{
+    static const char *const env[] = {"IDEMPOTENCY_MAX_KEYS=2", NULL};
+    static const char body[] = "{\"customer_info\":{\"name\":\"Bound\"}}";
+    static const char *const keys[] = {"bound-key-a", "bound-key-b", "bound-key-c"};
+    struct proc srv = {0};
+    char dir[64];
+    char *first[3];
+    char *again = NULL;
+
+    (void)state;
+    h_tmpdir(dir);
+    h_server_start(&srv, dir, env);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(
+            post_key(srv.port, "/api/v1/dialogue/create", keys[i], body, &first[i]), 201);
+    assert_true(h_metric(srv.port, "cca_idempotency_keys") == 2);
+    assert_true(h_metric(srv.port, "cca_idempotency_keys_evicted_total") == 1);
+    /* The newest two repeat their answer byte for byte. */
+    for (size_t i = 1; i < 3; i++) {
+        assert_int_equal(
+            post_key(srv.port, "/api/v1/dialogue/create", keys[i], body, &again), 201);
+        assert_string_equal(again, first[i]);
+        free(again);
+    }
+    assert_int_equal(dialog_files(dir), 3);
+    /* The oldest was forgotten: its repeat is a new create. */
+    assert_int_equal(post_key(srv.port, "/api/v1/dialogue/create", keys[0], body, &again),
+                     201);
+    assert_string_not_equal(again, first[0]);
+    free(again);
+    assert_int_equal(dialog_files(dir), 4);
+    /* Reloaded under the same bound after a restart. */
+    assert_int_equal(h_stop(&srv), 0);
+    h_server_start(&srv, dir, env);
+    assert_true(h_metric(srv.port, "cca_idempotency_keys") == 2);
+    assert_int_equal(h_stop(&srv), 0);
+    for (size_t i = 0; i < 3; i++)
+        free(first[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -393,6 +440,7 @@ int main(void)
         cmocka_unit_test_teardown(test_bad_keys, h_kill_all),
         cmocka_unit_test_teardown(test_keys_are_per_client, h_kill_all),
         cmocka_unit_test_teardown(test_expired_key_with_queued_repeats, h_kill_all),
+        cmocka_unit_test_teardown(test_create_keys_bounded, h_kill_all),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
 

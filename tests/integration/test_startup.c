@@ -381,6 +381,39 @@ static void test_damaged_dialog(void **state)
     assert_int_equal(aside, 1);
 }
 
+/*
+ * A descriptor limit too small for MAX_CONNECTIONS: a warning with the numbers,
+ * MAX_CONNECTIONS lowered to fit, and the server still serves. Runs last: it
+ * lowers this process's hard limit, which only root can raise back.
+ */
+static void test_descriptor_limit(void **state)
+{
+    struct rlimit old, small = {256, 256};
+    struct proc a = {0};
+    char dir[64];
+    char *out;
+
+    (void)state;
+    h_tmpdir(dir);
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    if (old.rlim_max < 256)
+        skip();
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &small), 0);
+    h_server_start(&a, dir, NULL); /* MAX_CONNECTIONS=4096 by default */
+    (void)setrlimit(RLIMIT_NOFILE, &old);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(
+            h_http(a.port, "GET", "/api/v1/health/live", NULL, NULL, NULL, NULL, NULL, 0),
+            200);
+    assert_int_equal(h_stop(&a), 0);
+    out = h_read_text(a.log);
+    if (strstr(out, "RLIMIT_NOFILE=256 (hard 256) is below the 4160 descriptors "
+                    "MAX_CONNECTIONS=4096 needs") == NULL ||
+        strstr(out, "MAX_CONNECTIONS lowered to 192") == NULL)
+        fail_msg("no descriptor warning in:\n%s", out);
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -393,6 +426,7 @@ int main(void)
         cmocka_unit_test_teardown(test_health_detailed_needs_key, h_kill_all),
         cmocka_unit_test_teardown(test_fifo_and_stop_during_startup, h_kill_all),
         cmocka_unit_test_teardown(test_damaged_dialog, h_kill_all),
+        cmocka_unit_test_teardown(test_descriptor_limit, h_kill_all),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
 

@@ -211,7 +211,8 @@ static void test_idempotency_records(void **state)
     const int64_t t0 = 1700000000000, ttl = 60000;
     json_t *doc = new_doc();
     json_t *resp = json_pack("{s:s}", "response", "first");
-    json_t *a = cca_dialog_with_idempotency(doc, "k1", "message", "h1", resp, t0, ttl);
+    json_t *a =
+        cca_dialog_with_idempotency(doc, "k1", "message", "h1", resp, t0, ttl, 100);
     json_t *b;
     json_t *rec;
 
@@ -225,7 +226,7 @@ static void test_idempotency_records(void **state)
     assert_null(cca_dialog_find_idempotency(a, "k2", "message", t0, ttl));
     assert_null(cca_dialog_find_idempotency(a, "k1", "message", t0 + ttl, ttl));
     /* Adding after the TTL drops the old record; the older document keeps it. */
-    b = cca_dialog_with_idempotency(a, "k2", "create", "h2", resp, t0 + ttl, ttl);
+    b = cca_dialog_with_idempotency(a, "k2", "create", "h2", resp, t0 + ttl, ttl, 100);
     assert_int_equal(
         json_array_size(json_object_get(json_object_get(b, "metadata"), "idempotency")),
         1);
@@ -238,10 +239,45 @@ static void test_idempotency_records(void **state)
     json_decref(doc);
 }
 
+/* At most max_records per dialog: a full list keeps its newest half, then grows. */
+static void test_idempotency_cap(void **state)
+{
+    const int64_t t0 = 1700000000000, ttl = 60000;
+    json_t *doc = new_doc();
+    json_t *resp = json_pack("{s:s}", "response", "r");
+    size_t peak = 0;
+
+    (void)state;
+    for (int i = 0; i < 50; i++) {
+        char key[16];
+        json_t *next;
+        size_t n;
+
+        (void)snprintf(key, sizeof(key), "k%d", i);
+        next =
+            cca_dialog_with_idempotency(doc, key, "message", "h", resp, t0 + i, ttl, 8);
+        json_decref(doc);
+        doc = next;
+        n = json_array_size(
+            json_object_get(json_object_get(doc, "metadata"), "idempotency"));
+        assert_true(n >= 1 && n <= 8);
+        peak = n > peak ? n : peak;
+        /* The newest key is always there. */
+        assert_non_null(cca_dialog_find_idempotency(doc, key, "message", t0 + i, ttl));
+    }
+    assert_int_equal(peak, 8);
+    /* After 50 adds with a cap of 8: the newest 4 survive the last cut, then more. */
+    assert_non_null(cca_dialog_find_idempotency(doc, "k49", "message", t0 + 49, ttl));
+    assert_null(cca_dialog_find_idempotency(doc, "k40", "message", t0 + 49, ttl));
+    json_decref(resp);
+    json_decref(doc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_new_doc),
+        cmocka_unit_test(test_idempotency_cap),
         cmocka_unit_test(test_turns_are_copy_on_write),
         cmocka_unit_test(test_escalation_and_close),
         cmocka_unit_test(test_dump_and_history),
