@@ -17,4 +17,4 @@ if ! command -v python3 >/dev/null 2>&1; then
     echo "skipped: python3 not found"
     exit 77
 fi
-exec python3 "$here/check_context.py" "$root"
+exec python3 -B "$here/check_context.py" "$root"
