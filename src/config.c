@@ -39,7 +39,8 @@ static const struct setting settings[] = {
     {"LOG_LEVEL", T_LEVEL, F(log_level), "info", 0, 0, false,
      "error, warning, notice, info or debug"},
     {"ENVIRONMENT", T_STR, F(environment), "development", 0, 0, false,
-     "Free-form deployment name shown by health"},
+     "Deployment name shown by health; production refuses to start without API_KEYS or "
+     "API_KEYS_FILE unless ALLOW_ANONYMOUS=true"},
     {"OPENAI_BASE_URL", T_STR, F(openai_base_url), "https://api.openai.com/v1", 0, 0,
      false, "Any OpenAI-compatible API; /chat/completions is appended"},
     {"OPENAI_API_KEY", T_STR, F(openai_api_key), "", 0, 0, true,
@@ -98,7 +99,8 @@ static const struct setting settings[] = {
     {"STORAGE_FSYNC", T_BOOL, F(storage_fsync), "true", 0, 0, false,
      "fsync every write (false only for benchmarks)"},
     {"API_KEYS", T_STR, F(api_keys), "", 0, 0, true,
-     "Comma-separated client keys; set: /api/v1 (but health) needs one (empty: open)"},
+     "Comma-separated client keys; set: /api/v1 (but /health, /health/ready, "
+     "/health/live) needs one (empty: open)"},
     {"API_KEYS_FILE", T_STR, F(api_keys_file), "", 0, 0, false,
      "File with more client keys, one per line ('#' comments)"},
     {"ADMIN_API_KEYS", T_STR, F(admin_api_keys), "", 0, 0, true,

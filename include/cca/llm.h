@@ -14,8 +14,8 @@
 /*
  * Asynchronous LLM client for the OpenAI Chat Completions API
  * (POST {base_url}/chat/completions,
- * https://platform.openai.com/docs/api-reference/chat/create; schema in
- * shared/reference/openai-chat-completions.yaml). One thread owns a curl multi handle and
+ * https://platform.openai.com/docs/api-reference/chat/create; schema: OpenAI's
+ * published OpenAPI document, CreateChatCompletionRequest/Response). One thread owns a curl multi handle and
  * drives every call; callers never block on the network. The thread runs an epoll loop
  * with the curl socket interface (curl_multi_socket_action), so the work per event does
  * not grow with the number of calls in flight; an eventfd wakes it on submit (the

@@ -3,9 +3,8 @@
  * Fuzz target: what the LLM client reads from upstream (llm.c): the body of a
  * 2xx chat completion (cca_llm_parse_response), the reason kept for an error
  * status (cca_llm_error_reason) and the Retry-After / retry-after-ms headers
- * (cca_llm_parse_retry_after). Formats: /work/shared/reference/
- * openai-chat-completions.yaml (CreateChatCompletionResponse, ErrorResponse),
- * RFC 9110 section 10.2.3.
+ * (cca_llm_parse_retry_after). Formats: OpenAI's published OpenAPI document
+ * (CreateChatCompletionResponse, ErrorResponse), RFC 9110 section 10.2.3.
  * Input: byte 0 picks the function (mod 3). parse_response: the rest is the
  * body. error_reason: byte 1 picks the status (400..655) and byte 2 the size
  * of the output buffer (1..64), the rest is the body. retry_after: the rest
