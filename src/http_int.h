@@ -176,7 +176,7 @@ void cca_http_submit(struct cca_http_request *r, struct cca_engine_request *req)
 /* cca_http_query - a query argument of the request, or NULL. Borrowed. */
 const char *cca_http_query(struct cca_http_request *r, const char *name);
 
-/* ---- http_routes.c ------------------------------------------------------------- */
+/* ---- http_request_id.c ------------------------------------------------------- */
 
 /*
  * cca_http_request_id_new - a new random (version 4, RFC 9562 section 5.4)
@@ -186,6 +186,8 @@ const char *cca_http_query(struct cca_http_request *r, const char *name);
  * call after a thread's first id.
  */
 void cca_http_request_id_new(char ret_buf[37]);
+
+/* ---- http_routes.c ------------------------------------------------------------- */
 
 /*
  * cca_http_match - find the route for @method and @path. Returns the route, or
