@@ -203,6 +203,169 @@ static void test_topics(void **state)
                          1);
 }
 
+/* The first line of @r, as a new string. */
+static char *first_line(const char *r)
+{
+    const char *nl = strchr(r, '\n');
+    char *line = strndup(r, nl != NULL ? (size_t)(nl - r) : strlen(r));
+
+    assert_non_null(line);
+    return line;
+}
+
+/*
+ * A question about one plan gets that plan's entry, not the catalogue: the
+ * first line names the plan with the catalogue's price and no other main
+ * plan. Issue 9 item 12: "How much is the Pro plan?" listed all three plans.
+ */
+static void test_plan_named_first(void **state)
+{
+    static const struct {
+        enum cca_lang lang;
+        const char *text;
+        const char *line; /* also in the catalogue of the sales prompt */
+        const char *others[2];
+    } cases[] = {
+        {CCA_LANG_EN,
+         "How much is the Pro plan?",
+         "Pro (Профи) — 1990 ₽ (RUB)/month",
+         {"Basic", "Business"}},
+        {CCA_LANG_EN,
+         "What does the Business plan include?",
+         "Business (Бизнес) — 3990 ₽ (RUB)/month",
+         {"Basic", "Pro"}},
+        {CCA_LANG_EN,
+         "How much is the Basic plan?",
+         "Basic (Базовый) — 990 ₽ (RUB)/month",
+         {"Pro", "Business"}},
+        {CCA_LANG_RU,
+         "Сколько стоит тариф Pro?",
+         "«Профи» — 1990 ₽/мес",
+         {"«Базовый»", "«Бизнес»"}},
+        {CCA_LANG_RU,
+         "Сколько стоит тариф Профи?",
+         "«Профи» — 1990 ₽/мес",
+         {"«Базовый»", "«Бизнес»"}},
+        {CCA_LANG_RU,
+         "Что входит в тариф Бизнес?",
+         "«Бизнес» — 3990 ₽/мес",
+         {"«Базовый»", "«Профи»"}},
+        {CCA_LANG_RU,
+         "Сколько стоит Базовый?",
+         "«Базовый» — 990 ₽/мес",
+         {"«Профи»", "«Бизнес»"}},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < CCA_ARRAY_SIZE(cases); i++) {
+        char *r = reply(CCA_AGENT_SALES, cases[i].lang, cases[i].text, false);
+        char *line = first_line(r);
+        const char *prompt = cca_agents_prompt(agents, CCA_AGENT_SALES, cases[i].lang);
+
+        if (strstr(line, cases[i].line) == NULL)
+            fail_msg("reply to '%s' does not open with '%s':\n%s", cases[i].text,
+                     cases[i].line, r);
+        for (size_t k = 0; k < CCA_ARRAY_SIZE(cases[i].others); k++) {
+            if (strstr(line, cases[i].others[k]) != NULL)
+                fail_msg("reply to '%s' names %s first:\n%s", cases[i].text,
+                         cases[i].others[k], r);
+        }
+        assert_null(strstr(r, "three main plans"));
+        assert_null(strstr(r, "три основных тарифа"));
+        /* The plan's own entry and the catalogue quote the same price. */
+        assert_non_null(strstr(prompt, cases[i].line));
+        free(line);
+        free(r);
+    }
+}
+
+/* Phrases that say the service is broken or promise to repair it. */
+static const char *const outage_en[] = {
+    "working again", "technical support",       "expect it to work",
+    "frustration",   "happened to the service", "service was down",
+    "outage"};
+static const char *const outage_ru[] = {
+    "техническ",           "восстановить работу", "что она работает", "недовольство",
+    "случилось со связью", "не было связи",       "перебои"};
+
+static void assert_no_outage(const char *text, const char *r, enum cca_lang lang)
+{
+    const char *const *v = lang == CCA_LANG_RU ? outage_ru : outage_en;
+    size_t n =
+        lang == CCA_LANG_RU ? CCA_ARRAY_SIZE(outage_ru) : CCA_ARRAY_SIZE(outage_en);
+
+    for (size_t i = 0; i < n; i++) {
+        if (strstr(r, v[i]) != NULL)
+            fail_msg(
+                "reply to '%s' says '%s' although nothing was said to be broken:\n%s",
+                text, v[i], r);
+    }
+}
+
+/*
+ * A refund request that says nothing about a fault gets the refund procedure
+ * without "we will get the service working again" (issue 9 item 12).
+ */
+static void test_refund_no_outage(void **state)
+{
+    static const struct {
+        enum cca_lang lang;
+        const char *text;
+        const char *needle;
+    } cases[] = {
+        {CCA_LANG_EN, "I want a refund for my last payment", "3 business days"},
+        {CCA_LANG_EN, "How do I get my money back?", "3 business days"},
+        {CCA_LANG_EN, "I demand a refund!", "3 business days"},
+        {CCA_LANG_RU, "Хочу вернуть деньги за подписку", "3 рабочих дней"},
+        {CCA_LANG_RU, "Хочу вернуть деньги", "3 рабочих дней"},
+        {CCA_LANG_RU, "Требую возврат денег!", "3 рабочих дней"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < CCA_ARRAY_SIZE(cases); i++) {
+        char *r = reply(CCA_AGENT_SUPERVISOR, cases[i].lang, cases[i].text, false);
+
+        if (strstr(r, cases[i].needle) == NULL)
+            fail_msg("reply to '%s' is not the refund procedure:\n%s", cases[i].text, r);
+        assert_no_outage(cases[i].text, r, cases[i].lang);
+        free(r);
+    }
+}
+
+/* When the customer does say it is broken, the reply takes that up. */
+static void test_refund_outage(void **state)
+{
+    char *en = reply(CCA_AGENT_SUPERVISOR, CCA_LANG_EN,
+                     "I want my money back, the service does not work!", false);
+    char *ru = reply(CCA_AGENT_SUPERVISOR, CCA_LANG_RU,
+                     "Хочу вернуть деньги, сервис не работает!", false);
+
+    (void)state;
+    assert_non_null(strstr(en, "refund"));
+    assert_non_null(strstr(en, "technical support"));
+    assert_non_null(strstr(ru, "возврат"));
+    assert_non_null(strstr(ru, "техническую поддержку"));
+    free(en);
+    free(ru);
+}
+
+/* Asking about the rules is not reporting an outage. */
+static void test_compensation_no_outage(void **state)
+{
+    char *en =
+        reply(CCA_AGENT_SUPERVISOR, CCA_LANG_EN, "Am I entitled to compensation?", false);
+    char *ru =
+        reply(CCA_AGENT_SUPERVISOR, CCA_LANG_RU, "Положена ли компенсация?", false);
+
+    (void)state;
+    assert_non_null(strstr(en, "5000 ₽"));
+    assert_null(strstr(en, "I apologise for the outage"));
+    assert_non_null(strstr(ru, "5000 ₽"));
+    assert_null(strstr(ru, "извинения за перебои"));
+    free(en);
+    free(ru);
+}
+
 /* The reply language is @lang, whatever the text's script. */
 static void test_language(void **state)
 {
@@ -504,12 +667,22 @@ static void test_load_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_load_ok),      cmocka_unit_test(test_prompts),
-        cmocka_unit_test(test_temperatures), cmocka_unit_test(test_demo_ru),
-        cmocka_unit_test(test_demo_en),      cmocka_unit_test(test_topics),
-        cmocka_unit_test(test_language),     cmocka_unit_test(test_clarify),
-        cmocka_unit_test(test_handoff),      cmocka_unit_test(test_deterministic),
-        cmocka_unit_test(test_threads),      cmocka_unit_test(test_load_copy_ok),
+        cmocka_unit_test(test_load_ok),
+        cmocka_unit_test(test_prompts),
+        cmocka_unit_test(test_temperatures),
+        cmocka_unit_test(test_demo_ru),
+        cmocka_unit_test(test_demo_en),
+        cmocka_unit_test(test_topics),
+        cmocka_unit_test(test_plan_named_first),
+        cmocka_unit_test(test_refund_no_outage),
+        cmocka_unit_test(test_refund_outage),
+        cmocka_unit_test(test_compensation_no_outage),
+        cmocka_unit_test(test_language),
+        cmocka_unit_test(test_clarify),
+        cmocka_unit_test(test_handoff),
+        cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_load_copy_ok),
         cmocka_unit_test(test_load_errors),
     };
 
