@@ -187,6 +187,18 @@ const char *cca_http_query(struct cca_http_request *r, const char *name);
  */
 void cca_http_request_id_new(char ret_buf[37]);
 
+/* ---- http_health.c: handlers of the health routes ----------------------------- */
+
+/*
+ * GET /api/v1/health (200, or 503 when storage is not writable), .../detailed
+ * (the same plus dialog counts, storage and LLM details), .../ready (200, or
+ * 503 with reasons) and .../live (always 200).
+ */
+void cca_http_handle_health(struct cca_http_request *r);
+void cca_http_handle_health_detailed(struct cca_http_request *r);
+void cca_http_handle_ready(struct cca_http_request *r);
+void cca_http_handle_live(struct cca_http_request *r);
+
 /* ---- http_routes.c ------------------------------------------------------------- */
 
 /*
