@@ -217,20 +217,51 @@ size_t cca_http_route_count(void);
 size_t cca_http_route_index(const struct cca_http_route *route);
 const struct cca_http_route *cca_http_route_at(size_t i);
 
-/* ---- metrics (GET /metrics) ------------------------------------------------------ */
+/* ---- http_metrics.c: GET /metrics --------------------------------------------- */
+
+/* Why access control refused a request: cca_http_rejected_total{reason}. */
+enum cca_http_reject {
+    CCA_HTTP_REJ_UNAUTHORIZED,
+    CCA_HTTP_REJ_FORBIDDEN,
+    CCA_HTTP_REJ_RATE_LIMITED,
+    CCA_HTTP_REJ_CORS,
+    CCA_HTTP_REJ__N
+};
+
+/*
+ * The HTTP server's counters: made and counted by http_server.c, rendered by
+ * http_metrics.c. Every counter lives in a fixed array indexed by fixed label
+ * sets, which travel with it; no label carries an id. Route slots
+ * 0 .. nroutes - 2 are the route table's rows, the last one is "unmatched"
+ * (no route for the path).
+ */
+struct cca_http_metrics {
+    const char *const *methods; /* [nmethods]: "GET", ..., the last "other" */
+    size_t nmethods;
+    const unsigned *statuses; /* [nstatuses]: 200, ..., the last 0 ("other") */
+    size_t nstatuses;
+    const char *const *reject_names; /* [CCA_HTTP_REJ__N] */
+    size_t nroutes;
+    _Atomic uint64_t *requests; /* [route][method][status] */
+    struct cca_hist *durations; /* [route] */
+    _Atomic uint64_t rejected[CCA_HTTP_REJ__N];
+};
 
 /*
  * cca_http_metrics_render - write every metric family of the service in the
- * Prometheus text format to @out: the HTTP ones (http_server.c) and those of
- * the engine, LLM client, store and process (http_routes.c). Thread-safe.
+ * Prometheus text format to @out: the HTTP ones (h->metrics) and those of the
+ * engine, LLM client, store and process. Thread-safe.
  */
 void cca_http_metrics_render(struct cca_http *h, FILE *out);
 
 /*
- * cca_http_server_metrics_render - the HTTP families (http_server.c):
+ * cca_http_server_metrics_render - the HTTP families alone (h->metrics):
  * cca_http_requests_total{method,route,status}, cca_http_request_duration_seconds{route},
  * connection and rejection counters. Thread-safe.
  */
 void cca_http_server_metrics_render(struct cca_http *h, FILE *out);
+
+/* GET /metrics: cca_http_metrics_render as text/plain; version=0.0.4. */
+void cca_http_handle_metrics(struct cca_http_request *r);
 
 #endif

@@ -26,7 +26,7 @@
 
 #include "http_int.h"
 
-/* ---- HTTP metrics -------------------------------------------------------------------
+/* ---- HTTP metrics: counted here, rendered by http_metrics.c -------------------------
  */
 
 /* Fixed label sets: every counter lives in a fixed array, no label carries an id. */
@@ -38,31 +38,19 @@ static const unsigned metric_statuses[] = {200, 201, 204, 400, 401, 403, 404,
                                            500, 502, 503, 504, 0 /* other */};
 #define N_STATUSES CCA_ARRAY_SIZE(metric_statuses)
 
-enum reject_reason {
-    REJ_UNAUTHORIZED,
-    REJ_FORBIDDEN,
-    REJ_RATE_LIMITED,
-    REJ_CORS,
-    REJ__N
-};
 static const char *const reject_names[] = {"unauthorized", "forbidden", "rate_limited",
                                            "cors"};
-
-/*
- * Route slots 0 .. cca_http_route_count() - 1 are the table rows; the last one
- * is "unmatched" (no route for the path).
- */
-struct cca_http_metrics {
-    size_t nroutes;
-    _Atomic uint64_t *requests; /* [route][method][status] */
-    struct cca_hist *durations; /* [route] */
-    _Atomic uint64_t rejected[REJ__N];
-};
+_Static_assert(CCA_ARRAY_SIZE(reject_names) == CCA_HTTP_REJ__N, "a name per reason");
 
 static struct cca_http_metrics *metrics_new(void)
 {
     struct cca_http_metrics *m = cca_xcalloc(1, sizeof(*m));
 
+    m->methods = metric_methods;
+    m->nmethods = N_METHODS;
+    m->statuses = metric_statuses;
+    m->nstatuses = N_STATUSES;
+    m->reject_names = reject_names;
     m->nroutes = cca_http_route_count() + 1;
     m->requests =
         cca_xcalloc(m->nroutes * N_METHODS * N_STATUSES, sizeof(m->requests[0]));
@@ -110,66 +98,9 @@ static void metrics_count(struct cca_http_request *r)
     cca_hist_observe_us(&m->durations[route], cca_time_mono_us() - r->start_us);
 }
 
-static void reject(struct cca_http_request *r, enum reject_reason why)
+static void reject(struct cca_http_request *r, enum cca_http_reject why)
 {
     atomic_fetch_add_explicit(&r->http->metrics->rejected[why], 1, memory_order_relaxed);
-}
-
-static const char *route_label(const struct cca_http_metrics *m, size_t slot)
-{
-    const struct cca_http_route *route = cca_http_route_at(slot);
-
-    return slot + 1 < m->nroutes && route != NULL ? route->pattern : "unmatched";
-}
-
-void cca_http_server_metrics_render(struct cca_http *h, FILE *out)
-{
-    struct cca_http_metrics *m = h->metrics;
-    char labels[256];
-
-    cca_metrics_family(
-        out, "cca_http_requests_total", "counter",
-        "HTTP requests answered, by method, route pattern and status code");
-    for (size_t route = 0; route < m->nroutes; route++) {
-        for (size_t me = 0; me < N_METHODS; me++) {
-            for (size_t st = 0; st < N_STATUSES; st++) {
-                size_t i = (route * N_METHODS + me) * N_STATUSES + st;
-                uint64_t v = atomic_load_explicit(&m->requests[i], memory_order_relaxed);
-                char status[16];
-
-                if (v == 0)
-                    continue;
-                if (metric_statuses[st] != 0)
-                    (void)snprintf(status, sizeof(status), "%u", metric_statuses[st]);
-                else
-                    (void)snprintf(status, sizeof(status), "other");
-                (void)snprintf(labels, sizeof(labels),
-                               "method=\"%s\",route=\"%s\",status=\"%s\"",
-                               metric_methods[me], route_label(m, route), status);
-                cca_metrics_sample(out, "cca_http_requests_total", labels, (double)v);
-            }
-        }
-    }
-    cca_metrics_family(out, "cca_http_request_duration_seconds", "histogram",
-                       "Time from the request headers to the response being sent");
-    for (size_t route = 0; route < m->nroutes; route++) {
-        if (cca_hist_count(&m->durations[route]) == 0)
-            continue;
-        (void)snprintf(labels, sizeof(labels), "route=\"%s\"", route_label(m, route));
-        cca_metrics_hist(out, "cca_http_request_duration_seconds", labels,
-                         &m->durations[route]);
-    }
-    cca_metrics_family(out, "cca_http_rejected_total", "counter",
-                       "Requests refused by access control, by reason");
-    for (size_t i = 0; i < REJ__N; i++) {
-        (void)snprintf(labels, sizeof(labels), "reason=\"%s\"", reject_names[i]);
-        cca_metrics_sample(
-            out, "cca_http_rejected_total", labels,
-            (double)atomic_load_explicit(&m->rejected[i], memory_order_relaxed));
-    }
-    cca_metrics_single(out, "cca_http_open_requests", "gauge",
-                       "Requests received and not yet completed",
-                       (double)atomic_load(&h->open_requests));
 }
 
 /* Release the body of @r, if any. */
@@ -449,7 +380,7 @@ static bool cors_preflight(struct cca_http_request *r)
         header(r, "Access-Control-Request-Method") == NULL)
         return false;
     if (r->cors_origin[0] == '\0') {
-        reject(r, REJ_CORS);
+        reject(r, CCA_HTTP_REJ_CORS);
         cca_http_respond_error(r, 403, "cors_forbidden",
                                "this origin is not allowed (CORS_ORIGINS)");
         return true;
@@ -480,7 +411,7 @@ static bool authorize(struct cca_http_request *r)
     if (len > 0)
         cls = cca_access_keys_check(keys, token, len, &r->key_index);
     if (cls == CCA_ACCESS_KEY_NONE) {
-        reject(r, REJ_UNAUTHORIZED);
+        reject(r, CCA_HTTP_REJ_UNAUTHORIZED);
         (void)snprintf(r->www_authenticate, sizeof(r->www_authenticate), "%s%s", REALM,
                        len > 0 ? ", error=\"invalid_token\"" : "");
         cca_http_respond_error(r, 401, "unauthorized",
@@ -490,7 +421,7 @@ static bool authorize(struct cca_http_request *r)
         return false;
     }
     if (r->route->access == CCA_ACCESS_ADMIN && cls != CCA_ACCESS_KEY_ADMIN) {
-        reject(r, REJ_FORBIDDEN);
+        reject(r, CCA_HTTP_REJ_FORBIDDEN);
         cca_http_respond_error(r, 403, "forbidden",
                                "this endpoint needs an admin API key");
         return false;
@@ -553,7 +484,7 @@ static void too_many(struct cca_http_request *r, unsigned retry_after, const cha
 {
     char detail[160];
 
-    reject(r, REJ_RATE_LIMITED);
+    reject(r, CCA_HTTP_REJ_RATE_LIMITED);
     r->retry_after = retry_after;
     (void)snprintf(detail, sizeof(detail), "rate limit reached (%s); retry after %u s",
                    what, retry_after);

@@ -1,0 +1,222 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * GET /metrics: every metric family of the service in the Prometheus text
+ * format. The HTTP families are counted by http_server.c (struct
+ * cca_http_metrics) and rendered here with those of the engine, the store,
+ * the LLM client and the process; each module owns its metrics and exposes
+ * them read-only (cca/metrics.h).
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cca/dialog.h"
+#include "cca/engine.h"
+#include "cca/llm.h"
+#include "cca/metrics.h"
+#include "cca/store.h"
+
+#include "http_int.h"
+
+static const char *route_label(const struct cca_http_metrics *m, size_t slot)
+{
+    const struct cca_http_route *route = cca_http_route_at(slot);
+
+    return slot + 1 < m->nroutes && route != NULL ? route->pattern : "unmatched";
+}
+
+void cca_http_server_metrics_render(struct cca_http *h, FILE *out)
+{
+    struct cca_http_metrics *m = h->metrics;
+    char labels[256];
+
+    cca_metrics_family(
+        out, "cca_http_requests_total", "counter",
+        "HTTP requests answered, by method, route pattern and status code");
+    for (size_t route = 0; route < m->nroutes; route++) {
+        for (size_t me = 0; me < m->nmethods; me++) {
+            for (size_t st = 0; st < m->nstatuses; st++) {
+                size_t i = (route * m->nmethods + me) * m->nstatuses + st;
+                uint64_t v = atomic_load_explicit(&m->requests[i], memory_order_relaxed);
+                char status[16];
+
+                if (v == 0)
+                    continue;
+                if (m->statuses[st] != 0)
+                    (void)snprintf(status, sizeof(status), "%u", m->statuses[st]);
+                else
+                    (void)snprintf(status, sizeof(status), "other");
+                (void)snprintf(labels, sizeof(labels),
+                               "method=\"%s\",route=\"%s\",status=\"%s\"", m->methods[me],
+                               route_label(m, route), status);
+                cca_metrics_sample(out, "cca_http_requests_total", labels, (double)v);
+            }
+        }
+    }
+    cca_metrics_family(out, "cca_http_request_duration_seconds", "histogram",
+                       "Time from the request headers to the response being sent");
+    for (size_t route = 0; route < m->nroutes; route++) {
+        if (cca_hist_count(&m->durations[route]) == 0)
+            continue;
+        (void)snprintf(labels, sizeof(labels), "route=\"%s\"", route_label(m, route));
+        cca_metrics_hist(out, "cca_http_request_duration_seconds", labels,
+                         &m->durations[route]);
+    }
+    cca_metrics_family(out, "cca_http_rejected_total", "counter",
+                       "Requests refused by access control, by reason");
+    for (size_t i = 0; i < CCA_HTTP_REJ__N; i++) {
+        (void)snprintf(labels, sizeof(labels), "reason=\"%s\"", m->reject_names[i]);
+        cca_metrics_sample(
+            out, "cca_http_rejected_total", labels,
+            (double)atomic_load_explicit(&m->rejected[i], memory_order_relaxed));
+    }
+    cca_metrics_single(out, "cca_http_open_requests", "gauge",
+                       "Requests received and not yet completed",
+                       (double)atomic_load(&h->open_requests));
+}
+
+static void render_engine(struct cca_engine *engine, FILE *out)
+{
+    static const char *const sources[] = {"reply=\"llm\"", "reply=\"offline\"",
+                                          "reply=\"degraded\""};
+    const struct cca_engine_metrics *m = cca_engine_get_metrics(engine);
+    struct cca_engine_stats st;
+    char labels[64];
+
+    cca_engine_get_stats(engine, &st);
+    cca_metrics_family(out, "cca_turns_total", "counter",
+                       "Customer turns committed, by who wrote the reply");
+    for (size_t i = 0; i < CCA_ARRAY_SIZE(sources); i++)
+        cca_metrics_sample(out, "cca_turns_total", sources[i],
+                           (double)atomic_load(&m->turns[i]));
+    cca_metrics_hist_family(out, "cca_turn_duration_seconds",
+                            "Turn time from receipt to durable commit", &m->turn_seconds);
+    cca_metrics_hist_family(out, "cca_turn_overhead_seconds",
+                            "Turn time minus the time spent in LLM attempts",
+                            &m->overhead_seconds);
+    cca_metrics_single(out, "cca_turns_in_flight", "gauge",
+                       "Requests accepted by the engine and not yet answered",
+                       (double)st.in_flight);
+    cca_metrics_single(out, "cca_idempotent_replays_total", "counter",
+                       "Requests answered from an Idempotency-Key record",
+                       (double)atomic_load(&m->idempotent_replays));
+    cca_metrics_single(
+        out, "cca_idempotency_keys", "gauge",
+        "Create Idempotency-Keys remembered (at most IDEMPOTENCY_MAX_KEYS)",
+        (double)atomic_load(&m->idempotency_keys));
+    cca_metrics_single(
+        out, "cca_idempotency_keys_evicted_total", "counter",
+        "Create Idempotency-Keys forgotten before their TTL to stay within "
+        "IDEMPOTENCY_MAX_KEYS",
+        (double)atomic_load(&m->idempotency_keys_evicted));
+    cca_metrics_single(out, "cca_dialog_cache_dialogs", "gauge",
+                       "Dialogs whose parsed document is cached in memory",
+                       (double)st.cached);
+    cca_metrics_single(
+        out, "cca_dialog_cache_bytes", "gauge",
+        "Estimated memory of the cached dialogs (bounded by DIALOG_CACHE_MB)",
+        (double)st.cache_bytes);
+    cca_metrics_single(out, "cca_dialog_cache_loads_total", "counter",
+                       "Dialog files read back because their document was not cached",
+                       (double)atomic_load(&m->cache_loads));
+    cca_metrics_family(out, "cca_dialogs", "gauge", "Dialogs in the store, by status");
+    for (int s = 0; s < 3; s++) {
+        (void)snprintf(labels, sizeof(labels), "status=\"%s\"",
+                       cca_dialog_status_name((enum cca_dialog_status)s));
+        cca_metrics_sample(out, "cca_dialogs", labels, (double)st.dialogs[s]);
+    }
+}
+
+static void render_store(struct cca_store *store, FILE *out)
+{
+    const struct cca_store_metrics *m = cca_store_get_metrics(store);
+
+    cca_metrics_hist_family(out, "cca_store_flush_duration_seconds",
+                            "Time to make one batch of dialog writes durable",
+                            &m->flush_seconds);
+    cca_metrics_hist_family(
+        out, "cca_store_batch_size",
+        "Writes and removals made durable by one flush (group commit)", &m->batch_writes);
+    cca_metrics_family(out, "cca_store_writes_total", "counter",
+                       "Dialog writes and removals, by result");
+    cca_metrics_sample(out, "cca_store_writes_total", "result=\"ok\"",
+                       (double)atomic_load(&m->writes));
+    cca_metrics_sample(out, "cca_store_writes_total", "result=\"error\"",
+                       (double)atomic_load(&m->errors));
+}
+
+/* LLM client families; absent in offline mode (no OPENAI_API_KEY). */
+static void render_llm(struct cca_llm *llm, FILE *out)
+{
+    const struct cca_llm_metrics *m;
+    char labels[64];
+
+    if (llm == NULL)
+        return;
+    m = cca_llm_get_metrics(llm);
+    cca_metrics_family(out, "cca_llm_calls_total", "counter",
+                       "LLM calls (all attempts of one call) by final outcome");
+    for (int i = 0; i < CCA_LLM_OUTCOME_COUNT; i++) {
+        (void)snprintf(labels, sizeof(labels), "outcome=\"%s\"",
+                       cca_llm_outcome_name((enum cca_llm_outcome)i));
+        cca_metrics_sample(out, "cca_llm_calls_total", labels,
+                           (double)atomic_load(&m->calls[i]));
+    }
+    cca_metrics_single(out, "cca_llm_retries_total", "counter",
+                       "LLM attempts after the first of a call",
+                       (double)atomic_load(&m->retries));
+    cca_metrics_family(out, "cca_llm_tokens_total", "counter",
+                       "Tokens reported in usage by successful calls");
+    cca_metrics_sample(out, "cca_llm_tokens_total", "kind=\"prompt\"",
+                       (double)atomic_load(&m->prompt_tokens));
+    cca_metrics_sample(out, "cca_llm_tokens_total", "kind=\"completion\"",
+                       (double)atomic_load(&m->completion_tokens));
+    cca_metrics_family(out, "cca_llm_upstream_duration_seconds", "histogram",
+                       "Duration of LLM attempts that got an HTTP response");
+    cca_metrics_hist(out, "cca_llm_upstream_duration_seconds", NULL,
+                     &m->upstream_seconds);
+}
+
+/* The standard process_* families (Prometheus client library conventions). */
+static void render_process(struct cca_http *h, FILE *out)
+{
+    struct cca_process_stats ps;
+
+    cca_process_stats_read(&ps);
+    cca_metrics_single(out, "process_cpu_seconds_total", "counter",
+                       "User and system CPU time spent", ps.cpu_seconds);
+    cca_metrics_single(out, "process_resident_memory_bytes", "gauge",
+                       "Resident memory size", (double)ps.rss_bytes);
+    cca_metrics_single(out, "process_threads", "gauge", "Threads of the process",
+                       ps.threads);
+    cca_metrics_single(out, "process_open_fds", "gauge", "Open file descriptors",
+                       ps.open_fds);
+    cca_metrics_single(out, "process_max_fds", "gauge", "Limit of open file descriptors",
+                       (double)ps.max_fds);
+    cca_metrics_single(out, "process_uptime_seconds", "gauge", "Seconds since start",
+                       (double)(cca_time_mono_ms() - h->started_mono) / 1000.0);
+}
+
+void cca_http_metrics_render(struct cca_http *h, FILE *out)
+{
+    cca_http_server_metrics_render(h, out);
+    render_engine(h->engine, out);
+    render_store(h->store, out);
+    render_llm(h->llm, out);
+    render_process(h, out);
+}
+
+void cca_http_handle_metrics(struct cca_http_request *r)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+
+    if (out == NULL) {
+        cca_http_respond_error(r, 500, "internal", "cannot render metrics");
+        return;
+    }
+    cca_http_metrics_render(r->http, out);
+    fclose(out);
+    cca_http_respond_raw(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+}
