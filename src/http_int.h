@@ -35,7 +35,8 @@ struct cca_http {
     struct cca_access_limiter *client_limiter; /* NULL: RATE_LIMIT_RPS=0 */
     struct cca_access_limiter *dialog_limiter; /* NULL: DIALOG_RATE_LIMIT_PER_MIN=0 */
     struct cca_access_cors *cors;
-    struct cca_http_metrics *metrics; /* http_server.c */
+    struct cca_http_metrics *metrics;    /* http_server.c */
+    const struct cca_http_table *routes; /* the URL route table; borrowed, static */
 };
 
 /* openapi.yaml, compiled in (src/openapi_blob.c.in). */
@@ -64,6 +65,54 @@ struct cca_http_route {
     const char *conflict; /* error code of CCA_ERR_CONFLICT for this route */
     enum cca_http_access access;
 };
+
+/* ---- http_match.c: URL matching over a route table ----------------------------- */
+
+#define CCA_HTTP_MAX_ROUTES 32
+
+/* A row's literal prefix before "{id}" (the whole pattern without one), its length. */
+struct cca_http_route_shape {
+    size_t prefix;
+    size_t len;
+    bool has_id;
+};
+
+/*
+ * A route table: @n rows (borrowed, static) and their shapes. First match in
+ * row order wins, but a path that a literal pattern matches ("cleanup") never
+ * matches an "{id}" row. Immutable after cca_http_table_init, so shared by
+ * every thread without a lock.
+ */
+struct cca_http_table {
+    const struct cca_http_route *rows;
+    size_t n;
+    struct cca_http_route_shape shapes[CCA_HTTP_MAX_ROUTES];
+};
+
+/*
+ * cca_http_table_init - make @t the table of the @n rows at @rows (borrowed;
+ * each pattern holds at most one "{id}"). Returns false, @t untouched, when
+ * @n exceeds CCA_HTTP_MAX_ROUTES.
+ */
+bool cca_http_table_init(struct cca_http_table *t, const struct cca_http_route *rows,
+                         size_t n);
+
+/*
+ * cca_http_table_match - find the row of @t for @method and @path. Returns the
+ * row, or NULL with *ret_path_known set when the path exists for other
+ * methods (405; @allow gets the allowed methods, comma separated, cut to
+ * @allow_size). @ret_segment gets the "{id}" segment if any, cut to
+ * @segment_size - 1 bytes. Thread-safe.
+ */
+const struct cca_http_route *cca_http_table_match(const struct cca_http_table *t,
+                                                  const char *method, const char *path,
+                                                  bool *ret_path_known, char *allow,
+                                                  size_t allow_size, char *ret_segment,
+                                                  size_t segment_size);
+
+/* cca_http_table_index - the index of @route, a row of @t, in @t. */
+size_t cca_http_table_index(const struct cca_http_table *t,
+                            const struct cca_http_route *route);
 
 /* Per-request state: created on MHD's first call, freed in NOTIFY_COMPLETED. */
 struct cca_http_request {
@@ -143,7 +192,16 @@ const char *cca_http_code_of(cca_rc rc);
  */
 char *cca_http_error_body(const char *code, const char *detail, size_t *ret_len);
 
-/* ---- http_server.c: responding ------------------------------------------------ */
+/* ---- http_server.c: the server and responding ----------------------------------- */
+
+/*
+ * cca_http_server_new - cca_http_new over the route table @routes (borrowed,
+ * must outlive the server): every request is matched over it. http.c passes
+ * the service's table (cca_http_routes); the server never calls http_routes.c.
+ */
+cca_rc cca_http_server_new(const struct cca_http_params *params,
+                           const struct cca_http_table *routes,
+                           struct cca_http **ret_http, struct cca_error *reterr);
 
 /* Respond with @body (stolen reference) serialised. */
 void cca_http_respond_json(struct cca_http_request *r, unsigned status, json_t *body);
@@ -199,20 +257,19 @@ void cca_http_handle_health_detailed(struct cca_http_request *r);
 void cca_http_handle_ready(struct cca_http_request *r);
 void cca_http_handle_live(struct cca_http_request *r);
 
-/* ---- http_routes.c ------------------------------------------------------------- */
+/* ---- http_routes.c: the service's URL route table and its handlers ------------- */
+
+/* cca_http_routes - the service's route table, built on first use. Thread-safe. */
+const struct cca_http_table *cca_http_routes(void);
 
 /*
- * cca_http_match - find the route for @method and @path. Returns the route, or
- * NULL with *ret_path_known set when the path exists for other methods (405;
- * @allow gets the allowed methods, comma separated). @ret_segment gets the
- * "{id}" segment if any.
+ * cca_http_match - cca_http_table_match over cca_http_routes(); and the
+ * table's size, a row's index, row @i (or NULL). For tests and fuzz_url.
  */
 const struct cca_http_route *cca_http_match(const char *method, const char *path,
                                             bool *ret_path_known, char *allow,
                                             size_t allow_size, char *ret_segment,
                                             size_t segment_size);
-
-/* The route table, for per-route metrics: its size, a row's index, row @i (or NULL). */
 size_t cca_http_route_count(void);
 size_t cca_http_route_index(const struct cca_http_route *route);
 const struct cca_http_route *cca_http_route_at(size_t i);

@@ -18,11 +18,10 @@
 
 #include "http_int.h"
 
-static const char *route_label(const struct cca_http_metrics *m, size_t slot)
+/* The route label of metrics slot @slot: the row's pattern, or "unmatched". */
+static const char *route_label(const struct cca_http *h, size_t slot)
 {
-    const struct cca_http_route *route = cca_http_route_at(slot);
-
-    return slot + 1 < m->nroutes && route != NULL ? route->pattern : "unmatched";
+    return slot < h->routes->n ? h->routes->rows[slot].pattern : "unmatched";
 }
 
 void cca_http_server_metrics_render(struct cca_http *h, FILE *out)
@@ -48,7 +47,7 @@ void cca_http_server_metrics_render(struct cca_http *h, FILE *out)
                     (void)snprintf(status, sizeof(status), "other");
                 (void)snprintf(labels, sizeof(labels),
                                "method=\"%s\",route=\"%s\",status=\"%s\"", m->methods[me],
-                               route_label(m, route), status);
+                               route_label(h, route), status);
                 cca_metrics_sample(out, "cca_http_requests_total", labels, (double)v);
             }
         }
@@ -58,7 +57,7 @@ void cca_http_server_metrics_render(struct cca_http *h, FILE *out)
     for (size_t route = 0; route < m->nroutes; route++) {
         if (cca_hist_count(&m->durations[route]) == 0)
             continue;
-        (void)snprintf(labels, sizeof(labels), "route=\"%s\"", route_label(m, route));
+        (void)snprintf(labels, sizeof(labels), "route=\"%s\"", route_label(h, route));
         cca_metrics_hist(out, "cca_http_request_duration_seconds", labels,
                          &m->durations[route]);
     }

@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * The service's URL route table and the handlers of the dialog routes, / and
+ * /openapi.yaml (the health and /metrics handlers are in http_health.c and
+ * http_metrics.c). cca_http_new (http.c) hands the table to the server.
+ */
 #include <errno.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,10 +14,7 @@
 #include <uuid.h>
 
 #include "cca/dialog.h"
-#include "cca/llm.h"
-#include "cca/metrics.h"
 #include "cca/mem.h"
-#include "cca/text.h"
 
 #include "http_int.h"
 
@@ -362,6 +363,22 @@ static const struct cca_http_route routes[] = {
     {"GET", "/openapi.yaml", h_openapi, 200, NULL, CCA_ACCESS_PUBLIC},
     {"GET", "/metrics", cca_http_handle_metrics, 200, NULL, CCA_ACCESS_PUBLIC},
 };
+_Static_assert(CCA_ARRAY_SIZE(routes) <= CCA_HTTP_MAX_ROUTES,
+               "raise CCA_HTTP_MAX_ROUTES");
+
+static struct cca_http_table table;
+static pthread_once_t table_once = PTHREAD_ONCE_INIT;
+
+static void table_init(void)
+{
+    (void)cca_http_table_init(&table, routes, CCA_ARRAY_SIZE(routes)); /* fits, above */
+}
+
+const struct cca_http_table *cca_http_routes(void)
+{
+    (void)pthread_once(&table_once, table_init);
+    return &table;
+}
 
 size_t cca_http_route_count(void)
 {
@@ -378,127 +395,11 @@ const struct cca_http_route *cca_http_route_at(size_t i)
     return i < CCA_ARRAY_SIZE(routes) ? &routes[i] : NULL;
 }
 
-/*
- * The shape of each row, computed once: the literal prefix before "{id}" (the
- * whole pattern when it has none) and the pattern's length, so that most rows
- * are refused by one length check or one memcmp. Patterns hold at most one
- * "{id}", the only use of '{' in the table.
- */
-struct route_shape {
-    size_t prefix;
-    size_t len;
-    bool has_id;
-};
-static struct route_shape shapes[CCA_ARRAY_SIZE(routes)];
-static pthread_once_t shapes_once = PTHREAD_ONCE_INIT;
-
-static void shapes_init(void)
-{
-    for (size_t i = 0; i < CCA_ARRAY_SIZE(routes); i++) {
-        const char *brace = strchr(routes[i].pattern, '{');
-
-        shapes[i].len = strlen(routes[i].pattern);
-        shapes[i].has_id = brace != NULL;
-        shapes[i].prefix =
-            brace != NULL ? (size_t)(brace - routes[i].pattern) : shapes[i].len;
-    }
-}
-
-/*
- * Does @path (@path_len bytes) match row @i? "{id}" takes one non-empty
- * segment into @seg (may be NULL), cut to @seg_size - 1 bytes.
- */
-static bool row_matches(size_t i, const char *path, size_t path_len, char *seg,
-                        size_t seg_size)
-{
-    const struct route_shape *sh = &shapes[i];
-    const char *rest;
-    const char *slash;
-    size_t n;
-
-    if (!sh->has_id)
-        return path_len == sh->len && memcmp(routes[i].pattern, path, path_len) == 0;
-    if (path_len <= sh->prefix || memcmp(routes[i].pattern, path, sh->prefix) != 0)
-        return false;
-    rest = path + sh->prefix;
-    /* The segment, then the pattern after "{id}" and the path must be equal. */
-    slash = memchr(rest, '/', path_len - sh->prefix);
-    n = slash != NULL ? (size_t)(slash - rest) : path_len - sh->prefix;
-    if (n == 0 || strcmp(routes[i].pattern + sh->prefix + 4, rest + n) != 0)
-        return false;
-    if (seg != NULL && seg_size > 0) {
-        size_t k = n < seg_size ? n : seg_size - 1;
-
-        memcpy(seg, rest, k);
-        seg[k] = '\0';
-    }
-    return true;
-}
-
-/* Append ", " (unless first) and @method to @allow like snprintf: cut, never unended. */
-static size_t allow_append(char *allow, size_t allow_size, size_t used,
-                           const char *method)
-{
-    const char *parts[2] = {used ? ", " : "", method};
-
-    for (size_t p = 0; p < 2; p++) {
-        for (const char *c = parts[p]; *c != '\0'; c++, used++) {
-            if (used + 1 < allow_size) {
-                allow[used] = *c;
-                allow[used + 1] = '\0';
-            }
-        }
-    }
-    return used;
-}
-
-/* Does @allow ("GET, DELETE") list @method? */
-static bool allow_has(const char *allow, const char *method)
-{
-    size_t n = strlen(method);
-
-    for (const char *a = allow; *a != '\0';) {
-        size_t k = strcspn(a, ",");
-
-        if (k == n && memcmp(a, method, n) == 0)
-            return true;
-        a += k;
-        while (*a == ',' || *a == ' ')
-            a++;
-    }
-    return false;
-}
-
 const struct cca_http_route *cca_http_match(const char *method, const char *path,
                                             bool *ret_path_known, char *allow,
                                             size_t allow_size, char *ret_segment,
                                             size_t segment_size)
 {
-    const struct cca_http_route *found = NULL;
-    bool literal = false;
-    bool matches[CCA_ARRAY_SIZE(routes)];
-    size_t used = 0;
-    size_t path_len = strlen(path);
-
-    (void)pthread_once(&shapes_once, shapes_init);
-    /* A path that a literal pattern matches ("create", "cleanup") is never an {id}. */
-    for (size_t i = 0; i < CCA_ARRAY_SIZE(routes); i++) {
-        matches[i] = row_matches(i, path, path_len, NULL, 0);
-        literal |= matches[i] && !shapes[i].has_id;
-    }
-    *ret_path_known = false;
-    if (allow_size > 0)
-        allow[0] = '\0';
-    for (size_t i = 0; i < CCA_ARRAY_SIZE(routes); i++) {
-        if (!matches[i] || (literal && shapes[i].has_id))
-            continue;
-        *ret_path_known = true;
-        if (!allow_has(allow, routes[i].method))
-            used = allow_append(allow, allow_size, used, routes[i].method);
-        if (found == NULL && strcmp(routes[i].method, method) == 0) {
-            found = &routes[i];
-            (void)row_matches(i, path, path_len, ret_segment, segment_size);
-        }
-    }
-    return found;
+    return cca_http_table_match(cca_http_routes(), method, path, ret_path_known, allow,
+                                allow_size, ret_segment, segment_size);
 }

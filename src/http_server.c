@@ -42,7 +42,8 @@ static const char *const reject_names[] = {"unauthorized", "forbidden", "rate_li
                                            "cors"};
 _Static_assert(CCA_ARRAY_SIZE(reject_names) == CCA_HTTP_REJ__N, "a name per reason");
 
-static struct cca_http_metrics *metrics_new(void)
+/* @nroutes: the route table's rows; one slot more for "unmatched". */
+static struct cca_http_metrics *metrics_new(size_t nroutes)
 {
     struct cca_http_metrics *m = cca_xcalloc(1, sizeof(*m));
 
@@ -51,7 +52,7 @@ static struct cca_http_metrics *metrics_new(void)
     m->statuses = metric_statuses;
     m->nstatuses = N_STATUSES;
     m->reject_names = reject_names;
-    m->nroutes = cca_http_route_count() + 1;
+    m->nroutes = nroutes + 1;
     m->requests =
         cca_xcalloc(m->nroutes * N_METHODS * N_STATUSES, sizeof(m->requests[0]));
     m->durations = cca_xcalloc(m->nroutes, sizeof(m->durations[0]));
@@ -573,7 +574,8 @@ static void dispatch(struct cca_http_request *r)
 }
 
 /* The metrics slot of a path known only for other methods (405, preflight). */
-static size_t known_path_slot(const char *path, const char *allow)
+static size_t known_path_slot(const struct cca_http_table *routes, const char *path,
+                              const char *allow)
 {
     char method[16];
     char other[64];
@@ -583,8 +585,9 @@ static size_t known_path_slot(const char *path, const char *allow)
     const struct cca_http_route *route;
 
     (void)snprintf(method, sizeof(method), "%.*s", (int)(n < 15 ? n : 15), allow);
-    route = cca_http_match(method, path, &known, other, sizeof(other), seg, sizeof(seg));
-    return route != NULL ? cca_http_route_index(route) : cca_http_route_count();
+    route = cca_http_table_match(routes, method, path, &known, other, sizeof(other), seg,
+                                 sizeof(seg));
+    return route != NULL ? cca_http_table_index(routes, route) : routes->n;
 }
 
 /* The value of hex digit @c (which isxdigit accepted). */
@@ -686,16 +689,17 @@ static void start_request(struct cca_http *h, struct cca_http_request *r,
         len = sizeof(r->path) - 1;
     memcpy(r->path, url, len);
     r->path[len] = '\0';
-    r->route = cca_http_match(method, r->path, &known, r->allow, sizeof(r->allow),
-                              r->segment_id, sizeof(r->segment_id));
+    r->route =
+        cca_http_table_match(h->routes, method, r->path, &known, r->allow,
+                             sizeof(r->allow), r->segment_id, sizeof(r->segment_id));
     if (r->route != NULL || !known)
         r->allow[0] = '\0';
     if (r->route != NULL)
-        r->metric_route = cca_http_route_index(r->route);
+        r->metric_route = cca_http_table_index(h->routes, r->route);
     else if (r->allow[0])
-        r->metric_route = known_path_slot(r->path, r->allow);
+        r->metric_route = known_path_slot(h->routes, r->path, r->allow);
     else
-        r->metric_route = cca_http_route_count();
+        r->metric_route = h->routes->n;
     origin = header(r, "Origin");
     origin = cca_access_cors_allow_origin(h->cors, origin);
     if (origin != NULL && strlen(origin) < sizeof(r->cors_origin))
@@ -970,8 +974,9 @@ out:
     return rc;
 }
 
-cca_rc cca_http_new(const struct cca_http_params *p, struct cca_http **ret_http,
-                    struct cca_error *reterr)
+cca_rc cca_http_server_new(const struct cca_http_params *p,
+                           const struct cca_http_table *routes,
+                           struct cca_http **ret_http, struct cca_error *reterr)
 {
     struct cca_http *h = cca_xcalloc(1, sizeof(*h));
     struct sockaddr_storage ss = {0};
@@ -989,7 +994,8 @@ cca_rc cca_http_new(const struct cca_http_params *p, struct cca_http **ret_http,
     h->llm = p->llm;
     h->version = p->version;
     h->started_mono = cca_time_mono_ms();
-    h->metrics = metrics_new();
+    h->routes = routes;
+    h->metrics = metrics_new(routes->n);
     rc = setup_access(h, p->cfg, reterr);
     if (rc != CCA_OK)
         goto out;
