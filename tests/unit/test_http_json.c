@@ -253,40 +253,6 @@ static void test_status_table(void **state)
     }
 }
 
-static void test_url_matching(void **state)
-{
-    char allow[64];
-    char seg[128];
-    bool known;
-    const struct cca_http_route *r;
-
-    (void)state;
-    r = cca_http_match("DELETE", "/api/v1/dialogue/cleanup", &known, allow, sizeof(allow),
-                       seg, sizeof(seg));
-    assert_non_null(r);
-    assert_string_equal(r->pattern, "/api/v1/dialogue/cleanup");
-    r = cca_http_match("DELETE", "/api/v1/dialogue/abc", &known, allow, sizeof(allow),
-                       seg, sizeof(seg));
-    assert_non_null(r);
-    assert_string_equal(seg, "abc");
-    r = cca_http_match("PUT", "/api/v1/dialogue/abc", &known, allow, sizeof(allow), seg,
-                       sizeof(seg));
-    assert_null(r);
-    assert_true(known);
-    assert_non_null(strstr(allow, "GET"));
-    assert_non_null(strstr(allow, "DELETE"));
-    r = cca_http_match("GET", "/api/v1/dialogue/abc/history", &known, allow,
-                       sizeof(allow), seg, sizeof(seg));
-    assert_non_null(r);
-    r = cca_http_match("GET", "/api/v1/dialogue/a/b/c", &known, allow, sizeof(allow), seg,
-                       sizeof(seg));
-    assert_null(r);
-    assert_false(known);
-    r = cca_http_match("GET", "/api/v1/dialogue//history", &known, allow, sizeof(allow),
-                       seg, sizeof(seg));
-    assert_null(r);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -297,7 +263,6 @@ int main(void)
         cmocka_unit_test(test_close),
         cmocka_unit_test(test_bool),
         cmocka_unit_test(test_status_table),
-        cmocka_unit_test(test_url_matching),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
