@@ -15,13 +15,21 @@
  * Asynchronous LLM client for the OpenAI Chat Completions API
  * (POST {base_url}/chat/completions,
  * https://platform.openai.com/docs/api-reference/chat/create; schema: OpenAI's
- * published OpenAPI document, CreateChatCompletionRequest/Response). One thread owns a curl multi handle and
- * drives every call; callers never block on the network. The thread runs an epoll loop
- * with the curl socket interface (curl_multi_socket_action), so the work per event does
- * not grow with the number of calls in flight; an eventfd wakes it on submit (the
- * equivalent of curl_multi_wakeup). Retry policy: see src/llm.c.
+ * published OpenAPI document, CreateChatCompletionRequest/Response). Calls run on
+ * the generic asynchronous HTTP client (cca/fetch.h: one thread, curl multi on
+ * epoll, retries, deadlines); callers never block on the network. This module
+ * builds the requests, parses the answers, classifies failures the way the OpenAI
+ * API defines them and keeps the cca_llm_* metrics. Retry policy: see src/llm.c.
  */
 
+struct cca_fetch;
+
+/*
+ * struct cca_llm_params - settings of one client.
+ * @fetch: the HTTP client to run the calls on, borrowed (it must outlive the LLM
+ *         client), where they get a lane of their own. NULL: cca_llm_new starts
+ *         a private one (one thread) and cca_llm_free stops it.
+ */
 struct cca_llm_params {
     const char *base_url;      /* e.g. "https://api.openai.com/v1"; copied */
     const char *api_key;       /* sent as "Authorization: Bearer"; copied; never logged */
@@ -30,6 +38,7 @@ struct cca_llm_params {
     unsigned max_retries;      /* retries after the first attempt (429, 5xx, timeouts) */
     size_t max_response_bytes; /* a larger body fails the attempt (CCA_ERR_UPSTREAM) */
     long backoff_base_ms;      /* first backoff; doubles per retry, full jitter */
+    struct cca_fetch *fetch;   /* see above; NULL: a private one */
 };
 
 /*
@@ -76,7 +85,7 @@ struct cca_llm_result {
 
 /*
  * cca_llm_done_fn - completion callback, called exactly once per request that
- * cca_llm_submit accepted (returned CCA_OK), always on the LLM thread, never
+ * cca_llm_submit accepted (returned CCA_OK), always on the fetch thread, never
  * on the submitting thread. @result is borrowed for the call: move ->content
  * out (set it to NULL) to keep it. Must not block for long. It may call
  * cca_llm_submit and cca_llm_get_status, but not cca_llm_free.
@@ -103,16 +112,19 @@ struct cca_llm_status {
 struct cca_llm;
 
 /*
- * cca_llm_new - copy @params and start the LLM thread.
+ * cca_llm_new - copy @params and start the client: a private fetch thread when
+ * @params->fetch is NULL, else a lane on that client.
  * Returns CCA_OK and a new client in *ret_llm, or CCA_ERR_INVALID (bad params),
- * CCA_ERR_INTERNAL (curl or thread start failed), detail in @reterr.
- * curl_global_init must have been called.
+ * CCA_ERR_INTERNAL (curl or thread start failed), CCA_ERR_UNAVAILABLE (the shared
+ * fetch client is stopping), detail in @reterr. curl_global_init must have been
+ * called.
  */
 cca_rc cca_llm_new(const struct cca_llm_params *params, struct cca_llm **ret_llm,
                    struct cca_error *reterr) CCA_WUR;
 
 /*
- * cca_llm_free - stop the thread; calls still pending complete with
+ * cca_llm_free - stop the client (its private fetch thread, or its lane on a
+ * shared one, which other users keep); calls still pending complete with
  * CCA_ERR_UNAVAILABLE before it returns. Accepts NULL. Not to be called from a
  * completion callback.
  */
@@ -159,7 +171,7 @@ enum cca_llm_outcome {
 const char *cca_llm_outcome_name(enum cca_llm_outcome outcome);
 
 /*
- * struct cca_llm_metrics - counters since start, updated on the LLM thread.
+ * struct cca_llm_metrics - counters since start, updated on the fetch thread.
  * @calls:             finished calls by final outcome.
  * @retries:           attempts after the first, over all calls.
  * @prompt_tokens, @completion_tokens: summed "usage" of successful calls.
@@ -205,6 +217,7 @@ void cca_llm_error_reason(long status, const char *body, size_t len, char *out,
  * else "Retry-After" @value as delta-seconds or an HTTP-date (RFC 9110
  * section 10.2.3) relative to @now (unix seconds). Capped at 1 day; a date in
  * the past is 0. Returns -1 when both are absent or malformed. Thread-safe.
+ * The same function as cca_fetch_parse_retry_after, which every retry applies.
  */
 int64_t cca_llm_parse_retry_after(const char *value, const char *ms_value, int64_t now);
 
