@@ -620,11 +620,22 @@ static void finish(struct cca_fetch *f, struct job *j, enum cca_fetch_end end)
     job_free(j);
 }
 
-/* Take the running transfer of @j out of the multi handle and free its slot. */
-static void attempt_detach(struct cca_fetch *f, struct job *j)
+/*
+ * attempt_detach - take the running transfer of @j out of the multi handle and
+ * free its slot. Its easy handle goes back to the pool only when @reuse (the
+ * transfer ended with CURLE_OK); any other is cleaned up. curl 7.88 keeps the
+ * receive buffer of a transfer that failed before connecting (a name that did
+ * not resolve) across curl_easy_reset, and then refuses CURLOPT_BUFFERSIZE on
+ * that handle (CURLE_BAD_FUNCTION_ARGUMENT): pooled, it failed the setup of
+ * every later request that took it.
+ */
+static void attempt_detach(struct cca_fetch *f, struct job *j, bool reuse)
 {
     (void)curl_multi_remove_handle(f->multi, j->easy);
-    pool_put(f, j->easy);
+    if (reuse)
+        pool_put(f, j->easy);
+    else
+        curl_easy_cleanup(j->easy);
     j->easy = NULL;
     f->running--;
     j->lane->running--;
@@ -688,33 +699,11 @@ static long min_timeout(long a, int64_t b)
     return a;
 }
 
-static void attempt_start(struct cca_fetch *f, struct job *j)
+/* Every option of one attempt on @easy; @left: ms to the deadline. */
+static CURLcode attempt_setup(struct cca_fetch *f, struct job *j, CURL *easy,
+                              int64_t left)
 {
-    struct cca_fetch_result *r = &j->result;
-    int64_t now = cca_time_mono_ms();
-    bool bounded = j->deadline_ms != CCA_FETCH_NO_DEADLINE;
-    int64_t left = bounded ? j->deadline_ms - now : INT64_MAX;
     CURLcode res = CURLE_OK;
-    CURL *easy = NULL;
-
-    if (left <= 0) {
-        finish(f, j, CCA_FETCH_END_LATE);
-        return;
-    }
-    easy = pool_get(f);
-    if (easy == NULL) {
-        local_failure(f, j, "curl_easy_init failed");
-        return;
-    }
-
-    j->easy = easy;
-    r->body_len = 0;
-    if (r->body != NULL)
-        r->body[0] = '\0';
-    j->resp_too_large = false;
-    r->retry_after[0] = '\0';
-    r->retry_after_ms[0] = '\0';
-    r->error_text[0] = '\0';
 
     SETOPT(easy, CURLOPT_URL, j->url);
     SETOPT(easy, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -728,7 +717,7 @@ static void attempt_start(struct cca_fetch *f, struct job *j)
     SETOPT(easy, CURLOPT_WRITEDATA, j);
     SETOPT(easy, CURLOPT_HEADERFUNCTION, header_cb);
     SETOPT(easy, CURLOPT_HEADERDATA, j);
-    SETOPT(easy, CURLOPT_ERRORBUFFER, r->error_text);
+    SETOPT(easy, CURLOPT_ERRORBUFFER, j->result.error_text);
     SETOPT(easy, CURLOPT_BUFFERSIZE, FETCH_RECV_BUFFER);
     if (j->connect_timeout_ms > 0)
         SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS, min_timeout(j->connect_timeout_ms, left));
@@ -752,18 +741,60 @@ static void attempt_start(struct cca_fetch *f, struct job *j)
      */
     if (strncmp(j->url, "https://", 8) == 0)
         SETOPT(easy, CURLOPT_PIPEWAIT, 1L);
-    if (res != CURLE_OK) {
-        pool_put(f, easy);
-        j->easy = NULL;
-        local_failure(f, j, "curl setup failed: %s", curl_easy_strerror(res));
+    return res;
+}
+
+static void attempt_start(struct cca_fetch *f, struct job *j)
+{
+    struct cca_fetch_result *r = &j->result;
+    int64_t now = cca_time_mono_ms();
+    bool bounded = j->deadline_ms != CCA_FETCH_NO_DEADLINE;
+    int64_t left = bounded ? j->deadline_ms - now : INT64_MAX;
+    CURLcode res;
+    CURL *easy;
+    bool pooled;
+
+    if (left <= 0) {
+        finish(f, j, CCA_FETCH_END_LATE);
         return;
+    }
+    r->body_len = 0;
+    if (r->body != NULL)
+        r->body[0] = '\0';
+    j->resp_too_large = false;
+    r->retry_after[0] = '\0';
+    r->retry_after_ms[0] = '\0';
+    r->error_text[0] = '\0';
+
+    /*
+     * A handle from the pool that refuses its setup is dropped and a fresh one
+     * tried, never put back: a bad handle on top of the LIFO pool would fail
+     * every later request (see attempt_detach).
+     */
+    for (;;) {
+        pooled = f->pool_len > 0;
+        easy = pool_get(f);
+        if (easy == NULL) {
+            local_failure(f, j, "curl_easy_init failed");
+            return;
+        }
+        j->easy = easy;
+        res = attempt_setup(f, j, easy, left);
+        if (res == CURLE_OK)
+            break;
+        curl_easy_cleanup(easy);
+        j->easy = NULL;
+        if (!pooled) {
+            local_failure(f, j, "curl setup failed: %s", curl_easy_strerror(res));
+            return;
+        }
     }
 
     j->attempt_start_ms = now;
     j->attempt_start_us = cca_time_mono_us();
     r->attempts++;
     if (curl_multi_add_handle(f->multi, easy) != CURLM_OK) {
-        pool_put(f, easy);
+        curl_easy_cleanup(easy);
         j->easy = NULL;
         local_failure(f, j, "curl_multi_add_handle failed");
         return;
@@ -960,7 +991,7 @@ static void attempt_done(struct cca_fetch *f, struct job *j, CURLcode code)
     long status = 0;
 
     (void)curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
-    attempt_detach(f, j);
+    attempt_detach(f, j, code == CURLE_OK);
     r->status = status;
     r->last_ms = now - j->attempt_start_ms;
     r->last_us = cca_time_mono_us() - j->attempt_start_us;
@@ -1017,7 +1048,7 @@ static void cancel_job(struct cca_fetch *f, struct job *j, bool pump)
 
     switch (j->state) {
         case JOB_RUNNING:
-            attempt_detach(f, j);
+            attempt_detach(f, j, false);
             if (pump)
                 lane_pump(f, lane);
             break;

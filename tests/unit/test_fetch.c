@@ -891,6 +891,42 @@ static void test_transport_failures(void **state)
     cca_fetch_free(f);
 }
 
+/*
+ * A name that does not resolve is a connect failure, retried like one, and
+ * leaves the client working: curl 7.88 keeps such a transfer's receive buffer,
+ * so its easy handle, pooled, failed the setup of every later request
+ * ("curl setup failed") until the process restarted.
+ */
+static void test_unresolvable_host_then_ok(void **state)
+{
+    struct cca_fetch *f = make_fetch();
+    struct waiter w;
+    char url[128];
+    struct cca_fetch_request req;
+    const struct got *g;
+    int i;
+
+    (void)state;
+    req = req_for(url, sizeof(url), "/ok", 10000);
+    req.url = "http://cca-no-such-host.invalid/x";
+    g = run_one(f, &w, &req);
+    print_message("# unresolvable: %s '%s'\n", cca_fetch_end_name(g->end), g->error_text);
+    assert_int_equal(g->end, CCA_FETCH_END_EXHAUSTED);
+    /* NXDOMAIN, or a resolver that does not answer within the connect timeout */
+    assert_true(g->error == CCA_FETCH_E_CONNECT || g->error == CCA_FETCH_E_TIMEOUT);
+    assert_int_equal(g->attempts, 3);
+    waiter_cleanup(&w);
+    for (i = 0; i < 3; i++) {
+        req = req_for(url, sizeof(url), "/ok", 5000);
+        g = run_one(f, &w, &req);
+        assert_int_equal(g->rc, CCA_OK);
+        assert_int_equal(g->error, CCA_FETCH_E_NONE);
+        assert_string_equal(g->body, "ok");
+        waiter_cleanup(&w);
+    }
+    cca_fetch_free(f);
+}
+
 static atomic_int classified;
 static atomic_bool classified_wrong;
 
@@ -1457,6 +1493,7 @@ int main(void)
         cmocka_unit_test_setup(test_deadline_already_passed, test_setup),
         cmocka_unit_test_setup(test_bodies_capped, test_setup),
         cmocka_unit_test_setup(test_transport_failures, test_setup),
+        cmocka_unit_test_setup(test_unresolvable_host_then_ok, test_setup),
         cmocka_unit_test_setup(test_classifier, test_setup),
         cmocka_unit_test(test_classify_default_table),
         cmocka_unit_test_setup(test_cancel, test_setup),
