@@ -234,7 +234,8 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 static void script(const struct step *steps, size_t n)
 {
     pthread_mutex_lock(&srv.lock);
-    memcpy(srv.script, steps, n * sizeof(*steps));
+    if (n > 0)
+        memcpy(srv.script, steps, n * sizeof(*steps));
     srv.script_len = n;
     srv.script_pos = 0;
     pthread_mutex_unlock(&srv.lock);
