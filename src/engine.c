@@ -28,14 +28,6 @@ struct create_key {
 };
 
 /*
- * A dialog file's appended changes may grow to this many bytes, or to the size
- * of its document if that is larger, before the next change rewrites the file
- * whole (compaction): the bytes written per turn stay proportional to the turn,
- * and a file is at most about twice its document.
- */
-#define COMPACT_MIN_BYTES ((size_t)64 * 1024)
-
-/*
  * One dialog in the index. Its parsed document is cached: @doc is NULL when
  * the dialog was evicted to keep the cache within DIALOG_CACHE_MB (by file
  * size), and is read back from its file on use. A busy dialog is never
@@ -59,10 +51,8 @@ struct slot {
     enum cca_dialog_status status;
     enum cca_agent agent;
     char *customer_id;
+    size_t stored; /* bytes it takes in the store (cca_store_load_fn, _done_fn) */
     /* Engine thread only. */
-    size_t file_len; /* the file's cca_store_extent */
-    size_t doc_len;
-    bool rewrite; /* a write failed: the file's content is unknown, rewrite it whole */
     struct op *wait_head; /* operations waiting for the dialog */
     struct op *wait_tail;
 };
@@ -99,9 +89,7 @@ struct op {
     struct cca_llm_result llm;
     /* Outcome. */
     json_t *new_doc;
-    char *new_bytes; /* the whole document, or a change line when @append */
-    size_t new_len;
-    bool append;
+    size_t stored; /* what the change took in the store */
     json_t *result;
     cca_rc rc;
     struct cca_error err;
@@ -344,14 +332,15 @@ static void cache_trim(struct cca_engine *e)
 
 /*
  * Cache @doc (stolen) as @en's document. Its cost is an estimate of its memory:
- * 4.5 times its file size, measured on 10,000 offline dialogs (123 MiB of RSS
+ * 4.5 times its stored size (en->stored: the file's size, plus the journal
+ * records of its changes since), measured on 10,000 offline dialogs (123 MiB of RSS
  * for 27.9 MB of files). The default budget (512 MiB) holds the working set of
  * the benchmarks; at 64 MiB, S5's 2,000 active dialogs thrashed it and each
  * turn re-read its file: 467 against 233 us of CPU per turn (docs/BENCHMARKS.md).
  */
 static void cache_put(struct cca_engine *e, struct slot *en, json_t *doc)
 {
-    size_t cost = en->file_len / 2 * 9;
+    size_t cost = en->stored / 2 * 9;
 
     cache_drop(e, en);
     en->doc = doc;
@@ -373,7 +362,7 @@ static void entry_free(struct slot *en)
 
 /*
  * Install a committed document (steals @doc and @bytes: its cca_dialog_dump,
- * or NULL to dump it on the first read), after en->file_len was updated.
+ * or NULL to dump it on the first read), after en->stored was updated.
  * Caller holds the lock.
  */
 static void entry_commit(struct cca_engine *e, struct slot *en, json_t *doc, char *bytes,
@@ -431,7 +420,6 @@ static void op_free(struct op *op)
     free(op->reply);
     cca_llm_result_cleanup(&op->llm);
     json_decref(op->new_doc);
-    free(op->new_bytes);
     json_decref(op->result);
     free(op);
 }
@@ -521,12 +509,13 @@ static void release(struct cca_engine *e, struct slot *en, bool gone)
 
 /* ---- persistence -------------------------------------------------------------- */
 
-/* Writer thread: hand the outcome back to the engine thread. */
-static void on_persisted(void *ctx, cca_rc rc, const struct cca_error *err)
+/* Store thread: hand the outcome back to the engine thread. */
+static void on_persisted(void *ctx, cca_rc rc, size_t bytes, const struct cca_error *err)
 {
     struct op *op = ctx;
 
     op->rc = rc;
+    op->stored = bytes;
     if (rc != CCA_OK)
         op->err = *err;
     post(op->engine, op, EV_PERSISTED);
@@ -537,38 +526,12 @@ static const char *idempotent_op_name(const struct op *op)
     return op->req.op == CCA_OP_CREATE ? "create" : "message";
 }
 
-/*
- * The change as a line to append to the dialog's file, if the file's appended
- * changes stay within the compaction bound; else false (rewrite it whole).
- * New dialogs and closes are always written whole, so a closed dialog's file
- * is one plain JSON document.
- */
-static bool change_line(struct op *op)
-{
-    struct slot *en = op->entry;
-    size_t bound = en->doc_len > COMPACT_MIN_BYTES ? en->doc_len : COMPACT_MIN_BYTES;
-    json_t *patch;
-
-    if (op->new_entry || op->req.op == CCA_OP_CLOSE || en->file_len == 0 || en->rewrite)
-        return false;
-    patch = cca_jsonpatch_diff(en->doc, op->new_doc);
-    if (patch == NULL)
-        return false;
-    op->new_bytes = cca_dialog_dump_change(patch, &op->new_len);
-    json_decref(patch);
-    if (en->file_len - en->doc_len + op->new_len <= bound)
-        return true;
-    free(op->new_bytes);
-    op->new_bytes = NULL;
-    return false;
-}
-
 static void persist(struct cca_engine *e, struct op *op)
 {
     struct slot *en = op->entry;
 
     if (op->req.op == CCA_OP_DELETE) {
-        cca_store_remove(e->store, en->id, on_persisted, op);
+        cca_store_remove(e->store, CCA_STORE_DIALOGS, en->id, on_persisted, op);
         return;
     }
     if (op->req.idempotency_key != NULL &&
@@ -582,14 +545,8 @@ static void persist(struct cca_engine *e, struct op *op)
         json_decref(op->new_doc);
         op->new_doc = doc;
     }
-    op->append = change_line(op);
-    if (op->append) {
-        cca_store_append(e->store, en->id, en->file_len, op->new_bytes, op->new_len,
-                         on_persisted, op);
-        return;
-    }
-    op->new_bytes = cca_dialog_dump(op->new_doc, &op->new_len);
-    cca_store_write(e->store, en->id, op->new_bytes, op->new_len, on_persisted, op);
+    cca_store_commit(e->store, CCA_STORE_DIALOGS, en->id, op->new_entry ? NULL : en->doc,
+                     op->new_doc, on_persisted, op);
 }
 
 /* The write finished: make the change visible (or drop it), answer, move on. */
@@ -602,14 +559,7 @@ static void committed(struct cca_engine *e, struct op *op)
         cca_rc rc = op->rc;
         bool created = op->new_entry;
 
-        /*
-         * A failed replace or removal may still have reached the file (only
-         * the directory flush failed: store.h): the next change rewrites the
-         * file whole instead of appending at an offset that may no longer be
-         * its end. A failed append was cut back to en->file_len.
-         */
-        if (!op->append)
-            en->rewrite = true;
+        /* The store did not apply it (store.h): memory keeps the committed version. */
         op->entry = NULL;
         finish(e, op, rc); /* frees @op */
         /* A failed create leaves no dialog; repeats of its key waited on it. */
@@ -621,15 +571,9 @@ static void committed(struct cca_engine *e, struct op *op)
         index_remove(e, en);
         gone = true;
     } else {
-        if (op->append) {
-            en->file_len += op->new_len;
-            entry_commit(e, en, op->new_doc, NULL, 0, !op->new_entry);
-        } else {
-            en->file_len = en->doc_len = op->new_len;
-            en->rewrite = false;
-            entry_commit(e, en, op->new_doc, op->new_bytes, op->new_len, !op->new_entry);
-            op->new_bytes = NULL;
-        }
+        /* A whole new document, or one more change of it. */
+        en->stored = op->new_entry ? op->stored : en->stored + op->stored;
+        entry_commit(e, en, op->new_doc, NULL, 0, !op->new_entry);
         op->new_doc = NULL;
         if (op->new_entry)
             index_insert(e, en);
@@ -1167,8 +1111,8 @@ static void start_create(struct cca_engine *e, struct op *op)
  */
 static bool load_doc(struct cca_engine *e, struct slot *en, struct cca_error *err)
 {
-    struct cca_store_extent ext;
     json_t *doc = NULL;
+    size_t stored = 0;
     bool cached;
 
     pthread_mutex_lock(&e->lock);
@@ -1178,7 +1122,8 @@ static bool load_doc(struct cca_engine *e, struct slot *en, struct cca_error *er
     pthread_mutex_unlock(&e->lock);
     if (cached)
         return true;
-    if (cca_store_read(e->store, en->id, &doc, &ext, err) != CCA_OK) {
+    if (cca_store_read(e->store, CCA_STORE_DIALOGS, en->id, &doc, &stored, err) !=
+        CCA_OK) {
         if (err->code != CCA_ERR_NOT_FOUND)
             cca_log(LOG_ERR, "dialog %s cannot be read back: %s", en->id, err->msg);
         err->code = CCA_ERR_IO; /* it is in the index: its file must be there */
@@ -1186,10 +1131,12 @@ static bool load_doc(struct cca_engine *e, struct slot *en, struct cca_error *er
     }
     atomic_fetch_add_explicit(&e->metrics.cache_loads, 1, memory_order_relaxed);
     pthread_mutex_lock(&e->lock);
-    if (en->doc == NULL)
+    if (en->doc == NULL) {
+        en->stored = stored;
         cache_put(e, en, doc);
-    else
+    } else {
         json_decref(doc); /* a reader cached it meanwhile: the same content */
+    }
     pthread_mutex_unlock(&e->lock);
     return true;
 }
@@ -1308,17 +1255,21 @@ static void skip_one(void *ctx, const char *name, const char *why)
         e->skip(e->skip_ctx, name, why);
 }
 
-static void load_one(void *ctx, const char *id, json_t *doc,
-                     const struct cca_store_extent *ext)
+static void load_one(void *ctx, enum cca_store_coll coll, const char *id, json_t *doc,
+                     size_t stored)
 {
     struct cca_engine *e = ctx;
-    struct slot *en = cca_xcalloc(1, sizeof(*en));
+    struct slot *en;
     json_t *rec;
     size_t i;
 
+    if (coll != CCA_STORE_DIALOGS) {
+        json_decref(doc);
+        return;
+    }
+    en = cca_xcalloc(1, sizeof(*en));
     memcpy(en->id, id, sizeof(en->id));
-    en->file_len = ext->file_len;
-    en->doc_len = ext->doc_len;
+    en->stored = stored;
     json_incref(doc); /* read below, whether or not the cache keeps it */
     entry_commit(e, en, doc, NULL, 0, false);
     index_insert(e, en);
@@ -1358,7 +1309,7 @@ cca_rc cca_engine_new(const struct cca_engine_params *p, struct cca_engine **ret
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->cond, NULL);
     pthread_cond_init(&e->idle, NULL);
-    rc = cca_store_scan(e->store, load_one, skip_one, e, reterr);
+    rc = cca_store_load(e->store, load_one, skip_one, e, reterr);
     if (rc != CCA_OK)
         goto out;
     if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
@@ -1439,7 +1390,7 @@ static cca_rc doc_ref(struct cca_engine *e, const char *id, json_t **ret,
                       struct cca_error *err)
 {
     for (unsigned attempt = 0;; attempt++) {
-        struct cca_store_extent ext;
+        size_t stored = 0;
         struct slot *en;
         json_t *hit = NULL;
         json_t *doc = NULL;
@@ -1465,7 +1416,7 @@ static cca_rc doc_ref(struct cca_engine *e, const char *id, json_t **ret,
             *ret = hit;
             return CCA_OK;
         }
-        rc = cca_store_read(e->store, id, &doc, &ext, err);
+        rc = cca_store_read(e->store, CCA_STORE_DIALOGS, id, &doc, &stored, err);
         atomic_fetch_add_explicit(&e->metrics.cache_loads, 1, memory_order_relaxed);
         pthread_mutex_lock(&e->lock);
         en = index_find(e, id);
@@ -1487,6 +1438,7 @@ static cca_rc doc_ref(struct cca_engine *e, const char *id, json_t **ret,
          */
         stable = !busy && !en->busy && en->gen == gen;
         if (rc == CCA_OK && stable) {
+            en->stored = stored;
             cache_put(e, en, json_incref(doc));
             cache_trim(e);
             pthread_mutex_unlock(&e->lock);

@@ -113,7 +113,7 @@ void cca_http_handle_health_detailed(struct cca_http_request *r)
     (void)json_object_set_new(o, "dialogs", d);
     (void)json_object_set_new(o, "turns_in_flight",
                               json_integer((json_int_t)st.in_flight));
-    (void)json_object_set_new(s, "path", json_string(cca_store_dir(h->store)));
+    (void)json_object_set_new(s, "path", json_string(hs.store.location));
     (void)json_object_set_new(s, "writable", json_boolean(hs.store.writable));
     (void)json_object_set_new(s, "free_bytes",
                               json_integer((json_int_t)hs.store.free_bytes));

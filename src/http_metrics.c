@@ -126,22 +126,10 @@ static void render_engine(struct cca_engine *engine, FILE *out)
     }
 }
 
+/* The store backend's own families (cca_store_*). */
 static void render_store(struct cca_store *store, FILE *out)
 {
-    const struct cca_store_metrics *m = cca_store_get_metrics(store);
-
-    cca_metrics_hist_family(out, "cca_store_flush_duration_seconds",
-                            "Time to make one batch of dialog writes durable",
-                            &m->flush_seconds);
-    cca_metrics_hist_family(
-        out, "cca_store_batch_size",
-        "Writes and removals made durable by one flush (group commit)", &m->batch_writes);
-    cca_metrics_family(out, "cca_store_writes_total", "counter",
-                       "Dialog writes and removals, by result");
-    cca_metrics_sample(out, "cca_store_writes_total", "result=\"ok\"",
-                       (double)atomic_load(&m->writes));
-    cca_metrics_sample(out, "cca_store_writes_total", "result=\"error\"",
-                       (double)atomic_load(&m->errors));
+    cca_store_render_metrics(store, out);
 }
 
 /* LLM client families; absent in offline mode (no OPENAI_API_KEY). */

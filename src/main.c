@@ -25,6 +25,7 @@
 #include "cca/mem.h"
 #include "cca/router.h"
 #include "cca/store.h"
+#include "cca/store_file.h"
 #include "cca/text.h"
 
 #ifndef CCA_VERSION
@@ -40,7 +41,7 @@ static void warn_config(void *ctx, const char *msg)
 static void skip_file(void *ctx, const char *name, const char *why)
 {
     (void)ctx;
-    cca_log(LOG_WARNING, "store: skipped file='%.100s' reason='%s'", name, why);
+    cca_log(LOG_WARNING, "store: file='%.100s' reason='%s'", name, why);
 }
 
 static cca_rc make_router(const struct cca_config *cfg, struct cca_router **ret,
@@ -282,13 +283,15 @@ static int serve(const struct cca_config *cfg)
                             "offline responder answers");
     }
     {
-        struct cca_store_params sp = {
+        struct cca_store_file_params sp = {
             .dir = cfg->storage_path,
             .fsync = cfg->storage_fsync,
             .max_file_bytes = (size_t)64 << 20,
+            .checkpoint_ms = cfg->storage_checkpoint_ms,
+            .max_segment_bytes = (size_t)16 << 20,
         };
 
-        rc = cca_store_new(&sp, &store, &err);
+        rc = cca_store_file_new(&sp, &store, &err);
     }
     if (rc != CCA_OK) {
         cca_log(LOG_ERR, "cannot open storage: %s", err.msg);

@@ -49,7 +49,8 @@ struct cca_config {
     unsigned max_pending_turns;
     unsigned dialog_cache_mb; /* memory budget of parsed dialogs (estimated) */
     bool storage_fsync;
-    char api_keys[4096]; /* secret: comma-separated client keys */
+    unsigned storage_checkpoint_ms; /* delay before a changed file is rewritten */
+    char api_keys[4096];            /* secret: comma-separated client keys */
     char api_keys_file[PATH_MAX];
     char admin_api_keys[4096]; /* secret: comma-separated admin keys */
     double rate_limit_rps;     /* 0: no per-client rate limit */

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Fuzz target: the dialog file loader run at start-up. Runs cca_store_parse
- * (store.c: the document, then each appended RFC 6902 change line applied,
- * then cca_dialog_validate) as cca_store_scan does, and what the engine then does with
+ * Fuzz target: the dialog file loader run at start-up. Runs cca_store_file_parse
+ * (store_file.c: one JSON document with its store_lsn, or the earlier format's
+ * document and RFC 6902 change lines folded; then cca_dialog_validate) as the
+ * load does, and what the engine then does with
  * a loaded document (engine.c load_one/entry_commit: status, created_at; the
  * read views of GET; the LLM history of the next turn; a new turn; a close).
  * The input is the whole file. Its "dialog_id", when it is a string, plays the
@@ -10,9 +11,9 @@
  * one more rejected file).
  * Invariants checked: a valid document dumps to UTF-8 that reloads to a valid
  * document with the same dump; the views and the history are well-formed; a turn added to
- * or a close of a valid document gives a valid document; the turn's change line
- * (cca_jsonpatch_diff), appended to the document's bytes, parses back to the
- * turn's document.
+ * or a close of a valid document gives a valid document; the turn's journal
+ * record (cca_jsonpatch_diff) replayed on the document gives the turn's
+ * document, which also survives a file round trip with its store_lsn.
  */
 #include <string.h>
 
@@ -20,6 +21,7 @@
 #include "cca/jsonpatch.h"
 #include "cca/router.h"
 #include "cca/store.h"
+#include "cca/store_file.h"
 #include "cca/text.h"
 #include "fuzz.h"
 
@@ -38,47 +40,52 @@ static json_int_t total_tokens(json_t *doc)
 }
 
 /*
- * The file the engine writes for @next when @doc is on disk: @doc's bytes plus
- * the change line. It must parse back to @next (compared as dumps: reals are
- * written with 10 significant digits).
+ * The journal record of the change from @doc to @next (store_file.c: a JSON
+ * Patch, cca_jsonpatch_diff), applied at recovery to the version in the file
+ * (a deep copy of @doc), must give @next (compared as dumps: reals are
+ * written with 10 significant digits); and @next written as a file with its
+ * store_lsn must read back as @next with that lsn.
  */
 static void check_change(json_t *doc, json_t *next, const char *id)
 {
-    struct cca_store_extent ext;
+    struct cca_store_file_parsed parsed;
     struct cca_error err = {0};
     json_t *patch = cca_jsonpatch_diff(doc, next);
+    json_t *line_back;
+    json_t *replayed = json_deep_copy(doc);
+    json_t *copy = json_copy(next);
     json_t *back = NULL;
-    size_t doc_len;
-    size_t line_len;
-    size_t want_len;
-    size_t got_len;
-    char *doc_bytes;
+    size_t line_len, want_len, got_len, file_len;
     char *line;
-    char *file;
     char *want;
     char *got;
+    char *file;
 
     FUZZ_CHECK(patch != NULL && json_array_size(patch) > 0);
-    doc_bytes = cca_dialog_dump(doc, &doc_len);
     line = cca_dialog_dump_change(patch, &line_len);
-    FUZZ_CHECK(memchr(line, '\n', line_len - 1) == NULL);
-    file = malloc(doc_len + line_len);
-    FUZZ_CHECK(file != NULL);
-    memcpy(file, doc_bytes, doc_len);
-    memcpy(file + doc_len, line, line_len);
-    FUZZ_CHECK(cca_store_parse(file, doc_len + line_len, id, &back, &ext, &err) ==
-               CCA_OK);
-    FUZZ_CHECK(ext.patches == 1 && ext.dropped == 0 && ext.doc_len == doc_len &&
-               ext.file_len == doc_len + line_len);
+    FUZZ_CHECK(memchr(line, '\n', line_len - 1) == NULL && line[line_len - 1] == '\n');
+    line_back = json_loadb(line, line_len, JSON_REJECT_DUPLICATES, NULL);
+    FUZZ_CHECK(line_back != NULL);
+    FUZZ_CHECK(cca_jsonpatch_apply(replayed, line_back, &err) == CCA_OK);
     want = cca_dialog_dump(next, &want_len);
+    got = cca_dialog_dump(replayed, &got_len);
+    FUZZ_CHECK(want_len == got_len && memcmp(want, got, want_len) == 0);
+    free(got);
+    (void)json_object_set_new(copy, "store_lsn", json_integer(7));
+    file = cca_dialog_dump(copy, &file_len);
+    FUZZ_CHECK(cca_store_file_parse(CCA_STORE_DIALOGS, file, file_len, id, &back, &parsed,
+                                    &err) == CCA_OK);
+    FUZZ_CHECK(parsed.lsn == 7 && !parsed.legacy && parsed.damaged == 0);
     got = cca_dialog_dump(back, &got_len);
     FUZZ_CHECK(want_len == got_len && memcmp(want, got, want_len) == 0);
-    free(want);
     free(got);
-    json_decref(back);
+    free(want);
     free(file);
     free(line);
-    free(doc_bytes);
+    json_decref(back);
+    json_decref(copy);
+    json_decref(replayed);
+    json_decref(line_back);
     json_decref(patch);
 }
 
@@ -190,18 +197,20 @@ static void check_valid(json_t *doc, const char *id)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct cca_store_extent ext;
+    struct cca_store_file_parsed parsed;
     struct cca_error err = {0};
     json_t *doc = NULL;
 
-    if (cca_store_parse((const char *)data, size, NULL, &doc, &ext, &err) != CCA_OK) {
+    if (cca_store_file_parse(CCA_STORE_DIALOGS, (const char *)data, size, NULL, &doc,
+                             &parsed, &err) != CCA_OK) {
         FUZZ_CHECK(err.code == CCA_ERR_INVALID);
         return 0;
     }
-    FUZZ_CHECK(ext.doc_len <= ext.file_len &&
-               ext.file_len + ext.dropped + ext.damaged == size);
-    FUZZ_CHECK((ext.damaged > 0) == (ext.damage[0] != '\0'));
-    FUZZ_CHECK(ext.dropped == 0 || ext.damaged == 0);
+    FUZZ_CHECK(parsed.dropped + parsed.damaged <= size);
+    FUZZ_CHECK((parsed.damaged > 0) == (parsed.damage[0] != '\0'));
+    FUZZ_CHECK(parsed.dropped == 0 || parsed.damaged == 0);
+    FUZZ_CHECK(parsed.legacy || (parsed.dropped == 0 && parsed.damaged == 0));
+    FUZZ_CHECK(json_object_get(doc, "store_lsn") == NULL);
     check_valid(doc, json_string_value(json_object_get(doc, "dialog_id")));
     json_decref(doc);
     return 0;

@@ -14,6 +14,7 @@
 
 #include "cca/dialog.h"
 #include "cca/store.h"
+#include "cca/store_file.h"
 #include "harness.h"
 
 static char tmpdirs[32][64];
@@ -506,9 +507,10 @@ void h_create(unsigned port, const char *initial, char id[37])
     json_decref(j);
 }
 
-char *h_dialog_file(const char *path, const char *id, size_t *ret_dropped)
+char *h_dialog_file(const char *path, const char *id)
 {
-    struct cca_store_extent ext;
+    struct cca_store_file_parsed parsed;
+    json_t *strict;
     json_t *doc = NULL;
     char *bytes = NULL;
     char *out = NULL;
@@ -526,12 +528,29 @@ char *h_dialog_file(const char *path, const char *id, size_t *ret_dropped)
         len += n;
     } while (n > 0);
     fclose(f);
-    if (cca_store_parse(bytes, len, id, &doc, &ext, NULL) == CCA_OK) {
+    /* Exactly one JSON document, as any JSON tool reads it (no trailing data). */
+    strict = json_loadb(bytes, len, JSON_REJECT_DUPLICATES, NULL);
+    if (strict != NULL &&
+        cca_store_file_parse(CCA_STORE_DIALOGS, bytes, len, id, &doc, &parsed, NULL) ==
+            CCA_OK &&
+        !parsed.legacy)
         out = cca_dialog_dump(doc, &n);
-        if (ret_dropped != NULL)
-            *ret_dropped = ext.dropped;
-    }
+    json_decref(strict);
     json_decref(doc);
     free(bytes);
     return out;
+}
+
+char *h_dialog_file_wait(const char *path, const char *id, const char *want)
+{
+    char *got = NULL;
+
+    for (int i = 0; i < 300; i++) {
+        free(got);
+        got = h_dialog_file(path, id);
+        if (got != NULL && strcmp(got, want) == 0)
+            return got;
+        sleep_ms(10);
+    }
+    return got;
 }

@@ -118,11 +118,18 @@ int h_threads(pid_t pid);
 void h_create(unsigned port, const char *initial, char id[37]);
 
 /*
- * The dialog stored in file @path (document plus appended changes, folded by
- * cca_store_parse with @id) as GET /dialogue/{id} serves it (cca_dialog_dump):
- * a new buffer, or NULL if the file is missing or invalid. *ret_dropped (may be
- * NULL) gets the bytes of a cut last line.
+ * h_dialog_file - the dialog stored in file @path as GET /dialogue/{id}
+ * serves it (cca_dialog_dump, without the store's "store_lsn"): a new buffer,
+ * or NULL if the file is missing, is not exactly one JSON document (RFC 8259,
+ * as any JSON tool reads it), or is not a valid dialog @id.
  */
-char *h_dialog_file(const char *path, const char *id, size_t *ret_dropped);
+char *h_dialog_file(const char *path, const char *id);
+
+/*
+ * h_dialog_file_wait - h_dialog_file until it equals @want (the checkpointer
+ * rewrites a file within STORAGE_CHECKPOINT_MS of a change), at most 3 s.
+ * Returns the last result (new, may be NULL or differ when time ran out).
+ */
+char *h_dialog_file_wait(const char *path, const char *id, const char *want);
 
 #endif

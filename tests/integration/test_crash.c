@@ -4,12 +4,12 @@
  * dialogs and sending messages, is killed with SIGKILL at random moments and
  * restarted on the same DIALOGS_STORAGE_PATH, round after round.
  *
- * After every kill, before the restart: every <uuid>.json is a valid dialog file
- * (cca_store_parse: the document, whose rename is atomic, then its appended
- * changes, of which only a cut last line may be invalid); temporary files and
- * cut appends of interrupted writes are counted. After every restart: no
- * temporary file and no cut append is left (cca_store_scan removes them at
- * start-up); every file is valid, is named after its dialog_id, and GET serves
+ * After every kill, before the restart: every <uuid>.json is exactly one JSON
+ * document (RFC 8259) that is a valid dialog, checked twice: by jansson here
+ * and by Python's json.load over the directory, the way an ops script reads
+ * it; temporary files of interrupted checkpoints are counted. After every
+ * restart (the journal replayed into the files): no temporary file is left;
+ * every file is valid, is named after its dialog_id, and GET serves
  * the dialog it holds byte for byte; every request that got a 2xx is on disk with exactly
  * the content its response reported (dialog id, created_at, customer name; customer text,
  * message id and agent reply of each turn); each dialog holds its customer messages in
@@ -28,7 +28,8 @@
  * unacknowledged_on_disk = of those, found on disk; tmp_after_kill = temporary
  * files found between the kill and the restart, cut_appends_after_kill = files
  * ending in a cut change line then, kills_mid_write = rounds with at least one of
- * either (the kill fell inside a write).
+ * either (the kill fell inside a write); files_plain_json_checks = directories
+ * that python3 -c 'json.load every *.json' accepted after a kill.
  *
  * The kill schedule comes from a seeded PRNG; the seed is printed as a TAP
  * comment and CCA_CRASH_SEED=<n> replays it (thread interleaving is not
@@ -44,6 +45,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,6 +56,7 @@
 #include "cca/dialog.h"
 #include "cca/mem.h"
 #include "cca/store.h"
+#include "cca/store_file.h"
 
 #include "harness.h"
 
@@ -247,6 +250,7 @@ struct crash {
     unsigned long lost;
     unsigned long duplicated;
     unsigned long torn;
+    unsigned long python_checks; /* directories python3 json.load accepted */
     unsigned long tmp_left;
     unsigned long unacked_sent;
     unsigned long unacked_on_disk;
@@ -488,11 +492,12 @@ static void disk_free(struct disk *dk)
 }
 
 /*
- * Read the directory: every <uuid>.json must be a valid dialog file of that
- * dialog (cca_store_parse: the document, then its appended changes), else it
- * is torn. Returns the number of temporary files seen; *ret_cut (may be NULL)
- * gets the number of files that end in a cut append. @keep (may be NULL)
- * receives the dialogs, as GET serves them.
+ * Read the directory: every <uuid>.json must be exactly one JSON document and
+ * a valid dialog of that id (cca_store_file_parse), else it is torn. Returns
+ * the number of temporary files seen; *ret_cut (may be NULL) gets the number
+ * of files in the format of earlier versions (a document and change lines:
+ * only planted ones). @keep (may be NULL) receives the dialogs, as GET serves
+ * them.
  */
 static unsigned long scan_dir(struct crash *c, struct disk *keep, unsigned long *ret_cut)
 {
@@ -508,7 +513,8 @@ static unsigned long scan_dir(struct crash *c, struct disk *keep, unsigned long 
         size_t len = 0;
         char *bytes;
         json_t *doc = NULL;
-        struct cca_store_extent ext;
+        json_t *strict = NULL;
+        struct cca_store_file_parsed parsed;
         struct cca_error err = {0};
         size_t nl = strlen(de->d_name);
 
@@ -523,20 +529,24 @@ static unsigned long scan_dir(struct crash *c, struct disk *keep, unsigned long 
             continue; /* not ours to judge (.gitkeep and the like) */
         (void)snprintf(path, sizeof(path), "%s/%s", c->dialogs, de->d_name);
         bytes = read_all(path, &len);
-        if (bytes == NULL ||
-            cca_store_parse(bytes, len, id, &doc, &ext, &err) != CCA_OK ||
-            ext.damaged > 0) {
+        if (bytes != NULL)
+            strict = json_loadb(bytes, len, JSON_REJECT_DUPLICATES, NULL);
+        if (bytes == NULL || strict == NULL ||
+            cca_store_file_parse(CCA_STORE_DIALOGS, bytes, len, id, &doc, &parsed,
+                                 &err) != CCA_OK) {
             c->torn++;
             DIAG(c, "TORN %s: %s", de->d_name,
-                 bytes == NULL ? "unreadable"
-                 : doc != NULL ? ext.damage
-                               : err.msg);
+                 bytes == NULL    ? "unreadable"
+                 : strict == NULL ? "not exactly one JSON document"
+                                  : err.msg);
+            json_decref(strict);
             json_decref(doc);
             free(bytes);
             continue;
         }
+        json_decref(strict);
         free(bytes);
-        if (ext.dropped > 0 && ret_cut != NULL)
+        if (parsed.legacy && ret_cut != NULL)
             (*ret_cut)++;
         if (keep != NULL) {
             if (keep->n == keep->cap) {
@@ -908,6 +918,31 @@ static void verify(struct crash *c, bool all_gets, uint64_t *rng)
 /* ---- the rounds ----------------------------------------------------------------------
  */
 
+/*
+ * The promise to ops, checked as they would: Python's json.load accepts every
+ * <storage>/<uuid>.json (the command of the store documentation). A directory
+ * that fails counts as torn; without python3 it is not counted at all.
+ */
+static void python_json_check(struct crash *c)
+{
+    char cmd[512];
+    int rc;
+
+    (void)snprintf(cmd, sizeof(cmd),
+                   "python3 -c 'import json,glob,sys; [json.load(open(f)) for f in "
+                   "glob.glob(sys.argv[1]+\"/*.json\")]' '%s' 2>&1",
+                   c->dialogs);
+    rc = system(cmd);
+    if (rc == -1 || (WIFEXITED(rc) && WEXITSTATUS(rc) == 127))
+        return; /* no python3: the jansson check above still ran */
+    if (!WIFEXITED(rc) || WEXITSTATUS(rc) != 0) {
+        c->torn++;
+        DIAG(c, "python3 json.load failed on %s after round %d", c->dialogs, c->round);
+    } else {
+        c->python_checks++;
+    }
+}
+
 static void server_start(struct crash *c)
 {
     char base_url[128];
@@ -997,6 +1032,7 @@ static void run_rounds(struct crash *c, int rounds, uint64_t seed)
 
         /* Before the restart: the committed files are whole; count interrupted writes. */
         tmps = scan_dir(c, NULL, &cuts);
+        python_json_check(c);
         c->tmp_after_kill += tmps;
         c->cut_after_kill += cuts;
         c->mid_write_kills += tmps + cuts > 0;
@@ -1028,9 +1064,9 @@ static void run_rounds(struct crash *c, int rounds, uint64_t seed)
     for (size_t i = 0; i < c->nadopted; i++)
         c->unacked_sent++;
     printf("# crash: mode=%s rounds=%d acknowledged=%lu on_disk=%lu lost=%lu "
-           "duplicated=%lu torn_files=%lu tmp_left=%lu\n",
+           "duplicated=%lu torn_files=%lu tmp_left=%lu files_plain_json_checks=%lu\n",
            c->mode, rounds, c->acknowledged, c->on_disk, c->lost, c->duplicated, c->torn,
-           c->tmp_left);
+           c->tmp_left, c->python_checks);
     printf("# crash: mode=%s unacknowledged=%lu unacknowledged_on_disk=%lu "
            "tmp_after_kill=%lu cut_appends_after_kill=%lu kills_mid_write=%lu "
            "planted_tmp=%lu mismatched=%lu "

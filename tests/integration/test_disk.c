@@ -3,10 +3,12 @@
  * Disk faults, black box: the server's dialog storage is a tiny tmpfs that is
  * filled up, then remounted larger; and a tmpfs remounted read-only, then
  * read-write. Writes must fail with the documented error (507
- * insufficient_storage, 503 storage_unavailable), leave no partial or
- * temporary file, keep every acknowledged dialog byte-identical and readable,
+ * insufficient_storage, 503 storage_unavailable), never leave a dialog file
+ * that is not one plain JSON document, keep every acknowledged dialog as it
+ * was acknowledged (GET, and its file once the checkpointer could write it),
  * make /api/v1/health/ready report the storage, and work again (readiness
- * too) once the fault is gone, without a restart.
+ * too) once the fault is gone, without a restart; after a restart every
+ * acknowledged dialog is still there.
  *
  * Mounting needs CAP_SYS_ADMIN: without it the whole program reports a TAP
  * skip ("1..0 # SKIP ...").
@@ -31,12 +33,10 @@
 /* The tmpfs of the running test; unmounted by teardown whatever happened. */
 static char mnt[128];
 
-/* One acknowledged dialog: its id and the file bytes after its last 2xx. */
+/* One acknowledged dialog: its id and GET's bytes after its last 2xx. */
 struct acked {
     char id[37];
-    char *bytes; /* the file */
-    size_t len;
-    char *doc; /* the dialog it holds, as GET serves it (h_dialog_file) */
+    char *doc;
 };
 
 static struct acked acked[MAX_DIALOGS];
@@ -51,10 +51,8 @@ static void sleep_ms(long ms)
 
 static void forget_acked(void)
 {
-    for (size_t i = 0; i < n_acked; i++) {
-        free(acked[i].bytes);
+    for (size_t i = 0; i < n_acked; i++)
         free(acked[i].doc);
-    }
     n_acked = 0;
 }
 
@@ -87,26 +85,6 @@ static void remount_storage(unsigned long flags, const char *size)
     assert_int_equal(mount("tmpfs", mnt, "tmpfs", MS_REMOUNT | flags, opts), 0);
 }
 
-static char *read_file(const char *id, size_t *ret_len)
-{
-    char path[256];
-    struct stat st;
-    FILE *f;
-    char *buf;
-
-    (void)snprintf(path, sizeof(path), "%s/%s.json", mnt, id);
-    f = fopen(path, "rb");
-    assert_non_null(f);
-    assert_int_equal(fstat(fileno(f), &st), 0);
-    buf = malloc((size_t)st.st_size + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)st.st_size, f), (size_t)st.st_size);
-    buf[st.st_size] = '\0';
-    fclose(f);
-    *ret_len = (size_t)st.st_size;
-    return buf;
-}
-
 static struct acked *find_acked(const char *id)
 {
     for (size_t i = 0; i < n_acked; i++) {
@@ -117,71 +95,78 @@ static struct acked *find_acked(const char *id)
 }
 
 /* A 2xx for @id: remember the file as it is now. */
-static void snapshot(const char *id)
+/* Remember @id's acknowledged version, as GET serves it now. */
+static void snapshot(unsigned port, const char *id)
 {
     struct acked *a = find_acked(id);
-    char path[256];
+    char path[128];
 
     if (a == NULL) {
         assert_true(n_acked < MAX_DIALOGS);
         a = &acked[n_acked++];
         (void)snprintf(a->id, sizeof(a->id), "%s", id);
     } else {
-        free(a->bytes);
         free(a->doc);
+        a->doc = NULL;
     }
-    a->bytes = read_file(id, &a->len);
-    (void)snprintf(path, sizeof(path), "%s/%s.json", mnt, id);
-    a->doc = h_dialog_file(path, id, NULL);
+    (void)snprintf(path, sizeof(path), "/api/v1/dialogue/%s", id);
+    assert_int_equal(h_http(port, "GET", path, NULL, NULL, NULL, &a->doc, NULL, 0), 200);
     assert_non_null(a->doc);
 }
 
 /*
- * The storage holds exactly the acknowledged dialogs, each byte-identical to
- * its last acknowledged version and a valid dialog file (cca_store_parse); no
- * temporary or other file. GET serves the dialog the file holds.
+ * The storage after a fault: every acknowledged dialog served as acknowledged;
+ * every dialog file one plain JSON document of an acknowledged dialog (with
+ * @files_current, also equal to it: the checkpointer has caught up); nothing
+ * else but the lock, journal segments and transient temporary files.
  */
-static void assert_storage_intact(unsigned port)
+static void assert_storage_intact(unsigned port, bool files_current)
 {
     DIR *d = opendir(mnt);
     struct dirent *de;
-    size_t files = 0;
-
     assert_non_null(d);
     while ((de = readdir(d)) != NULL) {
         char id[37];
         struct acked *a;
         char path[256];
         char *doc;
+        size_t len = strlen(de->d_name);
 
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
-            strcmp(de->d_name, ".lock") == 0) /* the server's storage lock */
+            strcmp(de->d_name, ".lock") == 0 || strncmp(de->d_name, "journal-", 8) == 0 ||
+            (de->d_name[0] == '.' && len > 4 &&
+             strcmp(de->d_name + len - 4, ".tmp") == 0))
             continue;
-        if (de->d_name[0] == '.')
-            fail_msg("temporary file left behind: %s", de->d_name);
-        assert_int_equal(strlen(de->d_name), 36 + 5);
+        assert_int_equal(len, 36 + 5);
         assert_string_equal(de->d_name + 36, ".json");
         memcpy(id, de->d_name, 36);
         id[36] = '\0';
         a = find_acked(id);
         if (a == NULL)
             fail_msg("file of a dialog never acknowledged: %s", de->d_name);
-        {
-            size_t len;
-            char *now = read_file(id, &len);
-
-            assert_int_equal(len, a->len);
-            assert_memory_equal(now, a->bytes, len);
-            (void)snprintf(path, sizeof(path), "%s/%s", mnt, de->d_name);
-            doc = h_dialog_file(path, id, NULL);
-            assert_non_null(doc);
-            free(doc);
-            free(now);
-        }
-        files++;
+        (void)snprintf(path, sizeof(path), "%s/%s", mnt, de->d_name);
+        doc = files_current ? h_dialog_file_wait(path, id, a->doc)
+                            : h_dialog_file(path, id);
+        if (doc == NULL)
+            fail_msg("%s is not one plain JSON dialog", de->d_name);
+        if (files_current)
+            assert_string_equal(doc, a->doc);
+        free(doc);
     }
     closedir(d);
-    assert_int_equal(files, n_acked);
+    if (files_current) {
+        /* Every acknowledged dialog's file, once the checkpointer caught up. */
+        for (size_t i = 0; i < n_acked; i++) {
+            char path[256];
+            char *doc;
+
+            (void)snprintf(path, sizeof(path), "%s/%.36s.json", mnt, acked[i].id);
+            doc = h_dialog_file_wait(path, acked[i].id, acked[i].doc);
+            if (doc == NULL || strcmp(doc, acked[i].doc) != 0)
+                fail_msg("%s.json is not the acknowledged dialog", acked[i].id);
+            free(doc);
+        }
+    }
     for (size_t i = 0; i < n_acked; i++) {
         char path[128];
         char *raw = NULL;
@@ -312,7 +297,7 @@ static void test_full_disk(void **state)
         if (st != 201)
             break;
         json_decref(j);
-        snapshot(id);
+        snapshot(srv.port, id);
         for (int m = 0; m < 2; m++) {
             requests++;
             st = big_message(srv.port, id, &j);
@@ -322,7 +307,7 @@ static void test_full_disk(void **state)
             }
             json_decref(j);
             messages++;
-            snapshot(id);
+            snapshot(srv.port, id);
         }
         if (st != 200)
             break;
@@ -337,7 +322,7 @@ static void test_full_disk(void **state)
     assert_true(n_acked >= 2);
 
     /* No partial file, earlier dialogs intact and served, readiness says full. */
-    assert_storage_intact(srv.port);
+    assert_storage_intact(srv.port, false);
     assert_not_ready(srv.port, "full");
     /* The same write keeps failing the same way while the disk is full. */
     for (int i = 0; i < 3 && failed_id[0] != '\0'; i++) {
@@ -346,7 +331,7 @@ static void test_full_disk(void **state)
         json_decref(j);
         failures++;
     }
-    assert_storage_intact(srv.port);
+    assert_storage_intact(srv.port, false);
     assert_not_ready(srv.port, "full");
     assert_int_equal(
         h_http(srv.port, "GET", "/api/v1/dialogues", NULL, NULL, NULL, NULL, NULL, 0),
@@ -357,15 +342,19 @@ static void test_full_disk(void **state)
     wait_ready(srv.port);
     if (failed_id[0] != '\0') {
         assert_int_equal(big_message(srv.port, failed_id, NULL), 200);
-        snapshot(failed_id);
+        snapshot(srv.port, failed_id);
     }
     assert_int_equal(create(srv.port, id, NULL), 201);
-    snapshot(id);
+    snapshot(srv.port, id);
     assert_int_equal(big_message(srv.port, id, NULL), 200);
-    snapshot(id);
-    assert_storage_intact(srv.port);
+    snapshot(srv.port, id);
+    assert_storage_intact(srv.port, true);
     print_message("# %d requests refused with 507; %zu dialog files intact\n", failures,
                   n_acked);
+    /* A restart (after a SIGKILL) finds every acknowledged dialog. */
+    h_kill(&srv);
+    h_server_start(&srv, dir, NULL);
+    assert_storage_intact(srv.port, true);
     assert_int_equal(h_stop(&srv), 0);
     assert_int_equal(umount2(mnt, 0), 0);
     mnt[0] = '\0';
@@ -387,7 +376,7 @@ static void test_read_only(void **state)
     for (int i = 0; i < 3; i++) {
         assert_int_equal(create(srv.port, ids[i], NULL), 201);
         assert_int_equal(big_message(srv.port, ids[i], NULL), 200);
-        snapshot(ids[i]);
+        snapshot(srv.port, ids[i]);
     }
     wait_ready(srv.port);
 
@@ -399,16 +388,16 @@ static void test_read_only(void **state)
     assert_int_equal(create(srv.port, id, &j), 503);
     assert_error(j, "storage_unavailable");
     json_decref(j);
-    assert_storage_intact(srv.port); /* reads still work, nothing changed */
+    assert_storage_intact(srv.port, false); /* reads still work, nothing changed */
     assert_not_ready(srv.port, "read-only");
 
     remount_storage(0, "1m");
     wait_ready(srv.port);
     assert_int_equal(big_message(srv.port, ids[0], NULL), 200);
-    snapshot(ids[0]);
+    snapshot(srv.port, ids[0]);
     assert_int_equal(create(srv.port, id, NULL), 201);
-    snapshot(id);
-    assert_storage_intact(srv.port);
+    snapshot(srv.port, id);
+    assert_storage_intact(srv.port, true);
     assert_int_equal(h_stop(&srv), 0);
     assert_int_equal(umount2(mnt, 0), 0);
     mnt[0] = '\0';

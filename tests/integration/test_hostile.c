@@ -691,7 +691,7 @@ static bool server_alive(struct proc *p)
 }
 
 /* Only <canonical-uuid>.json in dialogs/, @want of them; nothing else in the dir. */
-static bool storage_clean(const struct ctx *c, char *why, size_t why_size)
+static bool storage_scan(const struct ctx *c, char *why, size_t why_size)
 {
     char path[128];
     struct dirent *e;
@@ -711,7 +711,8 @@ static bool storage_clean(const struct ctx *c, char *why, size_t why_size)
         size_t len = strlen(e->d_name);
 
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
-            strcmp(e->d_name, ".lock") == 0) /* the server's storage lock */
+            strcmp(e->d_name, ".lock") == 0 ||      /* the server's storage lock */
+            strncmp(e->d_name, "journal-", 8) == 0) /* its journal segments */
             continue;
         (void)snprintf(id, sizeof(id), "%.36s", e->d_name);
         if (len != 41 || strcmp(e->d_name + 36, ".json") != 0 ||
@@ -743,6 +744,21 @@ static bool storage_clean(const struct ctx *c, char *why, size_t why_size)
     if (d != NULL)
         closedir(d);
     return ok;
+}
+
+/*
+ * storage_scan once the checkpointer has caught up: files appear within
+ * STORAGE_CHECKPOINT_MS of their create, and a checkpoint's temporary file
+ * exists for a moment. True as soon as it holds; else after 3 s, with why.
+ */
+static bool storage_clean(const struct ctx *c, char *why, size_t why_size)
+{
+    for (int i = 0; i < 300; i++) {
+        if (storage_scan(c, why, why_size))
+            return true;
+        usleep(10000);
+    }
+    return false;
 }
 
 static const char *code_of(json_t *j)

@@ -83,7 +83,7 @@ static size_t message_count(unsigned port, const char *id)
     return n;
 }
 
-static size_t dialog_files(const char *dir)
+static size_t count_dialog_files(const char *dir)
 {
     char path[128];
     size_t n = 0;
@@ -96,6 +96,22 @@ static size_t dialog_files(const char *dir)
     while ((e = readdir(d)) != NULL)
         n += strstr(e->d_name, ".json") != NULL && e->d_name[0] != '.';
     closedir(d);
+    return n;
+}
+
+/*
+ * The dialog files once the checkpointer has written the acknowledged
+ * dialogs (within STORAGE_CHECKPOINT_MS): @want, or what there is after 3 s.
+ * A file too many shows at once; one missing would show after the wait.
+ */
+static size_t dialog_files_settled(const char *dir, size_t want)
+{
+    size_t n = count_dialog_files(dir);
+
+    for (int i = 0; i < 300 && n < want; i++) {
+        usleep(10000);
+        n = count_dialog_files(dir);
+    }
     return n;
 }
 
@@ -173,7 +189,7 @@ static void test_create_repeat_and_restart(void **state)
     assert_int_equal(post_key(srv.port, path, "create-1", CREATE_BODY, &again), 201);
     assert_string_equal(first, again);
     assert_int_equal(fake_requests(&fake), calls);
-    assert_int_equal(dialog_files(dir), 1);
+    assert_int_equal(dialog_files_settled(dir, 1), 1);
     free(again);
     /* Keys in another order are the same request. */
     assert_int_equal(
@@ -187,12 +203,12 @@ static void test_create_repeat_and_restart(void **state)
 
     /* Another key is another dialog. */
     assert_int_equal(post_key(srv.port, path, "create-2", CREATE_BODY, NULL), 201);
-    assert_int_equal(dialog_files(dir), 2);
+    assert_int_equal(dialog_files_settled(dir, 2), 2);
 
     restart(&srv, dir);
     assert_int_equal(post_key(srv.port, path, "create-1", CREATE_BODY, &after), 201);
     assert_string_equal(first, after);
-    assert_int_equal(dialog_files(dir), 2);
+    assert_int_equal(dialog_files_settled(dir, 2), 2);
     assert_int_equal(fake_requests(&fake), calls * 2);
 
     free(first);
@@ -261,7 +277,7 @@ static void test_concurrent_duplicates(void **state)
 
     before = fake_requests(&fake);
     run_concurrent(srv.port, "/api/v1/dialogue/create", "same-create", CREATE_BODY, 201);
-    assert_int_equal(dialog_files(dir), 2);
+    assert_int_equal(dialog_files_settled(dir, 2), 2);
     assert_true(fake_requests(&fake) - before <= 2);
     assert_int_equal(h_stop(&srv), 0);
     assert_int_equal(h_stop(&fake), 0);
@@ -289,7 +305,7 @@ static void test_bad_keys(void **state)
     assert_int_equal(post_key(srv.port, "/api/v1/dialogue/create", key, "{}", NULL), 400);
     key[255] = '\0';
     assert_int_equal(post_key(srv.port, "/api/v1/dialogue/create", key, "{}", NULL), 201);
-    assert_int_equal(dialog_files(dir), 1);
+    assert_int_equal(dialog_files_settled(dir, 1), 1);
     assert_int_equal(h_stop(&srv), 0);
 }
 
@@ -317,7 +333,7 @@ static void test_keys_are_per_client(void **state)
     assert_string_equal(a1.raw, a2.raw);
     assert_string_not_equal(json_string_value(json_object_get(a1.json, "dialog_id")),
                             json_string_value(json_object_get(b1.json, "dialog_id")));
-    assert_int_equal(dialog_files(dir), 2);
+    assert_int_equal(dialog_files_settled(dir, 2), 2);
     h_resp_free(&a1);
     h_resp_free(&a2);
     h_resp_free(&b1);
@@ -374,7 +390,7 @@ static void test_expired_key_with_queued_repeats(void **state)
     pthread_join(msg, NULL);
     assert_int_equal(m.status, 200);
     assert_string_not_equal(d[0].raw, first);
-    assert_int_equal(dialog_files(dir), 2);
+    assert_int_equal(dialog_files_settled(dir, 2), 2);
     for (int i = 0; i < 4; i++)
         free(d[i].raw);
     free(m.raw);
@@ -415,13 +431,13 @@ static void test_create_keys_bounded(void **state)
         assert_string_equal(again, first[i]);
         free(again);
     }
-    assert_int_equal(dialog_files(dir), 3);
+    assert_int_equal(dialog_files_settled(dir, 3), 3);
     /* The oldest was forgotten: its repeat is a new create. */
     assert_int_equal(post_key(srv.port, "/api/v1/dialogue/create", keys[0], body, &again),
                      201);
     assert_string_not_equal(again, first[0]);
     free(again);
-    assert_int_equal(dialog_files(dir), 4);
+    assert_int_equal(dialog_files_settled(dir, 4), 4);
     /* Reloaded under the same bound after a restart. */
     assert_int_equal(h_stop(&srv), 0);
     h_server_start(&srv, dir, env);

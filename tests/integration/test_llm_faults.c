@@ -302,7 +302,7 @@ static void run_row(const struct fault *f, struct proc *fake, struct proc *srv,
     st = h_http(srv->port, "GET", dpath(id, ""), NULL, NULL, &doc, &raw, NULL, 0);
     check(st == 200 && doc != NULL, "GET dialog: %ld", st);
     (void)snprintf(path, sizeof(path), "%s/dialogs/%s.json", dir, id);
-    file = h_dialog_file(path, id, NULL);
+    file = raw != NULL ? h_dialog_file_wait(path, id, raw) : NULL;
     fdoc = file != NULL ? json_loads(file, 0, NULL) : NULL;
     check(fdoc != NULL, "dialog file %s missing or not JSON", path);
     check(fdoc != NULL && doc != NULL && json_equal(fdoc, doc), "file differs from GET");

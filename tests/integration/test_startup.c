@@ -298,19 +298,28 @@ static void test_fifo_and_stop_during_startup(void **state)
     free(out);
 }
 
-/* Insert @line before the @n-th change line (1-based) of @path. */
-static void damage_file(const char *path, size_t n, const char *line)
+/* Insert @line before line @n (1-based) of the journal segment in @dir. */
+static void damage_journal(const char *dir, size_t n, const char *line, char *ret_name)
 {
-    char *text = h_read_text(path);
-    char *p = text;
-    size_t depth = 0;
+    char path[256];
+    char *text;
+    char *p;
+    DIR *d = opendir(dir);
+    struct dirent *de;
     FILE *f;
 
-    /* The document is pretty-printed: it ends at the first "\n}\n". */
-    p = strstr(p, "\n}\n");
-    assert_non_null(p);
-    p += 3;
-    for (depth = 1; depth < n; depth++) {
+    assert_non_null(d);
+    ret_name[0] = '\0';
+    while ((de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, "journal-", 8) == 0)
+            (void)snprintf(ret_name, 64, "%.63s", de->d_name);
+    }
+    closedir(d);
+    assert_true(ret_name[0] != '\0');
+    (void)snprintf(path, sizeof(path), "%s/%s", dir, ret_name);
+    text = h_read_text(path);
+    p = text;
+    for (size_t k = 1; k < n; k++) {
         p = strchr(p, '\n');
         assert_non_null(p);
         p++;
@@ -324,14 +333,20 @@ static void damage_file(const char *path, size_t n, const char *line)
     free(text);
 }
 
-/* A damaged change line in the middle: the dialog is served up to it, the file kept. */
+/*
+ * A SIGKILL with turns only in the journal, and a damaged line in the journal
+ * before the second turn: the dialog is served up to the damage, what followed
+ * is reported, and the damaged segment is kept aside.
+ */
 static void test_damaged_dialog(void **state)
 {
+    static const char *const env[] = {"STORAGE_CHECKPOINT_MS=1000", NULL};
     struct proc a = {0};
     char dir[64];
     char id[37];
     char path[192];
     char body[64];
+    char segment[64];
     json_t *j = NULL;
     int aside = 0;
     DIR *d;
@@ -340,7 +355,7 @@ static void test_damaged_dialog(void **state)
 
     (void)state;
     h_tmpdir(dir);
-    h_server_start(&a, dir, NULL);
+    h_server_start(&a, dir, env);
     h_create(a.port, NULL, id);
     for (int i = 1; i <= 3; i++) {
         (void)snprintf(path, sizeof(path), "/api/v1/dialogue/%s/message", id);
@@ -348,10 +363,11 @@ static void test_damaged_dialog(void **state)
         assert_int_equal(h_http(a.port, "POST", path, body, NULL, NULL, NULL, NULL, 0),
                          200);
     }
-    assert_int_equal(h_stop(&a), 0);
-    /* Damage before the second turn's change: turns 2 and 3 are lost, turn 1 kept. */
-    (void)snprintf(path, sizeof(path), "%s/dialogs/%s.json", dir, id);
-    damage_file(path, 2, "[{\"op\":\"add\",\"path\":\"/messages/-\",\"val\n");
+    h_kill(&a); /* the turns are in the journal, maybe not yet in the file */
+    /* Lines: the create, turn 1, turn 2, turn 3. Damage before turn 2. */
+    (void)snprintf(path, sizeof(path), "%s/dialogs", dir);
+    damage_journal(path, 3, "{\"lsn\":3,\"coll\":\"dialogs\",\"id\":\"x\",\"pat\n",
+                   segment);
     h_server_start(&a, dir, NULL);
     (void)snprintf(path, sizeof(path), "/api/v1/dialogue/%s", id);
     assert_int_equal(h_http(a.port, "GET", path, NULL, NULL, &j, NULL, NULL, 0), 200);
@@ -368,15 +384,16 @@ static void test_damaged_dialog(void **state)
                      200);
     assert_int_equal(h_stop(&a), 0);
     out = h_read_text(a.log);
-    assert_non_null(strstr(out, "damaged: change 2 at byte"));
-    assert_non_null(strstr(out, "salvaged with 1 changes"));
+    assert_non_null(strstr(out, "line 3' reason='damaged: not JSON; replay stops here'"));
+    assert_non_null(strstr(out, "damaged: 2 later lines were not replayed"));
+    assert_non_null(strstr(out, "damaged segment kept as"));
     free(out);
     (void)snprintf(path, sizeof(path), "%s/dialogs", dir);
     d = opendir(path);
     assert_non_null(d);
     while ((de = readdir(d)) != NULL)
-        aside += strncmp(de->d_name, id, 36) == 0 &&
-                 strstr(de->d_name, ".json.damaged-") != NULL;
+        aside += strncmp(de->d_name, segment, strlen(segment)) == 0 &&
+                 strstr(de->d_name, ".damaged-") != NULL;
     closedir(d);
     assert_int_equal(aside, 1);
 }

@@ -1,0 +1,1813 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The file store (include/cca/store_file.h, docs/internals/store.md): plain
+ * JSON files, a write-ahead journal with group commit, a checkpoint thread
+ * that rewrites changed files, recovery at load.
+ *
+ * Threads: the writer appends the journal and acknowledges changes; the
+ * checkpointer writes files and deletes journal segments; readers call
+ * cca_store_read from any thread. Shared state (the job queue, the dirty
+ * documents, health) is under locks; the journal belongs to the writer.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "cca/dialog.h"
+#include "cca/jsonpatch.h"
+#include "cca/mem.h"
+#include "cca/metrics.h"
+#include "cca/store_file.h"
+
+#include "store_file_int.h"
+
+/* The member of a file that holds the lsn of the last change in it. */
+#define LSN_KEY "store_lsn"
+
+/* Documents written per checkpoint pass before the lock is taken again. */
+#define CHECKPOINT_BATCH 256
+
+/* After a pass in which every write failed (a full or failing disk), rest this long. */
+#define CHECKPOINT_RETRY_MS 100
+
+enum job_kind { JOB_COMMIT, JOB_REMOVE };
+
+/* One queued change. */
+struct job {
+    struct job *next;
+    enum job_kind kind;
+    enum cca_store_coll coll;
+    char id[37];
+    json_t *old_doc; /* JOB_COMMIT: references of our own */
+    json_t *new_doc;
+    cca_store_done_fn done;
+    void *ctx;
+    uint64_t lsn;
+    size_t line_len;
+};
+
+/*
+ * A document whose newest change is in the journal and not yet in its file.
+ * The checkpointer writes it; readers are answered from it.
+ */
+struct dirty {
+    struct dirty *hnext;
+    struct dirty *older; /* the checkpoint queue, oldest first */
+    struct dirty *newer;
+    enum cca_store_coll coll;
+    char id[37];
+    json_t *doc;        /* the newest committed version; NULL: removed */
+    uint64_t lsn;       /* of its newest change */
+    uint64_t first_seq; /* the segment of its oldest change not in the file */
+    int64_t since_us;   /* queued at (cca_time_mono_us) */
+    bool writing;       /* the checkpointer is writing it, outside the lock */
+    bool final_try;     /* tried by the last pass before stopping */
+};
+
+struct fstore_metrics {
+    struct cca_hist flush_seconds;
+    struct cca_hist batch_writes;
+    _Atomic uint64_t writes;
+    _Atomic uint64_t errors;
+    _Atomic uint64_t journal_bytes;
+    _Atomic uint64_t checkpoints;
+    _Atomic uint64_t checkpoint_errors;
+    _Atomic uint64_t checkpoint_bytes;
+};
+
+struct fstore {
+    char *dir;
+    int dirfd;
+    int lockfd;
+    int colldirs[CCA_STORE_COLL__COUNT]; /* [CCA_STORE_DIALOGS] is dirfd */
+    bool fsync;
+    size_t max_file_bytes;
+    unsigned checkpoint_ms;
+    size_t max_segment_bytes;
+
+    /* The writer thread and its queue, under @lock. */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct job *head;
+    struct job *tail;
+    bool stop;
+    pthread_t writer;
+    bool writer_started;
+    bool loaded;                      /* cca_store_load ran: the journal is open */
+    struct cca_store_journal journal; /* writer thread only, after load */
+    uint64_t next_lsn;                /* writer thread only, after load */
+
+    /* Dirty documents and the checkpointer, under @dlock. */
+    pthread_mutex_t dlock;
+    pthread_cond_t dcond;
+    struct dirty **buckets;
+    size_t nbuckets;
+    size_t ndirty;
+    struct dirty *oldest;
+    struct dirty *newest;
+    uint64_t open_seq;   /* the segment the writer appends to */
+    uint64_t oldest_seq; /* the oldest segment still on disk */
+    bool cstop;          /* write everything now and stop */
+    pthread_t checkpointer;
+    bool checkpointer_started;
+
+    /* Health, under @lock. */
+    bool last_ok;         /* no change failed since the last success or heal */
+    unsigned fail_seq;    /* bumped by every batch with a failure */
+    uint64_t need_bytes;  /* largest batch that failed for lack of space */
+    char last_error[160]; /* reason of the last failure */
+    bool probing;
+    unsigned probe_seq;
+    int64_t probe_at_us;
+    bool probe_ok;
+
+    struct fstore_metrics metrics;
+};
+
+static cca_rc errno_rc(int e)
+{
+    return (e == ENOSPC || e == EDQUOT) ? CCA_ERR_NO_SPACE : CCA_ERR_IO;
+}
+
+static int coll_dir(const struct fstore *s, enum cca_store_coll coll)
+{
+    return s->colldirs[coll];
+}
+
+static void tmp_name(const char *id, char buf[64])
+{
+    (void)snprintf(buf, 64, ".%s.json.tmp", id);
+}
+
+static void final_name(const char *id, char buf[64])
+{
+    (void)snprintf(buf, 64, "%s.json", id);
+}
+
+static bool write_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return false;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+/* ---- file contents ---------------------------------------------------------------- */
+
+/* The next line of @p[0..len) from @at: its end (the '\n'), or NULL if it has none. */
+static const char *line_end(const char *p, size_t len, size_t at)
+{
+    return memchr(p + at, '\n', len - at);
+}
+
+/* @p[0..len) holds only blanks. */
+static bool is_blank(const char *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r')
+            return false;
+    }
+    return true;
+}
+
+/*
+ * Fold the document at the head of @bytes and at most @limit change lines
+ * (the format of earlier versions) into *ret_doc (new), filling @ret. Stops at
+ * the first damaged line (ret->damaged set); a change that fails half-way may
+ * leave its first operations applied, so the caller folds again with @limit =
+ * ret->changes to drop them.
+ */
+static cca_rc fold(const char *bytes, size_t len, unsigned limit, json_t **ret_doc,
+                   struct cca_store_file_parsed *ret, struct cca_error *reterr)
+{
+    json_error_t jerr;
+    json_t *doc;
+    size_t at;
+
+    memset(ret, 0, sizeof(*ret));
+    doc = json_loadb(bytes, len, JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES, &jerr);
+    if (doc == NULL)
+        return cca_error_set(reterr, CCA_ERR_INVALID, "corrupt JSON at line %d: %s",
+                             jerr.line, jerr.text);
+    at = (size_t)jerr.position; /* bytes read: the document ends there */
+    while (at < len && is_blank(bytes + at, 1))
+        at++;
+    if (at < len && bytes[at] == '\n')
+        at++;
+    while (at < len) {
+        const char *nl = line_end(bytes, len, at);
+        size_t end = nl != NULL ? (size_t)(nl - bytes) : len;
+        struct cca_error perr = {0};
+        json_t *patch;
+
+        if (is_blank(bytes + at, end - at)) {
+            at = end + 1; /* a blank line (hand-edited file) */
+            continue;
+        }
+        ret->legacy = true;
+        if (nl == NULL) {
+            /* No newline: an append cut short, even if what is there parses. */
+            ret->dropped = len - at;
+            break;
+        }
+        patch = json_loadb(bytes + at, end - at, JSON_REJECT_DUPLICATES, &jerr);
+        if (patch == NULL && end + 1 == len) {
+            /* The last line, cut short: an append interrupted before it was flushed. */
+            ret->dropped = len - at;
+            break;
+        }
+        if (patch == NULL || ret->changes == limit ||
+            cca_jsonpatch_apply(doc, patch, &perr) != CCA_OK) {
+            if (ret->changes < limit)
+                (void)snprintf(ret->damage, sizeof(ret->damage),
+                               "change %u at byte %zu: %.70s", ret->changes + 1, at,
+                               patch == NULL ? jerr.text : perr.msg);
+            json_decref(patch);
+            ret->damaged = len - at;
+            break;
+        }
+        json_decref(patch);
+        ret->changes++;
+        at = end + 1;
+    }
+    *ret_doc = doc;
+    return CCA_OK;
+}
+
+static cca_rc validate(enum cca_store_coll coll, json_t *doc, const char *expected_id,
+                       struct cca_error *reterr)
+{
+    switch (coll) {
+        case CCA_STORE_DIALOGS:
+            return cca_dialog_validate(doc, expected_id, reterr);
+        default:
+            return json_is_object(doc)
+                       ? CCA_OK
+                       : cca_error_set(reterr, CCA_ERR_INVALID, "not a JSON object");
+    }
+}
+
+cca_rc cca_store_file_parse(enum cca_store_coll coll, const char *bytes, size_t len,
+                            const char *expected_id, json_t **ret_doc,
+                            struct cca_store_file_parsed *ret, struct cca_error *reterr)
+{
+    struct cca_store_file_parsed p;
+    json_t *doc = NULL;
+    json_t *lsn;
+    cca_rc rc;
+
+    rc = fold(bytes, len, UINT_MAX, &doc, &p, reterr);
+    if (rc == CCA_OK && p.damaged > 0) {
+        /* Fold again up to the last good change: a failed one may be half-applied. */
+        char damage[sizeof(p.damage)];
+
+        memcpy(damage, p.damage, sizeof(damage));
+        json_decref(doc);
+        doc = NULL;
+        rc = fold(bytes, len, p.changes, &doc, &p, reterr);
+        memcpy(p.damage, damage, sizeof(damage));
+    }
+    if (rc != CCA_OK)
+        goto out;
+    lsn = json_object_get(doc, LSN_KEY);
+    if (lsn != NULL) {
+        if (!json_is_integer(lsn) || json_integer_value(lsn) < 0) {
+            rc = cca_error_set(reterr, CCA_ERR_INVALID, "%s is not a count", LSN_KEY);
+            goto out;
+        }
+        p.lsn = (uint64_t)json_integer_value(lsn);
+        (void)json_object_del(doc, LSN_KEY);
+    }
+    rc = validate(coll, doc, expected_id, reterr);
+    if (rc != CCA_OK)
+        goto out;
+    *ret_doc = doc;
+    doc = NULL;
+    *ret = p;
+out:
+    json_decref(doc);
+    return rc;
+}
+
+/*
+ * Read file @name of directory @dirfd, at most @max bytes. FIFOs, devices and
+ * symbolic links are never opened (open(2) of a FIFO blocks until a writer
+ * appears). On failure NULL, with why in @why and errno's rc in *ret_rc.
+ */
+static char *read_file(int dirfd, const char *name, size_t max, size_t *ret_len,
+                       cca_rc *ret_rc, char *why, size_t why_size)
+{
+    struct stat st;
+    char *buf = NULL;
+    size_t got = 0;
+    int fd = -1;
+
+    *ret_rc = CCA_ERR_IO;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno == ENOENT)
+            *ret_rc = CCA_ERR_NOT_FOUND;
+        (void)snprintf(why, why_size, "cannot stat: %s", strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        (void)snprintf(why, why_size, "not a regular file, ignoring");
+        goto out;
+    }
+    /* O_NONBLOCK covers a swap between fstatat and open. */
+    fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            *ret_rc = CCA_ERR_NOT_FOUND;
+        (void)snprintf(why, why_size, "cannot open: %s", strerror(errno));
+        goto out;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        (void)snprintf(why, why_size, "not a regular file, ignoring");
+        goto out;
+    }
+    if ((size_t)st.st_size > max) {
+        *ret_rc = CCA_ERR_INVALID;
+        (void)snprintf(why, why_size, "larger than %zu bytes, ignoring", max);
+        goto out;
+    }
+    buf = cca_xmalloc((size_t)st.st_size + 1);
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; /* shorter than it was: use what is there */
+        got += (size_t)n;
+    }
+    buf[got] = '\0';
+    *ret_len = got;
+    *ret_rc = CCA_OK;
+out:
+    if (fd >= 0)
+        close(fd);
+    return buf;
+}
+
+/*
+ * Write @doc with its lsn as @id's file in @dirfd: temporary file, rename.
+ * Flushed (data, then the directory) only when @flush. Returns 0 or an errno.
+ */
+static int write_doc(int dirfd, const char *id, json_t *doc, uint64_t lsn, bool flush,
+                     size_t *ret_len)
+{
+    json_t *copy = json_copy(doc); /* shallow: only the top level gains a member */
+    char tmp[64];
+    char fin[64];
+    size_t len = 0;
+    char *bytes;
+    int e = 0;
+    int fd;
+
+    (void)json_object_set_new(copy, LSN_KEY, json_integer((json_int_t)lsn));
+    bytes = cca_dialog_dump(copy, &len);
+    json_decref(copy);
+    tmp_name(id, tmp);
+    final_name(id, fin);
+    fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+    if (fd < 0) {
+        e = errno;
+        goto out;
+    }
+    if (!write_all(fd, bytes, len) || (flush && fdatasync(fd) != 0))
+        e = errno ? errno : EIO;
+    if (close(fd) != 0 && e == 0)
+        e = errno;
+    if (e == 0 && renameat(dirfd, tmp, dirfd, fin) != 0)
+        e = errno;
+    if (e != 0)
+        (void)unlinkat(dirfd, tmp, 0);
+    else if (flush && fsync(dirfd) != 0)
+        e = errno;
+out:
+    free(bytes);
+    *ret_len = len;
+    return e;
+}
+
+/* ---- dirty documents (caller holds dlock) ------------------------------------------ */
+
+static size_t hash_key(enum cca_store_coll coll, const char *id)
+{
+    size_t h = 1469598103934665603ULL ^ (size_t)coll; /* FNV-1a */
+
+    for (; *id; id++)
+        h = (h ^ (unsigned char)*id) * 1099511628211ULL;
+    return h;
+}
+
+static struct dirty *dirty_find(struct fstore *s, enum cca_store_coll coll,
+                                const char *id)
+{
+    struct dirty *d = s->buckets[hash_key(coll, id) % s->nbuckets];
+
+    while (d != NULL && (d->coll != coll || strcmp(d->id, id) != 0))
+        d = d->hnext;
+    return d;
+}
+
+/* Append @d to the checkpoint queue (the newest end). */
+static void queue_push(struct fstore *s, struct dirty *d)
+{
+    d->newer = NULL;
+    d->older = s->newest;
+    if (s->newest != NULL)
+        s->newest->newer = d;
+    else
+        s->oldest = d;
+    s->newest = d;
+}
+
+static void queue_unlink(struct fstore *s, struct dirty *d)
+{
+    if (d->older != NULL)
+        d->older->newer = d->newer;
+    else
+        s->oldest = d->newer;
+    if (d->newer != NULL)
+        d->newer->older = d->older;
+    else
+        s->newest = d->older;
+    d->older = d->newer = NULL;
+}
+
+static void dirty_remove(struct fstore *s, struct dirty *d)
+{
+    struct dirty **p = &s->buckets[hash_key(d->coll, d->id) % s->nbuckets];
+
+    while (*p != d)
+        p = &(*p)->hnext;
+    *p = d->hnext;
+    queue_unlink(s, d);
+    s->ndirty--;
+    json_decref(d->doc);
+    free(d);
+}
+
+/* A change acknowledged: @doc (a reference of ours, stolen; NULL removed) is now newest.
+ */
+static void dirty_set(struct fstore *s, enum cca_store_coll coll, const char *id,
+                      json_t *doc, uint64_t lsn, uint64_t seq)
+{
+    struct dirty *d = dirty_find(s, coll, id);
+
+    if (d == NULL) {
+        size_t b = hash_key(coll, id) % s->nbuckets;
+
+        d = cca_xcalloc(1, sizeof(*d));
+        d->coll = coll;
+        memcpy(d->id, id, sizeof(d->id));
+        d->first_seq = seq;
+        d->since_us = cca_time_mono_us();
+        d->hnext = s->buckets[b];
+        s->buckets[b] = d;
+        s->ndirty++;
+        queue_push(s, d);
+        pthread_cond_signal(&s->dcond);
+    }
+    json_decref(d->doc);
+    d->doc = doc;
+    d->lsn = lsn;
+}
+
+/* ---- the writer: journal appends, group commit ---------------------------------------
+ */
+
+/* The journal line of @j (a new buffer in j->line_len bytes). */
+static char *job_line(struct fstore *s, struct job *j)
+{
+    json_t *rec = json_object();
+    json_t *patch = NULL;
+    char *line;
+
+    (void)json_object_set_new(rec, "lsn", json_integer((json_int_t)j->lsn));
+    (void)json_object_set_new(rec, "coll", json_string(cca_store_coll_name(j->coll)));
+    (void)json_object_set_new(rec, "id", json_string(j->id));
+    if (j->kind == JOB_REMOVE) {
+        (void)json_object_set_new(rec, "remove", json_true());
+    } else {
+        if (j->old_doc != NULL)
+            patch = cca_jsonpatch_diff(j->old_doc, j->new_doc);
+        if (patch != NULL)
+            (void)json_object_set_new(rec, "patch", patch);
+        else
+            (void)json_object_set(rec, "doc", j->new_doc);
+    }
+    line = cca_dialog_dump_change(rec, &j->line_len);
+    json_decref(rec);
+    (void)s;
+    return line;
+}
+
+static void record_failure(struct fstore *s, const struct cca_error *err, size_t need)
+{
+    pthread_mutex_lock(&s->lock);
+    s->last_ok = false;
+    s->fail_seq++;
+    if (err->code == CCA_ERR_NO_SPACE && need > s->need_bytes)
+        s->need_bytes = need;
+    (void)snprintf(s->last_error, sizeof(s->last_error), "%s", err->msg);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Write @batch's lines to the journal with one write and one flush; then answer. */
+static void run_batch(struct fstore *s, struct job *batch)
+{
+    struct cca_error err = {0};
+    char *buf = NULL;
+    size_t len = 0;
+    size_t cap = 0;
+    unsigned n = 0;
+    int64_t t0 = cca_time_mono_us();
+    cca_rc rc = CCA_OK;
+
+    for (struct job *j = batch; j != NULL; j = j->next) {
+        char *line;
+
+        j->lsn = s->next_lsn++;
+        line = job_line(s, j);
+        if (len + j->line_len > cap) {
+            cap = (len + j->line_len) * 2;
+            buf = cca_xrealloc(buf, cap);
+        }
+        memcpy(buf + len, line, j->line_len);
+        len += j->line_len;
+        free(line);
+        n++;
+    }
+    if (!s->journal.open || s->journal.broken || s->journal.len >= s->max_segment_bytes) {
+        rc = cca_store_journal_open(&s->journal, s->journal.seq + 1, &err);
+        if (rc == CCA_OK) {
+            pthread_mutex_lock(&s->dlock);
+            s->open_seq = s->journal.seq;
+            pthread_mutex_unlock(&s->dlock);
+        }
+    }
+    if (rc == CCA_OK)
+        rc = cca_store_journal_append(&s->journal, buf, len, &err);
+    free(buf);
+    cca_hist_observe_us(&s->metrics.flush_seconds, cca_time_mono_us() - t0);
+    cca_hist_observe(&s->metrics.batch_writes, n);
+    if (rc == CCA_OK) {
+        atomic_fetch_add_explicit(&s->metrics.writes, n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->metrics.journal_bytes, len, memory_order_relaxed);
+        pthread_mutex_lock(&s->lock);
+        s->last_ok = true;
+        s->need_bytes = 0;
+        pthread_mutex_unlock(&s->lock);
+        /* Newest versions first, so that a reader never sees an older one. */
+        pthread_mutex_lock(&s->dlock);
+        for (struct job *j = batch; j != NULL; j = j->next) {
+            dirty_set(s, j->coll, j->id, j->kind == JOB_COMMIT ? j->new_doc : NULL,
+                      j->lsn, s->journal.seq);
+            j->new_doc = NULL; /* moved */
+        }
+        pthread_mutex_unlock(&s->dlock);
+    } else {
+        atomic_fetch_add_explicit(&s->metrics.errors, n, memory_order_relaxed);
+        record_failure(s, &err, len);
+    }
+    for (struct job *j = batch, *next; j != NULL; j = next) {
+        next = j->next;
+        j->done(j->ctx, rc, rc == CCA_OK ? j->line_len : 0, &err);
+        json_decref(j->old_doc);
+        json_decref(j->new_doc);
+        free(j);
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    struct fstore *s = arg;
+
+    for (;;) {
+        struct job *batch;
+
+        pthread_mutex_lock(&s->lock);
+        while (s->head == NULL && !s->stop)
+            pthread_cond_wait(&s->cond, &s->lock);
+        batch = s->head;
+        s->head = s->tail = NULL;
+        pthread_mutex_unlock(&s->lock);
+        if (batch == NULL)
+            break; /* stop requested and nothing left */
+        run_batch(s, batch);
+    }
+    return NULL;
+}
+
+static void enqueue(struct fstore *s, struct job *j)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->tail != NULL)
+        s->tail->next = j;
+    else
+        s->head = j;
+    s->tail = j;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void fs_commit(void *impl, enum cca_store_coll coll, const char *id,
+                      json_t *old_doc, json_t *new_doc, cca_store_done_fn done, void *ctx)
+{
+    struct job *j = cca_xcalloc(1, sizeof(*j));
+
+    j->kind = JOB_COMMIT;
+    j->coll = coll;
+    (void)snprintf(j->id, sizeof(j->id), "%s", id);
+    j->old_doc = json_incref(old_doc);
+    j->new_doc = json_incref(new_doc);
+    j->done = done;
+    j->ctx = ctx;
+    enqueue(impl, j);
+}
+
+static void fs_remove(void *impl, enum cca_store_coll coll, const char *id,
+                      cca_store_done_fn done, void *ctx)
+{
+    struct job *j = cca_xcalloc(1, sizeof(*j));
+
+    j->kind = JOB_REMOVE;
+    j->coll = coll;
+    (void)snprintf(j->id, sizeof(j->id), "%s", id);
+    j->done = done;
+    j->ctx = ctx;
+    enqueue(impl, j);
+}
+
+/* ---- the checkpointer: files and journal retirement ----------------------------------
+ */
+
+/* One document to write, taken from the queue. */
+struct pending {
+    struct dirty *d;
+    json_t *doc; /* a reference; NULL: remove the file */
+    uint64_t lsn;
+    int err;
+    size_t len;
+};
+
+/* Write (or remove) one document's file, not flushed. Returns 0 or an errno. */
+static int checkpoint_one(struct fstore *s, struct pending *p)
+{
+    int dirfd = coll_dir(s, p->d->coll);
+    char fin[64];
+
+    if (p->doc != NULL)
+        return write_doc(dirfd, p->d->id, p->doc, p->lsn, false, &p->len);
+    final_name(p->d->id, fin);
+    return unlinkat(dirfd, fin, 0) == 0 || errno == ENOENT ? 0 : errno;
+}
+
+/*
+ * Delete the journal segments whose every change is in a file, after making
+ * those files durable. Called without dlock.
+ */
+static void retire_segments(struct fstore *s)
+{
+    uint64_t below;
+    uint64_t oldest;
+
+    pthread_mutex_lock(&s->dlock);
+    below = s->open_seq;
+    for (struct dirty *d = s->oldest; d != NULL; d = d->newer) {
+        if (d->first_seq < below)
+            below = d->first_seq;
+    }
+    oldest = s->oldest_seq;
+    pthread_mutex_unlock(&s->dlock);
+    if (oldest >= below)
+        return;
+    if (s->fsync && syncfs(s->dirfd) != 0)
+        return; /* try again after the next pass */
+    for (uint64_t seq = oldest; seq < below; seq++) {
+        char name[64];
+
+        cca_store_journal_name(seq, name);
+        (void)unlinkat(s->dirfd, name, 0);
+    }
+    if (s->fsync)
+        (void)fsync(s->dirfd);
+    pthread_mutex_lock(&s->dlock);
+    s->oldest_seq = below;
+    pthread_mutex_unlock(&s->dlock);
+}
+
+/*
+ * Take up to CHECKPOINT_BATCH documents due at @now_us (all of them when
+ * @all) into @out. Caller holds dlock. Returns how many.
+ */
+static size_t take_due(struct fstore *s, int64_t now_us, bool all, struct pending *out)
+{
+    int64_t delay = (int64_t)s->checkpoint_ms * 1000;
+    size_t n = 0;
+
+    for (struct dirty *d = s->oldest; d != NULL && n < CHECKPOINT_BATCH; d = d->newer) {
+        if (!all && d->since_us + delay > now_us)
+            break; /* the queue is in time order */
+        if (d->writing || (all && d->final_try))
+            continue;
+        d->writing = true;
+        d->final_try = all; /* stopping: one try each, the journal keeps the rest */
+        out[n].d = d;
+        out[n].doc = json_incref(d->doc);
+        out[n].lsn = d->lsn;
+        n++;
+    }
+    return n;
+}
+
+/*
+ * Write what @p holds and settle each document. Called without dlock.
+ * Returns how many writes failed.
+ */
+static size_t settle(struct fstore *s, struct pending *p, size_t n)
+{
+    size_t failed = 0;
+    int64_t now;
+
+    for (size_t i = 0; i < n; i++) {
+        p[i].err = checkpoint_one(s, &p[i]);
+        failed += p[i].err != 0;
+        atomic_fetch_add_explicit(p[i].err == 0 ? &s->metrics.checkpoints
+                                                : &s->metrics.checkpoint_errors,
+                                  1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->metrics.checkpoint_bytes, p[i].len,
+                                  memory_order_relaxed);
+    }
+    now = cca_time_mono_us();
+    pthread_mutex_lock(&s->dlock);
+    for (size_t i = 0; i < n; i++) {
+        struct dirty *d = p[i].d;
+
+        d->writing = false;
+        if (p[i].err == 0 && d->lsn == p[i].lsn) {
+            dirty_remove(s, d); /* its file is current */
+        } else {
+            /* Changed meanwhile, or the write failed: again after a delay. */
+            d->since_us = now;
+            queue_unlink(s, d);
+            queue_push(s, d);
+        }
+        json_decref(p[i].doc);
+    }
+    pthread_mutex_unlock(&s->dlock);
+    return failed;
+}
+
+/* Wait on dcond (dlock held) until @us microseconds from now. */
+static void wait_dirty(struct fstore *s, int64_t us)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += us / 1000000;
+    ts.tv_nsec += (us % 1000000) * 1000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    (void)pthread_cond_timedwait(&s->dcond, &s->dlock, &ts);
+}
+
+static void *checkpointer_main(void *arg)
+{
+    struct fstore *s = arg;
+    struct pending *batch = cca_xcalloc(CHECKPOINT_BATCH, sizeof(*batch));
+
+    pthread_mutex_lock(&s->dlock);
+    for (;;) {
+        int64_t now = cca_time_mono_us();
+        bool all = s->cstop;
+        size_t n = take_due(s, now, all, batch);
+
+        if (n > 0) {
+            size_t failed;
+
+            pthread_mutex_unlock(&s->dlock);
+            failed = settle(s, batch, n);
+            retire_segments(s);
+            pthread_mutex_lock(&s->dlock);
+            if (failed == n && !s->cstop)
+                wait_dirty(s, CHECKPOINT_RETRY_MS * 1000);
+            continue;
+        }
+        if (s->cstop)
+            break;
+        if (s->oldest == NULL) {
+            pthread_cond_wait(&s->dcond, &s->dlock);
+        } else {
+            int64_t due = s->oldest->since_us + (int64_t)s->checkpoint_ms * 1000;
+
+            wait_dirty(s, due > now ? due - now : 1000);
+        }
+    }
+    pthread_mutex_unlock(&s->dlock);
+    free(batch);
+    return NULL;
+}
+
+/* ---- reads ----------------------------------------------------------------------------
+ */
+
+static cca_rc fs_read(void *impl, enum cca_store_coll coll, const char *id,
+                      json_t **ret_doc, size_t *ret_bytes, struct cca_error *reterr)
+{
+    struct fstore *s = impl;
+    struct cca_store_file_parsed parsed;
+    struct dirty *d;
+    json_t *doc = NULL;
+    char name[64];
+    char why[200];
+    size_t len = 0;
+    char *bytes;
+    cca_rc rc;
+
+    pthread_mutex_lock(&s->dlock);
+    d = dirty_find(s, coll, id);
+    if (d != NULL) {
+        doc = json_incref(d->doc);
+        pthread_mutex_unlock(&s->dlock);
+        if (doc == NULL)
+            return cca_error_set(reterr, CCA_ERR_NOT_FOUND, "%s %s was removed",
+                                 cca_store_coll_name(coll), id);
+        if (ret_bytes != NULL)
+            *ret_bytes = json_dumpb(doc, NULL, 0, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        *ret_doc = doc;
+        return CCA_OK;
+    }
+    pthread_mutex_unlock(&s->dlock);
+    final_name(id, name);
+    bytes = read_file(coll_dir(s, coll), name, s->max_file_bytes, &len, &rc, why,
+                      sizeof(why));
+    if (bytes == NULL)
+        return cca_error_set(reterr, rc, "%s file %s: %s", cca_store_coll_name(coll),
+                             name, why);
+    rc = cca_store_file_parse(coll, bytes, len, id, &doc, &parsed, reterr);
+    free(bytes);
+    if (rc != CCA_OK)
+        return rc;
+    if (ret_bytes != NULL)
+        *ret_bytes = len;
+    *ret_doc = doc;
+    return CCA_OK;
+}
+
+/* ---- load and recovery --------------------------------------------------------------
+ */
+
+/* One document during recovery. */
+struct rdoc {
+    enum cca_store_coll coll;
+    char id[37];
+    json_t *base;    /* as its file held it (never changed), or NULL */
+    json_t *doc;     /* with the journal's changes applied; NULL: none or removed */
+    json_t *patches; /* the changes applied since @base, to redo after a failure */
+    uint64_t lsn;
+    size_t bytes;
+    bool rewrite; /* its file must be written (replayed, earlier format) */
+    bool removed; /* a journal change removed it */
+    bool broken;  /* a change of it was damaged: later ones are ignored */
+};
+
+struct recovery {
+    struct fstore *s;
+    cca_store_report_fn report;
+    void *ctx;
+    struct rdoc *docs;
+    size_t n;
+    size_t cap;
+    struct rdoc **index; /* open addressing by (coll, id) */
+    size_t index_size;
+    uint64_t max_lsn;
+    /*
+     * A line that is not a change record: whose change it held is unknown, so
+     * nothing after it can be trusted to apply in order. Replay stops there
+     * for every document; later lines are counted, not applied.
+     */
+    bool halted;
+    unsigned long skipped; /* lines not replayed after the halt */
+};
+
+static void say(struct recovery *r, const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void say(struct recovery *r, const char *what, const char *fmt, ...)
+{
+    char why[400];
+    va_list ap;
+
+    if (r->report == NULL)
+        return;
+    va_start(ap, fmt);
+    (void)vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    r->report(r->ctx, what, why);
+}
+
+static void index_rebuild(struct recovery *r)
+{
+    free(r->index);
+    r->index_size = r->cap * 2;
+    r->index = cca_xcalloc(r->index_size, sizeof(*r->index));
+    for (size_t i = 0; i < r->n; i++) {
+        size_t h = hash_key(r->docs[i].coll, r->docs[i].id) % r->index_size;
+
+        while (r->index[h] != NULL)
+            h = (h + 1) % r->index_size;
+        r->index[h] = &r->docs[i];
+    }
+}
+
+static struct rdoc *rdoc_find(struct recovery *r, enum cca_store_coll coll,
+                              const char *id)
+{
+    if (r->index_size == 0)
+        return NULL;
+    for (size_t h = hash_key(coll, id) % r->index_size; r->index[h] != NULL;
+         h = (h + 1) % r->index_size) {
+        if (r->index[h]->coll == coll && strcmp(r->index[h]->id, id) == 0)
+            return r->index[h];
+    }
+    return NULL;
+}
+
+static struct rdoc *rdoc_add(struct recovery *r, enum cca_store_coll coll, const char *id)
+{
+    struct rdoc *d;
+
+    if (r->n == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 256;
+        r->docs = cca_xrealloc(r->docs, r->cap * sizeof(*r->docs));
+        index_rebuild(r); /* the array moved */
+    }
+    d = &r->docs[r->n++];
+    memset(d, 0, sizeof(*d));
+    d->coll = coll;
+    memcpy(d->id, id, 37);
+    {
+        size_t h = hash_key(coll, id) % r->index_size;
+
+        while (r->index[h] != NULL)
+            h = (h + 1) % r->index_size;
+        r->index[h] = d;
+    }
+    return d;
+}
+
+static bool is_uuid_file(const char *name, char id[37])
+{
+    size_t len = strlen(name);
+    char canon[37];
+
+    if (len != 36 + 5 || strcmp(name + 36, ".json") != 0)
+        return false;
+    memcpy(id, name, 36);
+    id[36] = '\0';
+    return cca_uuid_canonical(id, canon) && strcmp(canon, id) == 0;
+}
+
+static bool is_tmp_file(const char *name)
+{
+    size_t len = strlen(name);
+
+    return name[0] == '.' && len > 4 && strcmp(name + len - 4, ".tmp") == 0;
+}
+
+/* "<name>.damaged-<UTC time>" into @out. */
+static void damaged_name(const char *name, char *out, size_t size)
+{
+    char stamp[32];
+    time_t now = time(NULL);
+    struct tm tm;
+
+    (void)strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", gmtime_r(&now, &tm));
+    (void)snprintf(out, size, "%.60s.damaged-%.20s", name, stamp);
+}
+
+/* Keep @name of @dirfd as its ".damaged-<time>" copy (a hard link). */
+static bool keep_aside(int dirfd, const char *name, char *aside, size_t size)
+{
+    damaged_name(name, aside, size);
+    return linkat(dirfd, name, dirfd, aside, 0) == 0;
+}
+
+/* Read one collection directory's files into @r. */
+static cca_rc load_files(struct recovery *r, enum cca_store_coll coll,
+                         struct cca_error *reterr)
+{
+    struct fstore *s = r->s;
+    int dirfd = coll_dir(s, coll);
+    struct dirent *de;
+    DIR *d;
+    int fd = dup(dirfd);
+
+    if (fd < 0 || (d = fdopendir(fd)) == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return cca_error_set(reterr, CCA_ERR_IO, "cannot list %s: %s", s->dir,
+                             strerror(errno));
+    }
+    rewinddir(d);
+    while ((de = readdir(d)) != NULL) {
+        struct cca_store_file_parsed parsed;
+        struct cca_error err = {0};
+        char why[240];
+        char id[37];
+        uint64_t seq;
+        json_t *doc = NULL;
+        size_t len = 0;
+        struct rdoc *rd;
+        char *bytes;
+        cca_rc rc;
+        bool known = false;
+
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+            strcmp(de->d_name, ".gitkeep") == 0 ||
+            strcmp(de->d_name, CCA_STORE_FILE_LOCK) == 0 ||
+            cca_store_journal_parse_name(de->d_name, &seq))
+            continue;
+        for (int c = 0; c < CCA_STORE_COLL__COUNT; c++)
+            known |= strcmp(de->d_name, cca_store_coll_name(c)) == 0;
+        if (known)
+            continue; /* another collection's directory */
+        if (is_tmp_file(de->d_name)) {
+            /* An interrupted file write: the target still holds its previous version. */
+            (void)unlinkat(dirfd, de->d_name, 0);
+            say(r, de->d_name,
+                "leftover temporary file of an interrupted write, removed");
+            continue;
+        }
+        if (!is_uuid_file(de->d_name, id)) {
+            say(r, de->d_name, "%s",
+                strstr(de->d_name, ".damaged-") != NULL
+                    ? "a damaged file kept aside by an earlier start, ignoring"
+                    : "not a <uuid>.json file, ignoring");
+            continue;
+        }
+        bytes =
+            read_file(dirfd, de->d_name, s->max_file_bytes, &len, &rc, why, sizeof(why));
+        if (bytes == NULL) {
+            say(r, de->d_name, "%s", why);
+            continue;
+        }
+        rc = cca_store_file_parse(coll, bytes, len, id, &doc, &parsed, &err);
+        free(bytes);
+        if (rc != CCA_OK) {
+            say(r, de->d_name, "invalid: %s, ignoring", err.msg);
+            continue;
+        }
+        rd = rdoc_add(r, coll, id);
+        rd->base = doc;
+        rd->lsn = parsed.lsn;
+        rd->bytes = len;
+        rd->rewrite = parsed.legacy;
+        if (parsed.lsn > r->max_lsn)
+            r->max_lsn = parsed.lsn;
+        if (parsed.damaged > 0) {
+            char aside[96];
+
+            if (keep_aside(dirfd, de->d_name, aside, sizeof(aside)))
+                say(r, de->d_name,
+                    "damaged: %s; salvaged with %u changes, %zu bytes dropped; the "
+                    "damaged file is kept as %s",
+                    parsed.damage, parsed.changes, parsed.damaged, aside);
+            else
+                say(r, de->d_name,
+                    "damaged: %s; salvaged with %u changes, %zu bytes dropped (no copy "
+                    "could be kept: %s)",
+                    parsed.damage, parsed.changes, parsed.damaged, strerror(errno));
+        } else if (parsed.dropped > 0) {
+            say(r, de->d_name, "%zu bytes of an interrupted append dropped",
+                parsed.dropped);
+        }
+    }
+    closedir(d);
+    return CCA_OK;
+}
+
+/* @rd's current version: its replayed document, else its file's. Borrowed. */
+static json_t *rdoc_current(struct rdoc *rd)
+{
+    return rd->doc != NULL ? rd->doc : rd->base;
+}
+
+/* Redo @rd from its file's version with the changes that applied (after a failure). */
+static void rdoc_redo(struct rdoc *rd)
+{
+    json_t *p;
+    size_t i;
+
+    json_decref(rd->doc);
+    rd->doc = rd->base != NULL ? json_deep_copy(rd->base) : NULL;
+    json_array_foreach (rd->patches, i, p) {
+        if (json_is_object(p)) { /* a whole document */
+            json_decref(rd->doc);
+            rd->doc = json_deep_copy(p);
+        } else if (rd->doc != NULL && cca_jsonpatch_apply(rd->doc, p, NULL) != CCA_OK) {
+            break; /* cannot happen: it applied the first time */
+        }
+    }
+}
+
+/* Apply one journal record (borrowed) to @r. */
+static void replay_record(struct recovery *r, json_t *rec, const char *where)
+{
+    const char *coll_s = json_string_value(json_object_get(rec, "coll"));
+    const char *id = json_string_value(json_object_get(rec, "id"));
+    json_t *lsn_j = json_object_get(rec, "lsn");
+    json_t *patch = json_object_get(rec, "patch");
+    json_t *doc = json_object_get(rec, "doc");
+    bool remove = json_is_true(json_object_get(rec, "remove"));
+    struct cca_error err = {0};
+    enum cca_store_coll coll = CCA_STORE_COLL__COUNT;
+    struct rdoc *rd;
+    uint64_t lsn;
+    char canon[37];
+
+    for (int c = 0; coll_s != NULL && c < CCA_STORE_COLL__COUNT; c++) {
+        if (strcmp(coll_s, cca_store_coll_name(c)) == 0)
+            coll = c;
+    }
+    if (coll == CCA_STORE_COLL__COUNT || id == NULL || !cca_uuid_canonical(id, canon) ||
+        strcmp(canon, id) != 0 || !json_is_integer(lsn_j) ||
+        json_integer_value(lsn_j) <= 0 ||
+        (json_is_array(patch) + json_is_object(doc) + remove) != 1) {
+        say(r, where, "damaged: not a change record; replay stops here");
+        r->halted = true;
+        return;
+    }
+    lsn = (uint64_t)json_integer_value(lsn_j);
+    if (lsn > r->max_lsn)
+        r->max_lsn = lsn;
+    rd = rdoc_find(r, coll, id);
+    if (rd == NULL)
+        rd = rdoc_add(r, coll, id);
+    if (lsn <= rd->lsn)
+        return; /* already in its file */
+    if (rd->broken)
+        return; /* reported at the damage */
+    if (remove) {
+        json_decref(rd->doc);
+        rd->doc = NULL;
+        json_decref(rd->patches);
+        rd->patches = NULL;
+        rd->removed = true;
+    } else if (doc != NULL) {
+        json_decref(rd->doc);
+        rd->doc = json_deep_copy(doc);
+        rd->removed = false;
+        if (rd->patches == NULL)
+            rd->patches = json_array();
+        (void)json_array_append(rd->patches, doc);
+    } else {
+        if (rdoc_current(rd) == NULL || rd->removed) {
+            rd->broken = true;
+            say(r, where,
+                "damaged: a change of %s %s whose earlier version is missing; "
+                "it and its later changes are ignored",
+                coll_s, id);
+            return;
+        }
+        if (rd->doc == NULL)
+            rd->doc = json_deep_copy(rd->base);
+        if (cca_jsonpatch_apply(rd->doc, patch, &err) != CCA_OK) {
+            rd->broken = true;
+            rdoc_redo(rd);
+            say(r, where,
+                "damaged: a change of %s %s does not apply (%s); it is kept "
+                "as it was before, later changes ignored",
+                coll_s, id, err.msg);
+            return;
+        }
+        if (rd->patches == NULL)
+            rd->patches = json_array();
+        (void)json_array_append(rd->patches, patch);
+    }
+    rd->lsn = lsn;
+    rd->rewrite = true;
+}
+
+/*
+ * Replay segment @seq (@last: the newest one). Returns true if it was sound
+ * (a cut last line of the newest segment is not damage).
+ */
+static bool replay_segment(struct recovery *r, uint64_t seq, bool last)
+{
+    struct fstore *s = r->s;
+    char name[64];
+    char why[200];
+    char where[96];
+    size_t len = 0;
+    size_t at = 0;
+    unsigned line = 0;
+    bool sound = true;
+    cca_rc rc;
+    char *bytes;
+
+    cca_store_journal_name(seq, name);
+    bytes = read_file(s->dirfd, name, SIZE_MAX / 2, &len, &rc, why, sizeof(why));
+    if (bytes == NULL) {
+        say(r, name, "cannot be read: %s; its changes are lost", why);
+        return false;
+    }
+    while (at < len) {
+        const char *nl = line_end(bytes, len, at);
+        size_t end = nl != NULL ? (size_t)(nl - bytes) : len;
+        json_t *rec;
+
+        line++;
+        (void)snprintf(where, sizeof(where), "%s line %u", name, line);
+        if (r->halted) {
+            r->skipped++;
+            sound = false; /* keep a copy of what was not replayed */
+            at = end + 1;
+            continue;
+        }
+        rec = nl != NULL ? json_loadb(bytes + at, end - at, JSON_REJECT_DUPLICATES, NULL)
+                         : NULL;
+        if (rec == NULL) {
+            if (end + 1 >= len) {
+                /* The end of a segment: a change cut by a crash, never acknowledged. */
+                say(r, where, "%zu bytes of a change cut short by a crash, dropped",
+                    len - at);
+                if (!last)
+                    sound = false; /* only the newest segment may end cut */
+            } else {
+                say(r, where, "damaged: not JSON; replay stops here");
+                r->halted = true;
+                sound = false;
+            }
+        } else {
+            replay_record(r, rec, where);
+            sound = sound && !r->halted;
+        }
+        json_decref(rec);
+        at = end + 1;
+    }
+    free(bytes);
+    return sound;
+}
+
+static void recovery_cleanup(struct recovery *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        json_decref(r->docs[i].base);
+        json_decref(r->docs[i].doc);
+        json_decref(r->docs[i].patches);
+    }
+    free(r->docs);
+    free(r->index);
+}
+
+/*
+ * Make the recovered state the files' state: write every document that
+ * changed, flush, then delete the journal (keeping damaged segments aside).
+ */
+static cca_rc settle_recovery(struct recovery *r, const uint64_t *seqs, const bool *sound,
+                              size_t nseq, struct cca_error *reterr)
+{
+    struct fstore *s = r->s;
+
+    for (size_t i = 0; i < r->n; i++) {
+        struct rdoc *rd = &r->docs[i];
+        struct cca_error err = {0};
+        json_t *cur = rdoc_current(rd);
+        char fin[64];
+        int e;
+
+        if (!rd->rewrite)
+            continue;
+        if (rd->removed) {
+            final_name(rd->id, fin);
+            if (unlinkat(coll_dir(s, rd->coll), fin, 0) != 0 && errno != ENOENT)
+                return cca_error_set(reterr, CCA_ERR_IO, "cannot remove %s: %s", fin,
+                                     strerror(errno));
+            continue;
+        }
+        if (cur == NULL)
+            continue;
+        if (validate(rd->coll, cur, rd->id, &err) != CCA_OK) {
+            /* A replayed version that is not valid: fall back to the file's. */
+            say(r, rd->id,
+                "damaged: the journal's version is not valid (%s); the file's "
+                "version is kept",
+                err.msg);
+            if (rd->base == NULL)
+                continue;
+            json_decref(rd->doc);
+            rd->doc = NULL;
+            cur = rd->base;
+        }
+        e = write_doc(coll_dir(s, rd->coll), rd->id, cur, rd->lsn, false, &rd->bytes);
+        if (e != 0)
+            return cca_error_set(reterr, errno_rc(e), "cannot write %s.json: %s", rd->id,
+                                 strerror(e));
+    }
+    if (s->fsync && syncfs(s->dirfd) != 0)
+        return cca_error_set(reterr, errno_rc(errno), "cannot flush %s: %s", s->dir,
+                             strerror(errno));
+    for (size_t i = 0; i < nseq; i++) {
+        char name[64];
+        char aside[96];
+
+        cca_store_journal_name(seqs[i], name);
+        if (!sound[i] && keep_aside(s->dirfd, name, aside, sizeof(aside)))
+            say(r, name, "damaged segment kept as %s", aside);
+        (void)unlinkat(s->dirfd, name, 0);
+    }
+    if (s->fsync && fsync(s->dirfd) != 0)
+        return cca_error_set(reterr, errno_rc(errno), "cannot flush %s: %s", s->dir,
+                             strerror(errno));
+    return CCA_OK;
+}
+
+static cca_rc fs_load(void *impl, cca_store_load_fn load, cca_store_report_fn report,
+                      void *ctx, struct cca_error *reterr)
+{
+    struct fstore *s = impl;
+    struct recovery r = {.s = s, .report = report, .ctx = ctx};
+    uint64_t *seqs = NULL;
+    bool *sound = NULL;
+    size_t nseq = 0;
+    cca_rc rc = CCA_OK;
+
+    r.cap = 256;
+    r.docs = cca_xcalloc(r.cap, sizeof(*r.docs));
+    index_rebuild(&r);
+    for (int c = 0; c < CCA_STORE_COLL__COUNT && rc == CCA_OK; c++)
+        rc = load_files(&r, c, reterr);
+    if (rc == CCA_OK)
+        rc = cca_store_journal_list(s->dirfd, &seqs, &nseq, reterr);
+    if (rc != CCA_OK)
+        goto out;
+    sound = cca_xcalloc(nseq + 1, sizeof(*sound));
+    for (size_t i = 0; i < nseq; i++)
+        sound[i] = replay_segment(&r, seqs[i], i + 1 == nseq);
+    if (r.halted)
+        say(&r, "journal",
+            "damaged: %lu later lines were not replayed (every document keeps its "
+            "changes from before the damage); the segments are kept aside",
+            r.skipped);
+    rc = settle_recovery(&r, seqs, sound, nseq, reterr);
+    if (rc != CCA_OK)
+        goto out;
+    s->next_lsn = r.max_lsn + 1;
+    rc = cca_store_journal_open(&s->journal, nseq > 0 ? seqs[nseq - 1] + 1 : 1, reterr);
+    if (rc != CCA_OK)
+        goto out;
+    s->open_seq = s->oldest_seq = s->journal.seq;
+    s->loaded = true;
+    for (size_t i = 0; i < r.n; i++) {
+        struct rdoc *rd = &r.docs[i];
+        json_t *cur = rdoc_current(rd);
+
+        if (rd->removed || cur == NULL)
+            continue;
+        load(ctx, rd->coll, rd->id, json_incref(cur), rd->bytes);
+    }
+out:
+    recovery_cleanup(&r);
+    free(seqs);
+    free(sound);
+    return rc;
+}
+
+/* ---- health
+ * ------------------------------------------------------------------------------ */
+
+/*
+ * The present state of the file system, without touching the writer's data:
+ * read-only mount, free space and inodes, write permission. Fills @ret's
+ * free_bytes and, on a problem, writable = false and the reason.
+ */
+static void check_fs(struct fstore *s, uint64_t need_bytes, struct cca_store_health *ret)
+{
+    struct statvfs vfs;
+
+    if (fstatvfs(s->dirfd, &vfs) != 0) {
+        ret->writable = false;
+        (void)snprintf(ret->last_error, sizeof(ret->last_error),
+                       "dialog storage cannot be examined: %s", strerror(errno));
+        return;
+    }
+    ret->free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    if (vfs.f_flag & ST_RDONLY) {
+        ret->writable = false;
+        (void)snprintf(ret->last_error, sizeof(ret->last_error),
+                       "dialog storage is on a read-only file system");
+    } else if (ret->free_bytes < CCA_STORE_FILE_RESERVE_BYTES + need_bytes) {
+        ret->writable = false;
+        (void)snprintf(ret->last_error, sizeof(ret->last_error),
+                       "dialog storage is full: %llu bytes free, %llu needed",
+                       (unsigned long long)ret->free_bytes,
+                       (unsigned long long)(CCA_STORE_FILE_RESERVE_BYTES + need_bytes));
+    } else if (vfs.f_files > 0 && vfs.f_favail == 0) {
+        ret->writable = false;
+        (void)snprintf(ret->last_error, sizeof(ret->last_error),
+                       "dialog storage is full: no free inodes");
+    } else if (faccessat(s->dirfd, ".", W_OK, AT_EACCESS) != 0) {
+        ret->writable = false;
+        (void)snprintf(ret->last_error, sizeof(ret->last_error),
+                       "dialog storage directory is not writable: %s", strerror(errno));
+    }
+}
+
+/*
+ * Create, fill, flush and remove a small file next to the dialogs. Its name is
+ * a temporary-file name, so a leftover is removed by the next load.
+ */
+static bool probe_write(struct fstore *s, char *why, size_t why_size)
+{
+    static const char name[] = ".cca-health-probe.tmp";
+    char buf[512] = {0};
+    bool ok = false;
+    int fd = openat(s->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+
+    if (fd < 0) {
+        (void)snprintf(why, why_size, "dialog storage probe cannot create a file: %s",
+                       strerror(errno));
+        goto out;
+    }
+    if (!write_all(fd, buf, sizeof(buf))) {
+        (void)snprintf(why, why_size, "dialog storage probe cannot write: %s",
+                       strerror(errno));
+        goto out;
+    }
+    /* Flushed, so a disk that fails with EIO is not declared healed by the page cache. */
+    if (s->fsync && fdatasync(fd) != 0) {
+        (void)snprintf(why, why_size, "dialog storage probe cannot flush: %s",
+                       strerror(errno));
+        goto out;
+    }
+    ok = true;
+out:
+    if (fd >= 0) {
+        if (close(fd) != 0 && ok) {
+            ok = false;
+            (void)snprintf(why, why_size, "dialog storage probe cannot close: %s",
+                           strerror(errno));
+        }
+        (void)unlinkat(s->dirfd, name, 0);
+    }
+    return ok;
+}
+
+/*
+ * Always one fstatvfs(2) and one faccessat(2). Only while the last batch has
+ * failed and those pass: a probe write, at most once per
+ * CCA_STORE_FILE_PROBE_INTERVAL_MS across callers and at once after a new
+ * failure; between probes the cached outcome answers. A successful probe
+ * clears the failure. A concurrent caller never waits for another's probe.
+ */
+static void fs_health(void *impl, struct cca_store_health *ret)
+{
+    struct fstore *s = impl;
+    char why[sizeof(ret->last_error)] = "";
+    char last_error[sizeof(s->last_error)];
+    uint64_t need;
+    unsigned seq;
+    bool failed;
+    bool probe = false;
+    bool cached_ok = false;
+    int64_t now = cca_time_mono_us();
+
+    memset(ret, 0, sizeof(*ret));
+    ret->writable = true;
+    (void)snprintf(ret->location, sizeof(ret->location), "%s", s->dir);
+    pthread_mutex_lock(&s->lock);
+    failed = !s->last_ok;
+    need = s->need_bytes;
+    seq = s->fail_seq;
+    memcpy(last_error, s->last_error, sizeof(last_error));
+    pthread_mutex_unlock(&s->lock);
+    check_fs(s, need, ret);
+    if (!failed || !ret->writable)
+        return;
+    pthread_mutex_lock(&s->lock);
+    if (s->probing || (s->probe_seq == seq && s->probe_at_us != 0 &&
+                       now - s->probe_at_us < CCA_STORE_FILE_PROBE_INTERVAL_MS * 1000)) {
+        cached_ok = s->probe_seq == seq && s->probe_at_us != 0 && s->probe_ok;
+    } else {
+        s->probing = true;
+        probe = true;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (probe) {
+        bool ok = probe_write(s, why, sizeof(why));
+
+        pthread_mutex_lock(&s->lock);
+        s->probing = false;
+        s->probe_seq = seq;
+        s->probe_at_us = now;
+        s->probe_ok = ok;
+        if (ok && s->fail_seq == seq) {
+            /* Healed: space or permission came back. */
+            s->last_ok = true;
+            s->need_bytes = 0;
+        }
+        pthread_mutex_unlock(&s->lock);
+        cached_ok = ok;
+    }
+    if (cached_ok)
+        return;
+    ret->writable = false;
+    if (why[0] != '\0')
+        (void)snprintf(ret->last_error, sizeof(ret->last_error), "%s", why);
+    else
+        (void)snprintf(ret->last_error, sizeof(ret->last_error),
+                       "dialog storage failed a write: %.100s", last_error);
+}
+
+/* ---- metrics
+ * -------------------------------------------------------------------------------- */
+
+static void fs_metrics(void *impl, FILE *out)
+{
+    struct fstore *s = impl;
+    struct fstore_metrics *m = &s->metrics;
+    size_t dirty;
+    double lag = 0;
+
+    pthread_mutex_lock(&s->dlock);
+    dirty = s->ndirty;
+    if (s->oldest != NULL)
+        lag = (double)(cca_time_mono_us() - s->oldest->since_us) / 1e6;
+    pthread_mutex_unlock(&s->dlock);
+    cca_metrics_hist_family(out, "cca_store_flush_duration_seconds",
+                            "Time to append one batch of changes to the journal and "
+                            "flush it",
+                            &m->flush_seconds);
+    cca_metrics_hist_family(out, "cca_store_batch_size",
+                            "Changes per journal flush (group commit)", &m->batch_writes);
+    cca_metrics_family(out, "cca_store_writes_total", "counter",
+                       "Changes committed (ok) or failed (error)");
+    cca_metrics_sample(out, "cca_store_writes_total", "result=\"ok\"",
+                       (double)atomic_load(&m->writes));
+    cca_metrics_sample(out, "cca_store_writes_total", "result=\"error\"",
+                       (double)atomic_load(&m->errors));
+    cca_metrics_single(out, "cca_store_journal_bytes_total", "counter",
+                       "Bytes appended and flushed to the journal: the bytes on the "
+                       "critical path of the changes",
+                       (double)atomic_load(&m->journal_bytes));
+    cca_metrics_family(out, "cca_store_checkpoints_total", "counter",
+                       "Document files rewritten from the journal (ok) or that failed "
+                       "and will be retried (error)");
+    cca_metrics_sample(out, "cca_store_checkpoints_total", "result=\"ok\"",
+                       (double)atomic_load(&m->checkpoints));
+    cca_metrics_sample(out, "cca_store_checkpoints_total", "result=\"error\"",
+                       (double)atomic_load(&m->checkpoint_errors));
+    cca_metrics_single(out, "cca_store_checkpoint_bytes_total", "counter",
+                       "Bytes of document files rewritten by checkpoints (not flushed "
+                       "on a change's critical path)",
+                       (double)atomic_load(&m->checkpoint_bytes));
+    cca_metrics_single(out, "cca_store_dirty_documents", "gauge",
+                       "Documents changed in the journal and not yet in their files",
+                       (double)dirty);
+    cca_metrics_single(out, "cca_store_checkpoint_lag_seconds", "gauge",
+                       "Age of the oldest change not yet in its file (0: none)", lag);
+}
+
+/* ---- life cycle
+ * ---------------------------------------------------------------------------- */
+
+static cca_rc mkdir_p(const char *dir, struct cca_error *err)
+{
+    char path[4096];
+    size_t len = strlen(dir);
+
+    if (len == 0 || len >= sizeof(path))
+        return cca_error_set(err, CCA_ERR_INVALID, "storage path is empty or too long");
+    memcpy(path, dir, len + 1);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0750) != 0 && errno != EEXIST)
+            return cca_error_set(err, errno_rc(errno), "cannot create %s: %s", path,
+                                 strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(path, 0750) != 0 && errno != EEXIST)
+        return cca_error_set(err, errno_rc(errno), "cannot create %s: %s", path,
+                             strerror(errno));
+    return CCA_OK;
+}
+
+/*
+ * Own the directory: an exclusive flock(2) on its lock file, held until the
+ * store is freed (the kernel drops it when the process dies, so a SIGKILL
+ * leaves no stale lock). The holder's PID is written in the file for the
+ * message of the next one that tries.
+ */
+static cca_rc lock_dir(struct fstore *s, struct cca_error *reterr)
+{
+    char pid[32];
+    bool written;
+    int n, fd;
+
+    /* Held read-only: a file open for writing would stop a remount read-only. */
+    s->lockfd = openat(s->dirfd, CCA_STORE_FILE_LOCK,
+                       O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0640);
+    if (s->lockfd < 0)
+        return cca_error_set(reterr, CCA_ERR_IO, "cannot open %s/%s: %s", s->dir,
+                             CCA_STORE_FILE_LOCK, strerror(errno));
+    if (flock(s->lockfd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        ssize_t got = pread(s->lockfd, pid, sizeof(pid) - 1, 0);
+
+        pid[got > 0 ? got : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        if (e == EWOULDBLOCK)
+            return cca_error_set(reterr, CCA_ERR_CONFLICT,
+                                 "storage directory %s is in use by another server "
+                                 "(pid %s)",
+                                 s->dir, pid[0] ? pid : "unknown");
+        return cca_error_set(reterr, CCA_ERR_IO, "cannot lock %s/%s: %s", s->dir,
+                             CCA_STORE_FILE_LOCK, strerror(e));
+    }
+    n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    fd = openat(s->dirfd, CCA_STORE_FILE_LOCK,
+                O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    written = fd >= 0 && write(fd, pid, (size_t)n) == n;
+    if (fd >= 0 && close(fd) != 0)
+        written = false;
+    if (!written) /* the flock stays: it belongs to lockfd's open file description */
+        return cca_error_set(reterr, CCA_ERR_IO, "cannot write %s/%s: %s", s->dir,
+                             CCA_STORE_FILE_LOCK, strerror(errno));
+    return CCA_OK;
+}
+
+/* The directories of the collections other than dialogs: <dir>/<name>/. */
+static cca_rc open_collections(struct fstore *s, struct cca_error *reterr)
+{
+    s->colldirs[CCA_STORE_DIALOGS] = s->dirfd;
+    for (int c = 0; c < CCA_STORE_COLL__COUNT; c++) {
+        const char *name = cca_store_coll_name(c);
+
+        if (c == CCA_STORE_DIALOGS)
+            continue;
+        if (mkdirat(s->dirfd, name, 0750) != 0 && errno != EEXIST)
+            return cca_error_set(reterr, errno_rc(errno), "cannot create %s/%s: %s",
+                                 s->dir, name, strerror(errno));
+        s->colldirs[c] =
+            openat(s->dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (s->colldirs[c] < 0)
+            return cca_error_set(reterr, CCA_ERR_IO, "cannot open %s/%s: %s", s->dir,
+                                 name, strerror(errno));
+    }
+    return CCA_OK;
+}
+
+static void fs_free(void *impl)
+{
+    struct fstore *s = impl;
+
+    if (s == NULL)
+        return;
+    if (s->writer_started) {
+        pthread_mutex_lock(&s->lock);
+        s->stop = true;
+        pthread_cond_signal(&s->cond);
+        pthread_mutex_unlock(&s->lock);
+        pthread_join(s->writer, NULL);
+    }
+    if (s->checkpointer_started) {
+        /* Every acknowledged change into its file, then no journal is left. */
+        pthread_mutex_lock(&s->dlock);
+        s->cstop = true;
+        pthread_cond_signal(&s->dcond);
+        pthread_mutex_unlock(&s->dlock);
+        pthread_join(s->checkpointer, NULL);
+        if (s->loaded && s->ndirty == 0) {
+            pthread_mutex_lock(&s->dlock);
+            s->open_seq = s->journal.seq + 1; /* the open segment may go too */
+            pthread_mutex_unlock(&s->dlock);
+            cca_store_journal_close(&s->journal);
+            retire_segments(s);
+        }
+    }
+    cca_store_journal_close(&s->journal);
+    while (s->oldest != NULL)
+        dirty_remove(s, s->oldest);
+    for (int c = 0; c < CCA_STORE_COLL__COUNT; c++) {
+        if (c != CCA_STORE_DIALOGS && s->colldirs[c] >= 0)
+            close(s->colldirs[c]);
+    }
+    if (s->dirfd >= 0)
+        close(s->dirfd);
+    if (s->lockfd >= 0)
+        close(s->lockfd); /* releases the flock */
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->dlock);
+    pthread_cond_destroy(&s->dcond);
+    free(s->buckets);
+    free(s->dir);
+    free(s);
+}
+
+static const struct cca_store_ops file_ops = {
+    .name = "file",
+    .load = fs_load,
+    .read = fs_read,
+    .commit = fs_commit,
+    .remove = fs_remove,
+    .health = fs_health,
+    .metrics = fs_metrics,
+    .free = fs_free,
+};
+
+cca_rc cca_store_file_new(const struct cca_store_file_params *params,
+                          struct cca_store **ret_store, struct cca_error *reterr)
+{
+    struct fstore *s = NULL;
+    cca_rc rc;
+
+    if (params->checkpoint_ms > 1000 || params->max_segment_bytes == 0)
+        return cca_error_set(reterr, CCA_ERR_INVALID,
+                             "checkpoint_ms must be 0..1000 and segments non-empty");
+    rc = mkdir_p(params->dir, reterr);
+    if (rc != CCA_OK)
+        return rc;
+    s = cca_xcalloc(1, sizeof(*s));
+    cca_hist_init(&s->metrics.flush_seconds, cca_hist_seconds_bounds, cca_hist_seconds_n);
+    cca_hist_init(&s->metrics.batch_writes, cca_hist_batch_bounds, cca_hist_batch_n);
+    s->dirfd = s->lockfd = -1;
+    for (int c = 0; c < CCA_STORE_COLL__COUNT; c++)
+        s->colldirs[c] = -1;
+    s->dir = cca_xstrdup(params->dir);
+    s->fsync = params->fsync;
+    s->max_file_bytes = params->max_file_bytes;
+    s->checkpoint_ms = params->checkpoint_ms;
+    s->max_segment_bytes = params->max_segment_bytes;
+    s->last_ok = true;
+    s->nbuckets = 4096;
+    s->buckets = cca_xcalloc(s->nbuckets, sizeof(*s->buckets));
+    s->journal.fsync = params->fsync;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    pthread_mutex_init(&s->dlock, NULL);
+    pthread_cond_init(&s->dcond, NULL);
+    s->dirfd = open(params->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->dirfd < 0) {
+        rc = cca_error_set(reterr, CCA_ERR_IO, "cannot open %s: %s", params->dir,
+                           strerror(errno));
+        goto out;
+    }
+    s->journal.dirfd = s->dirfd;
+    if (faccessat(s->dirfd, ".", W_OK, AT_EACCESS) != 0) {
+        rc = cca_error_set(reterr, CCA_ERR_IO, "%s is not writable: %s", params->dir,
+                           strerror(errno));
+        goto out;
+    }
+    rc = lock_dir(s, reterr);
+    if (rc == CCA_OK)
+        rc = open_collections(s, reterr);
+    if (rc != CCA_OK)
+        goto out;
+    if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
+        rc = cca_error_set(reterr, CCA_ERR_INTERNAL, "cannot start the writer thread");
+        goto out;
+    }
+    s->writer_started = true;
+    if (pthread_create(&s->checkpointer, NULL, checkpointer_main, s) != 0) {
+        rc =
+            cca_error_set(reterr, CCA_ERR_INTERNAL, "cannot start the checkpoint thread");
+        goto out;
+    }
+    s->checkpointer_started = true;
+    *ret_store = cca_store_new(&file_ops, s);
+    s = NULL;
+out:
+    fs_free(s);
+    return rc;
+}
