@@ -6,10 +6,10 @@
  * (CreateChatCompletionRequest), the parsing of a 2xx answer
  * (CreateChatCompletionResponse), the reading of an error answer, the
  * classification of every failure as the OpenAI API defines it, the health
- * snapshot and the cca_llm_* metrics. The transport (one thread, curl multi on
- * epoll, the easy-handle pool, retries with backoff and Retry-After, deadlines)
- * is the generic HTTP client of src/fetch.c, on which every call runs in this
- * client's own lane ("llm").
+ * snapshot and the cca_llm_* metrics. The transport (its thread and event loop,
+ * the easy-handle pool, retries with backoff and Retry-After, deadlines) is the
+ * generic HTTP client of src/fetch.c, on which every call runs in this client's
+ * own lane ("llm").
  *
  * Life of a call (struct call):
  *   cca_llm_submit (any thread) serialises the request body and hands it to

@@ -291,7 +291,9 @@ cca_rc cca_fetch_new(const struct cca_fetch_params *params, struct cca_fetch **r
 /*
  * cca_fetch_free - stop the thread; requests still pending (running, waiting to
  * retry, queued) end with CANCELLED, their @done called before this returns.
- * Frees the lanes not freed yet. Accepts NULL. Not from a callback of @fetch.
+ * Frees the lanes not freed yet (their pointers die with it). Accepts NULL. Any
+ * thread but a callback of @fetch, once, after every other call on @fetch and
+ * its lanes has returned.
  */
 void cca_fetch_free(struct cca_fetch *fetch);
 
@@ -336,7 +338,8 @@ cca_rc cca_fetch_headers_new(const char *const *lines,
 
 /*
  * cca_fetch_headers_free - wipe (the lines may hold secrets) and free @headers.
- * Accepts NULL. No request may still use it.
+ * Accepts NULL. Any thread, once no request uses it any more (every @done of a
+ * request that borrowed it has returned).
  */
 void cca_fetch_headers_free(struct cca_fetch_headers *headers);
 
@@ -372,10 +375,16 @@ void cca_fetch_cancel(struct cca_fetch *fetch, uint64_t id);
  */
 int64_t cca_fetch_parse_retry_after(const char *value, const char *ms_value, int64_t now);
 
-/* cca_fetch_end_name - "final", "exhausted", ... Static string; "unknown" if bad. */
+/*
+ * cca_fetch_end_name - "final", "exhausted", "no_time", "deadline", "late",
+ * "cancelled": a static string; "unknown" for a bad value. Thread-safe.
+ */
 const char *cca_fetch_end_name(enum cca_fetch_end end);
 
-/* cca_fetch_result_cleanup - free ->body and zero it. Accepts NULL. */
+/*
+ * cca_fetch_result_cleanup - free ->body (when the caller took the result's body
+ * buffer into a copy of the struct) and zero it. Accepts NULL.
+ */
 void cca_fetch_result_cleanup(struct cca_fetch_result *result);
 
 #endif

@@ -24,6 +24,7 @@
 #include <jansson.h>
 
 #include "cca/common.h"
+#include "cca/fetch.h"
 #include "cca/llm.h"
 #include "cca/mem.h"
 
@@ -843,6 +844,60 @@ static void test_free_with_calls_in_flight(void **state)
     waiter_cleanup(&w);
 }
 
+/*
+ * Two LLM clients on one shared fetch client (cca_llm_params.fetch): no thread
+ * of their own, each on its own lane; freeing one cancels only its calls.
+ */
+static void test_shared_fetch(void **state)
+{
+    struct cca_llm_params p = {
+        .base_url = llm_base,
+        .api_key = KEY,
+        .model = MODEL,
+        .connect_timeout_ms = 1000,
+        .max_retries = 1,
+        .max_response_bytes = 64 * 1024,
+        .backoff_base_ms = 20,
+    };
+    struct cca_fetch *fetch = NULL;
+    struct cca_llm *a = NULL, *b = NULL;
+    struct cca_error err = {0};
+    struct waiter w;
+    int before = count_threads(), tries;
+
+    (void)state;
+    assert_int_equal(cca_fetch_new(NULL, &fetch, &err), CCA_OK);
+    p.fetch = fetch;
+    assert_int_equal(cca_llm_new(&p, &a, &err), CCA_OK);
+    assert_int_equal(cca_llm_new(&p, &b, &err), CCA_OK);
+    assert_int_equal(count_threads(), before + 1); /* the fetch thread only */
+
+    run_one(a, &w, "hello from a", false, 5000);
+    assert_int_equal(w.res[0].rc, CCA_OK);
+    assert_non_null(strstr(w.res[0].content, "hello from a"));
+    waiter_cleanup(&w);
+
+    /* a's call hangs; freeing a ends it, b goes on */
+    fake_post("/_fake/script", "[{\"hang\":true}]");
+    waiter_init(&w, 1);
+    submit(a, &w, "never answered", false, 30000);
+    for (tries = 0; tries < 100 && fake_stat("in_flight") < 1; tries++)
+        usleep(20 * 1000);
+    cca_llm_free(a);
+    assert_int_equal(w.got, 1);
+    assert_int_equal(w.res[0].rc, CCA_ERR_UNAVAILABLE);
+    assert_string_equal(w.res[0].error, "LLM client shutting down");
+    waiter_cleanup(&w);
+
+    run_one(b, &w, "hello from b", false, 5000);
+    assert_int_equal(w.res[0].rc, CCA_OK);
+    assert_non_null(strstr(w.res[0].content, "hello from b"));
+    waiter_cleanup(&w);
+    cca_llm_free(b);
+    cca_fetch_free(fetch);
+    assert_int_equal(count_threads(), before);
+}
+
 /* ------------------------------------------------- pure parsers (no fake) */
 
 /* 784111777 is "Sun, 06 Nov 1994 08:49:37 GMT", the RFC 9110 example date. */
@@ -1213,6 +1268,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_bad_params, test_setup),
         cmocka_unit_test_setup(test_concurrent_50, test_setup),
         cmocka_unit_test_setup(test_free_with_calls_in_flight, test_setup),
+        cmocka_unit_test_setup(test_shared_fetch, test_setup),
         cmocka_unit_test(test_parse_response_table),
         cmocka_unit_test(test_parse_response_not_terminated),
         cmocka_unit_test(test_error_reason_table),
