@@ -10,7 +10,11 @@
 #include "cca/dialog.h"
 #include "cca/mem.h"
 
-static const char *const status_names[] = {"active", "escalated", "closed"};
+static const char *const status_names[CCA_DIALOG_STATUS__COUNT] = {
+    [CCA_DIALOG_ACTIVE] = "active",
+    [CCA_DIALOG_ESCALATED] = "escalated",
+    [CCA_DIALOG_CLOSED] = "closed",
+};
 
 const char *cca_dialog_status_name(enum cca_dialog_status s)
 {
@@ -190,6 +194,31 @@ json_t *cca_dialog_find_idempotency(json_t *doc, const char *key, const char *op
         if (k != NULL && o != NULL && strcmp(k, key) == 0 && strcmp(o, operation) == 0 &&
             record_live(rec, now_ms, ttl_ms))
             return rec;
+    }
+    return NULL;
+}
+
+const char *cca_dialog_idempotency_hash(json_t *rec)
+{
+    return json_string_value(json_object_get(rec, "request_hash"));
+}
+
+json_t *cca_dialog_idempotency_response(json_t *rec)
+{
+    return json_object_get(rec, "response");
+}
+
+const char *cca_dialog_create_key(json_t *doc, int64_t now_ms, int64_t ttl_ms)
+{
+    json_t *records = json_object_get(json_object_get(doc, "metadata"), "idempotency");
+    json_t *rec;
+    size_t i;
+
+    json_array_foreach (records, i, rec) {
+        const char *o = json_string_value(json_object_get(rec, "operation"));
+
+        if (o != NULL && strcmp(o, "create") == 0 && record_live(rec, now_ms, ttl_ms))
+            return json_string_value(json_object_get(rec, "key"));
     }
     return NULL;
 }

@@ -58,7 +58,6 @@ struct slot {
 };
 
 enum event { EV_NEW, EV_RUN, EV_LLM_DONE, EV_PERSISTED };
-enum stage { STAGE_CLASSIFY, STAGE_REPLY };
 
 struct op {
     struct op *next;
@@ -75,18 +74,8 @@ struct op {
     struct slot *entry;
     bool new_entry;
     bool turn;
-    /* Turn state. */
-    enum stage stage;
-    struct cca_route route;
-    enum cca_lang lang;
-    enum cca_agent current;  /* the dialog's agent before this turn */
-    enum cca_agent previous; /* set on a handoff, else CCA_AGENT_NONE */
-    char handoff_reason[200];
-    char *reply;
-    long tokens;
-    int64_t llm_ms;
-    bool degraded;
-    struct cca_llm_result llm;
+    struct cca_turn t;         /* when @turn */
+    struct cca_llm_result llm; /* the last LLM call's result, until resumed */
     /* Outcome. */
     json_t *new_doc;
     size_t stored; /* what the change took in the store */
@@ -104,7 +93,9 @@ struct cca_engine {
     struct cca_store *store;
     struct cca_router *router;
     struct cca_agents *agents;
-    struct cca_llm *llm;
+    struct cca_llm *llm; /* engine thread; NULL once detached (shutdown) */
+    bool llm_mode;       /* an LLM was configured (turn metrics) */
+    bool detach_llm;     /* under @lock: drop @llm at the next wake-up */
     cca_engine_skip_fn skip;
     void *skip_ctx;
 
@@ -119,7 +110,7 @@ struct cca_engine {
     size_t cache_bytes;
     size_t cache_budget;
     size_t cached; /* slots with a document */
-    size_t by_status[3];
+    size_t by_status[CCA_DIALOG_STATUS__COUNT];
     struct op *head;
     struct op *tail;
     size_t in_flight;
@@ -417,7 +408,7 @@ static void request_cleanup(struct cca_engine_request *r)
 static void op_free(struct op *op)
 {
     request_cleanup(&op->req);
-    free(op->reply);
+    cca_turn_cleanup(&op->t);
     cca_llm_result_cleanup(&op->llm);
     json_decref(op->new_doc);
     json_decref(op->result);
@@ -437,11 +428,13 @@ static void finish(struct cca_engine *e, struct op *op, cca_rc rc)
         (void)cca_error_set(&op->err, rc, "%s", cca_strerror(rc));
     if (rc == CCA_OK && op->turn) {
         int64_t took = cca_time_mono_us() - op->received_us;
-        int src = op->degraded ? 2 : e->llm == NULL ? 1 : 0;
+        enum cca_engine_reply src = op->t.degraded ? CCA_ENGINE_REPLY_DEGRADED
+                                    : !e->llm_mode ? CCA_ENGINE_REPLY_OFFLINE
+                                                   : CCA_ENGINE_REPLY_LLM;
 
         atomic_fetch_add_explicit(&e->metrics.turns[src], 1, memory_order_relaxed);
         cca_hist_observe_us(&e->metrics.turn_seconds, took);
-        cca_hist_observe_us(&e->metrics.overhead_seconds, took - op->llm_ms * 1000);
+        cca_hist_observe_us(&e->metrics.overhead_seconds, took - op->t.llm_ms * 1000);
     }
     if (op->done != NULL) {
         json_t *result = NULL;
@@ -585,118 +578,60 @@ static void committed(struct cca_engine *e, struct op *op)
     release(e, en, gone);
 }
 
-/* ---- the turn pipeline ---------------------------------------------------------- */
+/* ---- turns ------------------------------------------------------------------------ */
 
-static json_t *agent_json(enum cca_agent a)
+/* The outcome of @op for its view; @doc the dialog after it (borrowed). */
+static void outcome_of(struct cca_engine *e, const struct op *op, json_t *doc,
+                       struct cca_engine_outcome *ret)
 {
-    const char *name = cca_agent_name(a);
-
-    return name != NULL ? json_string(name) : json_null();
+    memset(ret, 0, sizeof(*ret));
+    ret->op = op->req.op;
+    ret->dialog_id = op->entry != NULL ? op->entry->id : NULL;
+    ret->doc = doc;
+    ret->count = op->count;
+    ret->older_than_days = op->req.older_than_days;
+    ret->inactivity_timeout_s = e->cfg->dialog_inactivity_timeout_s;
 }
 
-/* {"role": @role, "content": @content[0..len)} appended to @messages. */
-static void add_chat_message(json_t *messages, const char *role, const char *content,
-                             size_t len)
+/* Render @op's result from @o (the request's view function; none for a cleanup's). */
+static void render(struct op *op, const struct cca_engine_outcome *o)
 {
-    json_t *m = json_object();
-
-    (void)json_object_set_new(m, "role", json_string(role));
-    (void)json_object_set_new(m, "content", json_stringn(content, len));
-    (void)json_array_append_new(messages, m);
+    json_decref(op->result);
+    op->result = op->req.render != NULL ? op->req.render(o) : NULL;
 }
 
-/* The document the turn builds on: the committed one, or the new one of a create. */
+/* The dialog the turn builds on: the committed one, or the new one of a create. */
 static json_t *base_doc(struct op *op)
 {
     return op->new_entry ? op->new_doc : op->entry->doc;
 }
 
-/* The 201 body of a create: the new dialog and the reply to initial_message. */
-static json_t *create_result(struct op *op, json_t *doc)
-{
-    static const char *const copied[] = {
-        "dialog_id",     "customer_id", "customer_info", "assigned_agent",
-        "current_agent", "status",      "priority",      "source"};
-    json_t *r = json_object();
-    bool turn = op->reply != NULL;
-
-    for (size_t i = 0; i < CCA_ARRAY_SIZE(copied); i++)
-        (void)json_object_set(r, copied[i], json_object_get(doc, copied[i]));
-    (void)json_object_set_new(r, "response", turn ? json_string(op->reply) : json_null());
-    (void)json_object_set_new(r, "route",
-                              turn ? cca_route_to_json(&op->route) : json_null());
-    (void)json_object_set_new(r, "degraded", json_boolean(op->degraded));
-    (void)json_object_set_new(r, "tokens_used", json_integer(op->tokens));
-    (void)json_object_set(r, "created_at", json_object_get(doc, "created_at"));
-    return r;
-}
-
+/* The turn is done: its messages into a new document, the result, the commit. */
 static void finalize_turn(struct cca_engine *e, struct op *op)
 {
-    json_t *base = base_doc(op);
-    struct cca_dialog_turn t = {0};
+    struct cca_dialog_turn dt = {0};
+    struct cca_engine_outcome o;
     char customer_id[37];
     char agent_id[37];
-    int64_t now_wall = cca_time_wall_ms();
-    double processing_s = (double)(cca_time_mono_us() - op->received_us) / 1e6;
-    const char *text =
-        op->req.op == CCA_OP_CREATE ? op->req.create.initial_message : op->req.text;
     json_t *doc;
-    json_t *r;
 
     cca_uuid_new(customer_id);
     cca_uuid_new(agent_id);
-    t.customer_msg_id = customer_id;
-    t.agent_msg_id = agent_id;
-    t.text = text;
-    t.route = &op->route;
-    t.agent = op->route.agent;
-    t.previous = op->previous;
-    t.handoff_reason = op->previous != CCA_AGENT_NONE ? op->handoff_reason : NULL;
-    t.reply = op->reply;
-    t.tokens = op->tokens;
-    t.latency_ms = op->llm_ms;
-    t.degraded = op->degraded;
-    t.received_ms = op->received_wall;
-    t.replied_ms = now_wall;
-    t.processing_s = processing_s;
-    doc = cca_dialog_with_turn(base, &t);
+    cca_turn_to_dialog(&op->t, &dt);
+    dt.customer_msg_id = customer_id;
+    dt.agent_msg_id = agent_id;
+    dt.received_ms = op->received_wall;
+    dt.replied_ms = cca_time_wall_ms();
+    dt.processing_s = (double)(cca_time_mono_us() - op->received_us) / 1e6;
+    doc = cca_dialog_with_turn(base_doc(op), &dt);
     json_decref(op->new_doc);
     op->new_doc = doc;
-
-    r = json_object();
-    (void)json_object_set_new(r, "dialog_id", json_string(op->entry->id));
-    if (op->req.op == CCA_OP_CREATE) {
-        json_decref(r);
-        r = create_result(op, doc);
-    } else {
-        (void)json_object_set_new(r, "message_id", json_string(customer_id));
-        (void)json_object_set_new(r, "current_agent", agent_json(op->route.agent));
-        (void)json_object_set_new(r, "previous_agent", agent_json(op->previous));
-        (void)json_object_set_new(r, "handoff_reason",
-                                  op->previous != CCA_AGENT_NONE
-                                      ? json_string(op->handoff_reason)
-                                      : json_null());
-        (void)json_object_set_new(r, "response", json_string(op->reply));
-        (void)json_object_set(r, "status", json_object_get(doc, "status"));
-        (void)json_object_set_new(r, "tokens_used", json_integer(op->tokens));
-        (void)json_object_set_new(r, "processing_time",
-                                  json_real(round(processing_s * 1e6) / 1e6));
-        (void)json_object_set_new(r, "route", cca_route_to_json(&op->route));
-        (void)json_object_set_new(r, "degraded", json_boolean(op->degraded));
-    }
-    json_decref(op->result);
-    op->result = r;
+    outcome_of(e, op, doc, &o);
+    o.turn = &op->t;
+    o.message_id = customer_id;
+    o.processing_s = dt.processing_s;
+    render(op, &o);
     persist(e, op);
-}
-
-static const char *turn_text(struct op *op, size_t *ret_len)
-{
-    const char *text =
-        op->req.op == CCA_OP_CREATE ? op->req.create.initial_message : op->req.text;
-
-    *ret_len = strlen(text);
-    return text;
 }
 
 /* LLM thread: hand the result back to the engine thread. */
@@ -709,218 +644,63 @@ static void on_llm_done(void *ctx, struct cca_llm_result *res)
     post(op->engine, op, EV_LLM_DONE);
 }
 
-static void offline_reply(struct cca_engine *e, struct op *op)
+static struct cca_turn_env turn_env(const struct cca_engine *e)
 {
-    size_t len;
-    const char *text = turn_text(op, &len);
-
-    free(op->reply);
-    op->reply = cca_agents_offline_reply(e->agents, op->route.agent, op->lang, text, len,
-                                         op->previous != CCA_AGENT_NONE);
+    return (struct cca_turn_env){
+        .cfg = e->cfg, .router = e->router, .agents = e->agents, .llm = e->llm};
 }
 
-/* "keyword: sales:тариф ...": the new agent's matched lexicon entries. */
-static void keyword_reason(struct op *op)
+/* The customer text of @op's turn: a message, or a create's initial message. */
+static const char *turn_text(const struct op *op)
 {
-    const char *prefix = cca_agent_name(op->route.agent);
-    size_t used =
-        (size_t)snprintf(op->handoff_reason, sizeof(op->handoff_reason), "keyword:");
-
-    for (size_t i = 0; i < op->route.matched_count && used < sizeof(op->handoff_reason);
-         i++) {
-        if (strncmp(op->route.matched[i], prefix, strlen(prefix)) == 0)
-            used += (size_t)snprintf(op->handoff_reason + used,
-                                     sizeof(op->handoff_reason) - used, " %s",
-                                     op->route.matched[i]);
-    }
-}
-
-static void reply_stage(struct cca_engine *e, struct op *op)
-{
-    struct cca_llm_request req = {0};
-    json_t *messages;
-    const char *prompt;
-    size_t len;
-    const char *text = turn_text(op, &len);
-
-    op->previous = CCA_AGENT_NONE;
-    if (op->current != CCA_AGENT_NONE && op->current != op->route.agent) {
-        op->previous = op->current;
-        /* An LLM route already wrote the classifier's reason. */
-        if (op->route.method != CCA_ROUTE_LLM)
-            keyword_reason(op);
-    }
-    if (e->llm == NULL) {
-        offline_reply(e, op);
-        finalize_turn(e, op);
-        return;
-    }
-    op->stage = STAGE_REPLY;
-    messages = json_array();
-    prompt = cca_agents_prompt(e->agents, op->route.agent, op->lang);
-    add_chat_message(messages, "system", prompt, strlen(prompt));
-    if (!op->new_entry) {
-        json_t *history =
-            cca_dialog_llm_history(op->entry->doc, e->cfg->max_dialog_history);
-
-        (void)json_array_extend(messages, history); /* copies: extend does not steal */
-        json_decref(history);
-    }
-    add_chat_message(messages, "user", text, len);
-    req.messages = messages;
-    req.temperature = isnan(e->cfg->openai_temperature)
-                          ? cca_agents_temperature(e->agents, op->route.agent)
-                          : e->cfg->openai_temperature;
-    req.max_tokens = e->cfg->openai_max_tokens;
-    req.deadline_ms = op->received_mono + (int64_t)(e->cfg->llm_timeout_s * 1000.0);
-    if (cca_llm_submit(e->llm, &req, on_llm_done, op) != CCA_OK) {
-        op->degraded = true;
-        offline_reply(e, op);
-        finalize_turn(e, op);
-    }
-}
-
-/* Apply a classifier answer {"agent","confidence","reason"}; false if unusable. */
-static bool apply_classification(struct op *op, const char *content)
-{
-    json_t *root = content ? json_loads(content, JSON_REJECT_DUPLICATES, NULL) : NULL;
-    enum cca_agent agent;
-    json_t *conf;
-    const char *reason;
-    bool ok = false;
-
-    if (!json_is_object(root) ||
-        !cca_agent_parse(json_string_value(json_object_get(root, "agent")), &agent))
-        goto out;
-    conf = json_object_get(root, "confidence");
-    reason = json_string_value(json_object_get(root, "reason"));
-    op->route.agent = agent;
-    op->route.method = CCA_ROUTE_LLM;
-    op->route.confidence = json_is_number(conf) ? json_number_value(conf) : 0.5;
-    if (!(op->route.confidence >= 0.0))
-        op->route.confidence = 0.0;
-    if (op->route.confidence > 1.0)
-        op->route.confidence = 1.0;
-    (void)snprintf(op->handoff_reason, sizeof(op->handoff_reason), "llm: %.150s",
-                   reason ? reason : "classified by the LLM");
-    ok = true;
-out:
-    json_decref(root);
-    return ok;
+    return op->req.op == CCA_OP_CREATE ? op->req.create.initial_message : op->req.text;
 }
 
 static void on_llm_result(struct cca_engine *e, struct op *op)
 {
     struct cca_llm_result *res = &op->llm;
+    struct cca_turn_env env = turn_env(e);
+    bool classify = op->t.stage == CCA_TURN_CLASSIFY;
 
-    /* Saturate: usage counts are clamped to LONG_MAX by the parser. */
-    if (__builtin_add_overflow(op->tokens, res->total_tokens, &op->tokens))
-        op->tokens = LONG_MAX;
-    op->llm_ms += res->upstream_ms;
     if (res->rc != CCA_OK)
         /* res->error is short and scrubbed of the key by llm.c */
         cca_log(LOG_WARNING,
                 "llm call failed dialog=%s stage=%s rc=%s http_status=%ld attempts=%u "
                 "upstream_ms=%lld error='%s'%s",
-                op->entry->id, op->stage == STAGE_CLASSIFY ? "classify" : "reply",
-                cca_strerror(res->rc), res->http_status, res->attempts,
-                (long long)res->upstream_ms, res->error,
-                op->stage == STAGE_CLASSIFY ? " fallback=keyword" : " degraded=1");
-    if (op->stage == STAGE_CLASSIFY) {
-        if (res->rc != CCA_OK || !apply_classification(op, res->content)) {
-            /* Unusable answer: a first message takes the keyword best, if any. */
-            if (op->current == CCA_AGENT_NONE && op->route.best != CCA_AGENT_NONE) {
-                op->route.agent = op->route.best;
-                op->route.method = CCA_ROUTE_KEYWORD;
-            }
-        }
+                op->entry->id, cca_turn_stage_name(&op->t), cca_strerror(res->rc),
+                res->http_status, res->attempts, (long long)res->upstream_ms, res->error,
+                classify ? " fallback=keyword" : " degraded=1");
+    if (cca_turn_resume(&op->t, &env, res, op->new_entry ? NULL : op->entry->doc,
+                        on_llm_done, op) == CCA_TURN_DONE) {
         cca_llm_result_cleanup(res);
-        reply_stage(e, op);
+        finalize_turn(e, op);
         return;
     }
-    if (res->rc == CCA_OK) {
-        free(op->reply);
-        op->reply = res->content;
-        res->content = NULL;
-    } else {
-        op->degraded = true;
-        offline_reply(e, op);
-    }
     cca_llm_result_cleanup(res);
-    finalize_turn(e, op);
 }
 
 static void start_turn(struct cca_engine *e, struct op *op)
 {
-    struct cca_llm_request req = {0};
-    const char *prompt;
-    json_t *messages;
-    size_t len;
-    const char *text = turn_text(op, &len);
+    struct cca_turn_env env = turn_env(e);
+    const char *text = turn_text(op);
+    int64_t deadline = op->received_mono + (int64_t)(e->cfg->llm_timeout_s * 1000.0);
 
     op->turn = true;
-    op->current = op->new_entry ? CCA_AGENT_NONE : cca_dialog_get_agent(op->entry->doc);
-    cca_router_route(e->router, text, len, op->current, &op->route);
-    op->lang = cca_text_detect_lang(text, len);
-    if (e->llm == NULL || op->route.clear) {
-        reply_stage(e, op);
-        return;
-    }
-    op->stage = STAGE_CLASSIFY;
-    messages = json_array();
-    prompt = cca_agents_classifier_prompt(e->agents, op->lang);
-    add_chat_message(messages, "system", prompt, strlen(prompt));
-    if (op->current != CCA_AGENT_NONE) {
-        /* Our own words, never customer text: a second system message. */
-        char line[96];
-        int n = snprintf(line, sizeof(line), "current_agent: %s",
-                         cca_agent_name(op->current));
-
-        add_chat_message(messages, "system", line, (size_t)n);
-    }
-    add_chat_message(messages, "user", text, len);
-    req.messages = messages;
-    req.temperature = 0.0;
-    req.max_tokens = 100;
-    req.json_mode = true;
-    req.deadline_ms = op->received_mono + (int64_t)(e->cfg->llm_timeout_s * 1000.0);
-    if (cca_llm_submit(e->llm, &req, on_llm_done, op) != CCA_OK)
-        reply_stage(e, op);
+    if (cca_turn_start(&op->t, &env, text, strlen(text),
+                       op->new_entry ? NULL : op->entry->doc, deadline, on_llm_done,
+                       op) == CCA_TURN_DONE)
+        finalize_turn(e, op);
 }
 
 /* ---- operations ------------------------------------------------------------------ */
 
-static json_t *deleted_result(const char *id)
-{
-    json_t *r = json_object();
-    char msg[96];
-
-    (void)snprintf(msg, sizeof(msg), "Dialog %s deleted", id);
-    (void)json_object_set_new(r, "success", json_true());
-    (void)json_object_set_new(r, "dialog_id", json_string(id));
-    (void)json_object_set_new(r, "message", json_string(msg));
-    return r;
-}
-
 /* Answer a cleanup with the count of dialogs its children closed or deleted. */
 static void cleanup_finish(struct cca_engine *e, struct op *op)
 {
-    op->result = json_object();
-    if (op->req.op == CCA_OP_CLEANUP_INACTIVE) {
-        (void)json_object_set_new(op->result, "message", json_string("Cleanup finished"));
-        (void)json_object_set_new(op->result, "closed_dialogs", json_integer(op->count));
-        (void)json_object_set_new(op->result, "inactivity_timeout_s",
-                                  json_integer(e->cfg->dialog_inactivity_timeout_s));
-    } else {
-        char msg[96];
+    struct cca_engine_outcome o;
 
-        (void)snprintf(msg, sizeof(msg), "Deleted %u closed dialogs older than %u days",
-                       op->count, op->req.older_than_days);
-        (void)json_object_set_new(op->result, "deleted_count", json_integer(op->count));
-        (void)json_object_set_new(op->result, "older_than_days",
-                                  json_integer(op->req.older_than_days));
-        (void)json_object_set_new(op->result, "message", json_string(msg));
-    }
+    outcome_of(e, op, NULL, &o);
+    render(op, &o);
     finish(e, op, CCA_OK);
 }
 
@@ -991,7 +771,7 @@ static bool replayed(struct cca_engine *e, struct op *op)
     json_t *rec = cca_dialog_find_idempotency(en->doc, op->req.idempotency_key,
                                               idempotent_op_name(op), cca_time_wall_ms(),
                                               (int64_t)e->cfg->idempotency_ttl_s * 1000);
-    const char *hash = json_string_value(json_object_get(rec, "request_hash"));
+    const char *hash = cca_dialog_idempotency_hash(rec);
 
     if (rec == NULL && op->req.op == CCA_OP_MESSAGE)
         return false;
@@ -1008,7 +788,7 @@ static bool replayed(struct cca_engine *e, struct op *op)
                             "Idempotency-Key was already used with a different request");
         finish(e, op, CCA_ERR_MISMATCH);
     } else {
-        op->result = json_incref(json_object_get(rec, "response"));
+        op->result = json_incref(cca_dialog_idempotency_response(rec));
         atomic_fetch_add_explicit(&e->metrics.idempotent_replays, 1,
                                   memory_order_relaxed);
         finish(e, op, CCA_OK);
@@ -1021,6 +801,7 @@ static bool replayed(struct cca_engine *e, struct op *op)
 static void run_op(struct cca_engine *e, struct op *op)
 {
     struct slot *en = op->entry;
+    struct cca_engine_outcome o;
     enum cca_dialog_status st;
 
     if (op->req.op == CCA_OP_CLEANUP_INACTIVE || op->req.op == CCA_OP_CLEANUP_CLOSED) {
@@ -1033,7 +814,8 @@ static void run_op(struct cca_engine *e, struct op *op)
         if (op->req.create.initial_message != NULL) {
             start_turn(e, op);
         } else {
-            op->result = create_result(op, op->new_doc);
+            outcome_of(e, op, op->new_doc, &o);
+            render(op, &o);
             persist(e, op);
         }
         return;
@@ -1059,15 +841,19 @@ static void run_op(struct cca_engine *e, struct op *op)
                 (op->idle_before_ms > 0 &&
                  cca_dialog_get_time(en->doc, "updated_at") >= op->idle_before_ms)) {
                 /* Closing twice answers with the stored record; a cleanup skips. */
-                op->result =
-                    st == CCA_DIALOG_CLOSED ? cca_dialog_close_view(en->doc) : NULL;
+                if (st == CCA_DIALOG_CLOSED) {
+                    outcome_of(e, op, en->doc, &o);
+                    o.already_closed = true;
+                    render(op, &o);
+                }
                 op->entry = NULL;
                 finish(e, op, CCA_OK);
                 release(e, en, false);
                 return;
             }
             op->new_doc = cca_dialog_closed(en->doc, op->req.reason, cca_time_wall_ms());
-            op->result = cca_dialog_close_view(op->new_doc);
+            outcome_of(e, op, op->new_doc, &o);
+            render(op, &o);
             persist(e, op);
             return;
         case CCA_OP_DELETE:
@@ -1077,7 +863,8 @@ static void run_op(struct cca_engine *e, struct op *op)
                                     en->id, cca_dialog_status_name(st));
                 goto out;
             }
-            op->result = deleted_result(en->id);
+            outcome_of(e, op, NULL, &o);
+            render(op, &o);
             persist(e, op);
             return;
         default:
@@ -1213,8 +1000,14 @@ static void *engine_main(void *arg)
         struct op *batch;
 
         pthread_mutex_lock(&e->lock);
-        while (e->head == NULL && !e->stop)
+        while (e->head == NULL && !e->stop && !e->detach_llm)
             pthread_cond_wait(&e->cond, &e->lock);
+        if (e->detach_llm) {
+            /* From here on no step of a turn touches the LLM client. */
+            e->llm = NULL;
+            e->detach_llm = false;
+            pthread_cond_broadcast(&e->idle);
+        }
         batch = e->head;
         e->head = e->tail = NULL;
         pthread_mutex_unlock(&e->lock);
@@ -1260,8 +1053,7 @@ static void load_one(void *ctx, enum cca_store_coll coll, const char *id, json_t
 {
     struct cca_engine *e = ctx;
     struct slot *en;
-    json_t *rec;
-    size_t i;
+    const char *key;
 
     if (coll != CCA_STORE_DIALOGS) {
         json_decref(doc);
@@ -1274,16 +1066,10 @@ static void load_one(void *ctx, enum cca_store_coll coll, const char *id, json_t
     entry_commit(e, en, doc, NULL, 0, false);
     index_insert(e, en);
     /* The create's Idempotency-Key, if it is still live, leads to this dialog. */
-    json_array_foreach (json_object_get(json_object_get(doc, "metadata"), "idempotency"),
-                        i, rec) {
-        const char *key = json_string_value(json_object_get(rec, "key"));
-
-        if (key != NULL && en->create_key == NULL && create_key_find(e, key) == NULL &&
-            cca_dialog_find_idempotency(doc, key, "create", cca_time_wall_ms(),
-                                        (int64_t)e->cfg->idempotency_ttl_s * 1000) !=
-                NULL)
-            create_key_add(e, en, key);
-    }
+    key = cca_dialog_create_key(doc, cca_time_wall_ms(),
+                                (int64_t)e->cfg->idempotency_ttl_s * 1000);
+    if (key != NULL && create_key_find(e, key) == NULL)
+        create_key_add(e, en, key);
     json_decref(doc);
 }
 
@@ -1298,6 +1084,7 @@ cca_rc cca_engine_new(const struct cca_engine_params *p, struct cca_engine **ret
     e->router = p->router;
     e->agents = p->agents;
     e->llm = p->llm;
+    e->llm_mode = p->llm != NULL;
     e->skip = p->skip;
     e->skip_ctx = p->skip_ctx;
     e->nbuckets = 1024;
@@ -1372,7 +1159,6 @@ cca_rc cca_engine_submit(struct cca_engine *e, struct cca_engine_request *req,
     memset(req, 0, sizeof(*req));
     op->done = done;
     op->ctx = ctx;
-    op->previous = CCA_AGENT_NONE;
     op->received_mono = cca_time_mono_ms();
     op->received_us = cca_time_mono_us();
     op->received_wall = cca_time_wall_ms();
@@ -1494,17 +1280,10 @@ cca_rc cca_engine_get_document(struct cca_engine *e, const char *id, char **ret_
     return CCA_OK;
 }
 
-cca_rc cca_engine_get_status(struct cca_engine *e, const char *id, json_t **ret,
+cca_rc cca_engine_get_dialog(struct cca_engine *e, const char *id, json_t **ret,
                              struct cca_error *reterr)
 {
-    json_t *doc = NULL;
-    cca_rc rc = doc_ref(e, id, &doc, reterr);
-
-    if (rc != CCA_OK)
-        return rc;
-    *ret = cca_dialog_status_view(doc);
-    json_decref(doc);
-    return CCA_OK;
+    return doc_ref(e, id, ret, reterr);
 }
 
 struct list_item {
@@ -1538,18 +1317,25 @@ static bool parse_cursor(const char *s, int64_t *ret_ms, char ret_id[37])
     return true;
 }
 
+void cca_engine_page_cleanup(struct cca_engine_page *page)
+{
+    for (size_t i = 0; i < page->n; i++)
+        json_decref(page->docs[i]);
+    free(page->docs);
+    memset(page, 0, sizeof(*page));
+}
+
 cca_rc cca_engine_list(struct cca_engine *e, const struct cca_engine_query *q,
-                       json_t **ret, struct cca_error *reterr)
+                       struct cca_engine_page *ret, struct cca_error *reterr)
 {
     struct list_item *items = NULL;
     size_t n = 0;
     size_t start = 0;
     int64_t cursor_ms = 0;
     char cursor_id[37] = "";
-    json_t *out;
-    json_t *arr;
     size_t end;
 
+    memset(ret, 0, sizeof(*ret));
     if (q->cursor != NULL && !parse_cursor(q->cursor, &cursor_ms, cursor_id))
         return cca_error_set(reterr, CCA_ERR_INVALID, "cursor is malformed");
     /* Filter on the index alone; only the page's documents are read. */
@@ -1579,32 +1365,28 @@ cca_rc cca_engine_list(struct cca_engine *e, const struct cca_engine_query *q,
             start++;
     }
     end = start + q->limit < n ? start + q->limit : n;
-    out = json_object();
-    arr = json_array();
+    ret->docs = cca_xcalloc(end - start + 1, sizeof(*ret->docs));
     for (size_t i = start; i < end; i++) {
         struct cca_error err = {0};
         json_t *doc = NULL;
 
         /* Deleted since the scan: skipped; unreadable: skipped (logged by the load). */
-        if (doc_ref(e, items[i].id, &doc, &err) != CCA_OK)
-            continue;
-        (void)json_array_append_new(arr, q->full ? json_incref(doc)
-                                                 : cca_dialog_summary_view(doc));
-        json_decref(doc);
+        if (doc_ref(e, items[i].id, &doc, &err) == CCA_OK)
+            ret->docs[ret->n++] = doc;
     }
-    (void)json_object_set_new(out, "items", arr);
-    if (end < n && end > start) {
-        char cur[64];
-
-        (void)snprintf(cur, sizeof(cur), "%lld_%s", (long long)items[end - 1].created_ms,
-                       items[end - 1].id);
-        (void)json_object_set_new(out, "next_cursor", json_string(cur));
-    } else {
-        (void)json_object_set_new(out, "next_cursor", json_null());
-    }
+    if (end < n && end > start)
+        (void)snprintf(ret->next_cursor, sizeof(ret->next_cursor), "%lld_%s",
+                       (long long)items[end - 1].created_ms, items[end - 1].id);
     free(items);
-    *ret = out;
     return CCA_OK;
+}
+
+const char *cca_engine_reply_name(enum cca_engine_reply r)
+{
+    static const char *const names[CCA_ENGINE_REPLY__COUNT] = {"llm", "offline",
+                                                               "degraded"};
+
+    return (unsigned)r < CCA_ENGINE_REPLY__COUNT ? names[r] : "unknown";
 }
 
 const struct cca_engine_metrics *cca_engine_get_metrics(const struct cca_engine *e)
@@ -1616,9 +1398,22 @@ void cca_engine_get_stats(struct cca_engine *e, struct cca_engine_stats *ret)
 {
     pthread_mutex_lock(&e->lock);
     memcpy(ret->dialogs, e->by_status, sizeof(ret->dialogs));
+    ret->total = e->count;
     ret->in_flight = e->in_flight;
     ret->cache_bytes = e->cache_bytes;
     ret->cached = e->cached;
+    pthread_mutex_unlock(&e->lock);
+}
+
+void cca_engine_detach_llm(struct cca_engine *e)
+{
+    pthread_mutex_lock(&e->lock);
+    if (e->started && e->llm_mode) {
+        e->detach_llm = true;
+        pthread_cond_signal(&e->cond);
+        while (e->detach_llm)
+            pthread_cond_wait(&e->idle, &e->lock);
+    }
     pthread_mutex_unlock(&e->lock);
 }
 

@@ -104,12 +104,10 @@ void cca_http_handle_health_detailed(struct cca_http_request *r)
     have = h->llm != NULL && hs.llm.calls > 0;
     cca_engine_get_stats(h->engine, &st);
     o = health_json(h, &hs);
-    (void)json_object_set_new(
-        d, "total",
-        json_integer((json_int_t)(st.dialogs[0] + st.dialogs[1] + st.dialogs[2])));
-    (void)json_object_set_new(d, "active", json_integer((json_int_t)st.dialogs[0]));
-    (void)json_object_set_new(d, "escalated", json_integer((json_int_t)st.dialogs[1]));
-    (void)json_object_set_new(d, "closed", json_integer((json_int_t)st.dialogs[2]));
+    (void)json_object_set_new(d, "total", json_integer((json_int_t)st.total));
+    for (int i = 0; i < CCA_DIALOG_STATUS__COUNT; i++)
+        (void)json_object_set_new(d, cca_dialog_status_name((enum cca_dialog_status)i),
+                                  json_integer((json_int_t)st.dialogs[i]));
     (void)json_object_set_new(o, "dialogs", d);
     (void)json_object_set_new(o, "turns_in_flight",
                               json_integer((json_int_t)st.in_flight));

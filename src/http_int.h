@@ -156,6 +156,22 @@ struct cca_http_request {
     const char *error_code; /* "code" of an error answer, for the request log */
 };
 
+/* ---- http_views.c: REST bodies of engine outcomes (pure) -------------------- */
+
+/*
+ * cca_http_view_outcome - the REST body of an operation's outcome (the
+ * engine's cca_engine_render_fn): create -> the 201 body, message -> the
+ * message response, close -> the close view, delete -> {success, dialog_id,
+ * message}, cleanups -> their counts (openapi.yaml). Returns a new reference.
+ */
+json_t *cca_http_view_outcome(const struct cca_engine_outcome *o);
+
+/*
+ * cca_http_view_page - GET /dialogues: {"items": [summary views, or whole
+ * dialogs when @full], "next_cursor": string|null}. Returns a new reference.
+ */
+json_t *cca_http_view_page(const struct cca_engine_page *page, bool full);
+
 /* ---- http_json.c: validation and error bodies (pure, unit-tested) ---------- */
 
 /*

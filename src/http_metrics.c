@@ -76,8 +76,6 @@ void cca_http_server_metrics_render(struct cca_http *h, FILE *out)
 
 static void render_engine(struct cca_engine *engine, FILE *out)
 {
-    static const char *const sources[] = {"reply=\"llm\"", "reply=\"offline\"",
-                                          "reply=\"degraded\""};
     const struct cca_engine_metrics *m = cca_engine_get_metrics(engine);
     struct cca_engine_stats st;
     char labels[64];
@@ -85,9 +83,12 @@ static void render_engine(struct cca_engine *engine, FILE *out)
     cca_engine_get_stats(engine, &st);
     cca_metrics_family(out, "cca_turns_total", "counter",
                        "Customer turns committed, by who wrote the reply");
-    for (size_t i = 0; i < CCA_ARRAY_SIZE(sources); i++)
-        cca_metrics_sample(out, "cca_turns_total", sources[i],
+    for (int i = 0; i < CCA_ENGINE_REPLY__COUNT; i++) {
+        (void)snprintf(labels, sizeof(labels), "reply=\"%s\"",
+                       cca_engine_reply_name((enum cca_engine_reply)i));
+        cca_metrics_sample(out, "cca_turns_total", labels,
                            (double)atomic_load(&m->turns[i]));
+    }
     cca_metrics_hist_family(out, "cca_turn_duration_seconds",
                             "Turn time from receipt to durable commit", &m->turn_seconds);
     cca_metrics_hist_family(out, "cca_turn_overhead_seconds",
@@ -119,7 +120,7 @@ static void render_engine(struct cca_engine *engine, FILE *out)
                        "Dialog files read back because their document was not cached",
                        (double)atomic_load(&m->cache_loads));
     cca_metrics_family(out, "cca_dialogs", "gauge", "Dialogs in the store, by status");
-    for (int s = 0; s < 3; s++) {
+    for (int s = 0; s < CCA_DIALOG_STATUS__COUNT; s++) {
         (void)snprintf(labels, sizeof(labels), "status=\"%s\"",
                        cca_dialog_status_name((enum cca_dialog_status)s));
         cca_metrics_sample(out, "cca_dialogs", labels, (double)st.dialogs[s]);

@@ -109,7 +109,8 @@ static bool idempotency(struct cca_http_request *r, struct cca_engine_request *r
 
 static void h_create(struct cca_http_request *r)
 {
-    struct cca_engine_request req = {.op = CCA_OP_CREATE};
+    struct cca_engine_request req = {.op = CCA_OP_CREATE,
+                                     .render = cca_http_view_outcome};
     struct cca_error err = {0};
     cca_rc rc = cca_http_parse_create(r->body, r->body_len, &req.create, &err);
 
@@ -126,7 +127,8 @@ static void h_create(struct cca_http_request *r)
 
 static void h_message(struct cca_http_request *r)
 {
-    struct cca_engine_request req = {.op = CCA_OP_MESSAGE};
+    struct cca_engine_request req = {.op = CCA_OP_MESSAGE,
+                                     .render = cca_http_view_outcome};
     struct cca_error err = {0};
     cca_rc rc;
 
@@ -181,22 +183,23 @@ static void h_status(struct cca_http_request *r)
 {
     struct cca_error err = {0};
     char id[37];
-    json_t *view;
+    json_t *doc = NULL;
     cca_rc rc;
 
     if (!path_id(r, id))
         return;
-    rc = cca_engine_get_status(r->http->engine, id, &view, &err);
+    rc = cca_engine_get_dialog(r->http->engine, id, &doc, &err);
     if (rc != CCA_OK) {
         respond_read_error(r, rc, &err);
         return;
     }
-    cca_http_respond_json(r, 200, view);
+    cca_http_respond_json(r, 200, cca_dialog_status_view(doc));
+    json_decref(doc);
 }
 
 static void h_close(struct cca_http_request *r)
 {
-    struct cca_engine_request req = {.op = CCA_OP_CLOSE};
+    struct cca_engine_request req = {.op = CCA_OP_CLOSE, .render = cca_http_view_outcome};
     struct cca_error err = {0};
     cca_rc rc;
 
@@ -213,7 +216,8 @@ static void h_close(struct cca_http_request *r)
 
 static void h_delete(struct cca_http_request *r)
 {
-    struct cca_engine_request req = {.op = CCA_OP_DELETE};
+    struct cca_engine_request req = {.op = CCA_OP_DELETE,
+                                     .render = cca_http_view_outcome};
     const char *force = cca_http_query(r, "force");
 
     if (!path_id(r, req.id))
@@ -227,7 +231,8 @@ static void h_delete(struct cca_http_request *r)
 
 static void h_cleanup(struct cca_http_request *r)
 {
-    struct cca_engine_request req = {.op = CCA_OP_CLEANUP_INACTIVE};
+    struct cca_engine_request req = {.op = CCA_OP_CLEANUP_INACTIVE,
+                                     .render = cca_http_view_outcome};
 
     cca_http_submit(r, &req);
 }
@@ -251,7 +256,8 @@ static bool parse_uint(const char *s, unsigned long min, unsigned long max,
 
 static void h_cleanup_closed(struct cca_http_request *r)
 {
-    struct cca_engine_request req = {.op = CCA_OP_CLEANUP_CLOSED};
+    struct cca_engine_request req = {.op = CCA_OP_CLEANUP_CLOSED,
+                                     .render = cca_http_view_outcome};
     const char *days = cca_http_query(r, "older_than_days");
     unsigned long v = 7;
 
@@ -273,7 +279,7 @@ static void h_list(struct cca_http_request *r)
     const char *view = cca_http_query(r, "view");
     struct cca_error err = {0};
     unsigned long lim;
-    json_t *out;
+    struct cca_engine_page page;
 
     q.customer_id = cca_http_query(r, "customer_id");
     q.cursor = cca_http_query(r, "cursor");
@@ -310,12 +316,13 @@ static void h_list(struct cca_http_request *r)
                                "view must be summary or full");
         return;
     }
-    q.full = view != NULL && strcmp(view, "full") == 0;
-    if (cca_engine_list(r->http->engine, &q, &out, &err) != CCA_OK) {
+    if (cca_engine_list(r->http->engine, &q, &page, &err) != CCA_OK) {
         cca_http_respond_error(r, 422, "validation_error", err.msg);
         return;
     }
-    cca_http_respond_json(r, 200, out);
+    cca_http_respond_json(
+        r, 200, cca_http_view_page(&page, view != NULL && strcmp(view, "full") == 0));
+    cca_engine_page_cleanup(&page);
 }
 
 static void h_root(struct cca_http_request *r)

@@ -315,7 +315,7 @@ static int serve(const struct cca_config *cfg)
         }
         cca_engine_get_stats(engine, &st);
         cca_log(LOG_INFO, "store loaded path='%s' dialogs=%zu", cfg->storage_path,
-                st.dialogs[0] + st.dialogs[1] + st.dialogs[2]);
+                st.total);
     }
     {
         struct cca_http_params hp = {.cfg = cfg,
@@ -340,7 +340,8 @@ static int serve(const struct cca_config *cfg)
     deadline = cca_time_mono_ms() + (int64_t)(cfg->llm_timeout_s * 1000.0) + 2000;
     if (!cca_engine_drain(engine, deadline))
         cca_log(LOG_WARNING, "turns still in flight at the deadline, cancelling them");
-    cca_llm_free(llm); /* cancels what is left: those turns answer degraded */
+    cca_engine_detach_llm(engine); /* no turn step may use the client from here on */
+    cca_llm_free(llm);             /* cancels what is left: those turns answer degraded */
     llm = NULL;
     (void)cca_engine_drain(engine, cca_time_mono_ms() + 5000);
     if (!cca_http_wait_idle(http, cca_time_mono_ms() + 2000))

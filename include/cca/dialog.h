@@ -31,6 +31,7 @@ enum cca_dialog_status {
     CCA_DIALOG_ACTIVE = 0,
     CCA_DIALOG_ESCALATED = 1, /* the supervisor took over; still accepts messages */
     CCA_DIALOG_CLOSED = 2,
+    CCA_DIALOG_STATUS__COUNT, /* a new status: one line here, its name in dialog.c */
 };
 
 /* cca_dialog_status_name - "active", "escalated" or "closed". Static. */
@@ -159,6 +160,21 @@ json_t *cca_dialog_close_view(json_t *doc);
  */
 json_t *cca_dialog_find_idempotency(json_t *doc, const char *key, const char *operation,
                                     int64_t now_ms, int64_t ttl_ms);
+
+/*
+ * cca_dialog_idempotency_hash, cca_dialog_idempotency_response - a record's
+ * request fingerprint (NULL if malformed) and recorded response (borrowed;
+ * NULL if none).
+ */
+const char *cca_dialog_idempotency_hash(json_t *rec);
+json_t *cca_dialog_idempotency_response(json_t *rec);
+
+/*
+ * cca_dialog_create_key - the Idempotency-Key of the create that made @doc,
+ * if its record is younger than @ttl_ms at @now_ms (Unix ms); else NULL.
+ * Borrowed from @doc.
+ */
+const char *cca_dialog_create_key(json_t *doc, int64_t now_ms, int64_t ttl_ms);
 
 /*
  * cca_dialog_with_idempotency - @doc plus a record {@key, @operation,

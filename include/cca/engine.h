@@ -16,12 +16,14 @@
 #include "cca/metrics.h"
 #include "cca/router.h"
 #include "cca/store.h"
+#include "cca/turn.h"
 
 /*
  * The dialog engine (docs/internals/engine.md): the in-memory index of every
- * dialog, the per-dialog queue that serialises operations in arrival order, and
- * the turn pipeline: keyword route -> (LLM classification when not clear) ->
- * agent reply from the LLM or the offline responder -> durable write -> reply.
+ * dialog, the document cache, the per-dialog queue that serialises operations
+ * in arrival order, and their dispatch: a turn (turn.h) -> the new document
+ * (dialog.h) -> a durable commit (store.h) -> the outcome, rendered by the
+ * caller's view function (the HTTP layer's REST bodies, http_views.c).
  *
  * All changes run on one engine thread, so a dialog's document has a single
  * writer. HTTP threads submit operations and get the outcome through a
@@ -41,6 +43,42 @@ enum cca_engine_op {
 };
 
 /*
+ * struct cca_engine_outcome - what an operation did, for the caller's view
+ * (all borrowed, valid during the render call only).
+ * @op, @dialog_id: the operation and its dialog (NULL for cleanups).
+ * @doc:            the dialog after the operation (create, message, close);
+ *                  NULL for deletes and cleanups.
+ * @turn:           the turn of a message, or of a create with an initial
+ *                  message; else NULL.
+ * @message_id:     the customer message's id when @turn is set.
+ * @processing_s:   seconds from submit to the new document.
+ * @already_closed: a close found the dialog closed (the stored record answers).
+ * @count:          dialogs a cleanup closed or deleted.
+ * @older_than_days, @inactivity_timeout_s: a cleanup's limits.
+ */
+struct cca_engine_outcome {
+    enum cca_engine_op op;
+    const char *dialog_id;
+    json_t *doc;
+    const struct cca_turn *turn;
+    const char *message_id;
+    double processing_s;
+    bool already_closed;
+    unsigned count;
+    unsigned older_than_days;
+    unsigned inactivity_timeout_s;
+};
+
+/*
+ * cca_engine_render_fn - the result of an operation as the caller wants it
+ * (a new reference): the body given to cca_engine_done_fn and, for a create
+ * or message with an Idempotency-Key, kept in the dialog to answer repeats
+ * byte for byte. Called on the engine thread; must not block. NULL means
+ * "no body" (a cleanup's skipped close).
+ */
+typedef json_t *(*cca_engine_render_fn)(const struct cca_engine_outcome *o);
+
+/*
  * struct cca_engine_request - one operation. Strings are owned by the struct
  * (new) and stolen by cca_engine_submit; @id is a canonical UUID.
  * @idempotency_key: NULL, or the Idempotency-Key of a CREATE or MESSAGE
@@ -52,6 +90,7 @@ enum cca_engine_op {
  */
 struct cca_engine_request {
     enum cca_engine_op op;
+    cca_engine_render_fn render; /* required */
     char id[37];
     struct cca_dialog_create create;
     char *text;
@@ -71,9 +110,8 @@ struct cca_engine_request {
  * (MAX_DIALOG_MESSAGES reached), CCA_ERR_MISMATCH (idempotency key reused with
  * another request), CCA_ERR_NO_SPACE / CCA_ERR_IO (the write
  * failed; nothing changed), CCA_ERR_UNAVAILABLE (shutting down).
- * Results: create -> the 201 body; message -> the message response; close ->
- * the close view; delete -> {success, dialog_id, message}; cleanups -> their
- * counts (see openapi.yaml).
+ * The result is what the request's render function made of the outcome, or
+ * the recorded result of an idempotent repeat.
  */
 typedef void (*cca_engine_done_fn)(void *ctx, cca_rc rc, json_t *result,
                                    const struct cca_error *err);
@@ -135,11 +173,11 @@ cca_rc cca_engine_get_document(struct cca_engine *engine, const char *id,
                                struct cca_error *reterr) CCA_WUR;
 
 /*
- * cca_engine_get_status - the status view of dialog @id (see dialog.h).
- * Returns CCA_OK with a new reference in *ret, or an error as
- * cca_engine_get_document. Thread-safe.
+ * cca_engine_get_dialog - the committed document of dialog @id, for views
+ * (dialog.h). Returns CCA_OK with a new reference in *ret (never to be
+ * changed: it is shared), or an error as cca_engine_get_document. Thread-safe.
  */
-cca_rc cca_engine_get_status(struct cca_engine *engine, const char *id, json_t **ret,
+cca_rc cca_engine_get_dialog(struct cca_engine *engine, const char *id, json_t **ret,
                              struct cca_error *reterr) CCA_WUR;
 
 /*
@@ -152,21 +190,47 @@ struct cca_engine_query {
     int agent;
     unsigned limit;
     const char *cursor;
-    bool full;
 };
 
 /*
+ * struct cca_engine_page - one page of cca_engine_list.
+ * @docs:        @n documents (new references, never to be changed), newest first.
+ * @next_cursor: the cursor of the next page, "" when this is the last.
+ */
+struct cca_engine_page {
+    json_t **docs;
+    size_t n;
+    char next_cursor[64];
+};
+
+/* cca_engine_page_cleanup - release @page's documents. Accepts a zeroed struct. */
+void cca_engine_page_cleanup(struct cca_engine_page *page);
+
+/*
  * cca_engine_list - dialogs matching @q, newest first (created_at, then
- * dialog_id, both descending): {"items": [...], "next_cursor": string|null}.
- * Returns CCA_OK with a new reference in *ret, or CCA_ERR_INVALID for a
- * malformed cursor. Thread-safe.
+ * dialog_id, both descending); cursors are "<created_ms>_<dialog_id>".
+ * Returns CCA_OK with *ret filled (cca_engine_page_cleanup), or
+ * CCA_ERR_INVALID for a malformed cursor. Thread-safe.
  */
 cca_rc cca_engine_list(struct cca_engine *engine, const struct cca_engine_query *q,
-                       json_t **ret, struct cca_error *reterr) CCA_WUR;
+                       struct cca_engine_page *ret, struct cca_error *reterr) CCA_WUR;
+
+/* Who wrote a turn's reply: the LLM, the offline responder (no key), or the
+ * offline responder because the LLM failed (degraded). */
+enum cca_engine_reply {
+    CCA_ENGINE_REPLY_LLM,
+    CCA_ENGINE_REPLY_OFFLINE,
+    CCA_ENGINE_REPLY_DEGRADED,
+    CCA_ENGINE_REPLY__COUNT,
+};
+
+/* cca_engine_reply_name - "llm", "offline", "degraded" (static). */
+const char *cca_engine_reply_name(enum cca_engine_reply r);
 
 /* struct cca_engine_stats - counts for health and metrics. */
 struct cca_engine_stats {
-    size_t dialogs[3];  /* by enum cca_dialog_status */
+    size_t dialogs[CCA_DIALOG_STATUS__COUNT]; /* by enum cca_dialog_status */
+    size_t total;                             /* all dialogs */
     size_t in_flight;   /* requests submitted and not yet answered */
     size_t cached;      /* dialogs whose document is cached */
     size_t cache_bytes; /* their estimated memory, against DIALOG_CACHE_MB */
@@ -174,9 +238,8 @@ struct cca_engine_stats {
 
 /*
  * struct cca_engine_metrics - counters since start (engine thread writes).
- * @turns:            committed customer turns by reply source: [0] the LLM,
- *                    [1] the offline responder (no key), [2] degraded (the
- *                    LLM failed and the offline responder answered).
+ * @turns:            committed customer turns by who wrote the reply
+ *                    (enum cca_engine_reply).
  * @turn_seconds:     turn time from submit to durable commit.
  * @overhead_seconds: the same minus the time spent waiting on LLM attempts.
  * @idempotent_replays: requests answered from an idempotency record.
@@ -187,7 +250,7 @@ struct cca_engine_stats {
  *                    within IDEMPOTENCY_MAX_KEYS.
  */
 struct cca_engine_metrics {
-    _Atomic uint64_t turns[3];
+    _Atomic uint64_t turns[CCA_ENGINE_REPLY__COUNT];
     struct cca_hist turn_seconds;
     struct cca_hist overhead_seconds;
     _Atomic uint64_t idempotent_replays;
@@ -201,6 +264,15 @@ const struct cca_engine_metrics *cca_engine_get_metrics(const struct cca_engine 
 
 /* cca_engine_get_stats - fill *ret. Thread-safe. */
 void cca_engine_get_stats(struct cca_engine *engine, struct cca_engine_stats *ret);
+
+/*
+ * cca_engine_detach_llm - make the engine forget its LLM client, and wait
+ * until the engine thread has done so: from then on every turn step answers
+ * offline (a turn whose call is cancelled answers degraded), so the client
+ * can be freed (cca_llm_free cancels what is in flight). Call once, before
+ * cca_llm_free, from any thread but the engine's.
+ */
+void cca_engine_detach_llm(struct cca_engine *engine);
 
 /*
  * cca_engine_drain - wait until no request is in flight or @deadline_ms
