@@ -649,10 +649,15 @@ http {
             first = open(ids[length]).readline().strip()
             size = len(http("GET", srv.base + "/api/v1/dialogue/" + first)[1])
             b0 = proc_stat(srv.pid)
+            j0 = scrape_value(srv.base, "cca_store_journal_bytes_total")
             r = self.loadgen(srv.base + "/api/v1/dialogue/{id}/message", method="POST",
                              body=MESSAGE_BODY, ids=ids[length], id_mode="cycle", conns=1,
                              requests=m * rounds, timeout=120)["main"]
             b1 = proc_stat(srv.pid)
+            j1 = scrape_value(srv.base, "cca_store_journal_bytes_total")
+            # Bytes flushed on the critical path (the journal), when the store says.
+            r["journal_bytes_per_turn"] = (j1 - j0) / max(1, r["ok"]) \
+                if j0 is not None and j1 is not None else None
             r["dialog_bytes"] = size
             r["write_bytes_per_turn"] = (b1.get("write_bytes", 0) - b0.get("write_bytes", 0)) \
                 / max(1, r["ok"])
@@ -663,19 +668,23 @@ http {
         ls = p["s6_lengths"]
         for length in ls:
             r = res[length]
+            jb = r.get("journal_bytes_per_turn")
             self.row("S6", "%d msgs (%s B): turn p50/p99 us; B written/turn" % (
                 length, fmt(r["dialog_bytes"])),
                 "%s/%s; %s" % (fmt(r["p50_us"]), fmt(r["p99_us"]),
                                fmt(r["write_bytes_per_turn"])),
-                "wchar/turn %s" % fmt(r["wchar_per_turn"]), "-", "info")
+                "wchar/turn %s%s" % (fmt(r["wchar_per_turn"]),
+                                     "; journal (flushed before the answer) %s" % fmt(jb)
+                                     if jb is not None else ""), "-", "info")
         top = res[ls[-1]]
         self.row("S6", "B written per turn / dialog size at %d msgs" % ls[-1],
                  "%.2f" % (top["write_bytes_per_turn"] / max(1, top["dialog_bytes"])), "",
                  "-", "info (1 would mean the whole file is rewritten per turn)")
         lo, hi = res[ls[-2]], res[ls[-1]]
         span = math.log(ls[-1] / ls[-2])
-        for what, key in (("latency p50", "p50_us"), ("bytes written", "write_bytes_per_turn")):
-            if lo[key] > 0 and hi[key] > 0:
+        for what, key in (("latency p50", "p50_us"), ("bytes written", "write_bytes_per_turn"),
+                          ("journal bytes", "journal_bytes_per_turn")):
+            if (lo.get(key) or 0) > 0 and (hi.get(key) or 0) > 0:
                 k = math.log(hi[key] / lo[key]) / span
                 self.row("S6", "%s growth exponent %d->%d msgs" % (what, ls[-2], ls[-1]),
                          "%.2f" % k, "", "< 1 (sublinear)",
@@ -737,6 +746,14 @@ def scrape_batch(base):
         elif line.startswith("cca_store_batch_size_count"):
             c = float(line.split()[-1])
     return s, c
+
+
+def scrape_value(base, name):
+    """The value of one unlabelled sample of /metrics, or None when absent."""
+    for line in scrape(base).splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return None
 
 
 def batch_mean(before, after):

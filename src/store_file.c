@@ -501,7 +501,7 @@ static void dirty_set(struct fstore *s, enum cca_store_coll coll, const char *id
  */
 
 /* The journal line of @j (a new buffer in j->line_len bytes). */
-static char *job_line(struct fstore *s, struct job *j)
+static char *job_line(struct job *j)
 {
     json_t *rec = json_object();
     json_t *patch = NULL;
@@ -522,7 +522,6 @@ static char *job_line(struct fstore *s, struct job *j)
     }
     line = cca_dialog_dump_change(rec, &j->line_len);
     json_decref(rec);
-    (void)s;
     return line;
 }
 
@@ -552,7 +551,7 @@ static void run_batch(struct fstore *s, struct job *batch)
         char *line;
 
         j->lsn = s->next_lsn++;
-        line = job_line(s, j);
+        line = job_line(j);
         if (len + j->line_len > cap) {
             cap = (len + j->line_len) * 2;
             buf = cca_xrealloc(buf, cap);
