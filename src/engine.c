@@ -971,9 +971,9 @@ static void start_op(struct cca_engine *e, struct op *op)
     pthread_mutex_lock(&e->lock);
     en->busy = true;
     /*
-     * A reader's file read that overlaps this operation must not be cached,
-     * even if the operation ends without a commit: a failed write can leave
-     * its change in the file for a moment before it is cut back.
+     * A reader's store read that overlaps this operation must not be cached:
+     * the store may hold the operation's change before the engine makes it
+     * visible (committed), and it would then be cached ahead of time.
      */
     en->gen++;
     pthread_mutex_unlock(&e->lock);

@@ -343,7 +343,17 @@ static int serve(const struct cca_config *cfg)
     cca_engine_detach_llm(engine); /* no turn step may use the client from here on */
     cca_llm_free(llm);             /* cancels what is left: those turns answer degraded */
     llm = NULL;
-    (void)cca_engine_drain(engine, cca_time_mono_ms() + 5000);
+    if (!cca_engine_drain(engine, cca_time_mono_ms() + 5000)) {
+        /*
+         * Operations still wait on the store (a disk that hangs): freeing would
+         * pull memory from under them. Nothing was acknowledged for them; the
+         * journal and the files are consistent at any moment, and the kernel
+         * drops the storage lock.
+         */
+        cca_log(LOG_ERR, "event=stopped: operations still wait on the storage after the "
+                         "deadline; exiting without waiting");
+        _exit(EXIT_FAILURE);
+    }
     if (!cca_http_wait_idle(http, cca_time_mono_ms() + 2000))
         cca_log(LOG_WARNING, "some responses were not sent before the deadline");
     ret = EXIT_SUCCESS;

@@ -73,7 +73,8 @@ struct dirty {
     json_t *doc;        /* the newest committed version; NULL: removed */
     uint64_t lsn;       /* of its newest change */
     uint64_t first_seq; /* the segment of its oldest change not in the file */
-    int64_t since_us;   /* queued at (cca_time_mono_us) */
+    int64_t since_us;   /* queued at (cca_time_mono_us): due checkpoint_ms later */
+    int64_t dirty_us;   /* its file has been behind since (cca_time_mono_us) */
     bool writing;       /* the checkpointer is writing it, outside the lock */
     bool final_try;     /* tried by the last pass before stopping */
 };
@@ -124,6 +125,10 @@ struct fstore {
     bool cstop;          /* write everything now and stop */
     pthread_t checkpointer;
     bool checkpointer_started;
+
+    /* Checkpoint failures, under @dlock: health reports them. */
+    bool cp_failing;    /* the last write of a file failed */
+    char cp_error[128]; /* why */
 
     /* Health, under @lock. */
     bool last_ok;         /* no change failed since the last success or heal */
@@ -485,7 +490,7 @@ static void dirty_set(struct fstore *s, enum cca_store_coll coll, const char *id
         d->coll = coll;
         memcpy(d->id, id, sizeof(d->id));
         d->first_seq = seq;
-        d->since_us = cca_time_mono_us();
+        d->since_us = d->dirty_us = cca_time_mono_us();
         d->hnext = s->buckets[b];
         s->buckets[b] = d;
         s->ndirty++;
@@ -561,7 +566,8 @@ static void run_batch(struct fstore *s, struct job *batch)
         free(line);
         n++;
     }
-    if (!s->journal.open || s->journal.broken || s->journal.len >= s->max_segment_bytes) {
+    if (!s->journal.open ||
+        (!s->journal.broken && s->journal.len >= s->max_segment_bytes)) {
         rc = cca_store_journal_open(&s->journal, s->journal.seq + 1, &err);
         if (rc == CCA_OK) {
             pthread_mutex_lock(&s->dlock);
@@ -736,6 +742,7 @@ static size_t take_due(struct fstore *s, int64_t now_us, bool all, struct pendin
             continue;
         d->writing = true;
         d->final_try = all; /* stopping: one try each, the journal keeps the rest */
+        out[n].len = 0;
         out[n].d = d;
         out[n].doc = json_incref(d->doc);
         out[n].lsn = d->lsn;
@@ -759,14 +766,19 @@ static size_t settle(struct fstore *s, struct pending *p, size_t n)
         atomic_fetch_add_explicit(p[i].err == 0 ? &s->metrics.checkpoints
                                                 : &s->metrics.checkpoint_errors,
                                   1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&s->metrics.checkpoint_bytes, p[i].len,
-                                  memory_order_relaxed);
+        if (p[i].err == 0)
+            atomic_fetch_add_explicit(&s->metrics.checkpoint_bytes, p[i].len,
+                                      memory_order_relaxed);
     }
     now = cca_time_mono_us();
     pthread_mutex_lock(&s->dlock);
     for (size_t i = 0; i < n; i++) {
         struct dirty *d = p[i].d;
 
+        s->cp_failing = p[i].err != 0;
+        if (p[i].err != 0)
+            (void)snprintf(s->cp_error, sizeof(s->cp_error), "%s.json: %s", d->id,
+                           strerror(p[i].err));
         d->writing = false;
         if (p[i].err == 0 && d->lsn == p[i].lsn) {
             dirty_remove(s, d); /* its file is current */
@@ -895,6 +907,7 @@ struct rdoc {
     bool rewrite; /* its file must be written (replayed, earlier format) */
     bool removed; /* a journal change removed it */
     bool broken;  /* a change of it was damaged: later ones are ignored */
+    bool dropped; /* no valid version at all: not loaded */
 };
 
 struct recovery {
@@ -914,6 +927,7 @@ struct recovery {
      */
     bool halted;
     unsigned long skipped; /* lines not replayed after the halt */
+    bool keep_segments;    /* a replayed version was not valid: keep every segment */
 };
 
 static void say(struct recovery *r, const char *what, const char *fmt, ...)
@@ -1001,22 +1015,28 @@ static bool is_tmp_file(const char *name)
     return name[0] == '.' && len > 4 && strcmp(name + len - 4, ".tmp") == 0;
 }
 
-/* "<name>.damaged-<UTC time>" into @out. */
-static void damaged_name(const char *name, char *out, size_t size)
+/*
+ * Keep @name of @dirfd as a copy "<name>.damaged-<UTC time>" (a hard link;
+ * "-2", "-3" ... after it when that name is taken). The name in @aside.
+ */
+static bool keep_aside(int dirfd, const char *name, char *aside, size_t size)
 {
     char stamp[32];
     time_t now = time(NULL);
     struct tm tm;
 
     (void)strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", gmtime_r(&now, &tm));
-    (void)snprintf(out, size, "%.60s.damaged-%.20s", name, stamp);
-}
-
-/* Keep @name of @dirfd as its ".damaged-<time>" copy (a hard link). */
-static bool keep_aside(int dirfd, const char *name, char *aside, size_t size)
-{
-    damaged_name(name, aside, size);
-    return linkat(dirfd, name, dirfd, aside, 0) == 0;
+    for (int n = 1; n <= 100; n++) {
+        if (n == 1)
+            (void)snprintf(aside, size, "%.60s.damaged-%.20s", name, stamp);
+        else
+            (void)snprintf(aside, size, "%.60s.damaged-%.20s-%d", name, stamp, n);
+        if (linkat(dirfd, name, dirfd, aside, 0) == 0)
+            return true;
+        if (errno != EEXIST)
+            return false;
+    }
+    return false;
 }
 
 /* Read one collection directory's files into @r. */
@@ -1099,11 +1119,14 @@ static cca_rc load_files(struct recovery *r, enum cca_store_coll coll,
                     "damaged: %s; salvaged with %u changes, %zu bytes dropped; the "
                     "damaged file is kept as %s",
                     parsed.damage, parsed.changes, parsed.damaged, aside);
-            else
+            else {
+                /* No copy: the file is not rewritten (salvaged again at each load). */
+                rd->rewrite = false;
                 say(r, de->d_name,
-                    "damaged: %s; salvaged with %u changes, %zu bytes dropped (no copy "
-                    "could be kept: %s)",
+                    "damaged: %s; salvaged with %u changes, %zu bytes ignored; the file "
+                    "is left as it is (no copy could be made: %s)",
                     parsed.damage, parsed.changes, parsed.damaged, strerror(errno));
+            }
         } else if (parsed.dropped > 0) {
             say(r, de->d_name, "%zu bytes of an interrupted append dropped",
                 parsed.dropped);
@@ -1137,8 +1160,12 @@ static void rdoc_redo(struct rdoc *rd)
     }
 }
 
-/* Apply one journal record (borrowed) to @r. */
-static void replay_record(struct recovery *r, json_t *rec, const char *where)
+/*
+ * Apply one journal record (borrowed) to @r. Returns false when the record,
+ * or a later one of its document, had to be ignored: damage, and the segment
+ * is kept aside.
+ */
+static bool replay_record(struct recovery *r, json_t *rec, const char *where)
 {
     const char *coll_s = json_string_value(json_object_get(rec, "coll"));
     const char *id = json_string_value(json_object_get(rec, "id"));
@@ -1162,7 +1189,7 @@ static void replay_record(struct recovery *r, json_t *rec, const char *where)
         (json_is_array(patch) + json_is_object(doc) + remove) != 1) {
         say(r, where, "damaged: not a change record; replay stops here");
         r->halted = true;
-        return;
+        return false;
     }
     lsn = (uint64_t)json_integer_value(lsn_j);
     if (lsn > r->max_lsn)
@@ -1171,9 +1198,11 @@ static void replay_record(struct recovery *r, json_t *rec, const char *where)
     if (rd == NULL)
         rd = rdoc_add(r, coll, id);
     if (lsn <= rd->lsn)
-        return; /* already in its file */
-    if (rd->broken)
-        return; /* reported at the damage */
+        return true; /* already in its file */
+    if (rd->broken) {
+        say(r, where, "a later change of %s %s, ignored after its damage", coll_s, id);
+        return false;
+    }
     if (remove) {
         json_decref(rd->doc);
         rd->doc = NULL;
@@ -1181,6 +1210,14 @@ static void replay_record(struct recovery *r, json_t *rec, const char *where)
         rd->patches = NULL;
         rd->removed = true;
     } else if (doc != NULL) {
+        if (validate(coll, doc, id, &err) != CCA_OK) {
+            rd->broken = true;
+            say(r, where,
+                "damaged: a version of %s %s that is not valid (%s); it is kept as it "
+                "was before, later changes ignored",
+                coll_s, id, err.msg);
+            return false;
+        }
         json_decref(rd->doc);
         rd->doc = json_deep_copy(doc);
         rd->removed = false;
@@ -1194,7 +1231,7 @@ static void replay_record(struct recovery *r, json_t *rec, const char *where)
                 "damaged: a change of %s %s whose earlier version is missing; "
                 "it and its later changes are ignored",
                 coll_s, id);
-            return;
+            return false;
         }
         if (rd->doc == NULL)
             rd->doc = json_deep_copy(rd->base);
@@ -1205,7 +1242,7 @@ static void replay_record(struct recovery *r, json_t *rec, const char *where)
                 "damaged: a change of %s %s does not apply (%s); it is kept "
                 "as it was before, later changes ignored",
                 coll_s, id, err.msg);
-            return;
+            return false;
         }
         if (rd->patches == NULL)
             rd->patches = json_array();
@@ -1213,6 +1250,7 @@ static void replay_record(struct recovery *r, json_t *rec, const char *where)
     }
     rd->lsn = lsn;
     rd->rewrite = true;
+    return true;
 }
 
 /*
@@ -1265,9 +1303,8 @@ static bool replay_segment(struct recovery *r, uint64_t seq, bool last)
                 r->halted = true;
                 sound = false;
             }
-        } else {
-            replay_record(r, rec, where);
-            sound = sound && !r->halted;
+        } else if (!replay_record(r, rec, where)) {
+            sound = false;
         }
         json_decref(rec);
         at = end + 1;
@@ -1315,15 +1352,22 @@ static cca_rc settle_recovery(struct recovery *r, const uint64_t *seqs, const bo
         if (cur == NULL)
             continue;
         if (validate(rd->coll, cur, rd->id, &err) != CCA_OK) {
-            /* A replayed version that is not valid: fall back to the file's. */
-            say(r, rd->id,
-                "damaged: the journal's version is not valid (%s); the file's "
-                "version is kept",
-                err.msg);
-            if (rd->base == NULL)
-                continue;
+            /* A replayed version that is not valid: the file's, if there is one. */
+            r->keep_segments = true;
             json_decref(rd->doc);
             rd->doc = NULL;
+            if (rd->base == NULL) {
+                say(r, rd->id,
+                    "damaged: the journal's version is not valid (%s) and there is no "
+                    "file; not loaded (the journal is kept aside)",
+                    err.msg);
+                rd->dropped = true;
+                continue;
+            }
+            say(r, rd->id,
+                "damaged: the journal's version is not valid (%s); the file's version "
+                "is kept (the journal is kept aside)",
+                err.msg);
             cur = rd->base;
         }
         e = write_doc(coll_dir(s, rd->coll), rd->id, cur, rd->lsn, false, &rd->bytes);
@@ -1339,8 +1383,15 @@ static cca_rc settle_recovery(struct recovery *r, const uint64_t *seqs, const bo
         char aside[96];
 
         cca_store_journal_name(seqs[i], name);
-        if (!sound[i] && keep_aside(s->dirfd, name, aside, sizeof(aside)))
+        if (!sound[i] || r->keep_segments) {
+            if (!keep_aside(s->dirfd, name, aside, sizeof(aside))) {
+                /* Never delete what could not be copied: replayed again next time. */
+                say(r, name, "damaged segment left in place (no copy could be made: %s)",
+                    strerror(errno));
+                continue;
+            }
             say(r, name, "damaged segment kept as %s", aside);
+        }
         (void)unlinkat(s->dirfd, name, 0);
     }
     if (s->fsync && fsync(s->dirfd) != 0)
@@ -1389,7 +1440,7 @@ static cca_rc fs_load(void *impl, cca_store_load_fn load, cca_store_report_fn re
         struct rdoc *rd = &r.docs[i];
         json_t *cur = rdoc_current(rd);
 
-        if (rd->removed || cur == NULL)
+        if (rd->removed || rd->dropped || cur == NULL)
             continue;
         load(ctx, rd->coll, rd->id, json_incref(cur), rd->bytes);
     }
@@ -1509,6 +1560,17 @@ static void fs_health(void *impl, struct cca_store_health *ret)
     memcpy(last_error, s->last_error, sizeof(last_error));
     pthread_mutex_unlock(&s->lock);
     check_fs(s, need, ret);
+    if (ret->writable) {
+        /* The journal works but the files cannot be written: it only grows. */
+        pthread_mutex_lock(&s->dlock);
+        if (s->cp_failing) {
+            ret->writable = false;
+            (void)snprintf(ret->last_error, sizeof(ret->last_error),
+                           "dialog storage cannot write dialog files: %.110s",
+                           s->cp_error);
+        }
+        pthread_mutex_unlock(&s->dlock);
+    }
     if (!failed || !ret->writable)
         return;
     pthread_mutex_lock(&s->lock);
@@ -1558,8 +1620,12 @@ static void fs_metrics(void *impl, FILE *out)
 
     pthread_mutex_lock(&s->dlock);
     dirty = s->ndirty;
-    if (s->oldest != NULL)
-        lag = (double)(cca_time_mono_us() - s->oldest->since_us) / 1e6;
+    for (struct dirty *d = s->oldest; d != NULL; d = d->newer) {
+        double age = (double)(cca_time_mono_us() - d->dirty_us) / 1e6;
+
+        if (age > lag)
+            lag = age; /* requeued documents keep their first time */
+    }
     pthread_mutex_unlock(&s->dlock);
     cca_metrics_hist_family(out, "cca_store_flush_duration_seconds",
                             "Time to append one batch of changes to the journal and "

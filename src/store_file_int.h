@@ -20,7 +20,7 @@ struct cca_store_journal {
     uint64_t seq; /* the open segment, 0 before the first */
     bool open;    /* a segment is open for appends */
     uint64_t len; /* its valid bytes: where the next append goes */
-    bool broken;  /* a failed append could not be cut back: open a new segment */
+    bool broken;  /* a failed append is not yet cut back: no append before it is */
 };
 
 /* Segment @seq's file name into @buf (64 bytes). */
@@ -41,9 +41,11 @@ cca_rc cca_store_journal_open(struct cca_store_journal *j, uint64_t seq,
 /*
  * cca_store_journal_append - write @bytes[0..len) (whole lines) at the end of
  * the open segment and flush them (fdatasync(2)) when j->fsync. On failure the
- * segment is cut back to what it held (or, if even that fails, marked broken
- * so that the next append opens a new segment: recovery then drops the cut
- * lines at the segment's end). Returns CCA_OK, CCA_ERR_NO_SPACE or CCA_ERR_IO.
+ * segment is cut back to what it held. If even that fails (the disk is gone),
+ * the segment is marked broken and every later append first retries the cut
+ * and fails while it cannot be made: a failed change must never be replayed,
+ * and a later change written after it could be replayed on top of it.
+ * Returns CCA_OK, CCA_ERR_NO_SPACE or CCA_ERR_IO.
  */
 cca_rc cca_store_journal_append(struct cca_store_journal *j, const char *bytes,
                                 size_t len, struct cca_error *reterr);

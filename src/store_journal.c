@@ -85,6 +85,14 @@ cca_rc cca_store_journal_open(struct cca_store_journal *j, uint64_t seq,
  * microseconds against the flush): a file held open for writing would stop an
  * administrator's remount of the file system read-only.
  */
+/* Cut the open segment back to its valid length, flushed. Returns 0 or an errno. */
+static int cut_back(struct cca_store_journal *j, int fd)
+{
+    if (ftruncate(fd, (off_t)j->len) != 0 || (j->fsync && fdatasync(fd) != 0))
+        return errno ? errno : EIO;
+    return 0;
+}
+
 cca_rc cca_store_journal_append(struct cca_store_journal *j, const char *bytes,
                                 size_t len, struct cca_error *reterr)
 {
@@ -97,11 +105,19 @@ cca_rc cca_store_journal_append(struct cca_store_journal *j, const char *bytes,
 
     cca_store_journal_name(j->seq, name);
     fd = openat(j->dirfd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-        e = errno;
-        j->broken = true; /* gone or unreachable: the next append starts a new one */
-        return cca_error_set(reterr, errno_rc(e), "cannot open journal %s: %s", name,
-                             strerror(e));
+    if (fd < 0)
+        return cca_error_set(reterr, errno_rc(errno), "cannot open journal %s: %s", name,
+                             strerror(errno));
+    if (j->broken) {
+        e = cut_back(j, fd);
+        if (e != 0) {
+            close(fd);
+            return cca_error_set(reterr, CCA_ERR_IO,
+                                 "journal %s still holds a failed write that cannot be "
+                                 "cut off: %s",
+                                 name, strerror(e));
+        }
+        j->broken = false;
     }
     while (left > 0) {
         ssize_t n = pwrite(fd, p, left, at);
@@ -119,26 +135,18 @@ cca_rc cca_store_journal_append(struct cca_store_journal *j, const char *bytes,
     if (e == 0 && j->fsync && fdatasync(fd) != 0)
         e = errno;
     if (e == 0) {
-        if (close(fd) != 0)
-            e = errno;
-        else
-            j->len += len;
-        if (e == 0)
-            return CCA_OK;
-        fd = openat(j->dirfd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        j->len += len;
+        close(fd); /* the data is flushed: a close error cannot lose it */
+        return CCA_OK;
     }
     /*
-     * Cut back, so the lines of the failed batch are not read back by a
-     * recovery as if they had been acknowledged. If the cut itself fails (the
-     * disk is gone), the next append goes to a new segment and the lines stay
-     * at this one's end, where recovery drops a torn last line; a whole line
-     * would survive: the failure was reported to its caller, but its change
-     * may reappear after a restart (store.md, "Failures").
+     * Cut back, so the lines of the failed batch are never read back by a
+     * recovery as if they had been acknowledged. If the cut fails too, the
+     * segment is broken: no append goes after those lines until it is cut.
      */
-    if (fd < 0 || ftruncate(fd, (off_t)j->len) != 0)
+    if (cut_back(j, fd) != 0)
         j->broken = true;
-    if (fd >= 0)
-        close(fd);
+    close(fd);
     return cca_error_set(reterr, errno_rc(e), "cannot append to journal %s: %s", name,
                          strerror(e));
 }

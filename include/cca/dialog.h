@@ -119,8 +119,8 @@ cca_rc cca_dialog_validate(json_t *doc, const char *expected_id,
 char *cca_dialog_dump(json_t *doc, size_t *ret_len);
 
 /*
- * cca_dialog_dump_change - the file bytes of a change line (store.h): @patch
- * (an RFC 6902 patch, borrowed) compact on one line, numbers as in
+ * cca_dialog_dump_change - the bytes of a journal line (store_file.h): @patch
+ * (any JSON value, borrowed: a change record) compact on one line, numbers as in
  * cca_dialog_dump, trailing newline (jansson escapes control characters in
  * strings, so the line holds no other newline). Returns a new NUL-terminated
  * buffer and its length in *ret_len.
@@ -182,7 +182,7 @@ const char *cca_dialog_create_key(json_t *doc, int64_t now_ms, int64_t ttl_ms);
  * reference)}, without the records older than @ttl_ms. When @max_records
  * (>= 1) records would be kept, only the newest @max_records / 2 of the old
  * ones stay: a dialog holds at most @max_records records, and the list is
- * cut in halves, not one record per turn, so the change appended per turn
+ * cut in halves, not one record per turn, so the change journaled per turn
  * stays small on average (a cut rewrites the list). @doc is borrowed and not
  * changed. Returns a new reference.
  */

@@ -140,9 +140,10 @@ cca_rc cca_engine_new(const struct cca_engine_params *params,
                       struct cca_engine **ret_engine, struct cca_error *reterr) CCA_WUR;
 
 /*
- * cca_engine_free - stop the engine thread. Call after cca_engine_drain and
- * after the LLM client is freed; requests still queued complete with
- * CCA_ERR_UNAVAILABLE. Accepts NULL.
+ * cca_engine_free - stop the engine thread and free the engine. Call only when
+ * cca_engine_drain returned true (nothing in flight: no store change or LLM
+ * call still holds an operation) and after cca_engine_detach_llm and
+ * cca_llm_free, before cca_store_free. Accepts NULL.
  */
 void cca_engine_free(struct cca_engine *engine);
 
@@ -158,8 +159,8 @@ cca_rc cca_engine_submit(struct cca_engine *engine, struct cca_engine_request *r
 /*
  * Reads. The engine keeps every dialog in its index, and the parsed documents
  * of the most recently used ones in a cache bounded by DIALOG_CACHE_MB
- * (memory estimated from file size); a read of an evicted dialog reads its file back
- * (cca_store_read) on the calling thread and caches it again.
+ * (memory estimated from the size the store reports); a read of an evicted
+ * dialog reads it back (cca_store_read) on the calling thread and caches it again.
  *
  * cca_engine_get_document - the committed document of dialog @id as
  * cca_dialog_dump bytes (kept until the next change, so repeated reads only

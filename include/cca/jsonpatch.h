@@ -8,8 +8,9 @@
 
 /*
  * JSON Patch (RFC 6902) between two versions of a document, with paths in
- * JSON Pointer syntax (RFC 6901). The store appends one patch per committed
- * change to a dialog file instead of rewriting it (docs/internals/store.md).
+ * JSON Pointer syntax (RFC 6901). The file store writes one patch per
+ * committed change to its journal instead of the whole document
+ * (docs/internals/store.md).
  *
  * Only the operations "add", "remove" and "replace" are produced or
  * accepted; "move", "copy" and "test" are rejected by cca_jsonpatch_apply.

@@ -32,9 +32,11 @@
  * document.
  *
  * A checkpoint thread then rewrites the changed documents' files whole
- * (temporary file + rename(2), atomic, not flushed), at most once per
- * checkpoint_ms per document: every acknowledged change is in its file within
- * checkpoint_ms plus one checkpoint pass (checkpoint_ms <= 1000). A file's
+ * (temporary file + rename(2), atomic, not flushed), checkpoint_ms after a
+ * document's change (<= 1000), with every change made meanwhile: a change is
+ * normally in its file within checkpoint_ms plus the pass that writes it
+ * (docs/internals/store.md, "The bound", for when a pass is busy or a write
+ * fails; health reports failing writes). A file's
  * "store_lsn" is the sequence number of the last change it holds. A segment
  * is deleted once every change it holds is in files that were flushed
  * (syncfs(2)).

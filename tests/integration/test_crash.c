@@ -154,7 +154,7 @@ static bool str_eq(const char *a, const char *b)
     return a != NULL && b != NULL && strcmp(a, b) == 0;
 }
 
-/* ".<anything>.tmp": the store's temporary file pattern (store.c is_tmp_file). */
+/* ".<anything>.tmp": the store's temporary file pattern (store_file.c is_tmp_file). */
 static bool is_tmp_name(const char *name)
 {
     size_t len = strlen(name);

@@ -804,6 +804,30 @@ static void test_journal_damage(void **state)
     remove_tree(dir);
 }
 
+/*
+ * A journal whose only version of a dialog is not a valid dialog (a
+ * hand-edited or corrupted record): nothing is served for it, and the segment
+ * is kept aside rather than deleted.
+ */
+static void test_journal_invalid_version(void **state)
+{
+    char dir[] = "/tmp/cca-store-XXXXXX";
+    struct loaded l = {0};
+    struct cca_store *s;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    write_text(dir, "journal-0000000000000001.wal",
+               "{\"lsn\":1,\"coll\":\"dialogs\",\"id\":"
+               "\"5f0c2b7e-1d9a-4c3e-9b8f-2a6d4e1c7b90\",\"doc\":{\"foo\":1}}\n");
+    s = open_store(dir, 0, &l);
+    assert_int_equal(l.n, 0);
+    assert_int_equal(count_names(dir, "journal-0000000000000001.wal", ".damaged-"), 1);
+    assert_int_equal(assert_plain_json(dir), 0);
+    cca_store_free(s);
+    remove_tree(dir);
+}
+
 /* A second store on the same directory is refused, naming the holder's PID. */
 static void test_lock(void **state)
 {
@@ -926,21 +950,12 @@ static void test_write_failure_reported(void **state)
     assert_true(h.writable);
     assert_true(h.free_bytes > 0);
     assert_string_equal(h.location, dir);
-    /* Fill the open segment past its size, so the next commit opens a new one. */
-    {
-        json_t *big = json_copy(d0);
-        char *pad = malloc(1100000);
-
-        memset(pad, 'x', 1099999);
-        pad[1099999] = '\0';
-        (void)json_object_set_new(big, "pad", json_string(pad));
-        assert_int_equal(commit(s, id, NULL, big), CCA_OK);
-        free(pad);
-        json_decref(big);
-    }
+    assert_int_equal(commit(s, id, NULL, d0), CCA_OK);
+    /* Its checkpoint done, so that nothing is being written while rm runs. */
+    json_decref(wait_file(dir, id, 0));
     (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     assert_int_equal(system(cmd), 0);
-    assert_int_not_equal(commit(s, id, NULL, d0), CCA_OK);
+    assert_int_not_equal(commit(s, id, d0, d0), CCA_OK);
     assert_true(w.last_rc == CCA_ERR_IO || w.last_rc == CCA_ERR_NO_SPACE);
     cca_store_get_health(s, &h);
     assert_false(h.writable);
@@ -1064,6 +1079,8 @@ static void test_read_only(void **state)
     fault_mount("1m");
     fault.store = open_store(fault.dir, 0, &l);
     assert_int_equal(commit(fault.store, id, NULL, d0), CCA_OK);
+    /* A file open for writing (a checkpoint) would make the remount EBUSY. */
+    json_decref(wait_file(fault.dir, id, 0));
     fault_remount(MS_RDONLY, "1m");
     assert_int_equal(commit(fault.store, id, d0, d1), CCA_ERR_IO);
     cca_store_get_health(fault.store, &h);
@@ -1105,6 +1122,7 @@ int main(void)
         cmocka_unit_test(test_parse_rules),
         cmocka_unit_test(test_salvage_file),
         cmocka_unit_test(test_journal_damage),
+        cmocka_unit_test(test_journal_invalid_version),
         cmocka_unit_test(test_lock),
         cmocka_unit_test(test_fifo),
         cmocka_unit_test(test_group_commit_many_writers),
