@@ -797,6 +797,42 @@ static bool replayed(struct cca_engine *e, struct op *op)
     return true;
 }
 
+/*
+ * Make sure busy @en has its document (read back from the file if it was
+ * evicted). False with @err set when the file cannot be read.
+ */
+static bool load_doc(struct cca_engine *e, struct slot *en, struct cca_error *err)
+{
+    json_t *doc = NULL;
+    size_t stored = 0;
+    bool cached;
+
+    pthread_mutex_lock(&e->lock);
+    cached = en->doc != NULL;
+    if (cached)
+        lru_touch(e, en);
+    pthread_mutex_unlock(&e->lock);
+    if (cached)
+        return true;
+    if (cca_store_read(e->store, CCA_STORE_DIALOGS, en->id, &doc, &stored, err) !=
+        CCA_OK) {
+        if (err->code != CCA_ERR_NOT_FOUND)
+            cca_log(LOG_ERR, "dialog %s cannot be read back: %s", en->id, err->msg);
+        err->code = CCA_ERR_IO; /* it is in the index: its file must be there */
+        return false;
+    }
+    atomic_fetch_add_explicit(&e->metrics.cache_loads, 1, memory_order_relaxed);
+    pthread_mutex_lock(&e->lock);
+    if (en->doc == NULL) {
+        en->stored = stored;
+        cache_put(e, en, doc);
+    } else {
+        json_decref(doc); /* a reader cached it meanwhile: the same content */
+    }
+    pthread_mutex_unlock(&e->lock);
+    return true;
+}
+
 /* Run @op, which holds its dialog (op->entry, busy). */
 static void run_op(struct cca_engine *e, struct op *op)
 {
@@ -806,6 +842,19 @@ static void run_op(struct cca_engine *e, struct op *op)
 
     if (op->req.op == CCA_OP_CLEANUP_INACTIVE || op->req.op == CCA_OP_CLEANUP_CLOSED) {
         run_cleanup(e, op);
+        return;
+    }
+    /*
+     * The dialog's document, read back if it was evicted: also when the
+     * dialog was handed over by an operation that ran without it (a delete
+     * needs only the index: it must work for a dialog whose file can no longer
+     * be read, and a cleanup should not read every file it is about to
+     * delete).
+     */
+    if (!op->new_entry && op->req.op != CCA_OP_DELETE && !load_doc(e, en, &op->err)) {
+        op->entry = NULL;
+        finish(e, op, op->err.code);
+        release(e, en, false);
         return;
     }
     if (op->req.idempotency_key != NULL && !op->new_entry && replayed(e, op))
@@ -892,42 +941,6 @@ static void start_create(struct cca_engine *e, struct op *op)
     run_op(e, op);
 }
 
-/*
- * Make sure busy @en has its document (read back from the file if it was
- * evicted). False with @err set when the file cannot be read.
- */
-static bool load_doc(struct cca_engine *e, struct slot *en, struct cca_error *err)
-{
-    json_t *doc = NULL;
-    size_t stored = 0;
-    bool cached;
-
-    pthread_mutex_lock(&e->lock);
-    cached = en->doc != NULL;
-    if (cached)
-        lru_touch(e, en);
-    pthread_mutex_unlock(&e->lock);
-    if (cached)
-        return true;
-    if (cca_store_read(e->store, CCA_STORE_DIALOGS, en->id, &doc, &stored, err) !=
-        CCA_OK) {
-        if (err->code != CCA_ERR_NOT_FOUND)
-            cca_log(LOG_ERR, "dialog %s cannot be read back: %s", en->id, err->msg);
-        err->code = CCA_ERR_IO; /* it is in the index: its file must be there */
-        return false;
-    }
-    atomic_fetch_add_explicit(&e->metrics.cache_loads, 1, memory_order_relaxed);
-    pthread_mutex_lock(&e->lock);
-    if (en->doc == NULL) {
-        en->stored = stored;
-        cache_put(e, en, doc);
-    } else {
-        json_decref(doc); /* a reader cached it meanwhile: the same content */
-    }
-    pthread_mutex_unlock(&e->lock);
-    return true;
-}
-
 /* A newly submitted op: find its dialog and run it, or queue it behind the holder. */
 static void start_op(struct cca_engine *e, struct op *op)
 {
@@ -978,17 +991,6 @@ static void start_op(struct cca_engine *e, struct op *op)
     en->gen++;
     pthread_mutex_unlock(&e->lock);
     op->entry = en;
-    /*
-     * A delete needs only the index: it must work for a dialog whose file can
-     * no longer be read (corrupt, too large), and a cleanup should not read
-     * every file it is about to delete.
-     */
-    if (op->req.op != CCA_OP_DELETE && !load_doc(e, en, &op->err)) {
-        op->entry = NULL;
-        finish(e, op, op->err.code);
-        release(e, en, false);
-        return;
-    }
     run_op(e, op);
 }
 

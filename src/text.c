@@ -492,3 +492,13 @@ bool cca_text_is_blank(const char *s, size_t len)
     }
     return true;
 }
+
+size_t cca_text_utf8_cut(const char *s, size_t len, size_t max)
+{
+    size_t n = len < max ? len : max;
+
+    /* At a cut inside the text, back off while the next byte continues a character. */
+    while (n > 0 && n < len && ((unsigned char)s[n] & 0xC0) == 0x80)
+        n--;
+    return n;
+}

@@ -29,19 +29,27 @@ static void offline_reply(struct cca_turn *t, const struct cca_turn_env *env)
                                         t->len, t->previous != CCA_AGENT_NONE);
 }
 
-/* "keyword: sales:тариф ...": the new agent's matched lexicon entries. */
+/*
+ * "keyword: sales:тариф ...": the new agent's matched lexicon entries, whole
+ * ones only (a cut entry could end inside a UTF-8 character).
+ */
 static void keyword_reason(struct cca_turn *t)
 {
     const char *prefix = cca_agent_name(t->route.agent);
     size_t used =
         (size_t)snprintf(t->handoff_reason, sizeof(t->handoff_reason), "keyword:");
 
-    for (size_t i = 0; i < t->route.matched_count && used < sizeof(t->handoff_reason);
-         i++) {
-        if (strncmp(t->route.matched[i], prefix, strlen(prefix)) == 0)
-            used += (size_t)snprintf(t->handoff_reason + used,
-                                     sizeof(t->handoff_reason) - used, " %s",
-                                     t->route.matched[i]);
+    for (size_t i = 0; i < t->route.matched_count; i++) {
+        const char *m = t->route.matched[i];
+        size_t n = strlen(m);
+
+        if (strncmp(m, prefix, strlen(prefix)) != 0)
+            continue;
+        if (used + 1 + n >= sizeof(t->handoff_reason))
+            break;
+        t->handoff_reason[used++] = ' ';
+        memcpy(t->handoff_reason + used, m, n + 1);
+        used += n;
     }
 }
 
@@ -109,8 +117,11 @@ bool cca_turn_parse_classification(struct cca_turn *t, const char *content)
         t->route.confidence = 0.0;
     if (t->route.confidence > 1.0)
         t->route.confidence = 1.0;
-    (void)snprintf(t->handoff_reason, sizeof(t->handoff_reason), "llm: %.150s",
-                   reason ? reason : "classified by the LLM");
+    if (reason == NULL)
+        reason = "classified by the LLM";
+    /* At most 150 bytes of the reason, never half a character. */
+    (void)snprintf(t->handoff_reason, sizeof(t->handoff_reason), "llm: %.*s",
+                   (int)cca_text_utf8_cut(reason, strlen(reason), 150), reason);
     ok = true;
 out:
     json_decref(root);

@@ -28,6 +28,14 @@ const char *cca_lang_code(enum cca_lang lang);
 bool cca_text_is_utf8(const char *s, size_t len);
 
 /*
+ * cca_text_utf8_cut - the length of the longest prefix of @s[0..len) that is
+ * at most @max bytes and does not end inside a UTF-8 sequence (it never splits
+ * a character, RFC 3629: continuation bytes are 10xxxxxx). For capping text
+ * that must stay valid UTF-8. Pure and thread-safe.
+ */
+size_t cca_text_utf8_cut(const char *s, size_t len, size_t max);
+
+/*
  * cca_text_is_blank - true if @s[0..len) shows nothing: every code point is a
  * separator (Unicode general categories Zs, Zl, Zp), a control (Cc), a format
  * character (Cf: U+200B, U+FEFF ...) or default-ignorable, by utf8proc's

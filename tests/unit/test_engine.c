@@ -931,6 +931,95 @@ static void test_cache_eviction(void **state)
     fx_free(f);
 }
 
+/* ---- an operation queued behind a failed delete -------------------------- */
+
+/*
+ * Create dialogs until DIALOG_CACHE_MB (1 here) overflowed: the dialogs made
+ * before are evicted (the least recently used go first).
+ */
+static void overflow_cache(struct fx *f)
+{
+    struct cca_engine_stats st;
+    char other[37];
+
+    do {
+        create_dialog(f, "filler", TEXT_SALES, other);
+        st = stats_of(f);
+    } while (st.total - st.cached < 5);
+}
+
+/*
+ * A forced delete of an evicted dialog fails in the store (nothing changed,
+ * engine.h); a message that waited behind it must then run on the committed
+ * document: answered, with the earlier turn in the dialog.
+ */
+static void test_message_after_failed_delete(void **state)
+{
+    struct fx *f = fx_new();
+    char id[37];
+    struct call del;
+    struct call msg;
+
+    (void)state;
+    f->cfg.dialog_cache_mb = 1;
+    fx_start(f);
+    create_dialog(f, "evicted", TEXT_TECH, id);
+    overflow_cache(f);
+    store_memory_hold(f->mem, true);
+    store_memory_fail_next(f->mem, 1, CCA_ERR_IO);
+    submit_delete(f, &del, id, true);
+    poll_until(change_in_store, f, id);
+    submit_message(f, &msg, id, TEXT_SALES, NULL, NULL);
+    store_memory_hold(f->mem, false);
+    expect_rc(&del, CCA_ERR_IO);
+    wait_call(&msg);
+    if (msg.rc != CCA_OK)
+        fail_msg("the message queued behind the failed delete: %s (%s); the store got "
+                 "%zu commits breaking its contract (a NULL document)",
+                 cca_strerror(msg.rc), msg.err.msg, store_memory_bad_calls(f->mem));
+    assert_int_equal(result_int(&msg, "messages"), 4);
+    call_cleanup(&msg);
+    assert_int_equal(messages_of(f, id), 4);
+    assert_int_equal(store_memory_bad_calls(f->mem), 0);
+    fx_free(f);
+}
+
+/* The same with a close of a closed dialog: answered from the stored record. */
+static void test_close_after_failed_delete(void **state)
+{
+    struct fx *f = fx_new();
+    char id[37];
+    struct call del;
+    struct call cl;
+    struct call c;
+
+    (void)state;
+    f->cfg.dialog_cache_mb = 1;
+    fx_start(f);
+    create_dialog(f, "evicted", TEXT_TECH, id);
+    submit_close(f, &c, id);
+    expect_rc(&c, CCA_OK);
+    overflow_cache(f);
+    store_memory_hold(f->mem, true);
+    store_memory_fail_next(f->mem, 1, CCA_ERR_IO);
+    submit_delete(f, &del, id, false);
+    poll_until(change_in_store, f, id);
+    submit_close(f, &cl, id);
+    store_memory_hold(f->mem, false);
+    expect_rc(&del, CCA_ERR_IO);
+    wait_call(&cl);
+    assert_int_equal(cl.rc, CCA_OK);
+    assert_true(json_is_true(json_object_get(cl.result, "already_closed")));
+    /* The outcome has the dialog (the view answers with its close record). */
+    if (json_object_get(cl.result, "status") == NULL)
+        fail_msg("the close queued behind the failed delete was rendered without its "
+                 "dialog (outcome.doc NULL)");
+    assert_string_equal(result_str(&cl, "status"), "closed");
+    call_cleanup(&cl);
+    assert_int_equal(status_of(f, id), CCA_DIALOG_CLOSED);
+    fx_free(f);
+}
+
 /* ---- idempotency --------------------------------------------------------- */
 
 static const struct cca_engine_metrics *metrics_of(struct fx *f)
@@ -1199,11 +1288,18 @@ static void test_shutdown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_memory_backend), cmocka_unit_test(test_queue_order),
-        cmocka_unit_test(test_pending_limit),  cmocka_unit_test(test_message_limit),
-        cmocka_unit_test(test_commit_failure), cmocka_unit_test(test_index_and_list),
-        cmocka_unit_test(test_cache_eviction), cmocka_unit_test(test_idempotency),
-        cmocka_unit_test(test_cleanup),        cmocka_unit_test(test_shutdown),
+        cmocka_unit_test(test_memory_backend),
+        cmocka_unit_test(test_queue_order),
+        cmocka_unit_test(test_pending_limit),
+        cmocka_unit_test(test_message_limit),
+        cmocka_unit_test(test_commit_failure),
+        cmocka_unit_test(test_index_and_list),
+        cmocka_unit_test(test_cache_eviction),
+        cmocka_unit_test(test_idempotency),
+        cmocka_unit_test(test_cleanup),
+        cmocka_unit_test(test_shutdown),
+        cmocka_unit_test(test_message_after_failed_delete),
+        cmocka_unit_test(test_close_after_failed_delete),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

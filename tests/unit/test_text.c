@@ -262,15 +262,40 @@ static int teardown(void **state)
     return 0;
 }
 
+/* cca_text_utf8_cut: never inside a character, never over the cap. */
+static void test_utf8_cut(void **state)
+{
+    static const char ru[] = "тариф"; /* 10 bytes, 2 per letter */
+    static const char mix[] = "a€b";  /* 1 + 3 + 1 bytes */
+
+    (void)state;
+    assert_int_equal(cca_text_utf8_cut(ru, 10, 100), 10);
+    assert_int_equal(cca_text_utf8_cut(ru, 10, 10), 10);
+    assert_int_equal(cca_text_utf8_cut(ru, 10, 5), 4);
+    assert_int_equal(cca_text_utf8_cut(ru, 10, 4), 4);
+    assert_int_equal(cca_text_utf8_cut(ru, 10, 1), 0);
+    assert_int_equal(cca_text_utf8_cut(mix, 5, 2), 1);
+    assert_int_equal(cca_text_utf8_cut(mix, 5, 3), 1);
+    assert_int_equal(cca_text_utf8_cut(mix, 5, 4), 4);
+    assert_int_equal(cca_text_utf8_cut("", 0, 3), 0);
+    for (size_t max = 0; max <= 10; max++) {
+        size_t n = cca_text_utf8_cut(ru, 10, max);
+
+        assert_true(n <= max);
+        assert_true(cca_text_is_utf8(ru, n));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_stem_russian),      cmocka_unit_test(test_stem_english),
-        cmocka_unit_test(test_tokenise),          cmocka_unit_test(test_nfkc_casefold),
-        cmocka_unit_test(test_decomposed_input),  cmocka_unit_test(test_invalid_utf8),
-        cmocka_unit_test(test_codepoints),        cmocka_unit_test(test_detect_lang),
-        cmocka_unit_test(test_token_cap),         cmocka_unit_test(test_huge_input),
-        cmocka_unit_test(test_empty_and_cleanup), cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_utf8_cut),      cmocka_unit_test(test_stem_russian),
+        cmocka_unit_test(test_stem_english),  cmocka_unit_test(test_tokenise),
+        cmocka_unit_test(test_nfkc_casefold), cmocka_unit_test(test_decomposed_input),
+        cmocka_unit_test(test_invalid_utf8),  cmocka_unit_test(test_codepoints),
+        cmocka_unit_test(test_detect_lang),   cmocka_unit_test(test_token_cap),
+        cmocka_unit_test(test_huge_input),    cmocka_unit_test(test_empty_and_cleanup),
+        cmocka_unit_test(test_threads),
     };
 
     return cmocka_run_group_tests(tests, NULL, teardown);

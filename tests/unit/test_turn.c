@@ -275,6 +275,46 @@ static void test_handoff(void **state)
     json_decref(doc);
 }
 
+/*
+ * A handoff on a message that matches many lexicon entries: the reason is cut
+ * to its buffer, and must stay UTF-8 (it goes into the dialog and the REST
+ * answer through json_string, which refuses anything else).
+ */
+static void test_handoff_reason_long(void **state)
+{
+    static const char *const texts[] = {
+        "тариф цена стоимость прайс расценки скидка акция промокод подписка рассрочка "
+        "безлимит роуминг",
+        "Сколько стоит тарифный план, какая цена доставки, есть ли скидка, рассрочка, "
+        "промокод, подписка, безлимит и роуминг?",
+    };
+    json_t *doc;
+
+    (void)state;
+    doc = dialog_after("Не работает приложение, не могу войти в аккаунт");
+    for (size_t i = 0; i < CCA_ARRAY_SIZE(texts); i++) {
+        struct cca_turn t;
+        json_t *next;
+        json_t *handoffs;
+
+        start(&t, texts[i], doc);
+        assert_int_equal(t.route.agent, CCA_AGENT_SALES);
+        assert_int_equal(t.previous, CCA_AGENT_TECH_SUPPORT);
+        assert_true(strlen(t.handoff_reason) < sizeof(t.handoff_reason));
+        if (!cca_text_is_utf8(t.handoff_reason, strlen(t.handoff_reason)))
+            fail_msg("handoff reason of %zu bytes is not UTF-8 (cut inside a character)",
+                     strlen(t.handoff_reason));
+        assert_keyword_reason(t.handoff_reason, CCA_AGENT_SALES);
+        next = apply_turn(doc, &t);
+        handoffs = json_object_get(json_object_get(next, "metadata"), "handoffs");
+        assert_non_null(
+            json_string_value(json_object_get(json_array_get(handoffs, 0), "reason")));
+        json_decref(next);
+        cca_turn_cleanup(&t);
+    }
+    json_decref(doc);
+}
+
 /* ---- cca_turn_to_dialog, cleanup, stage names ---------------------------- */
 
 static void test_to_dialog(void **state)
@@ -412,6 +452,42 @@ static void test_parse_classification(void **state)
     }
 }
 
+/* A long reason is capped (150 bytes after "llm: ") and stays UTF-8. */
+static void test_parse_classification_reason_cap(void **state)
+{
+    /* ASCII first, then Cyrillic (two bytes each): the cut falls at any parity. */
+    static const char *const prefixes[] = {"", "a", "ab", "VPN "};
+
+    (void)state;
+    for (size_t p = 0; p < CCA_ARRAY_SIZE(prefixes); p++) {
+        char reason[1024];
+        size_t used = (size_t)snprintf(reason, sizeof(reason), "%s", prefixes[p]);
+        json_t *answer;
+        char *content;
+        struct cca_turn t;
+        size_t len;
+
+        for (int i = 0; i < 200; i++)
+            used += (size_t)snprintf(reason + used, sizeof(reason) - used, "я");
+        answer = json_pack("{s:s, s:f, s:s}", "agent", "sales", "confidence", 0.9,
+                           "reason", reason);
+        content = json_dumps(answer, 0);
+        start(&t, "привет", NULL);
+        assert_true(cca_turn_parse_classification(&t, content));
+        len = strlen(t.handoff_reason);
+        assert_true(strncmp(t.handoff_reason, "llm: ", 5) == 0);
+        assert_true(len <= 5 + 150);
+        assert_true(len >= 5 + 148); /* cut, not dropped */
+        assert_true(strncmp(t.handoff_reason + 5, reason, len - 5) == 0);
+        if (!cca_text_is_utf8(t.handoff_reason, len))
+            fail_msg("prefix '%s': the capped reason is not UTF-8 (cut in a character)",
+                     prefixes[p]);
+        cca_turn_cleanup(&t);
+        free(content);
+        json_decref(answer);
+    }
+}
+
 /* ---- resuming from an LLM result (the waiting state set by hand: no LLM here) --- */
 
 static void test_resume_classify(void **state)
@@ -520,9 +596,11 @@ int main(void)
         cmocka_unit_test(test_route_clear),
         cmocka_unit_test(test_route_unclear),
         cmocka_unit_test(test_handoff),
+        cmocka_unit_test(test_handoff_reason_long),
         cmocka_unit_test(test_to_dialog),
         cmocka_unit_test(test_stage_names),
         cmocka_unit_test(test_parse_classification),
+        cmocka_unit_test(test_parse_classification_reason_cap),
         cmocka_unit_test(test_resume_classify),
         cmocka_unit_test(test_resume_reply),
     };
