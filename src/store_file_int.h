@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Private to the file store (store_file.c, store_journal.c) and its unit tests. */
+/*
+ * Private to the file store (store_file.c: writer, checkpointer, reads;
+ * store_recover.c: parse and recovery; store_journal.c: segments) and its tests.
+ */
 #ifndef CCA_STORE_FILE_INT_H
 #define CCA_STORE_FILE_INT_H
 
@@ -7,7 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "cca/common.h"
+#include "cca/store.h"
 
 /*
  * The journal: numbered segment files "journal-<seq, 16 digits>.wal" in the
@@ -58,6 +64,56 @@ void cca_store_journal_close(struct cca_store_journal *j);
  * (*ret_seqs new, caller frees). Returns CCA_OK or CCA_ERR_IO.
  */
 cca_rc cca_store_journal_list(int dirfd, uint64_t **ret_seqs, size_t *ret_n,
+                              struct cca_error *reterr);
+
+/* The member of a file that holds the lsn of the last change in it. */
+#define CCA_STORE_FILE_LSN_KEY "store_lsn"
+
+/* CCA_ERR_NO_SPACE for ENOSPC and EDQUOT, else CCA_ERR_IO. */
+cca_rc cca_store_file_errno_rc(int e);
+
+/* FNV-1a of (@coll, @id): the bucket of a document in the store's tables. */
+size_t cca_store_file_hash(enum cca_store_coll coll, const char *id);
+
+/*
+ * cca_store_file_read - file @name of directory @dirfd, at most @max bytes,
+ * as a new NUL-terminated buffer (its length in *ret_len). FIFOs, devices and
+ * symbolic links are never opened (open(2) of a FIFO blocks until a writer
+ * appears). On failure NULL, why in @why, and in *ret_rc CCA_ERR_NOT_FOUND,
+ * CCA_ERR_INVALID (too large) or CCA_ERR_IO.
+ */
+char *cca_store_file_read(int dirfd, const char *name, size_t max, size_t *ret_len,
+                          cca_rc *ret_rc, char *why, size_t why_size);
+
+/*
+ * cca_store_file_write - write @doc with its lsn as <@id>.json in @dirfd:
+ * temporary file, rename(2); flushed (data, then the directory) only when
+ * @flush. Its size in *ret_len. Returns 0 or an errno (no temporary file is
+ * left).
+ */
+int cca_store_file_write(int dirfd, const char *id, json_t *doc, uint64_t lsn, bool flush,
+                         size_t *ret_len);
+
+/* Where recovery works (borrowed). */
+struct cca_store_file_dirs {
+    const char *dir;     /* for messages */
+    int dirfd;           /* the dialogs and the journal */
+    const int *colldirs; /* [CCA_STORE_COLL__COUNT] */
+    bool fsync;
+    size_t max_file_bytes;
+};
+
+/*
+ * cca_store_file_recover - the load of store_file.h: read every collection's
+ * files, replay the journal's segments into them, keep damage aside, write
+ * what changed, flush and delete the segments; then hand every document to
+ * @load (stolen) and tell @report (may be NULL) what was skipped or repaired.
+ * Returns CCA_OK with the next lsn and the next segment number, or
+ * CCA_ERR_IO / CCA_ERR_NO_SPACE (detail in @reterr). Single-threaded.
+ */
+cca_rc cca_store_file_recover(const struct cca_store_file_dirs *dirs,
+                              cca_store_load_fn load, cca_store_report_fn report,
+                              void *ctx, uint64_t *ret_next_lsn, uint64_t *ret_next_seq,
                               struct cca_error *reterr);
 
 #endif
