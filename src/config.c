@@ -98,7 +98,7 @@ static const struct setting settings[] = {
      "use"},
     {"STORAGE_FSYNC", T_BOOL, F(storage_fsync), "true", 0, 0, false,
      "fsync every write (false only for benchmarks)"},
-    {"STORAGE_CHECKPOINT_MS", T_UINT, F(storage_checkpoint_ms), "200", 0, 1000, false,
+    {"STORAGE_CHECKPOINT_MS", T_UINT, F(storage_checkpoint_ms), "800", 0, 1000, false,
      "A changed dialog file is rewritten from the journal this long after its change"},
     {"API_KEYS", T_STR, F(api_keys), "", 0, 0, true,
      "Comma-separated client keys; set: /api/v1 (but /health, /health/ready, "

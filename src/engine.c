@@ -998,6 +998,8 @@ static void *engine_main(void *arg)
 {
     struct cca_engine *e = arg;
 
+    (void)pthread_setname_np(pthread_self(), "cca-engine"); /* top -H, perf, gdb */
+
     for (;;) {
         struct op *batch;
 

@@ -1192,6 +1192,8 @@ static void *thread_main(void *arg)
     struct job *j, *next;
     size_t i;
 
+    (void)pthread_setname_np(pthread_self(), "cca-fetch"); /* top -H, perf, gdb */
+
     for (;;) {
         int k, n;
 

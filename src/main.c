@@ -184,6 +184,8 @@ static void *watch_stop_signals(void *arg)
     struct stop_watch *w = arg;
     int sig = 0;
 
+    (void)pthread_setname_np(pthread_self(), "cca-signals"); /* top -H, perf, gdb */
+
     if (sigwait(&w->signals, &sig) != 0)
         return NULL;
     pthread_mutex_lock(&w->lock);

@@ -87,12 +87,14 @@ char *cca_store_file_read(int dirfd, const char *name, size_t max, size_t *ret_l
 
 /*
  * cca_store_file_write - write @doc with its lsn as <@id>.json in @dirfd:
- * temporary file, rename(2); flushed (data, then the directory) only when
- * @flush. Its size in *ret_len. Returns 0 or an errno (no temporary file is
- * left).
+ * the temporary file .<@id>.json.tmp, then rename(2) over the name, or with
+ * @swap renameat2(RENAME_EXCHANGE), which keeps the old inode as the emptied
+ * temporary file for the next write (no inode allocated per write). Flushed
+ * (data, then the directory) only when @flush. Its size in *ret_len. Returns
+ * 0 or an errno (the temporary file is removed then).
  */
 int cca_store_file_write(int dirfd, const char *id, json_t *doc, uint64_t lsn, bool flush,
-                         size_t *ret_len);
+                         bool swap, size_t *ret_len);
 
 /* Where recovery works (borrowed). */
 struct cca_store_file_dirs {

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -351,10 +352,19 @@ static cca_rc load_files(struct recovery *r, enum cca_store_coll coll,
         if (known)
             continue; /* another collection's directory */
         if (is_tmp_file(de->d_name)) {
-            /* An interrupted file write: the target still holds its previous version. */
+            struct stat st;
+            bool empty = fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                         S_ISREG(st.st_mode) && st.st_size == 0;
+
+            /*
+             * Empty: a checkpoint's spare temporary file (cca_store_file_write
+             * swaps), removed quietly. Else an interrupted file write: the
+             * target still holds its previous version.
+             */
             (void)unlinkat(dirfd, de->d_name, 0);
-            say(r, de->d_name,
-                "leftover temporary file of an interrupted write, removed");
+            if (!empty)
+                say(r, de->d_name,
+                    "leftover temporary file of an interrupted write, removed");
             continue;
         }
         if (!is_uuid_file(de->d_name, id)) {
@@ -644,7 +654,7 @@ static cca_rc settle_recovery(struct recovery *r, const uint64_t *seqs, const bo
             cur = rd->base;
         }
         e = cca_store_file_write(s->colldirs[rd->coll], rd->id, cur, rd->lsn, false,
-                                 &rd->bytes);
+                                 false, &rd->bytes);
         if (e != 0)
             return cca_error_set(reterr, cca_store_file_errno_rc(e),
                                  "cannot write %s.json: %s", rd->id, strerror(e));

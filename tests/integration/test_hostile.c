@@ -711,8 +711,10 @@ static bool storage_scan(const struct ctx *c, char *why, size_t why_size)
         size_t len = strlen(e->d_name);
 
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
-            strcmp(e->d_name, ".lock") == 0 ||      /* the server's storage lock */
-            strncmp(e->d_name, "journal-", 8) == 0) /* its journal segments */
+            strcmp(e->d_name, ".lock") == 0 ||        /* the server's storage lock */
+            strncmp(e->d_name, "journal-", 8) == 0 || /* its journal segments */
+            (e->d_name[0] == '.' && len > 9 &&        /* a checkpoint's spare file */
+             strcmp(e->d_name + len - 9, ".json.tmp") == 0))
             continue;
         (void)snprintf(id, sizeof(id), "%.36s", e->d_name);
         if (len != 41 || strcmp(e->d_name + 36, ".json") != 0 ||
