@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -730,6 +731,11 @@ static void *checkpointer_main(void *arg)
     struct pending *batch = cca_xcalloc(CHECKPOINT_BATCH, sizeof(*batch));
 
     (void)pthread_setname_np(pthread_self(), "cca-checkpoint"); /* top -H, perf, gdb */
+    /*
+     * Background work: below the threads that answer requests (Linux nice is
+     * per thread), so that rewriting files never delays a turn's answer.
+     */
+    (void)setpriority(PRIO_PROCESS, (id_t)gettid(), 10);
 
     pthread_mutex_lock(&s->dlock);
     for (;;) {
