@@ -6,6 +6,7 @@
 #ifndef CCA_STORE_FILE_INT_H
 #define CCA_STORE_FILE_INT_H
 
+#include <dirent.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -58,6 +59,12 @@ cca_rc cca_store_journal_append(struct cca_store_journal *j, const char *bytes,
 
 /* cca_store_journal_close - stop appending to the open segment (its file stays). */
 void cca_store_journal_close(struct cca_store_journal *j);
+
+/*
+ * cca_store_file_opendir - a listing of directory @dirfd from its start, on a
+ * descriptor of its own (closedir leaves @dirfd open). NULL with errno set.
+ */
+DIR *cca_store_file_opendir(int dirfd);
 
 /*
  * cca_store_journal_list - the numbers of the segments in @dirfd, ascending

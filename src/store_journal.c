@@ -151,6 +151,25 @@ cca_rc cca_store_journal_append(struct cca_store_journal *j, const char *bytes,
                          strerror(e));
 }
 
+DIR *cca_store_file_opendir(int dirfd)
+{
+    int fd = dup(dirfd);
+    DIR *d;
+
+    if (fd < 0)
+        return NULL;
+    d = fdopendir(fd);
+    if (d == NULL) {
+        int e = errno;
+
+        close(fd);
+        errno = e;
+        return NULL;
+    }
+    rewinddir(d); /* the descriptor may have been read before */
+    return d;
+}
+
 static int cmp_seq(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a;
@@ -166,16 +185,11 @@ cca_rc cca_store_journal_list(int dirfd, uint64_t **ret_seqs, size_t *ret_n,
     size_t n = 0;
     size_t cap = 0;
     struct dirent *de;
-    DIR *d;
-    int fd = dup(dirfd);
+    DIR *d = cca_store_file_opendir(dirfd);
 
-    if (fd < 0 || (d = fdopendir(fd)) == NULL) {
-        if (fd >= 0)
-            close(fd);
+    if (d == NULL)
         return cca_error_set(reterr, CCA_ERR_IO, "cannot list the journal: %s",
                              strerror(errno));
-    }
-    rewinddir(d);
     while ((de = readdir(d)) != NULL) {
         uint64_t seq;
 

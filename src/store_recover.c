@@ -319,16 +319,11 @@ static cca_rc load_files(struct recovery *r, enum cca_store_coll coll,
     const struct cca_store_file_dirs *s = r->s;
     int dirfd = s->colldirs[coll];
     struct dirent *de;
-    DIR *d;
-    int fd = dup(dirfd);
+    DIR *d = cca_store_file_opendir(dirfd);
 
-    if (fd < 0 || (d = fdopendir(fd)) == NULL) {
-        if (fd >= 0)
-            close(fd);
+    if (d == NULL)
         return cca_error_set(reterr, CCA_ERR_IO, "cannot list %s: %s", s->dir,
                              strerror(errno));
-    }
-    rewinddir(d);
     while ((de = readdir(d)) != NULL) {
         struct cca_store_file_parsed parsed;
         struct cca_error err = {0};
