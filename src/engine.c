@@ -658,10 +658,16 @@ static const char *turn_text(const struct op *op)
 
 static void on_llm_result(struct cca_engine *e, struct op *op)
 {
-    struct cca_llm_result *res = &op->llm;
+    /*
+     * Taken out of the op first: resuming may submit the next call, whose
+     * completion writes op->llm on the LLM thread at any moment after.
+     */
+    struct cca_llm_result result = op->llm;
+    struct cca_llm_result *res = &result;
     struct cca_turn_env env = turn_env(e);
     bool classify = op->t.stage == CCA_TURN_CLASSIFY;
 
+    memset(&op->llm, 0, sizeof(op->llm));
     if (res->rc != CCA_OK)
         /* res->error is short and scrubbed of the key by llm.c */
         cca_log(LOG_WARNING,
