@@ -159,3 +159,12 @@ void cca_uuid_new(char ret_buf[37])
     uuid_generate_random(u);
     uuid_unparse_lower(u, ret_buf);
 }
+
+size_t cca_hash_str(const char *s)
+{
+    size_t h = 1469598103934665603ULL;
+
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}

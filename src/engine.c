@@ -127,18 +127,9 @@ struct cca_engine {
 
 static void cache_drop(struct cca_engine *e, struct slot *en);
 
-static size_t hash_id(const char *id)
-{
-    size_t h = 1469598103934665603ULL; /* FNV-1a */
-
-    for (; *id; id++)
-        h = (h ^ (unsigned char)*id) * 1099511628211ULL;
-    return h;
-}
-
 static struct slot *index_find(struct cca_engine *e, const char *id)
 {
-    struct slot *it = e->buckets[hash_id(id) & (e->nbuckets - 1)];
+    struct slot *it = e->buckets[cca_hash_str(id) & (e->nbuckets - 1)];
 
     while (it != NULL && strcmp(it->id, id) != 0)
         it = it->hnext;
@@ -158,7 +149,7 @@ static void index_insert(struct cca_engine *e, struct slot *en)
 
             while (it != NULL) {
                 struct slot *next = it->hnext;
-                size_t j = hash_id(it->id) & (n - 1);
+                size_t j = cca_hash_str(it->id) & (n - 1);
 
                 it->hnext = nb[j];
                 nb[j] = it;
@@ -169,7 +160,7 @@ static void index_insert(struct cca_engine *e, struct slot *en)
         e->buckets = nb;
         e->nbuckets = n;
     }
-    b = hash_id(en->id) & (e->nbuckets - 1);
+    b = cca_hash_str(en->id) & (e->nbuckets - 1);
     en->hnext = e->buckets[b];
     e->buckets[b] = en;
     e->count++;
@@ -178,7 +169,7 @@ static void index_insert(struct cca_engine *e, struct slot *en)
 
 static void index_remove(struct cca_engine *e, struct slot *en)
 {
-    struct slot **pp = &e->buckets[hash_id(en->id) & (e->nbuckets - 1)];
+    struct slot **pp = &e->buckets[cca_hash_str(en->id) & (e->nbuckets - 1)];
 
     while (*pp != NULL && *pp != en)
         pp = &(*pp)->hnext;

@@ -330,11 +330,7 @@ out:
 
 size_t cca_store_file_hash(enum cca_store_coll coll, const char *id)
 {
-    size_t h = 1469598103934665603ULL ^ (size_t)coll; /* FNV-1a */
-
-    for (; *id; id++)
-        h = (h ^ (unsigned char)*id) * 1099511628211ULL;
-    return h;
+    return cca_hash_str(id) ^ ((size_t)coll * 0x9E3779B97F4A7C15ULL);
 }
 
 static struct dirty *dirty_find(struct fstore *s, enum cca_store_coll coll,

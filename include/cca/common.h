@@ -118,4 +118,11 @@ bool cca_uuid_canonical(const char *s, char ret_buf[37]);
 /* cca_uuid_new - a new random (version 4) UUID, lower case, into @ret_buf. */
 void cca_uuid_new(char ret_buf[37]);
 
+/*
+ * cca_hash_str - FNV-1a (64 bit) of the NUL-terminated @s: the bucket hash of
+ * the in-memory id tables (not for untrusted keys an attacker can choose:
+ * access.c seeds its own). Pure and thread-safe.
+ */
+size_t cca_hash_str(const char *s);
+
 #endif
