@@ -137,6 +137,11 @@ struct cca_http_request {
     cca_http_release_fn resp_release; /* NULL: nothing to release */
     void *resp_release_cls;
     const char *content_type;
+    /*
+     * A streamed response (http_sse.c) made with MHD_create_response_from_callback:
+     * queued instead of @resp, with the same headers; owned until queued.
+     */
+    struct MHD_Response *stream;
     char allow[64];
     /* Extra response headers (queue()), empty when not sent. */
     char cors_origin[256]; /* Access-Control-Allow-Origin: "*" or the origin */

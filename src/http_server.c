@@ -252,7 +252,10 @@ static enum MHD_Result queue_response(struct cca_http_request *r, bool keep)
     size_t n;
     enum MHD_Result ret;
 
-    if (keep) {
+    if (r->stream != NULL) {
+        resp = r->stream; /* a stream: headers as any answer, body from its reader */
+        r->stream = NULL;
+    } else if (keep) {
         resp =
             MHD_create_response_from_buffer(r->resp_len, r->resp, MHD_RESPMEM_MUST_COPY);
     } else {
@@ -799,6 +802,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     atomic_fetch_sub(&r->http->open_requests, 1);
     free(r->body);
     release_resp(r);
+    if (r->stream != NULL) /* made, never queued: its free callback releases the stream */
+        MHD_destroy_response(r->stream);
     free(r);
     *req_cls = NULL;
 }

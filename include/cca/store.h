@@ -38,6 +38,7 @@
  */
 enum cca_store_coll {
     CCA_STORE_DIALOGS,
+    CCA_STORE_OPERATORS, /* operator records (operator.h), <dir>/operators/ */
     CCA_STORE_COLL__COUNT,
 };
 
