@@ -30,6 +30,7 @@ const char *cca_strerror(cca_rc rc)
         [CCA_ERR_CONFLICT] = "conflict",
         [CCA_ERR_LIMIT] = "limit_reached",
         [CCA_ERR_MISMATCH] = "idempotency_key_reused",
+        [CCA_ERR_FORBIDDEN] = "forbidden",
         [CCA_ERR_TOO_LARGE] = "too_large",
         [CCA_ERR_IO] = "io_error",
         [CCA_ERR_NO_SPACE] = "no_space",

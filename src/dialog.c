@@ -11,9 +11,9 @@
 #include "cca/mem.h"
 
 static const char *const status_names[CCA_DIALOG_STATUS__COUNT] = {
-    [CCA_DIALOG_ACTIVE] = "active",
-    [CCA_DIALOG_ESCALATED] = "escalated",
-    [CCA_DIALOG_CLOSED] = "closed",
+    [CCA_DIALOG_ACTIVE] = "active",     [CCA_DIALOG_ESCALATED] = "escalated",
+    [CCA_DIALOG_CLOSED] = "closed",     [CCA_DIALOG_QUEUED] = "queued",
+    [CCA_DIALOG_ASSIGNED] = "assigned",
 };
 
 const char *cca_dialog_status_name(enum cca_dialog_status s)
@@ -529,4 +529,180 @@ int64_t cca_dialog_get_time(json_t *doc, const char *key)
 
     (void)cca_time_parse(json_string_value(json_object_get(doc, key)), &ms);
     return ms;
+}
+
+/* ---- the human side ----------------------------------------------------------- */
+
+json_t *cca_dialog_owner_field(json_t *doc, const char *key)
+{
+    return json_object_get(json_object_get(doc, "owner"), key);
+}
+
+enum cca_owner cca_dialog_get_owner(json_t *doc, const char **ret_operator_id)
+{
+    enum cca_owner o = CCA_OWNER_AGENT;
+
+    (void)cca_owner_parse(json_string_value(cca_dialog_owner_field(doc, "kind")), &o);
+    if (ret_operator_id != NULL)
+        *ret_operator_id =
+            o == CCA_OWNER_OPERATOR
+                ? json_string_value(cca_dialog_owner_field(doc, "operator_id"))
+                : NULL;
+    return o;
+}
+
+json_t *cca_dialog_with_transition(json_t *doc, const struct cca_dialog_transition *t)
+{
+    json_t *copy = json_copy(doc);
+    json_t *meta = cow_child(copy, doc, "metadata");
+    json_t *list = json_copy(json_object_get(meta, "transitions"));
+    json_t *owner = json_object();
+    json_t *rec = json_object();
+    json_t *waiting = cca_dialog_owner_field(doc, "waiting_since");
+    enum cca_dialog_status st = cca_dialog_get_status(doc);
+
+    if (!json_is_array(list)) {
+        json_decref(list);
+        list = json_array();
+    }
+    (void)json_object_set_new(owner, "kind", json_string(cca_owner_name(t->to)));
+    (void)json_object_set_new(owner, "operator_id", str_or_null(t->operator_id));
+    (void)json_object_set_new(owner, "operator_name", str_or_null(t->operator_name));
+    (void)json_object_set_new(owner, "since", time_json(t->at_ms));
+    /* The customer waits for a human from the escalation until the AI is back. */
+    if (t->to == CCA_OWNER_AGENT)
+        waiting = json_null();
+    else if (t->from != CCA_OWNER_AGENT && json_is_string(waiting))
+        waiting = json_incref(waiting);
+    else
+        waiting = time_json(t->at_ms);
+    (void)json_object_set_new(owner, "waiting_since", waiting);
+    (void)json_object_set_new(owner, "requeued", json_boolean(t->requeued));
+    (void)json_object_set_new(owner, "replied", json_false());
+    (void)json_object_set_new(copy, "owner", owner);
+
+    (void)json_object_set_new(rec, "at", time_json(t->at_ms));
+    (void)json_object_set_new(rec, "event", json_string(cca_owner_event_name(t->event)));
+    (void)json_object_set_new(rec, "from", json_string(cca_owner_name(t->from)));
+    (void)json_object_set_new(rec, "to", json_string(cca_owner_name(t->to)));
+    (void)json_object_set_new(rec, "operator_id", str_or_null(t->operator_id));
+    (void)json_object_set_new(rec, "prev_operator_id", str_or_null(t->prev_operator_id));
+    (void)json_object_set_new(rec, "actor", str_or_null(t->actor));
+    (void)json_object_set_new(rec, "reason", str_or_null(t->reason));
+    (void)json_array_append_new(list, rec);
+    (void)json_object_set_new(meta, "transitions", list);
+
+    if (st != CCA_DIALOG_CLOSED) {
+        if (t->to == CCA_OWNER_QUEUE)
+            st = CCA_DIALOG_QUEUED;
+        else if (t->to == CCA_OWNER_OPERATOR)
+            st = CCA_DIALOG_ASSIGNED;
+        else
+            st = cca_dialog_get_agent(doc) == CCA_AGENT_SUPERVISOR ? CCA_DIALOG_ESCALATED
+                                                                   : CCA_DIALOG_ACTIVE;
+        (void)json_object_set_new(copy, "status",
+                                  json_string(cca_dialog_status_name(st)));
+    }
+    (void)json_object_set_new(copy, "updated_at", time_json(t->at_ms));
+    return copy;
+}
+
+json_t *cca_dialog_with_replied(json_t *doc)
+{
+    json_t *copy = json_copy(doc);
+    json_t *owner = json_copy(json_object_get(doc, "owner"));
+
+    if (owner == NULL)
+        owner = json_object();
+    (void)json_object_set_new(owner, "replied", json_true());
+    (void)json_object_set_new(copy, "owner", owner);
+    return copy;
+}
+
+json_t *cca_dialog_message_json(const struct cca_dialog_message *m)
+{
+    json_t *o = json_object();
+
+    (void)json_object_set_new(o, "id", json_string(m->id));
+    (void)json_object_set_new(o, "role", json_string(m->role));
+    (void)json_object_set_new(o, "content", json_string(m->content));
+    (void)json_object_set_new(o, "timestamp", time_json(m->at_ms));
+    (void)json_object_set_new(o, "agent_type", json_null());
+    if (m->operator_id != NULL) {
+        (void)json_object_set_new(o, "operator_id", json_string(m->operator_id));
+        (void)json_object_set_new(o, "operator_name", str_or_null(m->operator_name));
+    }
+    if (m->kind != NULL)
+        (void)json_object_set_new(o, "kind", json_string(m->kind));
+    return o;
+}
+
+json_t *cca_dialog_with_message(json_t *doc, const struct cca_dialog_message *m)
+{
+    json_t *copy = json_copy(doc);
+    json_t *messages = cow_child(copy, doc, "messages");
+
+    (void)json_array_append_new(messages, cca_dialog_message_json(m));
+    (void)json_object_set_new(copy, "updated_at", time_json(m->at_ms));
+    return copy;
+}
+
+json_t *cca_dialog_with_rating(json_t *doc, int score, const char *comment,
+                               int64_t now_ms)
+{
+    json_t *copy = json_copy(doc);
+    json_t *r = json_object();
+    const char *last_op = NULL;
+    json_t *list = json_object_get(json_object_get(doc, "metadata"), "transitions");
+
+    /* The last operator who owned it, from the recorded transitions. */
+    for (size_t i = json_array_size(list); i-- > 0 && last_op == NULL;) {
+        json_t *t = json_array_get(list, i);
+
+        last_op = json_string_value(json_object_get(t, "operator_id"));
+        if (last_op == NULL)
+            last_op = json_string_value(json_object_get(t, "prev_operator_id"));
+    }
+    (void)json_object_set_new(r, "score", json_integer(score));
+    (void)json_object_set_new(r, "comment", str_or_null(comment));
+    (void)json_object_set_new(r, "rated_at", time_json(now_ms));
+    (void)json_object_set_new(r, "operator_id", str_or_null(last_op));
+    (void)json_object_set(r, "agent", json_object_get(doc, "current_agent"));
+    (void)json_object_set_new(copy, "rating", r);
+    return copy;
+}
+
+json_t *cca_dialog_with_language(json_t *doc, const char *code)
+{
+    json_t *copy;
+    const char *now = json_string_value(json_object_get(doc, "language"));
+
+    if (now != NULL && strcmp(now, code) == 0)
+        return json_incref(doc);
+    copy = json_copy(doc);
+    (void)json_object_set_new(copy, "language", json_string(code));
+    return copy;
+}
+
+json_t *cca_dialog_messages_after(json_t *doc, const char *after_id, bool *ret_found)
+{
+    json_t *messages = json_object_get(doc, "messages");
+    json_t *out = json_array();
+    size_t n = json_array_size(messages);
+    size_t start = 0;
+
+    *ret_found = after_id == NULL;
+    for (size_t i = n; after_id != NULL && i-- > 0;) {
+        const char *id =
+            json_string_value(json_object_get(json_array_get(messages, i), "id"));
+
+        if (id != NULL && strcmp(id, after_id) == 0) {
+            start = i + 1;
+            *ret_found = true;
+            break;
+        }
+    }
+    for (size_t i = *ret_found ? start : n; i < n; i++)
+        (void)json_array_append(out, json_array_get(messages, i));
+    return out;
 }

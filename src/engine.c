@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "cca/engine.h"
+#include "cca/handoff.h"
 #include "cca/jsonpatch.h"
 #include "cca/log.h"
 #include "cca/mem.h"
@@ -35,7 +36,8 @@ struct create_key {
  */
 struct slot {
     struct slot *hnext;
-    struct slot *lru_prev; /* slots with @doc, most recently used first */
+    enum cca_store_coll coll; /* a dialog, or an operator record */
+    struct slot *lru_prev;    /* slots with @doc, most recently used first */
     struct slot *lru_next;
     char id[37];
     struct create_key *create_key; /* engine thread only; NULL if none */
@@ -74,8 +76,11 @@ struct op {
     struct slot *entry;
     bool new_entry;
     bool turn;
-    struct cca_turn t;         /* when @turn */
-    struct cca_llm_result llm; /* the last LLM call's result, until resumed */
+    struct cca_turn t; /* when @turn */
+    json_t *events;    /* published once the change is durable (handoff.h) */
+    struct cca_engine_outcome human; /* the human side's part of the outcome */
+    bool took;                       /* a TAKE decided at start (req.move holds it) */
+    struct cca_llm_result llm;       /* the last LLM call's result, until resumed */
     /* Outcome. */
     json_t *new_doc;
     size_t stored; /* what the change took in the store */
@@ -94,8 +99,14 @@ struct cca_engine {
     struct cca_router *router;
     struct cca_agents *agents;
     struct cca_llm *llm; /* engine thread; NULL once detached (shutdown) */
-    bool llm_mode;       /* an LLM was configured (turn metrics) */
-    bool detach_llm;     /* under @lock: drop @llm at the next wake-up */
+    struct cca_desk *desk;
+    struct cca_events *events;
+    unsigned triggers;                /* HUMAN_HANDOFF (handoff.h) */
+    struct cca_desk_moves boot_moves; /* decided at load, recorded once running */
+    json_t *boot_human;               /* human-owned dialogs found at load */
+    int64_t next_tick_ms;
+    bool llm_mode;   /* an LLM was configured (turn metrics) */
+    bool detach_llm; /* under @lock: drop @llm at the next wake-up */
     cca_engine_skip_fn skip;
     void *skip_ctx;
 
@@ -104,7 +115,8 @@ struct cca_engine {
     pthread_cond_t idle;  /* in_flight dropped to 0 */
     struct slot **buckets;
     size_t nbuckets;
-    size_t count;
+    size_t count;          /* slots: dialogs and operator records */
+    size_t noperators;     /* of which operator records */
     struct slot *lru_head; /* the document cache, most recently used first */
     struct slot *lru_tail;
     size_t cache_bytes;
@@ -164,7 +176,10 @@ static void index_insert(struct cca_engine *e, struct slot *en)
     en->hnext = e->buckets[b];
     e->buckets[b] = en;
     e->count++;
-    e->by_status[en->status]++;
+    if (en->coll == CCA_STORE_DIALOGS)
+        e->by_status[en->status]++;
+    else
+        e->noperators++;
 }
 
 static void index_remove(struct cca_engine *e, struct slot *en)
@@ -176,7 +191,10 @@ static void index_remove(struct cca_engine *e, struct slot *en)
     if (*pp == en) {
         *pp = en->hnext;
         e->count--;
-        e->by_status[en->status]--;
+        if (en->coll == CCA_STORE_DIALOGS)
+            e->by_status[en->status]--;
+        else
+            e->noperators--;
     }
     cache_drop(e, en);
 }
@@ -352,6 +370,13 @@ static void entry_commit(struct cca_engine *e, struct slot *en, json_t *doc, cha
 {
     const char *cid = cca_dialog_get_str(doc, "customer_id");
 
+    if (en->coll != CCA_STORE_DIALOGS) {
+        cache_put(e, en, doc);
+        en->bytes = bytes;
+        en->len = len;
+        en->gen++;
+        return;
+    }
     if (indexed)
         e->by_status[en->status]--;
     cache_put(e, en, doc);
@@ -391,6 +416,11 @@ static void request_cleanup(struct cca_engine_request *r)
     free(r->text);
     free(r->reason);
     free(r->idempotency_key);
+    json_decref(r->operator_doc);
+    r->operator_doc = NULL;
+    cca_operator_patch_cleanup(r->patch);
+    free(r->patch);
+    r->patch = NULL;
     r->text = NULL;
     r->reason = NULL;
     r->idempotency_key = NULL;
@@ -401,6 +431,7 @@ static void op_free(struct op *op)
     request_cleanup(&op->req);
     cca_turn_cleanup(&op->t);
     cca_llm_result_cleanup(&op->llm);
+    json_decref(op->events);
     json_decref(op->new_doc);
     json_decref(op->result);
     free(op);
@@ -493,6 +524,8 @@ static void release(struct cca_engine *e, struct slot *en, bool gone)
 
 /* ---- persistence -------------------------------------------------------------- */
 
+static void publish(struct cca_engine *e, struct op *op);
+
 /* Store thread: hand the outcome back to the engine thread. */
 static void on_persisted(void *ctx, cca_rc rc, size_t bytes, const struct cca_error *err)
 {
@@ -515,7 +548,7 @@ static void persist(struct cca_engine *e, struct op *op)
     struct slot *en = op->entry;
 
     if (op->req.op == CCA_OP_DELETE) {
-        cca_store_remove(e->store, CCA_STORE_DIALOGS, en->id, on_persisted, op);
+        cca_store_remove(e->store, en->coll, en->id, on_persisted, op);
         return;
     }
     if (op->req.idempotency_key != NULL &&
@@ -529,7 +562,11 @@ static void persist(struct cca_engine *e, struct op *op)
         json_decref(op->new_doc);
         op->new_doc = doc;
     }
-    cca_store_commit(e->store, CCA_STORE_DIALOGS, en->id, op->new_entry ? NULL : en->doc,
+    if (op->req.op == CCA_OP_OPERATOR_DELETE) {
+        cca_store_remove(e->store, en->coll, en->id, on_persisted, op);
+        return;
+    }
+    cca_store_commit(e->store, en->coll, en->id, op->new_entry ? NULL : en->doc,
                      op->new_doc, on_persisted, op);
 }
 
@@ -550,8 +587,9 @@ static void committed(struct cca_engine *e, struct op *op)
         release(e, en, created);
         return;
     }
+    publish(e, op);
     pthread_mutex_lock(&e->lock);
-    if (op->req.op == CCA_OP_DELETE) {
+    if (op->req.op == CCA_OP_DELETE || op->req.op == CCA_OP_OPERATOR_DELETE) {
         index_remove(e, en);
         gone = true;
     } else {
@@ -571,11 +609,15 @@ static void committed(struct cca_engine *e, struct op *op)
 
 /* ---- turns ------------------------------------------------------------------------ */
 
+static void human_outcome(struct cca_engine *e, const struct op *op,
+                          struct cca_engine_outcome *o);
+
 /* The outcome of @op for its view; @doc the dialog after it (borrowed). */
 static void outcome_of(struct cca_engine *e, const struct op *op, json_t *doc,
                        struct cca_engine_outcome *ret)
 {
     memset(ret, 0, sizeof(*ret));
+    human_outcome(e, op, ret);
     ret->op = op->req.op;
     ret->dialog_id = op->entry != NULL ? op->entry->id : NULL;
     ret->doc = doc;
@@ -598,6 +640,8 @@ static json_t *base_doc(struct op *op)
 }
 
 /* The turn is done: its messages into a new document, the result, the commit. */
+static void turn_triggers(struct cca_engine *e, struct op *op);
+
 static void finalize_turn(struct cca_engine *e, struct op *op)
 {
     struct cca_dialog_turn dt = {0};
@@ -616,7 +660,10 @@ static void finalize_turn(struct cca_engine *e, struct op *op)
     dt.processing_s = (double)(cca_time_mono_us() - op->received_us) / 1e6;
     doc = cca_dialog_with_turn(base_doc(op), &dt);
     json_decref(op->new_doc);
-    op->new_doc = doc;
+    op->new_doc = cca_dialog_with_language(doc, cca_lang_code(op->t.lang));
+    json_decref(doc);
+    turn_triggers(e, op);
+    doc = op->new_doc;
     outcome_of(e, op, doc, &o);
     o.turn = &op->t;
     o.message_id = customer_id;
@@ -689,6 +736,575 @@ static void start_turn(struct cca_engine *e, struct op *op)
         finalize_turn(e, op);
 }
 
+/* ---- the human side (desk.h, handoff.h) -------------------------------------------- */
+
+/* The op's events (created on first use). */
+static json_t *op_events(struct op *op)
+{
+    if (op->events == NULL)
+        op->events = json_array();
+    return op->events;
+}
+
+/* After the commit: the op's events go live (the change is durable now). */
+static void publish(struct cca_engine *e, struct op *op)
+{
+    size_t i;
+    json_t *ev;
+
+    if (e->events == NULL)
+        return;
+    json_array_foreach (op->events, i, ev) {
+        (void)cca_events_publish(e->events,
+                                 json_string_value(json_object_get(ev, "topic")),
+                                 json_string_value(json_object_get(ev, "type")),
+                                 json_object_get(ev, "data"), cca_time_wall_ms());
+    }
+}
+
+/* An internal op (no caller): counted in flight like a submitted one. */
+static struct op *internal_op(struct cca_engine *e, enum cca_engine_op kind,
+                              const char *id)
+{
+    struct op *k = cca_xcalloc(1, sizeof(*k));
+
+    pthread_mutex_lock(&e->lock);
+    e->in_flight++;
+    pthread_mutex_unlock(&e->lock);
+    k->engine = e;
+    k->req.op = kind;
+    (void)snprintf(k->req.id, sizeof(k->req.id), "%s", id);
+    k->received_mono = cca_time_mono_ms();
+    k->received_us = cca_time_mono_us();
+    k->received_wall = cca_time_wall_ms();
+    return k;
+}
+
+static void count_move(struct cca_engine *e, const struct cca_desk_move *m)
+{
+    struct cca_engine_metrics *mt = &e->metrics;
+
+    if (m->to == CCA_OWNER_OPERATOR && m->event == CCA_OWNER_EV_ASSIGN) {
+        atomic_fetch_add_explicit(&mt->assignments, 1, memory_order_relaxed);
+    }
+    if (m->event == CCA_OWNER_EV_REQUEUE) {
+        unsigned cause = strcmp(m->reason, "reply_timeout") == 0      ? 0
+                         : strcmp(m->reason, "operator_offline") == 0 ? 1
+                                                                      : 2;
+
+        atomic_fetch_add_explicit(&mt->requeues[cause], 1, memory_order_relaxed);
+    }
+    if (m->event == CCA_OWNER_EV_ENQUEUE)
+        atomic_fetch_add_explicit(&mt->escalations[1], 1, memory_order_relaxed);
+}
+
+/*
+ * Record move @m in the dialog @op holds: the new document builds on
+ * op->new_doc (or the committed one); the wait of an assignment from the
+ * queue is measured from the document's waiting_since.
+ */
+static void apply_move(struct cca_engine *e, struct op *op, const struct cca_desk_move *m)
+{
+    json_t *base = op->new_doc != NULL ? op->new_doc : op->entry->doc;
+    json_t *doc;
+
+    if (m->from == CCA_OWNER_QUEUE && m->to == CCA_OWNER_OPERATOR) {
+        int64_t since = 0;
+
+        (void)cca_time_parse(
+            json_string_value(cca_dialog_owner_field(base, "waiting_since")), &since);
+        if (since > 0 && m->at_ms >= since)
+            cca_hist_observe_us(&e->metrics.queue_wait_seconds,
+                                (m->at_ms - since) * 1000);
+    }
+    doc = cca_handoff_apply(base, m, op_events(op));
+    json_decref(op->new_doc);
+    op->new_doc = doc;
+}
+
+/*
+ * Moves a desk decision made: those of @self (the dialog the op holds, may be
+ * NULL) are recorded in it now; every other one becomes a MOVE op queued on
+ * its dialog, in decision order.
+ */
+static void start_op(struct cca_engine *e, struct op *op);
+
+static void dispatch_moves(struct cca_engine *e, struct op *self,
+                           struct cca_desk_moves *mv)
+{
+    for (size_t i = 0; i < mv->n; i++) {
+        const struct cca_desk_move *m = &mv->v[i];
+
+        count_move(e, m);
+        if (self != NULL && self->entry != NULL &&
+            self->entry->coll == CCA_STORE_DIALOGS &&
+            strcmp(m->dialog_id, self->entry->id) == 0) {
+            apply_move(e, self, m);
+        } else {
+            struct op *k = internal_op(e, CCA_OP_MOVE, m->dialog_id);
+
+            k->req.move = *m;
+            start_op(e, k);
+        }
+    }
+    cca_desk_moves_cleanup(mv);
+}
+
+/* The operator ids the desk set busy (reply timeouts): their records follow. */
+static void record_busy(struct cca_engine *e, json_t *ids)
+{
+    size_t i;
+    json_t *v;
+
+    json_array_foreach (ids, i, v) {
+        struct op *k = internal_op(e, CCA_OP_OPERATOR_UPDATE, "");
+
+        (void)snprintf(k->req.target, sizeof(k->req.target), "%s", json_string_value(v));
+        k->req.has_status = true;
+        k->req.status = CCA_OPERATOR_BUSY;
+        (void)snprintf(k->req.actor, sizeof(k->req.actor), "system");
+        k->req.reason = cca_xstrdup("reply_timeout");
+        start_op(e, k);
+    }
+}
+
+/* Once a second: reply timeouts, event stream heartbeats. */
+static void tick(struct cca_engine *e, int64_t now_mono)
+{
+    struct cca_desk_moves mv = {0};
+    json_t *busy;
+
+    if (now_mono < e->next_tick_ms)
+        return;
+    e->next_tick_ms = now_mono + 1000;
+    if (e->desk != NULL) {
+        busy = json_array();
+        cca_desk_timeouts(e->desk, cca_time_wall_ms(),
+                          (int64_t)e->cfg->operator_reply_timeout_s * 1000, &mv, busy);
+        dispatch_moves(e, NULL, &mv);
+        record_busy(e, busy);
+        json_decref(busy);
+    }
+    if (e->events != NULL)
+        cca_events_heartbeat(e->events, cca_time_wall_ms(), 15000);
+}
+
+static const char *actor_of(const struct op *op)
+{
+    return op->req.actor[0] != '\0' ? op->req.actor : "client";
+}
+
+/* The desk's view of the op's dialog into the outcome (owner, queue position). */
+static void human_outcome(struct cca_engine *e, const struct op *op,
+                          struct cca_engine_outcome *o)
+{
+    o->owner = CCA_OWNER_AGENT;
+    o->eta_s = -1;
+    o->escalated = op->human.escalated;
+    o->escalation = op->human.escalation;
+    o->human_turn = op->human.human_turn;
+    o->rating_repeat = op->human.rating_repeat;
+    if (e->desk == NULL || op->entry == NULL || op->entry->coll != CCA_STORE_DIALOGS)
+        return;
+    o->owner = cca_desk_owner(e->desk, op->entry->id, o->operator_id);
+    if (o->owner == CCA_OWNER_QUEUE)
+        (void)cca_desk_position(e->desk, op->entry->id, &o->position, &o->eta_s);
+}
+
+/*
+ * Ask the desk for a human for the dialog @op holds (its document so far is
+ * op->new_doc or the committed one). FULL: the customer is told, the AI keeps it.
+ */
+static void escalate(struct cca_engine *e, struct op *op, const char *reason)
+{
+    struct cca_desk_moves mv = {0};
+    json_t *base = op->new_doc != NULL ? op->new_doc : op->entry->doc;
+    struct cca_desk_need need = cca_handoff_need(base);
+
+    op->human.escalated = true;
+    op->human.escalation = cca_desk_escalate(e->desk, op->entry->id, &need, reason,
+                                             actor_of(op), cca_time_wall_ms(), &mv);
+    atomic_fetch_add_explicit(&e->metrics.escalations[0], 1, memory_order_relaxed);
+    if (op->human.escalation == CCA_DESK_FULL) {
+        json_t *doc = cca_handoff_with_system(
+            base, "full", cca_handoff_notice("full", cca_handoff_dialog_lang(base)),
+            cca_time_wall_ms(), op_events(op));
+
+        json_decref(op->new_doc);
+        op->new_doc = doc;
+        atomic_fetch_add_explicit(&e->metrics.escalations[2], 1, memory_order_relaxed);
+    }
+    dispatch_moves(e, op, &mv);
+}
+
+/* Is there an operator with the supervisor skill (or every skill)? */
+static bool supervisor_exists(struct cca_engine *e)
+{
+    bool found = false;
+
+    pthread_mutex_lock(&e->lock);
+    for (size_t b = 0; b < e->nbuckets && !found; b++) {
+        for (struct slot *en = e->buckets[b]; en != NULL && !found; en = en->hnext) {
+            uint32_t skills;
+
+            if (en->coll != CCA_STORE_OPERATORS || en->doc == NULL)
+                continue;
+            skills = cca_operator_get_skills(en->doc);
+            found =
+                skills == 0 || (skills & CCA_OPERATOR_SKILL_BIT(CCA_AGENT_SUPERVISOR));
+        }
+    }
+    pthread_mutex_unlock(&e->lock);
+    return found;
+}
+
+/* After an AI turn: the HUMAN_HANDOFF triggers, in order request, supervisor, degraded.
+ */
+static void turn_triggers(struct cca_engine *e, struct op *op)
+{
+    const char *text =
+        op->req.op == CCA_OP_CREATE ? op->req.create.initial_message : op->req.text;
+
+    if (e->desk == NULL || cca_dialog_get_status(op->new_doc) == CCA_DIALOG_CLOSED)
+        return;
+    if ((e->triggers & CCA_HANDOFF_REQUEST) &&
+        cca_handoff_wants_human(text, strlen(text)))
+        escalate(e, op, "customer_request");
+    else if ((e->triggers & CCA_HANDOFF_SUPERVISOR) &&
+             op->t.route.agent == CCA_AGENT_SUPERVISOR && supervisor_exists(e))
+        escalate(e, op, "supervisor");
+    else if ((e->triggers & CCA_HANDOFF_DEGRADED) && op->t.degraded)
+        escalate(e, op, "degraded");
+}
+
+/*
+ * A customer message while a human owns the dialog: stored and delivered to
+ * the operator; the AI stays silent; a queued customer hears their position.
+ */
+static void human_message(struct cca_engine *e, struct op *op, enum cca_owner owner,
+                          const char *operator_id)
+{
+    struct slot *en = op->entry;
+    char msg_id[37];
+    int64_t now = cca_time_wall_ms();
+    struct cca_dialog_message m = {
+        .id = msg_id, .role = "customer", .content = op->req.text, .at_ms = now};
+    json_t *messages;
+    struct cca_engine_outcome o;
+
+    cca_uuid_new(msg_id);
+    op->new_doc = cca_dialog_with_message(en->doc, &m);
+    messages = json_object_get(op->new_doc, "messages");
+    cca_handoff_message_event(op_events(op), en->id,
+                              json_array_get(messages, json_array_size(messages) - 1),
+                              owner == CCA_OWNER_OPERATOR ? operator_id : NULL);
+    if (owner == CCA_OWNER_QUEUE) {
+        size_t pos = 0;
+        double eta = -1;
+        char text[256];
+        enum cca_lang lang = cca_handoff_dialog_lang(en->doc);
+        json_t *doc;
+
+        (void)cca_desk_position(e->desk, en->id, &pos, &eta);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+        (void)snprintf(text, sizeof(text), cca_handoff_notice("position", lang), pos);
+#pragma GCC diagnostic pop
+        doc = cca_handoff_with_system(op->new_doc, "queue", text, now, op_events(op));
+        json_decref(op->new_doc);
+        op->new_doc = doc;
+    }
+    op->human.human_turn = true;
+    outcome_of(e, op, op->new_doc, &o);
+    o.message_id = msg_id;
+    render(op, &o);
+    persist(e, op);
+}
+
+/* An operator's reply in the dialog @op holds (only its owner may). */
+static cca_rc operator_reply(struct cca_engine *e, struct op *op)
+{
+    struct slot *en = op->entry;
+    char owner_id[37] = "";
+    char msg_id[37];
+    int64_t now = cca_time_wall_ms();
+    struct cca_desk_operator_info info;
+    struct cca_dialog_message m = {.id = msg_id, .role = "operator", .at_ms = now};
+    struct cca_engine_outcome o;
+    json_t *messages;
+    json_t *doc;
+    double wait_s;
+
+    if (cca_desk_owner(e->desk, en->id, owner_id) != CCA_OWNER_OPERATOR ||
+        strcmp(owner_id, op->req.actor_operator) != 0)
+        return cca_error_set(&op->err, CCA_ERR_FORBIDDEN,
+                             "dialog %s is not assigned to you", en->id);
+    if (cca_dialog_message_count(en->doc) + 1 > e->cfg->max_dialog_messages)
+        return cca_error_set(&op->err, CCA_ERR_LIMIT,
+                             "dialog %s has reached MAX_DIALOG_MESSAGES (%u)", en->id,
+                             e->cfg->max_dialog_messages);
+    if (!cca_desk_operator(e->desk, owner_id, &info))
+        info.name[0] = '\0';
+    cca_uuid_new(msg_id);
+    m.content = op->req.text;
+    m.operator_id = owner_id;
+    m.operator_name = info.name;
+    doc = cca_dialog_with_message(en->doc, &m);
+    if (cca_desk_replied(e->desk, en->id, now, &wait_s)) {
+        cca_hist_observe_us(&e->metrics.first_response_seconds, (int64_t)(wait_s * 1e6));
+        op->new_doc = cca_dialog_with_replied(doc);
+        json_decref(doc);
+    } else {
+        op->new_doc = doc;
+    }
+    messages = json_object_get(op->new_doc, "messages");
+    cca_handoff_message_event(op_events(op), en->id,
+                              json_array_get(messages, json_array_size(messages) - 1),
+                              NULL);
+    outcome_of(e, op, op->new_doc, &o);
+    o.message_id = msg_id;
+    render(op, &o);
+    persist(e, op);
+    return CCA_OK;
+}
+
+/* POST /dialogue/{id}/handoff: to a human, back to the AI, or to another operator. */
+static cca_rc handoff(struct cca_engine *e, struct op *op)
+{
+    struct slot *en = op->entry;
+    struct cca_desk_moves mv = {0};
+    char owner_id[37] = "";
+    enum cca_owner owner = cca_desk_owner(e->desk, en->id, owner_id);
+    bool is_operator = op->req.actor_operator[0] != '\0';
+    int64_t now = cca_time_wall_ms();
+    struct cca_engine_outcome o;
+    cca_rc rc = CCA_OK;
+
+    if (en->status == CCA_DIALOG_CLOSED)
+        return cca_error_set(&op->err, CCA_ERR_CONFLICT, "dialog %s is closed", en->id);
+    /* An operator acts only on their own dialogs (a queued one may be handed back). */
+    if (is_operator && op->req.handoff_to != CCA_OWNER_QUEUE &&
+        !(owner == CCA_OWNER_OPERATOR && strcmp(owner_id, op->req.actor_operator) == 0))
+        return cca_error_set(&op->err, CCA_ERR_FORBIDDEN,
+                             "dialog %s is not assigned to you", en->id);
+    switch (op->req.handoff_to) {
+        case CCA_OWNER_QUEUE: /* "to": "human" */
+            escalate(e, op, op->req.reason != NULL ? op->req.reason : "api");
+            break;
+        case CCA_OWNER_AGENT:
+            if (!cca_desk_release(e->desk, en->id, true,
+                                  op->req.reason != NULL ? op->req.reason : "api",
+                                  actor_of(op), now, &mv)) {
+                rc = cca_error_set(&op->err, CCA_ERR_CONFLICT,
+                                   "dialog %s is already with the AI", en->id);
+                break;
+            }
+            dispatch_moves(e, op, &mv);
+            if (op->req.agent != CCA_AGENT_NONE) {
+                json_t *doc = json_copy(op->new_doc);
+
+                (void)json_object_set_new(doc, "current_agent",
+                                          json_string(cca_agent_name(op->req.agent)));
+                json_decref(op->new_doc);
+                op->new_doc = doc;
+            }
+            break;
+        case CCA_OWNER_OPERATOR:
+            rc = cca_desk_transfer(e->desk, en->id, op->req.target, actor_of(op), now,
+                                   &mv);
+            if (rc == CCA_OK)
+                dispatch_moves(e, op, &mv);
+            else
+                (void)cca_error_set(&op->err, rc,
+                                    rc == CCA_ERR_NOT_FOUND ? "no operator %s"
+                                    : rc == CCA_ERR_LIMIT
+                                        ? "operator %s is offline or has no free seat"
+                                        : "dialog is not held by an operator, or already "
+                                          "by %s",
+                                    op->req.target);
+            break;
+        default:
+            rc = cca_error_set(&op->err, CCA_ERR_INVALID, "bad handoff target");
+            break;
+    }
+    if (rc != CCA_OK)
+        return rc;
+    if (op->new_doc == NULL)
+        op->new_doc = json_incref(en->doc); /* nothing changed ("already", "full" told) */
+    outcome_of(e, op, op->new_doc, &o);
+    render(op, &o);
+    persist(e, op);
+    return CCA_OK;
+}
+
+/* POST /dialogue/{id}/take or /operators/me/next (decided at start: op->took). */
+static cca_rc take(struct cca_engine *e, struct op *op)
+{
+    struct cca_desk_moves mv = {0};
+    struct cca_engine_outcome o;
+    char id[37];
+    cca_rc rc;
+
+    if (!op->took) {
+        rc = cca_desk_take(e->desk, op->req.actor_operator, op->entry->id,
+                           cca_time_wall_ms(), id, &mv);
+        if (rc != CCA_OK)
+            return cca_error_set(&op->err, rc,
+                                 rc == CCA_ERR_LIMIT ? "you are at max_dialogs"
+                                 : rc == CCA_ERR_CONFLICT
+                                     ? "dialog %s is not in the queue"
+                                     : "no such operator",
+                                 op->entry->id);
+        dispatch_moves(e, op, &mv);
+    } else {
+        apply_move(e, op, &op->req.move);
+    }
+    outcome_of(e, op, op->new_doc, &o);
+    render(op, &o);
+    persist(e, op);
+    return CCA_OK;
+}
+
+/* CSAT: once per closed dialog; the same score again changes nothing. */
+static cca_rc rate(struct cca_engine *e, struct op *op)
+{
+    struct slot *en = op->entry;
+    json_t *rating = json_object_get(en->doc, "rating");
+    struct cca_engine_outcome o;
+
+    if (en->status != CCA_DIALOG_CLOSED)
+        return cca_error_set(&op->err, CCA_ERR_CONFLICT,
+                             "dialog %s is open: rate it once it is closed", en->id);
+    if (json_is_object(rating)) {
+        if (json_integer_value(json_object_get(rating, "score")) != op->req.score)
+            return cca_error_set(&op->err, CCA_ERR_CONFLICT,
+                                 "dialog %s is already rated with another score", en->id);
+        op->human.rating_repeat = true;
+        outcome_of(e, op, en->doc, &o);
+        render(op, &o);
+        return CCA_OK; /* answered without a change: the caller finishes */
+    }
+    op->new_doc =
+        cca_dialog_with_rating(en->doc, op->req.score, op->req.text, cca_time_wall_ms());
+    {
+        enum cca_agent a = cca_dialog_get_agent(en->doc);
+        unsigned slot = a == CCA_AGENT_NONE ? CCA_AGENT__COUNT : (unsigned)a;
+
+        if (op->req.score >= 1 && op->req.score <= 5)
+            atomic_fetch_add_explicit(&e->metrics.csat[slot][op->req.score - 1], 1,
+                                      memory_order_relaxed);
+    }
+    outcome_of(e, op, op->new_doc, &o);
+    render(op, &o);
+    persist(e, op);
+    return CCA_OK;
+}
+
+/*
+ * A close (or a delete) of a dialog the desk holds: the seat is freed, and a
+ * closed dialog tells the customer and asks for a rating.
+ */
+static void release_closed(struct cca_engine *e, struct op *op, bool deleted)
+{
+    struct slot *en = op->entry;
+    struct cca_desk_moves mv = {0};
+    char owner_id[37] = "";
+    enum cca_owner owner;
+    int64_t now = cca_time_wall_ms();
+
+    if (e->desk == NULL)
+        return;
+    owner = cca_desk_owner(e->desk, en->id, owner_id);
+    if (!cca_desk_release(e->desk, en->id, false, deleted ? "deleted" : "closed",
+                          actor_of(op), now, &mv))
+        return;
+    if (owner == CCA_OWNER_OPERATOR) {
+        json_t *d = json_object();
+
+        (void)json_object_set_new(d, "dialog_id", json_string(en->id));
+        (void)json_object_set_new(d, "reason",
+                                  json_string(deleted ? "deleted" : "closed"));
+        cca_handoff_events_add(op_events(op), "operator", owner_id, "unassigned", d);
+    }
+    if (!deleted) {
+        enum cca_lang lang = cca_handoff_dialog_lang(en->doc);
+        json_t *doc = cca_handoff_with_system(op->new_doc, "closing",
+                                              cca_handoff_notice("closing", lang), now,
+                                              op_events(op));
+        json_t *doc2 = cca_handoff_with_system(
+            doc, "csat", cca_handoff_notice("csat", lang), now, op_events(op));
+
+        json_decref(doc);
+        json_decref(op->new_doc);
+        op->new_doc = doc2;
+    }
+    dispatch_moves(e, op, &mv);
+}
+
+/* An operator record: create, update (patch and/or status) or revoke. */
+static cca_rc operator_op(struct cca_engine *e, struct op *op)
+{
+    struct slot *en = op->entry;
+    struct cca_desk_moves mv = {0};
+    struct cca_engine_outcome o;
+    int64_t now = cca_time_wall_ms();
+    cca_rc rc = CCA_OK;
+
+    switch (op->req.op) {
+        case CCA_OP_OPERATOR_CREATE:
+            rc = cca_desk_add_operator(e->desk, op->new_doc, now, &mv);
+            break;
+        case CCA_OP_OPERATOR_UPDATE: {
+            json_t *doc = json_incref(en->doc);
+
+            if (op->req.patch != NULL) {
+                json_t *next = cca_operator_with_patch(doc, op->req.patch, now);
+
+                json_decref(doc);
+                doc = next;
+            }
+            if (op->req.has_status && op->req.status != cca_operator_get_status(doc)) {
+                json_t *next = cca_operator_with_status(doc, op->req.status, now);
+                json_t *d = json_object();
+
+                json_decref(doc);
+                doc = next;
+                (void)json_object_set_new(d, "operator_id", json_string(en->id));
+                (void)json_object_set_new(
+                    d, "status", json_string(cca_operator_status_name(op->req.status)));
+                (void)json_object_set_new(
+                    d, "reason",
+                    json_string(op->req.reason != NULL ? op->req.reason : "operator"));
+                cca_handoff_events_add(op_events(op), "operator", en->id, "status", d);
+            }
+            op->new_doc = doc;
+            rc = cca_desk_update_operator(e->desk, doc, actor_of(op), now, &mv);
+            break;
+        }
+        case CCA_OP_OPERATOR_DELETE:
+            rc = cca_desk_remove_operator(e->desk, en->id, actor_of(op), now, &mv);
+            break;
+        default:
+            rc = CCA_ERR_INTERNAL;
+            break;
+    }
+    if (rc != CCA_OK)
+        return cca_error_set(&op->err, rc, "operator %s: %s", en->id, cca_strerror(rc));
+    dispatch_moves(e, op, &mv);
+    outcome_of(e, op, op->new_doc, &o);
+    o.operator_doc = op->new_doc != NULL ? op->new_doc : en->doc;
+    render(op, &o);
+    persist(e, op);
+    return CCA_OK;
+}
+
+/* CCA_OP_MOVE: record a desk move that was decided outside this dialog's ops. */
+static void record_move(struct cca_engine *e, struct op *op)
+{
+    apply_move(e, op, &op->req.move);
+    persist(e, op);
+}
+
 /* ---- operations ------------------------------------------------------------------ */
 
 /* Answer a cleanup with the count of dialogs its children closed or deleted. */
@@ -723,7 +1339,8 @@ static void run_cleanup(struct cca_engine *e, struct op *op)
             bool closed = en->status == CCA_DIALOG_CLOSED;
             struct op *k;
 
-            if (closed == closing || en->updated_ms >= limit)
+            if (en->coll != CCA_STORE_DIALOGS || closed == closing ||
+                en->updated_ms >= limit)
                 continue;
             k = cca_xcalloc(1, sizeof(*k));
             k->engine = e;
@@ -811,8 +1428,7 @@ static bool load_doc(struct cca_engine *e, struct slot *en, struct cca_error *er
     pthread_mutex_unlock(&e->lock);
     if (cached)
         return true;
-    if (cca_store_read(e->store, CCA_STORE_DIALOGS, en->id, &doc, &stored, err) !=
-        CCA_OK) {
+    if (cca_store_read(e->store, en->coll, en->id, &doc, &stored, err) != CCA_OK) {
         if (err->code != CCA_ERR_NOT_FOUND)
             cca_log(LOG_ERR, "dialog %s cannot be read back: %s", en->id, err->msg);
         err->code = CCA_ERR_IO; /* it is in the index: its file must be there */
@@ -866,9 +1482,19 @@ static void run_op(struct cca_engine *e, struct op *op)
         }
         return;
     }
+    if (en->coll == CCA_STORE_OPERATORS) {
+        if (operator_op(e, op) != CCA_OK)
+            goto out;
+        return;
+    }
     st = en->status; /* a DELETE runs without the document (see start_op) */
     switch (op->req.op) {
-        case CCA_OP_MESSAGE:
+        case CCA_OP_MESSAGE: {
+            char owner_id[37] = "";
+            enum cca_owner owner = e->desk != NULL
+                                       ? cca_desk_owner(e->desk, en->id, owner_id)
+                                       : CCA_OWNER_AGENT;
+
             if (st == CCA_DIALOG_CLOSED) {
                 (void)cca_error_set(&op->err, CCA_ERR_CONFLICT, "dialog %s is closed",
                                     en->id);
@@ -880,8 +1506,40 @@ static void run_op(struct cca_engine *e, struct op *op)
                                     en->id, e->cfg->max_dialog_messages);
                 goto out;
             }
+            if (owner != CCA_OWNER_AGENT) {
+                human_message(e, op, owner, owner_id);
+                return;
+            }
             start_turn(e, op);
             return;
+        }
+        case CCA_OP_MOVE:
+            record_move(e, op);
+            return;
+        case CCA_OP_REPLY:
+        case CCA_OP_HANDOFF:
+        case CCA_OP_TAKE:
+        case CCA_OP_RATE: {
+            cca_rc rc;
+
+            if (st == CCA_DIALOG_CLOSED && op->req.op != CCA_OP_RATE) {
+                (void)cca_error_set(&op->err, CCA_ERR_CONFLICT, "dialog %s is closed",
+                                    en->id);
+                goto out;
+            }
+            rc = op->req.op == CCA_OP_REPLY     ? operator_reply(e, op)
+                 : op->req.op == CCA_OP_HANDOFF ? handoff(e, op)
+                 : op->req.op == CCA_OP_TAKE    ? take(e, op)
+                                                : rate(e, op);
+            if (rc != CCA_OK)
+                goto out;
+            if (op->req.op == CCA_OP_RATE && op->human.rating_repeat) {
+                op->entry = NULL;
+                finish(e, op, CCA_OK);
+                release(e, en, false);
+            }
+            return;
+        }
         case CCA_OP_CLOSE:
             if (st == CCA_DIALOG_CLOSED ||
                 (op->idle_before_ms > 0 &&
@@ -897,7 +1555,25 @@ static void run_op(struct cca_engine *e, struct op *op)
                 release(e, en, false);
                 return;
             }
+            if (op->req.actor_operator[0] != '\0') {
+                char owner_id[37] = "";
+
+                if (cca_desk_owner(e->desk, en->id, owner_id) != CCA_OWNER_OPERATOR ||
+                    strcmp(owner_id, op->req.actor_operator) != 0) {
+                    (void)cca_error_set(&op->err, CCA_ERR_FORBIDDEN,
+                                        "dialog %s is not assigned to you", en->id);
+                    goto out;
+                }
+            }
             op->new_doc = cca_dialog_closed(en->doc, op->req.reason, cca_time_wall_ms());
+            release_closed(e, op, false);
+            {
+                json_t *d = json_object();
+
+                (void)json_object_set_new(d, "dialog_id", json_string(en->id));
+                (void)json_object_set_new(d, "reason", json_string(op->req.reason));
+                cca_handoff_events_add(op_events(op), "dialog", en->id, "closed", d);
+            }
             outcome_of(e, op, op->new_doc, &o);
             render(op, &o);
             persist(e, op);
@@ -909,6 +1585,7 @@ static void run_op(struct cca_engine *e, struct op *op)
                                     en->id, cca_dialog_status_name(st));
                 goto out;
             }
+            release_closed(e, op, true);
             outcome_of(e, op, NULL, &o);
             render(op, &o);
             persist(e, op);
@@ -938,11 +1615,72 @@ static void start_create(struct cca_engine *e, struct op *op)
     run_op(e, op);
 }
 
+/* A new operator record (its id and document made by the caller). */
+static void start_operator_create(struct cca_engine *e, struct op *op)
+{
+    struct slot *en = cca_xcalloc(1, sizeof(*en));
+    const char *id =
+        json_string_value(json_object_get(op->req.operator_doc, "operator_id"));
+
+    (void)snprintf(en->id, sizeof(en->id), "%s", id != NULL ? id : "");
+    en->coll = CCA_STORE_OPERATORS;
+    en->busy = true;
+    op->entry = en;
+    op->new_entry = true;
+    op->new_doc = op->req.operator_doc;
+    op->req.operator_doc = NULL;
+    run_op(e, op);
+}
+
+/*
+ * POST /operators/me/next: the desk picks the dialog now (so two pulls never
+ * get the same one); the op then queues on that dialog like any other.
+ * False when it finished the op with an error.
+ */
+static bool start_take_next(struct cca_engine *e, struct op *op)
+{
+    struct cca_desk_moves mv = {0};
+    cca_rc rc = cca_desk_take(e->desk, op->req.actor_operator, NULL, cca_time_wall_ms(),
+                              op->req.id, &mv);
+
+    if (rc != CCA_OK) {
+        (void)cca_error_set(&op->err, rc,
+                            rc == CCA_ERR_LIMIT ? "you are at max_dialogs"
+                                                : "no dialog in the queue for you");
+        finish(e, op, rc);
+        return false;
+    }
+    op->took = true;
+    op->req.move = mv.v[0];
+    for (size_t i = 0; i < mv.n; i++)
+        count_move(e, &mv.v[i]);
+    cca_desk_moves_cleanup(&mv);
+    return true;
+}
+
 /* A newly submitted op: find its dialog and run it, or queue it behind the holder. */
 static void start_op(struct cca_engine *e, struct op *op)
 {
     struct slot *en = NULL;
+    enum cca_store_coll coll = CCA_STORE_DIALOGS;
+    const char *id = op->req.id;
 
+    switch (op->req.op) {
+        case CCA_OP_OPERATOR_CREATE:
+            start_operator_create(e, op);
+            return;
+        case CCA_OP_OPERATOR_UPDATE:
+        case CCA_OP_OPERATOR_DELETE:
+            coll = CCA_STORE_OPERATORS;
+            id = op->req.target;
+            break;
+        case CCA_OP_TAKE:
+            if (op->req.id[0] == '\0' && !start_take_next(e, op))
+                return;
+            break;
+        default:
+            break;
+    }
     switch (op->req.op) {
         case CCA_OP_CREATE:
             /* A repeated key queues behind the dialog its first request made. */
@@ -959,13 +1697,15 @@ static void start_op(struct cca_engine *e, struct op *op)
             return;
         default:
             pthread_mutex_lock(&e->lock);
-            en = index_find(e, op->req.id);
+            en = index_find(e, id);
+            if (en != NULL && en->coll != coll)
+                en = NULL;
             pthread_mutex_unlock(&e->lock);
             break;
     }
     if (en == NULL) {
-        (void)cca_error_set(&op->err, CCA_ERR_NOT_FOUND, "dialog %s not found",
-                            op->req.id);
+        (void)cca_error_set(&op->err, CCA_ERR_NOT_FOUND, "%s %s not found",
+                            coll == CCA_STORE_DIALOGS ? "dialog" : "operator", id);
         finish(e, op, CCA_ERR_NOT_FOUND);
         return;
     }
@@ -997,12 +1737,21 @@ static void *engine_main(void *arg)
 
     (void)pthread_setname_np(pthread_self(), "cca-engine"); /* top -H, perf, gdb */
 
+    /* What the load decided (operators gone or offline, the backlog sweep). */
+    dispatch_moves(e, NULL, &e->boot_moves);
     for (;;) {
         struct op *batch;
 
         pthread_mutex_lock(&e->lock);
-        while (e->head == NULL && !e->stop && !e->detach_llm)
-            pthread_cond_wait(&e->cond, &e->lock);
+        while (e->head == NULL && !e->stop && !e->detach_llm) {
+            struct timespec ts;
+
+            /* Wake at least once a second for the timers (tick). */
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            if (pthread_cond_timedwait(&e->cond, &e->lock, &ts) != 0)
+                break;
+        }
         if (e->detach_llm) {
             /* From here on no step of a turn touches the LLM client. */
             e->llm = NULL;
@@ -1011,9 +1760,12 @@ static void *engine_main(void *arg)
         }
         batch = e->head;
         e->head = e->tail = NULL;
-        pthread_mutex_unlock(&e->lock);
-        if (batch == NULL)
+        if (batch == NULL && e->stop) {
+            pthread_mutex_unlock(&e->lock);
             break;
+        }
+        pthread_mutex_unlock(&e->lock);
+        tick(e, cca_time_mono_ms());
         while (batch != NULL) {
             struct op *op = batch;
 
@@ -1056,6 +1808,23 @@ static void load_one(void *ctx, enum cca_store_coll coll, const char *id, json_t
     struct slot *en;
     const char *key;
 
+    if (coll == CCA_STORE_OPERATORS) {
+        struct cca_error err = {0};
+
+        if (e->desk == NULL || cca_operator_validate(doc, id, &err) != CCA_OK) {
+            skip_one(e, id, e->desk == NULL ? "no desk" : err.msg);
+            json_decref(doc);
+            return;
+        }
+        en = cca_xcalloc(1, sizeof(*en));
+        memcpy(en->id, id, sizeof(en->id));
+        en->coll = CCA_STORE_OPERATORS;
+        en->stored = stored;
+        cca_desk_load_operator(e->desk, doc);
+        entry_commit(e, en, doc, NULL, 0, false);
+        index_insert(e, en);
+        return;
+    }
     if (coll != CCA_STORE_DIALOGS) {
         json_decref(doc);
         return;
@@ -1063,6 +1832,10 @@ static void load_one(void *ctx, enum cca_store_coll coll, const char *id, json_t
     en = cca_xcalloc(1, sizeof(*en));
     memcpy(en->id, id, sizeof(en->id));
     en->stored = stored;
+    /* Owned by a human at the last commit: the desk takes it back after the load. */
+    if (cca_dialog_get_owner(doc, NULL) != CCA_OWNER_AGENT &&
+        cca_dialog_get_status(doc) != CCA_DIALOG_CLOSED)
+        (void)json_array_append(e->boot_human, doc);
     json_incref(doc); /* read below, whether or not the cache keeps it */
     entry_commit(e, en, doc, NULL, 0, false);
     index_insert(e, en);
@@ -1072,6 +1845,58 @@ static void load_one(void *ctx, enum cca_store_coll coll, const char *id, json_t
     if (key != NULL && create_key_find(e, key) == NULL)
         create_key_add(e, en, key);
     json_decref(doc);
+}
+
+static int by_waiting_since(const void *a, const void *b)
+{
+    int64_t x = 0;
+    int64_t y = 0;
+
+    (void)cca_time_parse(
+        json_string_value(cca_dialog_owner_field(*(json_t *const *)a, "waiting_since")),
+        &x);
+    (void)cca_time_parse(
+        json_string_value(cca_dialog_owner_field(*(json_t *const *)b, "waiting_since")),
+        &y);
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * The desk after a restart: every human-owned dialog back to its operator or
+ * to the queue, in the order the customers started waiting (the queue's
+ * order is cca_queue_compare of the same keys), then the backlog sweep.
+ */
+static void restore_desk(struct cca_engine *e)
+{
+    size_t n = json_array_size(e->boot_human);
+    json_t **v = cca_xcalloc(n + 1, sizeof(*v));
+
+    for (size_t i = 0; i < n; i++)
+        v[i] = json_array_get(e->boot_human, i);
+    qsort(v, n, sizeof(*v), by_waiting_since);
+    for (size_t i = 0; e->desk != NULL && i < n; i++) {
+        json_t *doc = v[i];
+        const char *op_id = NULL;
+        enum cca_owner owner = cca_dialog_get_owner(doc, &op_id);
+        struct cca_desk_need need = cca_handoff_need(doc);
+        int64_t since = 0;
+        int64_t assigned = 0;
+
+        (void)cca_time_parse(
+            json_string_value(cca_dialog_owner_field(doc, "waiting_since")), &since);
+        (void)cca_time_parse(json_string_value(cca_dialog_owner_field(doc, "since")),
+                             &assigned);
+        cca_desk_load_dialog(
+            e->desk, cca_dialog_get_str(doc, "dialog_id"), &need,
+            owner == CCA_OWNER_OPERATOR ? (op_id ? op_id : "") : NULL,
+            json_is_true(cca_dialog_owner_field(doc, "requeued")), since, assigned,
+            json_is_true(cca_dialog_owner_field(doc, "replied")), &e->boot_moves);
+    }
+    free(v);
+    json_decref(e->boot_human);
+    e->boot_human = json_array();
+    if (e->desk != NULL)
+        cca_desk_start(e->desk, cca_time_wall_ms(), &e->boot_moves);
 }
 
 cca_rc cca_engine_new(const struct cca_engine_params *p, struct cca_engine **ret_engine,
@@ -1088,18 +1913,29 @@ cca_rc cca_engine_new(const struct cca_engine_params *p, struct cca_engine **ret
     e->llm_mode = p->llm != NULL;
     e->skip = p->skip;
     e->skip_ctx = p->skip_ctx;
+    e->desk = p->desk;
+    e->events = p->events;
+    e->boot_human = json_array();
     e->nbuckets = 1024;
     cca_hist_init(&e->metrics.turn_seconds, cca_hist_seconds_bounds, cca_hist_seconds_n);
     cca_hist_init(&e->metrics.overhead_seconds, cca_hist_seconds_bounds,
+                  cca_hist_seconds_n);
+    cca_hist_init(&e->metrics.queue_wait_seconds, cca_hist_seconds_bounds,
+                  cca_hist_seconds_n);
+    cca_hist_init(&e->metrics.first_response_seconds, cca_hist_seconds_bounds,
                   cca_hist_seconds_n);
     e->buckets = cca_xcalloc(e->nbuckets, sizeof(*e->buckets));
     e->cache_budget = (size_t)e->cfg->dialog_cache_mb << 20;
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->cond, NULL);
     pthread_cond_init(&e->idle, NULL);
+    rc = cca_handoff_parse_triggers(e->cfg->human_handoff, &e->triggers, reterr);
+    if (rc != CCA_OK)
+        goto out;
     rc = cca_store_load(e->store, load_one, skip_one, e, reterr);
     if (rc != CCA_OK)
         goto out;
+    restore_desk(e);
     if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
         rc = cca_error_set(reterr, CCA_ERR_INTERNAL, "cannot start the engine thread");
         goto out;
@@ -1134,6 +1970,8 @@ void cca_engine_free(struct cca_engine *e)
         }
     }
     free(e->buckets);
+    json_decref(e->boot_human);
+    cca_desk_moves_cleanup(&e->boot_moves);
     tdestroy(e->create_keys, create_key_free);
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->cond);
@@ -1173,8 +2011,8 @@ cca_rc cca_engine_submit(struct cca_engine *e, struct cca_engine_request *req,
  * thread. Returns CCA_OK, CCA_ERR_NOT_FOUND, or CCA_ERR_IO / CCA_ERR_INVALID
  * when the file cannot be read.
  */
-static cca_rc doc_ref(struct cca_engine *e, const char *id, json_t **ret,
-                      struct cca_error *err)
+static cca_rc doc_ref(struct cca_engine *e, enum cca_store_coll coll, const char *id,
+                      json_t **ret, struct cca_error *err)
 {
     for (unsigned attempt = 0;; attempt++) {
         size_t stored = 0;
@@ -1188,6 +2026,8 @@ static cca_rc doc_ref(struct cca_engine *e, const char *id, json_t **ret,
 
         pthread_mutex_lock(&e->lock);
         en = index_find(e, id);
+        if (en != NULL && en->coll != coll)
+            en = NULL;
         if (en != NULL) {
             if (en->doc != NULL) {
                 lru_touch(e, en);
@@ -1203,7 +2043,7 @@ static cca_rc doc_ref(struct cca_engine *e, const char *id, json_t **ret,
             *ret = hit;
             return CCA_OK;
         }
-        rc = cca_store_read(e->store, CCA_STORE_DIALOGS, id, &doc, &stored, err);
+        rc = cca_store_read(e->store, coll, id, &doc, &stored, err);
         atomic_fetch_add_explicit(&e->metrics.cache_loads, 1, memory_order_relaxed);
         pthread_mutex_lock(&e->lock);
         en = index_find(e, id);
@@ -1253,7 +2093,7 @@ cca_rc cca_engine_get_document(struct cca_engine *e, const char *id, char **ret_
 
     pthread_mutex_lock(&e->lock);
     en = index_find(e, id);
-    if (en != NULL && en->bytes != NULL) {
+    if (en != NULL && en->coll == CCA_STORE_DIALOGS && en->bytes != NULL) {
         lru_touch(e, en);
         *ret_bytes = cca_xmalloc(en->len + 1);
         memcpy(*ret_bytes, en->bytes, en->len + 1);
@@ -1262,7 +2102,7 @@ cca_rc cca_engine_get_document(struct cca_engine *e, const char *id, char **ret_
         return CCA_OK;
     }
     pthread_mutex_unlock(&e->lock);
-    rc = doc_ref(e, id, &doc, reterr);
+    rc = doc_ref(e, CCA_STORE_DIALOGS, id, &doc, reterr);
     if (rc != CCA_OK)
         return rc;
     /* The first read since a change: dump outside the lock, keep it if still current. */
@@ -1284,7 +2124,32 @@ cca_rc cca_engine_get_document(struct cca_engine *e, const char *id, char **ret_
 cca_rc cca_engine_get_dialog(struct cca_engine *e, const char *id, json_t **ret,
                              struct cca_error *reterr)
 {
-    return doc_ref(e, id, ret, reterr);
+    return doc_ref(e, CCA_STORE_DIALOGS, id, ret, reterr);
+}
+
+cca_rc cca_engine_get_operator(struct cca_engine *e, const char *id, json_t **ret,
+                               struct cca_error *reterr)
+{
+    cca_rc rc = doc_ref(e, CCA_STORE_OPERATORS, id, ret, reterr);
+
+    if (rc == CCA_ERR_NOT_FOUND)
+        (void)cca_error_set(reterr, rc, "operator %s not found", id);
+    return rc;
+}
+
+json_t *cca_engine_list_operators(struct cca_engine *e)
+{
+    json_t *out = json_array();
+
+    pthread_mutex_lock(&e->lock);
+    for (size_t b = 0; b < e->nbuckets; b++) {
+        for (struct slot *en = e->buckets[b]; en != NULL; en = en->hnext) {
+            if (en->coll == CCA_STORE_OPERATORS && en->doc != NULL)
+                (void)json_array_append(out, en->doc);
+        }
+    }
+    pthread_mutex_unlock(&e->lock);
+    return out;
 }
 
 struct list_item {
@@ -1341,9 +2206,11 @@ cca_rc cca_engine_list(struct cca_engine *e, const struct cca_engine_query *q,
         return cca_error_set(reterr, CCA_ERR_INVALID, "cursor is malformed");
     /* Filter on the index alone; only the page's documents are read. */
     pthread_mutex_lock(&e->lock);
-    items = cca_xcalloc(e->count + 1, sizeof(*items));
+    items = cca_xcalloc(e->count - e->noperators + 1, sizeof(*items));
     for (size_t b = 0; b < e->nbuckets; b++) {
         for (struct slot *en = e->buckets[b]; en != NULL; en = en->hnext) {
+            if (en->coll != CCA_STORE_DIALOGS)
+                continue;
             if (q->status >= 0 && (int)en->status != q->status)
                 continue;
             if (q->agent >= 0 && (int)en->agent != q->agent)
@@ -1372,7 +2239,7 @@ cca_rc cca_engine_list(struct cca_engine *e, const struct cca_engine_query *q,
         json_t *doc = NULL;
 
         /* Deleted since the scan: skipped; unreadable: skipped (logged by the load). */
-        if (doc_ref(e, items[i].id, &doc, &err) == CCA_OK)
+        if (doc_ref(e, CCA_STORE_DIALOGS, items[i].id, &doc, &err) == CCA_OK)
             ret->docs[ret->n++] = doc;
     }
     if (end < n && end > start)
@@ -1399,7 +2266,7 @@ void cca_engine_get_stats(struct cca_engine *e, struct cca_engine_stats *ret)
 {
     pthread_mutex_lock(&e->lock);
     memcpy(ret->dialogs, e->by_status, sizeof(ret->dialogs));
-    ret->total = e->count;
+    ret->total = e->count - e->noperators;
     ret->in_flight = e->in_flight;
     ret->cache_bytes = e->cache_bytes;
     ret->cached = e->cached;

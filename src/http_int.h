@@ -13,7 +13,10 @@
 #include <microhttpd.h>
 
 #include "cca/access.h"
+#include "cca/desk.h"
 #include "cca/dialog.h"
+#include "cca/events.h"
+#include "cca/operator.h"
 #include "cca/engine.h"
 #include "cca/http.h"
 
@@ -34,6 +37,10 @@ struct cca_http {
     struct cca_access_keys *keys;              /* no keys: the API is open */
     struct cca_access_limiter *client_limiter; /* NULL: RATE_LIMIT_RPS=0 */
     struct cca_access_limiter *dialog_limiter; /* NULL: DIALOG_RATE_LIMIT_PER_MIN=0 */
+    struct cca_access_limiter
+        *register_limiter; /* OPERATOR_REGISTER_PER_MIN per address */
+    struct cca_desk *desk; /* the human side: operator tokens, visibility, the queue */
+    struct cca_events *events; /* live events (SSE) */
     struct cca_access_cors *cors;
     struct cca_http_metrics *metrics;    /* http_server.c */
     const struct cca_http_table *routes; /* the URL route table; borrowed, static */
@@ -50,11 +57,21 @@ typedef void (*cca_http_handler_fn)(struct cca_http_request *r);
 typedef void (*cca_http_release_fn)(void *cls);
 
 /*
- * Who may call a route when API keys are configured (API_KEYS): anyone
- * (health, /, /openapi.yaml, /metrics), any valid key, or an admin key
- * (ADMIN_API_KEYS: DELETE and cleanups).
+ * Who may call a route (http_server.c authorize): anyone (health, /,
+ * /openapi.yaml, /metrics); any valid API key once API_KEYS are configured;
+ * an admin key (ADMIN_API_KEYS: DELETE, cleanups, operator administration);
+ * an operator token only (the operator's own routes); a key or an operator
+ * token (SHARED: the handler limits an operator to their own dialogs); or
+ * anyone, rate-limited per address by OPERATOR_REGISTER_PER_MIN (REGISTER).
  */
-enum cca_http_access { CCA_ACCESS_PUBLIC, CCA_ACCESS_CLIENT, CCA_ACCESS_ADMIN };
+enum cca_http_access {
+    CCA_ACCESS_PUBLIC,
+    CCA_ACCESS_CLIENT,
+    CCA_ACCESS_ADMIN,
+    CCA_ACCESS_OPERATOR,
+    CCA_ACCESS_SHARED,
+    CCA_ACCESS_REGISTER,
+};
 
 /* One row of the URL route table: "{id}" matches one path segment. */
 struct cca_http_route {
@@ -68,7 +85,7 @@ struct cca_http_route {
 
 /* ---- http_match.c: URL matching over a route table ----------------------------- */
 
-#define CCA_HTTP_MAX_ROUTES 32
+#define CCA_HTTP_MAX_ROUTES 64
 
 /* A row's literal prefix before "{id}" (the whole pattern without one), its length. */
 struct cca_http_route_shape {
@@ -149,8 +166,10 @@ struct cca_http_request {
     char www_authenticate[80];
     unsigned retry_after; /* seconds; 0: no Retry-After */
     /* Access and metrics bookkeeping. */
-    bool has_key;       /* a valid API key was presented */
-    uint32_t key_index; /* its index (cca_access_keys_check), never the key */
+    bool has_key;         /* a valid API key was presented */
+    uint32_t key_index;   /* its index (cca_access_keys_check), never the key */
+    bool admin;           /* an admin key (or an open API: no keys configured) */
+    char operator_id[37]; /* the operator whose token was presented, "" if none */
     /* The valid key presented, borrowed from MHD's header (NULL without one). */
     const char *api_key;
     size_t api_key_len;
@@ -177,6 +196,12 @@ json_t *cca_http_view_outcome(const struct cca_engine_outcome *o);
  */
 json_t *cca_http_view_page(const struct cca_engine_page *page, bool full);
 
+/*
+ * cca_http_view_operator - the operator view: the public record of @doc
+ * (borrowed, cca_operator_public_view) plus "open_dialogs" (@open). A new reference.
+ */
+json_t *cca_http_view_operator(json_t *doc, unsigned open);
+
 /* ---- http_json.c: validation and error bodies (pure, unit-tested) ---------- */
 
 /*
@@ -197,6 +222,44 @@ cca_rc cca_http_parse_message(const char *body, size_t len, char **ret_text,
  */
 cca_rc cca_http_parse_close(const char *body, size_t len, const char *query_reason,
                             char **ret_reason, struct cca_error *reterr);
+
+/* cca_http_parse_reply - an operator's reply {"message"}: 1..2000 characters, not blank.
+ */
+cca_rc cca_http_parse_reply(const char *body, size_t len, char **ret_text,
+                            struct cca_error *reterr);
+
+/* cca_http_parse_operator_status - {"status": "available"|"busy"|"offline"}. */
+cca_rc cca_http_parse_operator_status(const char *body, size_t len,
+                                      enum cca_operator_status *ret_status,
+                                      struct cca_error *reterr);
+
+/*
+ * struct cca_http_handoff - a handoff body: {"to": "human", "reason"?} (@to
+ * CCA_OWNER_QUEUE), {"to": "ai", "agent"?, "reason"?} (CCA_OWNER_AGENT, @agent
+ * CCA_AGENT_NONE when absent) or {"to": "operator", "operator_id", "reason"?}
+ * (CCA_OWNER_OPERATOR, @operator_id canonical). @reason is new or NULL.
+ */
+struct cca_http_handoff {
+    enum cca_owner to;
+    char *reason;
+    enum cca_agent agent;
+    char operator_id[37];
+};
+
+/* cca_http_parse_handoff - validate a handoff body into *ret (cca_http_handoff_cleanup).
+ */
+cca_rc cca_http_parse_handoff(const char *body, size_t len, struct cca_http_handoff *ret,
+                              struct cca_error *reterr);
+
+/* cca_http_handoff_cleanup - free what @h owns and zero it. Accepts NULL. */
+void cca_http_handoff_cleanup(struct cca_http_handoff *h);
+
+/*
+ * cca_http_parse_rating - {"score": integer 1..5, "comment"?: string of at most
+ * 1000 characters or null}; *ret_comment is new or NULL.
+ */
+cca_rc cca_http_parse_rating(const char *body, size_t len, int *ret_score,
+                             char **ret_comment, struct cca_error *reterr);
 
 /* cca_http_parse_bool - true/false, 1/0, yes/no, on/off, t/f, y/n (any case). */
 bool cca_http_parse_bool(const char *s, bool *ret);
@@ -294,6 +357,56 @@ const struct cca_http_route *cca_http_match(const char *method, const char *path
 size_t cca_http_route_count(void);
 size_t cca_http_route_index(const struct cca_http_route *route);
 const struct cca_http_route *cca_http_route_at(size_t i);
+
+/*
+ * cca_http_actor - fill req->actor ("operator:<id>", "admin" or "client") and
+ * req->actor_operator from who presented what on @r.
+ */
+void cca_http_actor(const struct cca_http_request *r, struct cca_engine_request *req);
+
+/*
+ * The handlers of the human side's routes live in http_operators.c (the
+ * table above lists them). cca_http_finish_fn shapes a successful engine
+ * result before it is sent: @result is borrowed (it may be shared with a
+ * committed document: never change it); returns the body (a new reference)
+ * and may change *status (route->success_status on entry). @cls as given.
+ *
+ * cca_http_submit_finish - cca_http_submit, with a successful result passed
+ * through @finish (NULL: as is) and CCA_ERR_NOT_FOUND answered with code
+ * @not_found (NULL: the rc table's). @cls is released with @release (may be
+ * NULL) exactly once, after the answer or when the engine refuses the request.
+ */
+typedef json_t *(*cca_http_finish_fn)(struct cca_http_request *r, json_t *result,
+                                      unsigned *status, void *cls);
+void cca_http_submit_finish(struct cca_http_request *r, struct cca_engine_request *req,
+                            cca_http_finish_fn finish, const char *not_found, void *cls,
+                            cca_http_release_fn release);
+
+/* cca_http_finish_message - a message's status: 202 when no AI answer (a human owns it).
+ */
+json_t *cca_http_finish_message(struct cca_http_request *r, json_t *result,
+                                unsigned *status, void *cls);
+
+void cca_http_handle_register(struct cca_http_request *r);
+void cca_http_handle_operator_create(struct cca_http_request *r);
+void cca_http_handle_operator_list(struct cca_http_request *r);
+void cca_http_handle_operator_get(struct cca_http_request *r);
+void cca_http_handle_operator_patch(struct cca_http_request *r);
+void cca_http_handle_operator_delete(struct cca_http_request *r);
+void cca_http_handle_me(struct cca_http_request *r);
+void cca_http_handle_me_patch(struct cca_http_request *r);
+void cca_http_handle_me_status(struct cca_http_request *r);
+void cca_http_handle_me_dialogs(struct cca_http_request *r);
+void cca_http_handle_me_next(struct cca_http_request *r);
+void cca_http_handle_me_events(struct cca_http_request *r);
+void cca_http_handle_queue(struct cca_http_request *r);
+void cca_http_handle_take(struct cca_http_request *r);
+void cca_http_handle_reply(struct cca_http_request *r);
+void cca_http_handle_handoff(struct cca_http_request *r);
+void cca_http_handle_messages(struct cca_http_request *r);
+void cca_http_handle_dialog_queue(struct cca_http_request *r);
+void cca_http_handle_rating(struct cca_http_request *r);
+void cca_http_handle_dialog_events(struct cca_http_request *r);
 
 /* ---- http_metrics.c: GET /metrics --------------------------------------------- */
 

@@ -24,6 +24,7 @@ static const struct {
     [CCA_ERR_CONFLICT] = {409, "conflict"},
     [CCA_ERR_LIMIT] = {409, "limit_reached"},
     [CCA_ERR_MISMATCH] = {422, "idempotency_key_reused"},
+    [CCA_ERR_FORBIDDEN] = {403, "forbidden"},
     [CCA_ERR_TOO_LARGE] = {413, "body_too_large"},
     [CCA_ERR_IO] = {503, "storage_unavailable"},
     [CCA_ERR_NO_SPACE] = {507, "insufficient_storage"},
@@ -347,6 +348,156 @@ cca_rc cca_http_parse_close(const char *body, size_t len, const char *query_reas
     reason = NULL;
 out:
     free(reason);
+    json_decref(root);
+    return rc;
+}
+
+/* The text of an operator's reply: {"message"}, like a customer's but without a type. */
+cca_rc cca_http_parse_reply(const char *body, size_t len, char **ret_text,
+                            struct cca_error *reterr)
+{
+    json_t *root = NULL;
+    char *text = NULL;
+    cca_rc rc;
+
+    rc = load_object(body, len, &root, reterr);
+    if (rc != CCA_OK)
+        goto out;
+    if (json_object_get(root, "message") == NULL) {
+        rc = cca_error_set(reterr, CCA_ERR_INVALID, "message is required");
+        goto out;
+    }
+    rc = get_string(root, "message", "message", 1, 2000, false, &text, reterr);
+    if (rc != CCA_OK)
+        goto out;
+    if (cca_text_is_blank(text, strlen(text))) {
+        rc = cca_error_set(reterr, CCA_ERR_INVALID, "message is blank");
+        goto out;
+    }
+    *ret_text = text;
+    text = NULL;
+out:
+    free(text);
+    json_decref(root);
+    return rc;
+}
+
+cca_rc cca_http_parse_operator_status(const char *body, size_t len,
+                                      enum cca_operator_status *ret_status,
+                                      struct cca_error *reterr)
+{
+    json_t *root = NULL;
+    enum cca_operator_status st;
+    cca_rc rc;
+
+    rc = load_object(body, len, &root, reterr);
+    if (rc != CCA_OK)
+        goto out;
+    if (!cca_operator_status_parse(json_string_value(json_object_get(root, "status")),
+                                   &st)) {
+        rc = cca_error_set(reterr, CCA_ERR_INVALID,
+                           "status must be available, busy or offline");
+        goto out;
+    }
+    *ret_status = st;
+out:
+    json_decref(root);
+    return rc;
+}
+
+void cca_http_handoff_cleanup(struct cca_http_handoff *h)
+{
+    if (h == NULL)
+        return;
+    free(h->reason);
+    memset(h, 0, sizeof(*h));
+    h->agent = CCA_AGENT_NONE;
+}
+
+cca_rc cca_http_parse_handoff(const char *body, size_t len, struct cca_http_handoff *ret,
+                              struct cca_error *reterr)
+{
+    struct cca_http_handoff h = {.to = CCA_OWNER_AGENT, .agent = CCA_AGENT_NONE};
+    json_t *root = NULL;
+    const char *to;
+    json_t *v;
+    cca_rc rc;
+
+    rc = load_object(body, len, &root, reterr);
+    if (rc != CCA_OK)
+        goto out;
+    to = json_string_value(json_object_get(root, "to"));
+    if (to != NULL && strcmp(to, "human") == 0) {
+        h.to = CCA_OWNER_QUEUE;
+    } else if (to != NULL && strcmp(to, "ai") == 0) {
+        h.to = CCA_OWNER_AGENT;
+    } else if (to != NULL && strcmp(to, "operator") == 0) {
+        h.to = CCA_OWNER_OPERATOR;
+    } else {
+        rc = cca_error_set(reterr, CCA_ERR_INVALID, "to must be human, ai or operator");
+        goto out;
+    }
+    rc = get_string(root, "reason", "reason", 1, 200, true, &h.reason, reterr);
+    if (rc != CCA_OK)
+        goto out;
+    v = json_object_get(root, "agent");
+    if (v != NULL && !json_is_null(v)) {
+        if (h.to != CCA_OWNER_AGENT) {
+            rc = cca_error_set(reterr, CCA_ERR_INVALID,
+                               "agent is only allowed with \"to\": \"ai\"");
+            goto out;
+        }
+        if (!cca_agent_parse(json_string_value(v), &h.agent)) {
+            rc = cca_error_set(reterr, CCA_ERR_INVALID,
+                               "agent must be tech_support, sales or supervisor");
+            goto out;
+        }
+    }
+    v = json_object_get(root, "operator_id");
+    if (h.to == CCA_OWNER_OPERATOR) {
+        if (!json_is_string(v) || !cca_uuid_canonical(json_string_value(v), h.operator_id)) {
+            rc = cca_error_set(reterr, CCA_ERR_INVALID,
+                               "operator_id (a UUID) is required with \"to\": \"operator\"");
+            goto out;
+        }
+    } else if (v != NULL && !json_is_null(v)) {
+        rc = cca_error_set(reterr, CCA_ERR_INVALID,
+                           "operator_id is only allowed with \"to\": \"operator\"");
+        goto out;
+    }
+    *ret = h;
+    memset(&h, 0, sizeof(h));
+out:
+    cca_http_handoff_cleanup(&h);
+    json_decref(root);
+    return rc;
+}
+
+cca_rc cca_http_parse_rating(const char *body, size_t len, int *ret_score,
+                             char **ret_comment, struct cca_error *reterr)
+{
+    json_t *root = NULL;
+    char *comment = NULL;
+    json_t *score;
+    cca_rc rc;
+
+    rc = load_object(body, len, &root, reterr);
+    if (rc != CCA_OK)
+        goto out;
+    score = json_object_get(root, "score");
+    if (!json_is_integer(score) || json_integer_value(score) < 1 ||
+        json_integer_value(score) > 5) {
+        rc = cca_error_set(reterr, CCA_ERR_INVALID, "score must be an integer from 1 to 5");
+        goto out;
+    }
+    rc = get_string(root, "comment", "comment", 0, 1000, true, &comment, reterr);
+    if (rc != CCA_OK)
+        goto out;
+    *ret_score = (int)json_integer_value(score);
+    *ret_comment = comment;
+    comment = NULL;
+out:
+    free(comment);
     json_decref(root);
     return rc;
 }

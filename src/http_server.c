@@ -394,43 +394,85 @@ static bool cors_preflight(struct cca_http_request *r)
     return true;
 }
 
+static void unauthorized(struct cca_http_request *r, bool presented, const char *detail)
+{
+    reject(r, CCA_HTTP_REJ_UNAUTHORIZED);
+    (void)snprintf(r->www_authenticate, sizeof(r->www_authenticate), "%s%s", REALM,
+                   presented ? ", error=\"invalid_token\"" : "");
+    cca_http_respond_error(r, 401, "unauthorized", detail);
+}
+
 /*
- * API keys (RFC 6750): "Authorization: Bearer <key>" or "X-API-Key: <key>" on
- * every route but the public ones once keys are configured; admin routes need
- * an admin key. Returns false when it answered 401 or 403.
+ * An operator token (RFC 6750 bearer, "cco_..."): looked up by its SHA-256 in
+ * the desk, so a revoked operator fails at once. Returns false when it
+ * answered 401.
+ */
+static bool authorize_operator(struct cca_http_request *r, const char *token, size_t len)
+{
+    char hex[65];
+
+    if (cca_operator_token_looks_valid(token, len)) {
+        cca_operator_token_hash(token, len, hex);
+        if (cca_desk_authenticate(r->http->desk, hex, cca_time_wall_ms(), r->operator_id))
+            return true;
+    }
+    unauthorized(r, true, "the operator token is not valid (revoked, or never issued)");
+    return false;
+}
+
+/*
+ * Who may call (enum cca_http_access): API keys (RFC 6750 "Authorization:
+ * Bearer <key>" or "X-API-Key: <key>") once keys are configured, admin keys
+ * for admin routes, operator tokens for operator routes and, besides keys,
+ * for the shared ones (r->operator_id is then set and the handler limits the
+ * operator to their own dialogs). Returns false when it answered 401 or 403.
  */
 static bool authorize(struct cca_http_request *r)
 {
     const struct cca_access_keys *keys = r->http->keys;
+    enum cca_http_access access = r->route->access;
     const char *token = NULL;
     size_t len = 0;
     enum cca_access_key_class cls = CCA_ACCESS_KEY_NONE;
+    bool bearer;
 
-    if (r->route->access == CCA_ACCESS_PUBLIC || cca_access_keys_count(keys) == 0)
+    if (access == CCA_ACCESS_PUBLIC || access == CCA_ACCESS_REGISTER)
         return true;
-    if (!cca_access_bearer(header(r, MHD_HTTP_HEADER_AUTHORIZATION), &token, &len)) {
+    bearer = cca_access_bearer(header(r, MHD_HTTP_HEADER_AUTHORIZATION), &token, &len);
+    if (bearer && len > 4 && memcmp(token, "cco_", 4) == 0 &&
+        (access == CCA_ACCESS_OPERATOR || access == CCA_ACCESS_SHARED))
+        return authorize_operator(r, token, len);
+    if (access == CCA_ACCESS_OPERATOR) {
+        unauthorized(r, bearer,
+                     "an operator token is required: Authorization: Bearer "
+                     "<token> (POST /api/v1/operators/register)");
+        return false;
+    }
+    if (cca_access_keys_count(keys) == 0) {
+        r->admin = true; /* an open API: every route is open (README, Security) */
+        return true;
+    }
+    if (!bearer) {
         token = header(r, "X-API-Key");
         len = token != NULL ? strlen(token) : 0;
     }
     if (len > 0)
         cls = cca_access_keys_check(keys, token, len, &r->key_index);
     if (cls == CCA_ACCESS_KEY_NONE) {
-        reject(r, CCA_HTTP_REJ_UNAUTHORIZED);
-        (void)snprintf(r->www_authenticate, sizeof(r->www_authenticate), "%s%s", REALM,
-                       len > 0 ? ", error=\"invalid_token\"" : "");
-        cca_http_respond_error(r, 401, "unauthorized",
-                               len > 0 ? "the API key is not valid"
-                                       : "an API key is required: Authorization: "
-                                         "Bearer <key> or X-API-Key: <key>");
+        unauthorized(r, len > 0,
+                     len > 0 ? "the API key is not valid"
+                             : "an API key is required: Authorization: "
+                               "Bearer <key> or X-API-Key: <key>");
         return false;
     }
-    if (r->route->access == CCA_ACCESS_ADMIN && cls != CCA_ACCESS_KEY_ADMIN) {
+    if (access == CCA_ACCESS_ADMIN && cls != CCA_ACCESS_KEY_ADMIN) {
         reject(r, CCA_HTTP_REJ_FORBIDDEN);
         cca_http_respond_error(r, 403, "forbidden",
                                "this endpoint needs an admin API key");
         return false;
     }
     r->has_key = true;
+    r->admin = cls == CCA_ACCESS_KEY_ADMIN;
     r->api_key = token;
     r->api_key_len = len;
     return true;
@@ -503,6 +545,18 @@ static bool rate_limit(struct cca_http_request *r)
     unsigned retry = 1;
     char id[37];
 
+    if (r->route->access == CCA_ACCESS_REGISTER) {
+        unsigned char who[20];
+        size_t n;
+
+        r->has_key = false; /* per address: registration is before any key */
+        n = client_identity(r, who);
+        if (!cca_access_limiter_take(h->register_limiter, who, n, now, &retry)) {
+            too_many(r, retry, "OPERATOR_REGISTER_PER_MIN per client address");
+            return false;
+        }
+        return true;
+    }
     if (r->route->access == CCA_ACCESS_PUBLIC)
         return true;
     if (h->client_limiter != NULL) {
@@ -860,6 +914,10 @@ static cca_rc setup_access(struct cca_http *h, const struct cca_config *cfg,
         h->dialog_limiter = cca_access_limiter_new(
             (double)cfg->dialog_rate_limit_per_min / 60.0,
             (double)cfg->dialog_rate_limit_per_min, LIMITER_CAPACITY);
+    /* Registration guesses a secret or PIN: limited per address, always. */
+    h->register_limiter =
+        cca_access_limiter_new((double)cfg->operator_register_per_min / 60.0,
+                               (double)cfg->operator_register_per_min, LIMITER_CAPACITY);
     return CCA_OK;
 }
 
@@ -997,6 +1055,8 @@ cca_rc cca_http_server_new(const struct cca_http_params *p,
     h->engine = p->engine;
     h->store = p->store;
     h->llm = p->llm;
+    h->desk = p->desk;
+    h->events = p->events;
     h->version = p->version;
     h->started_mono = cca_time_mono_ms();
     h->routes = routes;
@@ -1096,6 +1156,7 @@ void cca_http_free(struct cca_http *h)
     cca_access_keys_free(h->keys);
     cca_access_limiter_free(h->client_limiter);
     cca_access_limiter_free(h->dialog_limiter);
+    cca_access_limiter_free(h->register_limiter);
     cca_access_cors_free(h->cors);
     metrics_free(h->metrics);
     free(h);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/random.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -231,6 +232,8 @@ static int serve(const struct cca_config *cfg)
     struct cca_llm *llm = NULL;
     struct cca_engine *engine = NULL;
     struct cca_http *http = NULL;
+    struct cca_desk *desk = NULL;
+    struct cca_events *events = NULL;
     struct stop_watch watch = {.lock = PTHREAD_MUTEX_INITIALIZER};
     pthread_t watcher;
     char desc[4096];
@@ -300,12 +303,24 @@ static int serve(const struct cca_config *cfg)
         goto out;
     }
     {
+        struct cca_desk_params dp = {.queue_max = cfg->queue_max,
+                                     .default_handle_s = cfg->queue_default_handle_s};
+
+        (void)getrandom(&dp.seed, sizeof(dp.seed), 0); /* the random tie-break only */
+        desk = cca_desk_new(&dp);
+        /* Frames are small (<= 16 KiB); 2 KiB on average bounds the log's bytes. */
+        events =
+            cca_events_new(cfg->events_log_size, (size_t)cfg->events_log_size * 2048);
+    }
+    {
         struct cca_engine_params ep = {
             .cfg = cfg,
             .store = store,
             .router = router,
             .agents = agents,
             .llm = llm,
+            .desk = desk,
+            .events = events,
             .skip = skip_file,
         };
         struct cca_engine_stats st;
@@ -324,6 +339,8 @@ static int serve(const struct cca_config *cfg)
                                      .engine = engine,
                                      .store = store,
                                      .llm = llm,
+                                     .desk = desk,
+                                     .events = events,
                                      .version = CCA_VERSION};
 
         rc = cca_http_new(&hp, &http, &err);
@@ -339,6 +356,7 @@ static int serve(const struct cca_config *cfg)
     /* Stop accepting, let turns in flight finish within the LLM deadline, exit 0. */
     cca_log(LOG_INFO, "event=stopping: finishing turns in flight");
     cca_http_quiesce(http);
+    cca_events_heartbeat(events, cca_time_wall_ms(), 0); /* open streams see it and end */
     deadline = cca_time_mono_ms() + (int64_t)(cfg->llm_timeout_s * 1000.0) + 2000;
     if (!cca_engine_drain(engine, deadline))
         cca_log(LOG_WARNING, "turns still in flight at the deadline, cancelling them");
@@ -363,6 +381,8 @@ out:
     cca_http_free(http);
     cca_llm_free(llm);
     cca_engine_free(engine);
+    cca_events_free(events);
+    cca_desk_free(desk);
     cca_store_free(store);
     cca_agents_free(agents);
     cca_router_free(router);

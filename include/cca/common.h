@@ -31,6 +31,7 @@ typedef enum {
     CCA_ERR_TIMEOUT,     /* a deadline passed */
     CCA_ERR_UNAVAILABLE, /* overloaded or shutting down */
     CCA_ERR_INTERNAL,    /* a bug or a library failure */
+    CCA_ERR_FORBIDDEN,   /* the caller may not act on this object */
     CCA_ERR__LAST        /* sentinel, never returned */
 } cca_rc;
 

@@ -61,6 +61,16 @@ struct cca_config {
     unsigned idempotency_max_keys;       /* create keys remembered at once */
     unsigned idempotency_max_per_dialog; /* records kept in one dialog document */
     bool allow_anonymous;                /* production without API keys, on purpose */
+    /* The human side (docs/OPERATORS.md). */
+    char operator_secret[512]; /* secret: self-registration with a shared secret */
+    char operator_pins[1024];  /* secret: comma-separated registration PINs */
+    unsigned operator_max_dialogs;
+    unsigned operator_reply_timeout_s;
+    char human_handoff[128]; /* "request,supervisor,degraded", any subset */
+    unsigned queue_max;
+    unsigned queue_default_handle_s;
+    unsigned events_log_size;
+    unsigned operator_register_per_min;
 };
 
 /* cca_config_warn_fn - receives one warning (unknown .env key ...), NUL-terminated. */

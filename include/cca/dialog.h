@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 
+#include "cca/assign.h"
 #include "cca/common.h"
 #include "cca/router.h"
 
@@ -31,10 +32,13 @@ enum cca_dialog_status {
     CCA_DIALOG_ACTIVE = 0,
     CCA_DIALOG_ESCALATED = 1, /* the supervisor took over; still accepts messages */
     CCA_DIALOG_CLOSED = 2,
+    CCA_DIALOG_QUEUED = 3,    /* waits in the queue for a human operator */
+    CCA_DIALOG_ASSIGNED = 4,  /* a human operator owns it; the AI is silent */
     CCA_DIALOG_STATUS__COUNT, /* a new status: one line here, its name in dialog.c */
 };
 
-/* cca_dialog_status_name - "active", "escalated" or "closed". Static. */
+/* cca_dialog_status_name - "active", "escalated", "closed", "queued", "assigned". Static.
+ */
 const char *cca_dialog_status_name(enum cca_dialog_status s);
 
 /* cca_dialog_status_parse - the reverse; false for anything else. */
@@ -189,6 +193,107 @@ const char *cca_dialog_create_key(json_t *doc, int64_t now_ms, int64_t ttl_ms);
 json_t *cca_dialog_with_idempotency(json_t *doc, const char *key, const char *operation,
                                     const char *request_hash, json_t *response,
                                     int64_t now_ms, int64_t ttl_ms, size_t max_records);
+
+/*
+ * The human side (docs/OPERATORS.md). A dialog's owner is
+ * "owner": {"kind": "agent"|"queue"|"operator", "operator_id", "operator_name",
+ * "since", "waiting_since", "requeued", "replied"} (absent in older dialogs:
+ * the AI); every change of owner is recorded in metadata.transitions[] as
+ * {at, event, from, to, operator_id, prev_operator_id, actor, reason}.
+ *
+ * struct cca_dialog_transition - one change of owner (all borrowed).
+ * @event, @from, @to: as assign.h (@to follows from the state machine).
+ * @operator_id, @operator_name: the new owner when @to is an operator, else NULL.
+ * @prev_operator_id: the owner before when it was an operator, else NULL.
+ * @actor, @reason: who did it ("customer", "system", "client", "admin",
+ *                  "operator:<id>") and why ("customer_request", "backlog", ...).
+ * @requeued: to the queue from an operator.
+ * @at_ms: Unix ms.
+ */
+struct cca_dialog_transition {
+    enum cca_owner_event event;
+    enum cca_owner from;
+    enum cca_owner to;
+    const char *operator_id;
+    const char *operator_name;
+    const char *prev_operator_id;
+    const char *actor;
+    const char *reason;
+    bool requeued;
+    int64_t at_ms;
+};
+
+/*
+ * cca_dialog_with_transition - @doc with its owner changed and the transition
+ * recorded; status becomes queued (queue), assigned (operator) or, back with
+ * the AI, escalated when the current agent is the supervisor else active.
+ * A closed dialog keeps its status. @doc is borrowed. Returns a new reference.
+ */
+json_t *cca_dialog_with_transition(json_t *doc, const struct cca_dialog_transition *t);
+
+/*
+ * cca_dialog_with_replied - @doc whose owner (an operator) has answered: the
+ * reply timeout no longer applies after a restart. A new reference.
+ */
+json_t *cca_dialog_with_replied(json_t *doc);
+
+/*
+ * struct cca_dialog_message - a message that is not part of an AI turn.
+ * @role: "customer" (while a human owns the dialog), "operator" or "system".
+ * @operator_id, @operator_name: for "operator", else NULL.
+ * @kind: for "system": "queue", "assigned", "closing", "csat", "notice"; else NULL.
+ */
+struct cca_dialog_message {
+    const char *id;
+    const char *role;
+    const char *content;
+    const char *operator_id;
+    const char *operator_name;
+    const char *kind;
+    int64_t at_ms;
+};
+
+/*
+ * cca_dialog_with_message - @doc plus message @m, updated_at @m->at_ms. @doc is
+ * borrowed. Returns a new reference.
+ */
+json_t *cca_dialog_with_message(json_t *doc, const struct cca_dialog_message *m);
+
+/*
+ * cca_dialog_message_json - @m as it is stored (the message object). A new
+ * reference.
+ */
+json_t *cca_dialog_message_json(const struct cca_dialog_message *m);
+
+/*
+ * cca_dialog_with_rating - @doc rated by its customer (CSAT, seed 000):
+ * "rating": {score 1..5, comment (string or null), rated_at, operator_id (the
+ * last operator, or null), agent (the last AI agent, or null)}. A new reference.
+ */
+json_t *cca_dialog_with_rating(json_t *doc, int score, const char *comment,
+                               int64_t now_ms);
+
+/*
+ * cca_dialog_with_language - @doc with "language" @code ("ru" or "en"), the
+ * customer's language at the last turn; @doc itself (a new reference to it)
+ * when unchanged.
+ */
+json_t *cca_dialog_with_language(json_t *doc, const char *code);
+
+/*
+ * cca_dialog_get_owner - the owner kind (the AI when absent); with an
+ * operator, their id (borrowed) in *ret_operator_id (may be NULL).
+ * cca_dialog_owner_field - a field of "owner" (borrowed; NULL when absent).
+ */
+enum cca_owner cca_dialog_get_owner(json_t *doc, const char **ret_operator_id);
+json_t *cca_dialog_owner_field(json_t *doc, const char *key);
+
+/*
+ * cca_dialog_messages_after - the messages after the one with id @after_id
+ * (all when NULL; none... when @after_id is unknown: *ret_found false).
+ * A new array sharing the message objects.
+ */
+json_t *cca_dialog_messages_after(json_t *doc, const char *after_id, bool *ret_found);
 
 /*
  * Field accessors for a validated @doc (borrowed). Strings are borrowed from

@@ -11,8 +11,11 @@
 #include "cca/agent.h"
 #include "cca/common.h"
 #include "cca/config.h"
+#include "cca/desk.h"
 #include "cca/dialog.h"
+#include "cca/events.h"
 #include "cca/llm.h"
+#include "cca/operator.h"
 #include "cca/metrics.h"
 #include "cca/router.h"
 #include "cca/store.h"
@@ -40,6 +43,15 @@ enum cca_engine_op {
     CCA_OP_DELETE,           /* .id, .force */
     CCA_OP_CLEANUP_INACTIVE, /* close dialogs idle longer than the configured timeout */
     CCA_OP_CLEANUP_CLOSED,   /* .older_than_days */
+    /* The human side (docs/OPERATORS.md). .actor says who asks. */
+    CCA_OP_HANDOFF,         /* .id, .handoff_to, .reason, .agent, .target */
+    CCA_OP_REPLY,           /* .id, .text: the reply of operator .actor_operator */
+    CCA_OP_TAKE,            /* .id, or "" for the first queued dialog: .actor_operator */
+    CCA_OP_RATE,            /* .id, .score, .text (comment, may be NULL) */
+    CCA_OP_OPERATOR_CREATE, /* .operator_doc (stolen): a new operator record */
+    CCA_OP_OPERATOR_UPDATE, /* .target: .patch (NULL: none) and/or .status (has_status) */
+    CCA_OP_OPERATOR_DELETE, /* .target: revoke */
+    CCA_OP_MOVE,            /* internal: record a desk move in its dialog */
 };
 
 /*
@@ -55,6 +67,16 @@ enum cca_engine_op {
  * @already_closed: a close found the dialog closed (the stored record answers).
  * @count:          dialogs a cleanup closed or deleted.
  * @older_than_days, @inactivity_timeout_s: a cleanup's limits.
+ * @owner:          who owns the dialog after the operation (the desk's view).
+ * @operator_id:    with an operator owner, their id; else "".
+ * @position, @eta_s: when queued, the 1-based position and estimated wait
+ *                  (seconds, -1 unknown); else 0 and -1.
+ * @escalation:     a message or handoff that asked for a human: what happened
+ *                  (CCA_DESK_ALREADY when nothing did).
+ * @escalated:      @escalation is set.
+ * @human_turn:     a customer message stored for a human: the AI did not answer.
+ * @operator_doc:   operator operations: the record after it.
+ * @rating_repeat:  a rating equal to the stored one (nothing changed).
  */
 struct cca_engine_outcome {
     enum cca_engine_op op;
@@ -67,6 +89,15 @@ struct cca_engine_outcome {
     unsigned count;
     unsigned older_than_days;
     unsigned inactivity_timeout_s;
+    enum cca_owner owner;
+    char operator_id[37];
+    size_t position;
+    double eta_s;
+    bool escalated;
+    enum cca_desk_escalation escalation;
+    bool human_turn;
+    json_t *operator_doc;
+    bool rating_repeat;
 };
 
 /*
@@ -99,14 +130,29 @@ struct cca_engine_request {
     unsigned older_than_days;
     char *idempotency_key;
     char request_hash[37];
+    /* The human side. */
+    char actor[48];          /* "client", "admin", "operator:<id>"; "" = "client" */
+    char actor_operator[37]; /* the operator making the request, "" if none */
+    enum cca_owner handoff_to;
+    enum cca_agent agent; /* a hand-back's agent, CCA_AGENT_NONE = keep */
+    char target[37];      /* a transfer's operator; an operator operation's id */
+    int score;
+    json_t *operator_doc;
+    struct cca_operator_patch *patch; /* new, owned; NULL = none */
+    bool has_status;
+    enum cca_operator_status status;
+    struct cca_desk_move move; /* CCA_OP_MOVE */
 };
 
 /*
  * cca_engine_done_fn - outcome of a submitted request, called exactly once on
  * the engine thread. @rc: CCA_OK with @result (new reference, stolen by the
  * callee) or an error with @result NULL and detail in @err:
- * CCA_ERR_NOT_FOUND (no such dialog), CCA_ERR_CONFLICT (closed dialog, open
- * dialog without force), CCA_ERR_LIMIT
+ * CCA_ERR_NOT_FOUND (no such dialog or operator; nothing queued for a take),
+ * CCA_ERR_CONFLICT (closed dialog, open dialog without force; a handoff or
+ * take that the ownership state forbids; a rating that differs from the stored
+ * one; a rating of an open dialog), CCA_ERR_FORBIDDEN (an operator acting on a
+ * dialog that is not theirs), CCA_ERR_LIMIT
  * (MAX_DIALOG_MESSAGES reached), CCA_ERR_MISMATCH (idempotency key reused with
  * another request), CCA_ERR_NO_SPACE / CCA_ERR_IO (the write
  * failed; nothing changed), CCA_ERR_UNAVAILABLE (shutting down).
@@ -125,6 +171,8 @@ struct cca_engine_params {
     struct cca_router *router;    /* borrowed */
     struct cca_agents *agents;    /* borrowed */
     struct cca_llm *llm;          /* borrowed; NULL: offline responder only */
+    struct cca_desk *desk;        /* borrowed: the human side's live state */
+    struct cca_events *events;    /* borrowed: where committed changes are published */
     cca_engine_skip_fn skip;      /* may be NULL */
     void *skip_ctx;
 };
@@ -180,6 +228,20 @@ cca_rc cca_engine_get_document(struct cca_engine *engine, const char *id,
  */
 cca_rc cca_engine_get_dialog(struct cca_engine *engine, const char *id, json_t **ret,
                              struct cca_error *reterr) CCA_WUR;
+
+/*
+ * cca_engine_get_operator - the committed record of operator @id (operator.h;
+ * with its token hash: callers show cca_operator_public_view). As
+ * cca_engine_get_dialog; CCA_ERR_NOT_FOUND for an unknown operator.
+ */
+cca_rc cca_engine_get_operator(struct cca_engine *engine, const char *id, json_t **ret,
+                               struct cca_error *reterr) CCA_WUR;
+
+/*
+ * cca_engine_list_operators - every committed operator record (new array of
+ * shared references, never to be changed), in no order. Thread-safe.
+ */
+json_t *cca_engine_list_operators(struct cca_engine *engine);
 
 /*
  * struct cca_engine_query - GET /dialogues filters. @status and @agent are -1
@@ -249,6 +311,16 @@ struct cca_engine_stats {
  *                    IDEMPOTENCY_MAX_KEYS, about 150 bytes each).
  * @idempotency_keys_evicted: create keys forgotten before their TTL to stay
  *                    within IDEMPOTENCY_MAX_KEYS.
+ * The human side (docs/OPERATORS.md):
+ * @escalations:      [0] asked for a human, [1] queued, [2] refused (QUEUE_MAX).
+ * @assignments:      dialogs given to an operator (push, pull, transfer excluded).
+ * @requeues:         dialogs taken back from an operator: [0] reply timeout,
+ *                    [1] operator offline, [2] operator revoked.
+ * @queue_wait_seconds: from asking for a human to an operator, per assignment
+ *                    from the queue.
+ * @first_response_seconds: from asking for a human to the operator's first reply.
+ * @csat:             ratings by the dialog's last AI agent (enum cca_agent,
+ *                    [CCA_AGENT__COUNT] = none) and score 1..5.
  */
 struct cca_engine_metrics {
     _Atomic uint64_t turns[CCA_ENGINE_REPLY__COUNT];
@@ -258,6 +330,12 @@ struct cca_engine_metrics {
     _Atomic uint64_t cache_loads;
     _Atomic uint64_t idempotency_keys;
     _Atomic uint64_t idempotency_keys_evicted;
+    _Atomic uint64_t escalations[3];
+    _Atomic uint64_t assignments;
+    _Atomic uint64_t requeues[3];
+    struct cca_hist queue_wait_seconds;
+    struct cca_hist first_response_seconds;
+    _Atomic uint64_t csat[CCA_AGENT__COUNT + 1][5];
 };
 
 /* cca_engine_get_metrics - live counters, borrowed until cca_engine_free. Thread-safe. */

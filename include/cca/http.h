@@ -24,6 +24,8 @@ struct cca_http_params {
     struct cca_engine *engine;    /* borrowed */
     struct cca_store *store;      /* borrowed */
     struct cca_llm *llm;          /* borrowed, NULL in offline mode */
+    struct cca_desk *desk;        /* borrowed: operators, tokens, the queue */
+    struct cca_events *events;    /* borrowed: live events for the SSE routes */
     const char *version;          /* e.g. "0.1.0"; borrowed */
 };
 
