@@ -1082,8 +1082,8 @@ static cca_rc handoff(struct cca_engine *e, struct op *op)
 
     if (en->status == CCA_DIALOG_CLOSED)
         return cca_error_set(&op->err, CCA_ERR_CONFLICT, "dialog %s is closed", en->id);
-    /* An operator acts only on their own dialogs (a queued one may be handed back). */
-    if (is_operator && op->req.handoff_to != CCA_OWNER_QUEUE &&
+    /* An operator acts only on their own dialogs. */
+    if (is_operator &&
         !(owner == CCA_OWNER_OPERATOR && strcmp(owner_id, op->req.actor_operator) == 0))
         return cca_error_set(&op->err, CCA_ERR_FORBIDDEN,
                              "dialog %s is not assigned to you", en->id);
@@ -1301,6 +1301,15 @@ static cca_rc operator_op(struct cca_engine *e, struct op *op)
 /* CCA_OP_MOVE: record a desk move that was decided outside this dialog's ops. */
 static void record_move(struct cca_engine *e, struct op *op)
 {
+    struct slot *en = op->entry;
+
+    /* Closed meanwhile (its close ran first and freed the seat): nothing to record. */
+    if (en->status == CCA_DIALOG_CLOSED) {
+        op->entry = NULL;
+        finish(e, op, CCA_OK);
+        release(e, en, false);
+        return;
+    }
     apply_move(e, op, &op->req.move);
     persist(e, op);
 }
@@ -1522,6 +1531,7 @@ static void run_op(struct cca_engine *e, struct op *op)
         case CCA_OP_RATE: {
             cca_rc rc;
 
+
             if (st == CCA_DIALOG_CLOSED && op->req.op != CCA_OP_RATE) {
                 (void)cca_error_set(&op->err, CCA_ERR_CONFLICT, "dialog %s is closed",
                                     en->id);
@@ -1665,6 +1675,12 @@ static void start_op(struct cca_engine *e, struct op *op)
     enum cca_store_coll coll = CCA_STORE_DIALOGS;
     const char *id = op->req.id;
 
+    if (e->desk == NULL && op->req.op >= CCA_OP_HANDOFF) {
+        (void)cca_error_set(&op->err, CCA_ERR_UNAVAILABLE,
+                            "the human side is not configured");
+        finish(e, op, CCA_ERR_UNAVAILABLE);
+        return;
+    }
     switch (op->req.op) {
         case CCA_OP_OPERATOR_CREATE:
             start_operator_create(e, op);
@@ -1847,6 +1863,9 @@ static void load_one(void *ctx, enum cca_store_coll coll, const char *id, json_t
     json_decref(doc);
 }
 
+/* Histogram bounds of human waits (seconds): a minute to an hour matters here. */
+static const double human_bounds[] = {1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600};
+
 static int by_waiting_since(const void *a, const void *b)
 {
     int64_t x = 0;
@@ -1920,10 +1939,10 @@ cca_rc cca_engine_new(const struct cca_engine_params *p, struct cca_engine **ret
     cca_hist_init(&e->metrics.turn_seconds, cca_hist_seconds_bounds, cca_hist_seconds_n);
     cca_hist_init(&e->metrics.overhead_seconds, cca_hist_seconds_bounds,
                   cca_hist_seconds_n);
-    cca_hist_init(&e->metrics.queue_wait_seconds, cca_hist_seconds_bounds,
-                  cca_hist_seconds_n);
-    cca_hist_init(&e->metrics.first_response_seconds, cca_hist_seconds_bounds,
-                  cca_hist_seconds_n);
+    cca_hist_init(&e->metrics.queue_wait_seconds, human_bounds,
+                  CCA_ARRAY_SIZE(human_bounds));
+    cca_hist_init(&e->metrics.first_response_seconds, human_bounds,
+                  CCA_ARRAY_SIZE(human_bounds));
     e->buckets = cca_xcalloc(e->nbuckets, sizeof(*e->buckets));
     e->cache_budget = (size_t)e->cfg->dialog_cache_mb << 20;
     pthread_mutex_init(&e->lock, NULL);

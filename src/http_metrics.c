@@ -127,6 +127,82 @@ static void render_engine(struct cca_engine *engine, FILE *out)
     }
 }
 
+/* The human side: queue, operators, assignments, waits, CSAT, event streams. */
+static void render_human(struct cca_http *h, FILE *out)
+{
+    static const char *const requeue_causes[] = {"reply_timeout", "operator_offline",
+                                                 "operator_revoked"};
+    static const char *const escalation_results[] = {"requested", "queued", "refused"};
+    const struct cca_engine_metrics *m = cca_engine_get_metrics(h->engine);
+    struct cca_desk_stats ds;
+    struct cca_events_stats es = {0};
+    char labels[96];
+
+    cca_desk_get_stats(h->desk, &ds);
+    if (h->events != NULL)
+        cca_events_get_stats(h->events, &es);
+    cca_metrics_single(out, "cca_queue_length", "gauge",
+                       "Dialogs waiting in the queue for a human operator",
+                       (double)ds.queued);
+    cca_metrics_single(out, "cca_dialogs_with_operator", "gauge",
+                       "Dialogs owned by a human operator now", (double)ds.assigned);
+    cca_metrics_family(out, "cca_operators", "gauge", "Operators by status");
+    for (int i = 0; i < CCA_OPERATOR_STATUS__COUNT; i++) {
+        (void)snprintf(labels, sizeof(labels), "status=\"%s\"",
+                       cca_operator_status_name((enum cca_operator_status)i));
+        cca_metrics_sample(out, "cca_operators", labels, (double)ds.operators[i]);
+    }
+    cca_metrics_single(out, "cca_operator_free_seats", "gauge",
+                       "Free seats (max_dialogs - open) of available operators",
+                       (double)ds.seats_free);
+    cca_metrics_single(out, "cca_handle_time_mean_seconds", "gauge",
+                       "Mean handle time behind the queue's wait estimate",
+                       ds.mean_handle_s);
+    cca_metrics_family(out, "cca_escalations_total", "counter",
+                       "Requests for a human: asked, queued, refused (QUEUE_MAX)");
+    for (size_t i = 0; i < CCA_ARRAY_SIZE(escalation_results); i++) {
+        (void)snprintf(labels, sizeof(labels), "result=\"%s\"", escalation_results[i]);
+        cca_metrics_sample(out, "cca_escalations_total", labels,
+                           (double)atomic_load(&m->escalations[i]));
+    }
+    cca_metrics_single(out, "cca_assignments_total", "counter",
+                       "Dialogs given to an operator (pushed or pulled)",
+                       (double)atomic_load(&m->assignments));
+    cca_metrics_family(out, "cca_requeues_total", "counter",
+                       "Dialogs taken back from an operator to the queue, by cause");
+    for (size_t i = 0; i < CCA_ARRAY_SIZE(requeue_causes); i++) {
+        (void)snprintf(labels, sizeof(labels), "cause=\"%s\"", requeue_causes[i]);
+        cca_metrics_sample(out, "cca_requeues_total", labels,
+                           (double)atomic_load(&m->requeues[i]));
+    }
+    cca_metrics_hist_family(out, "cca_queue_wait_seconds",
+                            "From asking for a human to an operator, per assignment "
+                            "from the queue",
+                            &m->queue_wait_seconds);
+    cca_metrics_hist_family(out, "cca_first_response_seconds",
+                            "From asking for a human to the operator's first reply",
+                            &m->first_response_seconds);
+    cca_metrics_family(out, "cca_csat_ratings_total", "counter",
+                       "Customer ratings (1-5) of closed dialogs, by the last AI agent");
+    for (int a = 0; a <= CCA_AGENT__COUNT; a++) {
+        for (int sc = 0; sc < 5; sc++) {
+            (void)snprintf(labels, sizeof(labels), "agent=\"%s\",score=\"%d\"",
+                           a < CCA_AGENT__COUNT ? cca_agent_name((enum cca_agent)a) : "none",
+                           sc + 1);
+            cca_metrics_sample(out, "cca_csat_ratings_total", labels,
+                               (double)atomic_load(&m->csat[a][sc]));
+        }
+    }
+    cca_metrics_single(out, "cca_event_streams", "gauge",
+                       "Open live event streams (Server-Sent Events)",
+                       (double)es.subscribers);
+    cca_metrics_single(out, "cca_events_published_total", "counter",
+                       "Live events published", (double)es.published);
+    cca_metrics_single(out, "cca_event_resyncs_total", "counter",
+                       "Streams told to resync (Last-Event-ID no longer in the log)",
+                       (double)es.resyncs);
+}
+
 /* The store backend's own families (cca_store_*). */
 static void render_store(struct cca_store *store, FILE *out)
 {
@@ -189,6 +265,7 @@ void cca_http_metrics_render(struct cca_http *h, FILE *out)
 {
     cca_http_server_metrics_render(h, out);
     render_engine(h->engine, out);
+    render_human(h, out);
     render_store(h->store, out);
     render_llm(h->llm, out);
     render_process(h, out);
