@@ -879,6 +879,12 @@ __attribute__((format(printf, 2, 0))) static void mhd_logger(void *cls, const ch
         cca_log(LOG_DEBUG, "libmicrohttpd: %s (early answer, expected)", buf);
         return;
     }
+    /* A client that leaves an open event stream: normal, not news (http_sse.c). */
+    if (strstr(buf, "application error generating response") != NULL ||
+        strstr(buf, "Failed to send the chunked response body") != NULL) {
+        cca_log(LOG_DEBUG, "libmicrohttpd: %s", buf);
+        return;
+    }
     cca_log(LOG_NOTICE, "libmicrohttpd: %s", buf);
 }
 

@@ -8,8 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/random.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -356,7 +356,7 @@ static int serve(const struct cca_config *cfg)
     /* Stop accepting, let turns in flight finish within the LLM deadline, exit 0. */
     cca_log(LOG_INFO, "event=stopping: finishing turns in flight");
     cca_http_quiesce(http);
-    cca_events_heartbeat(events, cca_time_wall_ms(), 0); /* open streams see it and end */
+    cca_events_wake_all(events); /* open event streams see the quiesce and end */
     deadline = cca_time_mono_ms() + (int64_t)(cfg->llm_timeout_s * 1000.0) + 2000;
     if (!cca_engine_drain(engine, deadline))
         cca_log(LOG_WARNING, "turns still in flight at the deadline, cancelling them");
@@ -374,6 +374,7 @@ static int serve(const struct cca_config *cfg)
                          "deadline; exiting without waiting");
         _exit(EXIT_FAILURE);
     }
+    cca_events_wake_all(events); /* a stream that was between reads then */
     if (!cca_http_wait_idle(http, cca_time_mono_ms() + 2000))
         cca_log(LOG_WARNING, "some responses were not sent before the deadline");
     ret = EXIT_SUCCESS;
