@@ -3,7 +3,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <strings.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -553,4 +555,321 @@ char *h_dialog_file_wait(const char *path, const char *id, const char *want)
         sleep_ms(10);
     }
     return got;
+}
+
+/* ---- operators (issue 11): JSON calls with a bearer, Server-Sent Events ---- */
+
+long h_call(unsigned port, const char *method, const char *path, const char *auth,
+            const char *body, json_t **ret_json)
+{
+    char hdr[512];
+    const char *headers[] = {hdr, NULL};
+    struct h_req req = {.method = method,
+                        .path = path,
+                        .body = body,
+                        .headers = auth != NULL ? headers : NULL};
+    struct h_resp resp;
+    long status;
+
+    if (auth != NULL)
+        (void)snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", auth);
+    status = h_request(port, &req, &resp);
+    if (ret_json != NULL) {
+        *ret_json = resp.json;
+        resp.json = NULL;
+    }
+    h_resp_free(&resp);
+    return status;
+}
+
+struct h_sse {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    CURL *curl;
+    struct curl_slist *hdrs;
+    char url[512];
+    long status;
+    char ctype[128];
+    bool body_seen;
+    bool done;
+    atomic_bool stop;
+    char *buf; /* bytes of the frame being received */
+    size_t len;
+    json_t *frames; /* {"id","event","data"} */
+    json_t *taken;  /* booleans, parallel to frames */
+};
+
+/* One complete frame (its lines, \n-separated, no trailing blank line). */
+static void sse_frame(struct h_sse *s, char *text)
+{
+    char id[128] = "";
+    char event[128] = "message";
+    char *data = NULL;
+    size_t dlen = 0;
+    bool any = false;
+    json_t *parsed;
+    json_t *f;
+    char *save = NULL;
+
+    for (char *line = strtok_r(text, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        char *v = strchr(line, ':');
+        size_t nlen = v ? (size_t)(v - line) : strlen(line);
+
+        if (line[0] == ':' || nlen == 0)
+            continue; /* a comment (heartbeat) */
+        if (v != NULL) {
+            v++;
+            if (*v == ' ')
+                v++;
+        } else {
+            v = line + nlen;
+        }
+        if (nlen == 2 && strncmp(line, "id", 2) == 0) {
+            (void)snprintf(id, sizeof(id), "%s", v);
+            any = true;
+        } else if (nlen == 5 && strncmp(line, "event", 5) == 0) {
+            (void)snprintf(event, sizeof(event), "%s", v);
+            any = true;
+        } else if (nlen == 4 && strncmp(line, "data", 4) == 0) {
+            size_t vl = strlen(v);
+
+            data = realloc(data, dlen + vl + 2);
+            if (dlen > 0)
+                data[dlen++] = '\n';
+            memcpy(data + dlen, v, vl);
+            dlen += vl;
+            data[dlen] = '\0';
+            any = true;
+        }
+    }
+    if (!any)
+        return; /* only retry: or comments */
+    parsed = data != NULL ? json_loads(data, 0, NULL) : json_null();
+    if (parsed == NULL)
+        parsed = json_string(data);
+    f = json_pack("{s:s, s:s, s:o}", "id", id, "event", event, "data", parsed);
+    (void)json_array_append_new(s->frames, f);
+    (void)json_array_append_new(s->taken, json_false());
+    free(data);
+}
+
+static size_t sse_on_data(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    struct h_sse *s = ud;
+    size_t n = size * nmemb;
+
+    if (atomic_load(&s->stop))
+        return 0;
+    pthread_mutex_lock(&s->mu);
+    s->body_seen = true;
+    for (size_t i = 0; i < n; i++) {
+        if (ptr[i] == '\r')
+            continue;
+        s->buf = realloc(s->buf, s->len + 2);
+        s->buf[s->len++] = ptr[i];
+        s->buf[s->len] = '\0';
+        if (s->len >= 2 && s->buf[s->len - 1] == '\n' && s->buf[s->len - 2] == '\n') {
+            s->buf[s->len - 2] = '\0';
+            sse_frame(s, s->buf);
+            s->len = 0;
+            s->buf[0] = '\0';
+        }
+    }
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+static size_t sse_on_header(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    struct h_sse *s = ud;
+    size_t n = size * nmemb;
+    char line[512];
+
+    (void)snprintf(line, sizeof(line), "%.*s", (int)(n < 511 ? n : 511), ptr);
+    line[strcspn(line, "\r\n")] = '\0';
+    pthread_mutex_lock(&s->mu);
+    if (strncmp(line, "HTTP/", 5) == 0 && strchr(line, ' ') != NULL)
+        s->status = atol(strchr(line, ' ') + 1);
+    else if (strncasecmp(line, "Content-Type:", 13) == 0) {
+        const char *v = line + 13;
+
+        while (*v == ' ')
+            v++;
+        (void)snprintf(s->ctype, sizeof(s->ctype), "%.127s", v);
+    }
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+static int sse_on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c,
+                           curl_off_t d)
+{
+    struct h_sse *s = ud;
+
+    (void)a, (void)b, (void)c, (void)d;
+    return atomic_load(&s->stop) ? 1 : 0;
+}
+
+static void *sse_thread(void *arg)
+{
+    struct h_sse *s = arg;
+
+    (void)curl_easy_perform(s->curl);
+    pthread_mutex_lock(&s->mu);
+    s->done = true;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* Absolute CLOCK_REALTIME deadline @ms from now (for pthread_cond_timedwait). */
+static struct timespec sse_deadline(long ms)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+struct h_sse *h_sse_open(unsigned port, const char *path, const char *auth,
+                         const char *last_event_id)
+{
+    struct h_sse *s = calloc(1, sizeof(*s));
+    char hdr[600];
+    struct timespec dl = sse_deadline(5000);
+
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    s->frames = json_array();
+    s->taken = json_array();
+    s->buf = calloc(1, 1);
+    atomic_init(&s->stop, false);
+    (void)snprintf(s->url, sizeof(s->url), "http://127.0.0.1:%u%s", port, path);
+    s->hdrs = curl_slist_append(s->hdrs, "Accept: text/event-stream");
+    if (auth != NULL) {
+        (void)snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", auth);
+        s->hdrs = curl_slist_append(s->hdrs, hdr);
+    }
+    if (last_event_id != NULL) {
+        (void)snprintf(hdr, sizeof(hdr), "Last-Event-ID: %s", last_event_id);
+        s->hdrs = curl_slist_append(s->hdrs, hdr);
+    }
+    s->curl = curl_easy_init();
+    curl_easy_setopt(s->curl, CURLOPT_URL, s->url);
+    curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, s->hdrs);
+    curl_easy_setopt(s->curl, CURLOPT_WRITEFUNCTION, sse_on_data);
+    curl_easy_setopt(s->curl, CURLOPT_WRITEDATA, s);
+    curl_easy_setopt(s->curl, CURLOPT_HEADERFUNCTION, sse_on_header);
+    curl_easy_setopt(s->curl, CURLOPT_HEADERDATA, s);
+    curl_easy_setopt(s->curl, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(s->curl, CURLOPT_XFERINFOFUNCTION, sse_on_progress);
+    curl_easy_setopt(s->curl, CURLOPT_XFERINFODATA, s);
+    curl_easy_setopt(s->curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(s->curl, CURLOPT_TIMEOUT, 600L);
+    if (pthread_create(&s->thread, NULL, sse_thread, s) != 0)
+        abort();
+    pthread_mutex_lock(&s->mu);
+    while (!s->done && (s->status == 0 || (s->status == 200 && !s->body_seen))) {
+        if (pthread_cond_timedwait(&s->cond, &s->mu, &dl) != 0)
+            break;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return s;
+}
+
+long h_sse_status(struct h_sse *s, char *ctype)
+{
+    long st;
+
+    pthread_mutex_lock(&s->mu);
+    st = s->status;
+    if (ctype != NULL)
+        (void)snprintf(ctype, 128, "%s", s->ctype);
+    pthread_mutex_unlock(&s->mu);
+    return st;
+}
+
+static bool sse_match(json_t *f, const char *type, const char *dialog_id)
+{
+    const char *ev = json_string_value(json_object_get(f, "event"));
+    json_t *inner = json_object_get(json_object_get(f, "data"), "data");
+    const char *did = json_string_value(json_object_get(inner, "dialog_id"));
+
+    if (type != NULL && (ev == NULL || strcmp(ev, type) != 0))
+        return false;
+    return dialog_id == NULL || (did != NULL && strcmp(did, dialog_id) == 0);
+}
+
+json_t *h_sse_wait(struct h_sse *s, const char *type, const char *dialog_id,
+                   long timeout_ms)
+{
+    struct timespec dl = sse_deadline(timeout_ms);
+    json_t *got = NULL;
+
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        for (size_t i = 0; i < json_array_size(s->frames); i++) {
+            json_t *f = json_array_get(s->frames, i);
+
+            if (!json_is_true(json_array_get(s->taken, i)) &&
+                sse_match(f, type, dialog_id)) {
+                (void)json_array_set_new(s->taken, i, json_true());
+                got = json_deep_copy(f);
+                break;
+            }
+        }
+        if (got != NULL || s->done)
+            break;
+        if (pthread_cond_timedwait(&s->cond, &s->mu, &dl) != 0)
+            break;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return got;
+}
+
+size_t h_sse_count(struct h_sse *s, const char *type, const char *dialog_id)
+{
+    size_t n = 0;
+
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < json_array_size(s->frames); i++)
+        n += sse_match(json_array_get(s->frames, i), type, dialog_id);
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+json_t *h_sse_frames(struct h_sse *s)
+{
+    json_t *copy;
+
+    pthread_mutex_lock(&s->mu);
+    copy = json_deep_copy(s->frames);
+    pthread_mutex_unlock(&s->mu);
+    return copy;
+}
+
+void h_sse_close(struct h_sse *s)
+{
+    if (s == NULL)
+        return;
+    atomic_store(&s->stop, true);
+    (void)pthread_join(s->thread, NULL);
+    curl_easy_cleanup(s->curl);
+    curl_slist_free_all(s->hdrs);
+    json_decref(s->frames);
+    json_decref(s->taken);
+    free(s->buf);
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
 }

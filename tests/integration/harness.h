@@ -132,4 +132,55 @@ char *h_dialog_file(const char *path, const char *id);
  */
 char *h_dialog_file_wait(const char *path, const char *id, const char *want);
 
+/* ---- operators (issue 11): JSON calls with a bearer, Server-Sent Events ---- */
+
+/*
+ * h_call - one request to @port with "Authorization: Bearer @auth" (@auth NULL:
+ * no header) and JSON @body (may be NULL). Returns the status (0: no response);
+ * *ret_json (if not NULL) gets the parsed body or NULL. Safe on any thread (no
+ * cmocka assertion inside).
+ */
+long h_call(unsigned port, const char *method, const char *path, const char *auth,
+            const char *body, json_t **ret_json);
+
+/*
+ * struct h_sse - one open event stream read on its own thread (libcurl): every
+ * frame received is kept, in order, as {"id","event","data"} with "data" the
+ * parsed JSON of the data lines (or the raw string when not JSON).
+ */
+struct h_sse;
+
+/*
+ * h_sse_open - GET @path on @port with "Accept: text/event-stream", a bearer
+ * @auth (may be NULL) and, when not NULL, a Last-Event-ID header. Waits (at
+ * most 5 s) for the response status and, on 200, for the first bytes of the
+ * body (the "retry:" the server sends first), so the subscription exists on
+ * return. Never NULL; see h_sse_status.
+ */
+struct h_sse *h_sse_open(unsigned port, const char *path, const char *auth,
+                         const char *last_event_id);
+
+/* h_sse_status - the response status (0: none yet); @ctype (may be NULL, 128
+ * bytes) gets the Content-Type. */
+long h_sse_status(struct h_sse *s, char *ctype);
+
+/*
+ * h_sse_wait - the next frame not yet taken by h_sse_wait whose event is @type
+ * and, when @dialog_id is not NULL, whose data.data.dialog_id is @dialog_id;
+ * waits at most @timeout_ms. The frame is marked taken. Returns a new reference
+ * to {"id","event","data"} or NULL on timeout.
+ */
+json_t *h_sse_wait(struct h_sse *s, const char *type, const char *dialog_id,
+                   long timeout_ms);
+
+/* h_sse_count - frames received so far of @type (NULL: any) for @dialog_id (NULL:
+ * any), taken or not. */
+size_t h_sse_count(struct h_sse *s, const char *type, const char *dialog_id);
+
+/* h_sse_frames - a new array copy of every frame received so far. */
+json_t *h_sse_frames(struct h_sse *s);
+
+/* h_sse_close - stop the stream (bounded: about a second) and free it. NULL ok. */
+void h_sse_close(struct h_sse *s);
+
 #endif
