@@ -455,9 +455,11 @@ cca_rc cca_http_parse_handoff(const char *body, size_t len, struct cca_http_hand
     }
     v = json_object_get(root, "operator_id");
     if (h.to == CCA_OWNER_OPERATOR) {
-        if (!json_is_string(v) || !cca_uuid_canonical(json_string_value(v), h.operator_id)) {
-            rc = cca_error_set(reterr, CCA_ERR_INVALID,
-                               "operator_id (a UUID) is required with \"to\": \"operator\"");
+        if (!json_is_string(v) ||
+            !cca_uuid_canonical(json_string_value(v), h.operator_id)) {
+            rc = cca_error_set(
+                reterr, CCA_ERR_INVALID,
+                "operator_id (a UUID) is required with \"to\": \"operator\"");
             goto out;
         }
     } else if (v != NULL && !json_is_null(v)) {
@@ -487,7 +489,8 @@ cca_rc cca_http_parse_rating(const char *body, size_t len, int *ret_score,
     score = json_object_get(root, "score");
     if (!json_is_integer(score) || json_integer_value(score) < 1 ||
         json_integer_value(score) > 5) {
-        rc = cca_error_set(reterr, CCA_ERR_INVALID, "score must be an integer from 1 to 5");
+        rc = cca_error_set(reterr, CCA_ERR_INVALID,
+                           "score must be an integer from 1 to 5");
         goto out;
     }
     rc = get_string(root, "comment", "comment", 0, 1000, true, &comment, reterr);

@@ -34,6 +34,32 @@ static void respond_rc(struct cca_http_request *r, cca_rc rc, const struct cca_e
     cca_http_respond_error(r, cca_http_status_of(rc), cca_http_code_of(rc), err->msg);
 }
 
+void cca_http_actor(const struct cca_http_request *r, struct cca_engine_request *req)
+{
+    if (r->operator_id[0]) {
+        (void)snprintf(req->actor, sizeof(req->actor), "operator:%s", r->operator_id);
+        (void)snprintf(req->actor_operator, sizeof(req->actor_operator), "%s",
+                       r->operator_id);
+    } else {
+        (void)snprintf(req->actor, sizeof(req->actor), "%s",
+                       r->admin ? "admin" : "client");
+        req->actor_operator[0] = '\0';
+    }
+}
+
+/*
+ * On a shared route an operator sees only their own and queued dialogs
+ * (cca_desk_visible): false (and a 403 sent) otherwise. Keys see every dialog.
+ */
+static bool may_see(struct cca_http_request *r, const char *id)
+{
+    if (!r->operator_id[0] || cca_desk_visible(r->http->desk, id, r->operator_id))
+        return true;
+    cca_http_respond_error(r, 403, "forbidden",
+                           "an operator may read only their own and queued dialogs");
+    return false;
+}
+
 #define IDEMPOTENCY_KEY_MAX 255
 
 /*
@@ -122,6 +148,7 @@ static void h_create(struct cca_http_request *r)
         cca_dialog_create_cleanup(&req.create);
         return;
     }
+    cca_http_actor(r, &req);
     cca_http_submit(r, &req);
 }
 
@@ -143,7 +170,9 @@ static void h_message(struct cca_http_request *r)
         free(req.text);
         return;
     }
-    cca_http_submit(r, &req);
+    cca_http_actor(r, &req);
+    /* 202 when the message waits for a human (no AI answer). */
+    cca_http_submit_finish(r, &req, cca_http_finish_message, NULL, NULL, NULL);
 }
 
 /* A read of dialog @id failed with @rc: 404 for a missing one, else as the rc table. */
@@ -164,7 +193,7 @@ static void h_get(struct cca_http_request *r)
     size_t len;
     cca_rc rc;
 
-    if (!path_id(r, id))
+    if (!path_id(r, id) || !may_see(r, id))
         return;
     rc = cca_engine_get_document(r->http->engine, id, &bytes, &len, &err);
     if (rc != CCA_OK) {
@@ -186,7 +215,7 @@ static void h_status(struct cca_http_request *r)
     json_t *doc = NULL;
     cca_rc rc;
 
-    if (!path_id(r, id))
+    if (!path_id(r, id) || !may_see(r, id))
         return;
     rc = cca_engine_get_dialog(r->http->engine, id, &doc, &err);
     if (rc != CCA_OK) {
@@ -205,12 +234,23 @@ static void h_close(struct cca_http_request *r)
 
     if (!path_id(r, req.id))
         return;
+    if (r->operator_id[0]) {
+        char owner[37] = "";
+
+        if (cca_desk_owner(r->http->desk, req.id, owner) != CCA_OWNER_OPERATOR ||
+            strcmp(owner, r->operator_id) != 0) {
+            cca_http_respond_error(r, 403, "forbidden",
+                                   "an operator may close only their own dialogs");
+            return;
+        }
+    }
     rc = cca_http_parse_close(r->body, r->body_len, cca_http_query(r, "reason"),
                               &req.reason, &err);
     if (rc != CCA_OK) {
         respond_rc(r, rc, &err);
         return;
     }
+    cca_http_actor(r, &req);
     cca_http_submit(r, &req);
 }
 
@@ -226,6 +266,7 @@ static void h_delete(struct cca_http_request *r)
         cca_http_respond_error(r, 422, "validation_error", "force must be true or false");
         return;
     }
+    cca_http_actor(r, &req);
     cca_http_submit(r, &req);
 }
 
@@ -234,6 +275,7 @@ static void h_cleanup(struct cca_http_request *r)
     struct cca_engine_request req = {.op = CCA_OP_CLEANUP_INACTIVE,
                                      .render = cca_http_view_outcome};
 
+    cca_http_actor(r, &req);
     cca_http_submit(r, &req);
 }
 
@@ -267,6 +309,7 @@ static void h_cleanup_closed(struct cca_http_request *r)
         return;
     }
     req.older_than_days = (unsigned)v;
+    cca_http_actor(r, &req);
     cca_http_submit(r, &req);
 }
 
@@ -348,19 +391,51 @@ static void h_openapi(struct cca_http_request *r)
  */
 
 #define D "/api/v1/dialogue"
+#define O "/api/v1/operators"
 
-/* First match wins: literal segments ("cleanup") come before "{id}". */
+/*
+ * First match wins: literal segments ("cleanup", "me") come before "{id}".
+ * SHARED routes take an API key or an operator token; their handlers keep an
+ * operator to their own and queued dialogs.
+ */
 static const struct cca_http_route routes[] = {
     {"POST", D "/create", h_create, 201, NULL, CCA_ACCESS_CLIENT},
     {"DELETE", D "/cleanup", h_cleanup, 200, NULL, CCA_ACCESS_ADMIN},
     {"DELETE", D "/cleanup/closed", h_cleanup_closed, 200, NULL, CCA_ACCESS_ADMIN},
     {"POST", D "/{id}/message", h_message, 200, "dialog_closed", CCA_ACCESS_CLIENT},
-    {"GET", D "/{id}", h_get, 200, NULL, CCA_ACCESS_CLIENT},
-    {"GET", D "/{id}/history", h_get, 200, NULL, CCA_ACCESS_CLIENT},
-    {"GET", D "/{id}/status", h_status, 200, NULL, CCA_ACCESS_CLIENT},
-    {"POST", D "/{id}/close", h_close, 200, "dialog_closed", CCA_ACCESS_CLIENT},
+    {"GET", D "/{id}", h_get, 200, NULL, CCA_ACCESS_SHARED},
+    {"GET", D "/{id}/history", h_get, 200, NULL, CCA_ACCESS_SHARED},
+    {"GET", D "/{id}/status", h_status, 200, NULL, CCA_ACCESS_SHARED},
+    {"POST", D "/{id}/close", h_close, 200, "dialog_closed", CCA_ACCESS_SHARED},
     {"DELETE", D "/{id}", h_delete, 200, "dialog_open", CCA_ACCESS_ADMIN},
+    {"POST", D "/{id}/take", cca_http_handle_take, 200, "not_queued",
+     CCA_ACCESS_OPERATOR},
+    {"POST", D "/{id}/reply", cca_http_handle_reply, 200, "dialog_closed",
+     CCA_ACCESS_OPERATOR},
+    {"POST", D "/{id}/handoff", cca_http_handle_handoff, 200, "handoff_refused",
+     CCA_ACCESS_SHARED},
+    {"GET", D "/{id}/messages", cca_http_handle_messages, 200, NULL, CCA_ACCESS_SHARED},
+    {"GET", D "/{id}/queue", cca_http_handle_dialog_queue, 200, NULL, CCA_ACCESS_CLIENT},
+    {"POST", D "/{id}/rating", cca_http_handle_rating, 201, "rating_exists",
+     CCA_ACCESS_CLIENT},
+    {"GET", D "/{id}/events", cca_http_handle_dialog_events, 200, NULL,
+     CCA_ACCESS_CLIENT},
     {"GET", "/api/v1/dialogues", h_list, 200, NULL, CCA_ACCESS_CLIENT},
+    {"POST", O "/register", cca_http_handle_register, 201, "conflict",
+     CCA_ACCESS_REGISTER},
+    {"POST", O, cca_http_handle_operator_create, 201, "conflict", CCA_ACCESS_ADMIN},
+    {"GET", O, cca_http_handle_operator_list, 200, NULL, CCA_ACCESS_ADMIN},
+    {"GET", O "/me", cca_http_handle_me, 200, NULL, CCA_ACCESS_OPERATOR},
+    {"PATCH", O "/me", cca_http_handle_me_patch, 200, NULL, CCA_ACCESS_OPERATOR},
+    {"PUT", O "/me/status", cca_http_handle_me_status, 200, NULL, CCA_ACCESS_OPERATOR},
+    {"GET", O "/me/dialogs", cca_http_handle_me_dialogs, 200, NULL, CCA_ACCESS_OPERATOR},
+    {"POST", O "/me/next", cca_http_handle_me_next, 200, "not_queued",
+     CCA_ACCESS_OPERATOR},
+    {"GET", O "/me/events", cca_http_handle_me_events, 200, NULL, CCA_ACCESS_OPERATOR},
+    {"GET", O "/{id}", cca_http_handle_operator_get, 200, NULL, CCA_ACCESS_ADMIN},
+    {"PATCH", O "/{id}", cca_http_handle_operator_patch, 200, NULL, CCA_ACCESS_ADMIN},
+    {"DELETE", O "/{id}", cca_http_handle_operator_delete, 200, NULL, CCA_ACCESS_ADMIN},
+    {"GET", "/api/v1/queue", cca_http_handle_queue, 200, NULL, CCA_ACCESS_SHARED},
     {"GET", "/api/v1/health", cca_http_handle_health, 200, NULL, CCA_ACCESS_PUBLIC},
     {"GET", "/api/v1/health/detailed", cca_http_handle_health_detailed, 200, NULL,
      CCA_ACCESS_CLIENT},

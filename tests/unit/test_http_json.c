@@ -187,6 +187,161 @@ static void test_close(void **state)
                      CCA_ERR_INVALID);
 }
 
+static cca_rc parse_s(cca_rc (*fn)(const char *, size_t, char **, struct cca_error *),
+                      const char *body, char **ret, struct cca_error *err)
+{
+    *ret = NULL;
+    return fn(body, strlen(body), ret, err);
+}
+
+static void test_reply(void **state)
+{
+    struct cca_error err = {0};
+    char *text = NULL;
+
+    (void)state;
+    assert_int_equal(
+        parse_s(cca_http_parse_reply, "{\"message\":\"Здравствуйте!\"}", &text, &err),
+        CCA_OK);
+    assert_string_equal(text, "Здравствуйте!");
+    free(text);
+    assert_int_equal(
+        parse_s(cca_http_parse_reply, "{\"message\":\" \\u00a0\"}", &text, &err),
+        CCA_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "blank"));
+    assert_int_equal(parse_s(cca_http_parse_reply, "{}", &text, &err), CCA_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "message"));
+    assert_int_equal(parse_s(cca_http_parse_reply, "{\"message\":7}", &text, &err),
+                     CCA_ERR_INVALID);
+    assert_int_equal(parse_s(cca_http_parse_reply, "", &text, &err), CCA_ERR_PARSE);
+    assert_int_equal(parse_s(cca_http_parse_reply, "{\"message\":", &text, &err),
+                     CCA_ERR_PARSE);
+    assert_null(text);
+}
+
+static void test_operator_status(void **state)
+{
+    static const char *const bad[] = {"{}", "{\"status\":\"away\"}", "{\"status\":1}",
+                                      "{\"status\":null}", "[]"};
+    enum cca_operator_status st = CCA_OPERATOR_OFFLINE;
+    struct cca_error err = {0};
+
+    (void)state;
+    assert_int_equal(cca_http_parse_operator_status("{\"status\":\"available\"}",
+                                                    strlen("{\"status\":\"available\"}"),
+                                                    &st, &err),
+                     CCA_OK);
+    assert_int_equal(st, CCA_OPERATOR_AVAILABLE);
+    assert_int_equal(cca_http_parse_operator_status("{\"status\":\"busy\"}",
+                                                    strlen("{\"status\":\"busy\"}"), &st,
+                                                    &err),
+                     CCA_OK);
+    assert_int_equal(st, CCA_OPERATOR_BUSY);
+    for (size_t i = 0; i < CCA_ARRAY_SIZE(bad); i++) {
+        st = CCA_OPERATOR_BUSY;
+        assert_int_equal(
+            cca_http_parse_operator_status(bad[i], strlen(bad[i]), &st, &err),
+            CCA_ERR_INVALID);
+        assert_int_equal(st, CCA_OPERATOR_BUSY); /* untouched */
+    }
+    assert_int_equal(cca_http_parse_operator_status("", 0, &st, &err), CCA_ERR_PARSE);
+}
+
+static cca_rc handoff(const char *body, struct cca_http_handoff *h, struct cca_error *err)
+{
+    memset(h, 0, sizeof(*h));
+    return cca_http_parse_handoff(body, strlen(body), h, err);
+}
+
+static void test_handoff(void **state)
+{
+    static const struct {
+        const char *body;
+        const char *field;
+    } bad[] = {
+        {"{}", "to"},
+        {"{\"to\":\"robot\"}", "to"},
+        {"{\"to\":\"human\",\"reason\":\"\"}", "reason"},
+        {"{\"to\":\"ai\",\"agent\":\"router\"}", "agent"},
+        {"{\"to\":\"human\",\"agent\":\"sales\"}", "agent"},
+        {"{\"to\":\"operator\"}", "operator_id"},
+        {"{\"to\":\"operator\",\"operator_id\":\"nope\"}", "operator_id"},
+        {"{\"to\":\"ai\",\"operator_id\":\"9b2f8c1e-4a7d-4c3b-8e21-5f6a7b8c9d0e\"}",
+         "operator_id"},
+    };
+    struct cca_http_handoff h;
+    struct cca_error err = {0};
+
+    (void)state;
+    assert_int_equal(
+        handoff("{\"to\":\"human\",\"reason\":\"customer asked\"}", &h, &err), CCA_OK);
+    assert_int_equal(h.to, CCA_OWNER_QUEUE);
+    assert_string_equal(h.reason, "customer asked");
+    assert_int_equal(h.agent, CCA_AGENT_NONE);
+    cca_http_handoff_cleanup(&h);
+    assert_null(h.reason);
+    assert_int_equal(handoff("{\"to\":\"ai\",\"agent\":\"sales\"}", &h, &err), CCA_OK);
+    assert_int_equal(h.to, CCA_OWNER_AGENT);
+    assert_int_equal(h.agent, CCA_AGENT_SALES);
+    assert_null(h.reason);
+    cca_http_handoff_cleanup(&h);
+    assert_int_equal(handoff("{\"to\":\"ai\",\"agent\":null}", &h, &err), CCA_OK);
+    assert_int_equal(h.agent, CCA_AGENT_NONE);
+    cca_http_handoff_cleanup(&h);
+    assert_int_equal(handoff("{\"to\":\"operator\",\"operator_id\":\"9B2F8C1E-4A7D-4C3B-"
+                             "8E21-5F6A7B8C9D0E\"}",
+                             &h, &err),
+                     CCA_OK);
+    assert_int_equal(h.to, CCA_OWNER_OPERATOR);
+    assert_string_equal(h.operator_id, "9b2f8c1e-4a7d-4c3b-8e21-5f6a7b8c9d0e");
+    cca_http_handoff_cleanup(&h);
+    for (size_t i = 0; i < CCA_ARRAY_SIZE(bad); i++) {
+        assert_int_equal(handoff(bad[i].body, &h, &err), CCA_ERR_INVALID);
+        if (strstr(err.msg, bad[i].field) == NULL)
+            fail_msg("case %zu: '%s' does not name '%s'", i, err.msg, bad[i].field);
+    }
+    assert_int_equal(handoff("{\"to\":", &h, &err), CCA_ERR_PARSE);
+}
+
+static void test_rating(void **state)
+{
+    static const char *const bad[] = {
+        "{}",
+        "{\"score\":0}",
+        "{\"score\":6}",
+        "{\"score\":4.0}",
+        "{\"score\":\"5\"}",
+        "{\"score\":true}",
+        "{\"score\":5,\"comment\":5}",
+    };
+    struct cca_error err = {0};
+    char *comment = NULL;
+    int score = 0;
+
+    (void)state;
+    assert_int_equal(
+        cca_http_parse_rating("{\"score\":5,\"comment\":\"Спасибо\"}",
+                              strlen("{\"score\":5,\"comment\":\"Спасибо\"}"), &score,
+                              &comment, &err),
+        CCA_OK);
+    assert_int_equal(score, 5);
+    assert_string_equal(comment, "Спасибо");
+    free(comment);
+    comment = NULL;
+    assert_int_equal(cca_http_parse_rating("{\"score\":1,\"comment\":null}",
+                                           strlen("{\"score\":1,\"comment\":null}"),
+                                           &score, &comment, &err),
+                     CCA_OK);
+    assert_int_equal(score, 1);
+    assert_null(comment);
+    for (size_t i = 0; i < CCA_ARRAY_SIZE(bad); i++) {
+        assert_int_equal(
+            cca_http_parse_rating(bad[i], strlen(bad[i]), &score, &comment, &err),
+            CCA_ERR_INVALID);
+        assert_null(comment);
+    }
+}
+
 static void test_bool(void **state)
 {
     bool b = false;
@@ -221,6 +376,7 @@ static const struct {
     {CCA_ERR_TIMEOUT, 504, "timeout"},
     {CCA_ERR_UNAVAILABLE, 503, "unavailable"},
     {CCA_ERR_INTERNAL, 500, "internal"},
+    {CCA_ERR_FORBIDDEN, 403, "forbidden"},
 };
 
 static void test_status_table(void **state)
@@ -261,6 +417,10 @@ int main(void)
         cmocka_unit_test(test_lengths_are_code_points),
         cmocka_unit_test(test_message),
         cmocka_unit_test(test_close),
+        cmocka_unit_test(test_reply),
+        cmocka_unit_test(test_operator_status),
+        cmocka_unit_test(test_handoff),
+        cmocka_unit_test(test_rating),
         cmocka_unit_test(test_bool),
         cmocka_unit_test(test_status_table),
     };
