@@ -29,7 +29,6 @@ static const char *const phrases[] = {
     "нужен оператор",
     "хочу оператора",
     "дайте оператора",
-    "оператора пожалуйста",
     "соедините с оператором",
     "соедините с человеком",
     "соединить с оператором",
@@ -68,9 +67,6 @@ static const char *const phrases[] = {
     "human agent",
     "live agent",
     "human operator",
-    "agent please",
-    "operator please",
-    "human please",
     "want human",
     "need human",
     "connect me to operator",
@@ -83,7 +79,8 @@ static const char *const phrases[] = {
 static const char *const single[] = {"оператор", "оператора", "человек", "operator",
                                      "human",    "agent",     "person"};
 
-static const char *const skip[] = {"a", "an", "the", "please", "пожалуйста"};
+static const char *const skip[] = {"a",          "an", "the", "please",
+                                   "пожалуйста", "me", "мне", "меня"};
 
 #define MAX_PHRASE_TOKENS 6
 
