@@ -304,9 +304,10 @@ static bool any_free_seat(struct cca_desk *d)
     return false;
 }
 
-static void fill_move(struct cca_desk_move *mv, const struct desk_dialog *x,
-                      enum cca_owner_event ev, enum cca_owner from, const char *reason,
-                      const char *actor, int64_t now_ms)
+static void fill_move(struct cca_desk *d, struct cca_desk_move *mv,
+                      const struct desk_dialog *x, enum cca_owner_event ev,
+                      enum cca_owner from, const char *reason, const char *actor,
+                      int64_t now_ms)
 {
     copy_str(mv->dialog_id, sizeof(mv->dialog_id), x->id);
     mv->event = ev;
@@ -315,6 +316,7 @@ static void fill_move(struct cca_desk_move *mv, const struct desk_dialog *x,
     mv->reason = reason;
     copy_str(mv->actor, sizeof(mv->actor), actor);
     mv->at_ms = now_ms;
+    mv->queue_length = d->queued;
 }
 
 /* @x (queued, or new: owner AGENT) goes to operator @o. */
@@ -331,7 +333,7 @@ static void assign_to(struct cca_desk *d, struct desk_dialog *x, struct desk_ope
     x->assigned_ms = now_ms;
     x->replied = false;
     o->open++;
-    fill_move(mv, x, CCA_OWNER_EV_ASSIGN, from, reason, actor, now_ms);
+    fill_move(d, mv, x, CCA_OWNER_EV_ASSIGN, from, reason, actor, now_ms);
     copy_str(mv->operator_id, sizeof(mv->operator_id), o->id);
     copy_str(mv->operator_name, sizeof(mv->operator_name), o->name);
 }
@@ -361,7 +363,7 @@ static void requeue(struct cca_desk *d, struct desk_dialog *x, const char *reaso
     struct cca_desk_move *mv = move_add(moves);
     struct desk_operator *o = x->op;
 
-    fill_move(mv, x, CCA_OWNER_EV_REQUEUE, CCA_OWNER_OPERATOR, reason, actor, now_ms);
+    fill_move(d, mv, x, CCA_OWNER_EV_REQUEUE, CCA_OWNER_OPERATOR, reason, actor, now_ms);
     if (o != NULL) {
         copy_str(mv->prev_operator_id, sizeof(mv->prev_operator_id), o->id);
         o->open--;
@@ -370,6 +372,7 @@ static void requeue(struct cca_desk *d, struct desk_dialog *x, const char *reaso
     x->op = NULL;
     x->key.requeued = true;
     queue_insert(d, x);
+    mv->queue_length = d->queued;
     mv->requeued = true;
     mv->position = queue_position(d, x);
     mv->eta_s = eta_of(d, mv->position);
@@ -664,7 +667,7 @@ enum cca_desk_escalation cca_desk_escalate(struct cca_desk *d, const char *dialo
     x->owner = CCA_OWNER_QUEUE;
     queue_insert(d, x);
     mv = move_add(moves);
-    fill_move(mv, x, CCA_OWNER_EV_ENQUEUE, CCA_OWNER_AGENT, reason, actor, now_ms);
+    fill_move(d, mv, x, CCA_OWNER_EV_ENQUEUE, CCA_OWNER_AGENT, reason, actor, now_ms);
     mv->position = queue_position(d, x);
     mv->eta_s = eta_of(d, mv->position);
     res = CCA_DESK_QUEUED;
@@ -795,7 +798,7 @@ cca_rc cca_desk_transfer(struct cca_desk *d, const char *dialog_id,
         rc = CCA_ERR_LIMIT;
     } else {
         mv = move_add(moves);
-        fill_move(mv, x, CCA_OWNER_EV_TRANSFER, CCA_OWNER_OPERATOR, "transfer", actor,
+        fill_move(d, mv, x, CCA_OWNER_EV_TRANSFER, CCA_OWNER_OPERATOR, "transfer", actor,
                   now_ms);
         if (x->op != NULL) {
             copy_str(mv->prev_operator_id, sizeof(mv->prev_operator_id), x->op->id);
@@ -841,7 +844,7 @@ bool cca_desk_release(struct cca_desk *d, const char *dialog_id, bool handback,
     if (handback) {
         struct cca_desk_move *mv = move_add(moves);
 
-        fill_move(mv, x, CCA_OWNER_EV_HANDBACK, from, reason, actor, now_ms);
+        fill_move(d, mv, x, CCA_OWNER_EV_HANDBACK, from, reason, actor, now_ms);
         if (o != NULL)
             copy_str(mv->prev_operator_id, sizeof(mv->prev_operator_id), o->id);
     }
@@ -936,6 +939,24 @@ json_t *cca_desk_queue_view(struct cca_desk *d, int64_t now_ms, size_t limit)
     pthread_mutex_unlock(&d->lock);
     (void)json_object_set_new(out, "items", items);
     return out;
+}
+
+void cca_desk_positions(struct cca_desk *d,
+                        void (*fn)(void *ctx, const char *dialog_id, size_t position,
+                                   double eta_s),
+                        void *ctx)
+{
+    size_t pos = 0;
+    unsigned seats;
+
+    pthread_mutex_lock(&d->lock);
+    seats = seats_on_shift(d);
+    for (struct desk_dialog *x = d->qhead; x != NULL; x = x->qnext) {
+        pos++;
+        fn(ctx, x->id, pos,
+           cca_assign_eta_s(pos, seats, d->handle.mean, d->p.default_handle_s));
+    }
+    pthread_mutex_unlock(&d->lock);
 }
 
 void cca_desk_get_stats(struct cca_desk *d, struct cca_desk_stats *ret)

@@ -105,8 +105,9 @@ struct cca_engine {
     struct cca_desk_moves boot_moves; /* decided at load, recorded once running */
     json_t *boot_human;               /* human-owned dialogs found at load */
     int64_t next_tick_ms;
-    bool llm_mode;   /* an LLM was configured (turn metrics) */
-    bool detach_llm; /* under @lock: drop @llm at the next wake-up */
+    bool queue_moved; /* the queue changed: positions go out after the batch */
+    bool llm_mode;    /* an LLM was configured (turn metrics) */
+    bool detach_llm;  /* under @lock: drop @llm at the next wake-up */
     cca_engine_skip_fn skip;
     void *skip_ctx;
 
@@ -641,6 +642,7 @@ static json_t *base_doc(struct op *op)
 
 /* The turn is done: its messages into a new document, the result, the commit. */
 static void turn_triggers(struct cca_engine *e, struct op *op);
+static void turn_events(struct op *op);
 
 static void finalize_turn(struct cca_engine *e, struct op *op)
 {
@@ -662,6 +664,7 @@ static void finalize_turn(struct cca_engine *e, struct op *op)
     json_decref(op->new_doc);
     op->new_doc = cca_dialog_with_language(doc, cca_lang_code(op->t.lang));
     json_decref(doc);
+    turn_events(op);
     turn_triggers(e, op);
     doc = op->new_doc;
     outcome_of(e, op, doc, &o);
@@ -784,6 +787,9 @@ static void count_move(struct cca_engine *e, const struct cca_desk_move *m)
 {
     struct cca_engine_metrics *mt = &e->metrics;
 
+    if (m->from == CCA_OWNER_QUEUE || m->to == CCA_OWNER_QUEUE)
+        e->queue_moved = true;
+
     if (m->to == CCA_OWNER_OPERATOR && m->event == CCA_OWNER_EV_ASSIGN) {
         atomic_fetch_add_explicit(&mt->assignments, 1, memory_order_relaxed);
     }
@@ -866,6 +872,38 @@ static void record_busy(struct cca_engine *e, json_t *ids)
         k->req.reason = cca_xstrdup("reply_timeout");
         start_op(e, k);
     }
+}
+
+static void position_event(void *ctx, const char *dialog_id, size_t position,
+                           double eta_s)
+{
+    struct cca_engine *e = ctx;
+    char topic[64];
+    json_t *d;
+
+    (void)snprintf(topic, sizeof(topic), "dialog:%s", dialog_id);
+    if (!cca_events_has_subscribers(e->events, topic))
+        return;
+    d = json_object();
+    (void)json_object_set_new(d, "dialog_id", json_string(dialog_id));
+    (void)json_object_set_new(d, "position", json_integer((json_int_t)position));
+    (void)json_object_set_new(d, "estimated_wait_s",
+                              eta_s >= 0 ? json_integer((json_int_t)eta_s) : json_null());
+    (void)cca_events_publish(e->events, topic, "queue", d, cca_time_wall_ms());
+    json_decref(d);
+}
+
+/*
+ * After a batch of operations that moved the queue: the current position of
+ * every queued dialog whose customer has a stream open (one walk per batch,
+ * not per move; the others poll GET /dialogue/{id}/queue).
+ */
+static void publish_positions(struct cca_engine *e)
+{
+    if (!e->queue_moved || e->desk == NULL || e->events == NULL)
+        return;
+    e->queue_moved = false;
+    cca_desk_positions(e->desk, position_event, e);
 }
 
 /* Once a second: reply timeouts, event stream heartbeats. */
@@ -958,8 +996,18 @@ static bool supervisor_exists(struct cca_engine *e)
     return found;
 }
 
-/* After an AI turn: the HUMAN_HANDOFF triggers, in order request, supervisor, degraded.
- */
+/* The customer's message and the AI's answer of a turn, for the dialog's stream. */
+static void turn_events(struct op *op)
+{
+    json_t *messages = json_object_get(op->new_doc, "messages");
+    size_t n = json_array_size(messages);
+
+    for (size_t i = n >= 2 ? n - 2 : 0; i < n; i++)
+        cca_handoff_message_event(op_events(op), op->entry->id,
+                                  json_array_get(messages, i), NULL);
+}
+
+/* After an AI turn: the HUMAN_HANDOFF triggers (request, supervisor, degraded). */
 static void turn_triggers(struct cca_engine *e, struct op *op)
 {
     const char *text =
@@ -1531,7 +1579,6 @@ static void run_op(struct cca_engine *e, struct op *op)
         case CCA_OP_RATE: {
             cca_rc rc;
 
-
             if (st == CCA_DIALOG_CLOSED && op->req.op != CCA_OP_RATE) {
                 (void)cca_error_set(&op->err, CCA_ERR_CONFLICT, "dialog %s is closed",
                                     en->id);
@@ -1802,6 +1849,7 @@ static void *engine_main(void *arg)
                     break;
             }
         }
+        publish_positions(e);
     }
     cca_text_thread_cleanup();
     return NULL;

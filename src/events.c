@@ -674,6 +674,20 @@ void cca_events_wake_all(struct cca_events *ev)
     pthread_mutex_unlock(&ev->mu);
 }
 
+bool cca_events_has_subscribers(struct cca_events *ev, const char *topic)
+{
+    struct topic *t;
+    bool any;
+
+    if (!valid_topic(topic))
+        return false;
+    pthread_mutex_lock(&ev->mu);
+    t = topic_find(ev, topic_hash(ev, topic), topic);
+    any = t != NULL && t->subs != NULL;
+    pthread_mutex_unlock(&ev->mu);
+    return any;
+}
+
 void cca_events_get_stats(struct cca_events *ev, struct cca_events_stats *ret_stats)
 {
     pthread_mutex_lock(&ev->mu);

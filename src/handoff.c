@@ -436,11 +436,24 @@ json_t *cca_handoff_apply(json_t *doc, const struct cca_desk_move *m, json_t *ev
         strcmp(m->prev_operator_id, m->operator_id) != 0) {
         json_t *d = owner_data(m);
 
-        (void)json_object_set_new(d, "reason", str_or_null(m->reason));
+        /* Why the previous operator lost it: the cause, not the caller's text. */
+        (void)json_object_set_new(
+            d, "reason",
+            json_string(m->event == CCA_OWNER_EV_TRANSFER   ? "transfer"
+                        : m->event == CCA_OWNER_EV_HANDBACK ? "handback"
+                                                            : m->reason));
+        (void)json_object_set_new(d, "detail", str_or_null(m->reason));
         cca_handoff_events_add(events, "operator", m->prev_operator_id, "unassigned", d);
     }
-    if (m->to == CCA_OWNER_QUEUE || m->from == CCA_OWNER_QUEUE)
-        cca_handoff_events_add(events, "operators", NULL, "queue", owner_data(m));
+    if (m->to == CCA_OWNER_QUEUE || m->from == CCA_OWNER_QUEUE) {
+        json_t *d = json_object();
+
+        (void)json_object_set_new(d, "length", json_integer((json_int_t)m->queue_length));
+        (void)json_object_set_new(d, "dialog_id", json_string(m->dialog_id));
+        (void)json_object_set_new(d, "event",
+                                  json_string(cca_owner_event_name(m->event)));
+        cca_handoff_events_add(events, "operators", NULL, "queue", d);
+    }
     if (kind == NULL || text[0] == '\0')
         return next;
     out = cca_handoff_with_system(next, kind, text, m->at_ms, events);

@@ -47,11 +47,12 @@ struct cca_desk_move {
     char operator_name[128];   /* their display name */
     char prev_operator_id[37]; /* the owner before, "" unless an operator */
     const char *reason;        /* static: "customer_request", "reply_timeout", ... */
-    char actor[48];  /* "customer", "system", "client", "admin", "operator:<id>" */
-    bool requeued;   /* to the queue: taken back from an operator */
-    size_t position; /* to the queue: 1-based position at the move */
-    double eta_s;    /* to the queue: estimated wait, -1 unknown */
-    int64_t at_ms;   /* Unix ms */
+    char actor[48];      /* "customer", "system", "client", "admin", "operator:<id>" */
+    bool requeued;       /* to the queue: taken back from an operator */
+    size_t position;     /* to the queue: 1-based position at the move */
+    double eta_s;        /* to the queue: estimated wait, -1 unknown */
+    size_t queue_length; /* dialogs queued right after the move */
+    int64_t at_ms;       /* Unix ms */
 };
 
 /* struct cca_desk_moves - a growable list of moves (cca_desk_moves_cleanup). */
@@ -277,6 +278,16 @@ bool cca_desk_visible(struct cca_desk *desk, const char *dialog_id,
  * at most @limit items. A new reference.
  */
 json_t *cca_desk_queue_view(struct cca_desk *desk, int64_t now_ms, size_t limit);
+
+/*
+ * cca_desk_positions - call @fn(@ctx, dialog_id, position, eta_s) for every
+ * queued dialog in queue order (under the desk's lock: @fn must not call the
+ * desk). For live position updates.
+ */
+void cca_desk_positions(struct cca_desk *desk,
+                        void (*fn)(void *ctx, const char *dialog_id, size_t position,
+                                   double eta_s),
+                        void *ctx);
 
 /* struct cca_desk_stats - for /metrics and health. */
 struct cca_desk_stats {

@@ -161,6 +161,13 @@ void cca_events_wake_all(struct cca_events *ev);
  */
 void cca_events_unsubscribe(struct cca_events_sub *sub);
 
+/*
+ * cca_events_has_subscribers - is a stream open on @topic now (so that an
+ * event only worth sending live, such as a queue position, may be skipped).
+ * O(1); thread-safe.
+ */
+bool cca_events_has_subscribers(struct cca_events *ev, const char *topic);
+
 /* struct cca_events_stats - counters of a log since cca_events_new. */
 struct cca_events_stats {
     size_t subscribers; /* open subscriptions now */

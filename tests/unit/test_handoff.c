@@ -448,8 +448,9 @@ static void test_apply_russian(void **state)
     assert_string_equal(json_string_value(json_object_get(data, "reason")),
                         "reply_timeout");
     data = event_at(events, 2, "operators", "queue");
-    assert_int_equal(json_integer_value(json_object_get(data, "position")), 1);
-    assert_true(json_is_null(json_object_get(data, "estimated_wait_s")));
+    assert_true(json_is_integer(json_object_get(data, "length")));
+    assert_string_equal(json_string_value(json_object_get(data, "event")), "requeue");
+    assert_string_equal(json_string_value(json_object_get(data, "dialog_id")), DIALOG);
     (void)event_at(events, 3, "dialog:" DIALOG, "message");
 
     /* HANDBACK from the queue (the customer stopped waiting): back to the AI */
@@ -590,7 +591,9 @@ static void test_apply_english(void **state)
     assert_int_equal(json_array_size(events), 3);
     (void)event_at(events, 0, "dialog:" DIALOG, "owner");
     data = event_at(events, 1, "operator:" OP_B, "unassigned");
-    assert_string_equal(json_string_value(json_object_get(data, "reason")),
+    /* The cause for the operator; the caller's own reason goes in "detail". */
+    assert_string_equal(json_string_value(json_object_get(data, "reason")), "handback");
+    assert_string_equal(json_string_value(json_object_get(data, "detail")),
                         "operator_done");
     (void)event_at(events, 2, "dialog:" DIALOG, "message");
 
