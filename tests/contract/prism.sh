@@ -192,7 +192,7 @@ start_prism() {
     echo
 }
 
-start_server
+start_server OPERATOR_SECRET=prism-operator-secret
 start_prism
 
 # ---------------------------------------------------------------------------
@@ -585,6 +585,83 @@ check "cca_idempotent_replays_total counts the 4 replays" "cca_idempotent_replay
 check "no label carries an id" "a UUID appears in /metrics" \
     not grep -Eq '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-' "$body"
 
+echo "== operators"
+p 401 POST /api/v1/operators/register "wrong secret" "${J[@]}" '{"secret":"nope","name":"Ольга"}'
+check_code unauthorized
+p 401 POST /api/v1/operators/register "no secret" "${J[@]}" '{"name":"Ольга"}'
+p 422 POST /api/v1/operators/register "empty name" "${J[@]}" '{"secret":"prism-operator-secret","name":""}'
+p 201 POST /api/v1/operators/register "self-registration" "${J[@]}" \
+    '{"secret":"prism-operator-secret","name":"Ольга","languages":["ru","en"],"profile":{"city":"Казань"}}'
+op_token=$(json_get "$body" "d['token']")
+op=(-H "Authorization: Bearer $op_token")
+p 201 POST /api/v1/operators "created by an admin (open API)" "${J[@]}" '{"name":"Иван","max_dialogs":2}'
+op2_id=$(json_get "$body" "d['operator_id']")
+[ -n "$op2_id" ] || op2_id=$unknown
+p 200 GET /api/v1/operators "list"
+p 200 GET "/api/v1/operators/$op2_id" "get"
+p 404 GET "/api/v1/operators/$unknown" "unknown operator"
+p 200 PATCH "/api/v1/operators/$op2_id" "admin patch" "${J[@]}" '{"max_dialogs":4}'
+p 401 GET /api/v1/operators/me "no operator token"
+p 200 GET /api/v1/operators/me "me" "${op[@]}"
+p 403 PATCH /api/v1/operators/me "max_dialogs by the operator" "${J[@]}" '{"max_dialogs":9}' "${op[@]}"
+p 200 PATCH /api/v1/operators/me "own name" "${J[@]}" '{"name":"Ольга П."}' "${op[@]}"
+p 422 PUT /api/v1/operators/me/status "bad status" "${J[@]}" '{"status":"away"}' "${op[@]}"
+p 200 GET /api/v1/queue "empty queue" "${op[@]}"
+p 201 POST /api/v1/dialogue/create "dialog for the operators" "${J[@]}" '{"customer_info":{"name":"Клиент"}}'
+id_h=$(json_get "$body" "d['dialog_id']")
+[ -n "$id_h" ] || id_h=$(fallback_create '{"customer_info":{"name":"Клиент"}}')
+p 200 POST "/api/v1/dialogue/$id_h/handoff" "to a human: queued (nobody on shift)" "${J[@]}" '{"to":"human","reason":"customer_request"}'
+p 200 GET "/api/v1/dialogue/$id_h/queue" "place in the queue"
+p 202 POST "/api/v1/dialogue/$id_h/message" "message while queued" "${J[@]}" '{"message":"Алло, есть кто-нибудь?"}'
+p 200 GET "/api/v1/queue?limit=10" "queue with one dialog" "${op[@]}"
+p 200 GET "/api/v1/dialogue/$id_h" "operator reads a queued dialog" "${op[@]}"
+p 403 GET "/api/v1/dialogue/$id_e" "operator reads a dialog not theirs" "${op[@]}"
+check_code forbidden
+p 403 POST "/api/v1/dialogue/$id_e/close" "operator closes a dialog not theirs" "${op[@]}"
+p 200 POST "/api/v1/dialogue/$id_h/take" "take" "${op[@]}"
+p 409 POST "/api/v1/dialogue/$id_h/take" "take again" "${op[@]}"
+check_code not_queued
+p 404 POST /api/v1/operators/me/next "nothing queued" "${op[@]}"
+check_code queue_empty
+p 200 GET /api/v1/operators/me/dialogs "own dialogs" "${op[@]}"
+p 200 POST "/api/v1/dialogue/$id_h/reply" "reply" "${J[@]}" '{"message":"Здравствуйте! Ольга на связи."}' "${op[@]}"
+reply_id=$(json_get "$body" "d['message_id']")
+p 202 POST "/api/v1/dialogue/$id_h/message" "customer answers the operator" "${J[@]}" '{"message":"Спасибо, жду"}'
+p 200 GET "/api/v1/dialogue/$id_h/messages?after=$reply_id" "messages after the reply" "${op[@]}"
+p 200 GET "/api/v1/dialogue/$id_h/messages" "every message"
+p 404 GET "/api/v1/dialogue/$id_h/messages?after=$unknown" "unknown message id"
+check_code message_not_found
+p 409 GET "/api/v1/dialogue/$id_h/queue" "not queued"
+p 200 GET "/api/v1/dialogue/$id_h/status" "status assigned" "${op[@]}"
+p 200 POST "/api/v1/dialogue/$id_h/handoff" "back to the AI" "${J[@]}" '{"to":"ai","agent":"sales"}' "${op[@]}"
+p 409 POST "/api/v1/dialogue/$id_h/handoff" "back to the AI again" "${J[@]}" '{"to":"ai"}'
+check_code handoff_refused
+p 422 POST "/api/v1/dialogue/$id_h/handoff" "transfer without operator_id" "${J[@]}" '{"to":"operator"}'
+p 409 POST "/api/v1/dialogue/$id_h/rating" "rating an open dialog" "${J[@]}" '{"score":5}'
+check_code dialog_open
+p 200 POST "/api/v1/dialogue/$id_h/close" "close"
+p 201 POST "/api/v1/dialogue/$id_h/rating" "rating" "${J[@]}" '{"score":5,"comment":"Спасибо"}'
+p 200 POST "/api/v1/dialogue/$id_h/rating" "the same rating again" "${J[@]}" '{"score":5,"comment":"Спасибо"}'
+p 409 POST "/api/v1/dialogue/$id_h/rating" "another score" "${J[@]}" '{"score":2}'
+check_code rating_exists
+p 422 POST "/api/v1/dialogue/$id_h/rating" "score 6" "${J[@]}" '{"score":6}'
+p 200 PUT /api/v1/operators/me/status "status busy" "${J[@]}" '{"status":"busy"}' "${op[@]}"
+p 200 DELETE "/api/v1/operators/$op2_id" "revoke"
+p 404 GET "/api/v1/operators/$op2_id" "revoked operator"
+
+# Event streams never end, so Prism (which waits for the whole body) is not
+# in front of them: sent direct for 2 s, the headers and first frame checked.
+echo "== event streams (sent direct)"
+for sse in "/api/v1/dialogue/$id_h/events" "/api/v1/operators/me/events"; do
+    : >"$headers"
+    sse_status=$(curl -sS --max-time 2 -o "$body" -D "$headers" -w '%{http_code}' \
+        "${op[@]}" -H 'Last-Event-ID: 0-0' "$direct$sse" 2>/dev/null)
+    check "GET $sse: 200" "status $sse_status" test "$sse_status" = 200
+    check_header content-type '^text/event-stream'
+    check_header cache-control '^no-store$'
+    check "GET $sse: starts with retry: 3000" "no retry frame" grep -qx 'retry: 3000' "$body"
+done
+
 # ---------------------------------------------------------------------------
 # Restart both with access control on: two client keys (one only for the
 # rate limit, buckets are per key), an admin key, 3 requests per key and then
@@ -629,6 +706,10 @@ check_code forbidden
 p 403 DELETE /api/v1/dialogue/cleanup/closed "client key" "${client[@]}"
 p 403 DELETE "/api/v1/dialogue/$id_k?force=true" "client key" "${client[@]}"
 p 200 DELETE /api/v1/dialogue/cleanup "admin key" "${admin[@]}"
+p 401 GET /api/v1/operators/me "an API key on an operator route" "${client[@]}"
+check_code unauthorized
+p 403 POST /api/v1/operators/register "no OPERATOR_SECRET or OPERATOR_PINS" "${J[@]}" '{"secret":"x","name":"A"}'
+check_code registration_closed
 p 200 DELETE "/api/v1/dialogue/$id_k" "admin key in X-API-Key" -H 'X-API-Key: prism-admin-key'
 
 echo "== access: 429 (RATE_LIMIT_BURST=3 for a key of its own)"
