@@ -527,6 +527,7 @@ static void test_flow(void **state)
     struct h_sse *sa;
     struct h_sse *sb;
     struct h_sse *s1;
+    struct h_sse *s2;
     struct h_sse *s3;
     json_t *j;
     json_t *v;
@@ -713,6 +714,7 @@ static void test_flow(void **state)
     }
     j = SSE_EXPECT(sa, "A", "message", c[1], "content", after1);
     ASSERT_JS(j, "data.topic", fmt("operator:%s", a.id));
+    SSE_SOFT(s1, "customer 1", "message", c[1], "content", after1); /* their own */
     sleep_ms(300);
     v = EXPECT(srv.port, "GET", dpath(c[1], ""), CLIENT, NULL, 200);
     {
@@ -838,6 +840,7 @@ static void test_flow(void **state)
         ASSERT_JS(t, "prev_operator_id", a.id); /* operator_id: the owner after */
         ASSERT_JS(t, "actor", fmt("operator:%s", a.id));
     }
+    s2 = sse_open_ok(srv.port, dpath(c[2], "/events"), CLIENT);
     j = say(srv.port, CLIENT, c[2], "How do I reset my router password?");
     if (!json_is_string(json_object_get(j, "response")) ||
         strlen(js(j, "response")) == 0) {
@@ -845,6 +848,11 @@ static void test_flow(void **state)
         fail_msg("the AI does not answer after the hand-back");
     }
     ASSERT_JS(j, "owner", "agent");
+    /* the AI's answer and the customer's own message reach the customer's stream */
+    SSE_SOFT(s2, "customer 2", "message", c[2], "role", "agent");
+    SSE_SOFT(s2, "customer 2", "message", c[2], "content",
+             "How do I reset my router password?");
+    h_sse_close(s2);
     EXPECT_CODE(srv.port, "POST", dpath(c[2], "/handoff"), CLIENT, "{\"to\":\"ai\"}", 409,
                 "handoff_refused");
     EXPECT_CODE(srv.port, "GET", dpath(c[2], ""), a.token, NULL, 403, "forbidden");
