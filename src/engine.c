@@ -959,10 +959,13 @@ static void escalate(struct cca_engine *e, struct op *op, const char *reason)
     json_t *base = op->new_doc != NULL ? op->new_doc : op->entry->doc;
     struct cca_desk_need need = cca_handoff_need(base);
 
-    op->human.escalated = true;
-    op->human.escalation = cca_desk_escalate(e->desk, op->entry->id, &need, reason,
-                                             actor_of(op), cca_time_wall_ms(), &mv);
-    atomic_fetch_add_explicit(&e->metrics.escalations[0], 1, memory_order_relaxed);
+    /* A request that found the queue full before the turn: told now, once. */
+    if (!op->human.escalated) {
+        op->human.escalated = true;
+        op->human.escalation = cca_desk_escalate(e->desk, op->entry->id, &need, reason,
+                                                 actor_of(op), cca_time_wall_ms(), &mv);
+        atomic_fetch_add_explicit(&e->metrics.escalations[0], 1, memory_order_relaxed);
+    }
     if (op->human.escalation == CCA_DESK_FULL) {
         json_t *doc = cca_handoff_with_system(
             base, "full", cca_handoff_notice("full", cca_handoff_dialog_lang(base)),
@@ -973,6 +976,52 @@ static void escalate(struct cca_engine *e, struct op *op, const char *reason)
         atomic_fetch_add_explicit(&e->metrics.escalations[2], 1, memory_order_relaxed);
     }
     dispatch_moves(e, op, &mv);
+}
+
+/*
+ * A customer who asks for a person (HUMAN_HANDOFF=request) while the AI owns
+ * the dialog: the request goes to the desk before any AI turn, so no AI
+ * answer promises something else; assigned or queued, the customer gets the
+ * notice (202, like any message a human will answer). True when handled;
+ * false when the queue is full: the AI answers and the customer is told.
+ */
+static bool human_request(struct cca_engine *e, struct op *op)
+{
+    struct slot *en = op->entry;
+    struct cca_desk_moves mv = {0};
+    const char *text = op->req.text;
+    enum cca_lang lang = cca_text_detect_lang(text, strlen(text));
+    json_t *doc = cca_dialog_with_language(en->doc, cca_lang_code(lang));
+    struct cca_desk_need need = cca_handoff_need(doc);
+    int64_t now = cca_time_wall_ms();
+    char msg_id[37];
+    struct cca_dialog_message m = {
+        .id = msg_id, .role = "customer", .content = text, .at_ms = now};
+    struct cca_engine_outcome o;
+    json_t *messages;
+
+    op->human.escalated = true;
+    op->human.escalation =
+        cca_desk_escalate(e->desk, en->id, &need, "customer_request", "customer", now, &mv);
+    atomic_fetch_add_explicit(&e->metrics.escalations[0], 1, memory_order_relaxed);
+    if (op->human.escalation == CCA_DESK_FULL) {
+        json_decref(doc);
+        return false;
+    }
+    cca_uuid_new(msg_id);
+    op->new_doc = cca_dialog_with_message(doc, &m);
+    json_decref(doc);
+    messages = json_object_get(op->new_doc, "messages");
+    cca_handoff_message_event(op_events(op), en->id,
+                              json_array_get(messages, json_array_size(messages) - 1),
+                              NULL);
+    dispatch_moves(e, op, &mv);
+    op->human.human_turn = true;
+    outcome_of(e, op, op->new_doc, &o);
+    o.message_id = msg_id;
+    render(op, &o);
+    persist(e, op);
+    return true;
 }
 
 /* Is there an operator with the supervisor skill (or every skill)? */
@@ -1567,6 +1616,10 @@ static void run_op(struct cca_engine *e, struct op *op)
                 human_message(e, op, owner, owner_id);
                 return;
             }
+            if ((e->triggers & CCA_HANDOFF_REQUEST) &&
+                cca_handoff_wants_human(op->req.text, strlen(op->req.text)) &&
+                human_request(e, op))
+                return;
             start_turn(e, op);
             return;
         }

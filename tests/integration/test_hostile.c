@@ -559,6 +559,49 @@ static const struct row rows[] = {
     {"unknown fields are ignored, message", M_CURL, "POST", D "/{ID}/message",
      .body = "{\"message\":\"hello\",\"extra\":{\"x\":[1,2]},\"dialog_id\":\"/tmp/x\"}",
      .want_status = 200, .same_id = true},
+    /* -- the human side's bodies and paths (docs/OPERATORS.md) -- */
+    {"operator id: traversal", M_RAW, "GET", "/api/v1/operators/..%2F..%2Fetc%2Fpasswd",
+     .want_status = 404, .want_code = "not_found"},
+    {"operator id: literal ..", M_RAW, "DELETE", "/api/v1/operators/..",
+     .want_status = 404, .want_code = "not_found"},
+    {"operator route without a token", M_CURL, "GET", "/api/v1/operators/me",
+     .want_status = 401, .want_code = "unauthorized"},
+    {"forged operator token", M_RAW, "GET", "/api/v1/operators/me", .ctype = "",
+     .headers = "Authorization: Bearer cco_../../../../etc/passwd\r\n",
+     .want_status = 401, .want_code = "unauthorized"},
+    {"operator token of the right shape, never issued", M_RAW, "GET", "/api/v1/queue",
+     .ctype = "",
+     .headers =
+         "Authorization: Bearer cco_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n",
+     .want_status = 401, .want_code = "unauthorized"},
+    {"reply without a token", M_CURL, "POST", D "/{ID}/reply", .body = MSG,
+     .want_status = 401, .want_code = "unauthorized"},
+    {"take: traversal id, no token", M_RAW, "POST", D "/%2e%2e/take", .want_status = 401,
+     .want_code = "unauthorized"},
+    {"create operator: NUL in the name", M_CURL, "POST", "/api/v1/operators",
+     .body = "{\"name\":\"a\\u0000b\"}", .want_status = 400, .want_code = "invalid_json"},
+    {"create operator: control character in the name", M_CURL, "POST",
+     "/api/v1/operators", .body = "{\"name\":\"a\\u0007b\"}", .want_status = 422,
+     .want_code = "validation_error"},
+    {"create operator: name is a path", M_CURL, "POST", "/api/v1/operators",
+     .body = "{\"name\":\"x\",\"languages\":[\"../../etc\"]}", .want_status = 422,
+     .want_code = "validation_error"},
+    {"register: not JSON", M_CURL, "POST", "/api/v1/operators/register",
+     .body = "{\"pin\":", .want_status = 403, .want_code = "registration_closed"},
+    {"handoff: unknown target", M_CURL, "POST", D "/{ID}/handoff",
+     .body = "{\"to\":\"../../root\"}", .want_status = 422,
+     .want_code = "validation_error"},
+    {"handoff: operator id is a path", M_CURL, "POST", D "/{ID}/handoff",
+     .body = "{\"to\":\"operator\",\"operator_id\":\"../../etc/passwd\"}",
+     .want_status = 422, .want_code = "validation_error"},
+    {"rating: score as a string", M_CURL, "POST", D "/{ID}/rating",
+     .body = "{\"score\":\"5\"}", .want_status = 422, .want_code = "validation_error"},
+    {"rating: score 1e400", M_CURL, "POST", D "/{ID}/rating", .body = "{\"score\":1e400}",
+     .want_status = 422, .want_code = "validation_error"},
+    {"messages after a path", M_CURL, "GET", D "/{ID}/messages?after=..%2F..%2Fetc",
+     .want_status = 404, .want_code = "message_not_found"},
+    {"queue position of a traversal id", M_RAW, "GET", D "/..%2F..%2F/queue",
+     .want_status = 404, .want_code = "not_found"},
     /* -- header floods -- */
     {"5000 headers", M_RAW, "GET", "/api/v1/health/live", .gen_headers = gen_header_flood,
      .want_status = 431},
@@ -712,6 +755,7 @@ static bool storage_scan(const struct ctx *c, char *why, size_t why_size)
 
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
             strcmp(e->d_name, ".lock") == 0 ||        /* the server's storage lock */
+            strcmp(e->d_name, "operators") == 0 ||    /* the operators collection */
             strncmp(e->d_name, "journal-", 8) == 0 || /* its journal segments */
             (e->d_name[0] == '.' && len > 9 &&        /* a checkpoint's spare file */
              strcmp(e->d_name + len - 9, ".json.tmp") == 0))
