@@ -315,6 +315,33 @@ void cca_http_respond_shared(struct cca_http_request *r, unsigned status,
  */
 void cca_http_submit(struct cca_http_request *r, struct cca_engine_request *req);
 
+/*
+ * cca_http_finish_fn shapes a successful engine
+ * result before it is sent: @result is borrowed (it may be shared with a
+ * committed document: never change it); returns the body (a new reference)
+ * and may change *status (route->success_status on entry). @cls as given.
+ *
+ * cca_http_submit_finish - cca_http_submit, with a successful result passed
+ * through @finish (NULL: as is) and CCA_ERR_NOT_FOUND answered with code
+ * @not_found (NULL: the rc table's). @cls is released with @release (may be
+ * NULL) exactly once, after the answer or when the engine refuses the request.
+ */
+typedef json_t *(*cca_http_finish_fn)(struct cca_http_request *r, json_t *result,
+                                      unsigned *status, void *cls);
+void cca_http_submit_finish(struct cca_http_request *r, struct cca_engine_request *req,
+                            cca_http_finish_fn finish, const char *not_found, void *cls,
+                            cca_http_release_fn release);
+
+/*
+ * cca_http_path_id - the dialog id of the URL ("{id}") canonicalised into @id;
+ * false, with a 404 sent, when it is no UUID.
+ */
+bool cca_http_path_id(struct cca_http_request *r, char id[37]);
+
+/* cca_http_respond_rc - the error answer of @rc (the rc table), detail from @err. */
+void cca_http_respond_rc(struct cca_http_request *r, cca_rc rc,
+                         const struct cca_error *err);
+
 /* cca_http_query - a query argument of the request, or NULL. Borrowed. */
 const char *cca_http_query(struct cca_http_request *r, const char *name);
 
@@ -364,23 +391,8 @@ const struct cca_http_route *cca_http_route_at(size_t i);
  */
 void cca_http_actor(const struct cca_http_request *r, struct cca_engine_request *req);
 
-/*
- * The handlers of the human side's routes live in http_operators.c (the
- * table above lists them). cca_http_finish_fn shapes a successful engine
- * result before it is sent: @result is borrowed (it may be shared with a
- * committed document: never change it); returns the body (a new reference)
- * and may change *status (route->success_status on entry). @cls as given.
- *
- * cca_http_submit_finish - cca_http_submit, with a successful result passed
- * through @finish (NULL: as is) and CCA_ERR_NOT_FOUND answered with code
- * @not_found (NULL: the rc table's). @cls is released with @release (may be
- * NULL) exactly once, after the answer or when the engine refuses the request.
- */
-typedef json_t *(*cca_http_finish_fn)(struct cca_http_request *r, json_t *result,
-                                      unsigned *status, void *cls);
-void cca_http_submit_finish(struct cca_http_request *r, struct cca_engine_request *req,
-                            cca_http_finish_fn finish, const char *not_found, void *cls,
-                            cca_http_release_fn release);
+/* The handlers of the human side's routes live in http_operators.c (the table above
+ * lists them). */
 
 /* cca_http_finish_message - a message's status: 202 when no AI answer (a human owns it).
  */

@@ -24,71 +24,6 @@
 
 /* ---- submitting with a finish ------------------------------------------------------ */
 
-struct call {
-    struct cca_http_request *r;
-    cca_http_finish_fn finish;
-    const char *not_found;
-    void *cls;
-    cca_http_release_fn release;
-};
-
-static void call_free(struct call *c)
-{
-    if (c->release != NULL)
-        c->release(c->cls);
-    free(c);
-}
-
-/* Engine thread: as http_server.c's own done callback, through the call's finish. */
-static void call_done(void *ctx, cca_rc rc, json_t *result, const struct cca_error *err)
-{
-    struct call *c = ctx;
-    struct cca_http_request *r = c->r;
-    unsigned status = (unsigned)r->route->success_status;
-    json_t *body;
-    const char *code;
-
-    if (rc == CCA_OK) {
-        if (result == NULL)
-            result = json_object();
-        body = c->finish != NULL ? c->finish(r, result, &status, c->cls)
-                                 : json_incref(result);
-        json_decref(result);
-        cca_http_respond_json(r, status, body);
-    } else {
-        code = cca_http_code_of(rc);
-        if (rc == CCA_ERR_CONFLICT && r->route->conflict != NULL)
-            code = r->route->conflict;
-        if (rc == CCA_ERR_NOT_FOUND && c->not_found != NULL)
-            code = c->not_found;
-        cca_http_respond_error(r, cca_http_status_of(rc), code, err->msg);
-    }
-    call_free(c);
-    MHD_resume_connection(r->conn);
-}
-
-void cca_http_submit_finish(struct cca_http_request *r, struct cca_engine_request *req,
-                            cca_http_finish_fn finish, const char *not_found, void *cls,
-                            cca_http_release_fn release)
-{
-    struct call *c = cca_xcalloc(1, sizeof(*c));
-
-    c->r = r;
-    c->finish = finish;
-    c->not_found = not_found;
-    c->cls = cls;
-    c->release = release;
-    /* Suspend before submitting: the engine may answer before this returns. */
-    MHD_suspend_connection(r->conn);
-    r->suspended = true;
-    if (cca_engine_submit(r->http->engine, req, call_done, c) != CCA_OK) {
-        call_free(c);
-        cca_http_respond_error(r, 503, "unavailable",
-                               "the service is overloaded or shutting down; retry later");
-        MHD_resume_connection(r->conn);
-    }
-}
-
 json_t *cca_http_finish_message(struct cca_http_request *r, json_t *result,
                                 unsigned *status, void *cls)
 {
@@ -103,22 +38,6 @@ json_t *cca_http_finish_message(struct cca_http_request *r, json_t *result,
 }
 
 /* ---- small helpers ----------------------------------------------------------------- */
-
-static void respond_rc(struct cca_http_request *r, cca_rc rc, const struct cca_error *err)
-{
-    cca_http_respond_error(r, cca_http_status_of(rc), cca_http_code_of(rc), err->msg);
-}
-
-/* The dialog id of the URL, canonicalised; false (and a 404 sent) when it is none. */
-static bool dialog_path_id(struct cca_http_request *r, char id[37])
-{
-    if (cca_uuid_canonical(r->segment_id, id))
-        return true;
-    cca_http_respond_error(r, 404, "not_found",
-                           "not a dialog id: dialog ids are UUIDs (RFC 9562), so no "
-                           "dialog has this one");
-    return false;
-}
 
 static bool operator_path_id(struct cca_http_request *r, char id[37])
 {
@@ -141,7 +60,7 @@ static bool read_dialog(struct cca_http_request *r, const char *id, json_t **ret
     if (rc == CCA_ERR_NOT_FOUND)
         cca_http_respond_error(r, 404, "not_found", "no dialog with this id");
     else
-        respond_rc(r, rc, &err);
+        cca_http_respond_rc(r, rc, &err);
     return false;
 }
 
@@ -196,7 +115,7 @@ static void respond_operator(struct cca_http_request *r, const char *id)
         return;
     }
     if (rc != CCA_OK) {
-        respond_rc(r, rc, &err);
+        cca_http_respond_rc(r, rc, &err);
         return;
     }
     cca_http_respond_json(r, 200, cca_http_view_operator(doc, open_dialogs(r, id)));
@@ -316,7 +235,7 @@ void cca_http_handle_register(struct cca_http_request *r)
                                              cfg->operator_max_dialogs, &probe,
                                              NULL) == CCA_OK;
     if (rc != CCA_OK && !refuse) {
-        respond_rc(r, rc, &err);
+        cca_http_respond_rc(r, rc, &err);
         goto out;
     }
     if (refuse || !credential_ok(cfg, &reg)) {
@@ -341,7 +260,7 @@ void cca_http_handle_operator_create(struct cca_http_request *r)
     rc = cca_operator_parse_register(r->body, r->body_len, false,
                                      r->http->cfg->operator_max_dialogs, &reg, &err);
     if (rc != CCA_OK)
-        respond_rc(r, rc, &err);
+        cca_http_respond_rc(r, rc, &err);
     else
         create_operator(r, &reg, false);
     cca_operator_reg_cleanup(&reg);
@@ -408,7 +327,7 @@ static void patch_operator(struct cca_http_request *r, const char *id, bool admi
 
     rc = cca_operator_parse_patch(r->body, r->body_len, true, &patch, &err);
     if (rc != CCA_OK) {
-        respond_rc(r, rc, &err);
+        cca_http_respond_rc(r, rc, &err);
         return;
     }
     if (!admin && patch.has_max_dialogs) {
@@ -460,7 +379,7 @@ void cca_http_handle_me_status(struct cca_http_request *r)
 
     rc = cca_http_parse_operator_status(r->body, r->body_len, &req.status, &err);
     if (rc != CCA_OK) {
-        respond_rc(r, rc, &err);
+        cca_http_respond_rc(r, rc, &err);
         return;
     }
     (void)snprintf(req.target, sizeof(req.target), "%s", r->operator_id);
@@ -516,7 +435,7 @@ void cca_http_handle_take(struct cca_http_request *r)
 {
     char id[37];
 
-    if (dialog_path_id(r, id))
+    if (cca_http_path_id(r, id))
         take(r, id, NULL);
 }
 
@@ -548,12 +467,12 @@ void cca_http_handle_reply(struct cca_http_request *r)
     struct cca_error err = {0};
     cca_rc rc;
 
-    if (!dialog_path_id(r, req.id))
+    if (!cca_http_path_id(r, req.id))
         return;
     /* Whether it is theirs is the engine's decision, after a close queued before. */
     rc = cca_http_parse_reply(r->body, r->body_len, &req.text, &err);
     if (rc != CCA_OK) {
-        respond_rc(r, rc, &err);
+        cca_http_respond_rc(r, rc, &err);
         return;
     }
     cca_http_actor(r, &req);
@@ -568,11 +487,11 @@ void cca_http_handle_handoff(struct cca_http_request *r)
     struct cca_error err = {0};
     cca_rc rc;
 
-    if (!dialog_path_id(r, req.id))
+    if (!cca_http_path_id(r, req.id))
         return;
     rc = cca_http_parse_handoff(r->body, r->body_len, &h, &err);
     if (rc != CCA_OK) {
-        respond_rc(r, rc, &err);
+        cca_http_respond_rc(r, rc, &err);
         return;
     }
     /*
@@ -609,7 +528,7 @@ void cca_http_handle_messages(struct cca_http_request *r)
     bool found = true;
     char id[37];
 
-    if (!dialog_path_id(r, id))
+    if (!cca_http_path_id(r, id))
         return;
     if (r->operator_id[0] && !cca_desk_visible(r->http->desk, id, r->operator_id)) {
         cca_http_respond_error(r, 403, "forbidden",
@@ -649,7 +568,7 @@ void cca_http_handle_dialog_queue(struct cca_http_request *r)
     double eta;
     char id[37];
 
-    if (!dialog_path_id(r, id) || !read_dialog(r, id, &doc))
+    if (!cca_http_path_id(r, id) || !read_dialog(r, id, &doc))
         return;
     json_decref(doc);
     if (!cca_desk_position(r->http->desk, id, &position, &eta)) {
@@ -689,11 +608,11 @@ void cca_http_handle_rating(struct cca_http_request *r)
     bool open;
     cca_rc rc;
 
-    if (!dialog_path_id(r, req.id))
+    if (!cca_http_path_id(r, req.id))
         return;
     rc = cca_http_parse_rating(r->body, r->body_len, &req.score, &req.text, &err);
     if (rc != CCA_OK) {
-        respond_rc(r, rc, &err);
+        cca_http_respond_rc(r, rc, &err);
         return;
     }
     if (!read_dialog(r, req.id, &doc)) {
@@ -737,7 +656,7 @@ void cca_http_handle_dialog_events(struct cca_http_request *r)
     json_t *doc = NULL;
     char id[37];
 
-    if (!dialog_path_id(r, id) || !read_dialog(r, id, &doc))
+    if (!cca_http_path_id(r, id) || !read_dialog(r, id, &doc))
         return;
     json_decref(doc);
     (void)snprintf(topic, sizeof(topic), "dialog:%s", id);

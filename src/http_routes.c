@@ -18,22 +18,6 @@
 
 #include "http_int.h"
 
-/* The dialog id of the URL, canonicalised; false (and a 404 sent) when it is none. */
-static bool path_id(struct cca_http_request *r, char id[37])
-{
-    if (cca_uuid_canonical(r->segment_id, id))
-        return true;
-    cca_http_respond_error(r, 404, "not_found",
-                           "not a dialog id: dialog ids are UUIDs (RFC 9562), so no "
-                           "dialog has this one");
-    return false;
-}
-
-static void respond_rc(struct cca_http_request *r, cca_rc rc, const struct cca_error *err)
-{
-    cca_http_respond_error(r, cca_http_status_of(rc), cca_http_code_of(rc), err->msg);
-}
-
 void cca_http_actor(const struct cca_http_request *r, struct cca_engine_request *req)
 {
     if (r->operator_id[0]) {
@@ -141,7 +125,7 @@ static void h_create(struct cca_http_request *r)
     cca_rc rc = cca_http_parse_create(r->body, r->body_len, &req.create, &err);
 
     if (rc != CCA_OK) {
-        respond_rc(r, rc, &err);
+        cca_http_respond_rc(r, rc, &err);
         return;
     }
     if (!idempotency(r, &req)) {
@@ -159,11 +143,11 @@ static void h_message(struct cca_http_request *r)
     struct cca_error err = {0};
     cca_rc rc;
 
-    if (!path_id(r, req.id))
+    if (!cca_http_path_id(r, req.id))
         return;
     rc = cca_http_parse_message(r->body, r->body_len, &req.text, &err);
     if (rc != CCA_OK) {
-        respond_rc(r, rc, &err);
+        cca_http_respond_rc(r, rc, &err);
         return;
     }
     if (!idempotency(r, &req)) {
@@ -182,7 +166,7 @@ static void respond_read_error(struct cca_http_request *r, cca_rc rc,
     if (rc == CCA_ERR_NOT_FOUND)
         cca_http_respond_error(r, 404, "not_found", "no dialog with this id");
     else
-        respond_rc(r, rc, err);
+        cca_http_respond_rc(r, rc, err);
 }
 
 static void h_get(struct cca_http_request *r)
@@ -193,7 +177,7 @@ static void h_get(struct cca_http_request *r)
     size_t len;
     cca_rc rc;
 
-    if (!path_id(r, id) || !may_see(r, id))
+    if (!cca_http_path_id(r, id) || !may_see(r, id))
         return;
     rc = cca_engine_get_document(r->http->engine, id, &bytes, &len, &err);
     if (rc != CCA_OK) {
@@ -215,7 +199,7 @@ static void h_status(struct cca_http_request *r)
     json_t *doc = NULL;
     cca_rc rc;
 
-    if (!path_id(r, id) || !may_see(r, id))
+    if (!cca_http_path_id(r, id) || !may_see(r, id))
         return;
     rc = cca_engine_get_dialog(r->http->engine, id, &doc, &err);
     if (rc != CCA_OK) {
@@ -232,7 +216,7 @@ static void h_close(struct cca_http_request *r)
     struct cca_error err = {0};
     cca_rc rc;
 
-    if (!path_id(r, req.id))
+    if (!cca_http_path_id(r, req.id))
         return;
     if (r->operator_id[0]) {
         char owner[37] = "";
@@ -247,7 +231,7 @@ static void h_close(struct cca_http_request *r)
     rc = cca_http_parse_close(r->body, r->body_len, cca_http_query(r, "reason"),
                               &req.reason, &err);
     if (rc != CCA_OK) {
-        respond_rc(r, rc, &err);
+        cca_http_respond_rc(r, rc, &err);
         return;
     }
     cca_http_actor(r, &req);
@@ -260,7 +244,7 @@ static void h_delete(struct cca_http_request *r)
                                      .render = cca_http_view_outcome};
     const char *force = cca_http_query(r, "force");
 
-    if (!path_id(r, req.id))
+    if (!cca_http_path_id(r, req.id))
         return;
     if (force != NULL && !cca_http_parse_bool(force, &req.force)) {
         cca_http_respond_error(r, 422, "validation_error", "force must be true or false");

@@ -153,39 +153,96 @@ void cca_http_respond_error(struct cca_http_request *r, unsigned status, const c
     cca_http_respond_raw(r, status, "application/json", s, len);
 }
 
+bool cca_http_path_id(struct cca_http_request *r, char id[37])
+{
+    if (cca_uuid_canonical(r->segment_id, id))
+        return true;
+    cca_http_respond_error(r, 404, "not_found",
+                           "not a dialog id: dialog ids are UUIDs (RFC 9562), so no "
+                           "dialog has this one");
+    return false;
+}
+
+void cca_http_respond_rc(struct cca_http_request *r, cca_rc rc,
+                         const struct cca_error *err)
+{
+    cca_http_respond_error(r, cca_http_status_of(rc), cca_http_code_of(rc), err->msg);
+}
+
 const char *cca_http_query(struct cca_http_request *r, const char *name)
 {
     return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
-/* Engine thread: the outcome becomes the response, then the connection resumes. */
-static void on_engine_done(void *ctx, cca_rc rc, json_t *result,
-                           const struct cca_error *err)
+struct call {
+    struct cca_http_request *r;
+    cca_http_finish_fn finish;
+    const char *not_found;
+    void *cls;
+    cca_http_release_fn release;
+};
+
+static void call_free(struct call *c)
 {
-    struct cca_http_request *r = ctx;
+    if (c->release != NULL)
+        c->release(c->cls);
+    free(c);
+}
+
+/* Engine thread: the outcome becomes the response (through the finish function,
+ * if any), then the connection resumes. */
+static void call_done(void *ctx, cca_rc rc, json_t *result, const struct cca_error *err)
+{
+    struct call *c = ctx;
+    struct cca_http_request *r = c->r;
+    unsigned status = (unsigned)r->route->success_status;
+    json_t *body;
+    const char *code;
 
     if (rc == CCA_OK) {
-        cca_http_respond_json(r, (unsigned)r->route->success_status, result);
+        if (result == NULL)
+            result = json_object();
+        body = c->finish != NULL ? c->finish(r, result, &status, c->cls)
+                                 : json_incref(result);
+        json_decref(result);
+        cca_http_respond_json(r, status, body);
     } else {
-        const char *code = cca_http_code_of(rc);
-
+        code = cca_http_code_of(rc);
         if (rc == CCA_ERR_CONFLICT && r->route->conflict != NULL)
             code = r->route->conflict;
+        if (rc == CCA_ERR_NOT_FOUND && c->not_found != NULL)
+            code = c->not_found;
         cca_http_respond_error(r, cca_http_status_of(rc), code, err->msg);
     }
+    call_free(c);
     MHD_resume_connection(r->conn);
 }
 
-void cca_http_submit(struct cca_http_request *r, struct cca_engine_request *req)
+void cca_http_submit_finish(struct cca_http_request *r, struct cca_engine_request *req,
+                            cca_http_finish_fn finish, const char *not_found, void *cls,
+                            cca_http_release_fn release)
 {
+    struct call *c = cca_xcalloc(1, sizeof(*c));
+
+    c->r = r;
+    c->finish = finish;
+    c->not_found = not_found;
+    c->cls = cls;
+    c->release = release;
     /* Suspend before submitting: the engine may answer before this returns. */
     MHD_suspend_connection(r->conn);
     r->suspended = true;
-    if (cca_engine_submit(r->http->engine, req, on_engine_done, r) != CCA_OK) {
+    if (cca_engine_submit(r->http->engine, req, call_done, c) != CCA_OK) {
+        call_free(c);
         cca_http_respond_error(r, 503, "unavailable",
                                "the service is overloaded or shutting down; retry later");
         MHD_resume_connection(r->conn);
     }
+}
+
+void cca_http_submit(struct cca_http_request *r, struct cca_engine_request *req)
+{
+    cca_http_submit_finish(r, req, NULL, NULL, NULL, NULL);
 }
 
 #define REALM              "Bearer realm=\"call-center-agents\""
