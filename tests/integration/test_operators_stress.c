@@ -227,7 +227,8 @@ static const char *dpath(char *buf, const char *id, const char *suffix)
     return buf;
 }
 
-/* ---- customers ---------------------------------------------------------------------- */
+/* ---- customers ----------------------------------------------------------------------
+ */
 
 static const char *const ASK_RU[] = {"Позовите оператора", "Нужен живой человек",
                                      "Соедините с оператором"};
@@ -342,9 +343,9 @@ static void *customer_thread(void *arg)
             if (r < 85) {
                 unsigned n = atomic_fetch_add(&G.seq, 1);
 
-                (void)snprintf(text, sizeof(text),
-                               d->en ? "Still waiting, message %u" : "Жду ответа, сообщение %u",
-                               n);
+                (void)snprintf(
+                    text, sizeof(text),
+                    d->en ? "Still waiting, message %u" : "Жду ответа, сообщение %u", n);
                 customer_say(d, text, NULL);
             } else if (r < 90) {
                 if (call("POST", dpath(path, d->id, "/close"), NULL, "{}", NULL) == 200)
@@ -357,7 +358,8 @@ static void *customer_thread(void *arg)
     return NULL;
 }
 
-/* ---- operators ---------------------------------------------------------------------- */
+/* ---- operators ----------------------------------------------------------------------
+ */
 
 static json_t *my_dialogs(struct op *o)
 {
@@ -378,8 +380,7 @@ static void operator_reply(struct op *o, const char *dialog_id)
     struct dlg *d = find_dlg(dialog_id);
     long st;
 
-    (void)snprintf(text, sizeof(text), "Ответ оператора %u",
-                   atomic_fetch_add(&G.seq, 1));
+    (void)snprintf(text, sizeof(text), "Ответ оператора %u", atomic_fetch_add(&G.seq, 1));
     (void)snprintf(body, sizeof(body), "{\"message\":\"%s\"}", text);
     st = call("POST", dpath(path, dialog_id, "/reply"), o->token, body, NULL);
     if (st == 200)
@@ -411,7 +412,8 @@ static void operator_step(struct op *o, uint64_t *rng)
         return;
     }
     if (r < 5) {
-        (void)snprintf(body, sizeof(body), "{\"status\":\"%s\"}", statuses[below(rng, 8)]);
+        (void)snprintf(body, sizeof(body), "{\"status\":\"%s\"}",
+                       statuses[below(rng, 8)]);
         if (call("PUT", "/api/v1/operators/me/status", o->token, body, NULL) == 200)
             atomic_fetch_add(&G.flips, 1);
         return;
@@ -434,8 +436,8 @@ static void operator_step(struct op *o, uint64_t *rng)
             json_t *items_q = json_object_get(q, "items");
 
             if (json_array_size(items_q) > 0) {
-                json_t *it = json_array_get(items_q, below(rng, (unsigned)json_array_size(
-                                                                   items_q)));
+                json_t *it = json_array_get(
+                    items_q, below(rng, (unsigned)json_array_size(items_q)));
                 long st = call("POST", dpath(path, js(it, "dialog_id"), "/take"),
                                o->token, NULL, NULL);
 
@@ -473,8 +475,8 @@ static void operator_step(struct op *o, uint64_t *rng)
         } else {
             struct op *to = &G.ops[below(rng, N_OPS)];
 
-            (void)snprintf(body, sizeof(body), "{\"to\":\"operator\",\"operator_id\":\"%s\"}",
-                           to->id);
+            (void)snprintf(body, sizeof(body),
+                           "{\"to\":\"operator\",\"operator_id\":\"%s\"}", to->id);
             if (call("POST", dpath(path, id, "/handoff"), o->token, body, NULL) == 200)
                 atomic_fetch_add(&G.transfers, 1);
         }
@@ -545,7 +547,8 @@ static int settle(void)
             size_t k;
 
             json_array_foreach (json_object_get(mine, "items"), k, it) {
-                json_t *replied = json_object_get(json_object_get(it, "owner"), "replied");
+                json_t *replied =
+                    json_object_get(json_object_get(it, "owner"), "replied");
 
                 if (!json_is_true(replied)) {
                     operator_reply(&G.ops[i], js(it, "dialog_id"));
@@ -578,12 +581,11 @@ static json_t *read_state(void)
 
     assert_int_equal(call("GET", "/api/v1/operators", NULL, NULL, &ops), 200);
     json_array_foreach (json_object_get(ops, "items"), i, v) {
-        json_t *slim = json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?}", "status",
-                                 json_object_get(v, "status"), "open_dialogs",
-                                 json_object_get(v, "open_dialogs"), "max_dialogs",
-                                 json_object_get(v, "max_dialogs"), "languages",
-                                 json_object_get(v, "languages"), "skills",
-                                 json_object_get(v, "skills"));
+        json_t *slim = json_pack(
+            "{s:O?, s:O?, s:O?, s:O?, s:O?}", "status", json_object_get(v, "status"),
+            "open_dialogs", json_object_get(v, "open_dialogs"), "max_dialogs",
+            json_object_get(v, "max_dialogs"), "languages",
+            json_object_get(v, "languages"), "skills", json_object_get(v, "skills"));
 
         (void)json_object_set_new(byid, js(v, "operator_id"), slim);
     }
@@ -606,12 +608,13 @@ static json_t *read_state(void)
         json_t *d = NULL;
         json_t *owner;
 
-        assert_int_equal(call("GET", dpath(path, G.dlgs[k]->id, ""), NULL, NULL, &d), 200);
+        assert_int_equal(call("GET", dpath(path, G.dlgs[k]->id, ""), NULL, NULL, &d),
+                         200);
         owner = json_object_get(d, "owner");
-        (void)json_object_set_new(
-            owners, G.dlgs[k]->id,
-            json_pack("{s:s, s:s, s:s}", "kind", js(owner, "kind"), "operator_id",
-                      js(owner, "operator_id"), "status", js(d, "status")));
+        (void)json_object_set_new(owners, G.dlgs[k]->id,
+                                  json_pack("{s:s, s:s, s:s}", "kind", js(owner, "kind"),
+                                            "operator_id", js(owner, "operator_id"),
+                                            "status", js(d, "status")));
         json_decref(d);
     }
     (void)json_object_set_new(st, "operators", byid);
@@ -625,7 +628,8 @@ static json_t *read_state(void)
             (void)json_object_del(it, "waiting_s");
         (void)json_object_set_new(st, "queue", items);
     }
-    (void)json_object_set_new(st, "queue_length", json_deep_copy(json_object_get(q, "length")));
+    (void)json_object_set_new(st, "queue_length",
+                              json_deep_copy(json_object_get(q, "length")));
     (void)json_object_set_new(st, "owners", owners);
     json_decref(q);
     return st;
@@ -833,8 +837,8 @@ static unsigned check_messages(unsigned long *ret_checked)
                     BAD("dialog %s: %s message '%s' (no response) found %u times", d->id,
                         role, d->texts[t].text, n);
             } else if (d->texts[t].acked && n != 1)
-                BAD("dialog %s: %s message '%s' (acknowledged) found %u times", d->id, role,
-                    d->texts[t].text, n);
+                BAD("dialog %s: %s message '%s' (acknowledged) found %u times", d->id,
+                    role, d->texts[t].text, n);
             else if (!d->texts[t].acked && n != 0)
                 BAD("dialog %s: %s message '%s' (refused) found %u times", d->id, role,
                     d->texts[t].text, n);
@@ -845,7 +849,8 @@ static unsigned check_messages(unsigned long *ret_checked)
     return bad;
 }
 
-/* ---- the test ----------------------------------------------------------------------- */
+/* ---- the test -----------------------------------------------------------------------
+ */
 
 static void test_stress(void **state)
 {
@@ -900,11 +905,11 @@ static void test_stress(void **state)
         (void)snprintf(o->id, sizeof(o->id), "%s", js(j, "operator_id"));
         (void)snprintf(o->token, sizeof(o->token), "%s", js(j, "token"));
         json_decref(j);
-        assert_int_equal(call("PUT", "/api/v1/operators/me/status", o->token,
-                              below(&rng, 3) ? "{\"status\":\"available\"}"
-                                             : "{\"status\":\"busy\"}",
-                              NULL),
-                         200);
+        assert_int_equal(
+            call("PUT", "/api/v1/operators/me/status", o->token,
+                 below(&rng, 3) ? "{\"status\":\"available\"}" : "{\"status\":\"busy\"}",
+                 NULL),
+            200);
     }
 
     /* the run */
@@ -942,8 +947,9 @@ static void test_stress(void **state)
             json_decref(j);
             assert_true(G.ndlgs < MAX_DIALOGS);
             G.dlgs[G.ndlgs++] = d;
-            customer_say(d, d->en ? "Hello, my internet is down" : "Здравствуйте, нет интернета",
-                         NULL);
+            customer_say(
+                d, d->en ? "Hello, my internet is down" : "Здравствуйте, нет интернета",
+                NULL);
             assert_int_equal(call("POST", dpath(path, d->id, "/handoff"), NULL,
                                   "{\"to\":\"human\"}", NULL),
                              200);
@@ -1075,9 +1081,10 @@ static void test_kill_midflight(void **state)
             continue;
         }
         o->max = 1 + below(&rng, 3);
-        (void)snprintf(body, sizeof(body),
-                       "{\"name\":\"K%d\",\"languages\":[\"ru\",\"en\"],\"max_dialogs\":%u}",
-                       i, o->max);
+        (void)snprintf(
+            body, sizeof(body),
+            "{\"name\":\"K%d\",\"languages\":[\"ru\",\"en\"],\"max_dialogs\":%u}", i,
+            o->max);
         assert_int_equal(call("POST", "/api/v1/operators", NULL, body, &j), 201);
         (void)snprintf(o->id, sizeof(o->id), "%s", js(j, "operator_id"));
         (void)snprintf(o->token, sizeof(o->token), "%s", js(j, "token"));
@@ -1153,7 +1160,8 @@ static void test_kill_midflight(void **state)
         G.dlgs[G.ndlgs] = calloc(1, sizeof(struct dlg));
         (void)snprintf(G.dlgs[G.ndlgs++]->id, 37, "%s", id);
         assert_int_equal(
-            call("POST", dpath(path, id, "/handoff"), NULL, "{\"to\":\"human\"}", &j), 200);
+            call("POST", dpath(path, id, "/handoff"), NULL, "{\"to\":\"human\"}", &j),
+            200);
         printf("# a new escalation after the restart: %s\n", js(j, "escalation"));
         assert_true(strcmp(js(j, "escalation"), "assigned") == 0 ||
                     strcmp(js(j, "escalation"), "queued") == 0);
