@@ -856,7 +856,7 @@ static void test_stress(void **state)
 {
     char dir[64];
     struct proc srv = {0};
-    const char *env[] = {"OPERATOR_REPLY_TIMEOUT_S=5", "LOG_LEVEL=warn", NULL};
+    const char *env[] = {"OPERATOR_REPLY_TIMEOUT_S=5", NULL};
     pthread_t cust[N_CUST_THREADS];
     pthread_t opt[N_OP_THREADS];
     pthread_t mon;
@@ -1054,7 +1054,7 @@ static void test_kill_midflight(void **state)
 {
     char dir[64];
     struct proc srv = {0};
-    const char *env[] = {"OPERATOR_REPLY_TIMEOUT_S=300", "LOG_LEVEL=warn", NULL};
+    const char *env[] = {"OPERATOR_REPLY_TIMEOUT_S=300", NULL};
     pthread_t cust[4];
     pthread_t opt[4];
     uint64_t rng;
