@@ -1001,8 +1001,8 @@ static bool human_request(struct cca_engine *e, struct op *op)
     json_t *messages;
 
     op->human.escalated = true;
-    op->human.escalation =
-        cca_desk_escalate(e->desk, en->id, &need, "customer_request", "customer", now, &mv);
+    op->human.escalation = cca_desk_escalate(e->desk, en->id, &need, "customer_request",
+                                             "customer", now, &mv);
     atomic_fetch_add_explicit(&e->metrics.escalations[0], 1, memory_order_relaxed);
     if (op->human.escalation == CCA_DESK_FULL) {
         json_decref(doc);

@@ -187,7 +187,8 @@ static void render_human(struct cca_http *h, FILE *out)
     for (int a = 0; a <= CCA_AGENT__COUNT; a++) {
         for (int sc = 0; sc < 5; sc++) {
             (void)snprintf(labels, sizeof(labels), "agent=\"%s\",score=\"%d\"",
-                           a < CCA_AGENT__COUNT ? cca_agent_name((enum cca_agent)a) : "none",
+                           a < CCA_AGENT__COUNT ? cca_agent_name((enum cca_agent)a)
+                                                : "none",
                            sc + 1);
             cca_metrics_sample(out, "cca_csat_ratings_total", labels,
                                (double)atomic_load(&m->csat[a][sc]));
