@@ -347,7 +347,10 @@ static void run_row(const struct fault *f, struct proc *fake, struct proc *srv,
         check(log != NULL && log_mentions_failure(log, id),
               "no log line names the dialog and the LLM failure");
     check(log != NULL && strstr(log, KEY) == NULL, "the API key is in the server log");
-    check(log != NULL && strstr(log, "SECRET") == NULL, "part of the key is in the log");
+    /* Key pieces, not "SECRET": the setting OPERATOR_SECRET is named in the log. */
+    check(log != NULL && strstr(log, "SECRET-9f3a") == NULL &&
+              strstr(log, "sk-test") == NULL,
+          "part of the key is in the log");
 
     out->ok = failures == start_failures;
     free(log);
