@@ -1315,6 +1315,8 @@ static void release_closed(struct cca_engine *e, struct op *op, bool deleted)
     if (!cca_desk_release(e->desk, en->id, false, deleted ? "deleted" : "closed",
                           actor_of(op), now, &mv))
         return;
+    if (owner == CCA_OWNER_QUEUE)
+        e->queue_moved = true; /* the ones behind it moved up */
     if (owner == CCA_OWNER_OPERATOR) {
         json_t *d = json_object();
 
@@ -1373,6 +1375,18 @@ static cca_rc operator_op(struct cca_engine *e, struct op *op)
                     d, "reason",
                     json_string(op->req.reason != NULL ? op->req.reason : "operator"));
                 cca_handoff_events_add(op_events(op), "operator", en->id, "status", d);
+            }
+            {
+                /* The live times (kept in memory) go to disk with this write. */
+                struct cca_desk_operator_info info;
+
+                if (cca_desk_operator(e->desk, en->id, &info)) {
+                    json_t *next = cca_operator_with_times(doc, info.last_seen_ms,
+                                                           info.last_closed_ms, now);
+
+                    json_decref(doc);
+                    doc = next;
+                }
             }
             op->new_doc = doc;
             rc = cca_desk_update_operator(e->desk, doc, actor_of(op), now, &mv);

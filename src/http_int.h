@@ -196,12 +196,6 @@ json_t *cca_http_view_outcome(const struct cca_engine_outcome *o);
  */
 json_t *cca_http_view_page(const struct cca_engine_page *page, bool full);
 
-/*
- * cca_http_view_operator - the operator view: the public record of @doc
- * (borrowed, cca_operator_public_view) plus "open_dialogs" (@open). A new reference.
- */
-json_t *cca_http_view_operator(json_t *doc, unsigned open);
-
 /* ---- http_json.c: validation and error bodies (pure, unit-tested) ---------- */
 
 /*

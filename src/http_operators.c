@@ -90,13 +90,30 @@ static bool parse_uint(const char *s, unsigned long min, unsigned long max,
     return true;
 }
 
-static unsigned open_dialogs(struct cca_http_request *r, const char *operator_id)
+/*
+ * @view (an operator view, changed in place) with the desk's live state:
+ * "open_dialogs", and "last_seen_at" / "last_dialog_closed_at" when the desk
+ * knows newer ones than the record (they are kept in memory between writes).
+ * Returns @view.
+ */
+static json_t *with_live(struct cca_http_request *r, json_t *view)
 {
-    struct cca_desk_operator_info info;
+    const char *id = json_string_value(json_object_get(view, "operator_id"));
+    struct cca_desk_operator_info info = {0};
+    char at[CCA_TIME_LEN];
 
-    return operator_id != NULL && cca_desk_operator(r->http->desk, operator_id, &info)
-               ? info.open_dialogs
-               : 0;
+    if (id == NULL || !cca_desk_operator(r->http->desk, id, &info))
+        info.open_dialogs = 0;
+    (void)json_object_set_new(view, "open_dialogs", json_integer(info.open_dialogs));
+    if (info.last_seen_ms > 0) {
+        cca_time_format(info.last_seen_ms, at);
+        (void)json_object_set_new(view, "last_seen_at", json_string(at));
+    }
+    if (info.last_closed_ms > 0) {
+        cca_time_format(info.last_closed_ms, at);
+        (void)json_object_set_new(view, "last_dialog_closed_at", json_string(at));
+    }
+    return view;
 }
 
 /* ---- operator records ----------------------------------------------------------------
@@ -118,7 +135,7 @@ static void respond_operator(struct cca_http_request *r, const char *id)
         cca_http_respond_rc(r, rc, &err);
         return;
     }
-    cca_http_respond_json(r, 200, cca_http_view_operator(doc, open_dialogs(r, id)));
+    cca_http_respond_json(r, 200, with_live(r, cca_operator_public_view(doc)));
     json_decref(doc);
 }
 
@@ -131,10 +148,7 @@ static json_t *finish_operator(struct cca_http_request *r, json_t *result,
     (void)status;
     (void)cls;
     if (json_object_get(body, "name") != NULL) /* a view; a delete has no name */
-        (void)json_object_set_new(
-            body, "open_dialogs",
-            json_integer(open_dialogs(
-                r, json_string_value(json_object_get(result, "operator_id")))));
+        (void)with_live(r, body);
     return body;
 }
 
@@ -161,8 +175,7 @@ static json_t *finish_created(struct cca_http_request *r, json_t *result,
     json_t *body = json_object();
 
     (void)status;
-    (void)json_object_set_new(view, "open_dialogs",
-                              json_integer(open_dialogs(r, json_string_value(id))));
+    (void)with_live(r, view);
     (void)json_object_set(body, "operator_id", id);
     (void)json_object_set_new(body, "token", json_string(t->token));
     (void)json_object_set_new(body, "operator", view);
@@ -292,10 +305,7 @@ void cca_http_handle_operator_list(struct cca_http_request *r)
         v[i] = json_array_get(docs, i);
     qsort(v, n, sizeof(*v), by_created);
     for (size_t i = 0; i < n; i++) {
-        const char *id = json_string_value(json_object_get(v[i], "operator_id"));
-
-        (void)json_array_append_new(items,
-                                    cca_http_view_operator(v[i], open_dialogs(r, id)));
+        (void)json_array_append_new(items, with_live(r, cca_operator_public_view(v[i])));
     }
     (void)json_object_set_new(out, "items", items);
     free(v);

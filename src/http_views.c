@@ -267,14 +267,6 @@ json_t *cca_http_view_outcome(const struct cca_engine_outcome *o)
     return json_object();
 }
 
-json_t *cca_http_view_operator(json_t *doc, unsigned open)
-{
-    json_t *r = cca_operator_public_view(doc);
-
-    (void)json_object_set_new(r, "open_dialogs", json_integer(open));
-    return r;
-}
-
 json_t *cca_http_view_page(const struct cca_engine_page *page, bool full)
 {
     json_t *out = json_object();
