@@ -30,9 +30,18 @@ step() { # step TITLE METHOD PATH [BODY] [TOKEN]
     code="${out##*$'\n'}"
     echo "HTTP $code"
     python3 -c 'import json,sys
-lines = json.dumps(json.loads(sys.argv[1]), indent=4, ensure_ascii=False).splitlines()
+d = json.loads(sys.argv[1])
+if sys.argv[3]:  # FIELDS: show only these (dotted) fields
+    sub = {}
+    for path in sys.argv[3].split(","):
+        v = d
+        for k in path.split("."):
+            v = v.get(k) if isinstance(v, dict) else None
+        sub[path] = v
+    d = sub
+lines = json.dumps(d, indent=4, ensure_ascii=False).splitlines()
 n = int(sys.argv[2])
-print("\n".join(lines[:n] + (["    …"] if len(lines) > n else [])))' "${out%$'\n'*}" "${LINES_MAX:-40}"
+print("\n".join(lines[:n] + (["    …"] if len(lines) > n else [])))' "${out%$'\n'*}" "${LINES_MAX:-40}" "${FIELDS:-}"
     echo '```'
     echo
     last="${out%$'\n'*}"
@@ -65,4 +74,6 @@ LINES_MAX=20 step "Anna closes; the queue head (customer 2) is hers at once" POS
     '{"reason":"resolved"}' "$TOKEN_A" TOKEN_A
 step "Anna's dialogs now" GET /operators/me/dialogs "" "$TOKEN_A" TOKEN_A
 step "Customer 1 rates the dialog" POST "/dialogue/$C1/rating" '{"score":5,"comment":"Быстро и по делу"}'
-LINES_MAX=60 step "The ownership history of customer 1's dialog" GET "/dialogue/$C1" ""
+FIELDS=status,owner,metadata.transitions,rating LINES_MAX=80 \
+    step "Customer 1's dialog: its owner and ownership history" GET "/dialogue/$C1" ""
+FIELDS=messages LINES_MAX=80 step "Customer 2's messages: the queue notice, then Anna" GET "/dialogue/$C2" ""
