@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """Benchmark driver: runs scenarios S1..S6 of the performance issue with the
-peers side by side, prints one table and writes the raw figures as JSON.
+peers side by side, and S7 of the operators issue (issue 11), prints one table
+and writes the raw figures as JSON.
 
 Called by scripts/bench, which installs the packages and builds the binaries;
 see docs/BENCHMARKS.md. Never asserts timings: the exit code is 0 when every
@@ -29,6 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 FAKE_KEY = "bench-key"
+OPERATOR_SECRET = "bench-operator-secret"
 MSG_TECH = "Не могу войти в аккаунт, приложение не работает"
 CREATE_BODY = json.dumps({"customer_id": "bench", "initial_message": MSG_TECH},
                          ensure_ascii=False)
@@ -46,14 +48,18 @@ PROFILES = {
                  s3_ramp_ms=1000, s3_think_ms="0-100", s3_warmup=2,
                  s4_turns=10000, s4_latency=5000, s4_ramp=4000, s5_dialogs=2000,
                  s5_conns=16, s5_secs=6, s6_lengths=[10, 100, 1000],
-                 s6_dialogs=[10, 10, 3], s6_rounds=[3, 3, 10]),
+                 s6_dialogs=[10, 10, 3], s6_rounds=[3, 3, 10],
+                 s7_ops=200, s7_max=3, s7_dialogs=10600, s7_paced=3000, s7_rate=1000,
+                 s7_conns=32, s7_storm_conns=64, s7_queue_gets=200, s7_timeout=120),
     "smoke": dict(s1_secs=1, s1_conns=8, s2_dialogs=20, s2_conns=4, s2_secs=0.3,
                   s2_open_share=0.5, s2_open_secs=0.3, s2_open_warmup=0.1, s2_open_conns=8,
                   fsync_secs=0.2, s3_dialogs=10, s3_alt=4, s3_secs=0.5, s3_latency=50,
                   s3_ramp_ms=50, s3_think_ms="0-10", s3_warmup=0.1,
                   s4_turns=40, s4_latency=300, s4_ramp=400, s5_dialogs=10,
                   s5_conns=2, s5_secs=0.3, s6_lengths=[4, 10, 20],
-                  s6_dialogs=[2, 2, 2], s6_rounds=[2, 2, 2]),
+                  s6_dialogs=[2, 2, 2], s6_rounds=[2, 2, 2],
+                  s7_ops=5, s7_max=3, s7_dialogs=50, s7_paced=25, s7_rate=1000,
+                  s7_conns=4, s7_storm_conns=4, s7_queue_gets=20, s7_timeout=20),
 }
 
 
@@ -695,11 +701,105 @@ http {
                          "%.2f" % k, "", "< 1 (sublinear)",
                          "met" if k < 1 else "missed by %.2f" % (k - 1 + 1e-9))
 
+    # ------------------------------------------------------------ S7
+
+    def s7(self):
+        """Operators (issue 11): OPS operators (max_dialogs 3) with open event
+        streams, DIALOGS dialogs escalating: the first PACED at a constant rate
+        (the latency from the handoff request to the operator's "assigned"
+        event, for the ones assigned at once), the rest as fast as the server
+        answers (all queue); GET /queue with DIALOGS - OPS x 3 queued; then a
+        close storm (each operator closes their dialogs, each close assigns the
+        queue head) for assignments/s. bench/loadgen/s7.c does the work; the
+        server is durable (STORAGE_FSYNC=true), as a real deployment."""
+        p = self.p
+        srv = self.server(os.path.join(self.work, "s7"), extra={
+            "OPERATOR_SECRET": OPERATOR_SECRET,
+            "QUEUE_MAX": str(max(20000, 2 * p["s7_dialogs"])),
+            "OPERATOR_REGISTER_PER_MIN": "10000"})
+        time.sleep(0.5)
+        idle = proc_stat(srv.pid)
+        samp = Sampler(srv.pid)
+        samp.start()
+        c0 = tree_cpu(srv.pid)
+        cmd = [os.path.join(self.bin, "s7"), "--url", srv.base, "--pid", str(srv.pid),
+               "--secret", OPERATOR_SECRET, "--operators", str(p["s7_ops"]),
+               "--max-dialogs", str(p["s7_max"]), "--dialogs", str(p["s7_dialogs"]),
+               "--paced", str(p["s7_paced"]), "--rate", str(p["s7_rate"]),
+               "--conns", str(p["s7_conns"]), "--storm-conns", str(p["s7_storm_conns"]),
+               "--queue-gets", str(p["s7_queue_gets"]), "--timeout", str(p["s7_timeout"])]
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE)
+        samp.stop = True
+        samp.join()
+        try:
+            r = json.loads(proc.stdout)
+        except ValueError:
+            raise RuntimeError("s7 exited with %d without its JSON" % proc.returncode)
+        if "fatal" in r:
+            raise RuntimeError("%s: %s" % (r["fatal"], r.get("first_error", "")))
+        r["server_cpu_s"] = tree_cpu(srv.pid) - c0
+        r["idle_rss"], r["idle_threads"] = idle["rss"], idle["threads"]
+        r["sampled_max_threads"] = max(samp.max_threads, r["server"]["max_threads"])
+        r["sampled_peak_rss"] = samp.max_rss
+        self.kill(srv)
+        self.raw["S7"] = r
+
+        ops, seats, queued = r["operators"], r["seats"], r["dialogs"] - r["seats"]
+        pa, mx, qu, st = r["paced"], r["max"], r["queue"], r["storm"]
+        esc, ss = r["escalation"], r["storm_summary"]
+        ev = esc["event"]
+        rate = pa["rate"]
+        self.row("S7", "escalation -> operator event p99 at %s escalations/s "
+                 "(%d assigned at once), us" % (fmt(rate), ev["samples"]), fmt(ev["p99_us"]),
+                 "p50 %s; handoff answer p50/p99 %s/%s" % (
+                     fmt(ev["p50_us"]), fmt(pa["p50_us"]), fmt(pa["p99_us"])),
+                 "<= 5000 us", self.at_most(ev["p99_us"], 5000, " us"))
+        if pa["offered_rps"] < 0.98 * rate:
+            self.row("S7", "paced escalations: offered/s (in-flight cap %d)" % pa["conns"],
+                     fmt(pa["offered_rps"]), "rate %s; send lag p99 %s us" % (
+                         fmt(rate), fmt(pa["send_lag_p99_us"])), "-",
+                     "info (the generator fell behind the rate)")
+        self.row("S7", "escalations/s, closed loop (c=%d, %d dialogs, all queueing)" % (
+            mx["conns"], mx["requests"]), fmt(mx["rps"]),
+                 "handoff p50/p99 %s/%s us" % (fmt(mx["p50_us"]), fmt(mx["p99_us"])),
+                 "-", "info")
+        self.row("S7", "assignments/s, close storm (c=%d, queue of %d drained)" % (
+            st["conns"], ss["expected"]), fmt(ss["assignments_per_s"]),
+                 "close p50/p99 %s/%s us; %d assigned" % (
+                     fmt(st["p50_us"]), fmt(st["p99_us"]), ss["assigned"]), "-", "info")
+        self.row("S7", "GET /queue p99 with %d queued (limit 100), us" % r["queue_length"],
+                 fmt(qu["p99_us"]), "p50 %s; %s B" % (fmt(qu["p50_us"]),
+                                                    fmt(r["queue_bytes"])), "-", "info")
+        th = r["sampled_max_threads"]
+        self.row("S7", "max threads", str(th), "idle %d" % r["idle_threads"], "<= 8",
+                 self.at_most(th, 8))
+        s = r["streams"]
+        per = s["rss_per_stream_kb"]
+        self.row("S7", "RSS per open event stream, KiB (%d streams)" % s["open"],
+                 "%.1f" % per, "RSS %.1f -> %.1f MiB" % (s["rss_before_kb"] / 1024,
+                                                       s["rss_after_kb"] / 1024),
+                 "<= 8 KiB", self.at_most(per, 8, " KiB"))
+        e = r["events"]
+        self.row("S7", "events received over %d streams: total; queue broadcasts; MB" % ops,
+                 "%d; %d; %.1f" % (e["total"], e["queue"], e["bytes"] / 1e6),
+                 "server CPU %.1f s; loadgen CPU %.1f s" % (r["server_cpu_s"],
+                                                             r["loadgen_cpu_s"]),
+                 "-", "info")
+        bad = sum(r[k]["non2xx"] + r[k]["errors"] for k in
+                  ("register", "status", "create", "paced", "max", "queue", "storm"))
+        bad += esc["paced_missing_events"] + e["resync"] + s["ended"]
+        bad += max(0, ss["expected"] - ss["assigned"])
+        bad += abs(r["queue_length"] - queued) if r["queue_length"] >= 0 else queued
+        if bad:
+            self.row("S7", "failures (requests, missing events, resyncs, streams ended, "
+                     "queue length off)", str(bad), r["first_error"][:80], "0",
+                     "missed by %d" % bad)
+
     # ------------------------------------------------------------ main
 
     def run(self):
         only = [s.strip().upper() for s in self.args.only.split(",")] if self.args.only \
-            else ["S1", "S2", "S3", "S4", "S5", "S6"]
+            else ["S1", "S2", "S3", "S4", "S5", "S6", "S7"]
         started = time.time()
         machine = machine_info()
         for s in only:
