@@ -238,13 +238,29 @@ static void queue_insert(struct cca_desk *d, struct desk_dialog *x)
     d->queued++;
 }
 
+/*
+ * 1-based position of queued @x: walked from both ends at once, so it costs
+ * the distance to the nearer end (a new arrival sits near the tail, the next
+ * to be served near the head), not the queue's length.
+ */
 static size_t queue_position(struct cca_desk *d, const struct desk_dialog *x)
 {
-    size_t pos = 1;
+    const struct desk_dialog *front = d->qhead;
+    const struct desk_dialog *back = d->qtail;
+    size_t ahead = 0;
+    size_t behind = 0;
 
-    for (const struct desk_dialog *it = d->qhead; it != NULL && it != x; it = it->qnext)
-        pos++;
-    return pos;
+    while (front != NULL && back != NULL) {
+        if (front == x)
+            return ahead + 1;
+        if (back == x)
+            return d->queued - behind;
+        front = front->qnext;
+        back = back->qprev;
+        ahead++;
+        behind++;
+    }
+    return d->queued; /* not reached for a queued @x */
 }
 
 /* Seats of every operator on shift (not offline): the estimate's service rate. */

@@ -105,9 +105,10 @@ struct cca_engine {
     struct cca_desk_moves boot_moves; /* decided at load, recorded once running */
     json_t *boot_human;               /* human-owned dialogs found at load */
     int64_t next_tick_ms;
-    bool queue_moved; /* the queue changed: positions go out after the batch */
-    bool llm_mode;    /* an LLM was configured (turn metrics) */
-    bool detach_llm;  /* under @lock: drop @llm at the next wake-up */
+    bool queue_moved;        /* the queue changed: positions and length go out */
+    int64_t queue_events_ms; /* when they last went out (monotonic) */
+    bool llm_mode;           /* an LLM was configured (turn metrics) */
+    bool detach_llm;         /* under @lock: drop @llm at the next wake-up */
     cca_engine_skip_fn skip;
     void *skip_ctx;
 
@@ -894,16 +895,30 @@ static void position_event(void *ctx, const char *dialog_id, size_t position,
 }
 
 /*
- * After a batch of operations that moved the queue: the current position of
- * every queued dialog whose customer has a stream open (one walk per batch,
- * not per move; the others poll GET /dialogue/{id}/queue).
+ * After the queue moved, at most every QUEUE_EVENTS_MS: the current position
+ * of every queued dialog whose customer has a stream open (the others poll
+ * GET /dialogue/{id}/queue), and the queue's length to every operator. A
+ * burst of a thousand escalations is one walk and one frame per stream, not
+ * a thousand (S7, docs/BENCHMARKS.md).
  */
-static void publish_positions(struct cca_engine *e)
+#define QUEUE_EVENTS_MS 250
+
+static void publish_positions(struct cca_engine *e, int64_t now_mono)
 {
-    if (!e->queue_moved || e->desk == NULL || e->events == NULL)
+    struct cca_desk_stats st;
+    json_t *d;
+
+    if (!e->queue_moved || e->desk == NULL || e->events == NULL ||
+        now_mono - e->queue_events_ms < QUEUE_EVENTS_MS)
         return;
     e->queue_moved = false;
+    e->queue_events_ms = now_mono;
     cca_desk_positions(e->desk, position_event, e);
+    cca_desk_get_stats(e->desk, &st);
+    d = json_object();
+    (void)json_object_set_new(d, "length", json_integer((json_int_t)st.queued));
+    (void)cca_events_publish(e->events, "operators", "queue", d, cca_time_wall_ms());
+    json_decref(d);
 }
 
 /* Once a second: reply timeouts, event stream heartbeats. */
@@ -912,6 +927,7 @@ static void tick(struct cca_engine *e, int64_t now_mono)
     struct cca_desk_moves mv = {0};
     json_t *busy;
 
+    publish_positions(e, now_mono); /* a change left pending by the rate limit */
     if (now_mono < e->next_tick_ms)
         return;
     e->next_tick_ms = now_mono + 1000;
@@ -1876,9 +1892,17 @@ static void *engine_main(void *arg)
         while (e->head == NULL && !e->stop && !e->detach_llm) {
             struct timespec ts;
 
-            /* Wake at least once a second for the timers (tick). */
+            /* Wake once a second for the timers (tick), sooner for queue events. */
             clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += 1;
+            if (e->queue_moved) {
+                ts.tv_nsec += QUEUE_EVENTS_MS * 1000000L;
+                if (ts.tv_nsec >= 1000000000L) {
+                    ts.tv_sec++;
+                    ts.tv_nsec -= 1000000000L;
+                }
+            } else {
+                ts.tv_sec += 1;
+            }
             if (pthread_cond_timedwait(&e->cond, &e->lock, &ts) != 0)
                 break;
         }
@@ -1916,7 +1940,7 @@ static void *engine_main(void *arg)
                     break;
             }
         }
-        publish_positions(e);
+        publish_positions(e, cca_time_mono_ms());
     }
     cca_text_thread_cleanup();
     return NULL;

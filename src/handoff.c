@@ -445,15 +445,6 @@ json_t *cca_handoff_apply(json_t *doc, const struct cca_desk_move *m, json_t *ev
         (void)json_object_set_new(d, "detail", str_or_null(m->reason));
         cca_handoff_events_add(events, "operator", m->prev_operator_id, "unassigned", d);
     }
-    if (m->to == CCA_OWNER_QUEUE || m->from == CCA_OWNER_QUEUE) {
-        json_t *d = json_object();
-
-        (void)json_object_set_new(d, "length", json_integer((json_int_t)m->queue_length));
-        (void)json_object_set_new(d, "dialog_id", json_string(m->dialog_id));
-        (void)json_object_set_new(d, "event",
-                                  json_string(cca_owner_event_name(m->event)));
-        cca_handoff_events_add(events, "operators", NULL, "queue", d);
-    }
     if (kind == NULL || text[0] == '\0')
         return next;
     out = cca_handoff_with_system(next, kind, text, m->at_ms, events);

@@ -67,8 +67,10 @@ void cca_handoff_events_add(json_t *events, const char *topic_kind, const char *
  * cca_handoff_apply - @doc (borrowed) with move @m recorded: the transition,
  * and a system message to the customer in their language (queue position
  * and wait, operator joined, back in the queue, transferred, back with the
- * assistant). The events of the move are appended to @events. Returns a new
- * reference.
+ * assistant). The events of the move are appended to @events: "owner" to the
+ * dialog, "assigned" / "unassigned" to the operators concerned, the notice's
+ * "message" (queue lengths and positions are the engine's, coalesced).
+ * Returns a new reference.
  */
 json_t *cca_handoff_apply(json_t *doc, const struct cca_desk_move *m, json_t *events);
 

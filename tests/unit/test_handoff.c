@@ -361,7 +361,7 @@ static void test_apply_russian(void **state)
                         "Все операторы сейчас заняты. Вы в очереди, ваш номер 2. "
                         "Ожидание около 3 мин.");
     assert_string_equal(json_string_value(json_object_get(msg, "timestamp")), t0);
-    assert_int_equal(json_array_size(events), 3);
+    assert_int_equal(json_array_size(events), 2);
     data = event_at(events, 0, "dialog:" DIALOG, "owner");
     assert_string_equal(json_string_value(json_object_get(data, "dialog_id")), DIALOG);
     assert_string_equal(json_string_value(json_object_get(data, "owner")), "queue");
@@ -369,8 +369,7 @@ static void test_apply_russian(void **state)
     assert_int_equal(json_integer_value(json_object_get(data, "position")), 2);
     assert_int_equal(json_integer_value(json_object_get(data, "estimated_wait_s")), 150);
     assert_true(json_is_null(json_object_get(data, "operator_id")));
-    (void)event_at(events, 1, "operators", "queue");
-    data = event_at(events, 2, "dialog:" DIALOG, "message");
+    data = event_at(events, 1, "dialog:" DIALOG, "message");
     assert_string_equal(json_string_value(json_object_get(data, "dialog_id")), DIALOG);
     assert_string_equal(json_string_value(json_object_get(data, "content")),
                         json_string_value(json_object_get(msg, "content")));
@@ -407,7 +406,7 @@ static void test_apply_russian(void **state)
     assert_string_equal(json_string_value(json_object_get(msg, "kind")), "assigned");
     assert_string_equal(json_string_value(json_object_get(msg, "content")),
                         "К диалогу подключился оператор Анна.");
-    assert_int_equal(json_array_size(events), 4);
+    assert_int_equal(json_array_size(events), 3);
     data = event_at(events, 0, "dialog:" DIALOG, "owner");
     assert_string_equal(json_string_value(json_object_get(data, "owner")), "operator");
     assert_string_equal(json_string_value(json_object_get(data, "operator_id")), OP_A);
@@ -416,8 +415,7 @@ static void test_apply_russian(void **state)
     assert_null(json_object_get(data, "position"));
     data = event_at(events, 1, "operator:" OP_A, "assigned");
     assert_string_equal(json_string_value(json_object_get(data, "dialog_id")), DIALOG);
-    (void)event_at(events, 2, "operators", "queue");
-    (void)event_at(events, 3, "dialog:" DIALOG, "message");
+    (void)event_at(events, 2, "dialog:" DIALOG, "message");
 
     /* REQUEUE: back in the queue, number 1, no estimate */
     json_array_clear(events);
@@ -442,16 +440,12 @@ static void test_apply_russian(void **state)
     assert_string_equal(json_string_value(json_object_get(msg, "content")),
                         "Оператор не может продолжить диалог. Вы снова в очереди, ваш "
                         "номер 1.");
-    assert_int_equal(json_array_size(events), 4);
+    assert_int_equal(json_array_size(events), 3);
     (void)event_at(events, 0, "dialog:" DIALOG, "owner");
     data = event_at(events, 1, "operator:" OP_A, "unassigned");
     assert_string_equal(json_string_value(json_object_get(data, "reason")),
                         "reply_timeout");
-    data = event_at(events, 2, "operators", "queue");
-    assert_true(json_is_integer(json_object_get(data, "length")));
-    assert_string_equal(json_string_value(json_object_get(data, "event")), "requeue");
-    assert_string_equal(json_string_value(json_object_get(data, "dialog_id")), DIALOG);
-    (void)event_at(events, 3, "dialog:" DIALOG, "message");
+    (void)event_at(events, 2, "dialog:" DIALOG, "message");
 
     /* HANDBACK from the queue (the customer stopped waiting): back to the AI */
     json_array_clear(events);
@@ -466,12 +460,11 @@ static void test_apply_russian(void **state)
     assert_string_equal(json_string_value(json_object_get(msg, "kind")), "handed_back");
     assert_string_equal(json_string_value(json_object_get(msg, "content")),
                         "Вам снова отвечает виртуальный помощник: напишите ваш вопрос.");
-    assert_int_equal(json_array_size(events), 3);
+    assert_int_equal(json_array_size(events), 2);
     data = event_at(events, 0, "dialog:" DIALOG, "owner");
     assert_string_equal(json_string_value(json_object_get(data, "owner")), "agent");
     assert_string_equal(json_string_value(json_object_get(data, "event")), "handback");
-    (void)event_at(events, 1, "operators", "queue");
-    (void)event_at(events, 2, "dialog:" DIALOG, "message");
+    (void)event_at(events, 1, "dialog:" DIALOG, "message");
     assert_int_equal(
         json_array_size(json_object_get(json_object_get(d4, "metadata"), "transitions")),
         4);
