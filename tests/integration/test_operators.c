@@ -954,8 +954,10 @@ static void test_flow(void **state)
         h_sse_close(r);
         r = h_sse_open(srv.port, dpath(c[3], "/events"), CLIENT, "1-1");
         assert_int_equal(h_sse_status(r, NULL), 200);
-        if (h_sse_wait(r, "resync", NULL, 5000) == NULL)
+        f = h_sse_wait(r, "resync", NULL, 5000);
+        if (f == NULL)
             fail_msg("a stale Last-Event-ID got no resync frame");
+        json_decref(f);
         h_sse_close(r);
     }
 
