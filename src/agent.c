@@ -1006,3 +1006,14 @@ char *cca_agents_offline_reply(const struct cca_agents *agents, enum cca_agent a
     sb_puts(&sb, best != NULL ? best->answer : kb->fallback);
     return sb_take(&sb);
 }
+
+char *cca_agents_kb_answer(const struct cca_agents *agents, enum cca_agent agent,
+                           enum cca_lang lang, const char *text, size_t len)
+{
+    const struct kb_entry *best;
+
+    if (agents == NULL || !agent_ok(agent) || !lang_ok(lang))
+        return NULL;
+    best = kb_best(&agents->agent[agent].kb[lang], text, len);
+    return best != NULL ? cca_xstrdup(best->answer) : NULL;
+}

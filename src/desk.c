@@ -28,6 +28,7 @@ struct desk_operator {
     uint32_t skills;
     int64_t last_seen_ms;
     int64_t last_closed_ms;
+    unsigned long csat[5];
 };
 
 struct desk_dialog {
@@ -580,6 +581,19 @@ bool cca_desk_authenticate(struct cca_desk *d, const char *token_hex, int64_t no
     return found != NULL;
 }
 
+void cca_desk_rated(struct cca_desk *d, const char *operator_id, int score)
+{
+    struct desk_operator *o;
+
+    if (score < 1 || score > 5)
+        return;
+    pthread_mutex_lock(&d->lock);
+    o = op_find(d, operator_id);
+    if (o != NULL)
+        o->csat[score - 1]++;
+    pthread_mutex_unlock(&d->lock);
+}
+
 void cca_desk_touch(struct cca_desk *d, const char *operator_id, int64_t now_ms)
 {
     struct desk_operator *o;
@@ -606,6 +620,7 @@ bool cca_desk_operator(struct cca_desk *d, const char *operator_id,
         ret->open_dialogs = o->open;
         ret->last_seen_ms = o->last_seen_ms;
         ret->last_closed_ms = o->last_closed_ms;
+        memcpy(ret->csat, o->csat, sizeof(ret->csat));
     }
     pthread_mutex_unlock(&d->lock);
     return o != NULL;

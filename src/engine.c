@@ -104,6 +104,7 @@ struct cca_engine {
     unsigned triggers;                /* HUMAN_HANDOFF (handoff.h) */
     struct cca_desk_moves boot_moves; /* decided at load, recorded once running */
     json_t *boot_human;               /* human-owned dialogs found at load */
+    json_t *boot_rated;               /* ratings of dialogs an operator had */
     int64_t next_tick_ms;
     bool queue_moved;        /* the queue changed: positions and length go out */
     int64_t queue_events_ms; /* when they last went out (monotonic) */
@@ -995,6 +996,51 @@ static void escalate(struct cca_engine *e, struct op *op, const char *reason)
 }
 
 /*
+ * A queued customer's quick answer (seed 004): the knowledge-base entry that
+ * matches their question confidently, if one does, as a system message after
+ * the queue notice. The question is this message or, when it only asks for a
+ * person, the customer's message before it; its topic (tech support or
+ * sales) is the router's keyword scores'.
+ */
+static void queue_faq(struct cca_engine *e, struct op *op, json_t *before,
+                      enum cca_lang lang, int64_t now)
+{
+    json_t *messages = json_object_get(before, "messages");
+    const char *texts[2] = {op->req.text, NULL};
+    char *answer = NULL;
+
+    for (size_t i = json_array_size(messages); i-- > 0 && texts[1] == NULL;) {
+        json_t *m = json_array_get(messages, i);
+
+        if (strcmp(json_string_value(json_object_get(m, "role")) ?: "", "customer") == 0)
+            texts[1] = json_string_value(json_object_get(m, "content"));
+    }
+    for (size_t i = 0; i < 2 && answer == NULL && texts[i] != NULL; i++) {
+        struct cca_route route;
+
+        enum cca_agent agent;
+
+        /* The question's topic: tech support or sales (the supervisor's entries
+         * are about complaints and call-backs, not answers). */
+        cca_router_route(e->router, texts[i], strlen(texts[i]), CCA_AGENT_NONE, &route);
+        agent = route.scores[CCA_AGENT_SALES] > route.scores[CCA_AGENT_TECH_SUPPORT]
+                    ? CCA_AGENT_SALES
+                    : CCA_AGENT_TECH_SUPPORT;
+        if (route.scores[agent] > 0)
+            answer =
+                cca_agents_kb_answer(e->agents, agent, lang, texts[i], strlen(texts[i]));
+    }
+    if (answer != NULL) {
+        json_t *doc =
+            cca_handoff_with_system(op->new_doc, "faq", answer, now, op_events(op));
+
+        json_decref(op->new_doc);
+        op->new_doc = doc;
+        free(answer);
+    }
+}
+
+/*
  * A customer who asks for a person (HUMAN_HANDOFF=request) while the AI owns
  * the dialog: the request goes to the desk before any AI turn, so no AI
  * answer promises something else; assigned or queued, the customer gets the
@@ -1032,6 +1078,8 @@ static bool human_request(struct cca_engine *e, struct op *op)
                               json_array_get(messages, json_array_size(messages) - 1),
                               NULL);
     dispatch_moves(e, op, &mv);
+    if (op->human.escalation == CCA_DESK_QUEUED)
+        queue_faq(e, op, en->doc, lang, now);
     op->human.human_turn = true;
     outcome_of(e, op, op->new_doc, &o);
     o.message_id = msg_id;
@@ -1306,6 +1354,10 @@ static cca_rc rate(struct cca_engine *e, struct op *op)
         if (op->req.score >= 1 && op->req.score <= 5)
             atomic_fetch_add_explicit(&e->metrics.csat[slot][op->req.score - 1], 1,
                                       memory_order_relaxed);
+        cca_desk_rated(e->desk,
+                       json_string_value(json_object_get(
+                           json_object_get(op->new_doc, "rating"), "operator_id")),
+                       op->req.score);
     }
     outcome_of(e, op, op->new_doc, &o);
     render(op, &o);
@@ -1987,6 +2039,9 @@ static void load_one(void *ctx, enum cca_store_coll coll, const char *id, json_t
     en = cca_xcalloc(1, sizeof(*en));
     memcpy(en->id, id, sizeof(en->id));
     en->stored = stored;
+    /* Rated after a human had it: their CSAT is counted again after the load. */
+    if (json_is_string(json_object_get(json_object_get(doc, "rating"), "operator_id")))
+        (void)json_array_append(e->boot_rated, json_object_get(doc, "rating"));
     /* Owned by a human at the last commit: the desk takes it back after the load. */
     if (cca_dialog_get_owner(doc, NULL) != CCA_OWNER_AGENT &&
         cca_dialog_get_status(doc) != CCA_DIALOG_CLOSED)
@@ -2053,6 +2108,14 @@ static void restore_desk(struct cca_engine *e)
     free(v);
     json_decref(e->boot_human);
     e->boot_human = json_array();
+    for (size_t i = 0; e->desk != NULL && i < json_array_size(e->boot_rated); i++) {
+        json_t *r = json_array_get(e->boot_rated, i);
+
+        cca_desk_rated(e->desk, json_string_value(json_object_get(r, "operator_id")),
+                       (int)json_integer_value(json_object_get(r, "score")));
+    }
+    json_array_clear(e->boot_rated);
+    e->boot_rated = json_array();
     if (e->desk != NULL)
         cca_desk_start(e->desk, cca_time_wall_ms(), &e->boot_moves);
 }
@@ -2074,6 +2137,7 @@ cca_rc cca_engine_new(const struct cca_engine_params *p, struct cca_engine **ret
     e->desk = p->desk;
     e->events = p->events;
     e->boot_human = json_array();
+    e->boot_rated = json_array();
     e->nbuckets = 1024;
     cca_hist_init(&e->metrics.turn_seconds, cca_hist_seconds_bounds, cca_hist_seconds_n);
     cca_hist_init(&e->metrics.overhead_seconds, cca_hist_seconds_bounds,
@@ -2129,6 +2193,7 @@ void cca_engine_free(struct cca_engine *e)
     }
     free(e->buckets);
     json_decref(e->boot_human);
+    json_decref(e->boot_rated);
     cca_desk_moves_cleanup(&e->boot_moves);
     tdestroy(e->create_keys, create_key_free);
     pthread_mutex_destroy(&e->lock);

@@ -90,6 +90,26 @@ static bool parse_uint(const char *s, unsigned long min, unsigned long max,
     return true;
 }
 
+/* CSAT of the dialogs an operator had: {ratings, mean, by_score [1..5]}. */
+static json_t *csat_view(const unsigned long by_score[5])
+{
+    json_t *csat = json_object();
+    json_t *by = json_array();
+    unsigned long n = 0;
+    unsigned long sum = 0;
+
+    for (int i = 0; i < 5; i++) {
+        n += by_score[i];
+        sum += by_score[i] * (unsigned long)(i + 1);
+        (void)json_array_append_new(by, json_integer((json_int_t)by_score[i]));
+    }
+    (void)json_object_set_new(csat, "ratings", json_integer((json_int_t)n));
+    (void)json_object_set_new(csat, "mean",
+                              n > 0 ? json_real((double)sum / (double)n) : json_null());
+    (void)json_object_set_new(csat, "by_score", by);
+    return csat;
+}
+
 /*
  * @view (an operator view, changed in place) with the desk's live state:
  * "open_dialogs", and "last_seen_at" / "last_dialog_closed_at" when the desk
@@ -113,6 +133,7 @@ static json_t *with_live(struct cca_http_request *r, json_t *view)
         cca_time_format(info.last_closed_ms, at);
         (void)json_object_set_new(view, "last_dialog_closed_at", json_string(at));
     }
+    (void)json_object_set_new(view, "csat", csat_view(info.csat));
     return view;
 }
 

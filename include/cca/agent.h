@@ -99,4 +99,14 @@ char *cca_agents_offline_reply(const struct cca_agents *agents, enum cca_agent a
                                enum cca_lang lang, const char *text, size_t len,
                                bool handoff);
 
+/*
+ * cca_agents_kb_answer - the knowledge-base answer of @agent in @lang for
+ * @text[0..len) when an entry matches confidently (the offline responder's
+ * threshold), else NULL: what a queued customer gets besides their position
+ * (seed 004's quick FAQ). Returns a new string (caller frees) or NULL (also for
+ * an out-of-range @agent or @lang). Thread-safe.
+ */
+char *cca_agents_kb_answer(const struct cca_agents *agents, enum cca_agent agent,
+                           enum cca_lang lang, const char *text, size_t len);
+
 #endif

@@ -154,6 +154,13 @@ cca_rc cca_desk_remove_operator(struct cca_desk *desk, const char *operator_id,
 bool cca_desk_authenticate(struct cca_desk *desk, const char *token_hex, int64_t now_ms,
                            char ret_id[37]);
 
+/*
+ * cca_desk_rated - a dialog last owned by @operator_id was rated @score
+ * (1..5; CSAT per operator, in memory: the engine counts the stored ratings
+ * again at start-up). Unknown operators and scores are ignored.
+ */
+void cca_desk_rated(struct cca_desk *desk, const char *operator_id, int score);
+
 /* cca_desk_touch - @operator_id was seen at @now_ms (an open event stream). */
 void cca_desk_touch(struct cca_desk *desk, const char *operator_id, int64_t now_ms);
 
@@ -168,6 +175,7 @@ struct cca_desk_operator_info {
     unsigned open_dialogs;
     int64_t last_seen_ms;
     int64_t last_closed_ms;
+    unsigned long csat[5]; /* ratings of their dialogs by score 1..5 ([0] = 1) */
 };
 
 /* cca_desk_operator - fill @ret for @operator_id; false when unknown. */
