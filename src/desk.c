@@ -334,6 +334,7 @@ static void fill_move(struct cca_desk *d, struct cca_desk_move *mv,
     copy_str(mv->actor, sizeof(mv->actor), actor);
     mv->at_ms = now_ms;
     mv->queue_length = d->queued;
+    mv->queue_seq = x->key.seq;
 }
 
 /* @x (queued, or new: owner AGENT) goes to operator @o. */
@@ -449,8 +450,8 @@ void cca_desk_load_operator(struct cca_desk *d, json_t *doc)
 
 void cca_desk_load_dialog(struct cca_desk *d, const char *dialog_id,
                           const struct cca_desk_need *need, const char *owner_id,
-                          bool requeued, int64_t since_ms, int64_t assigned_ms,
-                          bool replied, struct cca_desk_moves *moves)
+                          bool requeued, int64_t since_ms, uint64_t seq,
+                          int64_t assigned_ms, bool replied, struct cca_desk_moves *moves)
 {
     struct desk_dialog *x;
     struct desk_operator *o;
@@ -461,10 +462,12 @@ void cca_desk_load_dialog(struct cca_desk *d, const char *dialog_id,
     x = cca_xcalloc(1, sizeof(*x));
     copy_str(x->id, sizeof(x->id), dialog_id);
     x->need = *need;
+    if (seq > d->seq)
+        d->seq = seq; /* new arrivals continue after the recorded ones */
     x->key = (struct cca_queue_key){.priority = need->priority,
                                     .requeued = requeued,
                                     .since_ms = since_ms,
-                                    .seq = ++d->seq};
+                                    .seq = seq > 0 ? seq : ++d->seq};
     dlg_insert(d, x);
     o = owner_id != NULL ? op_find(d, owner_id) : NULL;
     if (owner_id == NULL) {

@@ -579,6 +579,9 @@ json_t *cca_dialog_with_transition(json_t *doc, const struct cca_dialog_transiti
     (void)json_object_set_new(owner, "waiting_since", waiting);
     (void)json_object_set_new(owner, "requeued", json_boolean(t->requeued));
     (void)json_object_set_new(owner, "replied", json_false());
+    if (t->to == CCA_OWNER_QUEUE && t->queue_seq > 0)
+        (void)json_object_set_new(owner, "queue_seq",
+                                  json_integer((json_int_t)t->queue_seq));
     (void)json_object_set_new(copy, "owner", owner);
 
     (void)json_object_set_new(rec, "at", time_json(t->at_ms));

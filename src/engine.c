@@ -2060,18 +2060,27 @@ static void load_one(void *ctx, enum cca_store_coll coll, const char *id, json_t
 /* Histogram bounds of human waits (seconds): a minute to an hour matters here. */
 static const double human_bounds[] = {1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600};
 
+/* A restored dialog's place in the queue: when it started waiting, then its sequence. */
+static void queue_place(json_t *doc, int64_t *ret_since, uint64_t *ret_seq)
+{
+    *ret_since = 0;
+    (void)cca_time_parse(json_string_value(cca_dialog_owner_field(doc, "waiting_since")),
+                         ret_since);
+    *ret_seq = (uint64_t)json_integer_value(cca_dialog_owner_field(doc, "queue_seq"));
+}
+
 static int by_waiting_since(const void *a, const void *b)
 {
-    int64_t x = 0;
-    int64_t y = 0;
+    int64_t x;
+    int64_t y;
+    uint64_t xs;
+    uint64_t ys;
 
-    (void)cca_time_parse(
-        json_string_value(cca_dialog_owner_field(*(json_t *const *)a, "waiting_since")),
-        &x);
-    (void)cca_time_parse(
-        json_string_value(cca_dialog_owner_field(*(json_t *const *)b, "waiting_since")),
-        &y);
-    return x < y ? -1 : x > y;
+    queue_place(*(json_t *const *)a, &x, &xs);
+    queue_place(*(json_t *const *)b, &y, &ys);
+    if (x != y)
+        return x < y ? -1 : 1;
+    return xs < ys ? -1 : xs > ys;
 }
 
 /*
@@ -2092,17 +2101,17 @@ static void restore_desk(struct cca_engine *e)
         const char *op_id = NULL;
         enum cca_owner owner = cca_dialog_get_owner(doc, &op_id);
         struct cca_desk_need need = cca_handoff_need(doc);
-        int64_t since = 0;
+        int64_t since;
+        uint64_t seq;
         int64_t assigned = 0;
 
-        (void)cca_time_parse(
-            json_string_value(cca_dialog_owner_field(doc, "waiting_since")), &since);
+        queue_place(doc, &since, &seq);
         (void)cca_time_parse(json_string_value(cca_dialog_owner_field(doc, "since")),
                              &assigned);
         cca_desk_load_dialog(
             e->desk, cca_dialog_get_str(doc, "dialog_id"), &need,
             owner == CCA_OWNER_OPERATOR ? (op_id ? op_id : "") : NULL,
-            json_is_true(cca_dialog_owner_field(doc, "requeued")), since, assigned,
+            json_is_true(cca_dialog_owner_field(doc, "requeued")), since, seq, assigned,
             json_is_true(cca_dialog_owner_field(doc, "replied")), &e->boot_moves);
     }
     free(v);

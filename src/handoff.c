@@ -391,6 +391,7 @@ json_t *cca_handoff_apply(json_t *doc, const struct cca_desk_move *m, json_t *ev
         .actor = m->actor,
         .reason = m->reason,
         .requeued = m->requeued,
+        .queue_seq = m->queue_seq,
         .at_ms = m->at_ms};
     enum cca_lang lang = cca_handoff_dialog_lang(doc);
     const char *kind = NULL;

@@ -52,6 +52,7 @@ struct cca_desk_move {
     size_t position;     /* to the queue: 1-based position at the move */
     double eta_s;        /* to the queue: estimated wait, -1 unknown */
     size_t queue_length; /* dialogs queued right after the move */
+    uint64_t queue_seq;  /* to the queue: its sequence number (ties in a millisecond) */
     int64_t at_ms;       /* Unix ms */
 };
 
@@ -100,16 +101,19 @@ void cca_desk_load_operator(struct cca_desk *desk, json_t *doc);
 /*
  * cca_desk_load_dialog - a dialog owned by the queue or an operator at the
  * last commit (@owner_id: the operator's id, NULL for the queue; @since_ms:
- * when the customer started waiting for a human; @assigned_ms: when the
- * operator got it; @replied: the operator has answered since). Queued dialogs
- * are put in queue order (assign.h); a dialog whose operator is unknown or
- * offline, or which would put them over their limit, goes back to the queue
- * (requeued; a move is added to @moves). Call after every operator is loaded.
+ * when the customer started waiting for a human; @seq: its queue sequence
+ * number as recorded (owner.queue_seq; 0 if none), which orders dialogs that
+ * started waiting in the same millisecond; @assigned_ms: when the operator got
+ * it; @replied: the operator has answered since). Queued dialogs are put in
+ * queue order (assign.h); a dialog whose operator is unknown or offline, or
+ * which would put them over their limit, goes back to the queue (requeued; a
+ * move is added to @moves). Call after every operator is loaded.
  */
 void cca_desk_load_dialog(struct cca_desk *desk, const char *dialog_id,
                           const struct cca_desk_need *need, const char *owner_id,
-                          bool requeued, int64_t since_ms, int64_t assigned_ms,
-                          bool replied, struct cca_desk_moves *moves);
+                          bool requeued, int64_t since_ms, uint64_t seq,
+                          int64_t assigned_ms, bool replied,
+                          struct cca_desk_moves *moves);
 
 /*
  * cca_desk_start - after loading: the backlog sweep (moves into @moves), so a

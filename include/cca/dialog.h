@@ -197,7 +197,9 @@ json_t *cca_dialog_with_idempotency(json_t *doc, const char *key, const char *op
 /*
  * The human side (docs/OPERATORS.md). A dialog's owner is
  * "owner": {"kind": "agent"|"queue"|"operator", "operator_id", "operator_name",
- * "since", "waiting_since", "requeued", "replied"} (absent in older dialogs:
+ * "since", "waiting_since", "requeued", "replied", "queue_seq" (queued only:
+ * the order of dialogs that started waiting in the same millisecond)}
+ * (absent in older dialogs:
  * the AI); every change of owner is recorded in metadata.transitions[] as
  * {at, event, from, to, operator_id, prev_operator_id, actor, reason}.
  *
@@ -220,6 +222,7 @@ struct cca_dialog_transition {
     const char *actor;
     const char *reason;
     bool requeued;
+    uint64_t queue_seq; /* to the queue: the desk's sequence number, else 0 */
     int64_t at_ms;
 };
 

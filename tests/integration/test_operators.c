@@ -1210,12 +1210,78 @@ static void test_register_auth(void **state)
     h_remove_tmpdirs();
 }
 
+/*
+ * A queued customer gets the knowledge base's confident answer to their
+ * question besides their position (seed 004); an operator's CSAT is in their
+ * view and is counted again from the stored ratings after a restart.
+ */
+static void test_faq_and_csat(void **state)
+{
+    char dir[64];
+    struct proc srv = {0};
+    const char *env[] = {"API_KEYS=" CLIENT, "ADMIN_API_KEYS=" ADMIN,
+                         "OPERATOR_SECRET=" SECRET, NULL};
+    char c1[37];
+    char c2[37];
+    struct op a = {.name = "Olga"};
+    json_t *j;
+    json_t *d;
+
+    (void)state;
+    h_tmpdir(dir);
+    h_server_start(&srv, dir, env);
+    j = EXPECT(srv.port, "POST", "/api/v1/operators/register", NULL,
+               "{\"secret\":\"" SECRET "\",\"name\":\"Olga\",\"max_dialogs\":2}", 201);
+    op_from(j, &a);
+    /* nobody on shift: queued, with the FAQ answer to the question */
+    create_dialog(srv.port, CLIENT, "Пётр", NULL, c1);
+    j = say(srv.port, CLIENT, c1,
+            "Не могу войти в аккаунт, забыл пароль. Позовите оператора");
+    ASSERT_JS(j, "owner", "queue");
+    assert_true(json_is_null(jget(j, "response")));
+    d = wait_owner(srv.port, CLIENT, c1, "queue", NULL);
+    assert_non_null(last_system(jget(d, "messages"), "queue"));
+    if (last_system(jget(d, "messages"), "faq") == NULL) {
+        dump("dialog", d);
+        fail_msg("a queued customer with a known question got no faq notice");
+    }
+    /* a bare request: no question, no faq */
+    create_dialog(srv.port, CLIENT, "Анна", NULL, c2);
+    (void)say(srv.port, CLIENT, c2, "Позовите оператора");
+    d = wait_owner(srv.port, CLIENT, c2, "queue", NULL);
+    assert_null(last_system(jget(d, "messages"), "faq"));
+    /* Olga takes both, closes both; the customers rate 4 and 2 */
+    (void)set_status(srv.port, &a, "available");
+    (void)wait_owner(srv.port, CLIENT, c1, "operator", a.id);
+    (void)wait_owner(srv.port, CLIENT, c2, "operator", a.id);
+    EXPECT(srv.port, "POST", dpath(c1, "/close"), a.token, "{\"reason\":\"resolved\"}",
+           200);
+    EXPECT(srv.port, "POST", dpath(c2, "/close"), a.token, "{\"reason\":\"resolved\"}",
+           200);
+    EXPECT(srv.port, "POST", dpath(c1, "/rating"), CLIENT, "{\"score\":4}", 201);
+    EXPECT(srv.port, "POST", dpath(c2, "/rating"), CLIENT, "{\"score\":2}", 201);
+    j = EXPECT(srv.port, "GET", "/api/v1/operators/me", a.token, NULL, 200);
+    assert_int_equal(ji(j, "csat.ratings"), 2);
+    assert_int_equal(json_integer_value(json_array_get(jget(j, "csat.by_score"), 1)), 1);
+    assert_int_equal(json_integer_value(json_array_get(jget(j, "csat.by_score"), 3)), 1);
+    assert_true(json_real_value(jget(j, "csat.mean")) > 2.99 &&
+                json_real_value(jget(j, "csat.mean")) < 3.01);
+    /* after a restart the same, from the stored ratings */
+    assert_int_equal(h_stop(&srv), 0);
+    h_server_start(&srv, dir, env);
+    j = EXPECT(srv.port, "GET", fmt("/api/v1/operators/%s", a.id), ADMIN, NULL, 200);
+    assert_int_equal(ji(j, "csat.ratings"), 2);
+    assert_int_equal(json_integer_value(json_array_get(jget(j, "csat.by_score"), 3)), 1);
+    assert_int_equal(h_stop(&srv), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_flow, pool_free),
         cmocka_unit_test_teardown(test_reply_timeout, pool_free),
         cmocka_unit_test_teardown(test_register_auth, pool_free),
+        cmocka_unit_test_teardown(test_faq_and_csat, pool_free),
     };
     int rc;
 

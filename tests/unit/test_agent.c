@@ -664,6 +664,30 @@ static void test_load_errors(void **state)
     free(big);
 }
 
+/* The quick FAQ of a queued customer: a confident entry, or nothing. */
+static void test_kb_answer(void **state)
+{
+    const char *q = "Не могу войти в аккаунт, забыл пароль";
+    char *a =
+        cca_agents_kb_answer(agents, CCA_AGENT_TECH_SUPPORT, CCA_LANG_RU, q, strlen(q));
+    char *offline;
+
+    (void)state;
+    assert_non_null(a);
+    /* The same entry the offline responder gives for it. */
+    offline = cca_agents_offline_reply(agents, CCA_AGENT_TECH_SUPPORT, CCA_LANG_RU, q,
+                                       strlen(q), false);
+    assert_string_equal(a, offline);
+    free(offline);
+    free(a);
+    /* Nothing confident: no answer, not the clarifying fallback. */
+    assert_null(cca_agents_kb_answer(agents, CCA_AGENT_TECH_SUPPORT, CCA_LANG_RU,
+                                     "Позовите оператора", strlen("Позовите оператора")));
+    assert_null(cca_agents_kb_answer(agents, CCA_AGENT_SALES, CCA_LANG_EN, "", 0));
+    assert_null(cca_agents_kb_answer(agents, CCA_AGENT_NONE, CCA_LANG_RU, q, strlen(q)));
+    assert_null(cca_agents_kb_answer(NULL, CCA_AGENT_SALES, CCA_LANG_RU, q, strlen(q)));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -684,6 +708,7 @@ int main(void)
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_load_copy_ok),
         cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_kb_answer),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -1086,43 +1086,45 @@ static void test_load_after_restart(void **state)
 
     /* queued ones, loaded in no particular order */
     did(id, 1);
-    cca_desk_load_dialog(d, id, &normal, NULL, false, NOW + 100, 0, false, &mv);
+    cca_desk_load_dialog(d, id, &normal, NULL, false, NOW + 100, 0, 0, false, &mv);
     did(id, 2);
-    cca_desk_load_dialog(d, id, &urgent, NULL, false, NOW + 200, 0, false, &mv);
+    cca_desk_load_dialog(d, id, &urgent, NULL, false, NOW + 200, 0, 0, false, &mv);
     did(id, 3);
-    cca_desk_load_dialog(d, id, &normal, NULL, true, NOW + 300, 0, false, &mv);
+    cca_desk_load_dialog(d, id, &normal, NULL, true, NOW + 300, 0, 0, false, &mv);
     did(id, 4);
-    cca_desk_load_dialog(d, id, &normal, NULL, false, NOW + 50, 0, false, &mv);
+    cca_desk_load_dialog(d, id, &normal, NULL, false, NOW + 50, 0, 0, false, &mv);
     assert_int_equal(mv.n, 0);
     assert_queue(d, (const unsigned[]){2, 3, 4, 1}, 4);
     /* owned ones */
     did(id, 11); /* Анна's, kept */
-    cca_desk_load_dialog(d, id, &normal, a.id, false, NOW + 10, NOW + 20, false, &mv);
+    cca_desk_load_dialog(d, id, &normal, a.id, false, NOW + 10, 0, NOW + 20, false, &mv);
     did(id, 14); /* Вера (busy) keeps hers, answered */
-    cca_desk_load_dialog(d, id, &normal, c.id, false, NOW + 10, NOW + 20, true, &mv);
+    cca_desk_load_dialog(d, id, &normal, c.id, false, NOW + 10, 0, NOW + 20, true, &mv);
     assert_int_equal(mv.n, 0);
     did(id, 12); /* Борис is offline: requeued */
-    cca_desk_load_dialog(d, id, &normal, b.id, false, NOW + 250, NOW + 260, false, &mv);
+    cca_desk_load_dialog(d, id, &normal, b.id, false, NOW + 250, 0, NOW + 260, false,
+                         &mv);
     assert_int_equal(mv.n, 1);
     assert_move(&mv.v[0], 12, CCA_OWNER_EV_REQUEUE, CCA_OWNER_OPERATOR, CCA_OWNER_QUEUE,
                 NULL, "operator_offline");
     assert_string_equal(mv.v[0].prev_operator_id, b.id);
     assert_true(mv.v[0].requeued);
     did(id, 13); /* an unknown operator: requeued */
-    cca_desk_load_dialog(d, id, &normal, gone.id, false, NOW + 260, NOW + 270, false,
+    cca_desk_load_dialog(d, id, &normal, gone.id, false, NOW + 260, 0, NOW + 270, false,
                          &mv);
     assert_int_equal(mv.n, 2);
     assert_move(&mv.v[1], 13, CCA_OWNER_EV_REQUEUE, CCA_OWNER_OPERATOR, CCA_OWNER_QUEUE,
                 NULL, "operator_revoked");
     assert_string_equal(mv.v[1].prev_operator_id, gone.id);
     did(id, 15); /* over Вера's limit: requeued */
-    cca_desk_load_dialog(d, id, &normal, c.id, false, NOW + 270, NOW + 280, false, &mv);
+    cca_desk_load_dialog(d, id, &normal, c.id, false, NOW + 270, 0, NOW + 280, false,
+                         &mv);
     assert_int_equal(mv.n, 3);
     assert_int_equal(mv.v[2].event, CCA_OWNER_EV_REQUEUE);
     assert_string_equal(mv.v[2].prev_operator_id, c.id);
     /* loaded twice: ignored */
     did(id, 11);
-    cca_desk_load_dialog(d, id, &normal, NULL, false, NOW, 0, false, &mv);
+    cca_desk_load_dialog(d, id, &normal, NULL, false, NOW, 0, 0, false, &mv);
     assert_int_equal(mv.n, 3);
     assert_owner(d, 11, CCA_OWNER_OPERATOR, a.id);
     assert_owner(d, 14, CCA_OWNER_OPERATOR, c.id);
@@ -1597,6 +1599,42 @@ static void test_random_invariants(void **state)
     cca_desk_free(d);
 }
 
+/*
+ * Dialogs that started waiting in the same millisecond come back from a
+ * restart in their recorded sequence (owner.queue_seq), and new arrivals
+ * queue after them; the moves carry the sequence to record.
+ */
+static void test_restore_same_millisecond(void **state)
+{
+    struct cca_desk *d = desk_new(100);
+    struct cca_desk_need normal = need_of(0, 0, CCA_PRIORITY_NORMAL);
+    struct cca_desk_moves mv = {0};
+    char a[37];
+    char b[37];
+    char c[37];
+    char ids[4][37];
+
+    (void)state;
+    did(a, 1);
+    did(b, 2);
+    did(c, 3);
+    /* loaded in the other order: b (seq 9), then a (seq 4), same since */
+    cca_desk_load_dialog(d, b, &normal, NULL, false, NOW, 9, 0, false, &mv);
+    cca_desk_load_dialog(d, a, &normal, NULL, false, NOW, 4, 0, false, &mv);
+    assert_int_equal(mv.n, 0);
+    assert_int_equal(
+        cca_desk_escalate(d, c, &normal, "customer_request", "customer", NOW, &mv),
+        CCA_DESK_QUEUED);
+    assert_int_equal(mv.n, 1);
+    assert_true(mv.v[0].queue_seq > 9); /* after the recorded ones */
+    assert_int_equal(queue_ids(d, ids, 4), 3);
+    assert_string_equal(ids[0], a);
+    assert_string_equal(ids[1], b);
+    assert_string_equal(ids[2], c);
+    cca_desk_moves_cleanup(&mv);
+    cca_desk_free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1620,6 +1658,7 @@ int main(void)
         cmocka_unit_test(test_position_eta),
         cmocka_unit_test(test_visible),
         cmocka_unit_test(test_random_invariants),
+        cmocka_unit_test(test_restore_same_millisecond),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
