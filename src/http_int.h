@@ -255,6 +255,11 @@ void cca_http_handoff_cleanup(struct cca_http_handoff *h);
 cca_rc cca_http_parse_rating(const char *body, size_t len, int *ret_score,
                              char **ret_comment, struct cca_error *reterr);
 
+/* cca_http_parse_uint - a decimal in [@min, @max] (digits only); false for anything else.
+ */
+bool cca_http_parse_uint(const char *s, unsigned long min, unsigned long max,
+                         unsigned long *ret);
+
 /* cca_http_parse_bool - true/false, 1/0, yes/no, on/off, t/f, y/n (any case). */
 bool cca_http_parse_bool(const char *s, bool *ret);
 

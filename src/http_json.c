@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,22 @@ char *cca_http_error_body(const char *code, const char *detail, size_t *ret_len)
     json_decref(o);
     *ret_len = strlen(s);
     return s;
+}
+
+bool cca_http_parse_uint(const char *s, unsigned long min, unsigned long max,
+                         unsigned long *ret)
+{
+    char *end;
+    unsigned long v;
+
+    if (s == NULL || *s < '0' || *s > '9')
+        return false;
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return false;
+    *ret = v;
+    return true;
 }
 
 bool cca_http_parse_bool(const char *s, bool *ret)
@@ -282,8 +299,12 @@ out:
     return rc;
 }
 
-cca_rc cca_http_parse_message(const char *body, size_t len, char **ret_text,
-                              struct cca_error *reterr)
+/*
+ * {"message"} (1..2000 characters, not blank) into *ret_text (new); with
+ * @customer, also the optional "message_type" that must be "user".
+ */
+static cca_rc parse_text(const char *body, size_t len, bool customer, char **ret_text,
+                         struct cca_error *reterr)
 {
     json_t *root = NULL;
     char *text = NULL;
@@ -305,7 +326,7 @@ cca_rc cca_http_parse_message(const char *body, size_t len, char **ret_text,
         goto out;
     }
     type = json_object_get(root, "message_type");
-    if (type != NULL &&
+    if (customer && type != NULL &&
         !(json_is_string(type) && strcmp(json_string_value(type), "user") == 0)) {
         /* Clients may not inject agent or system turns (seed weakness 10). */
         rc = cca_error_set(reterr, CCA_ERR_INVALID, "message_type must be \"user\"");
@@ -317,6 +338,12 @@ out:
     free(text);
     json_decref(root);
     return rc;
+}
+
+cca_rc cca_http_parse_message(const char *body, size_t len, char **ret_text,
+                              struct cca_error *reterr)
+{
+    return parse_text(body, len, true, ret_text, reterr);
 }
 
 cca_rc cca_http_parse_close(const char *body, size_t len, const char *query_reason,
@@ -356,30 +383,7 @@ out:
 cca_rc cca_http_parse_reply(const char *body, size_t len, char **ret_text,
                             struct cca_error *reterr)
 {
-    json_t *root = NULL;
-    char *text = NULL;
-    cca_rc rc;
-
-    rc = load_object(body, len, &root, reterr);
-    if (rc != CCA_OK)
-        goto out;
-    if (json_object_get(root, "message") == NULL) {
-        rc = cca_error_set(reterr, CCA_ERR_INVALID, "message is required");
-        goto out;
-    }
-    rc = get_string(root, "message", "message", 1, 2000, false, &text, reterr);
-    if (rc != CCA_OK)
-        goto out;
-    if (cca_text_is_blank(text, strlen(text))) {
-        rc = cca_error_set(reterr, CCA_ERR_INVALID, "message is blank");
-        goto out;
-    }
-    *ret_text = text;
-    text = NULL;
-out:
-    free(text);
-    json_decref(root);
-    return rc;
+    return parse_text(body, len, false, ret_text, reterr);
 }
 
 cca_rc cca_http_parse_operator_status(const char *body, size_t len,

@@ -73,23 +73,6 @@ static bool owns(struct cca_http_request *r, const char *id)
            strcmp(owner, r->operator_id) == 0;
 }
 
-/* Parse a decimal in [min, max]; false for anything else. */
-static bool parse_uint(const char *s, unsigned long min, unsigned long max,
-                       unsigned long *ret)
-{
-    char *end;
-    unsigned long v;
-
-    if (s == NULL || *s < '0' || *s > '9')
-        return false;
-    errno = 0;
-    v = strtoul(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < min || v > max)
-        return false;
-    *ret = v;
-    return true;
-}
-
 /* CSAT of the dialogs an operator had: {ratings, mean, by_score [1..5]}. */
 static json_t *csat_view(const unsigned long by_score[5])
 {
@@ -480,7 +463,7 @@ void cca_http_handle_queue(struct cca_http_request *r)
                                "the queue is for operators and admin keys");
         return;
     }
-    if (limit != NULL && !parse_uint(limit, 1, 1000, &n)) {
+    if (limit != NULL && !cca_http_parse_uint(limit, 1, 1000, &n)) {
         cca_http_respond_error(r, 422, "validation_error",
                                "limit must be an integer from 1 to 1000");
         return;

@@ -263,23 +263,6 @@ static void h_cleanup(struct cca_http_request *r)
     cca_http_submit(r, &req);
 }
 
-/* Parse a decimal in [min, max]; false for anything else. */
-static bool parse_uint(const char *s, unsigned long min, unsigned long max,
-                       unsigned long *ret)
-{
-    char *end;
-    unsigned long v;
-
-    if (s == NULL || *s < '0' || *s > '9')
-        return false;
-    errno = 0;
-    v = strtoul(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < min || v > max)
-        return false;
-    *ret = v;
-    return true;
-}
-
 static void h_cleanup_closed(struct cca_http_request *r)
 {
     struct cca_engine_request req = {.op = CCA_OP_CLEANUP_CLOSED,
@@ -287,7 +270,7 @@ static void h_cleanup_closed(struct cca_http_request *r)
     const char *days = cca_http_query(r, "older_than_days");
     unsigned long v = 7;
 
-    if (days != NULL && !parse_uint(days, 1, 3650, &v)) {
+    if (days != NULL && !cca_http_parse_uint(days, 1, 3650, &v)) {
         cca_http_respond_error(r, 422, "validation_error",
                                "older_than_days must be an integer from 1 to 3650");
         return;
@@ -331,7 +314,7 @@ static void h_list(struct cca_http_request *r)
         q.agent = (int)a;
     }
     if (limit != NULL) {
-        if (!parse_uint(limit, 1, 100, &lim)) {
+        if (!cca_http_parse_uint(limit, 1, 100, &lim)) {
             cca_http_respond_error(r, 422, "validation_error",
                                    "limit must be an integer from 1 to 100");
             return;

@@ -401,6 +401,41 @@ static unsigned clamp_max(unsigned n)
     return n > CCA_OPERATOR_MAX_DIALOGS_MAX ? CCA_OPERATOR_MAX_DIALOGS_MAX : n;
 }
 
+/*
+ * The fields a registration and a patch share (name, languages, skills,
+ * max_dialogs, profile) from @root into @ret, each with its has_ flag when
+ * given; @patch: a profile may remove fields (null). On failure @ret keeps
+ * what it parsed (the caller frees it).
+ */
+static cca_rc parse_fields(json_t *root, bool patch, struct cca_operator_patch *ret,
+                           struct cca_error *reterr)
+{
+    json_t *v;
+    cca_rc rc = CCA_OK;
+
+    if ((v = json_object_get(root, "name")) != NULL &&
+        (rc = parse_name(v, &ret->name, reterr)) != CCA_OK)
+        return rc;
+    if ((v = json_object_get(root, "languages")) != NULL) {
+        if ((rc = cca_operator_langs_parse(v, &ret->languages, reterr)) != CCA_OK)
+            return rc;
+        ret->has_languages = true;
+    }
+    if ((v = json_object_get(root, "skills")) != NULL) {
+        if ((rc = cca_operator_skills_parse(v, &ret->skills, reterr)) != CCA_OK)
+            return rc;
+        ret->has_skills = true;
+    }
+    if ((v = json_object_get(root, "max_dialogs")) != NULL) {
+        if ((rc = parse_max(v, &ret->max_dialogs, reterr)) != CCA_OK)
+            return rc;
+        ret->has_max_dialogs = true;
+    }
+    if ((v = json_object_get(root, "profile")) != NULL)
+        rc = parse_profile(v, patch, &ret->profile, reterr);
+    return rc;
+}
+
 cca_rc cca_operator_parse_register(const char *body, size_t len, bool need_credential,
                                    unsigned default_max, struct cca_operator_reg *ret,
                                    struct cca_error *reterr)
@@ -409,7 +444,7 @@ cca_rc cca_operator_parse_register(const char *body, size_t len, bool need_crede
                                        "skills", "max_dialogs", "profile"};
     struct cca_operator_reg r = {0};
     json_t *root = NULL;
-    json_t *secret, *pin, *v;
+    json_t *secret, *pin;
     cca_rc rc;
 
     rc = load_object(body, len, &root, reterr);
@@ -435,41 +470,23 @@ cca_rc cca_operator_parse_register(const char *body, size_t len, bool need_crede
         if (rc != CCA_OK)
             goto out;
     }
-    v = json_object_get(root, "name");
-    if (v == NULL) {
+    if (json_object_get(root, "name") == NULL) {
         rc = cca_error_set(reterr, CCA_ERR_INVALID, "name is required");
         goto out;
     }
-    rc = parse_name(v, &r.name, reterr);
-    if (rc != CCA_OK)
-        goto out;
-    r.languages = CCA_OPERATOR_LANG_BIT(CCA_LANG_RU) | CCA_OPERATOR_LANG_BIT(CCA_LANG_EN);
-    v = json_object_get(root, "languages");
-    if (v != NULL) {
-        rc = cca_operator_langs_parse(v, &r.languages, reterr);
+    {
+        struct cca_operator_patch f = {0};
+
+        rc = parse_fields(root, false, &f, reterr);
+        r.name = f.name;
+        r.languages = f.has_languages ? f.languages
+                                      : CCA_OPERATOR_LANG_BIT(CCA_LANG_RU) |
+                                            CCA_OPERATOR_LANG_BIT(CCA_LANG_EN);
+        r.skills = f.skills;
+        r.max_dialogs = f.has_max_dialogs ? f.max_dialogs : clamp_max(default_max);
+        r.profile = f.profile != NULL ? f.profile : json_object();
         if (rc != CCA_OK)
             goto out;
-    }
-    v = json_object_get(root, "skills");
-    if (v != NULL) {
-        rc = cca_operator_skills_parse(v, &r.skills, reterr);
-        if (rc != CCA_OK)
-            goto out;
-    }
-    r.max_dialogs = clamp_max(default_max);
-    v = json_object_get(root, "max_dialogs");
-    if (v != NULL) {
-        rc = parse_max(v, &r.max_dialogs, reterr);
-        if (rc != CCA_OK)
-            goto out;
-    }
-    v = json_object_get(root, "profile");
-    if (v != NULL) {
-        rc = parse_profile(v, false, &r.profile, reterr);
-        if (rc != CCA_OK)
-            goto out;
-    } else {
-        r.profile = json_object();
     }
     *ret = r;
     memset(&r, 0, sizeof(r));
@@ -531,38 +548,9 @@ cca_rc cca_operator_parse_patch(const char *body, size_t len, bool admin,
                            "max_dialogs can only be changed by an admin");
         goto out;
     }
-    if (v != NULL) {
-        rc = parse_max(v, &p.max_dialogs, reterr);
-        if (rc != CCA_OK)
-            goto out;
-        p.has_max_dialogs = true;
-    }
-    v = json_object_get(root, "name");
-    if (v != NULL) {
-        rc = parse_name(v, &p.name, reterr);
-        if (rc != CCA_OK)
-            goto out;
-    }
-    v = json_object_get(root, "languages");
-    if (v != NULL) {
-        rc = cca_operator_langs_parse(v, &p.languages, reterr);
-        if (rc != CCA_OK)
-            goto out;
-        p.has_languages = true;
-    }
-    v = json_object_get(root, "skills");
-    if (v != NULL) {
-        rc = cca_operator_skills_parse(v, &p.skills, reterr);
-        if (rc != CCA_OK)
-            goto out;
-        p.has_skills = true;
-    }
-    v = json_object_get(root, "profile");
-    if (v != NULL) {
-        rc = parse_profile(v, true, &p.profile, reterr);
-        if (rc != CCA_OK)
-            goto out;
-    }
+    rc = parse_fields(root, true, &p, reterr);
+    if (rc != CCA_OK)
+        goto out;
     *ret = p;
     memset(&p, 0, sizeof(p));
 out:
