@@ -335,6 +335,7 @@ static void fill_move(struct cca_desk *d, struct cca_desk_move *mv,
     mv->at_ms = now_ms;
     mv->queue_length = d->queued;
     mv->queue_seq = x->key.seq;
+    mv->waiting_since_ms = x->key.since_ms;
 }
 
 /* @x (queued, or new: owner AGENT) goes to operator @o. */

@@ -55,7 +55,10 @@ struct slot {
     char *customer_id;
     size_t stored; /* bytes it takes in the store (cca_store_load_fn, _done_fn) */
     /* Engine thread only. */
-    struct op *wait_head; /* operations waiting for the dialog */
+    struct cca_desk_moves pending; /* desk moves decided for it, not yet recorded */
+    struct slot *cnext;            /* the list of creates not yet committed */
+    bool creating;                 /* a create in flight: not in the index yet */
+    struct op *wait_head;          /* operations waiting for the dialog */
     struct op *wait_tail;
 };
 
@@ -80,7 +83,9 @@ struct op {
     json_t *events;    /* published once the change is durable (handoff.h) */
     struct cca_engine_outcome human; /* the human side's part of the outcome */
     bool took;                       /* a TAKE decided at start (req.move holds it) */
-    struct cca_llm_result llm;       /* the last LLM call's result, until resumed */
+    json_t *base;              /* op_base: the document with pending moves folded in */
+    size_t folded;             /* pending moves folded into @base */
+    struct cca_llm_result llm; /* the last LLM call's result, until resumed */
     /* Outcome. */
     json_t *new_doc;
     size_t stored; /* what the change took in the store */
@@ -106,7 +111,9 @@ struct cca_engine {
     json_t *boot_human;               /* human-owned dialogs found at load */
     json_t *boot_rated;               /* ratings of dialogs an operator had */
     int64_t next_tick_ms;
-    bool queue_moved;        /* the queue changed: positions and length go out */
+    struct slot *creating; /* creates in flight (engine thread): moves may target them */
+    atomic_bool quiet;     /* shutting down: the timers decide nothing more */
+    bool queue_moved;      /* the queue changed: positions and length go out */
     int64_t queue_events_ms; /* when they last went out (monotonic) */
     bool llm_mode;           /* an LLM was configured (turn metrics) */
     bool detach_llm;         /* under @lock: drop @llm at the next wake-up */
@@ -327,7 +334,8 @@ static void cache_trim(struct cca_engine *e)
     while (e->cache_bytes > e->cache_budget && en != NULL) {
         struct slot *prev = en->lru_prev;
 
-        if (!en->busy)
+        /* Operator records stay: few, and read by every listing and trigger. */
+        if (!en->busy && en->coll == CCA_STORE_DIALOGS)
             cache_drop(e, en);
         en = prev;
     }
@@ -360,6 +368,7 @@ static void entry_free(struct slot *en)
     json_decref(en->doc);
     free(en->bytes);
     free(en->customer_id);
+    cca_desk_moves_cleanup(&en->pending);
     free(en);
 }
 
@@ -435,6 +444,7 @@ static void op_free(struct op *op)
     cca_turn_cleanup(&op->t);
     cca_llm_result_cleanup(&op->llm);
     json_decref(op->events);
+    json_decref(op->base);
     json_decref(op->new_doc);
     json_decref(op->result);
     free(op);
@@ -528,6 +538,33 @@ static void release(struct cca_engine *e, struct slot *en, bool gone)
 /* ---- persistence -------------------------------------------------------------- */
 
 static void publish(struct cca_engine *e, struct op *op);
+static void after_commit(struct cca_engine *e, struct op *op);
+static void forget_human(struct cca_engine *e, struct slot *en);
+
+/* @en's create is done (committed or failed): off the list of creates in flight. */
+static void creating_done(struct cca_engine *e, struct slot *en)
+{
+    struct slot **pp = &e->creating;
+
+    if (!en->creating)
+        return;
+    while (*pp != NULL && *pp != en)
+        pp = &(*pp)->cnext;
+    if (*pp == en)
+        *pp = en->cnext;
+    en->cnext = NULL;
+    en->creating = false;
+}
+
+/* A dialog whose create is in flight, by id, or NULL. */
+static struct slot *creating_find(struct cca_engine *e, const char *id)
+{
+    struct slot *en = e->creating;
+
+    while (en != NULL && strcmp(en->id, id) != 0)
+        en = en->cnext;
+    return en;
+}
 
 /* Store thread: hand the outcome back to the engine thread. */
 static void on_persisted(void *ctx, cca_rc rc, size_t bytes, const struct cca_error *err)
@@ -579,6 +616,8 @@ static void committed(struct cca_engine *e, struct op *op)
     struct slot *en = op->entry;
     bool gone = false;
 
+    if (op->new_entry)
+        creating_done(e, en);
     if (op->rc != CCA_OK) {
         cca_rc rc = op->rc;
         bool created = op->new_entry;
@@ -587,10 +626,12 @@ static void committed(struct cca_engine *e, struct op *op)
         op->entry = NULL;
         finish(e, op, rc); /* frees @op */
         /* A failed create leaves no dialog; repeats of its key waited on it. */
+        if (created)
+            forget_human(e, en);
         release(e, en, created);
         return;
     }
-    publish(e, op);
+    after_commit(e, op);
     pthread_mutex_lock(&e->lock);
     if (op->req.op == CCA_OP_DELETE || op->req.op == CCA_OP_OPERATOR_DELETE) {
         index_remove(e, en);
@@ -604,6 +645,7 @@ static void committed(struct cca_engine *e, struct op *op)
             index_insert(e, en);
     }
     pthread_mutex_unlock(&e->lock);
+    publish(e, op); /* after the change is visible: a reader acting on it sees it */
     op->entry = NULL;
     op->count = 1;
     finish(e, op, CCA_OK);
@@ -636,10 +678,34 @@ static void render(struct op *op, const struct cca_engine_outcome *o)
     op->result = op->req.render != NULL ? op->req.render(o) : NULL;
 }
 
-/* The dialog the turn builds on: the committed one, or the new one of a create. */
-static json_t *base_doc(struct op *op)
+static json_t *move_doc(struct cca_engine *e, struct op *op, json_t *base,
+                        const struct cca_desk_move *m);
+
+/*
+ * The document @op builds on (borrowed): a create's new one, or the committed
+ * one with the desk's moves for it that are not recorded yet folded in, in
+ * decision order, so an operation never records a change of owner out of
+ * order. The moves leave the dialog's list only when @op's change commits.
+ */
+static json_t *op_base(struct cca_engine *e, struct op *op)
 {
-    return op->new_entry ? op->new_doc : op->entry->doc;
+    struct slot *en = op->entry;
+
+    if (op->new_entry)
+        return op->new_doc;
+    if (op->base == NULL) {
+        json_t *doc = json_incref(en->doc);
+
+        for (size_t i = 0; i < en->pending.n; i++) {
+            json_t *next = move_doc(e, op, doc, &en->pending.v[i]);
+
+            json_decref(doc);
+            doc = next;
+        }
+        op->base = doc;
+        op->folded = en->pending.n;
+    }
+    return op->base;
 }
 
 /* The turn is done: its messages into a new document, the result, the commit. */
@@ -662,7 +728,7 @@ static void finalize_turn(struct cca_engine *e, struct op *op)
     dt.received_ms = op->received_wall;
     dt.replied_ms = cca_time_wall_ms();
     dt.processing_s = (double)(cca_time_mono_us() - op->received_us) / 1e6;
-    doc = cca_dialog_with_turn(base_doc(op), &dt);
+    doc = cca_dialog_with_turn(op_base(e, op), &dt);
     json_decref(op->new_doc);
     op->new_doc = cca_dialog_with_language(doc, cca_lang_code(op->t.lang));
     json_decref(doc);
@@ -719,7 +785,7 @@ static void on_llm_result(struct cca_engine *e, struct op *op)
                 op->entry->id, cca_turn_stage_name(&op->t), cca_strerror(res->rc),
                 res->http_status, res->attempts, (long long)res->upstream_ms, res->error,
                 classify ? " fallback=keyword" : " degraded=1");
-    if (cca_turn_resume(&op->t, &env, res, op->new_entry ? NULL : op->entry->doc,
+    if (cca_turn_resume(&op->t, &env, res, op->new_entry ? NULL : op_base(e, op),
                         on_llm_done, op) == CCA_TURN_DONE) {
         cca_llm_result_cleanup(res);
         finalize_turn(e, op);
@@ -736,7 +802,7 @@ static void start_turn(struct cca_engine *e, struct op *op)
 
     op->turn = true;
     if (cca_turn_start(&op->t, &env, text, strlen(text),
-                       op->new_entry ? NULL : op->entry->doc, deadline, on_llm_done,
+                       op->new_entry ? NULL : op_base(e, op), deadline, on_llm_done,
                        op) == CCA_TURN_DONE)
         finalize_turn(e, op);
 }
@@ -794,6 +860,10 @@ static void count_move(struct cca_engine *e, const struct cca_desk_move *m)
 
     if (m->to == CCA_OWNER_OPERATOR && m->event == CCA_OWNER_EV_ASSIGN) {
         atomic_fetch_add_explicit(&mt->assignments, 1, memory_order_relaxed);
+        if (m->from == CCA_OWNER_QUEUE && m->waiting_since_ms > 0 &&
+            m->at_ms >= m->waiting_since_ms)
+            cca_hist_observe_us(&mt->queue_wait_seconds,
+                                (m->at_ms - m->waiting_since_ms) * 1000);
     }
     if (m->event == CCA_OWNER_EV_REQUEUE) {
         unsigned cause = strcmp(m->reason, "reply_timeout") == 0      ? 0
@@ -806,36 +876,51 @@ static void count_move(struct cca_engine *e, const struct cca_desk_move *m)
         atomic_fetch_add_explicit(&mt->escalations[1], 1, memory_order_relaxed);
 }
 
-/*
- * Record move @m in the dialog @op holds: the new document builds on
- * op->new_doc (or the committed one); the wait of an assignment from the
- * queue is measured from the document's waiting_since.
- */
+/* Move @m recorded in @base (borrowed): a new document, the move's events in @op's. */
+static json_t *move_doc(struct cca_engine *e, struct op *op, json_t *base,
+                        const struct cca_desk_move *m)
+{
+    (void)e;
+    return cca_handoff_apply(base, m, op_events(op));
+}
+
 static void apply_move(struct cca_engine *e, struct op *op, const struct cca_desk_move *m)
 {
-    json_t *base = op->new_doc != NULL ? op->new_doc : op->entry->doc;
-    json_t *doc;
+    json_t *doc = move_doc(e, op, op->new_doc != NULL ? op->new_doc : op_base(e, op), m);
 
-    if (m->from == CCA_OWNER_QUEUE && m->to == CCA_OWNER_OPERATOR) {
-        int64_t since = 0;
-
-        (void)cca_time_parse(
-            json_string_value(cca_dialog_owner_field(base, "waiting_since")), &since);
-        if (since > 0 && m->at_ms >= since)
-            cca_hist_observe_us(&e->metrics.queue_wait_seconds,
-                                (m->at_ms - since) * 1000);
-    }
-    doc = cca_handoff_apply(base, m, op_events(op));
     json_decref(op->new_doc);
     op->new_doc = doc;
 }
 
 /*
  * Moves a desk decision made: those of @self (the dialog the op holds, may be
- * NULL) are recorded in it now; every other one becomes a MOVE op queued on
- * its dialog, in decision order.
+ * NULL) are recorded in its new document now; every other one joins its
+ * dialog's pending moves, which the next operation on that dialog folds in
+ * first (op_base), and a MOVE operation is queued there to record them if no
+ * other operation does. A dialog gone meanwhile (deleted) drops its moves.
  */
 static void start_op(struct cca_engine *e, struct op *op);
+
+static bool pend_move(struct cca_engine *e, const struct cca_desk_move *m)
+{
+    struct slot *en;
+    struct cca_desk_moves *pend;
+
+    pthread_mutex_lock(&e->lock);
+    en = index_find(e, m->dialog_id);
+    pthread_mutex_unlock(&e->lock);
+    if (en == NULL)
+        en = creating_find(e, m->dialog_id);
+    if (en == NULL || en->coll != CCA_STORE_DIALOGS)
+        return false;
+    pend = &en->pending;
+    if (pend->n == pend->cap) {
+        pend->cap = pend->cap ? pend->cap * 2 : 4;
+        pend->v = cca_xrealloc(pend->v, pend->cap * sizeof(*pend->v));
+    }
+    pend->v[pend->n++] = *m;
+    return true;
+}
 
 static void dispatch_moves(struct cca_engine *e, struct op *self,
                            struct cca_desk_moves *mv)
@@ -848,11 +933,8 @@ static void dispatch_moves(struct cca_engine *e, struct op *self,
             self->entry->coll == CCA_STORE_DIALOGS &&
             strcmp(m->dialog_id, self->entry->id) == 0) {
             apply_move(e, self, m);
-        } else {
-            struct op *k = internal_op(e, CCA_OP_MOVE, m->dialog_id);
-
-            k->req.move = *m;
-            start_op(e, k);
+        } else if (pend_move(e, m)) {
+            start_op(e, internal_op(e, CCA_OP_MOVE, m->dialog_id));
         }
     }
     cca_desk_moves_cleanup(mv);
@@ -929,7 +1011,7 @@ static void tick(struct cca_engine *e, int64_t now_mono)
     json_t *busy;
 
     publish_positions(e, now_mono); /* a change left pending by the rate limit */
-    if (now_mono < e->next_tick_ms)
+    if (now_mono < e->next_tick_ms || atomic_load(&e->quiet))
         return;
     e->next_tick_ms = now_mono + 1000;
     if (e->desk != NULL) {
@@ -973,7 +1055,7 @@ static void human_outcome(struct cca_engine *e, const struct op *op,
 static void escalate(struct cca_engine *e, struct op *op, const char *reason)
 {
     struct cca_desk_moves mv = {0};
-    json_t *base = op->new_doc != NULL ? op->new_doc : op->entry->doc;
+    json_t *base = op->new_doc != NULL ? op->new_doc : op_base(e, op);
     struct cca_desk_need need = cca_handoff_need(base);
 
     /* A request that found the queue full before the turn: told now, once. */
@@ -1053,7 +1135,7 @@ static bool human_request(struct cca_engine *e, struct op *op)
     struct cca_desk_moves mv = {0};
     const char *text = op->req.text;
     enum cca_lang lang = cca_text_detect_lang(text, strlen(text));
-    json_t *doc = cca_dialog_with_language(en->doc, cca_lang_code(lang));
+    json_t *doc = cca_dialog_with_language(op_base(e, op), cca_lang_code(lang));
     struct cca_desk_need need = cca_handoff_need(doc);
     int64_t now = cca_time_wall_ms();
     char msg_id[37];
@@ -1079,7 +1161,7 @@ static bool human_request(struct cca_engine *e, struct op *op)
                               NULL);
     dispatch_moves(e, op, &mv);
     if (op->human.escalation == CCA_DESK_QUEUED)
-        queue_faq(e, op, en->doc, lang, now);
+        queue_faq(e, op, op_base(e, op), lang, now);
     op->human.human_turn = true;
     outcome_of(e, op, op->new_doc, &o);
     o.message_id = msg_id;
@@ -1154,7 +1236,7 @@ static void human_message(struct cca_engine *e, struct op *op, enum cca_owner ow
     struct cca_engine_outcome o;
 
     cca_uuid_new(msg_id);
-    op->new_doc = cca_dialog_with_message(en->doc, &m);
+    op->new_doc = cca_dialog_with_message(op_base(e, op), &m);
     messages = json_object_get(op->new_doc, "messages");
     cca_handoff_message_event(op_events(op), en->id,
                               json_array_get(messages, json_array_size(messages) - 1),
@@ -1163,7 +1245,7 @@ static void human_message(struct cca_engine *e, struct op *op, enum cca_owner ow
         size_t pos = 0;
         double eta = -1;
         char text[256];
-        enum cca_lang lang = cca_handoff_dialog_lang(en->doc);
+        enum cca_lang lang = cca_handoff_dialog_lang(op_base(e, op));
         json_t *doc;
 
         (void)cca_desk_position(e->desk, en->id, &pos, &eta);
@@ -1210,7 +1292,7 @@ static cca_rc operator_reply(struct cca_engine *e, struct op *op)
     m.content = op->req.text;
     m.operator_id = owner_id;
     m.operator_name = info.name;
-    doc = cca_dialog_with_message(en->doc, &m);
+    doc = cca_dialog_with_message(op_base(e, op), &m);
     if (cca_desk_replied(e->desk, en->id, now, &wait_s)) {
         cca_hist_observe_us(&e->metrics.first_response_seconds, (int64_t)(wait_s * 1e6));
         op->new_doc = cca_dialog_with_replied(doc);
@@ -1291,7 +1373,7 @@ static cca_rc handoff(struct cca_engine *e, struct op *op)
     if (rc != CCA_OK)
         return rc;
     if (op->new_doc == NULL)
-        op->new_doc = json_incref(en->doc); /* nothing changed ("already", "full" told) */
+        op->new_doc = json_incref(op_base(e, op)); /* nothing else changed */
     outcome_of(e, op, op->new_doc, &o);
     render(op, &o);
     persist(e, op);
@@ -1318,7 +1400,7 @@ static cca_rc take(struct cca_engine *e, struct op *op)
                                  op->entry->id);
         dispatch_moves(e, op, &mv);
     } else {
-        apply_move(e, op, &op->req.move);
+        op->new_doc = json_incref(op_base(e, op)); /* the take's move, folded in */
     }
     outcome_of(e, op, op->new_doc, &o);
     render(op, &o);
@@ -1330,7 +1412,7 @@ static cca_rc take(struct cca_engine *e, struct op *op)
 static cca_rc rate(struct cca_engine *e, struct op *op)
 {
     struct slot *en = op->entry;
-    json_t *rating = json_object_get(en->doc, "rating");
+    json_t *rating = json_object_get(op_base(e, op), "rating");
     struct cca_engine_outcome o;
 
     if (en->status != CCA_DIALOG_CLOSED)
@@ -1341,24 +1423,12 @@ static cca_rc rate(struct cca_engine *e, struct op *op)
             return cca_error_set(&op->err, CCA_ERR_CONFLICT,
                                  "dialog %s is already rated with another score", en->id);
         op->human.rating_repeat = true;
-        outcome_of(e, op, en->doc, &o);
+        outcome_of(e, op, op_base(e, op), &o);
         render(op, &o);
         return CCA_OK; /* answered without a change: the caller finishes */
     }
-    op->new_doc =
-        cca_dialog_with_rating(en->doc, op->req.score, op->req.text, cca_time_wall_ms());
-    {
-        enum cca_agent a = cca_dialog_get_agent(en->doc);
-        unsigned slot = a == CCA_AGENT_NONE ? CCA_AGENT__COUNT : (unsigned)a;
-
-        if (op->req.score >= 1 && op->req.score <= 5)
-            atomic_fetch_add_explicit(&e->metrics.csat[slot][op->req.score - 1], 1,
-                                      memory_order_relaxed);
-        cca_desk_rated(e->desk,
-                       json_string_value(json_object_get(
-                           json_object_get(op->new_doc, "rating"), "operator_id")),
-                       op->req.score);
-    }
+    op->new_doc = cca_dialog_with_rating(op_base(e, op), op->req.score, op->req.text,
+                                         cca_time_wall_ms());
     outcome_of(e, op, op->new_doc, &o);
     render(op, &o);
     persist(e, op);
@@ -1394,7 +1464,7 @@ static void release_closed(struct cca_engine *e, struct op *op, bool deleted)
         cca_handoff_events_add(op_events(op), "operator", owner_id, "unassigned", d);
     }
     if (!deleted) {
-        enum cca_lang lang = cca_handoff_dialog_lang(en->doc);
+        enum cca_lang lang = cca_handoff_dialog_lang(op->new_doc);
         json_t *doc = cca_handoff_with_system(op->new_doc, "closing",
                                               cca_handoff_notice("closing", lang), now,
                                               op_events(op));
@@ -1482,15 +1552,55 @@ static void record_move(struct cca_engine *e, struct op *op)
 {
     struct slot *en = op->entry;
 
-    /* Closed meanwhile (its close ran first and freed the seat): nothing to record. */
-    if (en->status == CCA_DIALOG_CLOSED) {
+    /* An operation before it already recorded them: nothing left to do. */
+    if (en->pending.n == 0) {
         op->entry = NULL;
         finish(e, op, CCA_OK);
         release(e, en, false);
         return;
     }
-    apply_move(e, op, &op->req.move);
+    op->new_doc = json_incref(op_base(e, op));
     persist(e, op);
+}
+
+/*
+ * After a change is durable, before it is visible: the pending moves it
+ * recorded leave the dialog's list; a rating is counted (not before, so a
+ * failed write retried is not counted twice).
+ */
+static void after_commit(struct cca_engine *e, struct op *op)
+{
+    struct slot *en = op->entry;
+
+    if (op->folded > 0 && op->folded <= en->pending.n) {
+        memmove(en->pending.v, en->pending.v + op->folded,
+                (en->pending.n - op->folded) * sizeof(*en->pending.v));
+        en->pending.n -= op->folded;
+    }
+    if (op->req.op == CCA_OP_RATE && !op->human.rating_repeat && op->new_doc != NULL) {
+        json_t *rating = json_object_get(op->new_doc, "rating");
+        enum cca_agent a = cca_dialog_get_agent(op->new_doc);
+        unsigned slot = a == CCA_AGENT_NONE ? CCA_AGENT__COUNT : (unsigned)a;
+        int score = (int)json_integer_value(json_object_get(rating, "score"));
+
+        if (score >= 1 && score <= 5)
+            atomic_fetch_add_explicit(&e->metrics.csat[slot][score - 1], 1,
+                                      memory_order_relaxed);
+        cca_desk_rated(e->desk, json_string_value(json_object_get(rating, "operator_id")),
+                       score);
+    }
+}
+
+/* A create failed: the desk forgets the dialog if it had it (escalated in its turn). */
+static void forget_human(struct cca_engine *e, struct slot *en)
+{
+    struct cca_desk_moves mv = {0};
+
+    if (e->desk != NULL && en->coll == CCA_STORE_DIALOGS &&
+        cca_desk_release(e->desk, en->id, false, "create_failed", "system",
+                         cca_time_wall_ms(), &mv))
+        dispatch_moves(e, NULL, &mv);
+    cca_desk_moves_cleanup(&mv);
 }
 
 /* ---- operations ------------------------------------------------------------------ */
@@ -1638,6 +1748,7 @@ static bool load_doc(struct cca_engine *e, struct slot *en, struct cca_error *er
 static void run_op(struct cca_engine *e, struct op *op)
 {
     struct slot *en = op->entry;
+    bool created = op->new_entry;
     struct cca_engine_outcome o;
     enum cca_dialog_status st;
 
@@ -1757,7 +1868,8 @@ static void run_op(struct cca_engine *e, struct op *op)
                     goto out;
                 }
             }
-            op->new_doc = cca_dialog_closed(en->doc, op->req.reason, cca_time_wall_ms());
+            op->new_doc =
+                cca_dialog_closed(op_base(e, op), op->req.reason, cca_time_wall_ms());
             release_closed(e, op, false);
             {
                 json_t *d = json_object();
@@ -1789,7 +1901,10 @@ static void run_op(struct cca_engine *e, struct op *op)
 out:
     op->entry = NULL;
     finish(e, op, op->err.code);
-    release(e, en, false);
+    /* A create refused before its write (an operator id taken) leaves nothing. */
+    if (created)
+        creating_done(e, en);
+    release(e, en, created);
 }
 
 /* A new dialog for a CREATE; its Idempotency-Key, if any, now leads to it. */
@@ -1799,6 +1914,10 @@ static void start_create(struct cca_engine *e, struct op *op)
 
     cca_uuid_new(en->id);
     en->busy = true;
+    /* Until it commits, desk moves for it (its escalation, then a sweep) queue here. */
+    en->creating = true;
+    en->cnext = e->creating;
+    e->creating = en;
     op->entry = en;
     op->new_entry = true;
     op->new_doc = cca_dialog_new_doc(en->id, &op->req.create, op->received_wall);
@@ -1842,10 +1961,12 @@ static bool start_take_next(struct cca_engine *e, struct op *op)
         finish(e, op, rc);
         return false;
     }
+    /* Pending on its dialog like any move; this op records it when it runs. */
     op->took = true;
-    op->req.move = mv.v[0];
-    for (size_t i = 0; i < mv.n; i++)
+    for (size_t i = 0; i < mv.n; i++) {
         count_move(e, &mv.v[i]);
+        (void)pend_move(e, &mv.v[i]);
+    }
     cca_desk_moves_cleanup(&mv);
     return true;
 }
@@ -1899,6 +2020,9 @@ static void start_op(struct cca_engine *e, struct op *op)
             if (en != NULL && en->coll != coll)
                 en = NULL;
             pthread_mutex_unlock(&e->lock);
+            /* A move for a dialog whose create is in flight waits behind it. */
+            if (en == NULL && op->req.op == CCA_OP_MOVE)
+                en = creating_find(e, id);
             break;
     }
     if (en == NULL) {
@@ -2123,8 +2247,7 @@ static void restore_desk(struct cca_engine *e)
         cca_desk_rated(e->desk, json_string_value(json_object_get(r, "operator_id")),
                        (int)json_integer_value(json_object_get(r, "score")));
     }
-    json_array_clear(e->boot_rated);
-    e->boot_rated = json_array();
+    json_array_clear(e->boot_rated); /* done with them */
     if (e->desk != NULL)
         cca_desk_start(e->desk, cca_time_wall_ms(), &e->boot_moves);
 }
@@ -2508,6 +2631,8 @@ void cca_engine_get_stats(struct cca_engine *e, struct cca_engine_stats *ret)
 void cca_engine_detach_llm(struct cca_engine *e)
 {
     pthread_mutex_lock(&e->lock);
+    /* Shutting down: the timers make no new decisions (no operation after the drain). */
+    atomic_store(&e->quiet, true);
     if (e->started && e->llm_mode) {
         e->detach_llm = true;
         pthread_cond_signal(&e->cond);

@@ -53,7 +53,8 @@ struct cca_desk_move {
     double eta_s;        /* to the queue: estimated wait, -1 unknown */
     size_t queue_length; /* dialogs queued right after the move */
     uint64_t queue_seq;  /* to the queue: its sequence number (ties in a millisecond) */
-    int64_t at_ms;       /* Unix ms */
+    int64_t waiting_since_ms; /* when the customer started waiting for a human */
+    int64_t at_ms;            /* Unix ms */
 };
 
 /* struct cca_desk_moves - a growable list of moves (cca_desk_moves_cleanup). */

@@ -18,8 +18,11 @@
 
 #include "cca/agent.h"
 #include "cca/config.h"
+#include "cca/desk.h"
 #include "cca/dialog.h"
 #include "cca/engine.h"
+#include "cca/events.h"
+#include "cca/operator.h"
 #include "cca/mem.h"
 #include "cca/router.h"
 #include "cca/store.h"
@@ -198,6 +201,8 @@ struct fx {
     struct cca_store *store;
     struct store_memory *mem;
     struct cca_engine *engine;
+    struct cca_desk *desk; /* fx_start_human: the human side */
+    struct cca_events *events;
 };
 
 static struct fx *fx_new(void)
@@ -218,12 +223,29 @@ static void fx_start(struct fx *f)
     assert_int_equal(cca_engine_new(&p, &f->engine, &err), CCA_OK);
 }
 
+/* fx_start with a desk and an event log (the human side). */
+static void fx_start_human(struct fx *f)
+{
+    struct cca_desk_params dp = {.queue_max = 100, .default_handle_s = 300, .seed = 1};
+    struct cca_engine_params p = {
+        .cfg = &f->cfg, .store = f->store, .router = router, .agents = agents};
+    struct cca_error err = {0};
+
+    f->desk = cca_desk_new(&dp);
+    f->events = cca_events_new(1000, 1 << 20);
+    p.desk = f->desk;
+    p.events = f->events;
+    assert_int_equal(cca_engine_new(&p, &f->engine, &err), CCA_OK);
+}
+
 static void fx_free(struct fx *f)
 {
     if (f->engine != NULL) {
         assert_true(cca_engine_drain(f->engine, cca_time_mono_ms() + WAIT_S * 1000));
         cca_engine_free(f->engine);
     }
+    cca_events_free(f->events);
+    cca_desk_free(f->desk);
     cca_store_free(f->store);
     free(f);
 }
@@ -1285,6 +1307,176 @@ static void test_shutdown(void **state)
     fx_free(f);
 }
 
+/* ---- the human side ------------------------------------------------------------- */
+
+/* Register an operator (offline, max_dialogs 3) through the engine; its id in @ret_id. */
+static void human_operator(struct fx *f, char ret_id[37])
+{
+    char token[CCA_OPERATOR_TOKEN_LEN + 1];
+    char hash[65];
+    struct cca_operator_reg reg = {.name = (char *)"Anna", .max_dialogs = 3};
+    struct cca_engine_request q = {.op = CCA_OP_OPERATOR_CREATE, .render = render};
+    struct call c = {0};
+
+    assert_int_equal(cca_operator_token_new(token, hash), CCA_OK);
+    cca_uuid_new(ret_id);
+    q.operator_doc = cca_operator_new_doc(ret_id, &reg, hash, cca_time_wall_ms());
+    assert_int_equal(cca_engine_submit(f->engine, &q, on_done, &c), CCA_OK);
+    wait_call(&c);
+    assert_int_equal(c.rc, CCA_OK);
+    call_cleanup(&c);
+}
+
+static void human_status(struct fx *f, const char *op_id, enum cca_operator_status st,
+                         struct call *c)
+{
+    struct cca_engine_request q = {
+        .op = CCA_OP_OPERATOR_UPDATE, .render = render, .has_status = true, .status = st};
+
+    (void)snprintf(q.target, sizeof(q.target), "%s", op_id);
+    assert_int_equal(cca_engine_submit(f->engine, &q, on_done, c), CCA_OK);
+}
+
+/* The document's owner kind equals the desk's, and (when not NULL) is @want. */
+static void human_agree(struct fx *f, const char *id, const char *want)
+{
+    json_t *doc = NULL;
+    struct cca_error err = {0};
+    enum cca_owner desk;
+    const char *kind;
+
+    /* Recording may trail the decision by the operations queued before it. */
+    for (int i = 0; i < 200; i++) {
+        assert_int_equal(cca_engine_get_dialog(f->engine, id, &doc, &err), CCA_OK);
+        desk = cca_desk_owner(f->desk, id, NULL);
+        kind = json_string_value(json_object_get(json_object_get(doc, "owner"), "kind"));
+        if (kind != NULL && strcmp(kind, cca_owner_name(desk)) == 0)
+            break;
+        json_decref(doc);
+        doc = NULL;
+        usleep(10000);
+    }
+    assert_non_null(doc);
+    assert_string_equal(kind, cca_owner_name(desk));
+    if (want != NULL)
+        assert_string_equal(kind, want);
+    json_decref(doc);
+}
+
+/*
+ * A create that asks for a person is queued; while its write is still out,
+ * an operator becomes available and the sweep assigns it: the assignment
+ * waits for the create and is recorded (not dropped as "no such dialog").
+ */
+static void test_human_move_during_create(void **state)
+{
+    struct fx *f = fx_new();
+    struct cca_engine_request cq = {.op = CCA_OP_CREATE, .render = render};
+    struct call c1 = {0};
+    struct call c2 = {0};
+    char op_id[37];
+
+    (void)state;
+    fx_start_human(f);
+    human_operator(f, op_id);
+    store_memory_hold(f->mem, true);
+    cq.create.initial_message = cca_xstrdup("Позовите оператора, пожалуйста");
+    assert_int_equal(cca_engine_submit(f->engine, &cq, on_done, &c1), CCA_OK);
+    usleep(100000);
+    human_status(f, op_id, CCA_OPERATOR_AVAILABLE, &c2);
+    usleep(100000);
+    store_memory_hold(f->mem, false);
+    wait_call(&c1);
+    wait_call(&c2);
+    assert_int_equal(c1.rc, CCA_OK);
+    assert_int_equal(cca_desk_owner(f->desk, result_str(&c1, "dialog_id"), NULL),
+                     CCA_OWNER_OPERATOR);
+    human_agree(f, result_str(&c1, "dialog_id"), "operator");
+    call_cleanup(&c1);
+    call_cleanup(&c2);
+    fx_free(f);
+}
+
+/*
+ * Moves are recorded in the order the desk decided them: D is assigned; a
+ * message holds D (write held), a hand-back waits behind it, and meanwhile the
+ * operator goes offline (requeue decided first). The document ends with the
+ * AI owning it, as the desk says, not back in the queue.
+ */
+static void test_human_moves_in_order(void **state)
+{
+    struct fx *f = fx_new();
+    struct cca_engine_request cq = {.op = CCA_OP_CREATE, .render = render};
+    struct cca_engine_request mq = {.op = CCA_OP_MESSAGE, .render = render};
+    struct cca_engine_request m2 = {.op = CCA_OP_MESSAGE, .render = render};
+    struct cca_engine_request hq = {.op = CCA_OP_HANDOFF,
+                                    .render = render,
+                                    .handoff_to = CCA_OWNER_AGENT,
+                                    .agent = CCA_AGENT_NONE};
+    struct call c[6] = {0};
+    char op_id[37];
+    char id[37];
+
+    (void)state;
+    fx_start_human(f);
+    human_operator(f, op_id);
+    human_status(f, op_id, CCA_OPERATOR_AVAILABLE, &c[0]);
+    wait_call(&c[0]);
+    assert_int_equal(cca_engine_submit(f->engine, &cq, on_done, &c[1]), CCA_OK);
+    wait_call(&c[1]);
+    (void)snprintf(id, sizeof(id), "%s", result_str(&c[1], "dialog_id"));
+    memcpy(mq.id, id, 37);
+    mq.text = cca_xstrdup("Позовите оператора");
+    assert_int_equal(cca_engine_submit(f->engine, &mq, on_done, &c[2]), CCA_OK);
+    wait_call(&c[2]);
+    human_agree(f, id, "operator");
+    store_memory_hold(f->mem, true);
+    memcpy(m2.id, id, 37);
+    m2.text = cca_xstrdup("hello?");
+    assert_int_equal(cca_engine_submit(f->engine, &m2, on_done, &c[3]), CCA_OK);
+    usleep(50000);
+    memcpy(hq.id, id, 37);
+    assert_int_equal(cca_engine_submit(f->engine, &hq, on_done, &c[4]), CCA_OK);
+    usleep(50000);
+    human_status(f, op_id, CCA_OPERATOR_OFFLINE, &c[5]);
+    usleep(50000);
+    store_memory_hold(f->mem, false);
+    for (int i = 3; i < 6; i++) {
+        wait_call(&c[i]);
+        assert_int_equal(c[i].rc, CCA_OK);
+    }
+    assert_int_equal(cca_desk_owner(f->desk, id, NULL), CCA_OWNER_AGENT);
+    human_agree(f, id, "agent");
+    for (int i = 0; i < 6; i++)
+        call_cleanup(&c[i]);
+    fx_free(f);
+}
+
+/* Operator records are never evicted from the cache: listing them needs them. */
+static void test_human_operators_stay_cached(void **state)
+{
+    struct fx *f = fx_new();
+    char op_id[37];
+    json_t *list;
+
+    (void)state;
+    f->cfg.dialog_cache_mb = 0; /* every idle dialog is evicted at once */
+    fx_start_human(f);
+    human_operator(f, op_id);
+    for (int i = 0; i < 5; i++) {
+        struct cca_engine_request q = {.op = CCA_OP_CREATE, .render = render};
+        struct call c = {0};
+
+        assert_int_equal(cca_engine_submit(f->engine, &q, on_done, &c), CCA_OK);
+        wait_call(&c);
+        call_cleanup(&c);
+    }
+    list = cca_engine_list_operators(f->engine);
+    assert_int_equal(json_array_size(list), 1);
+    json_decref(list);
+    fx_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1300,6 +1492,9 @@ int main(void)
         cmocka_unit_test(test_shutdown),
         cmocka_unit_test(test_message_after_failed_delete),
         cmocka_unit_test(test_close_after_failed_delete),
+        cmocka_unit_test(test_human_move_during_create),
+        cmocka_unit_test(test_human_moves_in_order),
+        cmocka_unit_test(test_human_operators_stay_cached),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
