@@ -59,6 +59,7 @@ step "Customer 1 opens a dialog" POST /dialogue/create '{"customer_info":{"name"
 C1="$(field dialog_id)"
 LINES_MAX=25 step "Customer 1 asks for a human: assigned to Anna" POST "/dialogue/$C1/message" \
     '{"message":"Позовите оператора, пожалуйста"}'
+M1="$(field message_id)"
 step "Customer 2 opens a dialog" POST /dialogue/create '{"customer_info":{"name":"John"}}'
 C2="$(field dialog_id)"
 LINES_MAX=25 step "Customer 2 asks for a person: Anna is full, so the queue" POST "/dialogue/$C2/message" \
@@ -67,9 +68,9 @@ step "Customer 2's place in the queue" GET "/dialogue/$C2/queue"
 step "The queue, as an operator sees it" GET /queue "" "$TOKEN_A" TOKEN_A
 step "Anna replies to customer 1" POST "/dialogue/$C1/reply" \
     '{"message":"Здравствуйте, Иван! Я Анна, чем помочь?"}' "$TOKEN_A" TOKEN_A
+step "Customer 1 polls for what came after their request" GET "/dialogue/$C1/messages?after=$M1"
 LINES_MAX=25 step "Customer 1 writes again: stored for Anna, the AI stays silent (202)" POST "/dialogue/$C1/message" \
     '{"message":"Не приходит счёт за октябрь"}'
-step "Customer 1 polls for new messages" GET "/dialogue/$C1/messages?after=$(field message_id)"
 LINES_MAX=20 step "Anna closes; the queue head (customer 2) is hers at once" POST "/dialogue/$C1/close" \
     '{"reason":"resolved"}' "$TOKEN_A" TOKEN_A
 step "Anna's dialogs now" GET /operators/me/dialogs "" "$TOKEN_A" TOKEN_A
