@@ -82,7 +82,7 @@ struct op {
     struct cca_turn t; /* when @turn */
     json_t *events;    /* published once the change is durable (handoff.h) */
     struct cca_engine_outcome human; /* the human side's part of the outcome */
-    bool took;                       /* a TAKE decided at start (req.move holds it) */
+    bool took;                       /* a TAKE decided at start (its move is pending) */
     json_t *base;              /* op_base: the document with pending moves folded in */
     size_t folded;             /* pending moves folded into @base */
     struct cca_llm_result llm; /* the last LLM call's result, until resumed */

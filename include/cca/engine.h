@@ -51,7 +51,7 @@ enum cca_engine_op {
     CCA_OP_OPERATOR_CREATE, /* .operator_doc (stolen): a new operator record */
     CCA_OP_OPERATOR_UPDATE, /* .target: .patch (NULL: none) and/or .status (has_status) */
     CCA_OP_OPERATOR_DELETE, /* .target: revoke */
-    CCA_OP_MOVE,            /* internal: record a desk move in its dialog */
+    CCA_OP_MOVE,            /* internal: record a dialog's pending desk moves */
 };
 
 /*
@@ -141,7 +141,6 @@ struct cca_engine_request {
     struct cca_operator_patch *patch; /* new, owned; NULL = none */
     bool has_status;
     enum cca_operator_status status;
-    struct cca_desk_move move; /* CCA_OP_MOVE */
 };
 
 /*
