@@ -264,6 +264,7 @@ static char *resolution_text(json_t *doc, const char *reason)
     const char *assigned = cca_dialog_get_str(doc, "assigned_agent");
     const char *current = cca_dialog_get_str(doc, "current_agent");
     const char *first = NULL;
+    char who[160];
     char path[160] = "";
     char *out;
     size_t i;
@@ -291,7 +292,14 @@ static char *resolution_text(json_t *doc, const char *reason)
                                          to ? to : "?");
         }
     }
-    n = strlen(path) + strlen(reason) + (first ? strlen(first) : 0) + 128;
+    /* Who closed it: the operator who owned it, else the AI agent. */
+    if (cca_dialog_get_owner(doc, NULL) == CCA_OWNER_OPERATOR)
+        (void)snprintf(who, sizeof(who), "operator %s",
+                       json_string_value(cca_dialog_owner_field(doc, "operator_name"))
+                           ?: "?");
+    else
+        (void)snprintf(who, sizeof(who), "%s", current ? current : "no agent");
+    n = strlen(path) + strlen(who) + strlen(reason) + (first ? strlen(first) : 0) + 128;
     out = cca_xmalloc(n);
     if (first != NULL) {
         /* Quote at most 80 bytes of the first request, cut on a UTF-8 boundary. */
@@ -305,8 +313,8 @@ static char *resolution_text(json_t *doc, const char *reason)
         (void)snprintf(
             out, n,
             "Closed (%s) by %s after %zu messages; agents: %s; first request: \"%.*s%s\"",
-            reason, current ? current : "no agent", json_array_size(messages), path,
-            (int)len, first, len < strlen(first) ? "..." : "");
+            reason, who, json_array_size(messages), path, (int)len, first,
+            len < strlen(first) ? "..." : "");
     } else {
         (void)snprintf(out, n, "Closed (%s) with no customer messages", reason);
     }

@@ -273,6 +273,41 @@ static void test_idempotency_cap(void **state)
     json_decref(doc);
 }
 
+/* A dialog an operator held is closed "by operator <name>", and keeps its owner. */
+static void test_closed_by_operator(void **state)
+{
+    json_t *doc = new_doc();
+    struct cca_dialog_transition t = {.event = CCA_OWNER_EV_ASSIGN,
+                                      .from = CCA_OWNER_AGENT,
+                                      .to = CCA_OWNER_OPERATOR,
+                                      .operator_id =
+                                          "9b2f8c1e-4a7d-4c3b-8e21-5f6a7b8c9d0e",
+                                      .operator_name = "Анна",
+                                      .actor = "customer",
+                                      .reason = "customer_request",
+                                      .at_ms = 1700000001000};
+    struct cca_dialog_message m = {.id = "1f1c2a9e-8d4b-4f0e-9a51-2b7c6d8e9f11",
+                                   .role = "customer",
+                                   .content = "Позовите оператора",
+                                   .at_ms = 1700000000500};
+    json_t *d1 = cca_dialog_with_message(doc, &m);
+    json_t *d2 = cca_dialog_with_transition(d1, &t);
+    json_t *d3 = cca_dialog_closed(d2, "resolved", 1700000002000);
+    const char *res =
+        json_string_value(json_object_get(json_object_get(d3, "summary"), "resolution"));
+
+    (void)state;
+    assert_non_null(res);
+    assert_non_null(strstr(res, "Closed (resolved) by operator Анна after 1 messages"));
+    assert_string_equal(cca_dialog_status_name(cca_dialog_get_status(d2)), "assigned");
+    assert_string_equal(cca_dialog_status_name(cca_dialog_get_status(d3)), "closed");
+    assert_int_equal(cca_dialog_get_owner(d3, NULL), CCA_OWNER_OPERATOR);
+    json_decref(d3);
+    json_decref(d2);
+    json_decref(d1);
+    json_decref(doc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -284,6 +319,7 @@ int main(void)
         cmocka_unit_test(test_validate_rejects),
         cmocka_unit_test(test_ids_and_time),
         cmocka_unit_test(test_idempotency_records),
+        cmocka_unit_test(test_closed_by_operator),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
