@@ -1210,7 +1210,10 @@ static void turn_triggers(struct cca_engine *e, struct op *op)
 
     if (e->desk == NULL || cca_dialog_get_status(op->new_doc) == CCA_DIALOG_CLOSED)
         return;
+    /* A message asked before its turn (human_request; again only if the queue
+     * was full, to say so); a create's initial message is asked here. */
     if ((e->triggers & CCA_HANDOFF_REQUEST) &&
+        (op->req.op == CCA_OP_CREATE || op->human.escalated) &&
         cca_handoff_wants_human(text, strlen(text)))
         escalate(e, op, "customer_request");
     else if ((e->triggers & CCA_HANDOFF_SUPERVISOR) &&

@@ -327,7 +327,7 @@ void cca_handoff_events_add(json_t *events, const char *topic_kind, const char *
 void cca_handoff_message_event(json_t *events, const char *dialog_id, json_t *msg,
                                const char *operator_id)
 {
-    json_t *data = json_deep_copy(msg);
+    json_t *data = json_copy(msg); /* shallow: the message's children are immutable */
 
     (void)json_object_set_new(data, "dialog_id", json_string(dialog_id));
     if (operator_id != NULL && operator_id[0] != '\0')
