@@ -44,11 +44,22 @@ static const char keepalive_line[] = ": keep-alive\n\n";
 _Static_assert(CCA_EVENTS_RETRY_MS == 3000, "retry_line spells CCA_EVENTS_RETRY_MS");
 
 /* One serialised event; refs: the ring's slot, plus a reader sending it in pieces. */
+/*
+ * One event. Its SSE text is made at publish when a stream of its topic is
+ * open, else on the first read (a stream resuming with Last-Event-ID): most
+ * events (a dialog without a front end) are never read, and serialising them
+ * was the per-turn cost of live events (docs/BENCHMARKS.md, S5). Until then
+ * @body holds the envelope without its id, sharing the caller's data.
+ */
 struct frame {
     uint32_t refs;
-    uint32_t len;      /* bytes of the frame text */
-    const char *topic; /* NUL-terminated, after the text */
-    char text[];
+    uint32_t len;      /* bytes of @text; 0 until made */
+    uint64_t seq;      /* its id's sequence number */
+    bool dead;         /* made on a read and over CCA_EVENTS_FRAME_MAX: skipped */
+    json_t *body;      /* the envelope until @text is made, then NULL */
+    char *text;        /* the frame, NULL until made */
+    const char *topic; /* NUL-terminated, in this allocation */
+    char topic_buf[];
 };
 
 struct slot {
@@ -208,8 +219,77 @@ struct cca_events *cca_events_new(size_t capacity, size_t max_bytes)
 
 static void frame_unref(struct frame *f)
 {
-    if (f != NULL && --f->refs == 0)
+    if (f != NULL && --f->refs == 0) {
+        json_decref(f->body);
+        free(f->text);
         free(f);
+    }
+}
+
+/* The envelope of an event: {"type", "topic", "at", "data"} (the id comes first in the
+ * text). */
+static json_t *envelope(const char *type, const char *topic, int64_t now_ms, json_t *data)
+{
+    char at[CCA_TIME_LEN];
+    json_t *body = json_object();
+
+    cca_time_format(now_ms, at);
+    (void)json_object_set_new(body, "type", json_string(type));
+    (void)json_object_set_new(body, "topic", json_string(topic));
+    (void)json_object_set_new(body, "at", json_string(at));
+    (void)json_object_set(body, "data", data != NULL ? data : json_null());
+    return body;
+}
+
+/*
+ * The SSE text of @f's event from its envelope @rest (the compact JSON of the
+ * body): "id: I\nevent: T\ndata: {\"id\":\"I\",...}\n\n". Returns a new
+ * string and its length, or NULL when over CCA_EVENTS_FRAME_MAX.
+ */
+static char *frame_text(const struct cca_events *ev, uint64_t seq, const char *type,
+                        const char *rest, uint32_t *ret_len)
+{
+    char id[CCA_EVENTS_ID_MAX];
+    size_t max_len = 4 + CCA_EVENTS_ID_MAX + 8 + strlen(type) + 16 + CCA_EVENTS_ID_MAX +
+                     2 + strlen(rest) + 2;
+    char *text = cca_xmalloc(max_len + 1);
+    int n;
+
+    cca_events_id_format(ev, seq, id);
+    n = snprintf(text, max_len + 1, "id: %s\nevent: %s\ndata: {\"id\":\"%s\",%s\n\n", id,
+                 type, id, rest + 1);
+    if (n < 0 || (size_t)n > CCA_EVENTS_FRAME_MAX) {
+        free(text);
+        return NULL;
+    }
+    *ret_len = (uint32_t)n;
+    return text;
+}
+
+/* Make @f's text now (a read under ev->mu). False: too large, counted as dropped. */
+static bool frame_make(struct cca_events *ev, struct frame *f)
+{
+    char *rest;
+
+    if (f->text != NULL)
+        return true;
+    if (f->dead)
+        return false;
+    rest = json_dumps(f->body, JSON_COMPACT);
+    if (rest != NULL)
+        f->text =
+            frame_text(ev, f->seq, json_string_value(json_object_get(f->body, "type")),
+                       rest, &f->len);
+    free(rest);
+    json_decref(f->body);
+    f->body = NULL;
+    if (f->text == NULL) {
+        f->dead = true;
+        ev->stats.dropped++;
+        return false;
+    }
+    ev->bytes += f->len;
+    return true;
 }
 
 void cca_events_free(struct cca_events *ev)
@@ -330,17 +410,14 @@ static void evict_oldest(struct cca_events *ev)
 uint64_t cca_events_publish(struct cca_events *ev, const char *topic, const char *type,
                             json_t *data, int64_t now_ms)
 {
-    char at[CCA_TIME_LEN];
-    char id[CCA_EVENTS_ID_MAX];
     json_t *body = NULL;
     char *rest = NULL;
     struct frame *f = NULL;
-    size_t rest_len;
     size_t topic_len;
-    size_t max_len;
     uint64_t hash;
     uint64_t seq = 0;
-    int n;
+    struct topic *t;
+    bool live;
 
     if (!valid_topic(topic) || !valid_type(type)) {
         pthread_mutex_lock(&ev->mu);
@@ -348,41 +425,41 @@ uint64_t cca_events_publish(struct cca_events *ev, const char *topic, const char
         pthread_mutex_unlock(&ev->mu);
         goto out;
     }
-    /* Everything but the id is serialised before taking the lock. */
-    cca_time_format(now_ms, at);
-    body = json_object();
-    (void)json_object_set_new(body, "type", json_string(type));
-    (void)json_object_set_new(body, "topic", json_string(topic));
-    (void)json_object_set_new(body, "at", json_string(at));
-    (void)json_object_set(body, "data", data != NULL ? data : json_null());
-    rest = json_dumps(body, JSON_COMPACT);
-    if (rest == NULL) { /* not serialisable: refused like an oversized frame */
-        pthread_mutex_lock(&ev->mu);
-        ev->stats.dropped++;
-        pthread_mutex_unlock(&ev->mu);
-        goto out;
-    }
-    rest_len = strlen(rest);
-    topic_len = strlen(topic);
     hash = topic_hash(ev, topic);
-    /* "id: I\nevent: T\ndata: {\"id\":\"I\"," + rest after '{' + "\n\n" */
-    max_len = 4 + CCA_EVENTS_ID_MAX + 8 + strlen(type) + 16 + CCA_EVENTS_ID_MAX + 2 +
-              rest_len + 2;
-    f = cca_xmalloc(sizeof(*f) + max_len + 1 + topic_len + 1);
+    pthread_mutex_lock(&ev->mu);
+    t = topic_find(ev, hash, topic);
+    live = t != NULL && t->subs != NULL;
+    pthread_mutex_unlock(&ev->mu);
+    body = envelope(type, topic, now_ms, data);
+    /* A stream is open: it reads it at once, so make the text now, outside the lock. */
+    if (live) {
+        rest = json_dumps(body, JSON_COMPACT);
+        if (rest == NULL) { /* not serialisable: refused like an oversized frame */
+            pthread_mutex_lock(&ev->mu);
+            ev->stats.dropped++;
+            pthread_mutex_unlock(&ev->mu);
+            goto out;
+        }
+    }
+    topic_len = strlen(topic);
+    f = cca_xcalloc(1, sizeof(*f) + topic_len + 1);
     f->refs = 1;
+    memcpy(f->topic_buf, topic, topic_len + 1);
+    f->topic = f->topic_buf;
 
     pthread_mutex_lock(&ev->mu);
-    cca_events_id_format(ev, ev->next_seq, id);
-    n = snprintf(f->text, max_len + 1, "id: %s\nevent: %s\ndata: {\"id\":\"%s\",%s\n\n",
-                 id, type, id, rest + 1);
-    if (n < 0 || (size_t)n > CCA_EVENTS_FRAME_MAX) {
-        ev->stats.dropped++;
-        pthread_mutex_unlock(&ev->mu);
-        goto out;
+    f->seq = ev->next_seq;
+    if (rest != NULL) {
+        f->text = frame_text(ev, f->seq, type, rest, &f->len);
+        if (f->text == NULL) {
+            ev->stats.dropped++;
+            pthread_mutex_unlock(&ev->mu);
+            goto out;
+        }
+    } else {
+        f->body = body; /* made on the first read, if any */
+        body = NULL;
     }
-    f->len = (uint32_t)n;
-    memcpy(f->text + n + 1, topic, topic_len + 1);
-    f->topic = f->text + n + 1;
     while (ev->count > 0 &&
            (ev->count >= ev->capacity || ev->bytes + f->len > ev->max_bytes))
         evict_oldest(ev);
@@ -392,18 +469,15 @@ uint64_t cca_events_publish(struct cca_events *ev, const char *topic, const char
     ev->bytes += f->len;
     ev->stats.published++;
     f = NULL;
-    {
-        struct topic *t = topic_find(ev, hash, topic);
-
-        if (t != NULL)
-            for (struct sub_link *l = t->subs; l != NULL; l = l->next) {
-                l->sub->active = true;
-                wake(l->sub);
-            }
-    }
+    t = topic_find(ev, hash, topic);
+    if (t != NULL)
+        for (struct sub_link *l = t->subs; l != NULL; l = l->next) {
+            l->sub->active = true;
+            wake(l->sub);
+        }
     pthread_mutex_unlock(&ev->mu);
 out:
-    free(f);
+    frame_unref(f);
     free(rest);
     json_decref(body);
     return seq;
@@ -617,7 +691,7 @@ size_t cca_events_read(struct cca_events_sub *sub, char *buf, size_t size)
     for (uint64_t s = sub->cursor + 1; s < ev->next_seq; s++) {
         const struct slot *sl = &ev->slots[s % ev->capacity];
 
-        if (sub_wants(sub, sl)) {
+        if (sub_wants(sub, sl) && frame_make(ev, sl->f)) {
             struct frame *f = sl->f;
 
             if (f->len <= size - out) {

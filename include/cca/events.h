@@ -69,8 +69,11 @@ typedef void (*cca_events_wake_fn)(void *ctx);
 
 /*
  * cca_events_new - a new, empty log keeping at most @capacity events (raised
- * to CCA_EVENTS_MIN_CAP if smaller) and at most @max_bytes bytes of frames
- * (raised to CCA_EVENTS_FRAME_MAX if smaller, so any accepted frame fits).
+ * to CCA_EVENTS_MIN_CAP if smaller) and at most @max_bytes bytes of frame
+ * text (raised to CCA_EVENTS_FRAME_MAX if smaller, so any accepted frame
+ * fits). An event published while no stream of its topic is open keeps its
+ * data by reference and gets its text on its first read (a stream resuming
+ * with Last-Event-ID), so it counts against @max_bytes only from then on.
  * The epoch is drawn from getrandom(2). Returns a new log (cca_events_free);
  * aborts on out of memory.
  */
@@ -88,14 +91,18 @@ void cca_events_free(struct cca_events *ev);
  * @topic: 1..CCA_EVENTS_TOPIC_MAX bytes, no control characters. Borrowed.
  * @type:  the SSE event name, 1..CCA_EVENTS_TYPE_MAX bytes of [A-Za-z0-9._:-],
  *         not "resync" (reserved). Borrowed.
- * @data:  the payload, borrowed (not stolen; NULL is sent as null).
+ * @data:  the payload, borrowed (a reference is kept until the event's text
+ *         is made, so it must not change after the call; NULL is sent as null).
  * @now_ms: Unix time in milliseconds, the event's "at".
  * Evicts the oldest events beyond the log's capacity or byte budget.
  * Cost: O(1) plus O(subscribers of @topic) (plus, amortised, those of the
  * evicted events' topics); never O(all subscribers).
+ * The SSE text is made now when a stream of @topic is open, else on the
+ * first read (most events are never read: serialising them was the cost).
  * Returns the event's sequence number (>= 1), or 0 when the event is refused:
- * an invalid @topic or @type, or a frame over CCA_EVENTS_FRAME_MAX bytes
- * (counted in stats.dropped). Thread-safe.
+ * an invalid @topic or @type, or a frame over CCA_EVENTS_FRAME_MAX bytes made
+ * now (counted in stats.dropped; one found too large on its first read is
+ * skipped by readers and counted then). Thread-safe.
  */
 uint64_t cca_events_publish(struct cca_events *ev, const char *topic, const char *type,
                             json_t *data, int64_t now_ms);
