@@ -598,6 +598,17 @@ void cca_desk_rated(struct cca_desk *d, const char *operator_id, int score)
     pthread_mutex_unlock(&d->lock);
 }
 
+bool cca_desk_has_skill(struct cca_desk *d, uint32_t skill)
+{
+    bool found = false;
+
+    pthread_mutex_lock(&d->lock);
+    for (size_t i = 0; i < d->nops && !found; i++)
+        found = d->ops[i]->skills == 0 || (d->ops[i]->skills & skill) != 0;
+    pthread_mutex_unlock(&d->lock);
+    return found;
+}
+
 void cca_desk_touch(struct cca_desk *d, const char *operator_id, int64_t now_ms)
 {
     struct desk_operator *o;

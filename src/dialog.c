@@ -630,7 +630,8 @@ json_t *cca_dialog_with_replied(json_t *doc)
     return copy;
 }
 
-json_t *cca_dialog_message_json(const struct cca_dialog_message *m)
+/* @m as it is stored (the message object). A new reference. */
+static json_t *message_object(const struct cca_dialog_message *m)
 {
     json_t *o = json_object();
 
@@ -653,7 +654,7 @@ json_t *cca_dialog_with_message(json_t *doc, const struct cca_dialog_message *m)
     json_t *copy = json_copy(doc);
     json_t *messages = cow_child(copy, doc, "messages");
 
-    (void)json_array_append_new(messages, cca_dialog_message_json(m));
+    (void)json_array_append_new(messages, message_object(m));
     (void)json_object_set_new(copy, "updated_at", time_json(m->at_ms));
     return copy;
 }

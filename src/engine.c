@@ -1023,7 +1023,7 @@ static void tick(struct cca_engine *e, int64_t now_mono)
         json_decref(busy);
     }
     if (e->events != NULL)
-        cca_events_heartbeat(e->events, cca_time_wall_ms(), 15000);
+        cca_events_heartbeat(e->events, now_mono, CCA_EVENTS_HEARTBEAT_MS);
 }
 
 static const char *actor_of(const struct op *op)
@@ -1170,27 +1170,6 @@ static bool human_request(struct cca_engine *e, struct op *op)
     return true;
 }
 
-/* Is there an operator with the supervisor skill (or every skill)? */
-static bool supervisor_exists(struct cca_engine *e)
-{
-    bool found = false;
-
-    pthread_mutex_lock(&e->lock);
-    for (size_t b = 0; b < e->nbuckets && !found; b++) {
-        for (struct slot *en = e->buckets[b]; en != NULL && !found; en = en->hnext) {
-            uint32_t skills;
-
-            if (en->coll != CCA_STORE_OPERATORS || en->doc == NULL)
-                continue;
-            skills = cca_operator_get_skills(en->doc);
-            found =
-                skills == 0 || (skills & CCA_OPERATOR_SKILL_BIT(CCA_AGENT_SUPERVISOR));
-        }
-    }
-    pthread_mutex_unlock(&e->lock);
-    return found;
-}
-
 /* The customer's message and the AI's answer of a turn, for the dialog's stream. */
 static void turn_events(struct op *op)
 {
@@ -1217,7 +1196,8 @@ static void turn_triggers(struct cca_engine *e, struct op *op)
         cca_handoff_wants_human(text, strlen(text)))
         escalate(e, op, "customer_request");
     else if ((e->triggers & CCA_HANDOFF_SUPERVISOR) &&
-             op->t.route.agent == CCA_AGENT_SUPERVISOR && supervisor_exists(e))
+             op->t.route.agent == CCA_AGENT_SUPERVISOR &&
+             cca_desk_has_skill(e->desk, CCA_OPERATOR_SKILL_BIT(CCA_AGENT_SUPERVISOR)))
         escalate(e, op, "supervisor");
     else if ((e->triggers & CCA_HANDOFF_DEGRADED) && op->t.degraded)
         escalate(e, op, "degraded");

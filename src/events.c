@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The event log (include/cca/events.h): one ring of serialised SSE frames,
+ * The event log (include/cca/events.h): one ring of SSE events (their frames made once),
  * a hash from topic to its subscribers, and per-subscriber cursors.
  *
  * Why this shape:
@@ -43,12 +43,12 @@ static const char keepalive_line[] = ": keep-alive\n\n";
 
 _Static_assert(CCA_EVENTS_RETRY_MS == 3000, "retry_line spells CCA_EVENTS_RETRY_MS");
 
-/* One serialised event; refs: the ring's slot, plus a reader sending it in pieces. */
 /*
- * One event. Its SSE text is made at publish when a stream of its topic is
- * open, else on the first read (a stream resuming with Last-Event-ID): most
- * events (a dialog without a front end) are never read, and serialising them
- * was the per-turn cost of live events (docs/BENCHMARKS.md, S5). Until then
+ * One event; refs: the ring's slot, plus a reader sending it in pieces. Its SSE text is
+ * made at publish when a stream of its topic is open, else on the first read (a stream
+ * resuming with Last-Event-ID): most events (a dialog without a front end) are never
+ * read, and serialising them was the per-turn cost of live events (docs/BENCHMARKS.md,
+ * S5). Until then
  * @body holds the envelope without its id, sharing the caller's data.
  */
 struct frame {

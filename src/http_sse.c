@@ -43,7 +43,7 @@
  *    (daemon.c:7549-7551). So before suspending the reader peeks at the socket
  *    (a 0-byte recv is the client's FIN), every heartbeat resumes idle
  *    streams (a gone client then fails the write or shows EPOLLHUP), and on
- *    shutdown every stream is woken and ends (cca_http_sse_heartbeat).
+ *    shutdown every stream is woken and ends (main.c: cca_events_wake_all).
  *
  * Races, and why there are none:
  * - Lost wake. The wake (any thread, with the event log's mutex held) and the
@@ -201,12 +201,4 @@ void cca_http_sse_respond(struct cca_http_request *r, struct cca_events *ev,
     r->ready = true;
 out:
     sse_stream_free(s);
-}
-
-void cca_http_sse_heartbeat(struct cca_http *h, struct cca_events *ev, int64_t now_ms)
-{
-    if (atomic_load(&h->quiesced))
-        cca_events_wake_all(ev);
-    else
-        cca_events_heartbeat(ev, now_ms, CCA_HTTP_SSE_IDLE_MS);
 }

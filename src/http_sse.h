@@ -14,9 +14,6 @@
 
 #include "http_int.h"
 
-/* Idle time after which a stream gets a ": keep-alive" comment (WHATWG 9.2.7). */
-#define CCA_HTTP_SSE_IDLE_MS 15000
-
 /*
  * MHD's block size for a stream's response. libmicrohttpd 0.9.75 allocates
  * it inside every response (response.c, MHD_create_response_from_callback)
@@ -46,22 +43,13 @@
  * suspends the connection, and the subscription's wake resumes it (the
  * design and the libmicrohttpd 0.9.75 facts it rests on are in http_sse.c).
  * It ends (MHD_CONTENT_READER_END_OF_STREAM) once h->quiesced is set and the
- * stream is woken: see cca_http_sse_heartbeat.
+ * stream is woken (main.c wakes every stream, cca_events_wake_all, after
+ * cca_http_quiesce; the engine's tick sends the heartbeats,
+ * CCA_EVENTS_HEARTBEAT_MS).
  *
  * Must be called from a request handler (an MHD thread), once per request.
  */
 void cca_http_sse_respond(struct cca_http_request *r, struct cca_events *ev,
                           const char *const *topics, size_t ntopics);
-
-/*
- * cca_http_sse_heartbeat - drive the streams of @ev served by @h: call it
- * about once a second from any one thread, @now_ms on a monotonic clock
- * (cca_time_mono_ms). Normally cca_events_heartbeat(@ev, @now_ms,
- * CCA_HTTP_SSE_IDLE_MS); once @h is quiesced it wakes every stream instead, so
- * each one ends and shutdown (cca_http_wait_idle, then MHD_stop_daemon, which
- * panics on suspended connections) is not held up. Also call it right after
- * cca_http_quiesce. Thread-safe.
- */
-void cca_http_sse_heartbeat(struct cca_http *h, struct cca_events *ev, int64_t now_ms);
 
 #endif

@@ -166,6 +166,12 @@ bool cca_desk_authenticate(struct cca_desk *desk, const char *token_hex, int64_t
  */
 void cca_desk_rated(struct cca_desk *desk, const char *operator_id, int score);
 
+/*
+ * cca_desk_has_skill - is there an operator, whatever their status, with the
+ * skill @skill (a CCA_OPERATOR_SKILL_BIT) or with every skill. O(operators).
+ */
+bool cca_desk_has_skill(struct cca_desk *desk, uint32_t skill);
+
 /* cca_desk_touch - @operator_id was seen at @now_ms (an open event stream). */
 void cca_desk_touch(struct cca_desk *desk, const char *operator_id, int64_t now_ms);
 

@@ -263,12 +263,6 @@ struct cca_dialog_message {
 json_t *cca_dialog_with_message(json_t *doc, const struct cca_dialog_message *m);
 
 /*
- * cca_dialog_message_json - @m as it is stored (the message object). A new
- * reference.
- */
-json_t *cca_dialog_message_json(const struct cca_dialog_message *m);
-
-/*
  * cca_dialog_with_rating - @doc rated by its customer (CSAT, seed 000):
  * "rating": {score 1..5, comment (string or null), rated_at, operator_id (the
  * last operator, or null), agent (the last AI agent, or null)}. A new reference.

@@ -19,7 +19,8 @@
  * "operators", ...) and gets the next sequence number of the log (1, 2, ...).
  * Its id on the wire is "<epoch>-<seq>": the epoch is random per log (per
  * process start), so a Last-Event-ID from before a restart is recognised as
- * stale. Each event is serialised once, at publish, into its SSE frame:
+ * stale. Each event is serialised once (at publish when a stream of its topic
+ * is open, else on its first read) into its SSE frame:
  *
  *   id: <epoch>-<seq>\n
  *   event: <type>\n
@@ -55,7 +56,10 @@
 #define CCA_EVENTS_READ_MIN   256   /* smallest buffer cca_events_read serves */
 #define CCA_EVENTS_MIN_CAP    16    /* smallest capacity */
 #define CCA_EVENTS_RETRY_MS   3000  /* the "retry:" sent first to every client */
-#define CCA_EVENTS_ID_MAX     40    /* "<epoch>-<seq>" plus NUL, upper bound */
+/* A stream with nothing to read this long gets a ": keep-alive" comment (WHATWG 9.2.7).
+ */
+#define CCA_EVENTS_HEARTBEAT_MS 15000
+#define CCA_EVENTS_ID_MAX       40 /* "<epoch>-<seq>" plus NUL, upper bound */
 
 struct cca_events;
 struct cca_events_sub;
@@ -149,7 +153,7 @@ size_t cca_events_read(struct cca_events_sub *sub, char *buf, size_t size);
  * successive calls; the first call starts the count), mark a heartbeat
  * pending (": keep-alive\n\n", an SSE comment: it keeps proxies from closing
  * an idle stream, WHATWG 9.2.7 "Authoring notes") and wake it. The service
- * calls this about every second with 15000 ms (cca_http_sse_heartbeat).
+ * calls this about every second with CCA_EVENTS_HEARTBEAT_MS (engine.c tick).
  * O(all subscribers). Thread-safe.
  */
 void cca_events_heartbeat(struct cca_events *ev, int64_t now_ms, int64_t idle_ms);

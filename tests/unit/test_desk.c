@@ -1635,6 +1635,31 @@ static void test_restore_same_millisecond(void **state)
     cca_desk_free(d);
 }
 
+/* The supervisor trigger's question: someone with the skill, or every skill. */
+static void test_has_skill(void **state)
+{
+    struct cca_desk *d = desk_new(10);
+    struct cca_desk_moves mv = {0};
+    uint32_t sup = CCA_OPERATOR_SKILL_BIT(CCA_AGENT_SUPERVISOR);
+    uint32_t sales = CCA_OPERATOR_SKILL_BIT(CCA_AGENT_SALES);
+    struct op a;
+    struct op b;
+
+    (void)state;
+    op_init(&a, 1, "Sales only", 0, sales, 3, CCA_OPERATOR_OFFLINE);
+    op_init(&b, 2, "Everything", 0, 0, 3, CCA_OPERATOR_OFFLINE);
+    assert_false(cca_desk_has_skill(d, sup));
+    assert_int_equal(cca_desk_add_operator(d, a.doc, NOW, &mv), CCA_OK);
+    assert_false(cca_desk_has_skill(d, sup));
+    assert_true(cca_desk_has_skill(d, sales));
+    assert_int_equal(cca_desk_add_operator(d, b.doc, NOW, &mv), CCA_OK);
+    assert_true(cca_desk_has_skill(d, sup)); /* offline counts: they may come back */
+    op_free(&a);
+    op_free(&b);
+    cca_desk_moves_cleanup(&mv);
+    cca_desk_free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1659,6 +1684,7 @@ int main(void)
         cmocka_unit_test(test_visible),
         cmocka_unit_test(test_random_invariants),
         cmocka_unit_test(test_restore_same_millisecond),
+        cmocka_unit_test(test_has_skill),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
