@@ -10,7 +10,8 @@ CCA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # libcmocka-dev is here, not in the test list: tests/meson.build needs it to
 # configure at all, so scripts/run, scripts/bench and scripts/fuzz need it too.
 CCA_BUILD_PKGS=(gcc pkg-config meson ninja-build libmicrohttpd-dev libjansson-dev uuid-dev
-                libcurl4-openssl-dev libutf8proc-dev libstemmer-dev libcmocka-dev libssl-dev)
+                libcurl4-openssl-dev libutf8proc-dev libstemmer-dev libcmocka-dev libssl-dev
+                libcsv-dev)
 # For the test suite: curl and python3 (tests/contract/prism.sh,
 # tests/docker/check-context.sh), clang-format (the style test).
 CCA_TEST_PKGS=(curl clang-format python3)

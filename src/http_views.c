@@ -263,6 +263,8 @@ json_t *cca_http_view_outcome(const struct cca_engine_outcome *o)
             return operator_view(o);
         case CCA_OP_MOVE:
             return NULL; /* internal: nobody waits for a body */
+        case CCA_OP_CUSTOMER_PUT:
+            return o->customer_doc != NULL ? json_incref(o->customer_doc) : NULL;
     }
     return json_object();
 }

@@ -13,6 +13,7 @@ struct cca_store {
 static const char *const coll_names[CCA_STORE_COLL__COUNT] = {
     [CCA_STORE_DIALOGS] = "dialogs",
     [CCA_STORE_OPERATORS] = "operators",
+    [CCA_STORE_CUSTOMERS] = "customers",
 };
 
 const char *cca_store_coll_name(enum cca_store_coll coll)

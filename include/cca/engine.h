@@ -11,12 +11,14 @@
 #include "cca/agent.h"
 #include "cca/common.h"
 #include "cca/config.h"
+#include "cca/customer.h"
 #include "cca/desk.h"
 #include "cca/dialog.h"
 #include "cca/events.h"
 #include "cca/llm.h"
 #include "cca/operator.h"
 #include "cca/metrics.h"
+#include "cca/record.h"
 #include "cca/router.h"
 #include "cca/store.h"
 #include "cca/turn.h"
@@ -52,6 +54,9 @@ enum cca_engine_op {
     CCA_OP_OPERATOR_UPDATE, /* .target: .patch (NULL: none) and/or .status (has_status) */
     CCA_OP_OPERATOR_DELETE, /* .target: revoke */
     CCA_OP_MOVE,            /* internal: record a dialog's pending desk moves */
+    /* Support records (docs/RECORDS.md). */
+    CCA_OP_CUSTOMER_PUT, /* .target (cca_customer_key), .text (the customer_id),
+                            .customer (stolen); .fill_only from a dialog */
 };
 
 /*
@@ -77,6 +82,8 @@ enum cca_engine_op {
  * @human_turn:     a customer message stored for a human: the AI did not answer.
  * @operator_doc:   operator operations: the record after it.
  * @rating_repeat:  a rating equal to the stored one (nothing changed).
+ * @customer_doc:   CCA_OP_CUSTOMER_PUT: the profile after it.
+ * @created:        CCA_OP_CUSTOMER_PUT: the profile is new.
  */
 struct cca_engine_outcome {
     enum cca_engine_op op;
@@ -98,6 +105,8 @@ struct cca_engine_outcome {
     bool human_turn;
     json_t *operator_doc;
     bool rating_repeat;
+    json_t *customer_doc;
+    bool created;
 };
 
 /*
@@ -141,6 +150,8 @@ struct cca_engine_request {
     struct cca_operator_patch *patch; /* new, owned; NULL = none */
     bool has_status;
     enum cca_operator_status status;
+    struct cca_customer_fields *customer; /* new, owned; CCA_OP_CUSTOMER_PUT */
+    bool fill_only;
 };
 
 /*
@@ -276,6 +287,45 @@ void cca_engine_page_cleanup(struct cca_engine_page *page);
  */
 cca_rc cca_engine_list(struct cca_engine *engine, const struct cca_engine_query *q,
                        struct cca_engine_page *ret, struct cca_error *reterr) CCA_WUR;
+
+/*
+ * Support records (record.h, docs/RECORDS.md). The index keeps a struct
+ * cca_record of every dialog, remade at each commit and at load.
+ *
+ * cca_engine_select - the ids of the documents of @coll, oldest first
+ * (created_at, then id); for dialogs only those whose record matches @f (NULL:
+ * all). Returns a new array of *ret_n ids (free; NULL when none). One pass
+ * over the index under the engine lock (48 bytes per match are copied, no
+ * document is read). Thread-safe.
+ */
+char (*cca_engine_select(struct cca_engine *engine, enum cca_store_coll coll,
+                         const struct cca_record_filter *f, size_t *ret_n))[37];
+
+/*
+ * cca_engine_get_record - a copy of dialog @id's record into *ret
+ * (cca_record_cleanup). Returns CCA_OK or CCA_ERR_NOT_FOUND. Thread-safe.
+ */
+cca_rc cca_engine_get_record(struct cca_engine *engine, const char *id,
+                             struct cca_record *ret) CCA_WUR;
+
+/*
+ * cca_engine_fold_records - call @fn(@ctx, record) for every dialog whose
+ * record matches @f (NULL: all), in no order, under the engine lock: @fn must
+ * be quick (no I/O) and must not call the engine. The record is borrowed for
+ * the call. Thread-safe.
+ */
+void cca_engine_fold_records(struct cca_engine *engine, const struct cca_record_filter *f,
+                             void (*fn)(void *ctx, const struct cca_record *r),
+                             void *ctx);
+
+/*
+ * cca_engine_read - the committed document @id of @coll for a bulk reader
+ * (exports): as cca_engine_get_dialog, but a document that is not cached is
+ * read from the store without entering the cache, so an export of every
+ * dialog does not evict the ones in use. New reference in *ret. Thread-safe.
+ */
+cca_rc cca_engine_read(struct cca_engine *engine, enum cca_store_coll coll,
+                       const char *id, json_t **ret, struct cca_error *reterr) CCA_WUR;
 
 /* Who wrote a turn's reply: the LLM, the offline responder (no key), or the
  * offline responder because the LLM failed (degraded). */

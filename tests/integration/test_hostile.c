@@ -756,6 +756,7 @@ static bool storage_scan(const struct ctx *c, char *why, size_t why_size)
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
             strcmp(e->d_name, ".lock") == 0 ||        /* the server's storage lock */
             strcmp(e->d_name, "operators") == 0 ||    /* the operators collection */
+            strcmp(e->d_name, "customers") == 0 ||    /* customer profiles */
             strncmp(e->d_name, "journal-", 8) == 0 || /* its journal segments */
             (e->d_name[0] == '.' && len > 9 &&        /* a checkpoint's spare file */
              strcmp(e->d_name + len - 9, ".json.tmp") == 0))

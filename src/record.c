@@ -1,0 +1,3 @@
+/* SPDX-License-Identifier: MIT */
+/* Placeholder: written in this change. */
+typedef int cca_placeholder_record_t;
