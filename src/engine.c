@@ -52,8 +52,8 @@ struct slot {
     int64_t updated_ms;
     enum cca_dialog_status status;
     enum cca_agent agent;
-    char *customer_id;
-    size_t stored; /* bytes it takes in the store (cca_store_load_fn, _done_fn) */
+    struct cca_record rec; /* a dialog's support record (record.h), remade per commit */
+    size_t stored;         /* bytes it takes in the store (cca_store_load_fn, _done_fn) */
     /* Engine thread only. */
     struct cca_desk_moves pending; /* desk moves decided for it, not yet recorded */
     struct slot *cnext;            /* the list of creates not yet committed */
@@ -125,8 +125,8 @@ struct cca_engine {
     pthread_cond_t idle;  /* in_flight dropped to 0 */
     struct slot **buckets;
     size_t nbuckets;
-    size_t count;          /* slots: dialogs and operator records */
-    size_t noperators;     /* of which operator records */
+    size_t count;                        /* slots of every collection */
+    size_t ncoll[CCA_STORE_COLL__COUNT]; /* of which in each collection */
     struct slot *lru_head; /* the document cache, most recently used first */
     struct slot *lru_tail;
     size_t cache_bytes;
@@ -186,10 +186,9 @@ static void index_insert(struct cca_engine *e, struct slot *en)
     en->hnext = e->buckets[b];
     e->buckets[b] = en;
     e->count++;
+    e->ncoll[en->coll]++;
     if (en->coll == CCA_STORE_DIALOGS)
         e->by_status[en->status]++;
-    else
-        e->noperators++;
 }
 
 static void index_remove(struct cca_engine *e, struct slot *en)
@@ -201,10 +200,9 @@ static void index_remove(struct cca_engine *e, struct slot *en)
     if (*pp == en) {
         *pp = en->hnext;
         e->count--;
+        e->ncoll[en->coll]--;
         if (en->coll == CCA_STORE_DIALOGS)
             e->by_status[en->status]--;
-        else
-            e->noperators--;
     }
     cache_drop(e, en);
 }
@@ -335,7 +333,7 @@ static void cache_trim(struct cca_engine *e)
         struct slot *prev = en->lru_prev;
 
         /* Operator records stay: few, and read by every listing and trigger. */
-        if (!en->busy && en->coll == CCA_STORE_DIALOGS)
+        if (!en->busy && en->coll != CCA_STORE_OPERATORS)
             cache_drop(e, en);
         en = prev;
     }
@@ -367,7 +365,7 @@ static void entry_free(struct slot *en)
         return;
     json_decref(en->doc);
     free(en->bytes);
-    free(en->customer_id);
+    cca_record_cleanup(&en->rec);
     cca_desk_moves_cleanup(&en->pending);
     free(en);
 }
@@ -380,27 +378,25 @@ static void entry_free(struct slot *en)
 static void entry_commit(struct cca_engine *e, struct slot *en, json_t *doc, char *bytes,
                          size_t len, bool indexed)
 {
-    const char *cid = cca_dialog_get_str(doc, "customer_id");
-
-    if (en->coll != CCA_STORE_DIALOGS) {
-        cache_put(e, en, doc);
-        en->bytes = bytes;
-        en->len = len;
-        en->gen++;
-        return;
-    }
-    if (indexed)
+    if (indexed && en->coll == CCA_STORE_DIALOGS)
         e->by_status[en->status]--;
     cache_put(e, en, doc);
     en->bytes = bytes;
     en->len = len;
     en->gen++;
-    en->status = cca_dialog_get_status(doc);
-    en->agent = cca_dialog_get_agent(doc);
+    /* Every collection's documents carry created_at (exports list them in its order). */
     en->created_ms = cca_dialog_get_time(doc, "created_at");
     en->updated_ms = cca_dialog_get_time(doc, "updated_at");
-    if (en->customer_id == NULL && cid != NULL)
-        en->customer_id = cca_xstrdup(cid);
+    if (en->coll != CCA_STORE_DIALOGS) {
+        if (en->coll == CCA_STORE_OPERATORS)
+            return; /* pinned: never trimmed */
+        cache_trim(e);
+        return;
+    }
+    en->status = cca_dialog_get_status(doc);
+    en->agent = cca_dialog_get_agent(doc);
+    cca_record_cleanup(&en->rec);
+    cca_record_of(doc, &en->rec);
     if (indexed)
         e->by_status[en->status]++;
     cache_trim(e);
@@ -433,6 +429,9 @@ static void request_cleanup(struct cca_engine_request *r)
     cca_operator_patch_cleanup(r->patch);
     free(r->patch);
     r->patch = NULL;
+    cca_customer_fields_cleanup(r->customer);
+    free(r->customer);
+    r->customer = NULL;
     r->text = NULL;
     r->reason = NULL;
     r->idempotency_key = NULL;
@@ -1530,6 +1529,60 @@ static cca_rc operator_op(struct cca_engine *e, struct op *op)
     return CCA_OK;
 }
 
+/* A customer profile set by PUT or filled from a dialog; no write when nothing changed.
+ */
+static void customer_op(struct cca_engine *e, struct op *op)
+{
+    struct slot *en = op->entry;
+    json_t *base = op->new_entry ? NULL : en->doc;
+    json_t *doc = cca_customer_merge(base, op->req.text, op->req.customer,
+                                     op->req.fill_only, cca_time_wall_ms());
+    struct cca_engine_outcome o;
+
+    outcome_of(e, op, doc, &o);
+    o.customer_doc = doc;
+    o.created = op->new_entry;
+    render(op, &o);
+    if (doc == base) {
+        json_decref(doc);
+        op->entry = NULL;
+        finish(e, op, CCA_OK);
+        release(e, en, false);
+        return;
+    }
+    op->new_doc = doc;
+    persist(e, op);
+}
+
+/*
+ * A dialog's customer gets a profile, and the fields the dialog brings that the
+ * profile lacks: when the dialog is created and when its language is first
+ * known (its first turn). One internal operation on the profile's own queue.
+ */
+static void customer_fill(struct cca_engine *e, struct op *op)
+{
+    struct slot *en = op->entry;
+    struct cca_customer_fields f;
+    const char *cid;
+    struct op *k;
+
+    if (en->coll != CCA_STORE_DIALOGS || op->new_doc == NULL)
+        return;
+    if (!op->new_entry && (json_is_string(json_object_get(en->doc, "language")) ||
+                           !json_is_string(json_object_get(op->new_doc, "language"))))
+        return;
+    cid = cca_dialog_get_str(op->new_doc, "customer_id");
+    if (cid == NULL || !cca_customer_fields_of_dialog(op->new_doc, &f))
+        return;
+    k = internal_op(e, CCA_OP_CUSTOMER_PUT, "");
+    k->req.text = cca_xstrdup(cid);
+    cca_customer_key(cid, k->req.target);
+    k->req.customer = cca_xmalloc(sizeof(*k->req.customer));
+    *k->req.customer = f;
+    k->req.fill_only = true;
+    post(e, k, EV_NEW);
+}
+
 /* CCA_OP_MOVE: record a desk move that was decided outside this dialog's ops. */
 static void record_move(struct cca_engine *e, struct op *op)
 {
@@ -1555,6 +1608,7 @@ static void after_commit(struct cca_engine *e, struct op *op)
 {
     struct slot *en = op->entry;
 
+    customer_fill(e, op);
     if (op->folded > 0 && op->folded <= en->pending.n) {
         memmove(en->pending.v, en->pending.v + op->folded,
                 (en->pending.n - op->folded) * sizeof(*en->pending.v));
@@ -1769,6 +1823,10 @@ static void run_op(struct cca_engine *e, struct op *op)
             goto out;
         return;
     }
+    if (en->coll == CCA_STORE_CUSTOMERS) {
+        customer_op(e, op);
+        return;
+    }
     st = en->status; /* a DELETE runs without the document (see start_op) */
     switch (op->req.op) {
         case CCA_OP_MESSAGE: {
@@ -1926,6 +1984,23 @@ static void start_operator_create(struct cca_engine *e, struct op *op)
     run_op(e, op);
 }
 
+/* A new customer profile: made by its first CUSTOMER_PUT (its key, cca_customer_key). */
+static void start_customer_create(struct cca_engine *e, struct op *op)
+{
+    struct slot *en = cca_xcalloc(1, sizeof(*en));
+
+    memcpy(en->id, op->req.target, sizeof(en->id));
+    en->coll = CCA_STORE_CUSTOMERS;
+    en->busy = true;
+    /* Until it commits, a second change of the same profile queues behind it. */
+    en->creating = true;
+    en->cnext = e->creating;
+    e->creating = en;
+    op->entry = en;
+    op->new_entry = true;
+    run_op(e, op);
+}
+
 /*
  * POST /operators/me/next: the desk picks the dialog now (so two pulls never
  * get the same one); the op then queues on that dialog like any other.
@@ -1961,7 +2036,7 @@ static void start_op(struct cca_engine *e, struct op *op)
     enum cca_store_coll coll = CCA_STORE_DIALOGS;
     const char *id = op->req.id;
 
-    if (e->desk == NULL && op->req.op >= CCA_OP_HANDOFF) {
+    if (e->desk == NULL && op->req.op >= CCA_OP_HANDOFF && op->req.op <= CCA_OP_MOVE) {
         (void)cca_error_set(&op->err, CCA_ERR_UNAVAILABLE,
                             "the human side is not configured");
         finish(e, op, CCA_ERR_UNAVAILABLE);
@@ -1974,6 +2049,10 @@ static void start_op(struct cca_engine *e, struct op *op)
         case CCA_OP_OPERATOR_UPDATE:
         case CCA_OP_OPERATOR_DELETE:
             coll = CCA_STORE_OPERATORS;
+            id = op->req.target;
+            break;
+        case CCA_OP_CUSTOMER_PUT:
+            coll = CCA_STORE_CUSTOMERS;
             id = op->req.target;
             break;
         case CCA_OP_TAKE:
@@ -2004,8 +2083,14 @@ static void start_op(struct cca_engine *e, struct op *op)
                 en = NULL;
             pthread_mutex_unlock(&e->lock);
             /* A move for a dialog whose create is in flight waits behind it. */
-            if (en == NULL && op->req.op == CCA_OP_MOVE)
+            if (en == NULL &&
+                (op->req.op == CCA_OP_MOVE || op->req.op == CCA_OP_CUSTOMER_PUT))
                 en = creating_find(e, id);
+            /* A profile is made by its first change. */
+            if (en == NULL && op->req.op == CCA_OP_CUSTOMER_PUT) {
+                start_customer_create(e, op);
+                return;
+            }
             break;
     }
     if (en == NULL) {
@@ -2135,6 +2220,22 @@ static void load_one(void *ctx, enum cca_store_coll coll, const char *id, json_t
         en->coll = CCA_STORE_OPERATORS;
         en->stored = stored;
         cca_desk_load_operator(e->desk, doc);
+        entry_commit(e, en, doc, NULL, 0, false);
+        index_insert(e, en);
+        return;
+    }
+    if (coll == CCA_STORE_CUSTOMERS) {
+        struct cca_error err = {0};
+
+        if (cca_customer_validate(doc, id, &err) != CCA_OK) {
+            skip_one(e, id, err.msg);
+            json_decref(doc);
+            return;
+        }
+        en = cca_xcalloc(1, sizeof(*en));
+        memcpy(en->id, id, sizeof(en->id));
+        en->coll = CCA_STORE_CUSTOMERS;
+        en->stored = stored;
         entry_commit(e, en, doc, NULL, 0, false);
         index_insert(e, en);
         return;
@@ -2544,7 +2645,7 @@ cca_rc cca_engine_list(struct cca_engine *e, const struct cca_engine_query *q,
         return cca_error_set(reterr, CCA_ERR_INVALID, "cursor is malformed");
     /* Filter on the index alone; only the page's documents are read. */
     pthread_mutex_lock(&e->lock);
-    items = cca_xcalloc(e->count - e->noperators + 1, sizeof(*items));
+    items = cca_xcalloc(e->ncoll[CCA_STORE_DIALOGS] + 1, sizeof(*items));
     for (size_t b = 0; b < e->nbuckets; b++) {
         for (struct slot *en = e->buckets[b]; en != NULL; en = en->hnext) {
             if (en->coll != CCA_STORE_DIALOGS)
@@ -2554,7 +2655,8 @@ cca_rc cca_engine_list(struct cca_engine *e, const struct cca_engine_query *q,
             if (q->agent >= 0 && (int)en->agent != q->agent)
                 continue;
             if (q->customer_id != NULL &&
-                (en->customer_id == NULL || strcmp(en->customer_id, q->customer_id) != 0))
+                (en->rec.customer_id == NULL ||
+                 strcmp(en->rec.customer_id, q->customer_id) != 0))
                 continue;
             items[n].created_ms = en->created_ms;
             memcpy(items[n].id, en->id, 37);
@@ -2587,6 +2689,94 @@ cca_rc cca_engine_list(struct cca_engine *e, const struct cca_engine_query *q,
     return CCA_OK;
 }
 
+/* ---- support records (record.h) ------------------------------------------------- */
+
+char (*cca_engine_select(struct cca_engine *e, enum cca_store_coll coll,
+                         const struct cca_record_filter *f, size_t *ret_n))[37]
+{
+    struct list_item *items;
+    char(*ids)[37] = NULL;
+    size_t n = 0;
+
+    pthread_mutex_lock(&e->lock);
+    items = cca_xcalloc(e->ncoll[coll] + 1, sizeof(*items));
+    for (size_t b = 0; b < e->nbuckets; b++) {
+        for (struct slot *en = e->buckets[b]; en != NULL; en = en->hnext) {
+            if (en->coll != coll || (coll == CCA_STORE_DIALOGS && f != NULL &&
+                                     !cca_record_matches(&en->rec, f)))
+                continue;
+            items[n].created_ms = en->created_ms;
+            memcpy(items[n].id, en->id, 37);
+            n++;
+        }
+    }
+    pthread_mutex_unlock(&e->lock);
+    /* Oldest first: the newest-first order of GET /dialogues, reversed. */
+    qsort(items, n, sizeof(*items), newest_first);
+    if (n > 0) {
+        ids = cca_xmalloc(n * sizeof(*ids));
+        for (size_t i = 0; i < n; i++)
+            memcpy(ids[i], items[n - 1 - i].id, 37);
+    }
+    free(items);
+    *ret_n = n;
+    return ids;
+}
+
+cca_rc cca_engine_get_record(struct cca_engine *e, const char *id, struct cca_record *ret)
+{
+    struct slot *en;
+    cca_rc rc = CCA_ERR_NOT_FOUND;
+
+    pthread_mutex_lock(&e->lock);
+    en = index_find(e, id);
+    if (en != NULL && en->coll == CCA_STORE_DIALOGS) {
+        cca_record_copy(&en->rec, ret);
+        rc = CCA_OK;
+    }
+    pthread_mutex_unlock(&e->lock);
+    return rc;
+}
+
+void cca_engine_fold_records(struct cca_engine *e, const struct cca_record_filter *f,
+                             void (*fn)(void *ctx, const struct cca_record *r), void *ctx)
+{
+    pthread_mutex_lock(&e->lock);
+    for (size_t b = 0; b < e->nbuckets; b++) {
+        for (struct slot *en = e->buckets[b]; en != NULL; en = en->hnext) {
+            if (en->coll == CCA_STORE_DIALOGS &&
+                (f == NULL || cca_record_matches(&en->rec, f)))
+                fn(ctx, &en->rec);
+        }
+    }
+    pthread_mutex_unlock(&e->lock);
+}
+
+cca_rc cca_engine_read(struct cca_engine *e, enum cca_store_coll coll, const char *id,
+                       json_t **ret, struct cca_error *reterr)
+{
+    struct slot *en;
+    json_t *hit = NULL;
+    bool known;
+
+    pthread_mutex_lock(&e->lock);
+    en = index_find(e, id);
+    known = en != NULL && en->coll == coll;
+    if (known && en->doc != NULL)
+        hit = json_incref(en->doc); /* not touched: a bulk read is no sign of use */
+    pthread_mutex_unlock(&e->lock);
+    if (!known)
+        return cca_error_set(reterr, CCA_ERR_NOT_FOUND, "%s %s not found",
+                             cca_store_coll_name(coll), id);
+    if (hit != NULL) {
+        *ret = hit;
+        return CCA_OK;
+    }
+    /* The store's newest committed version: durable, so safe to show. */
+    atomic_fetch_add_explicit(&e->metrics.cache_loads, 1, memory_order_relaxed);
+    return cca_store_read(e->store, coll, id, ret, NULL, reterr);
+}
+
 const char *cca_engine_reply_name(enum cca_engine_reply r)
 {
     static const char *const names[CCA_ENGINE_REPLY__COUNT] = {"llm", "offline",
@@ -2604,7 +2794,7 @@ void cca_engine_get_stats(struct cca_engine *e, struct cca_engine_stats *ret)
 {
     pthread_mutex_lock(&e->lock);
     memcpy(ret->dialogs, e->by_status, sizeof(ret->dialogs));
-    ret->total = e->count - e->noperators;
+    ret->total = e->ncoll[CCA_STORE_DIALOGS];
     ret->in_flight = e->in_flight;
     ret->cache_bytes = e->cache_bytes;
     ret->cached = e->cached;

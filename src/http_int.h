@@ -141,7 +141,8 @@ struct cca_http_request {
     char method[16];
     char path[CCA_HTTP_MAX_PATH];
     const struct cca_http_route *route;
-    char segment_id[128]; /* raw "{id}" segment, validated by the handler */
+    char segment_id[256]; /* raw "{id}" segment (a customer_id: 50 code points), validated
+                             by the handler */
     char *body;
     size_t body_len;
     bool body_too_large;
@@ -418,6 +419,21 @@ void cca_http_handle_messages(struct cca_http_request *r);
 void cca_http_handle_dialog_queue(struct cca_http_request *r);
 void cca_http_handle_rating(struct cca_http_request *r);
 void cca_http_handle_dialog_events(struct cca_http_request *r);
+
+/*
+ * The support records' handlers (http_records.c, docs/RECORDS.md): customer
+ * profiles (GET/PUT /customers/{customer_id}), a customer's history as a file,
+ * the streamed dialog and profile exports, the service's and an operator's
+ * statistics.
+ */
+void cca_http_handle_customer_get(struct cca_http_request *r);
+void cca_http_handle_customer_put(struct cca_http_request *r);
+void cca_http_handle_customer_history(struct cca_http_request *r);
+void cca_http_handle_export_dialogs(struct cca_http_request *r);
+void cca_http_handle_export_profiles(struct cca_http_request *r);
+void cca_http_handle_stats(struct cca_http_request *r);
+void cca_http_handle_operator_stats(struct cca_http_request *r);
+void cca_http_handle_me_stats(struct cca_http_request *r);
 
 /* ---- http_metrics.c: GET /metrics --------------------------------------------- */
 

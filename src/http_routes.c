@@ -298,7 +298,8 @@ static void h_list(struct cca_http_request *r)
 
         if (!cca_dialog_status_parse(status, &st)) {
             cca_http_respond_error(r, 422, "validation_error",
-                                   "status must be active, escalated or closed");
+                                   "status must be active, escalated, queued, "
+                                   "assigned or closed");
             return;
         }
         q.status = (int)st;
@@ -399,10 +400,24 @@ static const struct cca_http_route routes[] = {
     {"POST", O "/me/next", cca_http_handle_me_next, 200, "not_queued",
      CCA_ACCESS_OPERATOR},
     {"GET", O "/me/events", cca_http_handle_me_events, 200, NULL, CCA_ACCESS_OPERATOR},
+    {"GET", O "/me/stats", cca_http_handle_me_stats, 200, NULL, CCA_ACCESS_OPERATOR},
+    {"GET", O "/{id}/stats", cca_http_handle_operator_stats, 200, NULL,
+     CCA_ACCESS_SHARED},
     {"GET", O "/{id}", cca_http_handle_operator_get, 200, NULL, CCA_ACCESS_ADMIN},
     {"PATCH", O "/{id}", cca_http_handle_operator_patch, 200, NULL, CCA_ACCESS_ADMIN},
     {"DELETE", O "/{id}", cca_http_handle_operator_delete, 200, NULL, CCA_ACCESS_ADMIN},
     {"GET", "/api/v1/queue", cca_http_handle_queue, 200, NULL, CCA_ACCESS_SHARED},
+    {"GET", "/api/v1/customers/{id}", cca_http_handle_customer_get, 200, NULL,
+     CCA_ACCESS_SHARED},
+    {"PUT", "/api/v1/customers/{id}", cca_http_handle_customer_put, 200, NULL,
+     CCA_ACCESS_SHARED},
+    {"GET", "/api/v1/customers/{id}/history", cca_http_handle_customer_history, 200, NULL,
+     CCA_ACCESS_SHARED},
+    {"GET", "/api/v1/exports/dialogs", cca_http_handle_export_dialogs, 200, NULL,
+     CCA_ACCESS_ADMIN},
+    {"GET", "/api/v1/exports/profiles", cca_http_handle_export_profiles, 200, NULL,
+     CCA_ACCESS_ADMIN},
+    {"GET", "/api/v1/stats", cca_http_handle_stats, 200, NULL, CCA_ACCESS_ADMIN},
     {"GET", "/api/v1/health", cca_http_handle_health, 200, NULL, CCA_ACCESS_PUBLIC},
     {"GET", "/api/v1/health/detailed", cca_http_handle_health_detailed, 200, NULL,
      CCA_ACCESS_CLIENT},
