@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: MIT */
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +7,7 @@
 
 #include <jansson.h>
 
+#include "cca/customer.h"
 #include "cca/mem.h"
 #include "cca/text.h"
 
@@ -184,24 +184,6 @@ static cca_rc get_string(json_t *obj, const char *key, const char *label, long m
     return CCA_OK;
 }
 
-static bool has_digit(const char *s)
-{
-    for (; *s; s++) {
-        if (isdigit((unsigned char)*s))
-            return true;
-    }
-    return false;
-}
-
-/* local@domain with a dot in the domain and no spaces: enough to catch typos. */
-static bool email_ok(const char *s)
-{
-    const char *at = strchr(s, '@');
-
-    return at != NULL && at != s && strchr(at + 1, '@') == NULL && strchr(at + 1, '.') &&
-           at[1] != '.' && s[strlen(s) - 1] != '.' && strpbrk(s, " \t\r\n") == NULL;
-}
-
 static cca_rc parse_customer_info(json_t *info, struct cca_dialog_create *c,
                                   struct cca_error *err)
 {
@@ -215,13 +197,15 @@ static cca_rc parse_customer_info(json_t *info, struct cca_dialog_create *c,
     if (rc == CCA_OK)
         rc =
             get_string(info, "phone", "customer_info.phone", 0, 20, true, &c->phone, err);
-    if (rc == CCA_OK && c->phone != NULL && c->phone[0] && !has_digit(c->phone))
+    if (rc == CCA_OK && c->phone != NULL && c->phone[0] &&
+        !cca_customer_phone_ok(c->phone))
         rc = cca_error_set(err, CCA_ERR_INVALID,
                            "customer_info.phone must contain digits");
     if (rc == CCA_OK)
         rc = get_string(info, "email", "customer_info.email", 0, 100, true, &c->email,
                         err);
-    if (rc == CCA_OK && c->email != NULL && c->email[0] && !email_ok(c->email))
+    if (rc == CCA_OK && c->email != NULL && c->email[0] &&
+        !cca_customer_email_ok(c->email))
         rc = cca_error_set(err, CCA_ERR_INVALID,
                            "customer_info.email is not an email address");
     if (rc == CCA_OK)

@@ -302,33 +302,39 @@ static bool date_ok(const char *s, size_t len)
 static const char *const profile_keys[] = {"full_name", "city", "birth_date", "position",
                                            "experience"};
 
-static cca_rc check_profile_value(const char *key, json_t *v, struct cca_error *err)
+cca_rc cca_operator_check_person_field(const char *key, json_t *v, const char *label,
+                                       struct cca_error *reterr)
 {
-    char label[32];
-
-    (void)snprintf(label, sizeof(label), "profile.%s", key);
+    if (key == NULL)
+        return cca_error_set(reterr, CCA_ERR_INVALID, "unknown field");
+    if (label == NULL)
+        label = key;
     if (strcmp(key, "full_name") == 0)
-        return check_text(v, label, 0, 200, err);
+        return check_text(v, label, 0, 200, reterr);
     if (strcmp(key, "city") == 0 || strcmp(key, "position") == 0)
-        return check_text(v, label, 0, 100, err);
+        return check_text(v, label, 0, 100, reterr);
     if (strcmp(key, "birth_date") == 0) {
         if (!json_is_string(v) || !date_ok(json_string_value(v), json_string_length(v)))
-            return cca_error_set(err, CCA_ERR_INVALID,
-                                 "profile.birth_date must be a date \"YYYY-MM-DD\" "
-                                 "from 1900 to 2100");
+            return cca_error_set(reterr, CCA_ERR_INVALID,
+                                 "%s must be a date \"YYYY-MM-DD\" from 1900 to 2100",
+                                 label);
         return CCA_OK;
     }
-    /* experience: free text, or whole years. */
-    if (json_is_integer(v)) {
-        if (json_integer_value(v) < 0 || json_integer_value(v) > 80)
-            return cca_error_set(err, CCA_ERR_INVALID,
-                                 "profile.experience must be 0 to 80 years");
-        return CCA_OK;
+    if (strcmp(key, "experience") == 0) {
+        /* Free text, or whole years. */
+        if (json_is_integer(v)) {
+            if (json_integer_value(v) < 0 || json_integer_value(v) > 80)
+                return cca_error_set(reterr, CCA_ERR_INVALID, "%s must be 0 to 80 years",
+                                     label);
+            return CCA_OK;
+        }
+        if (!json_is_string(v))
+            return cca_error_set(reterr, CCA_ERR_INVALID,
+                                 "%s must be a string or an integer", label);
+        return check_text(v, label, 0, 200, reterr);
     }
-    if (!json_is_string(v))
-        return cca_error_set(err, CCA_ERR_INVALID,
-                             "profile.experience must be a string or an integer");
-    return check_text(v, label, 0, 200, err);
+    return cca_error_set(reterr, CCA_ERR_INVALID, "unknown field \"%.*s\"",
+                         key_quote_len(key), key);
 }
 
 /*
@@ -352,12 +358,16 @@ static cca_rc parse_profile(json_t *v, bool patch, json_t **ret, struct cca_erro
         goto out;
     out = json_object();
     json_object_foreach (v, key, val) {
+        /* Keys are known (only_keys above), so "profile." + key fits. */
+        char label[32];
+
         if (json_is_null(val)) {
             if (patch)
                 (void)json_object_set_new(out, key, json_null());
             continue;
         }
-        rc = check_profile_value(key, val, err);
+        (void)snprintf(label, sizeof(label), "profile.%s", key);
+        rc = cca_operator_check_person_field(key, val, label, err);
         if (rc != CCA_OK)
             goto out;
         (void)json_object_set(out, key, val);
@@ -578,6 +588,67 @@ static json_t *time_json(int64_t ms)
     return json_string(buf);
 }
 
+/*
+ * The milliseconds of @status accumulated in @doc's "status_ms": 0 when the
+ * record predates the field or the value is not a non-negative integer.
+ */
+static int64_t status_ms_of(json_t *doc, enum cca_operator_status status)
+{
+    json_t *v = json_object_get(json_object_get(doc, "status_ms"),
+                                cca_operator_status_name(status));
+
+    return json_is_integer(v) && json_integer_value(v) >= 0 ? json_integer_value(v) : 0;
+}
+
+/*
+ * A new "status_ms" object: the values of @doc (NULL: all zero). Always all
+ * three keys, in enum order, so the record has one shape however old it was.
+ */
+static json_t *status_ms_json(json_t *doc)
+{
+    json_t *o = json_object();
+
+    for (int i = 0; i < CCA_OPERATOR_STATUS__COUNT; i++) {
+        enum cca_operator_status st = (enum cca_operator_status)i;
+
+        (void)json_object_set_new(o, cca_operator_status_name(st),
+                                  json_integer(status_ms_of(doc, st)));
+    }
+    return o;
+}
+
+/*
+ * When @doc's current status began. A record written before "status_since"
+ * existed has only its last change (updated_at) as a bound: the status began
+ * then at the latest, so the time counted is never more than was spent.
+ */
+static int64_t status_since_of(json_t *doc)
+{
+    int64_t ms = cca_operator_get_time(doc, "status_since");
+
+    if (ms == 0)
+        ms = cca_operator_get_time(doc, "updated_at");
+    if (ms == 0)
+        ms = cca_operator_get_time(doc, "created_at");
+    return ms;
+}
+
+/*
+ * Give @copy (of @doc, before its updated_at moves) a "status_since" when @doc
+ * has none: otherwise every later change of an old record would move the
+ * fallback (updated_at) forward and lose the time already spent in the status.
+ */
+static void pin_status_since(json_t *copy, json_t *doc)
+{
+    int64_t since;
+
+    if (cca_operator_get_time(doc, "status_since") != 0)
+        return;
+    since = status_since_of(doc);
+    if (since != 0)
+        (void)json_object_set_new(copy, "status_since", time_json(since));
+}
+
 json_t *cca_operator_new_doc(const char *id, const struct cca_operator_reg *reg,
                              const char *token_sha256_hex, int64_t now_ms)
 {
@@ -592,6 +663,8 @@ json_t *cca_operator_new_doc(const char *id, const struct cca_operator_reg *reg,
                               json_integer((json_int_t)clamp_max(reg->max_dialogs)));
     (void)json_object_set_new(
         doc, "status", json_string(cca_operator_status_name(CCA_OPERATOR_OFFLINE)));
+    (void)json_object_set_new(doc, "status_since", time_json(now_ms));
+    (void)json_object_set_new(doc, "status_ms", status_ms_json(NULL));
     (void)json_object_set_new(doc, "created_at", time_json(now_ms));
     (void)json_object_set_new(doc, "updated_at", time_json(now_ms));
     (void)json_object_set_new(doc, "last_seen_at", json_null());
@@ -635,6 +708,7 @@ json_t *cca_operator_with_patch(json_t *doc, const struct cca_operator_patch *pa
         }
         (void)json_object_set_new(copy, "profile", profile);
     }
+    pin_status_since(copy, doc);
     (void)json_object_set_new(copy, "updated_at", time_json(now_ms));
     return copy;
 }
@@ -642,12 +716,40 @@ json_t *cca_operator_with_patch(json_t *doc, const struct cca_operator_patch *pa
 json_t *cca_operator_with_status(json_t *doc, enum cca_operator_status status,
                                  int64_t now_ms)
 {
+    enum cca_operator_status old = cca_operator_get_status(doc);
     json_t *copy = json_copy(doc);
 
+    if (status != old) {
+        int64_t since = status_since_of(doc);
+        int64_t spent = since != 0 ? now_ms - since : 0;
+        json_t *acc = status_ms_json(doc);
+
+        /* A wall clock stepped back counts as no time, never as negative time. */
+        if (spent > 0 && status_ms_of(doc, old) <= INT64_MAX - spent)
+            (void)json_object_set_new(acc, cca_operator_status_name(old),
+                                      json_integer(status_ms_of(doc, old) + spent));
+        (void)json_object_set_new(copy, "status_ms", acc);
+        (void)json_object_set_new(copy, "status_since", time_json(now_ms));
+    } else {
+        pin_status_since(copy, doc);
+    }
     (void)json_object_set_new(copy, "status",
                               json_string(cca_operator_status_name(status)));
     (void)json_object_set_new(copy, "updated_at", time_json(now_ms));
     return copy;
+}
+
+void cca_operator_time_in_status(json_t *doc, int64_t now_ms,
+                                 int64_t ret_ms[CCA_OPERATOR_STATUS__COUNT])
+{
+    enum cca_operator_status cur = cca_operator_get_status(doc);
+    int64_t since = status_since_of(doc);
+    int64_t running = since != 0 ? now_ms - since : 0;
+
+    for (int i = 0; i < CCA_OPERATOR_STATUS__COUNT; i++)
+        ret_ms[i] = status_ms_of(doc, (enum cca_operator_status)i);
+    if (running > 0 && ret_ms[cur] <= INT64_MAX - running)
+        ret_ms[cur] += running;
 }
 
 json_t *cca_operator_with_times(json_t *doc, int64_t last_seen_ms, int64_t last_closed_ms,
@@ -660,6 +762,7 @@ json_t *cca_operator_with_times(json_t *doc, int64_t last_seen_ms, int64_t last_
     if (last_closed_ms != 0)
         (void)json_object_set_new(copy, "last_dialog_closed_at",
                                   time_json(last_closed_ms));
+    pin_status_since(copy, doc);
     (void)json_object_set_new(copy, "updated_at", time_json(now_ms));
     return copy;
 }
@@ -669,6 +772,7 @@ json_t *cca_operator_with_token(json_t *doc, const char *token_sha256_hex, int64
     json_t *copy = json_copy(doc);
 
     (void)json_object_set_new(copy, "token_sha256", json_string(token_sha256_hex));
+    pin_status_since(copy, doc);
     (void)json_object_set_new(copy, "updated_at", time_json(now_ms));
     return copy;
 }
@@ -707,6 +811,7 @@ cca_rc cca_operator_validate(json_t *doc, const char *expected_id,
     const char *id = json_string_value(json_object_get(doc, "operator_id"));
     json_t *max = json_object_get(doc, "max_dialogs");
     json_t *profile = json_object_get(doc, "profile");
+    json_t *status_ms = json_object_get(doc, "status_ms");
     struct cca_error inner = {0};
     enum cca_operator_status st;
     char canon[37];
@@ -736,6 +841,21 @@ cca_rc cca_operator_validate(json_t *doc, const char *expected_id,
     if (!cca_operator_status_parse(json_string_value(json_object_get(doc, "status")),
                                    &st))
         return cca_error_set(reterr, CCA_ERR_INVALID, "bad status");
+    if (!time_or_null(json_object_get(doc, "status_since")))
+        return cca_error_set(reterr, CCA_ERR_INVALID, "bad status_since");
+    /* Both absent in records written before the time per status was kept. */
+    if (status_ms != NULL) {
+        if (!json_is_object(status_ms))
+            return cca_error_set(reterr, CCA_ERR_INVALID, "status_ms is not an object");
+        for (int i = 0; i < CCA_OPERATOR_STATUS__COUNT; i++) {
+            const char *name = cca_operator_status_name((enum cca_operator_status)i);
+            json_t *v = json_object_get(status_ms, name);
+
+            if (v != NULL && (!json_is_integer(v) || json_integer_value(v) < 0))
+                return cca_error_set(reterr, CCA_ERR_INVALID,
+                                     "status_ms.%s is not a non-negative integer", name);
+        }
+    }
     for (size_t i = 0; i < CCA_ARRAY_SIZE(required_times); i++) {
         if (!cca_time_parse(json_string_value(json_object_get(doc, required_times[i])),
                             &ms))

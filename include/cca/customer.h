@@ -88,8 +88,10 @@ cca_rc cca_customer_parse_put(const char *body, size_t len,
 /*
  * cca_customer_fields_of_dialog - what dialog @doc (borrowed) says about its
  * customer: customer_info.name -> full_name, phone, email (when non-empty)
- * and the dialog's language. Fills *ret (overwritten). Returns false when the
- * dialog has no customer_id (then nothing is filled).
+ * and the dialog's language; a value that breaks the profile's rules is left
+ * out. Fills *ret (overwritten). Returns false when the dialog has no
+ * customer_id, or one cca_customer_id_valid refuses (a dialog's customer_id may
+ * hold control characters); then nothing is filled.
  */
 bool cca_customer_fields_of_dialog(json_t *doc, struct cca_customer_fields *ret);
 

@@ -94,6 +94,27 @@ cca_rc cca_operator_skills_parse(json_t *arr, uint32_t *ret_mask,
                                  struct cca_error *reterr) CCA_WUR;
 
 /*
+ * cca_operator_check_person_field - the one rule set of a person's profile
+ * field, shared by operator profiles and customer profiles (customer.h):
+ *   full_name  string, at most 200 code points
+ *   city       string, at most 100 code points
+ *   position   string, at most 100 code points
+ *   birth_date "YYYY-MM-DD", a real Gregorian date, year 1900..2100
+ *   experience string of at most 200 code points, or integer 0..80 (years)
+ * Strings are valid UTF-8 without control characters (Cc) and may be empty.
+ * @key:   the field's name (NUL-terminated); any other key is refused
+ *         ("unknown field", quoting at most 40 bytes of it).
+ * @v:     the value (borrowed, not changed). JSON null is not a value here:
+ *         what null means (absent, remove, clear) is the caller's rule, and
+ *         null is refused like any other wrong type.
+ * @label: how the detail names the field ("profile.city", "city"); NULL: @key.
+ * Returns CCA_OK or CCA_ERR_INVALID with the detail in @reterr (may be NULL);
+ * the detail never quotes the value. Pure and thread-safe.
+ */
+cca_rc cca_operator_check_person_field(const char *key, json_t *v, const char *label,
+                                       struct cca_error *reterr) CCA_WUR;
+
+/*
  * struct cca_operator_reg - a validated registration body (POST
  * /api/v1/operators/register by the operator, POST /api/v1/operators by an
  * admin). Owned by the caller's storage; released with cca_operator_reg_cleanup.
@@ -130,15 +151,10 @@ struct cca_operator_reg {
  *   "languages"   array for cca_operator_langs_parse, default ["ru","en"]
  *   "skills"      array for cca_operator_skills_parse, default [] (every skill)
  *   "max_dialogs" integer 1..50, default @default_max (clamped into 1..50)
- *   "profile"     object with only the optional keys
- *                   full_name  string, at most 200 code points
- *                   city       string, at most 100 code points
- *                   birth_date "YYYY-MM-DD", a real Gregorian date, year 1900..2100
- *                   position   string, at most 100 code points
- *                   experience string of at most 200 code points, or integer
- *                              0..80 (years)
- *                 profile strings have no control characters; a null profile
- *                 value is the same as leaving the key out.
+ *   "profile"     object with only the optional keys full_name, city,
+ *                 birth_date, position and experience, each checked by
+ *                 cca_operator_check_person_field; a null profile value is the
+ *                 same as leaving the key out.
  * Any other key, in the body or in the profile, is refused naming the key. A
  * null top-level value is refused like any other wrong type.
  *
@@ -209,11 +225,17 @@ void cca_operator_patch_cleanup(struct cca_operator_patch *p);
  * The operator document: one JSON file per operator in the store's operators
  * collection (store.h, CCA_STORE_OPERATORS), read back at start-up:
  *   {"operator_id", "name", "languages": [...], "skills": [...], "max_dialogs",
- *    "status", "created_at", "updated_at", "last_seen_at", "last_dialog_closed_at",
+ *    "status", "status_since", "status_ms": {"available", "busy", "offline"},
+ *    "created_at", "updated_at", "last_seen_at", "last_dialog_closed_at",
  *    "profile": {...}, "token_sha256"}
  * Times are cca_time_format strings (RFC 3339 UTC, milliseconds) or null;
  * "token_sha256" is the lower-case hex SHA-256 of the operator's bearer token
- * (the token itself is never stored).
+ * (the token itself is never stored). "status_since" is when the current status
+ * began; "status_ms" holds the whole milliseconds spent in each status before
+ * it (the running status is not in it: cca_operator_time_in_status adds it).
+ * Records written before these two fields existed have neither; they read as
+ * all zeros and as a status that began at updated_at (else created_at), and
+ * the next change of such a record writes "status_since" with that time.
  */
 
 /*
@@ -222,7 +244,8 @@ void cca_operator_patch_cleanup(struct cca_operator_patch *p);
  * a NULL profile gives {}, max_dialogs is clamped into 1..50), status
  * "offline", created_at = updated_at = @now_ms (Unix ms), last_seen_at and
  * last_dialog_closed_at null, token_sha256 @token_sha256_hex (64 lower-case hex,
- * as written by cca_operator_token_new). Returns a new reference.
+ * as written by cca_operator_token_new), status_since @now_ms and status_ms all
+ * zeros. Returns a new reference.
  */
 json_t *cca_operator_new_doc(const char *id, const struct cca_operator_reg *reg,
                              const char *token_sha256_hex, int64_t now_ms);
@@ -239,10 +262,25 @@ json_t *cca_operator_with_patch(json_t *doc, const struct cca_operator_patch *pa
 
 /*
  * cca_operator_with_status - @doc with status @status and updated_at @now_ms.
- * @doc is borrowed and not changed. Returns a new reference.
+ * When @status differs from the current one, the time since status_since
+ * (@now_ms minus it; nothing if the clock went back) is added to the old
+ * status's entry of status_ms and status_since becomes @now_ms; the same status
+ * again leaves the time accounting as it was. @doc is borrowed and not changed.
+ * Returns a new reference.
  */
 json_t *cca_operator_with_status(json_t *doc, enum cca_operator_status status,
                                  int64_t now_ms);
+
+/*
+ * cca_operator_time_in_status - the milliseconds @doc (borrowed) has spent in
+ * each status up to @now_ms (Unix ms) into @ret_ms, indexed by enum
+ * cca_operator_status: status_ms plus, for the current status, @now_ms minus
+ * status_since (0 if negative). Records without the fields read as described
+ * above; a document with no time at all (not valid, NULL) gives only what
+ * its status_ms holds, zeros at worst. Pure and thread-safe.
+ */
+void cca_operator_time_in_status(json_t *doc, int64_t now_ms,
+                                 int64_t ret_ms[CCA_OPERATOR_STATUS__COUNT]);
 
 /*
  * cca_operator_with_times - @doc with last_seen_at @last_seen_ms and
@@ -273,8 +311,10 @@ json_t *cca_operator_public_view(json_t *doc);
  * canonical UUID, equal to @expected_id unless that is NULL; name a string;
  * languages as for cca_operator_langs_parse (non-empty) and skills as for
  * cca_operator_skills_parse; max_dialogs an integer 1..50; status a known name;
- * created_at and updated_at times; last_seen_at and last_dialog_closed_at null,
- * absent or times; profile absent or an object; token_sha256 64 lower-case hex
+ * created_at and updated_at times; last_seen_at, last_dialog_closed_at and
+ * status_since null, absent or times; status_ms absent or an object whose
+ * "available", "busy" and "offline" are absent or non-negative integers (other
+ * keys ignored); profile absent or an object; token_sha256 64 lower-case hex
  * digits. Returns CCA_OK or CCA_ERR_INVALID with the first problem in @reterr
  * (may be NULL; the detail never quotes the hash). Thread-safe.
  */

@@ -460,6 +460,85 @@ static void test_register_profile(void **state)
     cca_operator_reg_cleanup(&r);
 }
 
+/* cca_operator_check_person_field with @label on the JSON @value: @needle in the detail.
+ */
+static void person_err(const char *key, const char *value, const char *label,
+                       const char *needle)
+{
+    json_t *v = parse_json(value);
+    struct cca_error err = {0};
+
+    assert_int_equal(cca_operator_check_person_field(key, v, label, &err),
+                     CCA_ERR_INVALID);
+    assert_int_equal(err.code, CCA_ERR_INVALID);
+    /* the detail starts with the label: "experience ..." is not "profile.experience" */
+    if (strncmp(err.msg, needle, strlen(needle)) != 0)
+        fail_msg("%s=%s: detail \"%s\" does not start with \"%s\"", key, value, err.msg,
+                 needle);
+    json_decref(v);
+}
+
+static void person_ok(const char *key, const char *value)
+{
+    json_t *v = parse_json(value);
+    json_t *before = json_deep_copy(v);
+    struct cca_error err = {0};
+
+    if (cca_operator_check_person_field(key, v, "x", &err) != CCA_OK)
+        fail_msg("%s=%s refused: %s", key, value, err.msg);
+    assert_true(json_equal(v, before)); /* not changed */
+    json_decref(before);
+    json_decref(v);
+}
+
+static void test_person_field(void **state)
+{
+    (void)state;
+    person_ok("full_name", "\"Анна Петрова\"");
+    person_ok("full_name", "\"\"");
+    person_ok("city", "\"Омск\"");
+    person_ok("position", "\"lead\"");
+    person_ok("birth_date", "\"2000-02-29\"");
+    person_ok("experience", "0");
+    person_ok("experience", "80");
+    person_ok("experience", "\"five years\"");
+
+    /* the label names the field: the operator's "profile.x", the customer's "x" */
+    person_err("city", "5", "city", "city must be a string");
+    person_err("city", "5", "profile.city", "profile.city must be a string");
+    person_err("city", "5", NULL, "city must be a string");
+    person_err("city", "\"Om\\u0001sk\"", "city", "city must not contain control");
+    person_err("birth_date", "\"2023-02-29\"", "birth_date", "birth_date must be a date");
+    person_err("birth_date", "\"2023-02-29\"", "profile.birth_date",
+               "profile.birth_date must be a date");
+    person_err("experience", "81", "experience", "experience must be 0 to 80");
+    person_err("experience", "true", "exp", "exp must be a string or an integer");
+    /* null is the caller's business: here it is a wrong type */
+    person_err("full_name", "null", "full_name", "full_name must be a string");
+    person_err("experience", "null", "experience", "experience must be a string");
+    /* only the five person fields */
+    person_err("phone", "\"1\"", "phone", "unknown field \"phone\"");
+    person_err("name", "\"n\"", NULL, "unknown field");
+    {
+        struct cca_error err = {0};
+        json_t *v = json_string("x");
+
+        assert_int_equal(cca_operator_check_person_field(NULL, v, "l", &err),
+                         CCA_ERR_INVALID);
+        assert_int_equal(cca_operator_check_person_field("city", NULL, "city", &err),
+                         CCA_ERR_INVALID);
+        assert_int_equal(cca_operator_check_person_field("city", v, "city", NULL),
+                         CCA_OK);
+        json_decref(v);
+        /* a NUL byte is not text */
+        v = json_stringn("a\0b", 3);
+        assert_int_equal(cca_operator_check_person_field("position", v, "position", &err),
+                         CCA_ERR_INVALID);
+        assert_non_null(strstr(err.msg, "position is not valid UTF-8"));
+        json_decref(v);
+    }
+}
+
 static void test_register_unknown_and_syntax(void **state)
 {
     struct cca_operator_reg r = {0};
@@ -623,12 +702,11 @@ static void test_patch(void **state)
 static void test_new_doc_shape(void **state)
 {
     json_t *doc = sample_doc();
-    static const char *const keys[] = {"operator_id",  "name",
-                                       "languages",    "skills",
-                                       "max_dialogs",  "status",
-                                       "created_at",   "updated_at",
-                                       "last_seen_at", "last_dialog_closed_at",
-                                       "profile",      "token_sha256"};
+    static const char *const keys[] = {
+        "operator_id", "name",        "languages",    "skills",
+        "max_dialogs", "status",      "status_since", "status_ms",
+        "created_at",  "updated_at",  "last_seen_at", "last_dialog_closed_at",
+        "profile",     "token_sha256"};
     const char *key;
     json_t *v;
     size_t i = 0;
@@ -643,7 +721,9 @@ static void test_new_doc_shape(void **state)
     expect_json(json_incref(doc),
                 "{\"operator_id\":\"" OP_ID "\",\"name\":\"Анна\","
                 "\"languages\":[\"ru\",\"en\"],\"skills\":[\"sales\"],\"max_dialogs\":3,"
-                "\"status\":\"offline\",\"created_at\":\"2025-01-15T10:30:00.123Z\","
+                "\"status\":\"offline\",\"status_since\":\"2025-01-15T10:30:00.123Z\","
+                "\"status_ms\":{\"available\":0,\"busy\":0,\"offline\":0},"
+                "\"created_at\":\"2025-01-15T10:30:00.123Z\","
                 "\"updated_at\":\"2025-01-15T10:30:00.123Z\",\"last_seen_at\":null,"
                 "\"last_dialog_closed_at\":null,"
                 "\"profile\":{\"city\":\"Омск\",\"experience\":4},"
@@ -766,6 +846,147 @@ static void test_copy_on_write(void **state)
     json_decref(doc);
 }
 
+/* cca_operator_time_in_status of @doc at @now: available, busy, offline. */
+static void expect_times(json_t *doc, int64_t now, int64_t avail, int64_t busy,
+                         int64_t offline)
+{
+    int64_t t[CCA_OPERATOR_STATUS__COUNT] = {-1, -1, -1};
+
+    cca_operator_time_in_status(doc, now, t);
+    if (t[CCA_OPERATOR_AVAILABLE] != avail || t[CCA_OPERATOR_BUSY] != busy ||
+        t[CCA_OPERATOR_OFFLINE] != offline)
+        fail_msg("at +%lld: got %lld/%lld/%lld, want %lld/%lld/%lld",
+                 (long long)(now - T0), (long long)t[0], (long long)t[1], (long long)t[2],
+                 (long long)avail, (long long)busy, (long long)offline);
+}
+
+/* @doc's new reference replaced by @next (a step of copy-on-write changes). */
+static json_t *step(json_t *doc, json_t *next)
+{
+    assert_ptr_not_equal(doc, next);
+    assert_int_equal(cca_operator_validate(next, OP_ID, NULL), CCA_OK);
+    json_decref(doc);
+    return next;
+}
+
+static void test_time_in_status(void **state)
+{
+    json_t *doc = sample_doc();
+    json_t *fresh;
+    json_t *d;
+
+    (void)state;
+    /* a new operator is offline since created_at */
+    expect_times(doc, T0, 0, 0, 0);
+    expect_times(doc, T0 + 5000, 0, 0, 5000);
+
+    fresh = json_deep_copy(doc);
+    d = cca_operator_with_status(doc, CCA_OPERATOR_AVAILABLE, T0 + 10000);
+    assert_true(json_equal(doc, fresh)); /* the input is not changed */
+    json_decref(fresh);
+    expect_json(json_incref(json_object_get(d, "status_ms")),
+                "{\"available\":0,\"busy\":0,\"offline\":10000}");
+    assert_int_equal(cca_operator_get_time(d, "status_since"), T0 + 10000);
+    doc = step(doc, d);
+    expect_times(doc, T0 + 15000, 5000, 0, 10000);
+
+    doc = step(doc, cca_operator_with_status(doc, CCA_OPERATOR_BUSY, T0 + 20000));
+    doc = step(doc, cca_operator_with_status(doc, CCA_OPERATOR_OFFLINE, T0 + 23000));
+    expect_json(json_incref(json_object_get(doc, "status_ms")),
+                "{\"available\":10000,\"busy\":3000,\"offline\":10000}");
+    expect_times(doc, T0 + 30000, 10000, 3000, 17000);
+    /* a time before status_since adds no running time (a clock stepped back) */
+    expect_times(doc, T0 + 1000, 10000, 3000, 10000);
+
+    /* the same status again: only updated_at moves */
+    d = cca_operator_with_status(doc, CCA_OPERATOR_OFFLINE, T0 + 40000);
+    assert_ptr_equal(json_object_get(d, "status_ms"), json_object_get(doc, "status_ms"));
+    assert_int_equal(cca_operator_get_time(d, "status_since"), T0 + 23000);
+    assert_int_equal(cca_operator_get_time(d, "updated_at"), T0 + 40000);
+    doc = step(doc, d);
+    expect_times(doc, T0 + 50000, 10000, 3000, 37000);
+
+    /* other changes keep the accounting */
+    doc = step(doc, cca_operator_with_times(doc, T0 + 51000, 0, T0 + 51000));
+    doc = step(doc, cca_operator_with_token(doc, HASH_B, T0 + 52000));
+    expect_times(doc, T0 + 60000, 10000, 3000, 47000);
+
+    /* a status change with the clock behind status_since counts nothing */
+    d = cca_operator_with_status(doc, CCA_OPERATOR_AVAILABLE, T0 + 20000);
+    expect_json(json_incref(json_object_get(d, "status_ms")),
+                "{\"available\":10000,\"busy\":3000,\"offline\":10000}");
+    assert_int_equal(cca_operator_get_time(d, "status_since"), T0 + 20000);
+    doc = step(doc, d);
+
+    /* the public view shows the new fields */
+    d = cca_operator_public_view(doc);
+    assert_ptr_equal(json_object_get(d, "status_ms"), json_object_get(doc, "status_ms"));
+    assert_non_null(json_object_get(d, "status_since"));
+    json_decref(d);
+    json_decref(doc);
+
+    /* nothing to go on: zeros, never the whole epoch */
+    expect_times(NULL, T0, 0, 0, 0);
+}
+
+/* A record written before the time per status was kept. */
+static void test_time_in_status_old_record(void **state)
+{
+    json_t *doc = sample_doc();
+    json_t *d;
+
+    (void)state;
+    (void)json_object_del(doc, "status_since");
+    (void)json_object_del(doc, "status_ms");
+    (void)json_object_set_new(doc, "status", json_string("available"));
+    (void)json_object_set_new(doc, "updated_at", json_string("2025-01-15T10:30:01.123Z"));
+    assert_int_equal(cca_operator_validate(doc, OP_ID, NULL), CCA_OK);
+    /* the status began at updated_at at the latest */
+    expect_times(doc, T0 + 4000, 3000, 0, 0);
+
+    d = cca_operator_with_status(doc, CCA_OPERATOR_BUSY, T0 + 6000);
+    assert_int_equal(cca_operator_validate(d, OP_ID, NULL), CCA_OK);
+    expect_json(json_incref(json_object_get(d, "status_ms")),
+                "{\"available\":5000,\"busy\":0,\"offline\":0}");
+    assert_int_equal(cca_operator_get_time(d, "status_since"), T0 + 6000);
+    expect_times(d, T0 + 7000, 5000, 1000, 0);
+    json_decref(d);
+
+    /* any other change pins status_since to the old updated_at */
+    d = cca_operator_with_times(doc, T0 + 9000, 0, T0 + 9000);
+    assert_int_equal(cca_operator_get_time(d, "status_since"), T0 + 1000);
+    assert_null(json_object_get(d, "status_ms"));
+    expect_times(d, T0 + 10000, 9000, 0, 0);
+    json_decref(d);
+    d = cca_operator_with_status(doc, CCA_OPERATOR_AVAILABLE, T0 + 9000);
+    assert_int_equal(cca_operator_get_time(d, "status_since"), T0 + 1000);
+    json_decref(d);
+    {
+        struct cca_operator_patch p = {.name = (char *)"Bea"};
+
+        d = cca_operator_with_patch(doc, &p, T0 + 9000);
+        assert_int_equal(cca_operator_get_time(d, "status_since"), T0 + 1000);
+        json_decref(d);
+    }
+    d = cca_operator_with_token(doc, HASH_B, T0 + 9000);
+    assert_int_equal(cca_operator_get_time(d, "status_since"), T0 + 1000);
+    json_decref(d);
+
+    /* a partial status_ms: the missing statuses are zero */
+    (void)json_object_set_new(doc, "status_ms", parse_json("{\"busy\":7}"));
+    assert_int_equal(cca_operator_validate(doc, OP_ID, NULL), CCA_OK);
+    expect_times(doc, T0 + 2000, 1000, 7, 0);
+    d = cca_operator_with_status(doc, CCA_OPERATOR_OFFLINE, T0 + 2000);
+    expect_json(json_incref(json_object_get(d, "status_ms")),
+                "{\"available\":1000,\"busy\":7,\"offline\":0}");
+    json_decref(d);
+
+    /* without updated_at either: created_at */
+    (void)json_object_del(doc, "updated_at");
+    expect_times(doc, T0 + 2000, 2000, 7, 0);
+    json_decref(doc);
+}
+
 /* @doc with @key set to the JSON @value (NULL: removed) must be refused. */
 static void refuse(json_t *doc, const char *key, const char *value, const char *needle)
 {
@@ -821,6 +1042,13 @@ static void test_validate(void **state)
     refuse(doc, "last_seen_at", "12", "last_seen_at");
     refuse(doc, "last_dialog_closed_at", "\"2025-13-01\"", "last_dialog_closed_at");
     refuse(doc, "profile", "[]", "profile");
+    refuse(doc, "status_since", "\"soon\"", "status_since");
+    refuse(doc, "status_since", "5", "status_since");
+    refuse(doc, "status_ms", "[]", "status_ms");
+    refuse(doc, "status_ms", "{\"busy\":-1}", "status_ms.busy");
+    refuse(doc, "status_ms", "{\"offline\":\"1\"}", "status_ms.offline");
+    refuse(doc, "status_ms", "{\"available\":1.5}", "status_ms.available");
+    refuse(doc, "status_ms", "{\"available\":null}", "status_ms.available");
     refuse(doc, "token_sha256", NULL, "token_sha256");
     refuse(doc, "token_sha256", "\"" HASH_B "0\"", "token_sha256");
     refuse(doc, "token_sha256",
@@ -835,6 +1063,11 @@ static void test_validate(void **state)
     (void)json_object_del(d, "profile");
     (void)json_object_del(d, "last_seen_at");
     (void)json_object_del(d, "last_dialog_closed_at");
+    (void)json_object_del(d, "status_since");
+    (void)json_object_del(d, "status_ms");
+    assert_int_equal(cca_operator_validate(d, OP_ID, NULL), CCA_OK);
+    (void)json_object_set_new(d, "status_since", json_null());
+    (void)json_object_set_new(d, "status_ms", parse_json("{\"away\":\"x\"}"));
     assert_int_equal(cca_operator_validate(d, OP_ID, NULL), CCA_OK);
     json_decref(d);
     json_decref(doc);
@@ -961,12 +1194,15 @@ int main(void)
         cmocka_unit_test(test_register_name),
         cmocka_unit_test(test_register_fields),
         cmocka_unit_test(test_register_profile),
+        cmocka_unit_test(test_person_field),
         cmocka_unit_test(test_register_unknown_and_syntax),
         cmocka_unit_test(test_no_credential_in_detail),
         cmocka_unit_test(test_reg_cleanup),
         cmocka_unit_test(test_patch),
         cmocka_unit_test(test_new_doc_shape),
         cmocka_unit_test(test_copy_on_write),
+        cmocka_unit_test(test_time_in_status),
+        cmocka_unit_test(test_time_in_status_old_record),
         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_tokens),
         cmocka_unit_test(test_secret_equal),
