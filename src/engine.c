@@ -131,7 +131,7 @@ struct cca_engine {
     struct slot *lru_tail;
     size_t cache_bytes;
     size_t cache_budget;
-    size_t cached; /* slots with a document */
+    size_t cached; /* dialogs with a document (the cache also holds other records) */
     size_t by_status[CCA_DIALOG_STATUS__COUNT];
     struct op *head;
     struct op *tail;
@@ -315,7 +315,7 @@ static void cache_drop(struct cca_engine *e, struct slot *en)
     if (en->doc == NULL)
         return;
     lru_unlink(e, en);
-    e->cached--;
+    e->cached -= en->coll == CCA_STORE_DIALOGS;
     e->cache_bytes -= en->cost;
     en->cost = 0;
     json_decref(en->doc);
@@ -354,7 +354,7 @@ static void cache_put(struct cca_engine *e, struct slot *en, json_t *doc)
     cache_drop(e, en);
     en->doc = doc;
     en->cost = cost;
-    e->cached++;
+    e->cached += en->coll == CCA_STORE_DIALOGS; /* the count is of dialogs */
     e->cache_bytes += cost;
     lru_touch(e, en);
 }

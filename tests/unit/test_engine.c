@@ -345,6 +345,9 @@ static void create_dialog(struct fx *f, const char *customer, const char *text,
         fail_msg("create: %s", c.err.msg);
     (void)snprintf(id, 37, "%s", result_str(&c, "dialog_id"));
     call_cleanup(&c);
+    /* The customer's profile is filled after the create (an operation of its own):
+     * let it commit, so that a test's next store fault hits what the test means. */
+    assert_true(cca_engine_drain(f->engine, cca_time_mono_ms() + 10000));
 }
 
 static void message_ok(struct fx *f, const char *id, const char *text)
