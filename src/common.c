@@ -114,6 +114,62 @@ void cca_time_format(int64_t unix_ms, char buf[CCA_TIME_LEN])
     buf[CCA_TIME_LEN - 1] = '\0';
 }
 
+/* Days from 1970-01-01 to the civil date @y-@m-@d (H. Hinnant, "chrono-Compatible
+ * Low-Level Date Algorithms", days_from_civil). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    int64_t era;
+    unsigned yoe;
+    unsigned doy;
+    unsigned doe;
+
+    y -= m <= 2;
+    era = (y >= 0 ? y : y - 399) / 400;
+    yoe = (unsigned)(y - era * 400);
+    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+/* @n ASCII digits at @s as a number, or -1. */
+static int digits(const char *s, int n)
+{
+    int v = 0;
+
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+/*
+ * The exact form cca_time_format writes, "YYYY-MM-DDTHH:MM:SS.mmmZ", without
+ * strptime and timegm: every stored time has it, and the support records parse
+ * each message's time at every commit. False for anything else.
+ */
+static bool parse_canonical(const char *s, int64_t *ret_ms)
+{
+    int y = digits(s, 4);
+    int mo = y >= 0 && s[4] == '-' ? digits(s + 5, 2) : -1;
+    int d = mo >= 0 && s[7] == '-' ? digits(s + 8, 2) : -1;
+    int h = d >= 0 && s[10] == 'T' ? digits(s + 11, 2) : -1;
+    int mi = h >= 0 && s[13] == ':' ? digits(s + 14, 2) : -1;
+    int sec = mi >= 0 && s[16] == ':' ? digits(s + 17, 2) : -1;
+    int ms = sec >= 0 && s[19] == '.' ? digits(s + 20, 3) : -1;
+    static const unsigned char mdays[12] = {31, 29, 31, 30, 31, 30,
+                                            31, 31, 30, 31, 30, 31};
+
+    if (ms < 0 || s[23] != 'Z' || s[24] != '\0' || mo < 1 || mo > 12 || d < 1 ||
+        d > mdays[mo - 1] || h > 23 || mi > 59 || sec > 60)
+        return false;
+    *ret_ms =
+        ((days_from_civil(y, (unsigned)mo, (unsigned)d) * 24 + h) * 60 + mi) * 60000 +
+        (int64_t)sec * 1000 + ms;
+    return true;
+}
+
 bool cca_time_parse(const char *s, int64_t *ret_ms)
 {
     struct tm tm = {0};
@@ -122,6 +178,8 @@ bool cca_time_parse(const char *s, int64_t *ret_ms)
 
     if (s == NULL)
         return false;
+    if (strlen(s) == CCA_TIME_LEN - 1 && parse_canonical(s, ret_ms))
+        return true;
     p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
     if (p == NULL)
         return false;
