@@ -371,32 +371,34 @@ static void entry_free(struct slot *en)
 }
 
 /*
- * Install a committed document (steals @doc and @bytes: its cca_dialog_dump,
- * or NULL to dump it on the first read), after en->stored was updated.
- * Caller holds the lock.
+ * Install a committed document (steals @doc), after en->stored was updated.
+ * A dialog's record is @rec (stolen and zeroed) when the caller made it
+ * outside the lock, else it is made here. Caller holds the lock.
  */
-static void entry_commit(struct cca_engine *e, struct slot *en, json_t *doc, char *bytes,
-                         size_t len, bool indexed)
+static void entry_commit(struct cca_engine *e, struct slot *en, json_t *doc,
+                         struct cca_record *rec, bool indexed)
 {
     if (indexed && en->coll == CCA_STORE_DIALOGS)
         e->by_status[en->status]--;
     cache_put(e, en, doc);
-    en->bytes = bytes;
-    en->len = len;
     en->gen++;
     /* Every collection's documents carry created_at (exports list them in its order). */
     en->created_ms = cca_dialog_get_time(doc, "created_at");
     en->updated_ms = cca_dialog_get_time(doc, "updated_at");
     if (en->coll != CCA_STORE_DIALOGS) {
-        if (en->coll == CCA_STORE_OPERATORS)
-            return; /* pinned: never trimmed */
-        cache_trim(e);
+        if (en->coll != CCA_STORE_OPERATORS) /* operator records are pinned */
+            cache_trim(e);
         return;
     }
     en->status = cca_dialog_get_status(doc);
     en->agent = cca_dialog_get_agent(doc);
     cca_record_cleanup(&en->rec);
-    cca_record_of(doc, &en->rec);
+    if (rec != NULL) {
+        en->rec = *rec;
+        memset(rec, 0, sizeof(*rec));
+    } else {
+        cca_record_of(doc, &en->rec);
+    }
     if (indexed)
         e->by_status[en->status]++;
     cache_trim(e);
@@ -613,6 +615,7 @@ static void persist(struct cca_engine *e, struct op *op)
 static void committed(struct cca_engine *e, struct op *op)
 {
     struct slot *en = op->entry;
+    struct cca_record rec = {0};
     bool gone = false;
 
     if (op->new_entry)
@@ -631,6 +634,9 @@ static void committed(struct cca_engine *e, struct op *op)
         return;
     }
     after_commit(e, op);
+    /* A dialog's record is made before the lock: it reads every message. */
+    if (en->coll == CCA_STORE_DIALOGS && op->new_doc != NULL)
+        cca_record_of(op->new_doc, &rec);
     pthread_mutex_lock(&e->lock);
     if (op->req.op == CCA_OP_DELETE || op->req.op == CCA_OP_OPERATOR_DELETE) {
         index_remove(e, en);
@@ -638,12 +644,13 @@ static void committed(struct cca_engine *e, struct op *op)
     } else {
         /* A whole new document, or one more change of it. */
         en->stored = op->new_entry ? op->stored : en->stored + op->stored;
-        entry_commit(e, en, op->new_doc, NULL, 0, !op->new_entry);
+        entry_commit(e, en, op->new_doc, &rec, !op->new_entry);
         op->new_doc = NULL;
         if (op->new_entry)
             index_insert(e, en);
     }
     pthread_mutex_unlock(&e->lock);
+    cca_record_cleanup(&rec); /* a delete's: none */
     publish(e, op); /* after the change is visible: a reader acting on it sees it */
     op->entry = NULL;
     op->count = 1;
@@ -2220,7 +2227,7 @@ static void load_one(void *ctx, enum cca_store_coll coll, const char *id, json_t
         en->coll = CCA_STORE_OPERATORS;
         en->stored = stored;
         cca_desk_load_operator(e->desk, doc);
-        entry_commit(e, en, doc, NULL, 0, false);
+        entry_commit(e, en, doc, NULL, false);
         index_insert(e, en);
         return;
     }
@@ -2236,7 +2243,7 @@ static void load_one(void *ctx, enum cca_store_coll coll, const char *id, json_t
         memcpy(en->id, id, sizeof(en->id));
         en->coll = CCA_STORE_CUSTOMERS;
         en->stored = stored;
-        entry_commit(e, en, doc, NULL, 0, false);
+        entry_commit(e, en, doc, NULL, false);
         index_insert(e, en);
         return;
     }
@@ -2255,7 +2262,7 @@ static void load_one(void *ctx, enum cca_store_coll coll, const char *id, json_t
         cca_dialog_get_status(doc) != CCA_DIALOG_CLOSED)
         (void)json_array_append(e->boot_human, doc);
     json_incref(doc); /* read below, whether or not the cache keeps it */
-    entry_commit(e, en, doc, NULL, 0, false);
+    entry_commit(e, en, doc, NULL, false);
     index_insert(e, en);
     /* The create's Idempotency-Key, if it is still live, leads to this dialog. */
     key = cca_dialog_create_key(doc, cca_time_wall_ms(),
