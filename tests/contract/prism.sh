@@ -6,11 +6,17 @@
 # Starts SERVER_BINARY offline (no OPENAI_API_KEY) on a free port with a
 # temporary dialog store, puts `prism proxy --errors` in front of it and sends
 # a scenario that calls every documented operation plus the main error
-# statuses, Idempotency-Key replays and GET /metrics. A request FAILS when its
-# status differs from the expected one or when Prism adds an `sl-violations`
-# header (the response, its headers or its status code do not match
-# openapi.yaml). Then both are restarted with API keys, an admin key, a tiny
-# rate limit and CORS_ORIGINS for the 401, 403, 429 and CORS cases.
+# statuses, Idempotency-Key replays, GET /metrics and the support records
+# (customer profiles, histories, streamed exports, statistics). A request
+# FAILS when its status differs from the expected one or when Prism adds an
+# `sl-violations` header (the response, its headers or its status code do not
+# match openapi.yaml). Then both are restarted with API keys, admin keys, a
+# tiny rate limit and CORS_ORIGINS for the 401, 403, 429 and CORS cases.
+#
+# Streamed downloads (histories, exports: chunked) go through Prism too: it
+# reads the whole body, then validates the status, the headers and the body
+# (JSON against its schema; CSV, NDJSON and text against the patterns of
+# their string schemas: the header row, one object per line, the title line).
 #
 # Prism answers some requests itself and never forwards them: a malformed JSON
 # body (Prism parses JSON bodies first) and a method the path does not
@@ -358,6 +364,32 @@ check_header() {
     check "header $1: $2" "header $1 is '$got'" matches "$got" "$2"
 }
 
+# check_download NAME FORMAT CONTENT_TYPE_REGEX - the last response is the file
+# "NAME-YYYYMMDD.FORMAT" of that media type, not to be cached.
+check_download() {
+    check_header content-disposition "^attachment; filename=\"$1-[0-9]{8}\\.$2\"\$"
+    check_header cache-control '^no-store$'
+    check_header content-type "$3"
+}
+
+# py_check LABEL PYTHON - a check of the last body: PYTHON runs with `raw`
+# (the bytes), `text` (decoded UTF-8) and `args` (the extra arguments) and
+# passes unless it raises or exits non-zero.
+py_check() {
+    local label=$1 code=$2 out rc
+    shift 2
+    out=$(python3 - "$body" "$code" "$@" 2>&1 <<'PYEOF'
+import csv, io, json, sys
+raw = open(sys.argv[1], "rb").read()
+text = raw.decode("utf-8")
+args = sys.argv[3:]
+exec(sys.argv[2])
+PYEOF
+    )
+    rc=$?
+    check "$label" "${out##*$'\n'}" test "$rc" = 0
+}
+
 J=(-H 'Content-Type: application/json' --data-binary)
 unknown=00000000-0000-4000-8000-000000000000
 
@@ -663,9 +695,273 @@ for sse in "/api/v1/dialogue/$id_h/events" "/api/v1/operators/me/events"; do
 done
 
 # ---------------------------------------------------------------------------
-# Restart both with access control on: two client keys (one only for the
-# rate limit, buckets are per key), an admin key, 3 requests per key and then
-# one per 100 s, one CORS origin.
+# Support records (open API: no keys, so every key route is an admin's).
+# Downloads (histories, exports) are streamed with chunked transfer encoding;
+# Prism reads the whole body before it answers, then validates the status,
+# the headers (Content-Disposition, Cache-Control) and the body: JSON against
+# its schema, CSV, NDJSON and text against the patterns of their string
+# schemas (the header row, one JSON object per line, the title line). The
+# script checks the rest: the file name, the rows and lines themselves, and
+# on one direct request the chunked encoding.
+
+# A window that holds every dialog of this run: from yesterday to today (UTC;
+# "to" as a date counts the whole day).
+yesterday=$(python3 -c 'import datetime as d; print((d.datetime.now(d.timezone.utc) - d.timedelta(days=1)).strftime("%Y-%m-%d"))')
+today=$(python3 -c 'import datetime as d; print(d.datetime.now(d.timezone.utc).strftime("%Y-%m-%d"))')
+tomorrow=$(python3 -c 'import datetime as d; print((d.datetime.now(d.timezone.utc) + d.timedelta(days=1)).strftime("%Y-%m-%d"))')
+long_id=$(printf 'c%.0s' $(seq 51))
+
+echo "== records: customer profiles"
+p 201 POST /api/v1/dialogue/create "dialog with customer_info (fills the profile)" "${J[@]}" \
+    '{"customer_info":{"name":"Мария Соколова","phone":"+7 901 555-12-34","email":"maria@example.com","customer_id":"customer_rec"},"initial_message":"Не работает приложение, не могу войти","source":"web"}'
+id_r=$(json_get "$body" "d['dialog_id']")
+[ -n "$id_r" ] || id_r=$(fallback_create '{"customer_info":{"name":"Мария Соколова","phone":"+7 901 555-12-34","email":"maria@example.com","customer_id":"customer_rec"},"initial_message":"Не работает приложение, не могу войти","source":"web"}')
+[ -n "$id_r" ] || id_r=$unknown
+p 201 POST /api/v1/dialogue/create "a second dialog of the customer" "${J[@]}" \
+    '{"customer_id":"customer_rec","initial_message":"Сколько стоит тариф Профи?"}'
+p 200 GET /api/v1/customers/customer_rec "profile filled from the dialog"
+check "full_name, phone and email from customer_info" "the profile does not hold customer_info" \
+    test "$(json_get "$body" "'|'.join([d['customer']['full_name'], d['customer']['phone'], d['customer']['email']])")" = \
+    "Мария Соколова|+7 901 555-12-34|maria@example.com"
+check "dialog_count 2" "dialog_count is not 2" test "$(json_get "$body" "d['dialog_count']")" = 2
+p 201 PUT /api/v1/customers/customer_new "first PUT: created" "${J[@]}" \
+    '{"full_name":"Новый Клиент","city":"Москва","language":"ru","experience":3}'
+p 200 PUT /api/v1/customers/customer_new "second PUT: changed" "${J[@]}" \
+    '{"city":null,"experience":"три года","email":"new@example.com"}'
+check "null clears city" "city is not null" test "$(json_get "$body" "d['city'] is None")" = True
+p 200 PUT /api/v1/customers/customer_rec "PUT on a profile a dialog made" "${J[@]}" \
+    '{"city":"Казань","birth_date":"1990-05-17","position":"бухгалтер","experience":7}'
+p 200 GET "/api/v1/customers/customer_rec?limit=1" "profile and one dialog"
+check "PUT kept full_name, set city" "full_name or city wrong" \
+    test "$(json_get "$body" "d['customer']['full_name'] + '|' + d['customer']['city']")" = "Мария Соколова|Казань"
+check "limit=1: one dialog listed, dialog_count 2" "dialogs/dialog_count wrong" \
+    test "$(json_get "$body" "'%d/%d' % (len(d['dialogs']), d['dialog_count'])")" = 1/2
+p 200 GET /api/v1/customers/customer_new "profile without dialogs"
+p 404 GET /api/v1/customers/nobody_here "unknown customer"
+check_code not_found
+p 404 GET "/api/v1/customers/$long_id" "not a customer id (51 characters)"
+p 422 GET "/api/v1/customers/customer_rec?limit=0" "limit 0"
+p 422 GET "/api/v1/customers/customer_rec?limit=101" "limit 101"
+p 422 PUT /api/v1/customers/customer_rec "unknown field" "${J[@]}" '{"city":"Казань","nickname":"Маша"}'
+check_code validation_error
+p 422 PUT /api/v1/customers/customer_rec "no field" "${J[@]}" '{}'
+p 422 PUT /api/v1/customers/customer_rec "language de" "${J[@]}" '{"language":"de"}'
+p 422 PUT /api/v1/customers/customer_rec "birth_date 1990-02-30" "${J[@]}" '{"birth_date":"1990-02-30"}'
+p 422 PUT /api/v1/customers/customer_rec "experience 81" "${J[@]}" '{"experience":81}'
+p 422 PUT /api/v1/customers/customer_rec "email without a dot in the domain" "${J[@]}" '{"email":"maria@example"}'
+p 422 PUT /api/v1/customers/customer_rec "body not an object" "${J[@]}" '[1]'
+p 415 PUT /api/v1/customers/customer_rec "text/plain" -H 'Content-Type: text/plain' --data-binary '{"city":"Казань"}'
+d 400 invalid_json PUT /api/v1/customers/customer_rec "malformed JSON" "${J[@]}" '{"city":'
+ALLOW="GET PUT" d 405 method_not_allowed DELETE /api/v1/customers/customer_rec "DELETE on a customer"
+
+echo "== records: a customer's history"
+p 200 GET /api/v1/customers/customer_rec/history "default: text"
+check_download history-customer_rec txt '^text/plain; charset=utf-8$'
+check "text: title line with the name" "first line is not the title" \
+    test "$(head -n 1 "$body")" = "History of customer customer_rec (Мария Соколова)"
+check "text: a header per dialog" "not 2 '=== Dialog' lines" \
+    test "$(grep -c '^=== Dialog ' "$body")" = 2
+p 200 GET "/api/v1/customers/customer_rec/history?format=json" "json"
+check_download history-customer_rec json '^application/json'
+check "json: both dialogs, oldest first" "not [$id_r, ...]" \
+    test "$(json_get "$body" "str(len(d)) + d[0]['dialog_id']")" = "2$id_r"
+p 200 GET "/api/v1/customers/customer_rec/history?format=csv&limit=1" "csv, the last dialog only"
+check_download history-customer_rec csv '^text/csv; charset=utf-8$'
+py_check "csv: one dialog's messages, 7 columns per row" '
+rows = list(csv.reader(io.StringIO(text, newline="")))
+assert rows[0] == ["dialog_id", "timestamp", "role", "who", "operator_id", "agent", "text"], rows[0]
+assert len(rows) >= 3, "expected the customer message and the reply"
+assert all(len(r) == 7 for r in rows), "a row without 7 fields"
+assert len({r[0] for r in rows[1:]}) == 1, "more than one dialog"
+assert rows[1][0] != args[0], "limit=1 did not keep the newest dialog"
+' "$id_r"
+p 404 GET /api/v1/customers/nobody_here/history "unknown customer"
+p 422 GET "/api/v1/customers/customer_rec/history?format=ndjson" "format ndjson"
+p 422 GET "/api/v1/customers/customer_rec/history?limit=0" "limit 0"
+p 422 GET "/api/v1/customers/customer_rec/history?limit=1001" "limit 1001"
+
+echo "== records: what an operator may see"
+p 200 GET /api/v1/operators/me "the operator's id" "${op[@]}"
+op_id=$(json_get "$body" "d['operator_id']")
+[ -n "$op_id" ] || op_id=$unknown
+p 403 GET /api/v1/customers/customer_rec "operator who never had the customer" "${op[@]}"
+check_code forbidden
+p 403 GET /api/v1/customers/customer_rec/history "operator who never had the customer" "${op[@]}"
+p 403 PUT /api/v1/customers/customer_rec "operator who never had the customer" "${J[@]}" '{"city":"Уфа"}' "${op[@]}"
+p 200 PUT /api/v1/operators/me/status "available: takes the next handoff" "${J[@]}" '{"status":"available"}' "${op[@]}"
+p 200 POST "/api/v1/dialogue/$id_r/handoff" "to a person: assigned to the operator" "${J[@]}" '{"to":"human","reason":"customer_request"}'
+p 200 GET /api/v1/customers/customer_rec "the operator had one of the customer's dialogs" "${op[@]}"
+p 200 GET "/api/v1/customers/customer_rec/history?format=txt" "history, by that operator" "${op[@]}"
+p 200 PUT /api/v1/customers/customer_rec "PUT by that operator" "${J[@]}" '{"position":"главный бухгалтер"}' "${op[@]}"
+p 200 POST "/api/v1/dialogue/$id_r/reply" "the operator answers" "${J[@]}" '{"message":"Здравствуйте, Мария! Сейчас разберёмся."}' "${op[@]}"
+p 200 POST "/api/v1/dialogue/$id_r/close" "the operator closes" "${J[@]}" '{"reason":"problem_resolved"}' "${op[@]}"
+p 201 POST "/api/v1/dialogue/$id_r/rating" "rated 5" "${J[@]}" '{"score":5}'
+p 200 PUT /api/v1/operators/me/status "busy again" "${J[@]}" '{"status":"busy"}' "${op[@]}"
+
+echo "== records: dialog export"
+p 200 GET /api/v1/exports/dialogs "default: csv"
+check_download dialogs csv '^text/csv; charset=utf-8$'
+cp "$body" "$tmp/export-all.csv"
+py_check "csv: 19 columns, the handed-off dialog's row" '
+rows = list(csv.reader(io.StringIO(text, newline="")))
+head = rows[0]
+assert len(head) == 19 and head[0] == "dialog_id" and head[-1] == "close_reason", head
+assert all(len(r) == 19 for r in rows), "a row without 19 fields"
+row = dict(zip(head, [r for r in rows if r[0] == args[0]][0]))
+want = {"customer_id": "customer_rec", "customer_name": "Мария Соколова", "channel": "web",
+        "status": "closed", "operator_ids": args[1], "escalation_trigger": "customer_request",
+        "csat": "5", "close_reason": "problem_resolved"}
+bad = {k: row[k] for k in want if row[k] != want[k]}
+assert not bad, "unexpected %r" % bad
+assert row["handle_time_s"] and "." in row["handle_time_s"], "no handle time"
+' "$id_r" "$op_id"
+p 200 GET "/api/v1/exports/dialogs?format=csv&bom=true" "csv with a byte order mark"
+check "starts with EF BB BF" "no byte order mark" test "$(head -c 3 "$body" | od -An -tx1 | tr -d ' ')" = efbbbf
+p 200 GET "/api/v1/exports/dialogs?format=json" "json"
+check_download dialogs json '^application/json'
+py_check "json: an array of dialogs, no metadata.idempotency" '
+items = json.loads(text)
+assert isinstance(items, list) and len(items) >= 2, "not an array of dialogs"
+assert not any("idempotency" in i["metadata"] for i in items), "metadata.idempotency exported"
+'
+p 200 GET "/api/v1/exports/dialogs?format=ndjson" "ndjson"
+check_download dialogs ndjson '^application/x-ndjson$'
+py_check "ndjson: one dialog per line, as many as CSV rows" '
+lines = text.split("\n")
+assert lines[-1] == "", "no final LF"
+docs = [json.loads(l) for l in lines[:-1]]
+assert all(isinstance(x, dict) and "dialog_id" in x for x in docs), "a line is not a dialog"
+rows = list(csv.reader(open(args[0], encoding="utf-8", newline="")))
+assert len(docs) == len(rows) - 1, "%d lines, %d CSV rows" % (len(docs), len(rows) - 1)
+' "$tmp/export-all.csv"
+p 200 GET "/api/v1/exports/dialogs?format=json&customer_id=customer_rec&operator_id=$op_id&agent=tech_support&status=closed&from=$yesterday&to=$today" "every filter"
+check "the filters keep exactly the handed-off dialog" "not [$id_r]" \
+    test "$(json_get "$body" "','.join(x['dialog_id'] for x in d)")" = "$id_r"
+p 200 GET "/api/v1/exports/dialogs?format=ndjson&from=2100-01-01" "nothing matches: empty ndjson"
+check "empty body" "not empty" test ! -s "$body"
+p 200 GET "/api/v1/exports/dialogs?status=queued&agent=sales&bom=no" "nothing matches: csv header only"
+check "header row only" "more than the header" test "$(wc -l <"$body")" = 1
+p 422 GET "/api/v1/exports/dialogs?format=xml" "format xml"
+check_code validation_error
+p 422 GET "/api/v1/exports/dialogs?format=txt" "format txt"
+p 422 GET "/api/v1/exports/dialogs?from=yesterday" "from not a date"
+p 422 GET "/api/v1/exports/dialogs?to=$today%2010:00" "to with a space"
+p 422 GET "/api/v1/exports/dialogs?from=$tomorrow&to=$yesterday" "from after to"
+p 422 GET "/api/v1/exports/dialogs?status=open" "status open"
+p 422 GET "/api/v1/exports/dialogs?agent=robot" "agent robot"
+p 422 GET "/api/v1/exports/dialogs?operator_id=not-a-uuid" "operator_id not a UUID"
+p 422 GET "/api/v1/exports/dialogs?customer_id=$long_id" "customer_id of 51 characters"
+p 422 GET "/api/v1/exports/dialogs?bom=maybe" "bom maybe"
+ALLOW="GET" d 405 method_not_allowed POST /api/v1/exports/dialogs "POST on the export"
+# Prism reads a stream whole and answers with a Content-Length: the chunked
+# encoding is checked on the server itself.
+: >"$headers"
+stream_status=$(curl -sS --max-time 60 -o "$body" -D "$headers" -w '%{http_code}' \
+    "$direct/api/v1/exports/dialogs?format=ndjson" 2>/dev/null)
+check "direct: GET /api/v1/exports/dialogs: 200" "status $stream_status" test "$stream_status" = 200
+check_header transfer-encoding '^chunked$'
+
+echo "== records: statistics"
+p 200 GET /api/v1/stats "every dialog"
+py_check "stats count the dialogs the CSV export lists" '
+s = json.loads(text)
+rows = list(csv.reader(open(args[0], encoding="utf-8", newline="")))
+assert s["dialogs"]["total"] == len(rows) - 1, "total %d, CSV rows %d" % (s["dialogs"]["total"], len(rows) - 1)
+assert s["from"] is None and s["to"] is None, "from/to not null"
+assert s["escalations"]["by_trigger"]["customer_request"] >= 1, "no customer_request escalation"
+assert s["csat"]["count"] >= 2 and s["csat"]["distribution"]["5"] >= 2, "ratings missing"
+assert s["handle_time_s"]["count"] >= 1 and s["handle_time_s"]["p50"] is not None, "no handle time"
+' "$tmp/export-all.csv"
+p 200 GET "/api/v1/stats?from=$yesterday&to=$today" "window of dates"
+check "a date as to counts the whole day" "from/to not [${yesterday}T00:00:00.000Z, ${tomorrow}T00:00:00.000Z)" \
+    test "$(json_get "$body" "d['from'] + ' ' + d['to']")" = "${yesterday}T00:00:00.000Z ${tomorrow}T00:00:00.000Z"
+p 200 GET "/api/v1/stats?from=${yesterday}T00:00:00.5Z&to=${tomorrow}T00:00:00%2B00:00" "window of RFC 3339 times"
+p 200 GET "/api/v1/stats?from=2100-01-01" "empty window: percentiles and rates null"
+check "no dialog, null p50 and rates" "unexpected figures" \
+    test "$(json_get "$body" "[d['dialogs']['total'], d['first_response_s']['p50'], d['escalations']['rate'], d['csat']['average']]")" = "[0, None, None, None]"
+p 422 GET "/api/v1/stats?from=yesterday" "from not a date"
+check_code validation_error
+p 422 GET "/api/v1/stats?to=2026-13-01" "month 13"
+p 422 GET "/api/v1/stats?from=${today}T10:00:00%2B03:00" "offset other than UTC"
+p 422 GET "/api/v1/stats?from=$today&to=$today%20" "to with a trailing space"
+p 422 GET "/api/v1/stats?from=$tomorrow&to=$today" "from equal to to (to is the end of the day)"
+ALLOW="GET" d 405 method_not_allowed POST /api/v1/stats "POST on stats"
+
+echo "== records: operator statistics"
+p 201 POST /api/v1/operators "another operator (admin, open API)" "${J[@]}" '{"name":"Пётр"}'
+op3_id=$(json_get "$body" "d['operator_id']")
+op3=(-H "Authorization: Bearer $(json_get "$body" "d['token']")")
+[ -n "$op3_id" ] || op3_id=$unknown
+p 200 GET /api/v1/operators/me/stats "own statistics" "${op[@]}"
+py_check "the operator's dialogs, reply, handle time and rating" '
+s = json.loads(text)
+assert s["operator_id"] == args[0], "operator_id %r" % s["operator_id"]
+assert s["dialogs_handled"] >= 2 and s["closed"] >= 2, "dialogs %r" % s
+assert s["messages_sent"] >= 2 and s["first_response_s"]["count"] >= 2, "replies"
+assert s["handle_time_s"]["count"] >= 1, "no handle time"
+assert s["csat"]["count"] >= 1 and s["csat"]["distribution"]["5"] >= 1, "no rating"
+t = s["time_in_status_s"]
+assert t["available"] > 0 and t["busy"] > 0 and t["offline"] > 0, "time in status %r" % t
+' "$op_id"
+p 200 GET "/api/v1/operators/me/stats?from=$yesterday&to=$today" "own statistics, window" "${op[@]}"
+p 200 GET /api/v1/operators/me/stats "an operator with no dialog: nulls" "${op3[@]}"
+check "dialogs_handled 0, p50 null, no CSAT average" "unexpected figures" \
+    test "$(json_get "$body" "[d['dialogs_handled'], d['handle_time_s']['p50'], d['csat']['average']]")" = "[0, None, None]"
+p 200 GET "/api/v1/operators/$op_id/stats" "by id with the operator's own token" "${op[@]}"
+p 200 GET "/api/v1/operators/$op_id/stats?to=$today" "by id, admin (open API)"
+p 403 GET "/api/v1/operators/$op3_id/stats" "another operator's statistics" "${op[@]}"
+check_code forbidden
+p 404 GET "/api/v1/operators/$unknown/stats" "unknown operator"
+p 404 GET /api/v1/operators/not-a-uuid/stats "not an operator id"
+p 401 GET /api/v1/operators/me/stats "no operator token"
+p 422 GET "/api/v1/operators/me/stats?from=yesterday" "from not a date" "${op[@]}"
+p 422 GET "/api/v1/operators/$op_id/stats?from=$today&to=$yesterday" "from after to"
+
+echo "== records: profile export"
+p 200 GET "/api/v1/exports/profiles?format=json" "json, every kind"
+check_download profiles json '^application/json'
+py_check "operators first, then customers, no token hash" '
+items = json.loads(text)
+kinds = [i["kind"] for i in items]
+assert kinds == sorted(kinds, key=lambda k: k != "operator"), "order %r" % kinds
+assert "customer_rec" in [i["id"] for i in items], "customer_rec missing"
+assert args[0] in [i["id"] for i in items], "operator missing"
+assert not any("token_sha256" in i or "token" in i for i in items), "a token in the export"
+' "$op_id"
+p 200 GET "/api/v1/exports/profiles?format=ndjson&kind=customers" "ndjson, customers"
+check_download profiles ndjson '^application/x-ndjson$'
+py_check "ndjson: customers only, one per line" '
+items = [json.loads(l) for l in text.split("\n")[:-1]]
+assert items and all(i["kind"] == "customer" for i in items), "kinds %r" % [i["kind"] for i in items]
+'
+p 200 GET "/api/v1/exports/profiles?format=json&kind=operators" "json, operators"
+p 422 GET "/api/v1/exports/profiles?kind=bots" "kind bots"
+p 422 GET "/api/v1/exports/profiles?format=txt" "format txt"
+p 422 GET "/api/v1/exports/profiles?format=csv&bom=2" "bom 2"
+p 200 GET "/api/v1/exports/profiles?kind=operators&bom=yes" "csv, operators, byte order mark"
+check_download profiles csv '^text/csv; charset=utf-8$'
+py_check "csv: 14 columns, the operators" '
+assert raw.startswith(b"\xef\xbb\xbf"), "no byte order mark"
+rows = list(csv.reader(io.StringIO(text[1:], newline="")))
+assert len(rows[0]) == 14 and rows[0][0] == "kind", rows[0]
+assert all(len(r) == 14 for r in rows), "a row without 14 fields"
+assert {r[0] for r in rows[1:]} == {"operator"}, "not only operators"
+'
+p 200 GET /api/v1/exports/profiles "csv, every kind"
+py_check "csv: the customer's row" '
+rows = list(csv.reader(io.StringIO(text, newline="")))
+row = dict(zip(rows[0], [r for r in rows if r[:2] == ["customer", "customer_rec"]][0]))
+want = {"full_name": "Мария Соколова", "city": "Казань", "birth_date": "1990-05-17",
+        "position": "главный бухгалтер", "experience": "7", "phone": "+7 901 555-12-34"}
+bad = {k: row[k] for k in want if row[k] != want[k]}
+assert not bad, "unexpected %r" % bad
+'
+
+# ---------------------------------------------------------------------------
+# Restart both with access control on: three client keys (one only for the
+# rate limit, one for the records; buckets are per key), two admin keys (one
+# for the records), 3 requests per key and then one per 100 s, one CORS
+# origin.
 echo
 echo "== restart with API_KEYS, ADMIN_API_KEYS, RATE_LIMIT_RPS, CORS_ORIGINS"
 if ! kill -0 "$server_pid" 2>/dev/null; then
@@ -675,7 +971,8 @@ fi
 stop
 mv "$tmp/server.log" "$tmp/server-open.log"
 mv "$tmp/prism.log" "$tmp/prism-open.log"
-start_server API_KEYS=prism-client-key,prism-limited-key ADMIN_API_KEYS=prism-admin-key \
+start_server API_KEYS=prism-client-key,prism-limited-key,prism-records-key \
+    ADMIN_API_KEYS=prism-admin-key,prism-records-admin \
     RATE_LIMIT_RPS=0.01 RATE_LIMIT_BURST=3 CORS_ORIGINS=https://app.example.com
 start_prism
 client=(-H 'Authorization: Bearer prism-client-key')
@@ -711,6 +1008,27 @@ check_code unauthorized
 p 403 POST /api/v1/operators/register "no OPERATOR_SECRET or OPERATOR_PINS" "${J[@]}" '{"secret":"x","name":"A"}'
 check_code registration_closed
 p 200 DELETE "/api/v1/dialogue/$id_k" "admin key in X-API-Key" -H 'X-API-Key: prism-admin-key'
+
+# Keys of their own, so that the 3 requests of each bucket suffice: refusals
+# by the access check (401, 403 for a key that is not an admin's) use no
+# token; a handler's 403 (operator statistics) uses one.
+echo "== access: records"
+records_client=(-H 'Authorization: Bearer prism-records-key')
+records_admin=(-H 'X-API-Key: prism-records-admin')
+p 401 GET /api/v1/exports/dialogs "no key"
+check_code unauthorized
+p 401 GET /api/v1/stats "an operator token on an admin route" "${op[@]}"
+p 401 GET /api/v1/operators/me/stats "an API key on an operator route" "${records_client[@]}"
+p 403 GET /api/v1/exports/dialogs "client key" "${records_client[@]}"
+check_code forbidden
+p 403 GET /api/v1/exports/profiles "client key" "${records_client[@]}"
+p 403 GET /api/v1/stats "client key" "${records_client[@]}"
+p 403 GET "/api/v1/operators/$op_id/stats" "client key: not an admin's" "${records_client[@]}"
+check_code forbidden
+p 200 GET /api/v1/customers/customer_rec "client key: any key reads customers" "${records_client[@]}"
+p 200 GET "/api/v1/exports/dialogs?format=ndjson&customer_id=customer_rec" "admin key" "${records_admin[@]}"
+p 200 GET /api/v1/stats "admin key" "${records_admin[@]}"
+p 200 GET "/api/v1/operators/$op_id/stats" "admin key" "${records_admin[@]}"
 
 echo "== access: 429 (RATE_LIMIT_BURST=3 for a key of its own)"
 limited=(-H 'Authorization: Bearer prism-limited-key')
