@@ -62,10 +62,12 @@ static bool parse_when(struct cca_http_request *r, const char *name, bool end,
         return true;
     p = strptime(s, "%Y-%m-%d", &tm);
     if (p != NULL && *p == '\0' && strlen(s) == 10) {
+        struct tm asked = tm; /* timegm normalises tm in place */
+
         t = timegm(&tm);
         /* strptime takes 2026-02-31; the calendar does not. */
-        if (gmtime_r(&t, &back) != NULL && back.tm_mday == tm.tm_mday &&
-            back.tm_mon == tm.tm_mon) {
+        if (gmtime_r(&t, &back) != NULL && back.tm_mday == asked.tm_mday &&
+            back.tm_mon == asked.tm_mon) {
             *ret = ((int64_t)t + (end ? 86400 : 0)) * 1000;
             return true;
         }
