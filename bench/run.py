@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """Benchmark driver: runs scenarios S1..S6 of the performance issue with the
-peers side by side, and S7 of the operators issue (issue 11), prints one table
-and writes the raw figures as JSON.
+peers side by side, S7 of the operators issue (issue 11) and S8 of the
+support records (exports and statistics over 100,000 dialogs, bench/s8.py),
+prints one table and writes the raw figures as JSON.
 
 Called by scripts/bench, which installs the packages and builds the binaries;
 see docs/BENCHMARKS.md. Never asserts timings: the exit code is 0 when every
@@ -218,7 +219,7 @@ class Bench:
         threading.Thread(target=p.stdout.read, daemon=True).start()
         return p
 
-    def server(self, storage, fsync=True, fake=None, extra=None):
+    def server(self, storage, fsync=True, fake=None, extra=None, timeout=30):
         port = free_port()
         os.makedirs(storage, exist_ok=True)
         env = {"HOST": "127.0.0.1", "PORT": str(port), "DIALOGS_STORAGE_PATH": storage,
@@ -231,7 +232,7 @@ class Bench:
         env.update(extra or {})
         p = self.spawn("server", [os.path.join(self.build, "call-center-agents")], env)
         p.base = "http://127.0.0.1:%d" % port
-        wait_http(p.base + "/api/v1/health/live", p)
+        wait_http(p.base + "/api/v1/health/live", p, timeout=timeout)
         return p
 
     def fastapi(self, storage, fake):
@@ -795,11 +796,22 @@ http {
                      "queue length off)", str(bad), r["first_error"][:80], "0",
                      "missed by %d" % bad)
 
+    # ------------------------------------------------------------ S8
+
+    def s8(self):
+        """Support records: demo-data writes 100,000 dialogs, then CSV and
+        NDJSON exports of all of them (dialogs/s, the server's peak RSS) and
+        GET /stats latency, with a 16 MiB document cache and with the default
+        one (bench/s8.py does it)."""
+        sys.path.insert(0, os.path.join(ROOT, "bench"))
+        import s8
+        s8.run(self, fmt, log, ROOT)
+
     # ------------------------------------------------------------ main
 
     def run(self):
         only = [s.strip().upper() for s in self.args.only.split(",")] if self.args.only \
-            else ["S1", "S2", "S3", "S4", "S5", "S6", "S7"]
+            else ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8"]
         started = time.time()
         machine = machine_info()
         for s in only:
