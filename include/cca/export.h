@@ -19,10 +19,22 @@
  *
  * CSV follows RFC 4180: fields separated by commas, rows ended by CRLF, a
  * field quoted (and its quotes doubled) by libcsv's csv_write when it holds
- * a comma, a quote, CR or LF, or starts or ends with a space; UTF-8. A field
- * that a spreadsheet would run as a formula (first character = + - @, tab or
- * CR; OWASP "CSV injection") is prefixed with a single quote. JSON is one
- * array; NDJSON one compact document per line (LF). Text is for people.
+ * a comma, a quote, CR or LF, or starts or ends with a space or a tab (which
+ * readers such as libcsv would trim); other fields are written raw; UTF-8, no
+ * byte order mark unless cca_export_csv_bom writes one. CSV injection (OWASP):
+ * a field that a spreadsheet would run as a formula is prefixed with a single
+ * quote ('), namely one whose first character is '=', '@', a tab or CR, or
+ * '+' or '-' unless every character after that sign is a digit, a space or
+ * one of . , ( ) / - (so "-5", "-1.500", "+7 (999) 123-45-67", "+" and "-"
+ * stay as they are, while "-2+3+cmd|' /C calc'!A0" and "+A1" get the quote).
+ * The prefix comes before quoting ("=a,b" is written "'=a,b" in quotes). A
+ * reader gets the field back byte for byte, with that one extra leading quote
+ * when the rule applied. Bytes are not checked or changed: valid UTF-8 in,
+ * valid UTF-8 out.
+ *
+ * JSON is one array: "[", the items separated by ",\n", "]\n" (so an empty
+ * export is "[]\n"); NDJSON one compact document per line (LF). Text is for
+ * people (see cca_export_history_open).
  *
  * Everything here is pure and thread-safe on distinct buffers.
  */
@@ -41,7 +53,8 @@ enum cca_export_format {
  * cca_export_format_parse - @s ("json", "ndjson", "csv", "txt"; exact) into
  * *ret when its bit is in @allowed (CCA_EXPORT_BIT). False otherwise.
  */
-bool cca_export_format_parse(const char *s, unsigned allowed, enum cca_export_format *ret);
+bool cca_export_format_parse(const char *s, unsigned allowed,
+                             enum cca_export_format *ret);
 
 /* cca_export_format_name - "json", ... (static); NULL out of range. */
 const char *cca_export_format_name(enum cca_export_format fmt);
@@ -98,8 +111,9 @@ void cca_export_dialog_csv_header(struct cca_export_buf *b);
  * cca_export_dialog_csv_row - @r (borrowed) as one row: lists (agents,
  * operators) joined with ";", operator names looked up in @names (borrowed
  * object operator_id -> name; the id stands in for an unknown one), times RFC
- * 3339 (cca_time_format), durations in seconds with 3 decimals, an empty
- * field for "does not apply" (-1, no closed_at, csat 0).
+ * 3339 (cca_time_format), durations in seconds with 3 decimals (1500 ms is
+ * "1.500", exact), an empty field for "does not apply" (a -1 duration, a time
+ * of 0, csat 0, escalation_trigger none).
  */
 void cca_export_dialog_csv_row(struct cca_export_buf *b, const struct cca_record *r,
                                json_t *names);
@@ -109,7 +123,8 @@ void cca_export_dialog_csv_row(struct cca_export_buf *b, const struct cca_record
  * separated by ",\n", "]\n") or NDJSON (@fmt NDJSON: each item compact on one
  * line ending "\n"; open and close write nothing). @index is the item's
  * 0-based position (0 writes no separator). @doc is borrowed and written
- * compact, UTF-8 unescaped, keys in stored order.
+ * compact (cca_dialog_dump_change), UTF-8 unescaped, keys in stored order; a
+ * scalar is written as such (NULL as null). Other formats write nothing.
  */
 void cca_export_json_open(struct cca_export_buf *b, enum cca_export_format fmt);
 void cca_export_json_item(struct cca_export_buf *b, enum cca_export_format fmt,
@@ -120,7 +135,8 @@ void cca_export_json_close(struct cca_export_buf *b, enum cca_export_format fmt)
  * cca_export_dialog_doc - the dialog as exported (JSON, NDJSON, history
  * JSON): @doc without metadata.idempotency (stored responses to retried
  * requests, not part of the conversation). A new reference (copy-on-write,
- * shares the rest of @doc).
+ * shares the rest of @doc; @doc itself when it has no such records). @doc is
+ * not changed.
  */
 json_t *cca_export_dialog_doc(json_t *doc);
 
@@ -128,16 +144,32 @@ json_t *cca_export_dialog_doc(json_t *doc);
 
 /*
  * cca_export_history_open, _dialog, _close - a customer's dialogs as one file:
- *  TXT: a title line with @customer_id and @customer_name (may be NULL), then
- *       per dialog a header "=== Dialog <id> · <created> · <status> ===" and
- *       one line per message "[YYYY-MM-DD HH:MM:SS UTC] <who>: <text>" where
- *       who is "Customer (<name>)", "AI <agent>", "Operator <name>" or
- *       "System"; multi-line text indented by two spaces; closed_at, reason
- *       and rating when present.
- *  CSV: header dialog_id, timestamp, role, who, operator_id, agent, text; one
- *       row per message.
- *  JSON: an array of dialogs (cca_export_dialog_doc).
- * @doc borrowed; @index its 0-based position.
+ *  TXT: lines ended by LF. The title "History of customer <customer_id>",
+ *       plus " (<customer_name>)" when that is neither NULL nor empty. Per
+ *       dialog a blank line, the header "=== Dialog <id> · <created> ·
+ *       <status> ===", one line per message "[<time>] <who>: <text>", then
+ *       "Closed <time>" (+ ": <close_reason>" when there is one) when
+ *       closed_at is set, and "Rating: N/5" (+ " — <comment>") when rated.
+ *       <time> is "YYYY-MM-DD HH:MM:SS UTC" from the stored RFC 3339 time (a
+ *       time cca_time_parse does not read is shown as stored, a missing one
+ *       as "?"). <who> by role: customer "Customer (<customer_info.name>)",
+ *       or "Customer" without a name; agent "AI <agent_type>"; operator
+ *       "Operator <operator_name>", else "Operator <operator_id>"; system
+ *       "System"; another role as it is. Line breaks (CRLF, CR, LF) in a
+ *       message or comment continue it on a new line indented by two spaces
+ *       (trailing ones are dropped); in any other field they become a space.
+ *       The text is always valid UTF-8 with no control character but LF: a
+ *       tab becomes a space, every other C0 control, DEL, C1 control
+ *       (U+0080..U+009F) and malformed byte becomes U+FFFD.
+ *       _close writes nothing.
+ *  CSV: header dialog_id, timestamp (as stored), role, who (as in TXT),
+ *       operator_id, agent (agent_type), text (content); one row per message,
+ *       the fields as stored (quoted and guarded as every CSV field). No BOM
+ *       (the caller writes one first if it wants).
+ *  JSON, NDJSON: the dialogs (cca_export_dialog_doc) as cca_export_json_open,
+ *       _item, _close write them.
+ * @doc borrowed (any JSON value: missing or mistyped fields are left out, never
+ * a crash); @index its 0-based position.
  */
 void cca_export_history_open(struct cca_export_buf *b, enum cca_export_format fmt,
                              const char *customer_id, const char *customer_name);
@@ -161,6 +193,18 @@ void cca_export_profile_csv_header(struct cca_export_buf *b);
  * record (operator.h, @is_operator true; only cca_operator_public_view fields:
  * never the token hash; "id" is its operator_id, the profile fields from its
  * "profile"). @index as cca_export_json_item.
+ *  CSV: kind "customer" or "operator", id, then each column from the document
+ *       (for an operator full_name, city, birth_date, position and experience
+ *       from its "profile", and "language" its "languages" joined with ";").
+ *       Strings as they are, numbers in decimal, booleans true/false, and
+ *       null, absent or mistyped values empty (a customer has no name,
+ *       status or max_dialogs; an operator no phone or email).
+ *  JSON, NDJSON: {"kind", "id", then the document's other fields in stored
+ *       order}, the id key (customer_id, operator_id) not repeated; an
+ *       operator's "profile" object is spread in its place, so both kinds
+ *       carry full_name, city, ... at the top level. Keys "kind" and "id" of
+ *       the document, and "token_sha256" in a profile, are left out.
+ * A @doc that is not an object, and @fmt TXT, write nothing.
  */
 void cca_export_profile_row(struct cca_export_buf *b, enum cca_export_format fmt,
                             json_t *doc, bool is_operator, size_t index);
