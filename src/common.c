@@ -164,6 +164,8 @@ static bool parse_canonical(const char *s, int64_t *ret_ms)
     if (ms < 0 || s[23] != 'Z' || s[24] != '\0' || mo < 1 || mo > 12 || d < 1 ||
         d > mdays[mo - 1] || h > 23 || mi > 59 || sec > 60)
         return false;
+    if (mo == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)))
+        return false;
     *ret_ms =
         ((days_from_civil(y, (unsigned)mo, (unsigned)d) * 24 + h) * 60 + mi) * 60000 +
         (int64_t)sec * 1000 + ms;
@@ -197,7 +199,14 @@ bool cca_time_parse(const char *s, int64_t *ret_ms)
     }
     if (strcmp(p, "Z") != 0 && strcmp(p, "+00:00") != 0)
         return false;
-    *ret_ms = (int64_t)timegm(&tm) * 1000 + ms;
+    {
+        struct tm asked = tm; /* timegm normalises: 02-30 would become 03-02 */
+        time_t t = timegm(&tm);
+
+        if (tm.tm_mday != asked.tm_mday || tm.tm_mon != asked.tm_mon)
+            return false;
+        *ret_ms = (int64_t)t * 1000 + ms;
+    }
     return true;
 }
 

@@ -104,7 +104,8 @@ void cca_time_format(int64_t unix_ms, char buf[CCA_TIME_LEN]);
 
 /*
  * cca_time_parse - parse the format written by cca_time_format (the fraction is
- * optional, "Z" or "+00:00" required). Returns true and sets *ret_ms on success.
+ * optional, "Z" or "+00:00" required; a date the calendar lacks, such as
+ * 2026-02-30, is refused). Returns true and sets *ret_ms on success.
  */
 bool cca_time_parse(const char *s, int64_t *ret_ms);
 
