@@ -805,7 +805,7 @@ http {
         one (bench/s8.py does it)."""
         sys.path.insert(0, os.path.join(ROOT, "bench"))
         import s8
-        s8.run(self, fmt, log, ROOT)
+        s8.run(self, fmt, log, ROOT, settle)
 
     # ------------------------------------------------------------ main
 
