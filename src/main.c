@@ -19,6 +19,7 @@
 
 #include "cca/agent.h"
 #include "cca/config.h"
+#include "cca/demo.h"
 #include "cca/engine.h"
 #include "cca/http.h"
 #include "cca/llm.h"
@@ -435,6 +436,10 @@ int main(int argc, char **argv)
         }
         ret = cca_route_cli(router, argc - 1, argv + 1);
         cca_router_free(router);
+        cca_text_thread_cleanup();
+    } else if (strcmp(cmd, "demo-data") == 0) {
+        /* Writes through the store like the server: refused while one runs on it. */
+        ret = cca_demo_cli(&cfg, argc - 1, argv + 1);
         cca_text_thread_cleanup();
     } else if (strcmp(cmd, "serve") == 0) {
         fit_descriptors(&cfg);
