@@ -373,6 +373,8 @@ void cca_config_print_help(FILE *out)
     fprintf(out,
             "Usage: call-center-agents [serve]   start the HTTP service\n"
             "       call-center-agents route [--eval]   route stdin lines, no server\n"
+            "       call-center-agents demo-data [--dialogs N ...]   write demo data "
+            "(--help)\n"
             "       call-center-agents version | --version\n"
             "       call-center-agents --help\n\n"
             "Settings (environment variables, also read from ./.env):\n\n");

@@ -2381,14 +2381,15 @@ cca_rc cca_engine_new(const struct cca_engine_params *p, struct cca_engine **ret
     rc = cca_store_load(e->store, load_one, skip_one, e, reterr);
     if (rc != CCA_OK)
         goto out;
+    restore_desk(e);
     /*
      * The load parsed every document and the cache kept only DIALOG_CACHE_MB of
      * them; glibc keeps the freed pages between the index's small blocks (2.3 GiB
      * of RSS for 90 MB in use after 100,000 dialogs, docs/BENCHMARKS.md S8).
-     * malloc_trim(3) gives them back to the kernel.
+     * malloc_trim(3) gives them back to the kernel, after the desk is rebuilt
+     * (it reads the documents of the dialogs humans had).
      */
     (void)malloc_trim(0);
-    restore_desk(e);
     if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
         rc = cca_error_set(reterr, CCA_ERR_INTERNAL, "cannot start the engine thread");
         goto out;
