@@ -100,21 +100,6 @@ static void set_value(struct cca_customer_fields *f, const struct field *fd, jso
     f->set |= fd->bit;
 }
 
-/* C0 controls, DEL and C1 controls (category Cc) in the well-formed UTF-8 @s[0..len). */
-static bool has_control(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s;
-
-    for (size_t i = 0; i < len; i++) {
-        if (p[i] < 0x20 || p[i] == 0x7F)
-            return true;
-        /* U+0080..U+009F are C2 80..C2 9F. */
-        if (p[i] == 0xC2 && i + 1 < len && p[i + 1] <= 0x9F)
-            return true;
-    }
-    return false;
-}
-
 bool cca_customer_id_valid(const char *id, size_t len)
 {
     ssize_t cp;
@@ -122,7 +107,7 @@ bool cca_customer_id_valid(const char *id, size_t len)
     if (id == NULL)
         return false;
     cp = cca_text_codepoints(id, len); /* -1 for bad UTF-8 and for NUL bytes */
-    return cp >= 1 && cp <= CCA_CUSTOMER_ID_MAX && !has_control(id, len);
+    return cp >= 1 && cp <= CCA_CUSTOMER_ID_MAX && !cca_text_has_control(id, len);
 }
 
 void cca_customer_key(const char *customer_id, char ret[37])

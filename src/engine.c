@@ -519,8 +519,9 @@ static void release(struct cca_engine *e, struct slot *en, bool gone)
             post(e, next, EV_RUN);
             return;
         }
-        if (next->req.op == CCA_OP_CREATE) {
-            /* A repeated create whose first one left no dialog: start over. */
+        if (next->req.op == CCA_OP_CREATE || next->req.op == CCA_OP_CUSTOMER_PUT) {
+            /* A repeated create (or a profile's next change) whose first one left
+             * nothing: start over. */
             post(e, next, EV_NEW);
             continue;
         }
@@ -1537,15 +1538,23 @@ static cca_rc operator_op(struct cca_engine *e, struct op *op)
     return CCA_OK;
 }
 
-/* A customer profile set by PUT or filled from a dialog; no write when nothing changed.
+/*
+ * A customer profile set by PUT or filled from a dialog; no write when nothing
+ * changed. A dialog makes the profile of a new customer; of an existing one it
+ * adds only a missing language: what PUT wrote or cleared stays so, and a
+ * dialog that names someone else's customer_id cannot rewrite their contacts.
  */
 static void customer_op(struct cca_engine *e, struct op *op)
 {
     struct slot *en = op->entry;
     json_t *base = op->new_entry ? NULL : en->doc;
-    json_t *doc = cca_customer_merge(base, op->req.text, op->req.customer,
-                                     op->req.fill_only, cca_time_wall_ms());
+    json_t *doc;
     struct cca_engine_outcome o;
+
+    if (op->req.fill_only && !op->new_entry)
+        op->req.customer->set &= CCA_CUSTOMER_F_LANGUAGE;
+    doc = cca_customer_merge(base, op->req.text, op->req.customer, op->req.fill_only,
+                             cca_time_wall_ms());
 
     outcome_of(e, op, doc, &o);
     o.customer_doc = doc;
@@ -1563,9 +1572,9 @@ static void customer_op(struct cca_engine *e, struct op *op)
 }
 
 /*
- * A dialog's customer gets a profile, and the fields the dialog brings that the
- * profile lacks: when the dialog is created and when its language is first
- * known (its first turn). One internal operation on the profile's own queue.
+ * A dialog's customer gets a profile (customer_op says what a dialog may
+ * change): when the dialog is created and when its language is first known
+ * (its first turn). One internal operation on the profile's own queue.
  */
 static void customer_fill(struct cca_engine *e, struct op *op)
 {
@@ -2103,7 +2112,10 @@ static void start_op(struct cca_engine *e, struct op *op)
     }
     if (en == NULL) {
         (void)cca_error_set(&op->err, CCA_ERR_NOT_FOUND, "%s %s not found",
-                            coll == CCA_STORE_DIALOGS ? "dialog" : "operator", id);
+                            coll == CCA_STORE_DIALOGS     ? "dialog"
+                            : coll == CCA_STORE_OPERATORS ? "operator"
+                                                          : "customer",
+                            id);
         finish(e, op, CCA_ERR_NOT_FOUND);
         return;
     }

@@ -168,7 +168,8 @@ static bool is_blank(char c)
 }
 
 /*
- * Quote when RFC 4180 must (comma, quote, CR, LF) and when a reader would trim:
+ * Quote when RFC 4180 must (comma, quote, CR, LF), when a spreadsheet that
+ * splits on semicolons (ru, de locales) would split, and when a reader would trim:
  * libcsv and most spreadsheets drop spaces and tabs around an unquoted field.
  * With the guard the field starts with the quote character, never blank.
  */
@@ -178,7 +179,7 @@ static bool needs_quotes(const char *s, size_t n, bool guard)
         return false;
     if ((!guard && is_blank(s[0])) || is_blank(s[n - 1]))
         return true;
-    return strpbrk(s, ",\"\r\n") != NULL;
+    return strpbrk(s, ",;\"\r\n") != NULL;
 }
 
 void cca_export_csv_field(struct cca_export_buf *b, const char *s, bool first)

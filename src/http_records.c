@@ -131,36 +131,42 @@ static bool customer_path_id(struct cca_http_request *r)
 
 /* ---- who may see a customer ------------------------------------------------------- */
 
-static void count_one(void *ctx, const struct cca_record *rec)
-{
-    (void)rec;
-    (*(size_t *)ctx)++;
-}
+struct holder {
+    const char *operator_id;
+    bool found;
+};
 
-/* Dialogs of customer @cid, and of those, the ones operator @op (may be NULL) had. */
-static size_t customer_dialogs(struct cca_http_request *r, const char *cid,
-                               const char *op)
+/* Is this open dialog the operator's now? */
+static void held_by(void *ctx, const struct cca_record *rec)
 {
-    struct cca_record_filter f;
-    size_t n = 0;
+    struct holder *h = ctx;
 
-    cca_record_filter_init(&f);
-    f.customer_id = cid;
-    f.operator_id = op;
-    cca_engine_fold_records(r->http->engine, &f, count_one, &n);
-    return n;
+    if (rec->status != CCA_DIALOG_CLOSED && rec->owner_operator >= 0 &&
+        (size_t)rec->owner_operator < rec->nops &&
+        strcmp(rec->ops[rec->owner_operator].operator_id, h->operator_id) == 0)
+        h->found = true;
 }
 
 /*
- * An operator sees a customer once they had one of the customer's dialogs;
- * keys see every customer. False with a 403 sent.
+ * An operator sees a customer (profile, history) while one of the customer's
+ * dialogs is assigned to them: what they need to answer, no more; keys see
+ * every customer. False with a 403 sent.
  */
 static bool may_see_customer(struct cca_http_request *r, const char *cid)
 {
-    if (r->operator_id[0] == '\0' || customer_dialogs(r, cid, r->operator_id) > 0)
+    struct holder h = {.operator_id = r->operator_id};
+    struct cca_record_filter f;
+
+    if (r->operator_id[0] == '\0')
+        return true;
+    cca_record_filter_init(&f);
+    f.customer_id = cid;
+    f.operator_id = r->operator_id;
+    cca_engine_fold_records(r->http->engine, &f, held_by, &h);
+    if (h.found)
         return true;
     cca_http_respond_error(r, 403, "forbidden",
-                           "this customer has no dialog that you handled");
+                           "none of this customer's open dialogs is assigned to you");
     return false;
 }
 
@@ -178,8 +184,11 @@ struct export_stream {
     size_t next;
     json_t *operators; /* profiles: the operator records still to write (array) */
     size_t next_op;
-    json_t *names; /* dialogs CSV: operator_id -> name */
-    size_t index;  /* items written */
+    json_t *names;                   /* dialogs CSV: operator_id -> name */
+    struct cca_record_filter filter; /* dialogs: rows are checked again when written */
+    char filter_customer[256];
+    char filter_operator[37];
+    size_t index; /* items written */
     bool opened;
     bool closed;
     bool failed;
@@ -244,7 +253,10 @@ static void export_step(struct export_stream *s)
     if (s->kind == EXPORT_DIALOGS && s->fmt == CCA_EXPORT_CSV) {
         struct cca_record rec = {0};
 
-        if (cca_engine_get_record(s->http->engine, id, &rec) == CCA_OK)
+        /* A dialog that changed since the selection is written only if it still
+         * matches (status=active must not list a dialog closed meanwhile). */
+        if (cca_engine_get_record(s->http->engine, id, &rec) == CCA_OK &&
+            cca_record_matches(&rec, &s->filter))
             cca_export_dialog_csv_row(&s->buf, &rec, s->names);
         cca_record_cleanup(&rec);
         return;
@@ -343,6 +355,7 @@ static struct export_stream *export_new(struct cca_http_request *r, enum export_
     s->http = r->http;
     s->kind = kind;
     s->fmt = fmt;
+    cca_record_filter_init(&s->filter);
     return s;
 }
 
@@ -434,6 +447,17 @@ void cca_http_handle_export_dialogs(struct cca_http_request *r)
     }
     s = export_new(r, EXPORT_DIALOGS, fmt);
     s->ids = cca_engine_select(r->http->engine, CCA_STORE_DIALOGS, &f, &s->n);
+    /* The filter's strings are the request's: the stream keeps its own copies. */
+    s->filter = f;
+    if (f.customer_id != NULL) {
+        (void)snprintf(s->filter_customer, sizeof(s->filter_customer), "%s",
+                       f.customer_id);
+        s->filter.customer_id = s->filter_customer;
+    }
+    if (f.operator_id != NULL) {
+        memcpy(s->filter_operator, op_id, sizeof(s->filter_operator));
+        s->filter.operator_id = s->filter_operator;
+    }
     if (fmt == CCA_EXPORT_CSV) {
         s->names = operator_names(r);
         if (bom)

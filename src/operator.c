@@ -198,21 +198,6 @@ static cca_rc only_keys(json_t *obj, const char *const *allowed, size_t n,
     return CCA_OK;
 }
 
-/* C0 controls, DEL and C1 controls (category Cc) in the UTF-8 @s[0..len). */
-static bool has_control(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s;
-
-    for (size_t i = 0; i < len; i++) {
-        if (p[i] < 0x20 || p[i] == 0x7F)
-            return true;
-        /* U+0080..U+009F are C2 80..C2 9F; the input is well-formed UTF-8. */
-        if (p[i] == 0xC2 && i + 1 < len && p[i + 1] <= 0x9F)
-            return true;
-    }
-    return false;
-}
-
 /*
  * Check the string @v for @label: at most @max code points (at least @min), no
  * control characters. Never quotes the value.
@@ -231,7 +216,7 @@ static cca_rc check_text(json_t *v, const char *label, long min, long max,
         return cca_error_set(err, CCA_ERR_INVALID,
                              "%s must have %ld to %ld characters (has %zd)", label, min,
                              max, cp);
-    if (has_control(json_string_value(v), json_string_length(v)))
+    if (cca_text_has_control(json_string_value(v), json_string_length(v)))
         return cca_error_set(err, CCA_ERR_INVALID,
                              "%s must not contain control characters", label);
     return CCA_OK;

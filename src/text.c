@@ -90,6 +90,20 @@ bool cca_text_is_utf8(const char *s, size_t len)
     return cca_text_codepoints(s, len) >= 0;
 }
 
+bool cca_text_has_control(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] < 0x20 || p[i] == 0x7F)
+            return true;
+        /* U+0080..U+009F are C2 80..C2 9F in UTF-8. */
+        if (p[i] == 0xC2 && i + 1 < len && p[i + 1] <= 0x9F)
+            return true;
+    }
+    return false;
+}
+
 ssize_t cca_text_codepoints(const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s;

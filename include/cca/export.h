@@ -19,8 +19,10 @@
  *
  * CSV follows RFC 4180: fields separated by commas, rows ended by CRLF, a
  * field quoted (and its quotes doubled) by libcsv's csv_write when it holds
- * a comma, a quote, CR or LF, or starts or ends with a space or a tab (which
- * readers such as libcsv would trim); other fields are written raw; UTF-8, no
+ * a comma, a quote, CR or LF, a semicolon (the separator spreadsheets use in
+ * ru and de locales, so "a;=cmd" cannot become two cells, the second a
+ * formula), or starts or ends with a space or a tab (which readers such as
+ * libcsv would trim); other fields are written raw; UTF-8, no
  * byte order mark unless cca_export_csv_bom writes one. CSV injection (OWASP):
  * a field that a spreadsheet would run as a formula is prefixed with a single
  * quote ('), namely one whose first character is '=', '@', a tab or CR, or

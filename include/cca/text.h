@@ -45,6 +45,13 @@ size_t cca_text_utf8_cut(const char *s, size_t len, size_t max);
 bool cca_text_is_blank(const char *s, size_t len);
 
 /*
+ * cca_text_has_control - true if the well-formed UTF-8 @s[0..len) holds a
+ * control character (Unicode category Cc: U+0000..U+001F, U+007F..U+009F).
+ * Names and ids refuse them. Pure and thread-safe.
+ */
+bool cca_text_has_control(const char *s, size_t len);
+
+/*
  * cca_text_codepoints - number of Unicode code points in @s[0..len), or -1 if
  * it is not valid UTF-8 as defined by cca_text_is_utf8. Thread-safe.
  */

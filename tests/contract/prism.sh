@@ -784,13 +784,13 @@ echo "== records: what an operator may see"
 p 200 GET /api/v1/operators/me "the operator's id" "${op[@]}"
 op_id=$(json_get "$body" "d['operator_id']")
 [ -n "$op_id" ] || op_id=$unknown
-p 403 GET /api/v1/customers/customer_rec "operator who never had the customer" "${op[@]}"
+p 403 GET /api/v1/customers/customer_rec "operator who holds none of the customer's dialogs" "${op[@]}"
 check_code forbidden
-p 403 GET /api/v1/customers/customer_rec/history "operator who never had the customer" "${op[@]}"
-p 403 PUT /api/v1/customers/customer_rec "operator who never had the customer" "${J[@]}" '{"city":"Уфа"}' "${op[@]}"
+p 403 GET /api/v1/customers/customer_rec/history "operator who holds none of the customer's dialogs" "${op[@]}"
+p 403 PUT /api/v1/customers/customer_rec "operator who holds none of the customer's dialogs" "${J[@]}" '{"city":"Уфа"}' "${op[@]}"
 p 200 PUT /api/v1/operators/me/status "available: takes the next handoff" "${J[@]}" '{"status":"available"}' "${op[@]}"
 p 200 POST "/api/v1/dialogue/$id_r/handoff" "to a person: assigned to the operator" "${J[@]}" '{"to":"human","reason":"customer_request"}'
-p 200 GET /api/v1/customers/customer_rec "the operator had one of the customer's dialogs" "${op[@]}"
+p 200 GET /api/v1/customers/customer_rec "the operator holds one of the customer's open dialogs" "${op[@]}"
 p 200 GET "/api/v1/customers/customer_rec/history?format=txt" "history, by that operator" "${op[@]}"
 p 200 PUT /api/v1/customers/customer_rec "PUT by that operator" "${J[@]}" '{"position":"главный бухгалтер"}' "${op[@]}"
 p 200 POST "/api/v1/dialogue/$id_r/reply" "the operator answers" "${J[@]}" '{"message":"Здравствуйте, Мария! Сейчас разберёмся."}' "${op[@]}"

@@ -373,8 +373,10 @@ static void test_dialog_csv(void **state)
 
     b.len = 0;
     cca_export_dialog_csv_row(&b, &r, names);
-    assert_buf(&b, D1 ",cust-42,\"Иванов, Иван\",telegram,tech_support;supervisor,"
-                      "Анна;" OP_B "," OP_A ";" OP_B ",closed,2025-01-15T10:30:00.123Z,"
+    /* Lists hold ';': quoted, so a spreadsheet splitting on ';' keeps one cell. */
+    assert_buf(&b, D1 ",cust-42,\"Иванов, Иван\",telegram,\"tech_support;supervisor\","
+                      "\"Анна;" OP_B "\",\"" OP_A ";" OP_B
+                      "\",closed,2025-01-15T10:30:00.123Z,"
                       "2025-01-15T10:40:00.123Z,7,1234,1.500,0.000,61.001,540.005,"
                       "supervisor,5,resolved\r\n");
 
@@ -385,7 +387,8 @@ static void test_dialog_csv(void **state)
                D2 ",'=cmd,,api,,,,active,2025-01-15T10:30:00.123Z,,0,0,0.999,,,,,,\r\n");
     b.len = 0;
     cca_export_dialog_csv_row(&b, &r, NULL);
-    assert_non_null(strstr(cstr(&b), "," OP_A ";" OP_B "," OP_A ";" OP_B ",closed,"));
+    assert_non_null(
+        strstr(cstr(&b), ",\"" OP_A ";" OP_B "\",\"" OP_A ";" OP_B "\",closed,"));
 
     /* The whole file reads back with 19 fields a row. */
     b.len = 0;
@@ -884,7 +887,7 @@ static void test_profiles_csv(void **state)
     b.len = 0;
     cca_export_profile_row(&b, CCA_EXPORT_CSV, op, true, 1);
     assert_buf(&b, "operator," OP_A ",Анна,Анна Смирнова,Казань,,Старший оператор,3 года,"
-                   ",,ru;en,offline,5,2025-01-15T10:30:00.123Z\r\n");
+                   ",,\"ru;en\",offline,5,2025-01-15T10:30:00.123Z\r\n");
     assert_null(strstr(cstr(&b), HASH));
     assert_json_equal(op, op_before);
 
