@@ -30,6 +30,19 @@ struct create_key {
 };
 
 /*
+ * The dialogs of one customer_id (tsearch tree, under the engine lock), so
+ * that a customer's profile, history and the filters on customer_id visit
+ * that customer's dialogs, not every dialog. A dialog's customer_id never
+ * changes; it enters with the dialog (index_insert) and leaves with it.
+ */
+struct customer_ix {
+    char *customer_id;
+    struct slot **v;
+    size_t n;
+    size_t cap;
+};
+
+/*
  * One dialog in the index. Its parsed document is cached: @doc is NULL when
  * the dialog was evicted to keep the cache within DIALOG_CACHE_MB (by file
  * size), and is read back from its file on use. A busy dialog is never
@@ -141,6 +154,7 @@ struct cca_engine {
     bool started;
     pthread_t thread;
     void *create_keys; /* tsearch(3) root of struct create_key, engine thread only */
+    void *customers;   /* tsearch(3) root of struct customer_ix, under @lock */
     struct create_key *oldest_key; /* the same keys, oldest first (engine thread) */
     struct create_key *newest_key;
     struct cca_engine_metrics metrics;
@@ -157,6 +171,67 @@ static struct slot *index_find(struct cca_engine *e, const char *id)
     while (it != NULL && strcmp(it->id, id) != 0)
         it = it->hnext;
     return it;
+}
+
+static int customer_ix_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct customer_ix *)a)->customer_id,
+                  ((const struct customer_ix *)b)->customer_id);
+}
+
+static void customer_ix_free(void *p)
+{
+    struct customer_ix *c = p;
+
+    free(c->customer_id);
+    free(c->v);
+    free(c);
+}
+
+/* The dialogs of @customer_id, or NULL. */
+static struct customer_ix *customer_ix_find(struct cca_engine *e, const char *customer_id)
+{
+    struct customer_ix probe = {.customer_id = (char *)customer_id};
+    struct customer_ix **found = tfind(&probe, &e->customers, customer_ix_cmp);
+
+    return found != NULL ? *found : NULL;
+}
+
+static void customer_ix_add(struct cca_engine *e, struct slot *en)
+{
+    const char *cid = en->rec.customer_id;
+    struct customer_ix *c;
+
+    if (cid == NULL)
+        return;
+    c = customer_ix_find(e, cid);
+    if (c == NULL) {
+        c = cca_xcalloc(1, sizeof(*c));
+        c->customer_id = cca_xstrdup(cid);
+        (void)tsearch(c, &e->customers, customer_ix_cmp);
+    }
+    if (c->n == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 4;
+        c->v = cca_xrealloc(c->v, c->cap * sizeof(*c->v));
+    }
+    c->v[c->n++] = en;
+}
+
+static void customer_ix_remove(struct cca_engine *e, struct slot *en)
+{
+    struct customer_ix *c =
+        en->rec.customer_id != NULL ? customer_ix_find(e, en->rec.customer_id) : NULL;
+
+    for (size_t i = 0; c != NULL && i < c->n; i++) {
+        if (c->v[i] == en) {
+            c->v[i] = c->v[--c->n];
+            break;
+        }
+    }
+    if (c != NULL && c->n == 0) {
+        (void)tdelete(c, &e->customers, customer_ix_cmp);
+        customer_ix_free(c);
+    }
 }
 
 static void index_insert(struct cca_engine *e, struct slot *en)
@@ -188,8 +263,10 @@ static void index_insert(struct cca_engine *e, struct slot *en)
     e->buckets[b] = en;
     e->count++;
     e->ncoll[en->coll]++;
-    if (en->coll == CCA_STORE_DIALOGS)
+    if (en->coll == CCA_STORE_DIALOGS) {
         e->by_status[en->status]++;
+        customer_ix_add(e, en);
+    }
 }
 
 static void index_remove(struct cca_engine *e, struct slot *en)
@@ -202,8 +279,10 @@ static void index_remove(struct cca_engine *e, struct slot *en)
         *pp = en->hnext;
         e->count--;
         e->ncoll[en->coll]--;
-        if (en->coll == CCA_STORE_DIALOGS)
+        if (en->coll == CCA_STORE_DIALOGS) {
             e->by_status[en->status]--;
+            customer_ix_remove(e, en);
+        }
     }
     cache_drop(e, en);
 }
@@ -2440,6 +2519,7 @@ void cca_engine_free(struct cca_engine *e)
     json_decref(e->boot_rated);
     cca_desk_moves_cleanup(&e->boot_moves);
     tdestroy(e->create_keys, create_key_free);
+    tdestroy(e->customers, customer_ix_free);
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->cond);
     pthread_cond_destroy(&e->idle);
@@ -2719,34 +2799,66 @@ cca_rc cca_engine_list(struct cca_engine *e, const struct cca_engine_query *q,
 
 /* ---- support records (record.h) ------------------------------------------------- */
 
+/*
+ * Call @visit on every slot of @coll that matches @f (dialogs; NULL: all):
+ * only the customer's dialogs when @f names a customer. Caller holds the lock.
+ */
+static void each_match(struct cca_engine *e, enum cca_store_coll coll,
+                       const struct cca_record_filter *f,
+                       void (*visit)(void *ctx, struct slot *en), void *ctx)
+{
+    if (coll == CCA_STORE_DIALOGS && f != NULL && f->customer_id != NULL) {
+        struct customer_ix *c = customer_ix_find(e, f->customer_id);
+
+        for (size_t i = 0; c != NULL && i < c->n; i++) {
+            if (cca_record_matches(&c->v[i]->rec, f))
+                visit(ctx, c->v[i]);
+        }
+        return;
+    }
+    for (size_t b = 0; b < e->nbuckets; b++) {
+        for (struct slot *en = e->buckets[b]; en != NULL; en = en->hnext) {
+            if (en->coll == coll && (coll != CCA_STORE_DIALOGS || f == NULL ||
+                                     cca_record_matches(&en->rec, f)))
+                visit(ctx, en);
+        }
+    }
+}
+
+struct selection {
+    struct list_item *items;
+    size_t n;
+};
+
+static void select_one(void *ctx, struct slot *en)
+{
+    struct selection *sel = ctx;
+
+    sel->items[sel->n].created_ms = en->created_ms;
+    memcpy(sel->items[sel->n].id, en->id, 37);
+    sel->n++;
+}
+
 char (*cca_engine_select(struct cca_engine *e, enum cca_store_coll coll,
                          const struct cca_record_filter *f, size_t *ret_n))[37]
 {
-    struct list_item *items;
+    struct selection sel = {0};
     char(*ids)[37] = NULL;
-    size_t n = 0;
+    size_t n;
 
     pthread_mutex_lock(&e->lock);
-    items = cca_xcalloc(e->ncoll[coll] + 1, sizeof(*items));
-    for (size_t b = 0; b < e->nbuckets; b++) {
-        for (struct slot *en = e->buckets[b]; en != NULL; en = en->hnext) {
-            if (en->coll != coll || (coll == CCA_STORE_DIALOGS && f != NULL &&
-                                     !cca_record_matches(&en->rec, f)))
-                continue;
-            items[n].created_ms = en->created_ms;
-            memcpy(items[n].id, en->id, 37);
-            n++;
-        }
-    }
+    sel.items = cca_xcalloc(e->ncoll[coll] + 1, sizeof(*sel.items));
+    each_match(e, coll, f, select_one, &sel);
     pthread_mutex_unlock(&e->lock);
+    n = sel.n;
     /* Oldest first: the newest-first order of GET /dialogues, reversed. */
-    qsort(items, n, sizeof(*items), newest_first);
+    qsort(sel.items, n, sizeof(*sel.items), newest_first);
     if (n > 0) {
         ids = cca_xmalloc(n * sizeof(*ids));
         for (size_t i = 0; i < n; i++)
-            memcpy(ids[i], items[n - 1 - i].id, 37);
+            memcpy(ids[i], sel.items[n - 1 - i].id, 37);
     }
-    free(items);
+    free(sel.items);
     *ret_n = n;
     return ids;
 }
@@ -2766,17 +2878,25 @@ cca_rc cca_engine_get_record(struct cca_engine *e, const char *id, struct cca_re
     return rc;
 }
 
+struct fold {
+    void (*fn)(void *ctx, const struct cca_record *r);
+    void *ctx;
+};
+
+static void fold_one(void *ctx, struct slot *en)
+{
+    struct fold *fo = ctx;
+
+    fo->fn(fo->ctx, &en->rec);
+}
+
 void cca_engine_fold_records(struct cca_engine *e, const struct cca_record_filter *f,
                              void (*fn)(void *ctx, const struct cca_record *r), void *ctx)
 {
+    struct fold fo = {.fn = fn, .ctx = ctx};
+
     pthread_mutex_lock(&e->lock);
-    for (size_t b = 0; b < e->nbuckets; b++) {
-        for (struct slot *en = e->buckets[b]; en != NULL; en = en->hnext) {
-            if (en->coll == CCA_STORE_DIALOGS &&
-                (f == NULL || cca_record_matches(&en->rec, f)))
-                fn(ctx, &en->rec);
-        }
-    }
+    each_match(e, CCA_STORE_DIALOGS, f, fold_one, &fo);
     pthread_mutex_unlock(&e->lock);
 }
 

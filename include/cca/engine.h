@@ -294,9 +294,10 @@ cca_rc cca_engine_list(struct cca_engine *engine, const struct cca_engine_query 
  *
  * cca_engine_select - the ids of the documents of @coll, oldest first
  * (created_at, then id); for dialogs only those whose record matches @f (NULL:
- * all). Returns a new array of *ret_n ids (free; NULL when none). One pass
- * over the index under the engine lock (48 bytes per match are copied, no
- * document is read). Thread-safe.
+ * all). Returns a new array of *ret_n ids (free; NULL when none). Under the
+ * engine lock: one pass over the index, or over the customer's dialogs only
+ * when @f names a customer_id (the engine keeps them by customer); 48 bytes
+ * per match are copied, no document is read. Thread-safe.
  */
 char (*cca_engine_select(struct cca_engine *engine, enum cca_store_coll coll,
                          const struct cca_record_filter *f, size_t *ret_n))[37];
@@ -310,9 +311,11 @@ cca_rc cca_engine_get_record(struct cca_engine *engine, const char *id,
 
 /*
  * cca_engine_fold_records - call @fn(@ctx, record) for every dialog whose
- * record matches @f (NULL: all), in no order, under the engine lock: @fn must
- * be quick (no I/O) and must not call the engine. The record is borrowed for
- * the call. Thread-safe.
+ * record matches @f (NULL: all), in no order, under the engine lock (only the
+ * customer's dialogs are visited when @f names a customer_id): @fn must do no
+ * I/O and must not call the engine; the engine's other work waits meanwhile
+ * (docs/BENCHMARKS.md S8: /stats folds 100,000 records in tens of ms). The
+ * record is borrowed for the call. Thread-safe.
  */
 void cca_engine_fold_records(struct cca_engine *engine, const struct cca_record_filter *f,
                              void (*fn)(void *ctx, const struct cca_record *r),

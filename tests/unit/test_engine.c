@@ -1456,6 +1456,115 @@ static void test_human_moves_in_order(void **state)
 }
 
 /* Operator records are never evicted from the cache: listing them needs them. */
+static void count_rec(void *ctx, const struct cca_record *r)
+{
+    (void)r;
+    (*(size_t *)ctx)++;
+}
+
+/* A PUT of @customer_id's profile setting its city to @city. */
+static void submit_customer_put(struct fx *f, struct call *c, const char *customer_id,
+                                const char *city)
+{
+    struct cca_engine_request req = {.op = CCA_OP_CUSTOMER_PUT};
+
+    req.text = cca_xstrdup(customer_id);
+    cca_customer_key(customer_id, req.target);
+    req.customer = cca_xcalloc(1, sizeof(*req.customer));
+    req.customer->set = CCA_CUSTOMER_F_CITY;
+    req.customer->city = cca_xstrdup(city);
+    submit(f, &req, c);
+}
+
+/* The stored profile's @field of @customer_id, or NULL when there is none. */
+static const char *profile_field(struct fx *f, const char *customer_id, const char *field,
+                                 json_t **keep)
+{
+    char key[37];
+
+    cca_customer_key(customer_id, key);
+    json_decref(*keep);
+    *keep = NULL;
+    if (cca_engine_read(f->engine, CCA_STORE_CUSTOMERS, key, keep, NULL) != CCA_OK)
+        return NULL;
+    return json_string_value(json_object_get(*keep, field));
+}
+
+/*
+ * Support records: the dialogs of a customer (select and fold visit only
+ * theirs, oldest first), the profile a dialog makes and a PUT changes, and a
+ * profile whose first write failed: the change queued behind it starts over.
+ */
+static void test_customer_records(void **state)
+{
+    struct fx *f = fx_new();
+    struct cca_record_filter flt;
+    struct cca_record rec = {0};
+    char x1[37];
+    char x2[37];
+    char y1[37];
+    char(*ids)[37];
+    size_t n = 0;
+    struct call a;
+    struct call b;
+    json_t *doc = NULL;
+
+    (void)state;
+    fx_start(f);
+    create_dialog(f, "cust-x", TEXT_TECH, x1);
+    create_dialog(f, "cust-y", TEXT_SALES, y1);
+    create_dialog(f, "cust-x", TEXT_SALES, x2);
+    cca_record_filter_init(&flt);
+    flt.customer_id = "cust-x";
+    ids = cca_engine_select(f->engine, CCA_STORE_DIALOGS, &flt, &n);
+    assert_int_equal(n, 2);
+    /* oldest first; two creates in the same millisecond are ordered by id */
+    assert_true((strcmp(ids[0], x1) == 0 && strcmp(ids[1], x2) == 0) ||
+                (strcmp(ids[0], x2) == 0 && strcmp(ids[1], x1) == 0));
+    free(ids);
+    n = 0;
+    cca_engine_fold_records(f->engine, &flt, count_rec, &n);
+    assert_int_equal(n, 2);
+    flt.customer_id = "nobody";
+    n = 0;
+    cca_engine_fold_records(f->engine, &flt, count_rec, &n);
+    assert_int_equal(n, 0);
+    assert_int_equal(cca_engine_get_record(f->engine, y1, &rec), CCA_OK);
+    assert_string_equal(rec.customer_id, "cust-y");
+    assert_int_equal(rec.messages, 2);
+    cca_record_cleanup(&rec);
+
+    /* the first dialog made the profile (its language from the first turn) */
+    assert_non_null(profile_field(f, "cust-x", "customer_id", &doc));
+    assert_string_equal(profile_field(f, "cust-x", "language", &doc), "ru");
+    /* PUT sets a field */
+    submit_customer_put(f, &a, "cust-x", "Казань");
+    expect_rc(&a, CCA_OK);
+    assert_string_equal(profile_field(f, "cust-x", "city", &doc), "Казань");
+
+    /* a deleted dialog leaves its customer's list */
+    submit_delete(f, &a, x1, true);
+    expect_rc(&a, CCA_OK);
+    flt.customer_id = "cust-x";
+    ids = cca_engine_select(f->engine, CCA_STORE_DIALOGS, &flt, &n);
+    assert_int_equal(n, 1);
+    assert_string_equal(ids[0], x2);
+    free(ids);
+
+    /* a new profile whose write fails: the PUT behind it starts over and makes it */
+    store_memory_fail_next(f->mem, 1, CCA_ERR_IO);
+    store_memory_hold(f->mem, true);
+    submit_customer_put(f, &a, "cust-new", "Омск");
+    submit_customer_put(f, &b, "cust-new", "Тверь");
+    barrier(f); /* both started: b waits behind a's create */
+    store_memory_hold(f->mem, false);
+    expect_rc(&a, CCA_ERR_IO);
+    expect_rc(&b, CCA_OK);
+    assert_string_equal(profile_field(f, "cust-new", "city", &doc), "Тверь");
+    json_decref(doc);
+    fx_free(f);
+}
+
 static void test_human_operators_stay_cached(void **state)
 {
     struct fx *f = fx_new();
@@ -1498,6 +1607,7 @@ int main(void)
         cmocka_unit_test(test_human_move_during_create),
         cmocka_unit_test(test_human_moves_in_order),
         cmocka_unit_test(test_human_operators_stay_cached),
+        cmocka_unit_test(test_customer_records),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
