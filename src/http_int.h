@@ -386,6 +386,14 @@ size_t cca_http_route_index(const struct cca_http_route *route);
 const struct cca_http_route *cca_http_route_at(size_t i);
 
 /*
+ * cca_http_query_status_agent - the ?status= (a dialog status name) and
+ * ?agent= (an agent name) of @r into *ret_status and *ret_agent, -1 when
+ * absent. False, with a 422 sent, for an unknown name.
+ */
+bool cca_http_query_status_agent(struct cca_http_request *r, int *ret_status,
+                                 int *ret_agent);
+
+/*
  * cca_http_actor - fill req->actor ("operator:<id>", "admin" or "client") and
  * req->actor_operator from who presented what on @r.
  */

@@ -392,8 +392,6 @@ static bool parse_bom(struct cca_http_request *r, bool *ret)
 
 void cca_http_handle_export_dialogs(struct cca_http_request *r)
 {
-    const char *status = cca_http_query(r, "status");
-    const char *agent = cca_http_query(r, "agent");
     const char *op = cca_http_query(r, "operator_id");
     struct cca_record_filter f;
     enum cca_export_format fmt;
@@ -408,29 +406,9 @@ void cca_http_handle_export_dialogs(struct cca_http_request *r)
                           CCA_EXPORT_BIT(CCA_EXPORT_NDJSON) |
                           CCA_EXPORT_BIT(CCA_EXPORT_CSV),
                       CCA_EXPORT_CSV, &fmt) ||
-        !parse_window(r, &f) || !parse_bom(r, &bom))
+        !parse_window(r, &f) || !parse_bom(r, &bom) ||
+        !cca_http_query_status_agent(r, &f.status, &f.agent))
         return;
-    if (status != NULL) {
-        enum cca_dialog_status st;
-
-        if (!cca_dialog_status_parse(status, &st)) {
-            cca_http_respond_error(r, 422, "validation_error",
-                                   "status must be active, escalated, queued, assigned "
-                                   "or closed");
-            return;
-        }
-        f.status = (int)st;
-    }
-    if (agent != NULL) {
-        enum cca_agent a;
-
-        if (!cca_agent_parse(agent, &a)) {
-            cca_http_respond_error(r, 422, "validation_error",
-                                   "agent must be tech_support, sales or supervisor");
-            return;
-        }
-        f.agent = (int)a;
-    }
     if (op != NULL) {
         if (!cca_uuid_canonical(op, op_id)) {
             cca_http_respond_error(r, 422, "validation_error",

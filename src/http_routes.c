@@ -280,11 +280,41 @@ static void h_cleanup_closed(struct cca_http_request *r)
     cca_http_submit(r, &req);
 }
 
+bool cca_http_query_status_agent(struct cca_http_request *r, int *ret_status,
+                                 int *ret_agent)
+{
+    const char *status = cca_http_query(r, "status");
+    const char *agent = cca_http_query(r, "agent");
+
+    *ret_status = -1;
+    *ret_agent = -1;
+    if (status != NULL) {
+        enum cca_dialog_status st;
+
+        if (!cca_dialog_status_parse(status, &st)) {
+            cca_http_respond_error(r, 422, "validation_error",
+                                   "status must be active, escalated, queued, "
+                                   "assigned or closed");
+            return false;
+        }
+        *ret_status = (int)st;
+    }
+    if (agent != NULL) {
+        enum cca_agent a;
+
+        if (!cca_agent_parse(agent, &a)) {
+            cca_http_respond_error(r, 422, "validation_error",
+                                   "agent must be tech_support, sales or supervisor");
+            return false;
+        }
+        *ret_agent = (int)a;
+    }
+    return true;
+}
+
 static void h_list(struct cca_http_request *r)
 {
     struct cca_engine_query q = {.status = -1, .agent = -1, .limit = 20};
-    const char *status = cca_http_query(r, "status");
-    const char *agent = cca_http_query(r, "agent");
     const char *limit = cca_http_query(r, "limit");
     const char *view = cca_http_query(r, "view");
     struct cca_error err = {0};
@@ -293,27 +323,8 @@ static void h_list(struct cca_http_request *r)
 
     q.customer_id = cca_http_query(r, "customer_id");
     q.cursor = cca_http_query(r, "cursor");
-    if (status != NULL) {
-        enum cca_dialog_status st;
-
-        if (!cca_dialog_status_parse(status, &st)) {
-            cca_http_respond_error(r, 422, "validation_error",
-                                   "status must be active, escalated, queued, "
-                                   "assigned or closed");
-            return;
-        }
-        q.status = (int)st;
-    }
-    if (agent != NULL) {
-        enum cca_agent a;
-
-        if (!cca_agent_parse(agent, &a)) {
-            cca_http_respond_error(r, 422, "validation_error",
-                                   "agent must be tech_support, sales or supervisor");
-            return;
-        }
-        q.agent = (int)a;
-    }
+    if (!cca_http_query_status_agent(r, &q.status, &q.agent))
+        return;
     if (limit != NULL) {
         if (!cca_http_parse_uint(limit, 1, 100, &lim)) {
             cca_http_respond_error(r, 422, "validation_error",
