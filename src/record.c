@@ -371,6 +371,7 @@ struct cca_stats {
     uint64_t closed;
     uint64_t contained;
     uint64_t escalations;
+    uint64_t abandoned; /* escalated, closed, no operator ever had it */
     uint64_t by_trigger[CCA_TRIGGER__COUNT];
     struct vec first_response;
     struct vec queue_wait;
@@ -437,6 +438,8 @@ void cca_stats_add(struct cca_stats *s, const struct cca_record *r)
         r->trigger < CCA_TRIGGER__COUNT) {
         s->escalations++;
         s->by_trigger[r->trigger]++;
+        if (closed && !r->human)
+            s->abandoned++;
     }
     if (r->first_response_ms >= 0)
         vec_push(&s->first_response, r->first_response_ms);
@@ -567,6 +570,7 @@ json_t *cca_stats_service_json(const struct cca_stats *s)
                                   json_integer((json_int_t)s->by_trigger[t]));
     (void)json_object_set_new(esc, "total", json_integer((json_int_t)s->escalations));
     (void)json_object_set_new(esc, "rate", rate_json(s->escalations, s->total));
+    (void)json_object_set_new(esc, "abandoned", json_integer((json_int_t)s->abandoned));
     (void)json_object_set_new(esc, "by_trigger", by_trigger);
     (void)json_object_set_new(o, "escalations", esc);
 

@@ -38,6 +38,8 @@
  *   handle time:     from the first transition to an operator to closed_at
  *                    (closed dialogs that a human had).
  *   contained:       closed and never escalated (AI containment).
+ *   abandoned:       escalated and closed before any operator had it (the
+ *                    customer left the queue, or it was closed there).
  * An operator's part of a dialog (struct cca_record_op):
  *   assigned:        their first transition to them (to "operator" with their
  *                    operator_id).
@@ -195,7 +197,7 @@ void cca_stats_add(struct cca_stats *s, const struct cca_record *r);
  *                "by_channel": {<channel>: n}},
  *    "messages": n,
  *    "ai": {"closed", "contained", "containment_rate"},
- *    "escalations": {"total", "rate", "by_trigger": {<trigger>: n}},
+ *    "escalations": {"total", "rate", "abandoned", "by_trigger": {<trigger>: n}},
  *    "queue_wait_s", "first_human_response_s", "handle_time_s",
  *    "first_response_s": {"count", "p50", "p90", "mean"},
  *    "csat": {"count", "average", "distribution": {"1".."5": n}},

@@ -7,7 +7,7 @@
       The dialog CSV export (utf-8-sig: with or without a byte order mark)
       recomputed against GET /api/v1/stats: dialogs.total, by_status,
       by_channel, messages, ai (closed, contained, containment_rate),
-      escalations (total, rate, by_trigger), csat (count, average,
+      escalations (total, rate, abandoned, by_trigger), csat (count, average,
       distribution), tokens.total, and count/p50/p90/mean of queue_wait_s,
       first_human_response_s, handle_time_s and first_response_s (exact
       nearest rank over the CSV's values, |diff| < 0.0015 s).
@@ -198,6 +198,9 @@ def cmd_stats(a):
     e = st.get("escalations", {})
     ck.eq("escalations.total", len(esc), e.get("total"))
     ck.near("escalations.rate", rate(len(esc), len(rows)), e.get("rate"))
+    abandoned = [r for r in rows if r["escalation_trigger"] != "" and
+                 r["status"] == "closed" and r["operator_ids"] == ""]
+    ck.eq("escalations.abandoned", len(abandoned), e.get("abandoned"))
     by_trigger = collections.Counter(esc)
     want = e.get("by_trigger", {})
     for k in set(TRIGGERS) | set(want):

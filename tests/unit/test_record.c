@@ -764,6 +764,7 @@ static void test_stats_empty(void **state)
     assert_int_at(j, "ai.contained", 0);
     assert_null_at(j, "ai.containment_rate");
     assert_int_at(j, "escalations.total", 0);
+    assert_int_at(j, "escalations.abandoned", 0);
     assert_null_at(j, "escalations.rate");
     assert_int_equal(json_object_size(at(j, "escalations.by_trigger")), 4);
     assert_int_at(j, "escalations.by_trigger.customer_request", 0);
@@ -926,6 +927,8 @@ static void test_stats_rates_and_counts(void **state)
     assert_int_at(j, "ai.contained", 1);
     assert_num(j, "ai.containment_rate", 0.5);
     assert_int_at(j, "escalations.total", 2);
+    /* the closed customer_request row had no operator; the degraded one is open */
+    assert_int_at(j, "escalations.abandoned", 1);
     assert_num(j, "escalations.rate", 0.4);
     assert_int_at(j, "escalations.by_trigger.customer_request", 1);
     assert_int_at(j, "escalations.by_trigger.degraded", 1);
