@@ -38,8 +38,7 @@
 #define CUSTOMER_DIALOGS_DEFAULT 20
 #define CUSTOMER_DIALOGS_MAX     100
 
-/* ---- query parsing ------------------------------------------------------------------
- */
+/* ---- query parsing ------------------------------------------------------- */
 
 /*
  * A "from" or "to" query value: RFC 3339 UTC (cca_time_parse) or a date
@@ -129,7 +128,7 @@ static bool customer_path_id(struct cca_http_request *r)
     return false;
 }
 
-/* ---- who may see a customer ------------------------------------------------------- */
+/* ---- who may see a customer ---------------------------------------------- */
 
 struct holder {
     const char *operator_id;
@@ -170,8 +169,7 @@ static bool may_see_customer(struct cca_http_request *r, const char *cid)
     return false;
 }
 
-/* ---- the streamed exports ------------------------------------------------------------
- */
+/* ---- the streamed exports ------------------------------------------------ */
 
 enum export_kind { EXPORT_DIALOGS, EXPORT_PROFILES, EXPORT_HISTORY };
 
@@ -189,7 +187,6 @@ struct export_stream {
     char filter_customer[256];
     char filter_operator[37];
     size_t index; /* items written */
-    bool opened;
     bool closed;
     bool failed;
     struct cca_export_buf buf;
@@ -507,8 +504,7 @@ void cca_http_handle_export_profiles(struct cca_http_request *r)
     export_respond(r, s, "profiles");
 }
 
-/* ---- customers ----------------------------------------------------------------------
- */
+/* ---- customers ----------------------------------------------------------- */
 
 /*
  * The stored profile of @cid (new reference), or, when none is stored (dialogs
@@ -669,8 +665,7 @@ void cca_http_handle_customer_history(struct cca_http_request *r)
     export_respond(r, s, stem);
 }
 
-/* ---- statistics ---------------------------------------------------------------------
- */
+/* ---- statistics ---------------------------------------------------------- */
 
 static void fold_one(void *ctx, const struct cca_record *rec)
 {
