@@ -231,45 +231,6 @@ static const struct field *field_of(const char *key)
     return NULL;
 }
 
-/*
- * @body as a JSON object; duplicate keys refused (which value would win is
- * unsaid). Any JSON text is decoded (RFC 8259: a scalar is JSON too), so "not
- * JSON" and "JSON but not an object" get their own codes.
- */
-static cca_rc load_object(const char *body, size_t len, json_t **ret,
-                          struct cca_error *err)
-{
-    json_error_t jerr;
-    json_t *root;
-
-    if (body == NULL || len == 0)
-        return cca_error_set(err, CCA_ERR_PARSE,
-                             "request body is empty; expected a JSON object");
-    root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
-    if (root == NULL) {
-        switch (json_error_code(&jerr)) {
-            case json_error_duplicate_key:
-                return cca_error_set(err, CCA_ERR_INVALID,
-                                     "duplicate key at line %d column %d", jerr.line,
-                                     jerr.column);
-            case json_error_numeric_overflow:
-                return cca_error_set(err, CCA_ERR_INVALID,
-                                     "number out of range at line %d column %d",
-                                     jerr.line, jerr.column);
-            default:
-                return cca_error_set(err, CCA_ERR_PARSE,
-                                     "malformed JSON at line %d column %d: %s", jerr.line,
-                                     jerr.column, jerr.text);
-        }
-    }
-    if (!json_is_object(root)) {
-        json_decref(root);
-        return cca_error_set(err, CCA_ERR_INVALID, "request body must be a JSON object");
-    }
-    *ret = root;
-    return CCA_OK;
-}
-
 cca_rc cca_customer_parse_put(const char *body, size_t len,
                               struct cca_customer_fields *ret, struct cca_error *reterr)
 {
@@ -279,7 +240,7 @@ cca_rc cca_customer_parse_put(const char *body, size_t len,
     json_t *v;
     cca_rc rc;
 
-    rc = load_object(body, len, &root, reterr);
+    rc = cca_operator_parse_object(body, len, &root, reterr);
     if (rc != CCA_OK)
         goto out;
     if (json_object_size(root) == 0) {

@@ -122,12 +122,13 @@ cca_rc cca_operator_skills_parse(json_t *arr, uint32_t *ret_mask,
 /* Body parsing. */
 
 /*
- * Parse @body as a JSON object. A JSON syntax error is reported by position
- * only: jansson's text quotes the input "near" the error, and that can be the
- * secret or the PIN (an unterminated string, a bare word).
+ * A JSON syntax error is reported by position only: jansson's text quotes the
+ * input "near" the error, and that can be the secret or the PIN (an
+ * unterminated string, a bare word). Any JSON text is decoded (RFC 8259: a
+ * scalar is JSON too), so "not JSON" and "JSON but not an object" differ.
  */
-static cca_rc load_object(const char *body, size_t len, json_t **ret,
-                          struct cca_error *err)
+cca_rc cca_operator_parse_object(const char *body, size_t len, json_t **ret,
+                                 struct cca_error *err)
 {
     json_error_t jerr;
     json_t *root;
@@ -135,7 +136,7 @@ static cca_rc load_object(const char *body, size_t len, json_t **ret,
     if (body == NULL || len == 0)
         return cca_error_set(err, CCA_ERR_PARSE,
                              "request body is empty; expected a JSON object");
-    root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (root == NULL) {
         switch (json_error_code(&jerr)) {
             case json_error_duplicate_key:
@@ -442,7 +443,7 @@ cca_rc cca_operator_parse_register(const char *body, size_t len, bool need_crede
     json_t *secret, *pin;
     cca_rc rc;
 
-    rc = load_object(body, len, &root, reterr);
+    rc = cca_operator_parse_object(body, len, &root, reterr);
     if (rc != CCA_OK)
         goto out;
     rc = only_keys(root, keys, CCA_ARRAY_SIZE(keys), "", reterr);
@@ -524,7 +525,7 @@ cca_rc cca_operator_parse_patch(const char *body, size_t len, bool admin,
     json_t *v;
     cca_rc rc;
 
-    rc = load_object(body, len, &root, reterr);
+    rc = cca_operator_parse_object(body, len, &root, reterr);
     if (rc != CCA_OK)
         goto out;
     rc = only_keys(root, keys, CCA_ARRAY_SIZE(keys), "", reterr);

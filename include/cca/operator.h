@@ -218,6 +218,18 @@ cca_rc cca_operator_parse_patch(const char *body, size_t len, bool admin,
                                 struct cca_operator_patch *ret,
                                 struct cca_error *reterr) CCA_WUR;
 
+/*
+ * cca_operator_parse_object - @body[0..len) (need not be NUL-terminated) as a
+ * JSON object into *ret (new reference): the loader of the operator and
+ * customer bodies (customer.h). Returns CCA_OK; CCA_ERR_PARSE for an empty
+ * body or one that is not JSON (the detail gives the position only, never
+ * the text near it, which may be a secret or a PIN); CCA_ERR_INVALID for a
+ * duplicate key, a number out of range, or JSON that is not an object.
+ * Thread-safe.
+ */
+cca_rc cca_operator_parse_object(const char *body, size_t len, json_t **ret,
+                                 struct cca_error *reterr) CCA_WUR;
+
 /* cca_operator_patch_cleanup - free what @p owns and zero it. Accepts NULL. */
 void cca_operator_patch_cleanup(struct cca_operator_patch *p);
 
