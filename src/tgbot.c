@@ -1,0 +1,3 @@
+/* SPDX-License-Identifier: MIT */
+/* placeholder: written in issue 13 */
+#include "cca/tgbot.h"
