@@ -137,6 +137,8 @@ json_t *cca_dialog_with_turn(json_t *doc, const struct cca_dialog_turn *t)
     customer =
         message_json(t->customer_msg_id, "customer", t->text, t->received_ms, t->agent);
     (void)json_object_set_new(customer, "route", cca_route_to_json(t->route));
+    if (t->channel != NULL)
+        (void)json_object_set(customer, "channel", t->channel);
     (void)json_array_append_new(messages, customer);
 
     reply = message_json(t->agent_msg_id, "agent", t->reply, t->replied_ms, t->agent);
@@ -646,6 +648,8 @@ static json_t *message_object(const struct cca_dialog_message *m)
     }
     if (m->kind != NULL)
         (void)json_object_set_new(o, "kind", json_string(m->kind));
+    if (m->channel != NULL)
+        (void)json_object_set(o, "channel", m->channel);
     return o;
 }
 

@@ -133,6 +133,9 @@ struct cca_engine {
     bool detach_llm;         /* under @lock: drop @llm at the next wake-up */
     cca_engine_skip_fn skip;
     void *skip_ctx;
+    pthread_mutex_t observe_lock; /* held while @observe runs: set_observer waits */
+    cca_engine_observe_fn observe;
+    void *observe_ctx;
 
     pthread_mutex_t lock; /* index, committed state, cache, queue, counters */
     pthread_cond_t cond;  /* queue not empty */
@@ -514,6 +517,10 @@ static void request_cleanup(struct cca_engine_request *r)
     cca_customer_fields_cleanup(r->customer);
     free(r->customer);
     r->customer = NULL;
+    json_decref(r->channel);
+    r->channel = NULL;
+    json_decref(r->doc);
+    r->doc = NULL;
     r->text = NULL;
     r->reason = NULL;
     r->idempotency_key = NULL;
@@ -598,7 +605,8 @@ static void release(struct cca_engine *e, struct slot *en, bool gone)
             post(e, next, EV_RUN);
             return;
         }
-        if (next->req.op == CCA_OP_CREATE || next->req.op == CCA_OP_CUSTOMER_PUT) {
+        if (next->req.op == CCA_OP_CREATE || next->req.op == CCA_OP_CUSTOMER_PUT ||
+            next->req.op == CCA_OP_PUT) {
             /* A repeated create (or a profile's next change) whose first one left
              * nothing: start over. */
             post(e, next, EV_NEW);
@@ -662,7 +670,9 @@ static void on_persisted(void *ctx, cca_rc rc, size_t bytes, const struct cca_er
 
 static const char *idempotent_op_name(const struct op *op)
 {
-    return op->req.op == CCA_OP_CREATE ? "create" : "message";
+    return op->req.op == CCA_OP_CREATE ? "create"
+           : op->req.op == CCA_OP_REPLY ? "reply"
+                                        : "message";
 }
 
 static void persist(struct cca_engine *e, struct op *op)
@@ -674,7 +684,8 @@ static void persist(struct cca_engine *e, struct op *op)
         return;
     }
     if (op->req.idempotency_key != NULL &&
-        (op->req.op == CCA_OP_CREATE || op->req.op == CCA_OP_MESSAGE)) {
+        (op->req.op == CCA_OP_CREATE || op->req.op == CCA_OP_MESSAGE ||
+         op->req.op == CCA_OP_REPLY)) {
         json_t *doc = cca_dialog_with_idempotency(
             op->new_doc, op->req.idempotency_key, idempotent_op_name(op),
             op->req.request_hash, op->result, cca_time_wall_ms(),
@@ -692,11 +703,29 @@ static void persist(struct cca_engine *e, struct op *op)
                      op->new_doc, on_persisted, op);
 }
 
+/* A channel's view of a committed dialog (cca_engine_set_observer). */
+static void observe(struct cca_engine *e, const char *id, json_t *doc)
+{
+    pthread_mutex_lock(&e->observe_lock);
+    if (e->observe != NULL)
+        e->observe(e->observe_ctx, id, doc);
+    pthread_mutex_unlock(&e->observe_lock);
+}
+
+void cca_engine_set_observer(struct cca_engine *e, cca_engine_observe_fn fn, void *ctx)
+{
+    pthread_mutex_lock(&e->observe_lock);
+    e->observe = fn;
+    e->observe_ctx = ctx;
+    pthread_mutex_unlock(&e->observe_lock);
+}
+
 /* The write finished: make the change visible (or drop it), answer, move on. */
 static void committed(struct cca_engine *e, struct op *op)
 {
     struct slot *en = op->entry;
     struct cca_record rec = {0};
+    json_t *observed = NULL;
     bool gone = false;
 
     if (op->new_entry)
@@ -715,6 +744,8 @@ static void committed(struct cca_engine *e, struct op *op)
         return;
     }
     after_commit(e, op);
+    if (en->coll == CCA_STORE_DIALOGS)
+        observed = json_incref(op->new_doc); /* NULL for a delete */
     /* A dialog's record is made before the lock: it reads every message. */
     if (en->coll == CCA_STORE_DIALOGS && op->new_doc != NULL)
         cca_record_of(op->new_doc, &rec);
@@ -733,6 +764,9 @@ static void committed(struct cca_engine *e, struct op *op)
     pthread_mutex_unlock(&e->lock);
     cca_record_cleanup(&rec); /* a delete's: none */
     publish(e, op); /* after the change is visible: a reader acting on it sees it */
+    if (en->coll == CCA_STORE_DIALOGS)
+        observe(e, en->id, observed);
+    json_decref(observed);
     op->entry = NULL;
     op->count = 1;
     finish(e, op, CCA_OK);
@@ -815,6 +849,7 @@ static void finalize_turn(struct cca_engine *e, struct op *op)
     dt.received_ms = op->received_wall;
     dt.replied_ms = cca_time_wall_ms();
     dt.processing_s = (double)(cca_time_mono_us() - op->received_us) / 1e6;
+    dt.channel = op->req.channel;
     doc = cca_dialog_with_turn(op_base(e, op), &dt);
     json_decref(op->new_doc);
     op->new_doc = cca_dialog_with_language(doc, cca_lang_code(op->t.lang));
@@ -1226,8 +1261,11 @@ static bool human_request(struct cca_engine *e, struct op *op)
     struct cca_desk_need need = cca_handoff_need(doc);
     int64_t now = cca_time_wall_ms();
     char msg_id[37];
-    struct cca_dialog_message m = {
-        .id = msg_id, .role = "customer", .content = text, .at_ms = now};
+    struct cca_dialog_message m = {.id = msg_id,
+                                   .role = "customer",
+                                   .content = text,
+                                   .at_ms = now,
+                                   .channel = op->req.channel};
     struct cca_engine_outcome o;
     json_t *messages;
 
@@ -1300,8 +1338,11 @@ static void human_message(struct cca_engine *e, struct op *op, enum cca_owner ow
     struct slot *en = op->entry;
     char msg_id[37];
     int64_t now = cca_time_wall_ms();
-    struct cca_dialog_message m = {
-        .id = msg_id, .role = "customer", .content = op->req.text, .at_ms = now};
+    struct cca_dialog_message m = {.id = msg_id,
+                                   .role = "customer",
+                                   .content = op->req.text,
+                                   .at_ms = now,
+                                   .channel = op->req.channel};
     json_t *messages;
     struct cca_engine_outcome o;
 
@@ -1342,7 +1383,8 @@ static cca_rc operator_reply(struct cca_engine *e, struct op *op)
     char msg_id[37];
     int64_t now = cca_time_wall_ms();
     struct cca_desk_operator_info info;
-    struct cca_dialog_message m = {.id = msg_id, .role = "operator", .at_ms = now};
+    struct cca_dialog_message m = {
+        .id = msg_id, .role = "operator", .at_ms = now, .channel = op->req.channel};
     struct cca_engine_outcome o;
     json_t *messages;
     json_t *doc;
@@ -1650,6 +1692,25 @@ static void customer_op(struct cca_engine *e, struct op *op)
     persist(e, op);
 }
 
+/* CCA_OP_PUT: a channel's document replaced whole; an equal one is not written. */
+static void put_op(struct cca_engine *e, struct op *op)
+{
+    struct slot *en = op->entry;
+    struct cca_engine_outcome o;
+
+    outcome_of(e, op, op->req.doc, &o);
+    render(op, &o);
+    if (!op->new_entry && json_equal(en->doc, op->req.doc)) {
+        op->entry = NULL;
+        finish(e, op, CCA_OK);
+        release(e, en, false);
+        return;
+    }
+    op->new_doc = op->req.doc;
+    op->req.doc = NULL;
+    persist(e, op);
+}
+
 /*
  * A dialog's customer gets a profile (customer_op says what a dialog may
  * change): when the dialog is created and when its language is first known
@@ -1818,7 +1879,7 @@ static bool replayed(struct cca_engine *e, struct op *op)
                                               (int64_t)e->cfg->idempotency_ttl_s * 1000);
     const char *hash = cca_dialog_idempotency_hash(rec);
 
-    if (rec == NULL && op->req.op == CCA_OP_MESSAGE)
+    if (rec == NULL && op->req.op != CCA_OP_CREATE)
         return false;
     op->entry = NULL;
     if (rec == NULL) {
@@ -1921,6 +1982,10 @@ static void run_op(struct cca_engine *e, struct op *op)
     }
     if (en->coll == CCA_STORE_CUSTOMERS) {
         customer_op(e, op);
+        return;
+    }
+    if (en->coll == CCA_STORE_TELEGRAM) {
+        put_op(e, op);
         return;
     }
     st = en->status; /* a DELETE runs without the document (see start_op) */
@@ -2080,13 +2145,15 @@ static void start_operator_create(struct cca_engine *e, struct op *op)
     run_op(e, op);
 }
 
-/* A new customer profile: made by its first CUSTOMER_PUT (its key, cca_customer_key). */
-static void start_customer_create(struct cca_engine *e, struct op *op)
+/* A new customer profile (its key, cca_customer_key), or a channel's document: made by
+ * its first CUSTOMER_PUT or PUT. */
+static void start_customer_create(struct cca_engine *e, struct op *op,
+                                  enum cca_store_coll coll)
 {
     struct slot *en = cca_xcalloc(1, sizeof(*en));
 
     memcpy(en->id, op->req.target, sizeof(en->id));
-    en->coll = CCA_STORE_CUSTOMERS;
+    en->coll = coll;
     en->busy = true;
     /* Until it commits, a second change of the same profile queues behind it. */
     en->creating = true;
@@ -2151,6 +2218,15 @@ static void start_op(struct cca_engine *e, struct op *op)
             coll = CCA_STORE_CUSTOMERS;
             id = op->req.target;
             break;
+        case CCA_OP_PUT:
+            if (op->req.coll != CCA_STORE_TELEGRAM || op->req.doc == NULL) {
+                (void)cca_error_set(&op->err, CCA_ERR_INVALID, "PUT: bad collection");
+                finish(e, op, CCA_ERR_INVALID);
+                return;
+            }
+            coll = op->req.coll;
+            id = op->req.target;
+            break;
         case CCA_OP_TAKE:
             if (op->req.id[0] == '\0' && !start_take_next(e, op))
                 return;
@@ -2179,12 +2255,13 @@ static void start_op(struct cca_engine *e, struct op *op)
                 en = NULL;
             pthread_mutex_unlock(&e->lock);
             /* A move for a dialog whose create is in flight waits behind it. */
-            if (en == NULL &&
-                (op->req.op == CCA_OP_MOVE || op->req.op == CCA_OP_CUSTOMER_PUT))
+            if (en == NULL && (op->req.op == CCA_OP_MOVE ||
+                               op->req.op == CCA_OP_CUSTOMER_PUT || op->req.op == CCA_OP_PUT))
                 en = creating_find(e, id);
-            /* A profile is made by its first change. */
-            if (en == NULL && op->req.op == CCA_OP_CUSTOMER_PUT) {
-                start_customer_create(e, op);
+            /* A profile (or a channel's document) is made by its first change. */
+            if (en == NULL &&
+                (op->req.op == CCA_OP_CUSTOMER_PUT || op->req.op == CCA_OP_PUT)) {
+                start_customer_create(e, op, coll);
                 return;
             }
             break;
@@ -2319,6 +2396,20 @@ static void load_one(void *ctx, enum cca_store_coll coll, const char *id, json_t
         en->coll = CCA_STORE_OPERATORS;
         en->stored = stored;
         cca_desk_load_operator(e->desk, doc);
+        entry_commit(e, en, doc, NULL, false);
+        index_insert(e, en);
+        return;
+    }
+    if (coll == CCA_STORE_TELEGRAM) {
+        if (!json_is_object(doc)) {
+            skip_one(e, id, "not a JSON object");
+            json_decref(doc);
+            return;
+        }
+        en = cca_xcalloc(1, sizeof(*en));
+        memcpy(en->id, id, sizeof(en->id));
+        en->coll = coll;
+        en->stored = stored;
         entry_commit(e, en, doc, NULL, false);
         index_insert(e, en);
         return;
@@ -2464,6 +2555,7 @@ cca_rc cca_engine_new(const struct cca_engine_params *p, struct cca_engine **ret
     e->buckets = cca_xcalloc(e->nbuckets, sizeof(*e->buckets));
     e->cache_budget = (size_t)e->cfg->dialog_cache_mb << 20;
     pthread_mutex_init(&e->lock, NULL);
+    pthread_mutex_init(&e->observe_lock, NULL);
     pthread_cond_init(&e->cond, NULL);
     pthread_cond_init(&e->idle, NULL);
     rc = cca_handoff_parse_triggers(e->cfg->human_handoff, &e->triggers, reterr);
@@ -2521,6 +2613,7 @@ void cca_engine_free(struct cca_engine *e)
     tdestroy(e->create_keys, create_key_free);
     tdestroy(e->customers, customer_ix_free);
     pthread_mutex_destroy(&e->lock);
+    pthread_mutex_destroy(&e->observe_lock);
     pthread_cond_destroy(&e->cond);
     pthread_cond_destroy(&e->idle);
     free(e);

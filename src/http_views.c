@@ -265,6 +265,8 @@ json_t *cca_http_view_outcome(const struct cca_engine_outcome *o)
             return NULL; /* internal: nobody waits for a body */
         case CCA_OP_CUSTOMER_PUT:
             return o->customer_doc != NULL ? json_incref(o->customer_doc) : NULL;
+        case CCA_OP_PUT:
+            return NULL; /* the Telegram channel's own documents: no REST body */
     }
     return json_object();
 }

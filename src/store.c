@@ -14,6 +14,7 @@ static const char *const coll_names[CCA_STORE_COLL__COUNT] = {
     [CCA_STORE_DIALOGS] = "dialogs",
     [CCA_STORE_OPERATORS] = "operators",
     [CCA_STORE_CUSTOMERS] = "customers",
+    [CCA_STORE_TELEGRAM] = "telegram",
 };
 
 const char *cca_store_coll_name(enum cca_store_coll coll)

@@ -71,6 +71,12 @@ struct cca_config {
     unsigned queue_default_handle_s;
     unsigned events_log_size;
     unsigned operator_register_per_min;
+    /* The Telegram channel (docs/TELEGRAM.md). */
+    char telegram_bot_token[256]; /* secret: never logged; "": no channel */
+    char telegram_api_base_url[512];
+    unsigned telegram_poll_timeout_s;
+    double telegram_send_rate;          /* messages per second, all chats */
+    unsigned telegram_chat_interval_ms; /* least time between two sends to one chat */
 };
 
 /* cca_config_warn_fn - receives one warning (unknown .env key ...), NUL-terminated. */

@@ -90,6 +90,7 @@ struct cca_dialog_turn {
     int64_t received_ms; /* Unix ms */
     int64_t replied_ms;  /* Unix ms */
     double processing_s;
+    json_t *channel; /* NULL, or the customer message's "channel" object (borrowed) */
 };
 
 /*
@@ -245,6 +246,10 @@ json_t *cca_dialog_with_replied(json_t *doc);
  * @role: "customer" (while a human owns the dialog), "operator" or "system".
  * @operator_id, @operator_name: for "operator", else NULL.
  * @kind: for "system": "queue", "assigned", "closing", "csat", "notice"; else NULL.
+ * @channel: NULL, or what the message's channel knows of it (borrowed, kept by
+ *   reference as the message's "channel" object): for Telegram {"name":
+ *   "telegram", "chat_id", "message_id", and for media "media", "file_id",
+ *   "caption"; "edit": true for an edited message} (docs/TELEGRAM.md).
  */
 struct cca_dialog_message {
     const char *id;
@@ -254,6 +259,7 @@ struct cca_dialog_message {
     const char *operator_name;
     const char *kind;
     int64_t at_ms;
+    json_t *channel;
 };
 
 /*

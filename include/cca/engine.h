@@ -57,6 +57,10 @@ enum cca_engine_op {
     /* Support records (docs/RECORDS.md). */
     CCA_OP_CUSTOMER_PUT, /* .target (cca_customer_key), .text (the customer_id),
                             .customer (stolen); .fill_only from a dialog */
+    /* A channel's own documents (docs/TELEGRAM.md). */
+    CCA_OP_PUT, /* .coll (CCA_STORE_TELEGRAM), .target, .doc (stolen): store .doc
+                   as the whole document (made when missing; nothing is written
+                   when it equals the stored one) */
 };
 
 /*
@@ -126,7 +130,11 @@ typedef json_t *(*cca_engine_render_fn)(const struct cca_engine_outcome *o);
  * client); @request_hash then fingerprints the request (see http_routes.c).
  * A repeat with the same key and hash within IDEMPOTENCY_TTL_S gets the first
  * result without running again (concurrent repeats wait for the first); the
- * same key with another hash fails with CCA_ERR_MISMATCH.
+ * same key with another hash fails with CCA_ERR_MISMATCH. An operator's
+ * REPLY takes a key the same way (the Telegram channel's "tg:<update_id>").
+ * @channel: NULL, or the "channel" object of the message a MESSAGE, a CREATE
+ * with an initial message, or a REPLY adds (dialog.h struct
+ * cca_dialog_message); stolen.
  */
 struct cca_engine_request {
     enum cca_engine_op op;
@@ -152,6 +160,9 @@ struct cca_engine_request {
     enum cca_operator_status status;
     struct cca_customer_fields *customer; /* new, owned; CCA_OP_CUSTOMER_PUT */
     bool fill_only;
+    json_t *channel;            /* new, owned; see above */
+    enum cca_store_coll coll;   /* CCA_OP_PUT */
+    json_t *doc;                /* new, owned; CCA_OP_PUT */
 };
 
 /*
@@ -329,6 +340,25 @@ void cca_engine_fold_records(struct cca_engine *engine, const struct cca_record_
  */
 cca_rc cca_engine_read(struct cca_engine *engine, enum cca_store_coll coll,
                        const char *id, json_t **ret, struct cca_error *reterr) CCA_WUR;
+
+/*
+ * cca_engine_observe_fn - a dialog's change became durable and visible:
+ * @doc is the committed document (borrowed for the call; take a reference to
+ * keep it, never change it), NULL when the dialog was deleted. Called on the
+ * engine thread after every committed dialog change, in commit order per
+ * dialog: it must be short and must not block or call the engine
+ * synchronously (cca_engine_submit is fine).
+ */
+typedef void (*cca_engine_observe_fn)(void *ctx, const char *dialog_id, json_t *doc);
+
+/*
+ * cca_engine_set_observer - make @fn (NULL: none) the observer of committed
+ * dialogs, with @ctx. Once it returns, the previous observer is not running
+ * and is never called again. One observer at a time (a channel).
+ * Thread-safe.
+ */
+void cca_engine_set_observer(struct cca_engine *engine, cca_engine_observe_fn fn,
+                             void *ctx);
 
 /* Who wrote a turn's reply: the LLM, the offline responder (no key), or the
  * offline responder because the LLM failed (degraded). */

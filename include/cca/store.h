@@ -40,6 +40,8 @@ enum cca_store_coll {
     CCA_STORE_DIALOGS,
     CCA_STORE_OPERATORS, /* operator records (operator.h), <dir>/operators/ */
     CCA_STORE_CUSTOMERS, /* customer profiles (customer.h), <dir>/customers/ */
+    CCA_STORE_TELEGRAM,  /* the Telegram channel's offset, chats and delivery
+                            cursors (telegram.h), <dir>/telegram/ */
     CCA_STORE_COLL__COUNT,
 };
 
