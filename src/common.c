@@ -3,6 +3,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/evp.h>
 #include <uuid/uuid.h>
 
 #include "cca/common.h"
@@ -235,4 +236,32 @@ size_t cca_hash_str(const char *s)
     for (; *s; s++)
         h = (h ^ (unsigned char)*s) * 1099511628211ULL;
     return h;
+}
+
+void cca_uuid_v5(const unsigned char ns[16], const char *name, size_t len, char ret[37])
+{
+    static const char digits16[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    size_t o = 0;
+
+    ret[0] = '\0'; /* a broken OpenSSL setup: "" is no UUID, the store refuses it */
+    /* RFC 9562 section 5.5: SHA-1 over the namespace's 16 bytes, then the name. */
+    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) != 1 ||
+        EVP_DigestUpdate(ctx, ns, 16) != 1 ||
+        (len > 0 && EVP_DigestUpdate(ctx, name, len) != 1) ||
+        EVP_DigestFinal_ex(ctx, md, &md_len) != 1 || md_len != 20)
+        goto out;
+    md[6] = (unsigned char)((md[6] & 0x0F) | 0x50); /* version 5 */
+    md[8] = (unsigned char)((md[8] & 0x3F) | 0x80); /* variant 10 (RFC 9562) */
+    for (size_t i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            ret[o++] = '-';
+        ret[o++] = digits16[md[i] >> 4];
+        ret[o++] = digits16[md[i] & 15];
+    }
+    ret[o] = '\0';
+out:
+    EVP_MD_CTX_free(ctx);
 }

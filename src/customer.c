@@ -6,14 +6,12 @@
 #include <string.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "cca/customer.h"
 #include "cca/mem.h"
 #include "cca/operator.h"
 #include "cca/text.h"
 
-#define SHA1_LEN  20
 #define PHONE_MAX 20  /* code points of a phone, as customer_info.phone */
 #define EMAIL_MAX 100 /* code points of an email, as customer_info.email */
 #define KEY_QUOTE 40  /* bytes of a client's key quoted in a detail */
@@ -112,34 +110,8 @@ bool cca_customer_id_valid(const char *id, size_t len)
 
 void cca_customer_key(const char *customer_id, char ret[37])
 {
-    static const char digits16[] = "0123456789abcdef";
-    size_t n = customer_id != NULL ? strlen(customer_id) : 0;
-    unsigned char *buf = cca_xmalloc(sizeof(key_namespace) + n);
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
-    size_t o = 0;
-
-    /* RFC 9562 section 5.5: SHA-1 over the namespace's 16 bytes, then the name. */
-    memcpy(buf, key_namespace, sizeof(key_namespace));
-    if (n > 0)
-        memcpy(buf + sizeof(key_namespace), customer_id, n);
-    if (EVP_Digest(buf, sizeof(key_namespace) + n, md, &md_len, EVP_sha1(), NULL) != 1 ||
-        md_len != SHA1_LEN) {
-        /* A broken OpenSSL setup: "" is no UUID, so the store refuses it as a key. */
-        ret[0] = '\0';
-        goto out;
-    }
-    md[6] = (unsigned char)((md[6] & 0x0F) | 0x50); /* version 5 */
-    md[8] = (unsigned char)((md[8] & 0x3F) | 0x80); /* variant 10 (RFC 9562) */
-    for (size_t i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            ret[o++] = '-';
-        ret[o++] = digits16[md[i] >> 4];
-        ret[o++] = digits16[md[i] & 15];
-    }
-    ret[o] = '\0';
-out:
-    free(buf);
+    cca_uuid_v5(key_namespace, customer_id, customer_id != NULL ? strlen(customer_id) : 0,
+                ret);
 }
 
 void cca_customer_fields_cleanup(struct cca_customer_fields *f)

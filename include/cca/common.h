@@ -117,6 +117,15 @@ bool cca_time_parse(const char *s, int64_t *ret_ms);
  */
 bool cca_uuid_canonical(const char *s, char ret_buf[37]);
 
+/*
+ * cca_uuid_v5 - the name-based (version 5, SHA-1) UUID of @name[0..len) in
+ * namespace @ns (16 bytes), RFC 9562 section 5.5, lower case, into @ret;
+ * "" when libcrypto fails. Deterministic: the same name gives the same id,
+ * so it can key a store document for any string (customer.h, telegram.c).
+ * Thread-safe.
+ */
+void cca_uuid_v5(const unsigned char ns[16], const char *name, size_t len, char ret[37]);
+
 /* cca_uuid_new - a new random (version 4) UUID, lower case, into @ret_buf. */
 void cca_uuid_new(char ret_buf[37]);
 
