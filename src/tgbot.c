@@ -71,7 +71,7 @@ static const struct command commands[CCA_TGBOT_CMD__COUNT] = {
     [CCA_TGBOT_CMD_REGISTER] = {"register",
                                 {"/register <secret>", "/register <секрет>"},
                                 {"Register as an operator with the secret",
-                                 "Регистрация оператора по секрету"}},
+                                 "Регистрация оператора по секретному коду"}},
     [CCA_TGBOT_CMD_OPERATOR] = {"operator",
                                 {"/operator <PIN>", "/operator <PIN>"},
                                 {"Sign in as an operator with a PIN",
@@ -349,6 +349,7 @@ static void sb_grow(struct sbuf *b, size_t more)
     while (b->cap < need)
         b->cap = b->cap == 0 ? 128 : 2 * b->cap;
     b->p = cca_xrealloc(b->p, b->cap);
+    b->p[b->len] = '\0';
 }
 
 static void sb_put(struct sbuf *b, const char *s, size_t n)
@@ -568,6 +569,8 @@ char *cca_tgbot_card_text(const struct cca_tgbot_card *c, enum cca_lang lang)
     bool ru;
     size_t first;
 
+    if (c == NULL)
+        return cca_xstrdup("");
     lang = lang_ok(lang);
     ru = lang == CCA_LANG_RU;
     if (c->transfer)
@@ -596,7 +599,7 @@ char *cca_tgbot_card_text(const struct cca_tgbot_card *c, enum cca_lang lang)
         sb_puts(&b, "\n");
     }
     if (c->waited_s >= 0 && isfinite(c->waited_s)) {
-        sb_puts(&b, ru ? "Ждал в очереди: " : "Waited in the queue: ");
+        sb_puts(&b, ru ? "Ожидание в очереди: " : "Waited in the queue: ");
         put_duration(&b, c->waited_s, lang);
         sb_puts(&b, "\n");
     }
