@@ -135,7 +135,7 @@ static const struct setting settings[] = {
      "getUpdates long-polling timeout"},
     {"TELEGRAM_SEND_RATE", T_DOUBLE, F(telegram_send_rate), "30", 0.1, 1000, false,
      "Messages per second the bot sends in all (the Bot API allows about 30)"},
-    {"TELEGRAM_CHAT_INTERVAL_MS", T_UINT, F(telegram_chat_interval_ms), "1000", 0, 60000,
+    {"TELEGRAM_CHAT_INTERVAL_MS", T_UINT, F(telegram_chat_interval_ms), "1000", 1, 60000,
      false, "Least time between two messages to one chat (the Bot API: about 1 s)"},
     {"OPERATOR_MAX_DIALOGS", T_UINT, F(operator_max_dialogs), "3", 1, 50, false,
      "Default concurrent limit: dialogs one operator holds at once"},
