@@ -27,6 +27,7 @@ struct cca_http {
     struct cca_engine *engine;
     struct cca_store *store;
     struct cca_llm *llm;
+    struct cca_telegram *telegram;
     const char *version;
     struct MHD_Daemon *daemon;
     unsigned port;

@@ -13,6 +13,7 @@
 #include "cca/dialog.h"
 #include "cca/engine.h"
 #include "cca/llm.h"
+#include "cca/telegram.h"
 #include "cca/metrics.h"
 #include "cca/store.h"
 
@@ -269,6 +270,7 @@ void cca_http_metrics_render(struct cca_http *h, FILE *out)
     render_human(h, out);
     render_store(h->store, out);
     render_llm(h->llm, out);
+    cca_telegram_render_metrics(h->telegram, out);
     render_process(h, out);
 }
 

@@ -1118,6 +1118,7 @@ cca_rc cca_http_server_new(const struct cca_http_params *p,
     h->engine = p->engine;
     h->store = p->store;
     h->llm = p->llm;
+    h->telegram = p->telegram;
     h->desk = p->desk;
     h->events = p->events;
     h->version = p->version;

@@ -23,6 +23,7 @@
 #include "cca/engine.h"
 #include "cca/http.h"
 #include "cca/llm.h"
+#include "cca/telegram.h"
 #include "cca/log.h"
 #include "cca/mem.h"
 #include "cca/router.h"
@@ -231,6 +232,8 @@ static int serve(const struct cca_config *cfg)
     struct cca_router *router = NULL;
     struct cca_agents *agents = NULL;
     struct cca_llm *llm = NULL;
+    struct cca_fetch *fetch = NULL;
+    struct cca_telegram *telegram = NULL;
     struct cca_engine *engine = NULL;
     struct cca_http *http = NULL;
     struct cca_desk *desk = NULL;
@@ -266,8 +269,15 @@ static int serve(const struct cca_config *cfg)
         cca_log(LOG_ERR, "cannot load data: %s", err.msg);
         goto out;
     }
+    /* One asynchronous HTTP client for the LLM and Telegram, each on its own lane. */
+    if ((cca_config_has_llm(cfg) || cfg->telegram_bot_token[0]) &&
+        cca_fetch_new(NULL, &fetch, &err) != CCA_OK) {
+        cca_log(LOG_ERR, "cannot start the HTTP client: %s", err.msg);
+        goto out;
+    }
     if (cca_config_has_llm(cfg)) {
         struct cca_llm_params lp = {
+            .fetch = fetch,
             .base_url = cfg->openai_base_url,
             .api_key = cfg->openai_api_key,
             .model = cfg->openai_model,
@@ -336,12 +346,22 @@ static int serve(const struct cca_config *cfg)
                 st.total);
     }
     {
+        struct cca_telegram_params tp = {.cfg = cfg, .engine = engine, .fetch = fetch};
+
+        rc = cca_telegram_new(&tp, &telegram, &err);
+        if (rc != CCA_OK) {
+            cca_log(LOG_ERR, "cannot start the Telegram channel: %s", err.msg);
+            goto out;
+        }
+    }
+    {
         struct cca_http_params hp = {.cfg = cfg,
                                      .engine = engine,
                                      .store = store,
                                      .llm = llm,
                                      .desk = desk,
                                      .events = events,
+                                     .telegram = telegram,
                                      .version = CCA_VERSION};
 
         rc = cca_http_new(&hp, &http, &err);
@@ -358,6 +378,8 @@ static int serve(const struct cca_config *cfg)
     cca_log(LOG_INFO, "event=stopping: finishing turns in flight");
     cca_http_quiesce(http);
     cca_events_wake_all(events); /* open event streams see the quiesce and end */
+    /* No new Telegram updates; what is sent within 2 s goes, the rest next run. */
+    cca_telegram_stop(telegram, cca_time_mono_ms() + 2000);
     deadline = cca_time_mono_ms() + (int64_t)(cfg->llm_timeout_s * 1000.0) + 2000;
     if (!cca_engine_drain(engine, deadline))
         cca_log(LOG_WARNING, "turns still in flight at the deadline, cancelling them");
@@ -381,8 +403,11 @@ static int serve(const struct cca_config *cfg)
     ret = EXIT_SUCCESS;
 out:
     cca_http_free(http);
+    cca_telegram_stop(telegram, cca_time_mono_ms());
     cca_llm_free(llm);
     cca_engine_free(engine);
+    cca_telegram_free(telegram); /* after the engine: its last results are freed here */
+    cca_fetch_free(fetch);
     cca_events_free(events);
     cca_desk_free(desk);
     cca_store_free(store);

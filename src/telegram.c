@@ -1089,6 +1089,13 @@ static void scan(struct cca_telegram *tg, const char *id, json_t *doc)
             /* A new owner's card showed it already. */
             if (oc != NULL && oc != covered)
                 to_operator(tg, oc, doc, m, d, (int64_t)i);
+        } else if (cchat != 0 && jstr(m, "kind") != NULL &&
+                   strcmp(jstr(m, "kind"), "csat") == 0 &&
+                   json_object_get(doc, "rating") == NULL) {
+            /* The closing question of the dialog (handoff.c) gets the 1..5 buttons. */
+            d->csat_asked = true;
+            say_to(tg, cchat, jstr(m, "content"), false, cca_tgbot_rate_keyboard(id), d,
+                   0, (int64_t)i);
         } else if (cchat != 0) {
             to_customer(tg, cchat, m, d, (int64_t)i);
         }
@@ -1727,9 +1734,8 @@ static void list_clients(struct cca_telegram *tg, struct task *t, bool with_stat
         chat_save(tg, c, true);
     if (with_status && cca_engine_get_operator(tg->engine, op, &opdoc, NULL) != CCA_OK)
         opdoc = NULL;
-    text = cca_tgbot_clients_text(
-        with_status ? cca_tgbot_status_name(jstr(opdoc, "status"), chat_lang(c)) : NULL,
-        list, n, chat_lang(c));
+    text = cca_tgbot_clients_text(with_status ? jstr(opdoc, "status") : NULL, list, n,
+                                  chat_lang(c));
     say(tg, c, text);
     free(text);
     json_decref(opdoc);

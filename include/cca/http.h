@@ -10,6 +10,7 @@
 #include "cca/engine.h"
 #include "cca/llm.h"
 #include "cca/store.h"
+#include "cca/telegram.h"
 
 /*
  * The HTTP server: libmicrohttpd with its epoll thread pool and suspend/resume
@@ -20,13 +21,14 @@
  */
 
 struct cca_http_params {
-    const struct cca_config *cfg; /* borrowed, outlives the server */
-    struct cca_engine *engine;    /* borrowed */
-    struct cca_store *store;      /* borrowed */
-    struct cca_llm *llm;          /* borrowed, NULL in offline mode */
-    struct cca_desk *desk;        /* borrowed: operators, tokens, the queue */
-    struct cca_events *events;    /* borrowed: live events for the SSE routes */
-    const char *version;          /* e.g. "0.1.0"; borrowed */
+    const struct cca_config *cfg;  /* borrowed, outlives the server */
+    struct cca_engine *engine;     /* borrowed */
+    struct cca_store *store;       /* borrowed */
+    struct cca_llm *llm;           /* borrowed, NULL in offline mode */
+    struct cca_desk *desk;         /* borrowed: operators, tokens, the queue */
+    struct cca_events *events;     /* borrowed: live events for the SSE routes */
+    struct cca_telegram *telegram; /* borrowed, NULL without the channel: /metrics */
+    const char *version;           /* e.g. "0.1.0"; borrowed */
 };
 
 struct cca_http;
