@@ -1123,6 +1123,38 @@ static void observe(struct cca_telegram *tg, const char *id)
     json_decref(doc);
 }
 
+/*
+ * setMyCommands: with @c NULL the default list (every private chat) in @lang (NULL:
+ * any language): the customers' commands; with @c an operator's chat, every command
+ * in their language, scoped to that chat (BotCommandScopeChat).
+ */
+static void commands(struct cca_telegram *tg, struct chat *c, const char *lang)
+{
+    json_t *all =
+        cca_tgbot_commands(c != NULL                                 ? chat_lang(c)
+                           : lang != NULL && strcmp(lang, "ru") == 0 ? CCA_LANG_RU
+                                                                     : CCA_LANG_EN);
+    json_t *list = json_array();
+    json_t *body;
+    size_t i;
+    json_t *cmd;
+
+    json_array_foreach (all, i, cmd) {
+        enum cca_tgbot_cmd k = cca_tgbot_cmd_parse(jstr(cmd, "command"));
+
+        if (c != NULL || !cca_tgbot_cmd_operator(k))
+            (void)json_array_append(list, cmd);
+    }
+    body = cca_tg_set_commands(list, lang);
+    if (c != NULL)
+        (void)json_object_set_new(
+            body, "scope",
+            json_pack("{s:s, s:I}", "type", "chat", "chat_id", (json_int_t)c->chat_id));
+    direct(tg, "setMyCommands", body);
+    json_decref(list);
+    json_decref(all);
+}
+
 /* ---- updates: the poll and the batch ------------------------------------------------
  */
 
@@ -1860,6 +1892,7 @@ static void linked(struct cca_telegram *tg, struct call *k, cca_rc rc, json_t *r
         cca_log(LOG_INFO, "telegram: chat %" PRId64 " linked to operator %s", c->chat_id,
                 k->id);
         SAYF(tg, c, CCA_TGBOT_REGISTERED, jstr(k->doc, "name"));
+        commands(tg, c, NULL);
     }
     task_end(tg, k->task, rc, err);
 }
@@ -2328,19 +2361,17 @@ static void recover(struct cca_telegram *tg)
 
 static void startup(struct cca_telegram *tg)
 {
-    static const char *const langs[] = {"en", "ru"};
-
     load(tg);
     direct(tg, "getMe", json_object());
     direct(tg, "deleteWebhook", cca_tg_delete_webhook());
-    direct(tg, "setMyCommands",
-           cca_tg_set_commands(cca_tgbot_commands(CCA_LANG_EN), NULL));
-    for (size_t i = 0; i < 2; i++) {
-        json_t *cmds = cca_tgbot_commands(i == 0 ? CCA_LANG_EN : CCA_LANG_RU);
-
-        direct(tg, "setMyCommands", cca_tg_set_commands(cmds, langs[i]));
-        json_decref(cmds);
-    }
+    /* Customers see /start and /help; each operator's chat, every command. */
+    commands(tg, NULL, NULL);
+    commands(tg, NULL, "en");
+    commands(tg, NULL, "ru");
+    for (size_t i = 0; i < tg->chats.nb; i++)
+        for (struct node *x = tg->chats.b[i]; x != NULL; x = x->next)
+            if (x->key[0] == 'o')
+                commands(tg, x->val, NULL);
     cca_engine_set_observer(tg->engine, on_observed, tg);
     recover(tg);
     cca_log(LOG_INFO,
