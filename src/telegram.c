@@ -1142,7 +1142,7 @@ static void commands(struct cca_telegram *tg, struct chat *c, const char *lang)
     json_array_foreach (all, i, cmd) {
         enum cca_tgbot_cmd k = cca_tgbot_cmd_parse(jstr(cmd, "command"));
 
-        if (c != NULL || !cca_tgbot_cmd_operator(k))
+        if (c != NULL || k == CCA_TGBOT_CMD_START || k == CCA_TGBOT_CMD_HELP)
             (void)json_array_append(list, cmd);
     }
     body = cca_tg_set_commands(list, lang);
