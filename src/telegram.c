@@ -433,14 +433,16 @@ static void put_done(struct cca_telegram *tg, struct call *k, cca_rc rc, json_t 
         if (k->batch)
             tg->batch_failed = true;
     }
+    /* A failed write is not retried at once (a full disk would spin): the next
+     * change writes the whole document again, and a batch's is asked for again. */
     if (k->c != NULL) {
         k->c->writing = false;
-        if (k->c->dirty || rc != CCA_OK)
+        if (k->c->dirty && rc == CCA_OK)
             chat_save(tg, k->c, false);
     }
     if (k->d != NULL) {
         k->d->writing = false;
-        if (k->d->dirty || rc != CCA_OK)
+        if (k->d->dirty && rc == CCA_OK)
             deliv_save(tg, k->d);
     }
 }
