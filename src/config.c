@@ -152,6 +152,8 @@ static const struct setting settings[] = {
      "Messages per second the bot sends in all (the Bot API allows about 30)"},
     {"TELEGRAM_CHAT_INTERVAL_MS", T_UINT, F(telegram_chat_interval_ms), "1000", 1, 60000,
      false, "Least time between two messages to one chat (the Bot API: about 1 s)"},
+    {"TELEGRAM_WEBHOOK_URL", T_STR, F(telegram_webhook_url), "", 0, 0, false,
+     "Public HTTPS URL of POST /api/v1/telegram/webhook; empty: long polling"},
 };
 
 static cca_rc set_value(struct cca_config *cfg, const struct setting *s, const char *v,

@@ -334,6 +334,18 @@ void cca_http_submit_finish(struct cca_http_request *r, struct cca_engine_reques
                             cca_http_release_fn release);
 
 /*
+ * cca_http_async - suspend the connection and start an asynchronous operation:
+ * @start(@arg, done, ctx) must return CCA_OK and later call done(ctx, rc,
+ * result, err) exactly once, from any thread (as cca_engine_done_fn), or
+ * return another rc without calling it, detail in @err (answered at once with
+ * its status; CCA_ERR_UNAVAILABLE as 503). The result becomes the response as
+ * for cca_http_submit.
+ */
+typedef cca_rc (*cca_http_async_fn)(void *arg, cca_engine_done_fn done, void *ctx,
+                                    struct cca_error *err);
+void cca_http_async(struct cca_http_request *r, cca_http_async_fn start, void *arg);
+
+/*
  * cca_http_path_id - the dialog id of the URL ("{id}") canonicalised into @id;
  * false, with a 404 sent, when it is no UUID.
  */
@@ -409,6 +421,7 @@ json_t *cca_http_finish_message(struct cca_http_request *r, json_t *result,
                                 unsigned *status, void *cls);
 
 void cca_http_handle_register(struct cca_http_request *r);
+void cca_http_handle_telegram_webhook(struct cca_http_request *r); /* http_telegram.c */
 void cca_http_handle_operator_create(struct cca_http_request *r);
 void cca_http_handle_operator_list(struct cca_http_request *r);
 void cca_http_handle_operator_get(struct cca_http_request *r);

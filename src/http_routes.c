@@ -437,6 +437,9 @@ static const struct cca_http_route routes[] = {
     {"GET", "/", h_root, 200, NULL, CCA_ACCESS_PUBLIC},
     {"GET", "/openapi.yaml", h_openapi, 200, NULL, CCA_ACCESS_PUBLIC},
     {"GET", "/metrics", cca_http_handle_metrics, 200, NULL, CCA_ACCESS_PUBLIC},
+    /* Telegram authenticates with its secret token header, not an API key. */
+    {"POST", "/api/v1/telegram/webhook", cca_http_handle_telegram_webhook, 200, NULL,
+     CCA_ACCESS_PUBLIC},
 };
 _Static_assert(CCA_ARRAY_SIZE(routes) <= CCA_HTTP_MAX_ROUTES,
                "raise CCA_HTTP_MAX_ROUTES");

@@ -218,26 +218,61 @@ static void call_done(void *ctx, cca_rc rc, json_t *result, const struct cca_err
     MHD_resume_connection(r->conn);
 }
 
+/* Suspend @r, then start(arg, call_done, c); an rc from start is answered at once. */
+static void suspend_start(struct cca_http_request *r, struct call *c,
+                          cca_http_async_fn start, void *arg)
+{
+    struct cca_error err = {0};
+    cca_rc rc;
+
+    c->r = r;
+    /* Suspend before starting: the answer may come before this returns. */
+    MHD_suspend_connection(r->conn);
+    r->suspended = true;
+    rc = start(arg, call_done, c, &err);
+    if (rc != CCA_OK) {
+        call_free(c);
+        if (rc == CCA_ERR_UNAVAILABLE)
+            cca_http_respond_error(
+                r, 503, "unavailable",
+                "the service is overloaded or shutting down; retry later");
+        else
+            cca_http_respond_rc(r, rc, &err);
+        MHD_resume_connection(r->conn);
+    }
+}
+
+struct engine_start {
+    struct cca_engine *engine;
+    struct cca_engine_request *req;
+};
+
+static cca_rc engine_start(void *arg, cca_engine_done_fn done, void *ctx,
+                           struct cca_error *err)
+{
+    struct engine_start *s = arg;
+
+    (void)err;
+    return cca_engine_submit(s->engine, s->req, done, ctx);
+}
+
 void cca_http_submit_finish(struct cca_http_request *r, struct cca_engine_request *req,
                             cca_http_finish_fn finish, const char *not_found, void *cls,
                             cca_http_release_fn release)
 {
     struct call *c = cca_xcalloc(1, sizeof(*c));
+    struct engine_start s = {r->http->engine, req};
 
-    c->r = r;
     c->finish = finish;
     c->not_found = not_found;
     c->cls = cls;
     c->release = release;
-    /* Suspend before submitting: the engine may answer before this returns. */
-    MHD_suspend_connection(r->conn);
-    r->suspended = true;
-    if (cca_engine_submit(r->http->engine, req, call_done, c) != CCA_OK) {
-        call_free(c);
-        cca_http_respond_error(r, 503, "unavailable",
-                               "the service is overloaded or shutting down; retry later");
-        MHD_resume_connection(r->conn);
-    }
+    suspend_start(r, c, engine_start, &s);
+}
+
+void cca_http_async(struct cca_http_request *r, cca_http_async_fn start, void *arg)
+{
+    suspend_start(r, cca_xcalloc(1, sizeof(struct call)), start, arg);
 }
 
 void cca_http_submit(struct cca_http_request *r, struct cca_engine_request *req)

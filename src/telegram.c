@@ -27,6 +27,7 @@
 #include <sys/random.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "cca/engine.h"
 #include "cca/export.h"
@@ -182,6 +183,10 @@ struct task {
     struct cca_tg_update u;
     struct chat *c;
     int64_t t0_us;
+    /* A webhook's update: told when it is done (telegram.h cca_telegram_webhook). */
+    cca_engine_done_fn done;
+    void *done_ctx;
+    bool failed; /* a transient failure: Telegram should deliver it again */
 };
 
 struct cca_telegram;
@@ -203,7 +208,7 @@ struct call {
     int what;    /* op_done: 'n' take, 'e' end, 's' status, 'a' hand back, 'r' reply */
 };
 
-enum ev_kind { EV_POLLED, EV_SENT, EV_DONE, EV_OBSERVED, EV_DIRECT };
+enum ev_kind { EV_POLLED, EV_SENT, EV_DONE, EV_OBSERVED, EV_DIRECT, EV_WEBHOOK };
 
 struct ev {
     struct ev *next;
@@ -211,6 +216,7 @@ struct ev {
     struct cca_fetch_result res;
     struct item *item;
     struct call *call;
+    struct task *task; /* EV_WEBHOOK */
     cca_rc rc;
     json_t *json;
     struct cca_error err;
@@ -234,6 +240,8 @@ struct cca_telegram {
     struct cca_fetch_headers *json_headers;
     char base[512];
     char token[256];
+    bool webhook;            /* TELEGRAM_WEBHOOK_URL: no polling */
+    char webhook_secret[65]; /* setWebhook's secret_token, derived from the token */
     int64_t bot_id;
     char username[CCA_TG_NAME_MAX + 1];
     pthread_t thread;
@@ -505,6 +513,13 @@ static void chat_free(void *val)
     /* "o:" entries point at the same chat: freed through its "c:" entry only. */
     if (c == NULL)
         return;
+    while (c->head != NULL) { /* updates left at the stop: asked for again */
+        struct task *t = c->head;
+
+        c->head = t->next;
+        cca_tg_update_cleanup(&t->u);
+        free(t);
+    }
     json_decref(c->doc);
     free(c);
 }
@@ -1186,8 +1201,8 @@ static void poll_start(struct cca_telegram *tg)
 /* The batch is done when its updates and their writes are: store the offset, poll. */
 static void check_batch(struct cca_telegram *tg)
 {
-    if (tg->polling || tg->poll_at != 0 || tg->tasks_left > 0 || tg->batch_calls > 0 ||
-        tg->stop)
+    if (tg->webhook || tg->polling || tg->poll_at != 0 || tg->tasks_left > 0 ||
+        tg->batch_calls > 0 || tg->stop)
         return;
     if (tg->batch_failed) {
         /* Ask for the same updates again: the keys make the repeat a replay. */
@@ -1203,10 +1218,25 @@ static void check_batch(struct cca_telegram *tg)
     poll_start(tg);
 }
 
+/* Tell the webhook's caller how its update ended (a transient failure: again). */
+static void webhook_answer(struct task *t, bool failed)
+{
+    struct cca_error err = {0};
+
+    if (t->done == NULL)
+        return;
+    if (failed)
+        (void)cca_error_set(&err, CCA_ERR_UNAVAILABLE, "the update could not be stored");
+    t->done(t->done_ctx, failed ? CCA_ERR_UNAVAILABLE : CCA_OK,
+            failed ? NULL : json_object(), &err);
+    t->done = NULL;
+}
+
 static void task_done(struct cca_telegram *tg, struct task *t)
 {
     struct chat *c = t->c;
 
+    webhook_answer(t, t->failed);
     c->head = t->next;
     if (c->head == NULL)
         c->tail = NULL;
@@ -1216,6 +1246,27 @@ static void task_done(struct cca_telegram *tg, struct task *t)
     tg->tasks_left--;
     if (c->head != NULL)
         run_task(tg, c->head);
+}
+
+/* Queue @t behind its chat's earlier updates; true when it is the chat's first. */
+static bool task_queue(struct cca_telegram *tg, struct task *t)
+{
+    t->t0_us = cca_time_mono_us();
+    t->c = chat_get(tg, t->u.chat_id);
+    tg->tasks_left++;
+    if (t->c->tail != NULL) {
+        t->c->tail->next = t;
+        t->c->tail = t;
+        return false;
+    }
+    t->c->head = t->c->tail = t;
+    return true;
+}
+
+/* An update is served: a private chat's message, edit or button from a person. */
+static bool served(const struct cca_tg_update *u)
+{
+    return u->kind != CCA_TG_OTHER && u->chat_id != 0 && u->chat_private && !u->is_bot;
 }
 
 static void polled(struct cca_telegram *tg, struct ev *ev)
@@ -1273,22 +1324,13 @@ static void polled(struct cca_telegram *tg, struct ev *ev)
         if (t->u.update_id > tg->batch_max)
             tg->batch_max = t->u.update_id;
         atomic_fetch_add_explicit(&tg->m.updates[t->u.kind], 1, memory_order_relaxed);
-        if (t->u.kind == CCA_TG_OTHER || t->u.chat_id == 0 || !t->u.chat_private ||
-            t->u.is_bot) {
+        if (!served(&t->u)) {
             cca_tg_update_cleanup(&t->u); /* groups and channels are not served */
             free(t);
             continue;
         }
-        t->t0_us = cca_time_mono_us();
-        t->c = chat_get(tg, t->u.chat_id);
-        if (t->c->tail != NULL) {
-            t->c->tail->next = t;
-        } else {
-            t->c->head = t;
+        if (task_queue(tg, t))
             first[nfirst++] = t->c;
-        }
-        t->c->tail = t;
-        tg->tasks_left++;
     }
     cca_tg_response_cleanup(&r);
     /* Start each chat's first update (chats in parallel, each chat in order). */
@@ -1316,6 +1358,7 @@ static void task_end(struct cca_telegram *tg, struct task *t, cca_rc rc,
         cca_log(LOG_WARNING, "telegram: update %" PRId64 " will be retried: %s",
                 t->u.update_id, err != NULL ? err->msg : "");
         tg->batch_failed = true;
+        t->failed = true;
     }
     task_done(tg, t);
 }
@@ -2275,6 +2318,17 @@ static void handle(struct cca_telegram *tg, struct ev *ev)
         case EV_OBSERVED:
             observe(tg, ev->id);
             break;
+        case EV_WEBHOOK:
+            atomic_fetch_add_explicit(&tg->m.updates[ev->task->u.kind], 1,
+                                      memory_order_relaxed);
+            if (!served(&ev->task->u)) {
+                webhook_answer(ev->task, false);
+                cca_tg_update_cleanup(&ev->task->u);
+                free(ev->task);
+            } else if (task_queue(tg, ev->task)) {
+                run_task(tg, ev->task);
+            }
+            break;
     }
     json_decref(ev->json);
     free(ev->res.body);
@@ -2365,7 +2419,11 @@ static void startup(struct cca_telegram *tg)
 {
     load(tg);
     direct(tg, "getMe", json_object());
-    direct(tg, "deleteWebhook", cca_tg_delete_webhook());
+    if (tg->webhook)
+        direct(tg, "setWebhook",
+               cca_tg_set_webhook(tg->cfg->telegram_webhook_url, tg->webhook_secret));
+    else
+        direct(tg, "deleteWebhook", cca_tg_delete_webhook());
     /* Customers see /start and /help; each operator's chat, every command. */
     commands(tg, NULL, NULL);
     commands(tg, NULL, "en");
@@ -2380,7 +2438,8 @@ static void startup(struct cca_telegram *tg)
             "telegram: started bot id=%" PRId64 " offset=%" PRId64
             " chats=%zu dialogs=%zu",
             tg->bot_id, tg->offset, tg->chats.n, tg->delivs.n);
-    poll_start(tg);
+    if (!tg->webhook)
+        poll_start(tg);
 }
 
 static void *tg_main(void *arg)
@@ -2441,6 +2500,86 @@ static void *tg_main(void *arg)
 
 /* ---- the contract ------------------------------------------------------------------ */
 
+/*
+ * The secret_token of setWebhook: 64 hex digits of SHA-256 over a label and the
+ * bot token (the Bot API allows 1-256 of [A-Za-z0-9_-]): as secret as the token,
+ * stable across restarts, nothing more to configure.
+ */
+static void webhook_secret(const char *token, char ret[65])
+{
+    static const char digits16[] = "0123456789abcdef";
+    static const char label[] = "cca-telegram-webhook:";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+    ret[0] = '\0';
+    if (ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+        EVP_DigestUpdate(ctx, label, sizeof(label) - 1) == 1 &&
+        EVP_DigestUpdate(ctx, token, strlen(token)) == 1 &&
+        EVP_DigestFinal_ex(ctx, md, &md_len) == 1 && md_len == 32) {
+        for (unsigned i = 0; i < 32; i++) {
+            ret[2 * i] = digits16[md[i] >> 4];
+            ret[2 * i + 1] = digits16[md[i] & 15];
+        }
+        ret[64] = '\0';
+    }
+    EVP_MD_CTX_free(ctx);
+    explicit_bzero(md, sizeof(md));
+}
+
+cca_rc cca_telegram_webhook(struct cca_telegram *tg, const char *secret, const char *body,
+                            size_t len, cca_engine_done_fn done, void *ctx,
+                            struct cca_error *reterr)
+{
+    struct task *t;
+    struct ev *ev;
+    json_error_t jerr;
+    json_t *u;
+    cca_rc rc;
+
+    if (tg == NULL || !tg->webhook)
+        return cca_error_set(reterr, CCA_ERR_NOT_FOUND,
+                             "the Telegram channel is not in webhook mode");
+    if (!tg->webhook_secret[0] ||
+        !cca_operator_secret_equal(secret, secret != NULL ? strlen(secret) : 0,
+                                   tg->webhook_secret, strlen(tg->webhook_secret)))
+        return cca_error_set(reterr, CCA_ERR_FORBIDDEN,
+                             "X-Telegram-Bot-Api-Secret-Token does not match");
+    u = json_loadb(body != NULL ? body : "", len, JSON_REJECT_DUPLICATES, &jerr);
+    if (u == NULL)
+        return cca_error_set(reterr, CCA_ERR_PARSE, "not JSON: %s", jerr.text);
+    t = cca_xcalloc(1, sizeof(*t));
+    rc = cca_tg_update_parse(u, &t->u, reterr);
+    json_decref(u);
+    if (rc != CCA_OK) {
+        cca_tg_update_cleanup(&t->u);
+        free(t);
+        return rc;
+    }
+    t->done = done;
+    t->done_ctx = ctx;
+    ev = cca_xcalloc(1, sizeof(*ev));
+    ev->kind = EV_WEBHOOK;
+    ev->task = t;
+    pthread_mutex_lock(&tg->lock);
+    if (tg->stop) {
+        pthread_mutex_unlock(&tg->lock);
+        cca_tg_update_cleanup(&t->u);
+        free(t);
+        free(ev);
+        return cca_error_set(reterr, CCA_ERR_UNAVAILABLE, "shutting down");
+    }
+    if (tg->in_tail != NULL)
+        tg->in_tail->next = ev;
+    else
+        tg->in_head = ev;
+    tg->in_tail = ev;
+    pthread_cond_signal(&tg->cond);
+    pthread_mutex_unlock(&tg->lock);
+    return CCA_OK;
+}
+
 cca_rc cca_telegram_new(const struct cca_telegram_params *params,
                         struct cca_telegram **ret, struct cca_error *reterr)
 {
@@ -2474,6 +2613,8 @@ cca_rc cca_telegram_new(const struct cca_telegram_params *params,
     while (n > 0 && tg->base[n - 1] == '/')
         tg->base[--n] = '\0';
     tg->bot_id = cca_tg_bot_id(tg->token);
+    tg->webhook = cfg->telegram_webhook_url[0] != '\0';
+    webhook_secret(tg->token, tg->webhook_secret);
     pthread_mutex_init(&tg->lock, NULL);
     pthread_cond_init(&tg->cond, NULL);
     cca_hist_init(&tg->m.send_seconds, cca_hist_seconds_bounds, cca_hist_seconds_n);
@@ -2513,6 +2654,13 @@ void cca_telegram_stop(struct cca_telegram *tg, int64_t deadline_ms)
         cca_fetch_cancel(tg->fetch, tg->poll_id);
     (void)pthread_join(tg->thread, NULL);
     tg->started = false;
+    /* Webhook updates not handled yet: Telegram delivers them again (503). */
+    for (size_t i = 0; i < tg->chats.nb; i++)
+        for (struct node *x = tg->chats.b[i]; x != NULL; x = x->next)
+            if (x->key[0] == 'c')
+                for (struct task *t = ((struct chat *)x->val)->head; t != NULL;
+                     t = t->next)
+                    webhook_answer(t, true);
 }
 
 static void free_item(void *ctx, void *item)
@@ -2537,6 +2685,11 @@ void cca_telegram_free(struct cca_telegram *tg)
         if (ev->call != NULL) {
             json_decref(ev->call->doc);
             free(ev->call);
+        }
+        if (ev->task != NULL) {
+            webhook_answer(ev->task, true);
+            cca_tg_update_cleanup(&ev->task->u);
+            free(ev->task);
         }
         json_decref(ev->json);
         free(ev->res.body);

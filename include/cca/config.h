@@ -77,6 +77,7 @@ struct cca_config {
     unsigned telegram_poll_timeout_s;
     double telegram_send_rate;          /* messages per second, all chats */
     unsigned telegram_chat_interval_ms; /* least time between two sends to one chat */
+    char telegram_webhook_url[512];     /* "": long polling */
 };
 
 /* cca_config_warn_fn - receives one warning (unknown .env key ...), NUL-terminated. */

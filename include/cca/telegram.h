@@ -77,6 +77,28 @@ cca_rc cca_telegram_new(const struct cca_telegram_params *params,
  */
 void cca_telegram_stop(struct cca_telegram *tg, int64_t deadline_ms);
 
+/*
+ * cca_telegram_webhook - one Update that Telegram POSTed to
+ * POST /api/v1/telegram/webhook (webhook mode: TELEGRAM_WEBHOOK_URL is set, and
+ * the channel called setWebhook with that URL and a secret_token derived from
+ * the bot token; Bot API "setWebhook").
+ * @secret: the X-Telegram-Bot-Api-Secret-Token header (NULL when absent),
+ *          compared in constant time (cca_operator_secret_equal).
+ * @body[0..len): the Update (JSON); borrowed for the call.
+ * Returns CCA_OK, and later calls @done(@ctx, rc, result, err) exactly once,
+ * from the channel's thread, when the update is handled and its change is
+ * durable: CCA_OK with an empty object (Telegram's 200), or
+ * CCA_ERR_UNAVAILABLE after a transient failure (a 503: Telegram delivers it
+ * again, and the "tg:<update_id>" keys make that a replay). Without calling
+ * @done: CCA_ERR_NOT_FOUND when @tg is NULL or polls, CCA_ERR_FORBIDDEN for a
+ * wrong or missing secret, CCA_ERR_PARSE / CCA_ERR_INVALID when @body is not
+ * an Update, CCA_ERR_UNAVAILABLE when stopping; detail in @reterr.
+ * Thread-safe.
+ */
+cca_rc cca_telegram_webhook(struct cca_telegram *tg, const char *secret, const char *body,
+                            size_t len, cca_engine_done_fn done, void *ctx,
+                            struct cca_error *reterr) CCA_WUR;
+
 /* cca_telegram_free - free a stopped channel (stops it first if needed). Accepts NULL. */
 void cca_telegram_free(struct cca_telegram *tg);
 
