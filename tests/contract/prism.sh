@@ -509,6 +509,8 @@ p 404 GET /api/v1/dialogue/not-a-uuid/status "malformed id"
 p 404 POST "/api/v1/dialogue/$unknown/message" "unknown id" "${J[@]}" '{"message":"Алло?"}'
 p 404 POST "/api/v1/dialogue/$unknown/close" "unknown id"
 p 404 DELETE "/api/v1/dialogue/$unknown?force=true" "unknown id"
+p 404 POST /api/v1/telegram/webhook "no Telegram webhook (polling or no channel)" \
+    -H 'X-Telegram-Bot-Api-Secret-Token: x' "${J[@]}" '{"update_id":1}'
 p 404 GET "/api/v1/dialogue/$id_a" "deleted dialog"
 
 echo "== errors: 409"
