@@ -489,9 +489,11 @@ int64_t cca_tg_bot_id(const char *token)
     for (; token[i] >= '0' && token[i] <= '9'; i++) {
         if (i == 20)
             return 0;
-        v = v * 10 + (uint64_t)(token[i] - '0');
-        if (v > INT64_MAX)
+        uint64_t d = (uint64_t)(token[i] - '0');
+
+        if (v > ((uint64_t)INT64_MAX - d) / 10)
             return 0;
+        v = v * 10 + d;
     }
     if (i == 0 || token[i] != ':')
         return 0;
