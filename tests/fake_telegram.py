@@ -575,6 +575,17 @@ class Fault:
                 and (self.chat_id is None or self.chat_id == chat_id))
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def handle_error(self, request, client_address):
+        # A client that went away (a SIGKILLed server) is no error of ours.
+        if isinstance(sys.exc_info()[1], (ConnectionError, BrokenPipeError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+
 class FakeBotAPI:
     """The fake Bot API (see the module's comment). Thread-safe."""
 
@@ -634,9 +645,7 @@ class FakeBotAPI:
         class Handler(_Handler):
             pass
         Handler.fake = fake
-        self._server = ThreadingHTTPServer((self.host, self._want_port), Handler)
-        self._server.daemon_threads = True
-        self._server.block_on_close = False
+        self._server = _Server((self.host, self._want_port), Handler)
         self.port = self._server.server_address[1]
         self.base_url = "http://%s:%d" % (self.host, self.port)
         self._thread = threading.Thread(target=self._server.serve_forever,
@@ -719,8 +728,12 @@ class FakeBotAPI:
                  "date": int(time.time())}
             m.update(extra)
             self.messages[(user.id, mid)] = dict(m, _from_bot=False)
-            self.transcript.append((time.monotonic(), user.id, "in",
-                                    extra.get("text") or "[%s]" % next(iter(extra), "?")))
+            what = extra.get("text")
+            if what is None:
+                what = "[%s]" % next(iter(extra), "?")
+                if extra.get("caption"):
+                    what += " " + extra["caption"]
+            self.transcript.append((time.monotonic(), user.id, "in", what))
         return m
 
     def send_text(self, user, text, duplicate=False):
@@ -882,14 +895,17 @@ class FakeBotAPI:
             return len(self.calls)
 
     def wait_call(self, method=None, chat_id=None, since=0, pred=None, timeout=10.0, ok=True,
-                  n=1):
-        """Wait until @n calls match (see calls_of) and answered; returns the
-        last of the first @n, or raises AssertionError with the call log."""
+                  n=1, answered=True):
+        """Wait until @n calls match (see calls_of) and, when @answered, were
+        answered; returns the last of the first @n, or raises AssertionError
+        with the call log. @ok True (default): only calls answered ok."""
         deadline = time.monotonic() + timeout
+        if not answered:
+            ok = None
         with self._lock:
             while True:
                 got = [c for c in self.calls_of(method, chat_id, since, ok, pred)
-                       if c.t_done is not None]
+                       if c.t_done is not None or not answered]
                 if len(got) >= n:
                     return got[n - 1]
                 left = deadline - time.monotonic()
@@ -946,11 +962,13 @@ class FakeBotAPI:
                 if len(ts) > 1:
                     min_iv[chat] = min(b - a for a, b in zip(ts, ts[1:]))
             ts = sorted(c.t_recv for c in sends)
-            best, j = 0, 0
+            best, j, best_at = 0, 0, None
             for i in range(len(ts)):
                 while ts[i] - ts[j] >= 1.0:
                     j += 1
-                best = max(best, i - j + 1)
+                if i - j + 1 > best:
+                    best, best_at = i - j + 1, ts[j]
+            t_first = ts[0] if ts else None
             keys = {}
             for c in sends:
                 if c.method == "sendMessage":
@@ -973,6 +991,9 @@ class FakeBotAPI:
                 "per_chat_min_interval": min(min_iv.values()) if min_iv else None,
                 "per_chat_min_interval_by_chat": min_iv,
                 "global_max_per_1s": best,
+                "global_max_window_start": (best_at - t_first) if best_at is not None else None,
+                "first_send": t_first,
+                "last_send": ts[-1] if ts else None,
                 "duplicates": sum(dups.values()),
                 "duplicate_keys": [list(k) + [n] for k, n in dups.items()],
                 "violations": len(self.violations),
@@ -984,9 +1005,10 @@ class FakeBotAPI:
             }
 
     # -- the Bot API ------------------------------------------------------------
-    def _record(self, method, http_method, ctype, params):
+    def _record(self, method, http_method, ctype, params, t_recv=None):
+        t_recv = t_recv if t_recv is not None else time.monotonic()
         with self._lock:
-            c = Call(len(self.calls), method, http_method, ctype, params, time.monotonic())
+            c = Call(len(self.calls), method, http_method, ctype, params, t_recv)
             self.calls.append(c)
             return c
 
@@ -1322,6 +1344,12 @@ class _Handler(BaseHTTPRequestHandler):
         if self.fake.log:
             self.fake.log("%s %s" % (self.address_string(), fmt % args))
 
+    def parse_request(self):
+        # The time the request line arrived: taken before any lock of ours,
+        # so that the fake's own pauses never bunch the measured send times.
+        self._t_line = time.monotonic()
+        return super().parse_request()
+
     def do_GET(self):
         self._serve("GET")
 
@@ -1385,7 +1413,7 @@ class _Handler(BaseHTTPRequestHandler):
         method = METHOD_NAMES.get(m.group(2).lower())
         ctype = self.headers.get("Content-Type", "")
         if method is None:
-            call = fake._record(m.group(2), http_method, ctype, {})
+            call = fake._record(m.group(2), http_method, ctype, {}, self._t_line)
             with fake._lock:
                 fake.violations.append({"seq": call.seq, "method": m.group(2),
                                         "problem": "method not modelled by the fake", "params": {}})
@@ -1427,7 +1455,7 @@ class _Handler(BaseHTTPRequestHandler):
             params = validate(method, params, strict_json=strict)
         except BadRequest as e:
             problem = str(e)
-        call = fake._record(method, http_method, ctype, params)
+        call = fake._record(method, http_method, ctype, params, self._t_line)
         if problem is not None:
             call.violation = problem
             with fake._lock:
