@@ -2618,8 +2618,10 @@ cca_rc cca_telegram_new(const struct cca_telegram_params *params,
     pthread_mutex_init(&tg->lock, NULL);
     pthread_cond_init(&tg->cond, NULL);
     cca_hist_init(&tg->m.send_seconds, cca_hist_seconds_bounds, cca_hist_seconds_n);
+    /* Evenly spaced (a burst of one): a burst of 30 at once arrives bunched with the
+     * next second's at the Bot API, which counts them in its own windows. */
     sp.global_per_s = cfg->telegram_send_rate;
-    sp.global_burst = cfg->telegram_send_rate;
+    sp.global_burst = 1;
     sp.per_chat_interval_ms = cfg->telegram_chat_interval_ms;
     tg->sendq = cca_tgsend_new(&sp);
     if (cca_fetch_headers_new(lines, &tg->json_headers, reterr) != CCA_OK ||
