@@ -578,6 +578,11 @@ class Fault:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    # socketserver's default listen backlog is 5: a burst of new connections
+    # past it has its SYNs dropped and retried by the kernel a second later,
+    # which would bunch the measured send times (and look like a client that
+    # ignores the rate limits).
+    request_queue_size = 1024
 
     def handle_error(self, request, client_address):
         # A client that went away (a SIGKILLed server) is no error of ours.
