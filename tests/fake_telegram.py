@@ -1343,6 +1343,9 @@ class FakeBotAPI:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "FakeBotAPI/1.0"
+    # Headers and body are two writes: without TCP_NODELAY, Nagle's algorithm
+    # and the client's delayed ACK could hold an answer back ~40 ms.
+    disable_nagle_algorithm = True
     fake = None  # set by FakeBotAPI.start
 
     def log_message(self, fmt, *args):

@@ -1034,7 +1034,10 @@ def sigkill_burst(ctx):
     within = [x for x in close if x[2].t_recv > kills[-1]]
     ctx.expect(not within, "%d pair(s) of sends to one chat less than 0.95 s apart within one run (after the "
                            "last restart)" % len(within))
-    for chat, dt, a, b in (within or close)[:10]:
+    if close:
+        ctx.note("%d pair(s) of sends to one chat under 0.95 s apart, %d of them within one run" % (
+            len(close), len(within)))
+    for chat, dt, a, b in (within or close)[:10 if within else 3]:
         ctx.note("chat %d: sends %.3f s apart at %.3f and %.3f s (kills/restarts at %s): %r / %r" % (
             chat, dt, a.t_recv - t0, b.t_recv - t0, ["%.3f" % (k - t0) for k in kills],
             (a.get("text") or "")[:40], (b.get("text") or "")[:40]))
