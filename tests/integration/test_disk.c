@@ -136,6 +136,7 @@ static void assert_storage_intact(unsigned port, bool files_current)
             strcmp(de->d_name, ".lock") == 0 || strncmp(de->d_name, "journal-", 8) == 0 ||
             strcmp(de->d_name, "operators") == 0 || /* the operators collection */
             strcmp(de->d_name, "customers") == 0 || /* customer profiles */
+            strcmp(de->d_name, "telegram") == 0 ||  /* the Telegram channel's */
             (de->d_name[0] == '.' && len > 4 &&
              strcmp(de->d_name + len - 4, ".tmp") == 0))
             continue;

@@ -757,6 +757,7 @@ static bool storage_scan(const struct ctx *c, char *why, size_t why_size)
             strcmp(e->d_name, ".lock") == 0 ||        /* the server's storage lock */
             strcmp(e->d_name, "operators") == 0 ||    /* the operators collection */
             strcmp(e->d_name, "customers") == 0 ||    /* customer profiles */
+            strcmp(e->d_name, "telegram") == 0 ||     /* the Telegram channel's */
             strncmp(e->d_name, "journal-", 8) == 0 || /* its journal segments */
             (e->d_name[0] == '.' && len > 9 &&        /* a checkpoint's spare file */
              strcmp(e->d_name + len - 9, ".json.tmp") == 0))
