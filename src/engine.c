@@ -670,7 +670,7 @@ static void on_persisted(void *ctx, cca_rc rc, size_t bytes, const struct cca_er
 
 static const char *idempotent_op_name(const struct op *op)
 {
-    return op->req.op == CCA_OP_CREATE ? "create"
+    return op->req.op == CCA_OP_CREATE  ? "create"
            : op->req.op == CCA_OP_REPLY ? "reply"
                                         : "message";
 }
@@ -1233,6 +1233,16 @@ static void queue_faq(struct cca_engine *e, struct op *op, json_t *before,
         if (route.scores[agent] > 0)
             answer =
                 cca_agents_kb_answer(e->agents, agent, lang, texts[i], strlen(texts[i]));
+    }
+    /* An answer the AI already gave in this dialog is not repeated as the FAQ. */
+    for (size_t i = 0; answer != NULL && i < json_array_size(messages); i++) {
+        json_t *m = json_array_get(messages, i);
+
+        if (strcmp(json_string_value(json_object_get(m, "role")) ?: "", "agent") == 0 &&
+            strcmp(json_string_value(json_object_get(m, "content")) ?: "", answer) == 0) {
+            free(answer);
+            answer = NULL;
+        }
     }
     if (answer != NULL) {
         json_t *doc =
@@ -2255,8 +2265,9 @@ static void start_op(struct cca_engine *e, struct op *op)
                 en = NULL;
             pthread_mutex_unlock(&e->lock);
             /* A move for a dialog whose create is in flight waits behind it. */
-            if (en == NULL && (op->req.op == CCA_OP_MOVE ||
-                               op->req.op == CCA_OP_CUSTOMER_PUT || op->req.op == CCA_OP_PUT))
+            if (en == NULL &&
+                (op->req.op == CCA_OP_MOVE || op->req.op == CCA_OP_CUSTOMER_PUT ||
+                 op->req.op == CCA_OP_PUT))
                 en = creating_find(e, id);
             /* A profile (or a channel's document) is made by its first change. */
             if (en == NULL &&

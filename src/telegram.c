@@ -939,6 +939,43 @@ static enum cca_lang dialog_lang(json_t *doc, struct chat *c)
     return c != NULL ? chat_lang(c) : CCA_LANG_EN;
 }
 
+/*
+ * Why a dialog came to a human, for its card: the transfer's reason, or the
+ * escalation's (the last move away from the AI: "customer_request",
+ * "supervisor", ...), then the AI's routing of the last routed turn (agent,
+ * method and the words that decided it).
+ */
+static void card_reason(json_t *doc, json_t *transfer, char *buf, size_t size)
+{
+    json_t *trs = json_object_get(json_object_get(doc, "metadata"), "transitions");
+    json_t *messages = json_object_get(doc, "messages");
+    const char *why = jstr(transfer, "reason");
+    json_t *route = NULL;
+    size_t len;
+
+    for (size_t i = json_array_size(trs); why == NULL && i-- > 0;) {
+        const char *from = jstr(json_array_get(trs, i), "from");
+
+        if (from != NULL && strcmp(from, "agent") == 0)
+            why = jstr(json_array_get(trs, i), "reason");
+    }
+    for (size_t i = json_array_size(messages); route == NULL && i-- > 0;)
+        route = json_object_get(json_array_get(messages, i), "route");
+    len = (size_t)snprintf(buf, size, "%s", why != NULL ? why : "");
+    if (jstr(route, "agent") != NULL && len < size) {
+        json_t *matched = json_object_get(route, "matched");
+
+        len += (size_t)snprintf(buf + len, size - len, "%sAI: %s (%s", len ? "; " : "",
+                                jstr(route, "agent"),
+                                jstr(route, "method") ? jstr(route, "method") : "?");
+        for (size_t i = 0; i < json_array_size(matched) && i < 3 && len < size; i++)
+            len += (size_t)snprintf(buf + len, size - len, "%s%s", i ? ", " : ": ",
+                                    json_string_value(json_array_get(matched, i)) ?: "");
+        if (len < size)
+            (void)snprintf(buf + len, size - len, ")");
+    }
+}
+
 /* The card of dialog @doc for operator chat @oc (a new assignment or transfer). */
 static void send_card(struct cca_telegram *tg, struct chat *oc, json_t *doc,
                       struct deliv *d, int64_t idx, bool transfer, json_t *tr)
@@ -948,8 +985,7 @@ static void send_card(struct cca_telegram *tg, struct chat *oc, json_t *doc,
     size_t first = n > CARD_LINES ? n - CARD_LINES : 0;
     struct cca_tgbot_line lines[CARD_LINES];
     struct cca_tgbot_card card = {0};
-    const char *reason = jstr(tr, "reason");
-    json_t *route = NULL;
+    char reason[256];
     char *text;
 
     for (size_t i = first; i < n; i++) {
@@ -957,12 +993,8 @@ static void send_card(struct cca_telegram *tg, struct chat *oc, json_t *doc,
 
         lines[i - first].role = jstr(m, "role");
         lines[i - first].text = jstr(m, "content");
-        if (json_object_get(m, "route") != NULL)
-            route = json_object_get(m, "route");
     }
-    /* The AI's routing reason of the last routed turn says most of the case. */
-    if (jstr(route, "reason") != NULL && (reason == NULL || !transfer))
-        reason = jstr(route, "reason");
+    card_reason(doc, transfer ? tr : NULL, reason, sizeof(reason));
     card.number = number_of(tg, oc, jstr(doc, "dialog_id"), true);
     card.name = customer_name(doc);
     card.lang = jstr(doc, "language");
