@@ -503,7 +503,7 @@ static void post(struct cca_engine *e, struct op *op, enum event ev)
     pthread_mutex_unlock(&e->lock);
 }
 
-static void request_cleanup(struct cca_engine_request *r)
+void cca_engine_request_cleanup(struct cca_engine_request *r)
 {
     cca_dialog_create_cleanup(&r->create);
     free(r->text);
@@ -528,7 +528,7 @@ static void request_cleanup(struct cca_engine_request *r)
 
 static void op_free(struct op *op)
 {
-    request_cleanup(&op->req);
+    cca_engine_request_cleanup(&op->req);
     cca_turn_cleanup(&op->t);
     cca_llm_result_cleanup(&op->llm);
     json_decref(op->events);
@@ -2638,7 +2638,7 @@ cca_rc cca_engine_submit(struct cca_engine *e, struct cca_engine_request *req,
     pthread_mutex_lock(&e->lock);
     if (e->stop || e->in_flight >= e->cfg->max_pending_turns) {
         pthread_mutex_unlock(&e->lock);
-        request_cleanup(req);
+        cca_engine_request_cleanup(req);
         return CCA_ERR_UNAVAILABLE;
     }
     e->in_flight++;

@@ -252,6 +252,7 @@ struct cca_telegram {
     struct ev *in_head, *in_tail;
     bool stop;
     int64_t stop_deadline;
+    bool stopping; /* the thread's copy of @stop: no new work is started */
 
     /* the thread's own */
     struct table chats, delivs;
@@ -344,6 +345,12 @@ static bool submit(struct cca_telegram *tg, struct cca_engine_request *req,
                    struct call *k)
 {
     k->tg = tg;
+    if (tg->stopping) { /* stopping: nothing new is started */
+        cca_engine_request_cleanup(req);
+        json_decref(k->doc);
+        free(k);
+        return false;
+    }
     if (req->render == NULL)
         req->render = render_min;
     if (cca_engine_submit(tg->engine, req, on_engine_done, k) != CCA_OK) {
@@ -1234,7 +1241,7 @@ static void poll_start(struct cca_telegram *tg)
 static void check_batch(struct cca_telegram *tg)
 {
     if (tg->webhook || tg->polling || tg->poll_at != 0 || tg->tasks_left > 0 ||
-        tg->batch_calls > 0 || tg->stop)
+        tg->batch_calls > 0 || tg->stopping)
         return;
     if (tg->batch_failed) {
         /* Ask for the same updates again: the keys make the repeat a replay. */
@@ -1310,7 +1317,7 @@ static void polled(struct cca_telegram *tg, struct ev *ev)
     tg->sends--;
     tg->polling = false;
     item_free(ev->item);
-    if (tg->stop)
+    if (tg->stopping)
         return;
     if (ev->res.status != 0)
         cca_tg_response_parse(ev->res.body, ev->res.body_len, ev->res.status, &r);
@@ -2488,7 +2495,8 @@ static void *tg_main(void *arg)
         struct item *it;
         bool stop;
 
-        while (!tg->stop && (it = cca_tgsend_next(tg->sendq, now, &chat, &wait)) != NULL)
+        while (!tg->stopping &&
+               (it = cca_tgsend_next(tg->sendq, now, &chat, &wait)) != NULL)
             if (!start_fetch(tg, it, SEND_TIMEOUT_MS, SEND_RESPONSE_MAX, NULL)) {
                 (void)cca_tgsend_done(tg->sendq, chat, CCA_TGSEND_RETRY, 0, false, now);
                 wait = 1000;
@@ -2515,6 +2523,7 @@ static void *tg_main(void *arg)
         tg->in_head = tg->in_tail = NULL;
         stop = tg->stop;
         pthread_mutex_unlock(&tg->lock);
+        tg->stopping = stop;
         while (list != NULL) {
             struct ev *next = list->next;
 
@@ -2524,7 +2533,9 @@ static void *tg_main(void *arg)
         now = cca_time_mono_ms();
         if (!stop && tg->poll_at != 0 && now >= tg->poll_at && !tg->polling)
             poll_start(tg);
-        if (stop && tg->calls == 0 && (tg->sends == 0 || now >= tg->stop_deadline))
+        /* At the deadline whatever is in flight is left: its results land in the
+         * inbox, which cca_telegram_free empties (after the engine is drained). */
+        if (stop && ((tg->calls == 0 && tg->sends == 0) || now >= tg->stop_deadline))
             break;
     }
     return NULL;

@@ -160,9 +160,9 @@ struct cca_engine_request {
     enum cca_operator_status status;
     struct cca_customer_fields *customer; /* new, owned; CCA_OP_CUSTOMER_PUT */
     bool fill_only;
-    json_t *channel;            /* new, owned; see above */
-    enum cca_store_coll coll;   /* CCA_OP_PUT */
-    json_t *doc;                /* new, owned; CCA_OP_PUT */
+    json_t *channel;          /* new, owned; see above */
+    enum cca_store_coll coll; /* CCA_OP_PUT */
+    json_t *doc;              /* new, owned; CCA_OP_PUT */
 };
 
 /*
@@ -215,6 +215,13 @@ cca_rc cca_engine_new(const struct cca_engine_params *params,
  * cca_llm_free, before cca_store_free. Accepts NULL.
  */
 void cca_engine_free(struct cca_engine *engine);
+
+/*
+ * cca_engine_request_cleanup - free what @req owns (its strings, documents,
+ * patch, profile fields, channel object), for a request that is not
+ * submitted after all. Accepts a zeroed request.
+ */
+void cca_engine_request_cleanup(struct cca_engine_request *req);
 
 /*
  * cca_engine_submit - queue @req (its strings are stolen, also on failure).
