@@ -54,6 +54,7 @@ static const unsigned char tg_ns[16] = {0x3b, 0x1e, 0x7f, 0x52, 0x9c, 0x4d, 0x5a
 #define WRONG_MAX         5     /* wrong secrets or PINs of a chat ... */
 #define WRONG_WINDOW_MS   (10 * 60 * 1000) /* ... within this window lock it ... */
 #define WRONG_LOCK_MS     (10 * 60 * 1000) /* ... this long */
+#define BATCH_TRIES       5 /* a failed batch is asked for again at most this often */
 #define HISTORY_DEFAULT   20
 #define HISTORY_MAX       1000
 #define CARD_LINES        5
@@ -144,6 +145,7 @@ struct chat {
     bool writing, dirty;
     struct task *head, *tail; /* its updates of the batch, in order */
     bool busy;
+    struct answer *answers; /* webhook answers waiting for the chat's write */
     int wrong;
     int64_t wrong_since, locked_until; /* monotonic ms */
 };
@@ -175,6 +177,13 @@ struct item {
     int64_t t0_us; /* when it was queued (monotonic us) */
     unsigned attempts;
     struct cca_fetch_headers *headers; /* a multipart request's, until it ends */
+};
+
+/* A webhook's answer held until its chat's document is written. */
+struct answer {
+    struct answer *next;
+    cca_engine_done_fn done;
+    void *ctx;
 };
 
 /* One update of the batch. */
@@ -264,7 +273,11 @@ struct cca_telegram {
     uint64_t poll_id;
     int64_t poll_at; /* monotonic ms of the next poll; 0 none pending */
     int64_t poll_backoff;
+    int64_t getme_at;  /* monotonic ms of the next getMe; 0 none */
     int64_t batch_max; /* the largest update_id of the batch */
+    int64_t *done_ids; /* updates of the batch handled in this run (a retry skips them) */
+    size_t ndone, capdone;
+    unsigned batch_tries; /* times the batch was asked for again */
     size_t tasks_left, batch_calls;
     bool batch_failed;
     size_t calls; /* engine operations in flight */
@@ -381,6 +394,7 @@ static struct call *call_new(void (*then)(struct cca_telegram *, struct call *, 
 
 static void put_done(struct cca_telegram *tg, struct call *k, cca_rc rc, json_t *result,
                      const struct cca_error *err);
+static void answers_flush(struct chat *c, bool failed);
 
 /* Store @doc (borrowed; a deep copy goes) as document @key; @batch: the offset waits. */
 static void put_doc(struct cca_telegram *tg, const char *key, json_t *doc, struct chat *c,
@@ -396,13 +410,18 @@ static void put_doc(struct cca_telegram *tg, const char *key, json_t *doc, struc
     k->d = d;
     k->batch = batch;
     if (!submit(tg, &req, k)) {
+        /* The next change writes the whole document again. */
         cca_log(LOG_WARNING, "telegram: the engine refused a write; retried later");
         if (batch)
             tg->batch_failed = true;
-        if (c != NULL)
+        if (c != NULL) {
+            c->writing = false;
             c->dirty = true;
-        if (d != NULL)
+        }
+        if (d != NULL) {
+            d->writing = false;
             d->dirty = true;
+        }
     }
 }
 
@@ -454,6 +473,8 @@ static void put_done(struct cca_telegram *tg, struct call *k, cca_rc rc, json_t 
         k->c->writing = false;
         if (k->c->dirty && rc == CCA_OK)
             chat_save(tg, k->c, false);
+        if (!k->c->writing)
+            answers_flush(k->c, rc != CCA_OK);
     }
     if (k->d != NULL) {
         k->d->writing = false;
@@ -598,6 +619,21 @@ static unsigned number_of(struct cca_telegram *tg, struct chat *c, const char *d
         }
     }
     return 0;
+}
+
+/* The dialog left operator chat @c: its short number is free again. */
+static void forget_number(struct cca_telegram *tg, struct chat *c, const char *dialog_id)
+{
+    unsigned n = number_of(tg, c, dialog_id, false);
+    char key[16];
+
+    if (n == 0)
+        return;
+    (void)snprintf(key, sizeof(key), "%u", n);
+    (void)json_object_del(json_object_get(c->doc, "clients"), key);
+    if (jint(c->doc, "focus") == (json_int_t)n)
+        (void)json_object_del(c->doc, "focus");
+    chat_save(tg, c, false);
 }
 
 static const char *dialog_of_number(struct chat *c, unsigned n)
@@ -758,9 +794,17 @@ static void enqueue(struct cca_telegram *tg, struct item *it)
         }
         d->out[it->arr][d->nout[it->arr]++] = it->idx;
     }
-    if ((c != NULL && json_is_true(json_object_get(c->doc, "blocked"))) ||
-        cca_tgsend_push(tg->sendq, it->chat_id, it) != CCA_OK)
-        item_finish(tg, it);
+    if (c != NULL && json_is_true(json_object_get(c->doc, "blocked"))) {
+        item_finish(tg, it); /* dropped on purpose: the cursor moves past it */
+    } else if (cca_tgsend_push(tg->sendq, it->chat_id, it) != CCA_OK) {
+        /* The outbox is full: the index stays outstanding, so the cursor stops
+         * before it and the next run sends it. */
+        cca_log(LOG_WARNING,
+                "telegram: outbox full, %s to chat %" PRId64 " left for later",
+                it->method, it->chat_id);
+        atomic_fetch_sub_explicit(&tg->m.outbox, 1, memory_order_relaxed);
+        item_free(it);
+    }
 }
 
 static struct item *item_new(int64_t chat_id, const char *method, json_t *body,
@@ -1098,6 +1142,7 @@ static struct chat *scan_transitions(struct cca_telegram *tg, json_t *doc,
 
             say_to(tg, pc->chat_id, s, true, NULL, d, 1, (int64_t)i);
             free(s);
+            forget_number(tg, pc, d->dialog_id);
         }
         if (oc != NULL && oc != pc) {
             send_card(tg, oc, doc, d, (int64_t)i, prev != NULL, tr);
@@ -1156,6 +1201,15 @@ static void scan(struct cca_telegram *tg, const char *id, json_t *doc)
             to_customer(tg, cchat, m, d, (int64_t)i);
         }
     }
+    /* The dialog's own rating question (kind "csat", handoff.c) is the one asked,
+     * also when an earlier run sent it (its cursor passed it). */
+    for (size_t i = 0; !d->csat_asked && i < n; i++) {
+        const char *kind = jstr(json_array_get(messages, i), "kind");
+
+        d->csat_asked = kind != NULL && strcmp(kind, "csat") == 0;
+    }
+    if (cca_dialog_get_status(doc) == CCA_DIALOG_CLOSED && oc != NULL)
+        forget_number(tg, oc, id); /* the operator's numbers are for open dialogs */
     if (cchat != 0 && !d->csat_asked && cca_dialog_get_status(doc) == CCA_DIALOG_CLOSED &&
         json_object_get(doc, "rating") == NULL) {
         struct chat *c = chat_get(tg, cchat);
@@ -1243,12 +1297,19 @@ static void check_batch(struct cca_telegram *tg)
     if (tg->webhook || tg->polling || tg->poll_at != 0 || tg->tasks_left > 0 ||
         tg->batch_calls > 0 || tg->stopping)
         return;
-    if (tg->batch_failed) {
-        /* Ask for the same updates again: the keys make the repeat a replay. */
+    if (tg->batch_failed && ++tg->batch_tries <= BATCH_TRIES) {
+        /* Ask for the same updates again: those handled are skipped, and the keys
+         * make any repeat a replay. */
         tg->batch_failed = false;
-        tg->poll_at = cca_time_mono_ms() + 1000;
+        tg->poll_at = cca_time_mono_ms() + 1000 * tg->batch_tries;
         return;
     }
+    if (tg->batch_failed)
+        cca_log(LOG_ERR, "telegram: updates up to %" PRId64 " failed %u times; given up",
+                tg->batch_max, BATCH_TRIES + 1);
+    tg->batch_failed = false;
+    tg->batch_tries = 0;
+    tg->ndone = 0;
     if (tg->batch_max >= tg->offset) {
         tg->offset = tg->batch_max + 1;
         (void)json_object_set_new(tg->state_doc, "offset", json_integer(tg->offset));
@@ -1257,17 +1318,47 @@ static void check_batch(struct cca_telegram *tg)
     poll_start(tg);
 }
 
-/* Tell the webhook's caller how its update ended (a transient failure: again). */
-static void webhook_answer(struct task *t, bool failed)
+/* Tell a webhook's caller how its update ended (a transient failure: again). */
+static void answer_now(cca_engine_done_fn done, void *ctx, bool failed)
 {
     struct cca_error err = {0};
 
-    if (t->done == NULL)
-        return;
     if (failed)
         (void)cca_error_set(&err, CCA_ERR_UNAVAILABLE, "the update could not be stored");
-    t->done(t->done_ctx, failed ? CCA_ERR_UNAVAILABLE : CCA_OK,
-            failed ? NULL : json_object(), &err);
+    done(ctx, failed ? CCA_ERR_UNAVAILABLE : CCA_OK, failed ? NULL : json_object(), &err);
+}
+
+/* The answers held for @c's write: now, failed or not. */
+static void answers_flush(struct chat *c, bool failed)
+{
+    while (c->answers != NULL) {
+        struct answer *a = c->answers;
+
+        c->answers = a->next;
+        answer_now(a->done, a->ctx, failed);
+        free(a);
+    }
+}
+
+/*
+ * A webhook's update is answered once its change is durable: the engine's
+ * operation was, and the chat's own document (a name, an operator link) is
+ * when no write of it is in flight; else the answer waits for that write.
+ */
+static void webhook_answer(struct task *t, bool failed)
+{
+    if (t->done == NULL)
+        return;
+    if (t->c != NULL && t->c->writing && !failed) {
+        struct answer *a = cca_xcalloc(1, sizeof(*a));
+
+        a->done = t->done;
+        a->ctx = t->done_ctx;
+        a->next = t->c->answers;
+        t->c->answers = a;
+    } else {
+        answer_now(t->done, t->done_ctx, failed);
+    }
     t->done = NULL;
 }
 
@@ -1276,6 +1367,13 @@ static void task_done(struct cca_telegram *tg, struct task *t)
     struct chat *c = t->c;
 
     webhook_answer(t, t->failed);
+    if (!t->failed && t->done_ctx == NULL) {
+        if (tg->ndone == tg->capdone) {
+            tg->capdone = tg->capdone ? tg->capdone * 2 : 128;
+            tg->done_ids = cca_xrealloc(tg->done_ids, tg->capdone * sizeof(int64_t));
+        }
+        tg->done_ids[tg->ndone++] = t->u.update_id;
+    }
     c->head = t->next;
     if (c->head == NULL)
         c->tail = NULL;
@@ -1351,17 +1449,19 @@ static void polled(struct cca_telegram *tg, struct ev *ev)
             free(t);
             continue;
         }
-        /* The same update twice in one answer: the first one serves. */
+        if (t->u.update_id > tg->batch_max)
+            tg->batch_max = t->u.update_id;
+        /* The same update twice in one answer, or one handled before a retry. */
         for (size_t j = 0; j < i && !dup; j++)
             dup = jint(json_array_get(r.result, j), "update_id") == t->u.update_id;
+        for (size_t j = 0; j < tg->ndone && !dup; j++)
+            dup = tg->done_ids[j] == t->u.update_id;
         if (dup) {
             atomic_fetch_add_explicit(&tg->m.replays, 1, memory_order_relaxed);
             cca_tg_update_cleanup(&t->u);
             free(t);
             continue;
         }
-        if (t->u.update_id > tg->batch_max)
-            tg->batch_max = t->u.update_id;
         atomic_fetch_add_explicit(&tg->m.updates[t->u.kind], 1, memory_order_relaxed);
         if (!served(&t->u)) {
             cca_tg_update_cleanup(&t->u); /* groups and channels are not served */
@@ -1515,33 +1615,58 @@ static void turn_done(struct cca_telegram *tg, struct call *k, cca_rc rc, json_t
 }
 
 /* A customer's message: a turn of their open dialog, or their next dialog. */
+/*
+ * Was update @t handled before (a batch asked for again after a crash or a
+ * failure)? Its key is in the customer's newest dialogs: as the create that
+ * made one, or as a message, also when that dialog closed in between.
+ */
+static bool handled_before(struct cca_telegram *tg, struct task *t, const char *cid)
+{
+    struct cca_record_filter f;
+    char(*ids)[37];
+    size_t n = 0;
+    char key[40];
+    int64_t now = cca_time_wall_ms();
+    int64_t ttl = (int64_t)tg->cfg->idempotency_ttl_s * 1000;
+    bool seen = false;
+
+    (void)snprintf(key, sizeof(key), "tg:%" PRId64, t->u.update_id);
+    cca_record_filter_init(&f);
+    f.customer_id = cid;
+    ids = cca_engine_select(tg->engine, CCA_STORE_DIALOGS, &f, &n);
+    for (size_t i = n; i-- > 0 && i + 2 >= n && !seen;) {
+        json_t *doc = NULL;
+        const char *made_by;
+
+        if (cca_engine_get_dialog(tg->engine, ids[i], &doc, NULL) != CCA_OK)
+            continue;
+        made_by = cca_dialog_create_key(doc, now, ttl);
+        seen = (made_by != NULL && strcmp(made_by, key) == 0) ||
+               cca_dialog_find_idempotency(doc, key, "message", now, ttl) != NULL;
+        json_decref(doc);
+    }
+    free(ids);
+    if (seen)
+        atomic_fetch_add_explicit(&tg->m.replays, 1, memory_order_relaxed);
+    return seen;
+}
+
+/* A customer's message: a turn of their open dialog, or their next dialog. */
 static void customer_turn(struct cca_telegram *tg, struct task *t)
 {
     struct cca_engine_request req = {.op = CCA_OP_MESSAGE};
     char cid[32];
     char id[37];
-    json_t *doc = NULL;
-    const char *made_by;
-    char key[40];
     struct call *k;
 
     customer_id_of(t->u.user_id, cid);
+    if (handled_before(tg, t, cid)) {
+        task_done(tg, t);
+        return;
+    }
     if (!open_dialog(tg, cid, id)) {
         create_dialog(tg, t);
         return;
-    }
-    /* After a restart this update may be the one that made the dialog. */
-    (void)snprintf(key, sizeof(key), "tg:%" PRId64, t->u.update_id);
-    if (cca_engine_get_dialog(tg->engine, id, &doc, NULL) == CCA_OK) {
-        made_by = cca_dialog_create_key(doc, cca_time_wall_ms(),
-                                        (int64_t)tg->cfg->idempotency_ttl_s * 1000);
-        if (made_by != NULL && strcmp(made_by, key) == 0) {
-            atomic_fetch_add_explicit(&tg->m.replays, 1, memory_order_relaxed);
-            json_decref(doc);
-            task_done(tg, t);
-            return;
-        }
-        json_decref(doc);
     }
     k = call_new(turn_done, t);
     memcpy(req.id, id, sizeof(req.id));
@@ -2232,8 +2357,15 @@ static void run_task(struct cca_telegram *tg, struct task *t)
     }
     if (chat_operator(c) == NULL)
         learn_lang(tg, t);
-    is_cmd = u->kind == CCA_TG_MESSAGE && u->text != NULL &&
-             cca_tg_command(u->text, tg->username, name, &args);
+    /*
+     * In a private chat every command is ours, whatever "@bot" it names. An edit
+     * into a command is dropped: it would store (and show the AI) a secret.
+     */
+    is_cmd = u->text != NULL && cca_tg_command(u->text, NULL, name, &args);
+    if (is_cmd && u->kind == CCA_TG_EDITED) {
+        task_done(tg, t);
+        return;
+    }
     if (is_cmd)
         cmd = cca_tgbot_cmd_parse(name);
     if (is_cmd && cmd == CCA_TGBOT_CMD_NONE) {
@@ -2323,7 +2455,9 @@ static void direct_done(struct cca_telegram *tg, struct ev *ev)
     cca_tg_response_parse(ev->res.body, ev->res.body_len, ev->res.status, &r);
     if (r.ok && strcmp(it->method, "getMe") == 0)
         getme_done(tg, &r);
-    else if (!r.ok)
+    else if (strcmp(it->method, "getMe") == 0)
+        tg->getme_at = cca_time_mono_ms() + 5000; /* asked again (telegram.h) */
+    if (!r.ok)
         cca_log(LOG_INFO, "telegram: %s failed: %ld %s", it->method, r.error_code,
                 r.description);
     cca_tg_response_cleanup(&r);
@@ -2434,8 +2568,18 @@ static void recover(struct cca_telegram *tg)
         for (struct node *x = tg->chats.b[i]; x != NULL; x = x->next)
             if (x->key[0] == 'c')
                 chats[nc++] = ((struct chat *)x->val)->chat_id;
-    for (size_t i = 0; i < nd; i++)
-        observe(tg, dids[i]);
+    for (size_t i = 0; i < nd; i++) {
+        struct cca_record rec = {0};
+        struct deliv *d = deliv_find(tg, dids[i]);
+        bool done = false;
+
+        /* A closed dialog whose every message was confirmed needs no read. */
+        if (cca_engine_get_record(tg->engine, dids[i], &rec) == CCA_OK)
+            done = rec.status == CCA_DIALOG_CLOSED && rec.messages <= d->acked[0];
+        cca_record_cleanup(&rec);
+        if (!done)
+            observe(tg, dids[i]);
+    }
     for (size_t i = 0; i < nc; i++) {
         struct chat *c = chat_find(tg, chats[i]);
         struct cca_record_filter f;
@@ -2523,6 +2667,9 @@ static void *tg_main(void *arg)
         tg->in_head = tg->in_tail = NULL;
         stop = tg->stop;
         pthread_mutex_unlock(&tg->lock);
+        /* The poll in flight would hold the stop for up to its timeout. */
+        if (stop && !tg->stopping && tg->polling)
+            cca_fetch_cancel(tg->fetch, tg->poll_id);
         tg->stopping = stop;
         while (list != NULL) {
             struct ev *next = list->next;
@@ -2533,6 +2680,10 @@ static void *tg_main(void *arg)
         now = cca_time_mono_ms();
         if (!stop && tg->poll_at != 0 && now >= tg->poll_at && !tg->polling)
             poll_start(tg);
+        if (!stop && tg->getme_at != 0 && now >= tg->getme_at) {
+            tg->getme_at = 0;
+            direct(tg, "getMe", json_object());
+        }
         /* At the deadline whatever is in flight is left: its results land in the
          * inbox, which cca_telegram_free empties (after the engine is drained). */
         if (stop && ((tg->calls == 0 && tg->sends == 0) || now >= tg->stop_deadline))
@@ -2694,18 +2845,17 @@ void cca_telegram_stop(struct cca_telegram *tg, int64_t deadline_ms)
     tg->stop_deadline = deadline_ms;
     pthread_cond_signal(&tg->cond);
     pthread_mutex_unlock(&tg->lock);
-    /* The poll in flight would hold the stop for up to its timeout. */
-    if (tg->poll_id != 0)
-        cca_fetch_cancel(tg->fetch, tg->poll_id);
     (void)pthread_join(tg->thread, NULL);
     tg->started = false;
     /* Webhook updates not handled yet: Telegram delivers them again (503). */
     for (size_t i = 0; i < tg->chats.nb; i++)
         for (struct node *x = tg->chats.b[i]; x != NULL; x = x->next)
-            if (x->key[0] == 'c')
+            if (x->key[0] == 'c') {
                 for (struct task *t = ((struct chat *)x->val)->head; t != NULL;
                      t = t->next)
                     webhook_answer(t, true);
+                answers_flush(x->val, true);
+            }
 }
 
 static void free_item(void *ctx, void *item)
@@ -2724,9 +2874,16 @@ void cca_telegram_free(struct cca_telegram *tg)
     cca_fetch_lane_free(tg->lane); /* the sends left end (cancelled): events below */
     while ((ev = tg->in_head) != NULL) {
         tg->in_head = ev->next;
-        if (ev->item != NULL && cca_tgsend_done(tg->sendq, ev->item->chat_id,
-                                                CCA_TGSEND_FAILED, 0, false, 0) == NULL)
-            item_free(ev->item);
+        if (ev->item != NULL) {
+            /* A send's item leaves the scheduler here; a direct call's was never in it.
+             */
+            void *x = ev->kind == EV_SENT
+                          ? cca_tgsend_done(tg->sendq, ev->item->chat_id,
+                                            CCA_TGSEND_FAILED, 0, false, 0)
+                          : NULL;
+
+            item_free(x != NULL ? x : ev->item);
+        }
         if (ev->call != NULL) {
             json_decref(ev->call->doc);
             free(ev->call);
@@ -2750,6 +2907,7 @@ void cca_telegram_free(struct cca_telegram *tg)
     table_free(&tg->chats, chat_free);
     table_free(&tg->delivs, deliv_free);
     json_decref(tg->state_doc);
+    free(tg->done_ids);
     explicit_bzero(tg->token, sizeof(tg->token));
     pthread_cond_destroy(&tg->cond);
     pthread_mutex_destroy(&tg->lock);

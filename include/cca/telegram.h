@@ -32,9 +32,9 @@
  * the close; to a Telegram operator who owns the dialog its assignment card
  * and the customer's messages (copyMessage for media, seed 002). A cursor
  * moves, and is stored, only after the Bot API confirmed the send, so a
- * SIGKILL before that sends again (at least once; duplicates are bounded by
- * the sends in flight, one per chat). Sends keep the Bot API's limits
- * (tgsend.h); a 403 from a customer marks them unreachable and drops their
+ * SIGKILL before that sends again (at least once; what repeats is what was
+ * sent after the dialog's oldest unconfirmed send, docs/TELEGRAM.md). Sends keep the Bot
+ * API's limits (tgsend.h); a 403 from a customer marks them unreachable and drops their
  * sends; from an operator, sets them offline (their dialogs are requeued).
  *
  * The bot token is a secret: it appears only in request URLs, which are
@@ -58,9 +58,11 @@ struct cca_telegram_params {
 
 /*
  * cca_telegram_new - start the channel when TELEGRAM_BOT_TOKEN is set: its
- * thread asks getMe (retrying until it answers), registers the commands
- * (setMyCommands, ru and en), resumes the sends a previous run left
- * undelivered, then polls. Returns CCA_OK with a new channel in *ret (NULL
+ * thread asks getMe (for the log; again every 5 s until it answers), sets
+ * the webhook or deletes any (webhook mode or polling), registers the
+ * commands (setMyCommands: customers' in ru and en, every command in each
+ * operator's chat), resumes the sends a previous run left undelivered, then
+ * polls (unless in webhook mode). Returns CCA_OK with a new channel in *ret (NULL
  * when no token is set: the channel does not exist), or CCA_ERR_INVALID for a
  * malformed token or base URL, CCA_ERR_INTERNAL when the thread or the lane
  * cannot start; detail in @reterr. Call after cca_engine_new.
