@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """Benchmark driver: runs scenarios S1..S6 of the performance issue with the
-peers side by side, S7 of the operators issue (issue 11) and S8 of the
-support records (exports and statistics over 100,000 dialogs, bench/s8.py),
-prints one table and writes the raw figures as JSON.
+peers side by side, S7 of the operators issue (issue 11), S8 of the
+support records (exports and statistics over 100,000 dialogs, bench/s8.py)
+and S9 of the Telegram channel (relay latency and the Bot API's limits
+against tests/fake_telegram.py, bench/s9.py), prints one table and writes
+the raw figures as JSON.
 
 Called by scripts/bench, which installs the packages and builds the binaries;
 see docs/BENCHMARKS.md. Never asserts timings: the exit code is 0 when every
@@ -807,11 +809,24 @@ http {
         import s8
         s8.run(self, fmt, log, ROOT, settle)
 
+    # ------------------------------------------------------------ S9
+
+    def s9(self):
+        """The Telegram channel (issue 13): relay latency from an update
+        returned by getUpdates to the sendMessage/copyMessage it causes
+        arriving at the fake Bot API (tests/fake_telegram.py, in this
+        process), AI path and operator relay, at 100, 500 and 1,000
+        updates/s with the limits lifted; then the default limits (30/s, 1 s
+        per chat) as the fake measures them (bench/s9.py does it)."""
+        sys.path.insert(0, os.path.join(ROOT, "bench"))
+        import s9
+        s9.run(self, fmt, log, ROOT, settle)
+
     # ------------------------------------------------------------ main
 
     def run(self):
         only = [s.strip().upper() for s in self.args.only.split(",")] if self.args.only \
-            else ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8"]
+            else ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9"]
         started = time.time()
         machine = machine_info()
         for s in only:
