@@ -54,7 +54,8 @@ static const unsigned char tg_ns[16] = {0x3b, 0x1e, 0x7f, 0x52, 0x9c, 0x4d, 0x5a
 #define WRONG_MAX         5     /* wrong secrets or PINs of a chat ... */
 #define WRONG_WINDOW_MS   (10 * 60 * 1000) /* ... within this window lock it ... */
 #define WRONG_LOCK_MS     (10 * 60 * 1000) /* ... this long */
-#define BATCH_TRIES       5 /* a failed batch is asked for again at most this often */
+#define FLUSH_MS          500 /* delivery cursors and the offset are written this often */
+#define BATCH_TRIES       5   /* a failed batch is asked for again at most this often */
 #define HISTORY_DEFAULT   20
 #define HISTORY_MAX       1000
 #define CARD_LINES        5
@@ -160,6 +161,7 @@ struct deliv {
     int64_t *out[2]; /* indexes with a send outstanding (a multiset) */
     size_t nout[2], cap[2];
     bool writing, dirty;
+    bool queued; /* in the channel's list of cursors to write */
 };
 
 /* One message to send. */
@@ -273,7 +275,11 @@ struct cca_telegram {
     uint64_t poll_id;
     int64_t poll_at; /* monotonic ms of the next poll; 0 none pending */
     int64_t poll_backoff;
-    int64_t getme_at;  /* monotonic ms of the next getMe; 0 none */
+    int64_t getme_at;     /* monotonic ms of the next getMe; 0 none */
+    struct deliv **dirty; /* cursors to write at the next flush */
+    size_t ndirty, capdirty;
+    bool state_dirty;  /* the offset moved since it was written */
+    int64_t flush_at;  /* monotonic ms of the next flush */
     int64_t batch_max; /* the largest update_id of the batch */
     int64_t *done_ids; /* updates of the batch handled in this run (a retry skips them) */
     size_t ndone, capdone;
@@ -353,12 +359,15 @@ static void on_engine_done(void *ctx, cca_rc rc, json_t *result,
     post(k->tg, ev);
 }
 
+static void put_done(struct cca_telegram *tg, struct call *k, cca_rc rc, json_t *result,
+                     const struct cca_error *err);
+
 /* Submit @req for @k; false (and @k freed, @req released) when the engine refuses. */
 static bool submit(struct cca_telegram *tg, struct cca_engine_request *req,
                    struct call *k)
 {
     k->tg = tg;
-    if (tg->stopping) { /* stopping: nothing new is started */
+    if (tg->stopping && k->then != put_done) { /* stopping: nothing new is started */
         cca_engine_request_cleanup(req);
         json_decref(k->doc);
         free(k);
@@ -392,9 +401,8 @@ static struct call *call_new(void (*then)(struct cca_telegram *, struct call *, 
     return k;
 }
 
-static void put_done(struct cca_telegram *tg, struct call *k, cca_rc rc, json_t *result,
-                     const struct cca_error *err);
 static void answers_flush(struct chat *c, bool failed);
+static void deliv_save(struct cca_telegram *tg, struct deliv *d);
 
 /* Store @doc (borrowed; a deep copy goes) as document @key; @batch: the offset waits. */
 static void put_doc(struct cca_telegram *tg, const char *key, json_t *doc, struct chat *c,
@@ -420,7 +428,7 @@ static void put_doc(struct cca_telegram *tg, const char *key, json_t *doc, struc
         }
         if (d != NULL) {
             d->writing = false;
-            d->dirty = true;
+            deliv_save(tg, d);
         }
     }
 }
@@ -443,19 +451,50 @@ static json_t *deliv_doc(const struct deliv *d)
                      (json_int_t)d->acked[1], "csat", d->csat_acked);
 }
 
+/*
+ * A delivery cursor moved: it is written with the others at the next flush
+ * (FLUSH_MS), not at once. A cursor is only the lower bound of what to send
+ * again after a crash, so writing it later costs at most FLUSH_MS of repeated
+ * sends and saves a durable write per message sent.
+ */
 static void deliv_save(struct cca_telegram *tg, struct deliv *d)
 {
-    json_t *doc;
-
-    if (d->writing) {
-        d->dirty = true;
+    d->dirty = true;
+    if (d->queued)
         return;
+    d->queued = true;
+    if (tg->ndirty == tg->capdirty) {
+        tg->capdirty = tg->capdirty ? tg->capdirty * 2 : 64;
+        tg->dirty = cca_xrealloc(tg->dirty, tg->capdirty * sizeof(*tg->dirty));
     }
-    d->writing = true;
-    d->dirty = false;
-    doc = deliv_doc(d);
-    put_doc(tg, d->key, doc, NULL, d, false);
-    json_decref(doc);
+    tg->dirty[tg->ndirty++] = d;
+}
+
+/* Write the cursors that moved and the offset, if it did. */
+static void flush(struct cca_telegram *tg)
+{
+    size_t keep = 0;
+
+    for (size_t i = 0; i < tg->ndirty; i++) {
+        struct deliv *d = tg->dirty[i];
+        json_t *doc;
+
+        if (d->writing) { /* the next flush, after this write */
+            tg->dirty[keep++] = d;
+            continue;
+        }
+        d->queued = false;
+        d->writing = true;
+        d->dirty = false;
+        doc = deliv_doc(d);
+        put_doc(tg, d->key, doc, NULL, d, false);
+        json_decref(doc);
+    }
+    tg->ndirty = keep;
+    if (tg->state_dirty) {
+        tg->state_dirty = false;
+        put_doc(tg, tg->state_key, tg->state_doc, NULL, NULL, false);
+    }
 }
 
 static void put_done(struct cca_telegram *tg, struct call *k, cca_rc rc, json_t *result,
@@ -476,11 +515,8 @@ static void put_done(struct cca_telegram *tg, struct call *k, cca_rc rc, json_t 
         if (!k->c->writing)
             answers_flush(k->c, rc != CCA_OK);
     }
-    if (k->d != NULL) {
-        k->d->writing = false;
-        if (k->d->dirty && rc == CCA_OK)
-            deliv_save(tg, k->d);
-    }
+    if (k->d != NULL)
+        k->d->writing = false; /* moved again meanwhile: still in the flush list */
 }
 
 /* ---- chats ------------------------------------------------------------------------ */
@@ -1313,7 +1349,7 @@ static void check_batch(struct cca_telegram *tg)
     if (tg->batch_max >= tg->offset) {
         tg->offset = tg->batch_max + 1;
         (void)json_object_set_new(tg->state_doc, "offset", json_integer(tg->offset));
-        put_doc(tg, tg->state_key, tg->state_doc, NULL, NULL, false);
+        tg->state_dirty = true; /* written at the next flush (FLUSH_MS) */
     }
     poll_start(tg);
 }
@@ -2680,6 +2716,11 @@ static void *tg_main(void *arg)
         now = cca_time_mono_ms();
         if (!stop && tg->poll_at != 0 && now >= tg->poll_at && !tg->polling)
             poll_start(tg);
+        /* Stopping, the cursors of the last confirmed sends are written at once. */
+        if (stop || now >= tg->flush_at) {
+            flush(tg);
+            tg->flush_at = now + FLUSH_MS;
+        }
         if (!stop && tg->getme_at != 0 && now >= tg->getme_at) {
             tg->getme_at = 0;
             direct(tg, "getMe", json_object());
@@ -2779,7 +2820,9 @@ cca_rc cca_telegram_new(const struct cca_telegram_params *params,
 {
     const struct cca_config *cfg = params->cfg;
     struct cca_telegram *tg;
-    struct cca_fetch_lane_params lp = {.name = "telegram"};
+    /* A few connections serve 30 sends/s (and a local Bot API's thousands): a cap
+     * keeps a burst from opening one (a TLS handshake) per send. */
+    struct cca_fetch_lane_params lp = {.name = "telegram", .max_in_flight = 16};
     struct cca_tgsend_params sp = {0};
     const char *const lines[] = {"Content-Type: application/json", "Expect:", NULL};
     size_t n;
@@ -2908,6 +2951,7 @@ void cca_telegram_free(struct cca_telegram *tg)
     table_free(&tg->delivs, deliv_free);
     json_decref(tg->state_doc);
     free(tg->done_ids);
+    free(tg->dirty);
     explicit_bzero(tg->token, sizeof(tg->token));
     pthread_cond_destroy(&tg->cond);
     pthread_mutex_destroy(&tg->lock);
