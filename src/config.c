@@ -148,7 +148,7 @@ static const struct setting settings[] = {
      0, 0, false, "Bot API server (a local telegram-bot-api, or a test fake)"},
     {"TELEGRAM_POLL_TIMEOUT_S", T_UINT, F(telegram_poll_timeout_s), "50", 1, 600, false,
      "getUpdates long-polling timeout"},
-    {"TELEGRAM_SEND_RATE", T_DOUBLE, F(telegram_send_rate), "30", 0.1, 1000, false,
+    {"TELEGRAM_SEND_RATE", T_DOUBLE, F(telegram_send_rate), "30", 0.1, 100000, false,
      "Messages per second the bot sends in all (the Bot API allows about 30)"},
     {"TELEGRAM_CHAT_INTERVAL_MS", T_UINT, F(telegram_chat_interval_ms), "1000", 1, 60000,
      false, "Least time between two messages to one chat (the Bot API: about 1 s)"},
