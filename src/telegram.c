@@ -2071,7 +2071,11 @@ static void history(struct cca_telegram *tg, struct task *t, const char *id,
     }
     cca_export_history_close(&b, CCA_EXPORT_TXT);
     free(ids);
-    (void)getrandom(r, sizeof(r), 0);
+    if (getrandom(r, sizeof(r), 0) !=
+        (ssize_t)sizeof(r)) { /* the boundary needs no secrecy */
+        r[0] = (uint64_t)cca_time_mono_us();
+        r[1] = (uint64_t)cca_time_wall_ms();
+    }
     (void)snprintf(boundary, sizeof(boundary), "cca-%016" PRIx64 "%016" PRIx64, r[0],
                    r[1]);
     (void)snprintf(filename, sizeof(filename), "history-%.60s.txt", cid);
