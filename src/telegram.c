@@ -27,7 +27,6 @@
 #include <sys/random.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "cca/engine.h"
 #include "cca/export.h"
@@ -598,6 +597,16 @@ static enum cca_lang chat_lang(const struct chat *c)
     const char *l = jstr(c->doc, "lang");
 
     return l != NULL && strcmp(l, "ru") == 0 ? CCA_LANG_RU : CCA_LANG_EN;
+}
+
+/* A name we store as it is: 1..@max code points, not blank, no control character. */
+static bool name_ok(const char *s, ssize_t max)
+{
+    size_t len = s != NULL ? strlen(s) : 0;
+    ssize_t cp = s != NULL ? cca_text_codepoints(s, len) : -1;
+
+    return cp >= 1 && cp <= max && !cca_text_is_blank(s, len) &&
+           !cca_text_has_control(s, len);
 }
 
 /* The customer id of a Telegram user: "tg:<user id>" (a private chat's id is the user's).
@@ -1620,9 +1629,7 @@ static void create_dialog(struct cca_telegram *tg, struct task *t)
     req.create.customer_id = cca_xstrdup(cid);
     if (name == NULL)
         name = t->u.first_name;
-    if (name != NULL && name[0] != '\0' &&
-        cca_text_codepoints(name, strlen(name)) <= NAME_MAX_CP &&
-        !cca_text_has_control(name, strlen(name)))
+    if (name_ok(name, NAME_MAX_CP))
         req.create.name = cca_xstrdup(name);
     req.create.source = cca_xstrdup("telegram");
     req.create.priority = cca_xstrdup("normal");
@@ -1721,10 +1728,7 @@ static void name_done(struct cca_telegram *tg, struct call *k, cca_rc rc, json_t
 
     (void)result;
     if (rc == CCA_OK) {
-        json_t *p = json_object_get(c->doc, "pending_name");
-
-        (void)json_object_set(c->doc, "name", p);
-        (void)json_object_del(c->doc, "pending_name");
+        (void)json_object_set(c->doc, "name", k->doc);
         (void)json_object_del(c->doc, "stage");
         chat_save(tg, c, true);
         SAYF(tg, c, CCA_TGBOT_NAME_SAVED, jstr(c->doc, "name"));
@@ -1737,13 +1741,10 @@ static void take_name(struct cca_telegram *tg, struct task *t)
 {
     struct cca_engine_request req = {.op = CCA_OP_CUSTOMER_PUT};
     const char *text = t->u.text;
-    size_t len = text != NULL ? strlen(text) : 0;
-    ssize_t cp = text != NULL ? cca_text_codepoints(text, len) : -1;
     struct call *k;
     char cid[32];
 
-    if (cp < 1 || cp > NAME_MAX_CP || cca_text_is_blank(text, len) ||
-        cca_text_has_control(text, len)) {
+    if (!name_ok(text, NAME_MAX_CP)) {
         SAYF(tg, t->c, CCA_TGBOT_BAD_NAME);
         task_done(tg, t);
         return;
@@ -1756,8 +1757,8 @@ static void take_name(struct cca_telegram *tg, struct task *t)
     req.customer->full_name = cca_xstrdup(text);
     req.customer->language = cca_xstrdup(cca_lang_code(chat_lang(t->c)));
     (void)snprintf(req.actor, sizeof(req.actor), "customer");
-    (void)json_object_set_new(t->c->doc, "pending_name", json_string(text));
     k = call_new(name_done, t);
+    k->doc = json_string(text); /* the chat's document takes it once it is stored */
     if (!submit(tg, &req, k))
         task_end(tg, t, CCA_ERR_UNAVAILABLE, NULL);
 }
@@ -2199,9 +2200,7 @@ static void do_register(struct cca_telegram *tg, struct task *t, bool pin,
     c->wrong = 0;
     (void)snprintf(name, sizeof(name), "%s%s%s", t->u.first_name ? t->u.first_name : "",
                    t->u.last_name ? " " : "", t->u.last_name ? t->u.last_name : "");
-    if (cca_text_codepoints(name, strlen(name)) < 1 ||
-        cca_text_codepoints(name, strlen(name)) > CCA_OPERATOR_NAME_MAX ||
-        cca_text_is_blank(name, strlen(name)) || cca_text_has_control(name, strlen(name)))
+    if (!name_ok(name, CCA_OPERATOR_NAME_MAX))
         (void)snprintf(name, sizeof(name), "Telegram %" PRId64, t->u.user_id);
     reg.name = name;
     reg.languages =
@@ -2746,25 +2745,13 @@ static void *tg_main(void *arg)
  */
 static void webhook_secret(const char *token, char ret[65])
 {
-    static const char digits16[] = "0123456789abcdef";
-    static const char label[] = "cca-telegram-webhook:";
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    char *label = NULL;
 
-    ret[0] = '\0';
-    if (ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
-        EVP_DigestUpdate(ctx, label, sizeof(label) - 1) == 1 &&
-        EVP_DigestUpdate(ctx, token, strlen(token)) == 1 &&
-        EVP_DigestFinal_ex(ctx, md, &md_len) == 1 && md_len == 32) {
-        for (unsigned i = 0; i < 32; i++) {
-            ret[2 * i] = digits16[md[i] >> 4];
-            ret[2 * i + 1] = digits16[md[i] & 15];
-        }
-        ret[64] = '\0';
-    }
-    EVP_MD_CTX_free(ctx);
-    explicit_bzero(md, sizeof(md));
+    if (asprintf(&label, "cca-telegram-webhook:%s", token) < 0)
+        abort();
+    cca_operator_token_hash(label, strlen(label), ret);
+    explicit_bzero(label, strlen(label));
+    free(label);
 }
 
 cca_rc cca_telegram_webhook(struct cca_telegram *tg, const char *secret, const char *body,

@@ -19,10 +19,10 @@
  * In: getUpdates long polling (TELEGRAM_POLL_TIMEOUT_S, 50 s). A batch of
  * updates is processed in order per chat (chats in parallel), each one as
  * engine operations whose Idempotency-Key is "tg:<update_id>"; only when the
- * whole batch is durable is the next offset stored (the "telegram"
- * collection) and asked for. A SIGKILL anywhere re-reads at most one batch,
- * and the keys make its second processing a replay: no update is lost or
- * handled twice.
+ * whole batch is durable is the next offset asked for (and stored in the
+ * "telegram" collection within 500 ms). A SIGKILL anywhere re-reads at most
+ * the updates Telegram has not seen confirmed, and the keys make their
+ * second processing a replay: no update is lost or handled twice.
  *
  * Out: the dialog documents are the outbox. The engine tells the channel of
  * every committed dialog (cca_engine_set_observer); the channel sends what a
