@@ -1590,17 +1590,12 @@ static char *text_of(const struct cca_tg_update *u)
     return s;
 }
 
-/* The newest dialog of customer @cid that is not closed, into @ret; false when none. */
-static bool open_dialog(struct cca_telegram *tg, const char *cid, char ret[37])
+/* The newest of a customer's dialogs @ids[0..n) (oldest first) that is not closed, into
+ * @ret; false when none. */
+static bool open_dialog(struct cca_telegram *tg, char (*ids)[37], size_t n, char ret[37])
 {
-    struct cca_record_filter f;
-    char(*ids)[37];
-    size_t n = 0;
     bool found = false;
 
-    cca_record_filter_init(&f);
-    f.customer_id = cid;
-    ids = cca_engine_select(tg->engine, CCA_STORE_DIALOGS, &f, &n);
     for (size_t i = n; i-- > 0 && !found;) {
         struct cca_record rec = {0};
 
@@ -1611,7 +1606,6 @@ static bool open_dialog(struct cca_telegram *tg, const char *cid, char ret[37])
         }
         cca_record_cleanup(&rec);
     }
-    free(ids);
     return found;
 }
 
@@ -1660,23 +1654,19 @@ static void turn_done(struct cca_telegram *tg, struct call *k, cca_rc rc, json_t
 /* A customer's message: a turn of their open dialog, or their next dialog. */
 /*
  * Was update @t handled before (a batch asked for again after a crash or a
- * failure)? Its key is in the customer's newest dialogs: as the create that
- * made one, or as a message, also when that dialog closed in between.
+ * failure)? Its key is in the newest two of the customer's dialogs @ids[0..n)
+ * (oldest first): as the create that made one, or as a message, also when
+ * that dialog closed in between.
  */
-static bool handled_before(struct cca_telegram *tg, struct task *t, const char *cid)
+static bool handled_before(struct cca_telegram *tg, struct task *t, char (*ids)[37],
+                           size_t n)
 {
-    struct cca_record_filter f;
-    char(*ids)[37];
-    size_t n = 0;
     char key[40];
     int64_t now = cca_time_wall_ms();
     int64_t ttl = (int64_t)tg->cfg->idempotency_ttl_s * 1000;
     bool seen = false;
 
     (void)snprintf(key, sizeof(key), "tg:%" PRId64, t->u.update_id);
-    cca_record_filter_init(&f);
-    f.customer_id = cid;
-    ids = cca_engine_select(tg->engine, CCA_STORE_DIALOGS, &f, &n);
     for (size_t i = n; i-- > 0 && i + 2 >= n && !seen;) {
         json_t *doc = NULL;
         const char *made_by;
@@ -1688,7 +1678,6 @@ static bool handled_before(struct cca_telegram *tg, struct task *t, const char *
                cca_dialog_find_idempotency(doc, key, "message", now, ttl) != NULL;
         json_decref(doc);
     }
-    free(ids);
     if (seen)
         atomic_fetch_add_explicit(&tg->m.replays, 1, memory_order_relaxed);
     return seen;
@@ -1698,16 +1687,27 @@ static bool handled_before(struct cca_telegram *tg, struct task *t, const char *
 static void customer_turn(struct cca_telegram *tg, struct task *t)
 {
     struct cca_engine_request req = {.op = CCA_OP_MESSAGE};
+    struct cca_record_filter f;
+    char(*ids)[37];
+    size_t n = 0;
     char cid[32];
     char id[37];
+    bool seen, open;
     struct call *k;
 
+    /* The customer's dialogs, selected once for both questions below. */
     customer_id_of(t->u.user_id, cid);
-    if (handled_before(tg, t, cid)) {
+    cca_record_filter_init(&f);
+    f.customer_id = cid;
+    ids = cca_engine_select(tg->engine, CCA_STORE_DIALOGS, &f, &n);
+    seen = handled_before(tg, t, ids, n);
+    open = !seen && open_dialog(tg, ids, n, id);
+    free(ids);
+    if (seen) {
         task_done(tg, t);
         return;
     }
-    if (!open_dialog(tg, cid, id)) {
+    if (!open) {
         create_dialog(tg, t);
         return;
     }
