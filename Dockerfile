@@ -5,7 +5,7 @@ FROM debian:bookworm-slim AS build
 # libcmocka-dev: tests/meson.build needs it to configure; only the server is built.
 RUN apt-get update && apt-get install -y --no-install-recommends \
         gcc libc6-dev pkg-config meson ninja-build libmicrohttpd-dev libjansson-dev \
-        uuid-dev libcurl4-openssl-dev libutf8proc-dev libstemmer-dev libcmocka-dev libssl-dev libcsv-dev \
+        uuid-dev libcurl4-openssl-dev libutf8proc-dev libstemmer-dev libcmocka-dev libssl-dev libcsv-dev zlib1g-dev \
     && rm -rf /var/lib/apt/lists/*
 COPY . /src
 # Same options as tests/docker/check_context.py (MESON_OPTIONS).

@@ -11,7 +11,7 @@ CCA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # configure at all, so scripts/run, scripts/bench and scripts/fuzz need it too.
 CCA_BUILD_PKGS=(gcc pkg-config meson ninja-build libmicrohttpd-dev libjansson-dev uuid-dev
                 libcurl4-openssl-dev libutf8proc-dev libstemmer-dev libcmocka-dev libssl-dev
-                libcsv-dev)
+                libcsv-dev zlib1g-dev)
 # For the test suite: curl and python3 (tests/contract/prism.sh,
 # tests/docker/check-context.sh), clang-format (the style test).
 CCA_TEST_PKGS=(curl clang-format python3)

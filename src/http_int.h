@@ -19,6 +19,7 @@
 #include "cca/operator.h"
 #include "cca/engine.h"
 #include "cca/http.h"
+#include "cca/web.h"
 
 #define CCA_HTTP_MAX_PATH 1024
 
@@ -46,10 +47,6 @@ struct cca_http {
     struct cca_http_metrics *metrics;    /* http_server.c */
     const struct cca_http_table *routes; /* the URL route table; borrowed, static */
 };
-
-/* openapi.yaml, compiled in (src/openapi_blob.c.in). */
-extern const char cca_openapi_yaml[];
-extern const size_t cca_openapi_yaml_len;
 
 struct cca_http_request;
 typedef void (*cca_http_handler_fn)(struct cca_http_request *r);
@@ -180,6 +177,12 @@ struct cca_http_request {
     bool queued;            /* answer_early queued the response through MHD */
     bool bad_framing;       /* ambiguous message length (RFC 9112 6.3): close after */
     const char *error_code; /* "code" of an error answer, for the request log */
+    /* A static file's answer (http_web.c): its validators and coding headers. */
+    struct {
+        const struct cca_web_asset *asset; /* NULL: not a static file */
+        const char *etag;                  /* of the representation sent */
+        bool gzip;                         /* Content-Encoding: gzip */
+    } web;
 };
 
 /* ---- http_views.c: REST bodies of engine outcomes (pure) -------------------- */
@@ -422,6 +425,12 @@ json_t *cca_http_finish_message(struct cca_http_request *r, json_t *result,
 
 void cca_http_handle_register(struct cca_http_request *r);
 void cca_http_handle_telegram_webhook(struct cca_http_request *r); /* http_telegram.c */
+
+/*
+ * cca_http_handle_web - GET of an embedded static file (http_web.c): the
+ * console, the API docs, openapi.yaml; 404 for a path with no file.
+ */
+void cca_http_handle_web(struct cca_http_request *r);
 void cca_http_handle_operator_create(struct cca_http_request *r);
 void cca_http_handle_operator_list(struct cca_http_request *r);
 void cca_http_handle_operator_get(struct cca_http_request *r);

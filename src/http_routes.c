@@ -355,15 +355,10 @@ static void h_root(struct cca_http_request *r)
     (void)json_object_set_new(o, "version", json_string(r->http->version));
     (void)json_object_set_new(o, "environment", json_string(r->http->cfg->environment));
     (void)json_object_set_new(o, "api_docs", json_string("/openapi.yaml"));
+    (void)json_object_set_new(o, "docs", json_string("/docs"));
+    (void)json_object_set_new(o, "console", json_string("/console"));
     (void)json_object_set_new(o, "health_check", json_string("/api/v1/health"));
     cca_http_respond_json(r, 200, o);
-}
-
-static void h_openapi(struct cca_http_request *r)
-{
-    cca_http_respond_raw(r, 200, "application/yaml",
-                         cca_xstrndup(cca_openapi_yaml, cca_openapi_yaml_len),
-                         cca_openapi_yaml_len);
 }
 
 /* ---- the URL route table ------------------------------------------------------------
@@ -435,7 +430,12 @@ static const struct cca_http_route routes[] = {
     {"GET", "/api/v1/health/ready", cca_http_handle_ready, 200, NULL, CCA_ACCESS_PUBLIC},
     {"GET", "/api/v1/health/live", cca_http_handle_live, 200, NULL, CCA_ACCESS_PUBLIC},
     {"GET", "/", h_root, 200, NULL, CCA_ACCESS_PUBLIC},
-    {"GET", "/openapi.yaml", h_openapi, 200, NULL, CCA_ACCESS_PUBLIC},
+    {"GET", "/openapi.yaml", cca_http_handle_web, 200, NULL, CCA_ACCESS_PUBLIC},
+    /* The console and the docs: static pages; they call the API with the user's key. */
+    {"GET", "/console", cca_http_handle_web, 200, NULL, CCA_ACCESS_PUBLIC},
+    {"GET", "/console/{id}", cca_http_handle_web, 200, NULL, CCA_ACCESS_PUBLIC},
+    {"GET", "/docs", cca_http_handle_web, 200, NULL, CCA_ACCESS_PUBLIC},
+    {"GET", "/docs/{id}", cca_http_handle_web, 200, NULL, CCA_ACCESS_PUBLIC},
     {"GET", "/metrics", cca_http_handle_metrics, 200, NULL, CCA_ACCESS_PUBLIC},
     /* Telegram authenticates with its secret token header, not an API key. */
     {"POST", "/api/v1/telegram/webhook", cca_http_handle_telegram_webhook, 200, NULL,

@@ -313,6 +313,18 @@ static size_t response_headers(struct cca_http_request *r, struct header *hv, si
         (void)snprintf(retry_buf, retry_size, "%u", r->retry_after);
         ADD(MHD_HTTP_HEADER_RETRY_AFTER, retry_buf);
     }
+    /* Static files: validators, coding and the page's security policy. */
+    if (r->web.asset != NULL) {
+        ADD(MHD_HTTP_HEADER_ETAG, r->web.etag);
+        ADD(MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+        if (r->web.asset->gzip)
+            ADD(MHD_HTTP_HEADER_VARY, "Accept-Encoding");
+        if (r->web.gzip && r->status == 200)
+            ADD(MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip");
+        ADD("Content-Security-Policy", CCA_WEB_CSP);
+        ADD("X-Content-Type-Options", "nosniff");
+        ADD("Referrer-Policy", "no-referrer");
+    }
     /* With CORS on, every answer depends on Origin (caches must key on it). */
     if (cca_access_cors_enabled(r->http->cors))
         ADD(MHD_HTTP_HEADER_VARY, "Origin");
@@ -339,7 +351,7 @@ static size_t response_headers(struct cca_http_request *r, struct header *hv, si
 static enum MHD_Result queue_response(struct cca_http_request *r, bool keep)
 {
     struct MHD_Response *resp;
-    struct header hv[16];
+    struct header hv[24];
     char retry[16];
     size_t n;
     enum MHD_Result ret;
@@ -413,7 +425,7 @@ static _Thread_local bool closing_on_purpose;
 static enum MHD_Result answer_early(struct cca_http_request *r)
 {
     const union MHD_ConnectionInfo *ci;
-    struct header hv[16];
+    struct header hv[24];
     char retry[16];
     char *text = NULL;
     size_t text_len = 0;

@@ -404,6 +404,15 @@ if ! cmp -s "$body" "$spec"; then
     failures=$((failures + 1))
     echo "FAIL  GET /openapi.yaml did not return the bytes of $spec"
 fi
+echo "== static files: the console and the API docs"
+p 200 GET /console "console page"
+p 200 GET /console/console.js "console script"
+p 200 GET /console/favicon.svg "console icon"
+p 200 GET /docs "API docs page"
+docs_etag=$(header_value etag)
+p 304 GET /docs "If-None-Match: the same page" -H "If-None-Match: $docs_etag"
+p 200 GET /docs/swagger-ui.css "Swagger UI style sheet"
+p 404 GET /console/no-such-file.js "no such file"
 p 200 GET /api/v1/health "health"
 p 200 GET /api/v1/health/detailed "detailed health"
 p 200 GET /api/v1/health/ready "readiness"
