@@ -12,6 +12,7 @@
 
 #include "cca/mem.h"
 #include "cca/router.h"
+#include "cca/router_model.h"
 #include "cca/text.h"
 
 /*
@@ -28,6 +29,7 @@
 #define AMBIGUOUS         (UINT32_MAX - 1)
 #define MATCH_CAPS        "CAPS"
 #define MATCH_EXCLAMATION "!!!"
+#define MODEL_FILE        "router-model.txt" /* beside the lexicon, by default */
 
 /*
  * A set of NUL-terminated strings with one uint32_t value each; open
@@ -79,6 +81,7 @@ struct cca_router {
     uint32_t *seq;
     size_t nseq;
     uint32_t *first; /* stems.count + 1 offsets into entries, by first stem */
+    struct cca_router_model *model; /* NULL: the keyword stage alone */
 };
 
 const char *cca_route_method_name(enum cca_route_method m)
@@ -92,6 +95,10 @@ const char *cca_route_method_name(enum cca_route_method m)
             return "sticky";
         case CCA_ROUTE_DEFAULT:
             return "default";
+        case CCA_ROUTE_MODEL:
+            return "model";
+        case CCA_ROUTE_CLARIFY:
+            return "clarify";
     }
     return "unknown";
 }
@@ -628,6 +635,45 @@ static cca_rc load_lexicon(struct cca_router *r, json_t *root, struct cca_error 
     return entries_finish(r, reterr);
 }
 
+/*
+ * The model file: @model_path, or with NULL the file MODEL_FILE in the
+ * lexicon's directory when it exists (a missing default file means the keyword
+ * stage alone), or with "" none.
+ */
+static cca_rc load_model(struct cca_router *r, const char *lexicon_path,
+                         const char *model_path, struct cca_error *reterr)
+{
+    char path[4096];
+    const char *slash;
+    struct cca_error err = {0};
+    cca_rc rc;
+
+    if (model_path != NULL && model_path[0] == '\0')
+        return CCA_OK;
+    if (model_path == NULL) {
+        size_t dir;
+
+        slash = strrchr(lexicon_path, '/');
+        dir = slash == NULL ? 0 : (size_t)(slash - lexicon_path) + 1;
+        if (dir + sizeof(MODEL_FILE) > sizeof(path))
+            return cca_error_set(reterr, CCA_ERR_INVALID,
+                                 "router: the lexicon's path is too long");
+        memcpy(path, lexicon_path, dir);
+        memcpy(path + dir, MODEL_FILE, sizeof(MODEL_FILE));
+    } else {
+        if (strlen(model_path) >= sizeof(path))
+            return cca_error_set(reterr, CCA_ERR_INVALID,
+                                 "router: the model's path is too long");
+        memcpy(path, model_path, strlen(model_path) + 1);
+    }
+    rc = cca_router_model_load(path, &r->model, &err);
+    if (rc == CCA_ERR_NOT_FOUND && model_path == NULL)
+        return CCA_OK;
+    if (rc != CCA_OK)
+        return cca_error_set(reterr, rc, "%s", err.msg);
+    return CCA_OK;
+}
+
 cca_rc cca_router_new(const char *lexicon_path, const struct cca_router_params *params,
                       struct cca_router **ret_router, struct cca_error *reterr)
 {
@@ -681,6 +727,9 @@ cca_rc cca_router_new(const char *lexicon_path, const struct cca_router_params *
     rc = load_lexicon(r, root, reterr);
     if (rc != CCA_OK)
         goto out;
+    rc = load_model(r, lexicon_path, params->model_path, reterr);
+    if (rc != CCA_OK)
+        goto out;
     *ret_router = r;
     r = NULL;
 out:
@@ -699,6 +748,7 @@ void cca_router_free(struct cca_router *router)
         for (int a = 0; a < CCA_AGENT__COUNT; a++)
             free(router->entries[i].text[a]);
     }
+    cca_router_model_free(router->model);
     strmap_cleanup(&router->stems);
     strmap_cleanup(&router->fz_words);
     strmap_cleanup(&router->fz_dels);
@@ -862,22 +912,23 @@ static double best_other(const double *scores, enum cca_agent agent)
     return o;
 }
 
-void cca_router_route(const struct cca_router *router, const char *text, size_t len,
-                      enum cca_agent current, struct cca_route *ret)
+/*
+ * The keyword stage over an analysed message (@ok: @text is UTF-8 and @t holds
+ * its tokens), as cca_router_route documents it.
+ */
+static void keyword_stage(const struct cca_router *router, const char *text, size_t len,
+                          bool ok, const struct cca_text_tokens *t,
+                          enum cca_agent current, struct cca_route *ret)
 {
     const struct cca_router_params *p = &router->params;
-    struct cca_text_tokens t = {0};
     enum cca_agent best = CCA_AGENT_NONE, winner = CCA_AGENT_NONE;
     double top = 0, second;
 
     memset(ret, 0, sizeof(*ret));
-    if (cca_agent_name(current) == NULL)
-        current = CCA_AGENT_NONE;
-    if (text != NULL && cca_text_analyze(text, len, &t) == CCA_OK) {
+    if (ok) {
         score_anger(router, text, len, ret);
-        score_lexicon(router, &t, ret);
+        score_lexicon(router, t, ret);
     }
-    cca_text_tokens_cleanup(&t);
 
     /* @best: highest score; ties go to supervisor, then current, then enum order. */
     for (int a = 0; a < CCA_AGENT__COUNT; a++) {
@@ -920,6 +971,90 @@ void cca_router_route(const struct cca_router *router, const char *text, size_t 
     }
     ret->confidence =
         confidence(ret->scores[ret->agent], best_other(ret->scores, ret->agent));
+}
+
+void cca_router_route(const struct cca_router *router, const char *text, size_t len,
+                      enum cca_agent current, struct cca_route *ret)
+{
+    struct cca_text_tokens t = {0};
+    bool ok;
+
+    if (cca_agent_name(current) == NULL)
+        current = CCA_AGENT_NONE;
+    ok = text != NULL && cca_text_analyze(text, len, &t) == CCA_OK;
+    keyword_stage(router, text, len, ok, &t, current, ret);
+    cca_text_tokens_cleanup(&t);
+}
+
+bool cca_router_has_model(const struct cca_router *router)
+{
+    return router != NULL && router->model != NULL;
+}
+
+/*
+ * The route's trace for a model decision: the features that weighed most for
+ * the chosen agent first ("sales:w=цен"), then the lexicon's matches while
+ * there is room.
+ */
+static void model_matched(struct cca_route *ret, const struct cca_router_model_result *mr)
+{
+    char lexicon[CCA_ROUTE_MAX_MATCHED][CCA_ROUTE_MATCH_LEN];
+    size_t nlex = ret->matched_count;
+
+    memcpy(lexicon, ret->matched, sizeof(lexicon));
+    ret->matched_count = 0;
+    for (size_t i = 0; i < mr->top_count; i++)
+        add_matched(ret, mr->best, mr->top[i]);
+    for (size_t i = 0; i < nlex && ret->matched_count < CCA_ROUTE_MAX_MATCHED; i++)
+        memcpy(ret->matched[ret->matched_count++], lexicon[i], CCA_ROUTE_MATCH_LEN);
+}
+
+void cca_router_decide(const struct cca_router *router, const char *text, size_t len,
+                       enum cca_agent current, struct cca_route *ret)
+{
+    struct cca_text_tokens t = {0};
+    struct cca_router_model_params mp;
+    struct cca_router_model_result mr;
+    enum cca_lang lang;
+    double need;
+    bool ok;
+
+    if (cca_agent_name(current) == NULL)
+        current = CCA_AGENT_NONE;
+    ok = text != NULL && cca_text_analyze(text, len, &t) == CCA_OK;
+    keyword_stage(router, text, len, ok, &t, current, ret);
+    lang = ok ? cca_text_detect_lang(text, len) : CCA_LANG_EN;
+    if (!ok || !cca_router_model_params(router->model, lang, &mp))
+        goto out; /* no model for the language: the keyword stage alone */
+    /* The lexicon's strong cues stay rules: a human, the law, a refund. */
+    if (ret->method == CCA_ROUTE_KEYWORD && ret->agent == CCA_AGENT_SUPERVISOR &&
+        ret->scores[CCA_AGENT_SUPERVISOR] >= mp.rule_min_score)
+        goto out;
+    (void)cca_router_model_predict(router->model, lang, text, len, &t, &mr);
+    memcpy(ret->prob, mr.prob, sizeof(ret->prob));
+    /* A follow-up moves to another agent only on stronger evidence. */
+    need = current == CCA_AGENT_NONE || mr.best == current ? mp.min_prob
+                                                           : mp.followup_min_prob;
+    if (mr.prob[mr.best] >= need) {
+        ret->agent = mr.best;
+        ret->method = CCA_ROUTE_MODEL;
+        ret->clear = true;
+        ret->confidence = mr.prob[mr.best];
+        model_matched(ret, &mr);
+    } else if (ret->method == CCA_ROUTE_KEYWORD) {
+        /* The model is unsure: a clear keyword winner stands. */
+    } else if (current != CCA_AGENT_NONE) {
+        ret->agent = current; /* sticky, as the keyword stage said */
+        ret->confidence = mr.prob[current];
+    } else {
+        /* Nobody is sure about a first message: ask rather than guess. */
+        ret->agent = mr.best;
+        ret->method = CCA_ROUTE_CLARIFY;
+        ret->confidence = mr.prob[mr.best];
+        model_matched(ret, &mr);
+    }
+out:
+    cca_text_tokens_cleanup(&t);
 }
 
 static json_t *rounded(double d)

@@ -7,12 +7,15 @@
 
 #include "cca/mem.h"
 #include "cca/router.h"
+#include "cca/router_model.h"
+#include "cca/text.h"
 
 /*
- * `call-center-agents route [--eval] [--json] [--current AGENT]`: the keyword
- * stage on stdin, one decision per line, or an evaluation report. Never calls
- * the LLM. Output goes to stdout; usage and I/O problems go to stderr (this is
- * an edge layer, like main.c).
+ * `call-center-agents route [--eval] [--json] [--current AGENT] [--keywords]
+ * [--features]`: the router (cca_router_decide, or the keyword stage alone) on
+ * stdin, one decision per line, or an evaluation report, or the model's
+ * features of each line (the training script's input). Never calls the LLM. Output goes
+ * to stdout; usage and I/O problems go to stderr (this is an edge layer, like main.c).
  */
 
 #define LINE_MAX_BYTES (64 * 1024)
@@ -24,14 +27,21 @@ struct eval {
     size_t clear;
     size_t clear_correct;
     size_t skipped; /* no or bad expected_agent, or an error line */
+    size_t methods[CCA_ROUTE_CLARIFY + 1];
 };
+
+enum mode { MODE_DECIDE, MODE_KEYWORDS, MODE_FEATURES };
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: call-center-agents route [--eval [--json]] [--current AGENT]\n"
+               "                                 [--keywords | --features]\n"
                "  Reads one message per line on stdin: plain text, or a JSON object\n"
                "  with \"text\" (other fields, e.g. \"expected_agent\", are copied).\n"
-               "  Prints one routing decision per line as JSON. Never calls the LLM.\n"
+               "  Prints one routing decision per line as JSON. Never calls the LLM:\n"
+               "  a first message that neither stage is sure of gets \"clarify\".\n"
+               "  --keywords      the keyword stage alone (no model)\n"
+               "  --features      print the model's features of each line instead\n"
                "  --eval          print precision/recall/F1 per agent for JSONL input\n"
                "                  with \"expected_agent\" instead of the decisions\n"
                "  --json          with --eval: print the report as JSON\n"
@@ -58,13 +68,31 @@ static void print_error(size_t lineno, const char *msg)
     json_decref(j);
 }
 
+static void add_feature(const char *name, size_t len, void *ctx)
+{
+    (void)json_array_append_new(ctx, json_stringn(name, len));
+}
+
+/* {"features": [...]}: the model's features of @text (empty for invalid UTF-8). */
+static json_t *features_json(const char *text, size_t len)
+{
+    struct cca_text_tokens t = {0};
+    json_t *a = json_array();
+
+    if (cca_text_analyze(text, len, &t) == CCA_OK)
+        (void)cca_router_model_features(text, len, &t, add_feature, a);
+    cca_text_tokens_cleanup(&t);
+    return json_pack("{s:o}", "features", a);
+}
+
 /*
  * Handle one input line (no newline). Returns the decision object (new) or NULL
  * after printing an error line; *ret_expected is set when the input names one.
  */
-static json_t *route_line(const struct cca_router *router, enum cca_agent current,
-                          const char *line, size_t len, size_t lineno, bool quiet,
-                          struct cca_route *ret_route, enum cca_agent *ret_expected)
+static json_t *route_line(const struct cca_router *router, enum mode mode,
+                          enum cca_agent current, const char *line, size_t len,
+                          size_t lineno, bool quiet, struct cca_route *ret_route,
+                          enum cca_agent *ret_expected)
 {
     json_t *in = NULL, *out = NULL, *v;
     const char *text = line, *key;
@@ -93,8 +121,13 @@ static json_t *route_line(const struct cca_router *router, enum cca_agent curren
         if (json_is_string(v))
             (void)cca_agent_parse(json_string_value(v), ret_expected);
     }
-    cca_router_route(router, text, text_len, current, ret_route);
-    out = cca_route_to_json(ret_route);
+    if (mode == MODE_KEYWORDS) {
+        cca_router_route(router, text, text_len, current, ret_route);
+    } else {
+        cca_router_decide(router, text, text_len, current, ret_route);
+    }
+    out = mode == MODE_FEATURES ? features_json(text, text_len)
+                                : cca_route_to_json(ret_route);
     v = json_stringn(text, text_len);
     if (v == NULL) {
         if (!quiet)
@@ -115,7 +148,7 @@ out:
 
 static json_t *eval_report(const struct eval *ev)
 {
-    json_t *rep = json_object(), *agents = json_object();
+    json_t *rep = json_object(), *agents = json_object(), *methods = json_object();
     double f1_sum = 0;
     size_t correct = 0;
 
@@ -150,6 +183,11 @@ static json_t *eval_report(const struct eval *ev)
     (void)json_object_set_new(
         rep, "clear_accuracy",
         json_real(ev->clear ? (double)ev->clear_correct / (double)ev->clear : 0));
+    for (size_t m = 0; m < CCA_ARRAY_SIZE(ev->methods); m++)
+        (void)json_object_set_new(methods,
+                                  cca_route_method_name((enum cca_route_method)m),
+                                  json_integer((json_int_t)ev->methods[m]));
+    (void)json_object_set_new(rep, "methods", methods);
     return rep;
 }
 
@@ -171,11 +209,18 @@ static void print_report_text(const struct eval *ev, json_t *rep)
     printf("macro-F1 %.3f  accuracy %.3f  messages %zu  skipped %zu\n",
            json_real_value(json_object_get(rep, "macro_f1")),
            json_real_value(json_object_get(rep, "accuracy")), ev->total, ev->skipped);
-    printf("clear (keyword) %zu (%.1f%%), accuracy when clear %.3f; "
-           "not clear (default, LLM candidates) %zu (%.1f%%)\n",
+    printf("clear (keyword or model) %zu (%.1f%%), accuracy when clear %.3f; "
+           "not clear (clarify/default, LLM candidates) %zu (%.1f%%)\n",
            ev->clear, ev->total ? 100.0 * (double)ev->clear / (double)ev->total : 0.0,
            json_real_value(json_object_get(rep, "clear_accuracy")), ev->total - ev->clear,
            ev->total ? 100.0 * (double)(ev->total - ev->clear) / (double)ev->total : 0.0);
+    printf("methods:");
+    for (size_t m = 0; m < CCA_ARRAY_SIZE(ev->methods); m++) {
+        if (ev->methods[m] > 0)
+            printf(" %s %zu", cca_route_method_name((enum cca_route_method)m),
+                   ev->methods[m]);
+    }
+    printf("\n");
     printf("confusion (rows expected, columns routed): tech_support sales supervisor\n");
     for (int a = 0; a < CCA_AGENT__COUNT; a++)
         printf("  %-12s %6zu %6zu %6zu\n", cca_agent_name((enum cca_agent)a),
@@ -185,6 +230,7 @@ static void print_report_text(const struct eval *ev, json_t *rep)
 int cca_route_cli(const struct cca_router *router, int argc, char **argv)
 {
     enum cca_agent current = CCA_AGENT_NONE;
+    enum mode mode = MODE_DECIDE;
     bool eval_mode = false, json_report = false;
     struct eval ev = {0};
     char *buf = NULL;
@@ -196,6 +242,10 @@ int cca_route_cli(const struct cca_router *router, int argc, char **argv)
             eval_mode = true;
         } else if (strcmp(argv[i], "--json") == 0) {
             json_report = true;
+        } else if (strcmp(argv[i], "--keywords") == 0 && mode != MODE_FEATURES) {
+            mode = MODE_KEYWORDS;
+        } else if (strcmp(argv[i], "--features") == 0 && mode != MODE_KEYWORDS) {
+            mode = MODE_FEATURES;
         } else if (strcmp(argv[i], "--current") == 0 && i + 1 < argc) {
             if (!cca_agent_parse(argv[++i], &current)) {
                 fprintf(stderr, "route: unknown agent '%s'\n", argv[i]);
@@ -242,7 +292,8 @@ int cca_route_cli(const struct cca_router *router, int argc, char **argv)
         buf[len] = '\0';
         if (len == 0)
             continue;
-        out = route_line(router, current, buf, len, lineno, eval_mode, &route, &expected);
+        out = route_line(router, mode, current, buf, len, lineno, eval_mode, &route,
+                         &expected);
         if (out == NULL) {
             ev.skipped += eval_mode;
             continue;
@@ -256,6 +307,8 @@ int cca_route_cli(const struct cca_router *router, int argc, char **argv)
             ev.total++;
             ev.clear += route.clear;
             ev.clear_correct += route.clear && route.agent == expected;
+            if ((size_t)route.method < CCA_ARRAY_SIZE(ev.methods))
+                ev.methods[route.method]++;
         }
         json_decref(out);
     }

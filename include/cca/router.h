@@ -8,24 +8,38 @@
 
 /*
  * Router: picks the agent for one customer turn (not URL routing, which is
- * http_routes.c). Keyword lexicon first; the caller consults the LLM when the
- * keyword stage is not clear (see docs/ROUTING.md for the scoring).
+ * http_routes.c). Two stages (docs/ROUTING.md): the keyword lexicon, whose
+ * strong supervisor cues stay rules, and a statistical model
+ * (cca/router_model.h) that decides the rest; the caller consults the LLM
+ * when neither is sure.
  */
 
 enum cca_route_method {
     CCA_ROUTE_KEYWORD = 0, /* a clear keyword winner */
     CCA_ROUTE_LLM = 1,     /* set by the caller after an LLM classification */
     CCA_ROUTE_STICKY = 2,  /* not clear: stayed with the dialog's current agent */
-    CCA_ROUTE_DEFAULT = 3  /* not clear, first message: the configured default */
+    CCA_ROUTE_DEFAULT = 3, /* not clear, first message, no model: the default agent */
+    CCA_ROUTE_MODEL = 4,   /* the model's calibrated probability was high enough */
+    CCA_ROUTE_CLARIFY = 5  /* not clear, first message: ask the customer (agent =
+                              the model's best guess) */
 };
 
-/* cca_route_method_name - "keyword", "llm", "sticky" or "default". Static. */
+/*
+ * cca_route_method_name - "keyword", "llm", "sticky", "default", "model" or
+ * "clarify" ("unknown" out of range). Static.
+ */
 const char *cca_route_method_name(enum cca_route_method m);
 
 struct cca_router_params {
     double min_score;             /* winner's score must reach this ... */
     double min_margin;            /* ... and beat the runner-up by this much */
     enum cca_agent default_agent; /* first message without a clear winner */
+    /*
+     * The model file (cca/router_model.h). NULL: "router-model.txt" in the
+     * lexicon's directory if that file exists, else no model (the keyword
+     * stage alone). "": no model. Otherwise the file must load.
+     */
+    const char *model_path;
 };
 
 #define CCA_ROUTE_MAX_MATCHED 16
@@ -43,6 +57,12 @@ struct cca_router_params {
  * @clear:      true when the keyword stage alone decided (method KEYWORD).
  * @matched:    up to CCA_ROUTE_MAX_MATCHED lexicon entries that matched, as
  *              "agent:entry" strings (e.g. "sales:тариф"), NUL-terminated.
+ *              For method MODEL or CLARIFY the model's features that weighed
+ *              most for the agent come first, as "agent:<feature>" (feature
+ *              names start with "w=", "b=", "f=", "c=" or "s=", which no
+ *              lexicon entry can: e.g. "sales:w=стоимост").
+ * @prob:       the model's calibrated probability per agent when it was
+ *              consulted (cca_router_decide), else all 0.
  */
 struct cca_route {
     enum cca_agent agent;
@@ -53,18 +73,22 @@ struct cca_route {
     bool clear;
     size_t matched_count;
     char matched[CCA_ROUTE_MAX_MATCHED][CCA_ROUTE_MATCH_LEN];
+    double prob[CCA_AGENT__COUNT];
 };
 
 struct cca_router;
 
 /*
  * cca_router_new - load the lexicon at @lexicon_path (JSON, format in
- * docs/ROUTING.md) and keep @params (copied).
+ * docs/ROUTING.md) and the model named by @params->model_path (see struct
+ * cca_router_params), and keep @params (copied; model_path is not kept).
  * Returns CCA_OK and a new router in *ret_router, or CCA_ERR_NOT_FOUND /
  * CCA_ERR_IO (unreadable file), CCA_ERR_PARSE (bad JSON), CCA_ERR_INVALID (bad
  * entries or params: min_score must be in (0, 1000], min_margin in [0, 1000]),
- * with detail in @reterr (may be NULL). *ret_router is untouched on failure.
- * The router is immutable afterwards: every other function is thread-safe.
+ * or any error of cca_router_model_load for a model file that exists but is
+ * malformed, with detail in @reterr (may be NULL). *ret_router is untouched on
+ * failure. The router is immutable afterwards: every other function is
+ * thread-safe.
  */
 cca_rc cca_router_new(const char *lexicon_path, const struct cca_router_params *params,
                       struct cca_router **ret_router, struct cca_error *reterr) CCA_WUR;
@@ -73,16 +97,41 @@ cca_rc cca_router_new(const char *lexicon_path, const struct cca_router_params *
 void cca_router_free(struct cca_router *router);
 
 /*
- * cca_router_route - the keyword stage for one message @text[0..len) (UTF-8).
- * @current: the dialog's current agent, CCA_AGENT_NONE for a first message.
- * Fills *ret: a clear winner gives method KEYWORD; otherwise the agent is
- * @current with method STICKY, or the default agent with method DEFAULT, and
- * clear=false tells the caller it may ask the LLM. Supervisor cues (complaints,
- * refunds, anger such as capitals and "!!!", legal threats, asking for a human)
- * take precedence. Invalid UTF-8 scores zero everywhere. Never fails.
+ * cca_router_route - the keyword stage alone for one message @text[0..len)
+ * (UTF-8). @current: the dialog's current agent, CCA_AGENT_NONE for a first
+ * message. Fills *ret: a clear winner gives method KEYWORD; otherwise the agent
+ * is @current with method STICKY, or the default agent with method DEFAULT, and
+ * clear=false. Supervisor cues (complaints, refunds, anger such as capitals and
+ * "!!!", legal threats, asking for a human) take precedence. Invalid UTF-8
+ * scores zero everywhere. Never consults the model (@prob stays 0): for
+ * callers that want the keyword scores only. Never fails.
  */
 void cca_router_route(const struct cca_router *router, const char *text, size_t len,
                       enum cca_agent current, struct cca_route *ret);
+
+/*
+ * cca_router_decide - the full routing decision for one customer turn (the
+ * pipeline of docs/ROUTING.md): the keyword stage as cca_router_route, then,
+ * when the router has a model for the message's language (cca_text_detect_lang)
+ * and no strong supervisor rule fired (a keyword supervisor win with a score
+ * of at least the model's rule_min_score):
+ *   - the model's top agent with method MODEL and clear=true, confidence = its
+ *     probability, when that reaches min_prob (first messages, or the current
+ *     agent) or followup_min_prob (moving a follow-up to another agent);
+ *   - else a clear keyword winner stays (method KEYWORD);
+ *   - else a follow-up stays with @current (STICKY, clear=false);
+ *   - else, for a first message, method CLARIFY, clear=false, agent = the
+ *     model's best guess: the caller asks the LLM, or offline asks the customer
+ *     a clarifying question.
+ * Without a model for the language the result is exactly cca_router_route's.
+ * @scores and @best are always the keyword stage's. Never fails; no logging.
+ * Cost: one text analysis plus a hash lookup per feature (microseconds).
+ */
+void cca_router_decide(const struct cca_router *router, const char *text, size_t len,
+                       enum cca_agent current, struct cca_route *ret);
+
+/* cca_router_has_model - true if @router (may be NULL) loaded a model file. */
+bool cca_router_has_model(const struct cca_router *router);
 
 /*
  * cca_route_to_json - {agent, method, confidence, scores:{tech_support, sales,
