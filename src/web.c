@@ -167,7 +167,7 @@ cca_rc cca_web_gunzip(const struct cca_web_asset *a, char **ret)
     /* 16 + MAX_WBITS: a gzip wrapper, not zlib's (zlib.h, inflateInit2). */
     if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK)
         return CCA_ERR_INTERNAL;
-    out = cca_xmalloc(a->size + 1); /* + 1: avail_out > 0 proves the end was seen */
+    out = cca_xmalloc(a->size + 1);       /* + 1: avail_out > 0 proves the end was seen */
     z.next_in = (unsigned char *)a->data; /* zlib does not write its input */
     z.avail_in = (unsigned)a->len;
     z.next_out = (unsigned char *)out;
