@@ -13,8 +13,11 @@ CCA_BUILD_PKGS=(gcc pkg-config meson ninja-build libmicrohttpd-dev libjansson-de
                 libcurl4-openssl-dev libutf8proc-dev libstemmer-dev libcmocka-dev libssl-dev
                 libcsv-dev zlib1g-dev)
 # For the test suite: curl and python3 (tests/contract/prism.sh,
-# tests/docker/check-context.sh), clang-format (the style test).
-CCA_TEST_PKGS=(curl clang-format python3)
+# tests/docker/check-context.sh), clang-format (the style test), chromium and
+# fonts with Latin and Cyrillic glyphs (tests/browser: the console and /docs;
+# screenshots), Node.js and npm where the machine has none (the pinned npm
+# tools of tools/package.json).
+CCA_TEST_PKGS=(curl clang-format python3 chromium fonts-dejavu-core fonts-liberation)
 
 cca_missing_pkgs() {
     local p
