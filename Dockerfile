@@ -1,4 +1,5 @@
 # Build and run call-center-agents on Debian 12 (the packages the scripts use).
+# python3 (meson's own dependency) runs tools/embed-web, which compiles web/ in.
 # The build context is an allow-list (.dockerignore): no .env, storage/ or build
 # directories reach it (tests/docker/check-context.sh).
 FROM debian:bookworm-slim AS build

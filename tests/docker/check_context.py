@@ -50,7 +50,12 @@ MUST_INCLUDE = [
     "meson_options.txt",
     "openapi.yaml",
     "src/main.c",
-    "src/openapi_blob.c.in",
+    "src/web.c",
+    "tools/embed-web",
+    "tools/vendor-web",
+    "web/console/index.html",
+    "web/docs/index.html",
+    "web/vendor/swagger-ui/swagger-ui-bundle.js",
     "include/cca/common.h",
     "tests/meson.build",
     "tests/fuzz/meson.build",
@@ -60,7 +65,7 @@ MUST_INCLUDE = [
     "data/routing/lexicon.json",
 ]
 # Directories whose tracked files the image build reads (besides MUST_INCLUDE).
-NEEDED_TREES = ["src/", "include/", "tests/", "data/agents/", "data/knowledge/"]
+NEEDED_TREES = ["src/", "include/", "tests/", "web/", "data/agents/", "data/knowledge/"]
 FORBIDDEN_PREFIXES = [".env", ".git/", "storage/", "build", "tools/node_modules/",
                       "bench/", "docs/", "scripts/"]
 
