@@ -1032,9 +1032,16 @@ void cca_router_decide(const struct cca_router *router, const char *text, size_t
         goto out;
     (void)cca_router_model_predict(router->model, lang, text, len, &t, &mr);
     memcpy(ret->prob, mr.prob, sizeof(ret->prob));
-    /* A follow-up moves to another agent only on stronger evidence. */
+    /*
+     * The model decides when it is sure: a follow-up moves to another agent
+     * only on stronger evidence, and a clear keyword winner is overruled only
+     * on stronger evidence still (the lexicon's phrases are precise).
+     */
     need = current == CCA_AGENT_NONE || mr.best == current ? mp.min_prob
                                                            : mp.followup_min_prob;
+    if (ret->method == CCA_ROUTE_KEYWORD && mr.best != ret->agent &&
+        mp.override_min_prob > need)
+        need = mp.override_min_prob;
     if (mr.prob[mr.best] >= need) {
         ret->agent = mr.best;
         ret->method = CCA_ROUTE_MODEL;
@@ -1042,7 +1049,7 @@ void cca_router_decide(const struct cca_router *router, const char *text, size_t
         ret->confidence = mr.prob[mr.best];
         model_matched(ret, &mr);
     } else if (ret->method == CCA_ROUTE_KEYWORD) {
-        /* The model is unsure: a clear keyword winner stands. */
+        /* The model is unsure or disagrees weakly: the keyword winner stands. */
     } else if (current != CCA_AGENT_NONE) {
         ret->agent = current; /* sticky, as the keyword stage said */
         ret->confidence = mr.prob[current];

@@ -227,7 +227,8 @@ enum {
     K_RULE = 1 << 4,
     K_BIAS = 1 << 5,
     K_FEATURES = 1 << 6,
-    K_ALL = (1 << 7) - 1,
+    K_OVERRIDE = 1 << 7,
+    K_ALL = (1 << 8) - 1,
 };
 
 /* One number @key in [lo, hi] (lo excluded when @open_lo). */
@@ -263,7 +264,8 @@ static cca_rc parse_lang(struct parser *ps, struct cca_router_model *m,
             if (seen != K_ALL)
                 return invalid(ps, "a language block misses one of classes, "
                                    "temperature, min_prob, followup_min_prob, "
-                                   "rule_min_score, bias, features");
+                                   "override_min_prob, rule_min_score, bias, "
+                                   "features");
             lm->present = true;
             return CCA_OK;
         }
@@ -284,6 +286,9 @@ static cca_rc parse_lang(struct parser *ps, struct cca_router_model *m,
         } else if (KEY("followup_min_prob")) {
             key = K_FOLLOWUP;
             rc = parse_param(ps, arg, 0, 1, false, &lm->params.followup_min_prob);
+        } else if (KEY("override_min_prob")) {
+            key = K_OVERRIDE;
+            rc = parse_param(ps, arg, 0, 1, false, &lm->params.override_min_prob);
         } else if (KEY("rule_min_score")) {
             key = K_RULE;
             rc = parse_param(ps, arg, 0, 1000, true, &lm->params.rule_min_score);

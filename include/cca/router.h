@@ -117,7 +117,8 @@ void cca_router_route(const struct cca_router *router, const char *text, size_t 
  * of at least the model's rule_min_score):
  *   - the model's top agent with method MODEL and clear=true, confidence = its
  *     probability, when that reaches min_prob (first messages, or the current
- *     agent) or followup_min_prob (moving a follow-up to another agent);
+ *     agent) or followup_min_prob (moving a follow-up to another agent), and
+ *     override_min_prob when it overrules a different clear keyword winner;
  *   - else a clear keyword winner stays (method KEYWORD);
  *   - else a follow-up stays with @current (STICKY, clear=false);
  *   - else, for a first message, method CLARIFY, clear=false, agent = the

@@ -47,6 +47,8 @@ struct cca_router_model;
  *                     calibrated probability reaches this (0..1).
  * @followup_min_prob: a follow-up moves to another agent by the model only at
  *                     this probability or above (0..1).
+ * @override_min_prob: the model overrules a clear keyword winner only at this
+ *                     probability or above (0..1; 1 = never).
  * @rule_min_score:    a keyword supervisor score at or above this is a rule
  *                     (a request for a human, a legal threat, a refund or
  *                     complaint word): the model is not consulted (> 0).
@@ -56,6 +58,7 @@ struct cca_router_model;
 struct cca_router_model_params {
     double min_prob;
     double followup_min_prob;
+    double override_min_prob;
     double rule_min_score;
     double temperature;
 };
@@ -87,7 +90,7 @@ struct cca_router_model_result {
  *   CCA_ERR_IO         unreadable, or not a regular file;
  *   CCA_ERR_TOO_LARGE  over CCA_ROUTER_MODEL_MAX_BYTES;
  *   CCA_ERR_PARSE      not UTF-8, a bad first line, a malformed line or number;
- *   CCA_ERR_INVALID    a rule is broken: unknown key or language, a language
+ *   CCA_ERR_INVALID    a rule is broken: unknown or missing key or language, a language
  *                      twice, classes other than the three agents, a
  *                      parameter out of range, a non-finite or too large
  *                      weight (|w| > 1000), a duplicate or empty feature, a
