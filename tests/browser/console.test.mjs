@@ -172,3 +172,220 @@ test('an operator answers a customer live; the customer gets it over REST and SS
     await page.closeAll();
   });
 });
+
+test('sign-in by PIN, by pasting a token, and the refusals', async () => {
+  await withServer({}, async (server) => {
+    const page = await newPage(browser, { locale: 'en-US' });
+    await page.goto(`${server.url}/console/`);
+    await page.waitForSelector('#view-signin:not([hidden])');
+
+    // A wrong PIN is refused on the form.
+    await page.check('#form-op input[name="method"][value="pin"]');
+    assert.equal(await page.isVisible('#in-token'), false);
+    await page.fill('#in-pin', '000');
+    await page.fill('#in-name', 'Boris');
+    await page.click('#op-submit');
+    await page.waitForFunction(() => document.querySelector('#op-error').textContent.length > 0);
+    assert.match(await page.textContent('#op-error'), /not accepted/);
+
+    // The right PIN registers Boris and shows his token once.
+    await page.fill('#in-pin', server.pin);
+    await page.click('#op-submit');
+    await page.waitForSelector('#dlg-token[open]');
+    const token = await page.inputValue('#dlg-token-value');
+    assert.match(token, /^cco_/);
+    await page.keyboard.press('Enter'); // the dialog's default button
+    await page.waitForSelector('#view-operator:not([hidden])');
+    const me = await restOk(server, 'GET', api('/operators/me'), undefined, { token });
+    assert.equal(me.name, 'Boris');
+    assert.equal(await page.textContent('#who-name'), 'Boris');
+
+    // A reload keeps the session (sessionStorage); signing out ends it.
+    await page.reload();
+    await page.waitForSelector('#view-operator:not([hidden])');
+    await page.click('#signout');
+    await page.waitForSelector('#view-signin:not([hidden])');
+
+    // A wrong token, then the token pasted.
+    await signInWithTokenExpectError(page, 'cco_' + 'x'.repeat(43));
+    assert.match(await page.textContent('#op-error'), /not valid/);
+    await page.uncheck('#form-op input[name="remember"]');
+    await signInWithToken(page, token);
+    assert.equal(await page.textContent('#who-name'), 'Boris');
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('cca.console.session')), null, 'memory only when not remembered');
+
+    // Revoked by an admin: the console notices (401) and returns to the sign-in.
+    await restOk(server, 'DELETE', api(`/operators/${me.operator_id}`), undefined, { key: server.adminKey });
+    await page.click('.seg-busy');
+    await page.waitForSelector('#view-signin:not([hidden])');
+    assert.match(await page.textContent('#op-error'), /no longer valid/);
+
+    // A client key is not an admin key; no key at all is refused too.
+    await page.click('#tab-admin');
+    await page.fill('#in-key', server.clientKey);
+    await page.click('#form-admin button[type="submit"]');
+    await page.waitForFunction(() => document.querySelector('#admin-error').textContent.length > 0);
+    assert.match(await page.textContent('#admin-error'), /not an admin key/);
+    await page.fill('#in-key', 'wrong');
+    await page.click('#form-admin button[type="submit"]');
+    await page.waitForFunction(() => /not accepted/.test(document.querySelector('#admin-error').textContent));
+    // The refusals (401/403) show in the console as failed loads; nothing else may.
+    assertClean(page, { allow: [/Failed to load resource: the server responded with a status of 40[13]/] });
+    await page.closeAll();
+  });
+});
+
+async function signInWithTokenExpectError(page, token) {
+  await page.check('#form-op input[name="method"][value="token"]');
+  await page.fill('#in-token', token);
+  await page.click('#op-submit');
+  await page.waitForFunction(() => document.querySelector('#op-error').textContent.length > 0);
+}
+
+test('the console reconnects after a server restart and reloads what it missed', async () => {
+  await withServer({}, async (server) => {
+    const reg = await registerViaRest(server, 'Olga');
+    await restOk(server, 'PUT', api('/operators/me/status'), { status: 'busy' }, { token: reg.token });
+    const page = await newPage(browser, { locale: 'en-US' });
+    await page.goto(`${server.url}/console`);
+    await signInWithToken(page, reg.token);
+    await page.waitForSelector('#conn[data-state="live"]');
+    assert.equal(await page.textContent('#conn-text'), 'Live');
+    await page.evaluate(() => { window.__sameDocument = 7; });
+
+    // Olga is busy: a customer waits in the queue, and the console shows it live
+    // (so it holds an event id to resume from).
+    const waiting = await createCustomerDialog(server, { name: 'Queued Before' });
+    assert.equal((await customerSays(server, waiting, 'talk to a human')).status, 'queued');
+    await page.waitForSelector(item('queue-list', waiting));
+
+    // The server goes away and comes back on the same port and storage.
+    const restarting = server.restart();
+    await page.waitForSelector('#conn[data-state="reconnecting"]', { timeout: 10000 });
+    assert.match(await page.textContent('#conn-text'), /reconnecting/i);
+    await restarting;
+
+    // Meanwhile Olga becomes available (from another device): the queued dialog and a new
+    // one are assigned to her. The console reconnects with Last-Event-ID, gets `resync`
+    // (a new epoch) and must bring both in over REST.
+    await restOk(server, 'PUT', api('/operators/me/status'), { status: 'available' }, { token: reg.token });
+    const id = await createCustomerDialog(server, { name: 'Missed While Away' });
+    assert.equal((await customerSays(server, id, 'talk to a human')).status, 'assigned');
+    const stateThen = await page.getAttribute('#conn', 'data-state');
+    await page.waitForSelector('#conn[data-state="live"]', { timeout: 20000 });
+    await page.waitForSelector(item('my-list', id), { timeout: 10000 });
+    await page.waitForSelector(item('my-list', waiting), { timeout: 10000 });
+    await page.waitForSelector(item('queue-list', waiting), { state: 'detached' });
+    assert.equal(await page.isChecked('input[name="opstatus"][value="available"]'), true);
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    const resyncs = Number((/^cca_event_resyncs_total (\d+)/m.exec(metrics) || [])[1]);
+    assert.ok(resyncs >= 1, `the console resumed with Last-Event-ID and got a resync (cca_event_resyncs_total ${resyncs}; state when assigned: ${stateThen})`);
+
+    // New events arrive live again, without a reload.
+    await page.click(`${item('my-list', id)} .ditem-open`);
+    await customerSays(server, id, 'Are you still there?');
+    await page.waitForFunction(() => document.querySelector('#messages').textContent.includes('Are you still there?'));
+    const id2 = await createCustomerDialog(server, { name: 'After The Restart' });
+    await customerSays(server, id2, 'operator');
+    await page.waitForSelector(item('my-list', id2));
+    assert.equal(await page.evaluate(() => window.__sameDocument), 7, 'no reload');
+    // While the server was down the stream's fetches failed; those are the only errors allowed.
+    assertClean(page, { allow: [/Failed to load resource: net::ERR_CONNECTION_REFUSED/, /Failed to load resource: the server responded with a status of 503/] });
+    await page.closeAll();
+  });
+});
+
+test('a console that had received no event yet reloads after a reconnect', async () => {
+  await withServer({}, async (server) => {
+    const reg = await registerViaRest(server, 'Pavel');
+    await restOk(server, 'PUT', api('/operators/me/status'), { status: 'available' }, { token: reg.token });
+    const page = await newPage(browser, { locale: 'en-US' });
+    await page.goto(`${server.url}/console`);
+    await signInWithToken(page, reg.token);
+    await page.waitForSelector('#conn[data-state="live"]');
+    // The stream is dropped by the server (SIGKILL this time) before any event reached the console.
+    await server.kill();
+    await page.waitForSelector('#conn[data-state="reconnecting"]', { timeout: 10000 });
+    await server.start();
+    const id = await createCustomerDialog(server, { name: 'No Event Id' });
+    assert.equal((await customerSays(server, id, 'talk to a human')).status, 'assigned');
+    await page.waitForSelector('#conn[data-state="live"]', { timeout: 20000 });
+    await page.waitForSelector(item('my-list', id), { timeout: 10000 });
+    assertClean(page, { allow: [/Failed to load resource: net::ERR_(CONNECTION_REFUSED|INCOMPLETE_CHUNKED_ENCODING)/] });
+    await page.closeAll();
+  });
+});
+
+test('customer text that looks like HTML is shown as text and never runs', async () => {
+  await withServer({}, async (server) => {
+    const reg = await registerViaRest(server, 'Xenia');
+    const page = await newPage(browser, { locale: 'en-US' });
+    await page.goto(`${server.url}/console`);
+    await signInWithToken(page, reg.token);
+    await page.waitForSelector('#conn[data-state="live"]');
+
+    const evilName = '<img src=x onerror="window.__xss=1">';
+    const img = '<img src=x onerror="window.__xss=1">';
+    const script = '<script>window.__xss=2</script>';
+    const id = await createCustomerDialog(server, { name: evilName, customerId: 'cust-xss' });
+    const city = '<svg onload="window.__xss=3">';
+    const put = await rest(server, 'PUT', api('/customers/cust-xss'), { city }, { key: server.adminKey });
+    assert.ok([200, 201].includes(put.status), put.text);
+    await customerSays(server, id, img);
+    // Nobody is available: the dialog waits in the queue, where the console shows its name and last words.
+    assert.equal((await customerSays(server, id, `talk to a human ${script}`)).status, 'queued');
+    await page.waitForSelector(item('queue-list', id));
+    assert.ok((await page.textContent(item('queue-list', id))).includes(evilName));
+
+    await page.click(`${item('queue-list', id)} .ditem-take`);
+    await page.waitForSelector(item('my-list', id));
+    await page.waitForSelector('#messages li[data-role="customer"]');
+    await customerSays(server, id, script);
+    await page.waitForFunction((s) => [...document.querySelectorAll('#messages .msg-body')].some((p) => p.textContent === s), script);
+    await page.waitForFunction((c) => document.querySelector('#profile').textContent.includes(c), city);
+
+    const bodies = await page.$$eval('#messages li[data-role="customer"] .msg-body', (ps) => ps.map((p) => p.textContent));
+    assert.deepEqual(bodies, [img, `talk to a human ${script}`, script]);
+    assert.equal(await page.textContent('#conv-title'), evilName);
+    assert.equal(await page.$$eval('#main img, #main script, #main svg [onload]', (x) => x.length), 0, 'no element was made from customer text');
+    assert.equal(await page.$$eval('#messages *', (els) => els.filter((e) => [...e.attributes].some((a) => a.name.startsWith('on'))).length), 0);
+    assert.equal(await page.evaluate(() => window.__xss), undefined);
+    await shot(page, 'xss-as-text');
+    assertClean(page);
+    await page.closeAll();
+  });
+});
+
+test('Russian and English: the browser language first, then the switch, remembered', async () => {
+  await withServer({}, async (server) => {
+    const ru = await newPage(browser, { locale: 'ru-RU' });
+    await ru.goto(`${server.url}/console`);
+    await ru.waitForSelector('#view-signin:not([hidden])');
+    assert.equal(await ru.textContent('#signin-title'), 'Вход');
+    assert.equal(await ru.getAttribute('html', 'lang'), 'ru');
+    assert.equal(await ru.inputValue('#lang'), 'ru');
+    await ru.selectOption('#lang', 'en');
+    assert.equal(await ru.textContent('#signin-title'), 'Sign in');
+    assert.equal(await ru.getAttribute('html', 'lang'), 'en');
+    await ru.reload();
+    await ru.waitForSelector('#view-signin:not([hidden])');
+    assert.equal(await ru.textContent('#signin-title'), 'Sign in', 'the choice is remembered');
+    // Signed in, the operator view follows the switch too.
+    const reg = await registerViaRest(server, 'Лена');
+    await signInWithToken(ru, reg.token);
+    await ru.selectOption('#lang', 'ru');
+    assert.equal(await ru.textContent('#take-next'), 'Взять следующий');
+    await ru.waitForSelector('#conn[data-state="live"]');
+    assert.equal(await ru.textContent('#conn-text'), 'На связи');
+    assertClean(ru);
+    await ru.closeAll();
+
+    const en = await newPage(browser, { locale: 'en-GB' });
+    await en.goto(`${server.url}/console`);
+    await en.waitForSelector('#view-signin:not([hidden])');
+    assert.equal(await en.textContent('#signin-title'), 'Sign in');
+    await shot(en, 'sign-in');
+    assertClean(en);
+    await en.closeAll();
+  });
+});

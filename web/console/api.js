@@ -177,6 +177,10 @@ export class EventStream {
       if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
       this.failures = 0;
       this.setState('live');
+      // Back after a drop with no event id to resume from (nothing had arrived
+      // yet): the server cannot say what was missed, so the client reloads.
+      if (this.connectedBefore && !this.lastId) this.dispatch('resync', '{"type":"resync","reason":"no_last_event_id"}', null);
+      this.connectedBefore = true;
       await this.read(res.body.getReader(), arm);
       throw new Error('stream ended');
     } catch (e) {
