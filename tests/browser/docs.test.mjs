@@ -39,10 +39,6 @@ function operations(yaml) {
 
 test('/docs renders every operation of openapi.yaml, offline, within the CSP', async () => {
   const page = await newPage(browser);
-  const foreign = [];
-  page.on('request', (req) => {
-    if (!req.url().startsWith(server.url)) foreign.push(req.url());
-  });
   const resp = await page.goto(`${server.url}/docs`);
   assert.equal(resp.status(), 200);
   const csp = resp.headers()['content-security-policy'] ?? '';
@@ -64,8 +60,7 @@ test('/docs renders every operation of openapi.yaml, offline, within the CSP', a
   ).sort();
   assert.deepEqual(shown, want);
   await shot(page, 'api-docs');
-  assert.deepEqual(foreign, [], 'requests to another origin');
-  assertClean(page);
+  assertClean(page); // no JS error, no CSP violation, no request to another origin
   await page.close();
 });
 
@@ -87,7 +82,7 @@ test('/docs calls the API with a key ("Authorize", then "Try it out")', async ()
   await page.locator('.btn.authorize').first().click();
   const bearer = page.locator('.modal-ux .auth-container').filter({ hasText: 'bearerAuth' });
   await bearer.locator('input').fill(server.clientKey);
-  await bearer.getByRole('button', { name: 'Authorize' }).click();
+  await bearer.locator('button.authorize').click();
   await page.locator('.modal-ux .btn-done, .modal-ux button.close-modal').first().click();
 
   await op.getByRole('button', { name: 'Execute' }).click();
@@ -96,6 +91,7 @@ test('/docs calls the API with a key ("Authorize", then "Try it out")', async ()
   const body = await op.locator('.live-responses-table .response-col_description pre')
     .first().textContent();
   assert.match(body, /"status"/);
-  assertClean(page, { allowHttpErrors: true });
+  // The 401 above is logged by chromium as a failed resource load; nothing else may be.
+  assertClean(page, { allow: [/status of 401/] });
   await page.close();
 });
