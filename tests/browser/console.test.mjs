@@ -389,3 +389,181 @@ test('Russian and English: the browser language first, then the switch, remember
     await en.closeAll();
   });
 });
+
+test('transfer to another operator and hand back to the AI from the console; Escape closes a dialog', async () => {
+  await withServer({}, async (server) => {
+    const anna = await registerViaRest(server, 'Anna', { max_dialogs: 2 });
+    const boris = await registerViaRest(server, 'Boris');
+    await restOk(server, 'PUT', api('/operators/me/status'), { status: 'available' }, { token: anna.token });
+    const page = await newPage(browser, { locale: 'en-US' });
+    await page.goto(`${server.url}/console`);
+    await signInWithToken(page, anna.token);
+    await page.waitForSelector('#conn[data-state="live"]');
+    const first = await createCustomerDialog(server, { name: 'To Be Transferred' });
+    await customerSays(server, first, 'talk to a human');
+    const second = await createCustomerDialog(server, { name: 'Back To The AI' });
+    await customerSays(server, second, 'talk to a human');
+    await page.waitForSelector(item('my-list', first));
+    await page.waitForSelector(item('my-list', second));
+    // Boris comes on shift only now, so both went to Anna.
+    await restOk(server, 'PUT', api('/operators/me/status'), { status: 'available' }, { token: boris.token });
+
+    // Escape closes the transfer dialog without doing anything.
+    await page.click(`${item('my-list', first)} .ditem-open`);
+    await page.click('#act-transfer');
+    await page.waitForSelector('#dlg-transfer[open]');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'transfer-id', 'the dialog focuses its field');
+    await page.keyboard.press('Escape');
+    await page.waitForSelector('#dlg-transfer[open]', { state: 'detached' });
+    assert.equal((await restOk(server, 'GET', api(`/dialogue/${first}`))).owner.operator_id, anna.operator_id);
+
+    // Transfer by id (operators cannot list their colleagues).
+    await page.click('#act-transfer');
+    await page.fill('#transfer-id', boris.operator_id);
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#dlg-transfer[open]', { state: 'detached' });
+    const moved = await restOk(server, 'GET', api(`/dialogue/${first}`));
+    assert.equal(moved.owner.operator_id, boris.operator_id);
+    await page.waitForSelector(item('closed-list', first));
+    assert.equal(await page.$(item('my-list', first)), null);
+
+    // Hand back to the AI, to sales.
+    await page.click(`${item('my-list', second)} .ditem-open`);
+    await page.click('#act-handback');
+    await page.selectOption('#handback-agent', 'sales');
+    await page.click('#handback-form button[type="submit"]');
+    await page.waitForSelector('#dlg-handback[open]', { state: 'detached' });
+    const back = await restOk(server, 'GET', api(`/dialogue/${second}`));
+    assert.equal(back.owner.kind, 'agent');
+    assert.equal(back.current_agent, 'sales');
+    await page.waitForSelector(item('closed-list', second));
+    assertClean(page);
+    await page.closeAll();
+  });
+});
+
+/** The operator tokens printed by demo-data: operator_id -> token. */
+function demoTokens(output) {
+  const out = new Map();
+  for (const m of output.matchAll(/^\s+.+?\s+([0-9a-f-]{36})\s+(cco_[A-Za-z0-9_-]+)\s*$/gm)) out.set(m[1], m[2]);
+  return out;
+}
+
+test('with demo data: the dashboard, operators, exports, and the screenshots of docs/console', async () => {
+  const demo = await makeDemoData();
+  try {
+    await withServer({ storageDir: demo.storageDir }, async (server) => {
+      const tokens = demoTokens(demo.output);
+      assert.equal(tokens.size, 5, demo.output.slice(-1500));
+      const stats = await restOk(server, 'GET', api('/stats'), undefined, { key: server.adminKey });
+      const operators = (await restOk(server, 'GET', api('/operators'), undefined, { key: server.adminKey })).items;
+
+      // The admin's dashboard: the figures are the server's.
+      const admin = await newPage(browser, { locale: 'en-US' });
+      const urls = [];
+      admin.on('request', (r) => urls.push(r.url()));
+      await admin.goto(`${server.url}/console`);
+      await signInAdmin(admin, server.adminKey);
+      const dist = stats.csat.distribution;
+      const expected = [1, 2, 3, 4, 5].map((n) => `${n} ★: ${dist[n]}`).join(', ');
+      await admin.waitForFunction((e) => {
+        const svg = document.querySelector('#ch-csat svg');
+        return svg && svg.getAttribute('aria-label').includes(e);
+      }, expected);
+      await admin.waitForSelector('#ch-day svg');
+      await admin.waitForSelector('#ch-wait svg');
+      await admin.waitForSelector('#ch-queue svg');
+      assert.match(await admin.getAttribute('#ch-channel svg', 'aria-label'), new RegExp(`web ${stats.dialogs.by_channel.web}`));
+      assert.match(await admin.textContent('#kpis'), new RegExp(`Dialogs\\s*${stats.dialogs.total}`));
+      await shot(admin, 'admin-dashboard', { fullPage: true });
+
+      // Operators: every one listed with status and load.
+      await admin.click('#atab-ops');
+      await admin.waitForFunction((n) => document.querySelectorAll('#ops-body tr').length === n, operators.length);
+      // (The table refreshes every 5 s; the server may move a dialog meanwhile, so compare with a fresh answer.)
+      await waitFor(async () => {
+        const now = (await restOk(server, 'GET', api('/operators'), undefined, { key: server.adminKey })).items;
+        for (const o of now) {
+          const row = await admin.textContent(`#ops-body tr[data-operator-id="${o.operator_id}"]`);
+          const status = { available: 'Available', busy: 'Busy', offline: 'Offline' }[o.status];
+          if (!(row.includes(o.name) && row.includes(`${o.open_dialogs} / ${o.max_dialogs}`) && row.includes(status))) throw new Error(row);
+        }
+        return true;
+      }, { timeoutMs: 12000, what: 'the operators table to match GET /operators' });
+      await shot(admin, 'admin-operators');
+
+      // Register one from the form: the token is shown once and works; then revoke it.
+      await admin.fill('#reg-name', 'Nina New');
+      await admin.fill('#reg-max', '2');
+      await admin.click('#reg-form button[type="submit"]');
+      await admin.waitForSelector('#dlg-token[open]');
+      const nina = await admin.inputValue('#dlg-token-value');
+      await admin.click('#dlg-token-ok');
+      const ninaMe = await restOk(server, 'GET', api('/operators/me'), undefined, { token: nina });
+      assert.equal(ninaMe.name, 'Nina New');
+      assert.equal(ninaMe.max_dialogs, 2);
+      await admin.waitForSelector(`#ops-body tr[data-operator-id="${ninaMe.operator_id}"]`);
+      await admin.click(`#ops-body tr[data-operator-id="${ninaMe.operator_id}"] button`);
+      await admin.waitForSelector('#dlg-confirm[open]');
+      await admin.click('#dlg-confirm-ok');
+      await admin.waitForSelector(`#ops-body tr[data-operator-id="${ninaMe.operator_id}"]`, { state: 'detached' });
+      assert.equal((await rest(server, 'GET', api('/operators/me'), undefined, { token: nina })).status, 401);
+
+      // Exports download through fetch + Blob: the file is the server's, the key never in a URL.
+      await admin.click('#atab-exp');
+      const [download] = await Promise.all([admin.waitForEvent('download'), admin.click('[data-export="dialogs"][data-format="csv"]')]);
+      const csv = await (await import('node:fs')).promises.readFile(await download.path(), 'utf8');
+      const lines = csv.trim().split('\r\n');
+      assert.match(lines[0], /^dialog_id,customer_id,customer_name,/);
+      assert.equal(lines.length, stats.dialogs.total + 1);
+      assert.match(download.suggestedFilename(), /^dialogs.*\.csv$/);
+      const [download2] = await Promise.all([admin.waitForEvent('download'), admin.click('[data-export="profiles"][data-format="ndjson"]')]);
+      const nd = (await (await import('node:fs')).promises.readFile(await download2.path(), 'utf8')).trim().split('\n');
+      assert.equal(nd.length, 5 + 10, 'five operators and ten customers');
+      assert.equal(urls.filter((u) => u.includes(server.adminKey)).length, 0, 'the admin key is never in a URL');
+      assertClean(admin);
+      await admin.closeAll();
+
+      // The operator with the most open dialogs, in their console.
+      const busiest = [...operators].sort((a, b) => b.open_dialogs - a.open_dialogs)[0];
+      assert.ok(busiest.open_dialogs > 0, 'demo data has assigned dialogs');
+      const token = tokens.get(busiest.operator_id);
+      const op = await newPage(browser, { locale: 'en-US' });
+      await op.goto(`${server.url}/console`);
+      await signInWithToken(op, token);
+      await op.waitForSelector('#conn[data-state="live"]');
+      await op.waitForSelector('#my-list li');
+      await op.waitForSelector('#queue-list li');
+      await op.click('#my-list li .ditem-open');
+      await op.waitForSelector('#messages li');
+      await op.waitForFunction(() => document.querySelector('#earlier').children.length > 0);
+      await shot(op, 'operator-dialog');
+      await op.click('#queue-list li .ditem-open');
+      await op.waitForSelector('#take-box:not([hidden])');
+      await op.waitForSelector('#messages li');
+      await shot(op, 'operator-queue');
+      assertClean(op);
+      await op.closeAll();
+
+      // A phone: the list first, then the conversation alone with a way back.
+      const phone = await newPage(browser, { locale: 'ru-RU', viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+      await phone.goto(`${server.url}/console`);
+      await signInWithToken(phone, token);
+      await phone.waitForSelector('#my-list li');
+      assert.equal(await phone.isVisible('#conv'), false, 'the conversation waits until a dialog is chosen');
+      await phone.click('#my-list li .ditem-open');
+      await phone.waitForSelector('#messages li');
+      assert.equal(await phone.isVisible('.sidebar'), false);
+      assert.equal(await phone.isVisible('#conv-back'), true);
+      const width = await phone.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(width <= 390, `no sideways scrolling (${width}px)`);
+      await shot(phone, 'operator-phone');
+      await phone.click('#conv-back');
+      await phone.waitForSelector('.sidebar', { state: 'visible' });
+      assertClean(phone);
+      await phone.closeAll();
+    });
+  } finally {
+    demo.cleanup();
+  }
+});

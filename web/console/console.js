@@ -456,9 +456,11 @@ async function operatorView(s) {
     : h('span', { className: 'badge badge-wait', dataset: { since: String(since), key } },
       t(key, { t: formatDuration((Date.now() - since) / 1000) })));
 
-  function lastText(doc) {
+  /** The list's one-line preview: the customer's last words in the queue, else the last message. */
+  function lastText(doc, kind) {
     for (let i = doc.messages.length - 1; i >= 0; i--) {
-      if (doc.messages[i].role !== 'system') return doc.messages[i].content;
+      const r = doc.messages[i].role;
+      if (kind === 'queue' ? r === 'customer' : r !== 'system') return doc.messages[i].content;
     }
     return '';
   }
@@ -472,7 +474,7 @@ async function operatorView(s) {
     },
     h('span', { className: 'ditem-top' }, h('span', { className: 'ditem-name' }, name), ...badges),
     h('span', { className: 'ditem-sub' }, ...sub),
-    doc ? h('span', { className: 'ditem-preview' }, lastText(doc)) : null);
+    doc ? h('span', { className: 'ditem-preview' }, lastText(doc, kind)) : null);
     const li = h('li', { className: 'ditem', dataset: { dialogId: id, kind }, 'aria-current': selected ? 'true' : null }, open);
     if (take) {
       li.append(h('button', {
@@ -585,7 +587,10 @@ async function operatorView(s) {
       list.append(messageNode(m, doc));
       added = true;
     }
-    if (added && (atBottom || list.children.length === doc.messages.length)) list.scrollTop = list.scrollHeight;
+    if (added && (atBottom || list.children.length === doc.messages.length)) {
+      list.scrollTop = list.scrollHeight;
+      requestAnimationFrame(() => { list.scrollTop = list.scrollHeight; }); // after the layout settles
+    }
     if (s.kind === 'mine') st.mine.get(s.id).unread = 0;
     renderDetails(doc);
   }
