@@ -14,7 +14,7 @@
 #include <jansson.h>
 
 #include "cca/common.h"
-
+#include "cca/web.h"
 #include "harness.h"
 
 #define KEY_ENV "OPENAI_API_KEY=sk-test"
@@ -866,6 +866,106 @@ static void test_dialog_cache(void **state)
     assert_int_equal(h_stop(&srv), 0);
 }
 
+/*
+ * The embedded static files over HTTP: gzip as stored for a client that
+ * accepts it, the same bytes decoded for one that does not, the validators
+ * (ETag per representation, 304 on If-None-Match) and the page headers.
+ */
+static void test_static_files(void **state)
+{
+    char dir[64];
+    struct proc srv = {0};
+    const struct cca_web_asset *bundle = cca_web_find("/docs/swagger-ui-bundle.js");
+    const char *gz_hdr[] = {"Accept-Encoding: gzip, deflate, br", NULL};
+    struct h_resp plain = {0}, gz = {0}, again = {0}, page = {0};
+    char v[512], inm[600];
+    const char *inm_hdr[] = {inm, NULL};
+
+    (void)state;
+    assert_non_null(bundle);
+    assert_true(bundle->gzip);
+    h_tmpdir(dir);
+    h_server_start(&srv, dir, NULL);
+
+    assert_int_equal(
+        h_request(srv.port,
+                  &(struct h_req){.method = "GET", .path = "/docs/swagger-ui-bundle.js"},
+                  &plain),
+        200);
+    assert_int_equal(plain.raw_len, bundle->size);
+    assert_false(h_resp_header(&plain, "Content-Encoding", v, sizeof(v)));
+    assert_true(h_resp_header(&plain, "ETag", v, sizeof(v)));
+    assert_string_equal(v, bundle->etag);
+
+    assert_int_equal(h_request(srv.port,
+                               &(struct h_req){.method = "GET",
+                                               .path = "/docs/swagger-ui-bundle.js",
+                                               .headers = gz_hdr},
+                               &gz),
+                     200);
+    assert_int_equal(gz.raw_len, bundle->len);
+    assert_memory_equal(gz.raw, bundle->data, bundle->len);
+    assert_true(h_resp_header(&gz, "Content-Encoding", v, sizeof(v)));
+    assert_string_equal(v, "gzip");
+    assert_true(h_resp_header(&gz, "Vary", v, sizeof(v)));
+    assert_non_null(strstr(v, "Accept-Encoding"));
+    assert_true(h_resp_header(&gz, "ETag", v, sizeof(v)));
+    assert_string_equal(v, bundle->etag_gzip);
+
+    /* The decoded answer is the file: the same SHA-256 prefix as its tag says. */
+    {
+        struct cca_web_asset as_served = *bundle;
+        char *back = NULL;
+
+        as_served.data = (const unsigned char *)gz.raw;
+        assert_int_equal(cca_web_gunzip(&as_served, &back), CCA_OK);
+        assert_memory_equal(back, plain.raw, bundle->size);
+        free(back);
+    }
+
+    (void)snprintf(inm, sizeof(inm), "If-None-Match: \"nope\", %s", bundle->etag);
+    assert_int_equal(h_request(srv.port,
+                               &(struct h_req){.method = "GET",
+                                               .path = "/docs/swagger-ui-bundle.js",
+                                               .headers = inm_hdr},
+                               &again),
+                     304);
+    assert_int_equal(again.raw_len, 0);
+    h_resp_free(&again);
+    /* A gzip client's copy has the other tag: the identity tag sends it in full. */
+    (void)snprintf(inm, sizeof(inm), "If-None-Match: %s", bundle->etag_gzip);
+    assert_int_equal(h_request(srv.port,
+                               &(struct h_req){.method = "GET",
+                                               .path = "/docs/swagger-ui-bundle.js",
+                                               .headers = inm_hdr},
+                               &again),
+                     200);
+    assert_int_equal(again.raw_len, bundle->size);
+
+    assert_int_equal(
+        h_request(srv.port, &(struct h_req){.method = "GET", .path = "/console/"}, &page),
+        200);
+    assert_true(h_resp_header(&page, "Content-Type", v, sizeof(v)));
+    assert_string_equal(v, "text/html; charset=utf-8");
+    assert_true(h_resp_header(&page, "Content-Security-Policy", v, sizeof(v)));
+    assert_string_equal(v, CCA_WEB_CSP);
+    assert_true(h_resp_header(&page, "X-Content-Type-Options", v, sizeof(v)));
+    assert_string_equal(v, "nosniff");
+    assert_true(h_resp_header(&page, "Cache-Control", v, sizeof(v)));
+    assert_string_equal(v, "no-cache");
+    assert_int_equal(
+        h_http(srv.port, "GET", "/console/missing.js", NULL, NULL, NULL, NULL, NULL, 0),
+        404);
+    assert_int_equal(
+        h_http(srv.port, "POST", "/console", "{}", NULL, NULL, NULL, NULL, 0), 405);
+
+    h_resp_free(&plain);
+    h_resp_free(&gz);
+    h_resp_free(&again);
+    h_resp_free(&page);
+    assert_int_equal(h_stop(&srv), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -880,6 +980,7 @@ int main(void)
         cmocka_unit_test_teardown(test_graceful_shutdown, h_kill_all),
         cmocka_unit_test_teardown(test_metrics, h_kill_all),
         cmocka_unit_test_teardown(test_dialog_cache, h_kill_all),
+        cmocka_unit_test_teardown(test_static_files, h_kill_all),
     };
     int rc;
 
