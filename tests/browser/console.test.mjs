@@ -137,7 +137,7 @@ test('an operator answers a customer live; the customer gets it over REST and SS
     await customerSays(server, id, 'My invoice for October never arrived');
     await page.waitForFunction(() => document.querySelector('#messages').textContent.includes('My invoice for October never arrived'));
 
-    await shot(page, 'operator-dialog-test');
+    await shot(page, 'operator-dialog-test', { docs: false });
 
     // Close with a reason.
     await page.click('#act-close');
@@ -350,7 +350,7 @@ test('customer text that looks like HTML is shown as text and never runs', async
     assert.equal(await page.$$eval('#main img, #main script, #main svg [onload]', (x) => x.length), 0, 'no element was made from customer text');
     assert.equal(await page.$$eval('#messages *', (els) => els.filter((e) => [...e.attributes].some((a) => a.name.startsWith('on'))).length), 0);
     assert.equal(await page.evaluate(() => window.__xss), undefined);
-    await shot(page, 'xss-as-text');
+    await shot(page, 'xss-as-text', { docs: false });
     assertClean(page);
     await page.closeAll();
   });
@@ -381,7 +381,10 @@ test('Russian and English: the browser language first, then the switch, remember
     await ru.closeAll();
 
     const en = await newPage(browser, { locale: 'en-GB' });
-    await en.goto(`${server.url}/console`);
+    const res = await en.goto(`${server.url}/console`);
+    const csp = res.headers()['content-security-policy'] || '';
+    assert.match(csp, /script-src 'self'/);
+    assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
     await en.waitForSelector('#view-signin:not([hidden])');
     assert.equal(await en.textContent('#signin-title'), 'Sign in');
     await shot(en, 'sign-in');

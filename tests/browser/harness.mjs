@@ -238,12 +238,16 @@ export function assertClean(page, { allow = [] } = {}) {
   assert.deepEqual(page.offsite, [], 'requests to other origins');
 }
 
-/** Saves CCA_BROWSER_OUT/<name>.png, and a copy in CCA_SCREENSHOTS_DIR when set. */
-export async function shot(page, name, opts = {}) {
+/**
+ * Saves CCA_BROWSER_OUT/<name>.png, and a copy in CCA_SCREENSHOTS_DIR when
+ * set (unless docs: false: a shot for the test's record only). Other options
+ * go to page.screenshot().
+ */
+export async function shot(page, name, { docs: forDocs = true, ...opts } = {}) {
   const file = path.join(OUT, `${name}.png`);
   await page.screenshot({ path: file, ...opts });
   const docs = process.env.CCA_SCREENSHOTS_DIR;
-  if (docs) {
+  if (docs && forDocs) {
     fs.mkdirSync(docs, { recursive: true });
     fs.copyFileSync(file, path.join(docs, `${name}.png`));
   }
