@@ -1017,3 +1017,16 @@ char *cca_agents_kb_answer(const struct cca_agents *agents, enum cca_agent agent
     best = kb_best(&agents->agent[agent].kb[lang], text, len);
     return best != NULL ? cca_xstrdup(best->answer) : NULL;
 }
+
+const char *cca_agents_clarify_question(enum cca_lang lang)
+{
+    /* Our own words, in the three agents' terms: the answer routes clearly. */
+    if (lang == CCA_LANG_RU)
+        return "Уточните, пожалуйста, чтобы я передал вас нужному специалисту: у вас "
+               "техническая проблема (что-то не работает, ошибка, не получается войти), "
+               "вопрос о товарах, ценах или заказе, или жалоба либо возврат денег?";
+    return "Could you tell me a little more, so that the right specialist can help: is "
+           "it a technical problem (something not working, an error, trouble logging "
+           "in), a question about products, prices or ordering, or a complaint or "
+           "refund?";
+}

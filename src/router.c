@@ -1042,7 +1042,9 @@ void cca_router_decide(const struct cca_router *router, const char *text, size_t
     if (ret->method == CCA_ROUTE_KEYWORD && mr.best != ret->agent &&
         mp.override_min_prob > need)
         need = mp.override_min_prob;
-    if (mr.prob[mr.best] >= need) {
+    if (ret->method == CCA_ROUTE_KEYWORD && mr.best == ret->agent) {
+        /* Both agree: the lexicon's precise match stays the explanation. */
+    } else if (mr.prob[mr.best] >= need) {
         ret->agent = mr.best;
         ret->method = CCA_ROUTE_MODEL;
         ret->clear = true;

@@ -25,8 +25,12 @@ static void add_chat_message(json_t *messages, const char *role, const char *con
 static void offline_reply(struct cca_turn *t, const struct cca_turn_env *env)
 {
     free(t->reply);
-    t->reply = cca_agents_offline_reply(env->agents, t->route.agent, t->lang, t->text,
-                                        t->len, t->previous != CCA_AGENT_NONE);
+    /* A first message nobody was sure of: ask instead of guessing. */
+    if (t->route.method == CCA_ROUTE_CLARIFY)
+        t->reply = cca_xstrdup(cca_agents_clarify_question(t->lang));
+    else
+        t->reply = cca_agents_offline_reply(env->agents, t->route.agent, t->lang, t->text,
+                                            t->len, t->previous != CCA_AGENT_NONE);
 }
 
 /*
@@ -68,7 +72,7 @@ static enum cca_turn_step reply_stage(struct cca_turn *t, const struct cca_turn_
         if (t->route.method != CCA_ROUTE_LLM)
             keyword_reason(t);
     }
-    if (env->llm == NULL) {
+    if (env->llm == NULL || t->route.method == CCA_ROUTE_CLARIFY) {
         offline_reply(t, env);
         return CCA_TURN_DONE;
     }
@@ -142,7 +146,7 @@ enum cca_turn_step cca_turn_start(struct cca_turn *t, const struct cca_turn_env 
     t->deadline_ms = deadline_ms;
     t->previous = CCA_AGENT_NONE;
     t->current = doc != NULL ? cca_dialog_get_agent(doc) : CCA_AGENT_NONE;
-    cca_router_route(env->router, text, len, t->current, &t->route);
+    cca_router_decide(env->router, text, len, t->current, &t->route);
     t->lang = cca_text_detect_lang(text, len);
     if (env->llm == NULL || t->route.clear)
         return reply_stage(t, env, doc, done, ctx);

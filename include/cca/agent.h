@@ -100,6 +100,16 @@ char *cca_agents_offline_reply(const struct cca_agents *agents, enum cca_agent a
                                bool handoff);
 
 /*
+ * cca_agents_clarify_question - the short question a first message gets when
+ * neither routing stage is sure and no LLM is configured (route method
+ * "clarify", docs/ROUTING.md): it asks whether the customer has a technical
+ * problem, a question about products and prices, or a complaint, in @lang
+ * (Russian or English; an out-of-range @lang gives English). Static string,
+ * never NULL. Thread-safe.
+ */
+const char *cca_agents_clarify_question(enum cca_lang lang);
+
+/*
  * cca_agents_kb_answer - the knowledge-base answer of @agent in @lang for
  * @text[0..len) when an entry matches confidently (the offline responder's
  * threshold), else NULL: what a queued customer gets besides their position

@@ -115,6 +115,7 @@ void cca_router_route(const struct cca_router *router, const char *text, size_t 
  * when the router has a model for the message's language (cca_text_detect_lang)
  * and no strong supervisor rule fired (a keyword supervisor win with a score
  * of at least the model's rule_min_score):
+ *   - a clear keyword winner that is also the model's top agent stays KEYWORD;
  *   - the model's top agent with method MODEL and clear=true, confidence = its
  *     probability, when that reaches min_prob (first messages, or the current
  *     agent) or followup_min_prob (moving a follow-up to another agent), and

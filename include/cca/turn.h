@@ -20,8 +20,10 @@
  * The turn pipeline (docs/internals/engine.md, "A turn"): what one customer
  * message becomes.
  *
- *   route (router.c, keywords) --clear--> reply
+ *   route (router.c: keyword rules, then the model) --clear--> reply
  *        \--not clear, LLM set--> classify (LLM, JSON mode) --> reply
+ *        \--not clear, offline, first message--> the clarifying question
+ *          (route method "clarify", cca_agents_clarify_question)
  *   reply: the offline responder (agent.c) without a key, else the LLM with
  *          the agent's prompt and the dialog's last MAX_DIALOG_HISTORY
  *          messages (OpenAI Chat Completions, llm.h); a failed or late call

@@ -167,7 +167,10 @@ static void test_route_clear(void **state)
     }
 }
 
-/* Not clear, no LLM: a first message takes the default agent, a follow-up stays. */
+/*
+ * Not clear, no LLM: a first message gets the clarifying question (issue 16;
+ * the agent is the model's guess), a follow-up stays.
+ */
 static void test_route_unclear(void **state)
 {
     struct cca_turn t;
@@ -176,8 +179,9 @@ static void test_route_unclear(void **state)
     (void)state;
     start(&t, "привет", NULL);
     assert_false(t.route.clear);
-    assert_int_equal(t.route.method, CCA_ROUTE_DEFAULT);
-    assert_int_equal(t.route.agent, CCA_AGENT_TECH_SUPPORT);
+    assert_int_equal(t.route.method, CCA_ROUTE_CLARIFY);
+    assert_non_null(cca_agent_name(t.route.agent));
+    assert_string_equal(t.reply, cca_agents_clarify_question(CCA_LANG_RU));
     assert_int_equal(t.lang, CCA_LANG_RU);
     cca_turn_cleanup(&t);
 
@@ -531,9 +535,9 @@ static void test_resume_classify(void **state)
     json_decref(doc);
 
     /* Garbage on a first message with a keyword best (weak): the best is taken. */
-    start(&t, "сколько", NULL);
+    start(&t, "а карта?", NULL);
     assert_false(t.route.clear);
-    assert_int_equal(t.route.method, CCA_ROUTE_DEFAULT);
+    assert_int_equal(t.route.method, CCA_ROUTE_CLARIFY);
     assert_int_equal(t.route.best, CCA_AGENT_SALES);
     t.stage = CCA_TURN_CLASSIFY;
     res = (struct cca_llm_result){.rc = CCA_OK, .content = cca_xstrdup("not json")};
