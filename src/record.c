@@ -366,7 +366,8 @@ struct cca_stats {
     /* the service (the whole fold; for an operator, the dialogs they owned) */
     uint64_t total;
     uint64_t by_status[CCA_DIALOG_STATUS__COUNT];
-    json_t *by_channel; /* channel -> integer, counted in place */
+    uint64_t by_agent[CCA_AGENT__COUNT]; /* dialogs each AI agent answered in */
+    json_t *by_channel;                  /* channel -> integer, counted in place */
     int64_t messages;
     uint64_t closed;
     uint64_t contained;
@@ -428,6 +429,9 @@ void cca_stats_add(struct cca_stats *s, const struct cca_record *r)
     if ((int)r->status >= 0 && r->status < CCA_DIALOG_STATUS__COUNT)
         s->by_status[r->status]++;
     count_channel(s->by_channel, r->channel != NULL ? r->channel : "unknown");
+    for (int a = 0; a < CCA_AGENT__COUNT; a++)
+        if (r->agents & (1u << a))
+            s->by_agent[a]++;
     s->messages = add_sat(s->messages, r->messages);
     if (closed) {
         s->closed++;
@@ -549,6 +553,7 @@ json_t *cca_stats_service_json(const struct cca_stats *s)
     json_t *by_trigger = json_object();
     json_t *tokens = json_object();
     json_t *by_agent = json_object();
+    json_t *dialogs_by_agent = json_object();
 
     for (int i = 0; i < CCA_DIALOG_STATUS__COUNT; i++)
         (void)json_object_set_new(by_status,
@@ -557,6 +562,10 @@ json_t *cca_stats_service_json(const struct cca_stats *s)
     (void)json_object_set_new(dialogs, "total", json_integer((json_int_t)s->total));
     (void)json_object_set_new(dialogs, "by_status", by_status);
     (void)json_object_set_new(dialogs, "by_channel", json_deep_copy(s->by_channel));
+    for (int a = 0; a < CCA_AGENT__COUNT; a++)
+        (void)json_object_set_new(dialogs_by_agent, cca_agent_name((enum cca_agent)a),
+                                  json_integer((json_int_t)s->by_agent[a]));
+    (void)json_object_set_new(dialogs, "by_agent", dialogs_by_agent);
     (void)json_object_set_new(o, "dialogs", dialogs);
     (void)json_object_set_new(o, "messages", json_integer(s->messages));
 

@@ -179,6 +179,9 @@ def cmd_stats(a):
         ck.eq("dialogs.by_status.%s" % k, by_status.get(k, 0), want.get(k, 0))
     by_channel = collections.Counter(r["channel"] or "unknown" for r in rows)
     ck.eq("dialogs.by_channel", dict(by_channel), d.get("by_channel"))
+    for agent in ("tech_support", "sales", "supervisor"):
+        n = sum(1 for r in rows if agent in r["agents"].split(";"))
+        ck.eq("dialogs.by_agent.%s" % agent, n, d.get("by_agent", {}).get(agent))
 
     msgs = sum(int(r["messages"]) for r in rows if r["messages"].isdigit())
     ck.eq("messages", msgs, st.get("messages"))

@@ -908,12 +908,18 @@ static void test_stats_rates_and_counts(void **state)
         r.channel = rows[i].channel; /* borrowed by the fold only for the call */
         r.messages = rows[i].messages;
         r.tokens = rows[i].tokens[0];
-        for (int a = 0; a < CCA_AGENT__COUNT; a++)
+        for (int a = 0; a < CCA_AGENT__COUNT; a++) {
             r.tokens_by_agent[a] = rows[i].tokens[a + 1];
+            if (r.tokens_by_agent[a] > 0) /* the agents that answered */
+                r.agents |= 1u << a;
+        }
         cca_stats_add(s, &r);
     }
     j = cca_stats_service_json(s);
     assert_int_at(j, "dialogs.total", 5);
+    assert_int_at(j, "dialogs.by_agent.tech_support", 2);
+    assert_int_at(j, "dialogs.by_agent.sales", 1);
+    assert_int_at(j, "dialogs.by_agent.supervisor", 1);
     assert_int_at(j, "dialogs.by_status.closed", 2);
     assert_int_at(j, "dialogs.by_status.queued", 1);
     assert_int_at(j, "dialogs.by_status.active", 1);

@@ -960,7 +960,7 @@ function adminView() {
     ], { title: t('chart.containment'), noData });
     const ch = Object.entries(s.dialogs.by_channel).sort((a, b) => b[1] - a[1]);
     barChart($('ch-channel'), ch.map(([k, v]) => ({ label: k, value: v })), { title: t('chart.channel'), noData });
-    barChart($('ch-agent'), Object.entries(s.tokens.by_agent).map(([k, v]) => ({ label: agentName(k), value: v, cls: 'c-violet' })), { title: t('chart.agentTokens'), noData, format: (v) => formatNumber(v) });
+    barChart($('ch-agent'), Object.entries(s.dialogs.by_agent).map(([k, v]) => ({ label: agentName(k), value: v, cls: 'c-violet' })), { title: t('chart.agentDialogs'), noData, format: (v) => formatNumber(v) });
     barChart($('ch-trigger'), Object.entries(s.escalations.by_trigger).map(([k, v]) => ({ label: t(`trigger.${k}`), value: v, cls: 'c-warn' })), { title: t('chart.trigger'), noData });
     barChart($('ch-status'), Object.entries(bs).map(([k, v]) => ({ label: statusName(k), value: v, cls: k === 'closed' ? 'c-muted' : k === 'queued' ? 'c-bad' : 'c-teal' })), { title: t('chart.status'), noData });
     const clock = (x) => new Date(x).toLocaleTimeString(getLang() === 'ru' ? 'ru-RU' : 'en-GB', { hour: '2-digit', minute: '2-digit', second: '2-digit' });
