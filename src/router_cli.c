@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,7 +31,40 @@ struct eval {
     size_t methods[CCA_ROUTE_CLARIFY + 1];
 };
 
-enum mode { MODE_DECIDE, MODE_KEYWORDS, MODE_FEATURES };
+enum mode { MODE_DECIDE, MODE_KEYWORDS, MODE_FEATURES, MODE_BENCH };
+
+#define BENCH_MAX_LINES 100000
+
+static double now_us(void)
+{
+    struct timespec ts;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* The median of three timed cca_router_decide calls on @text. */
+static double bench_one(const struct cca_router *router, const char *text, size_t len)
+{
+    double t[3];
+    struct cca_route r;
+
+    for (int i = 0; i < 3; i++) {
+        double a = now_us();
+
+        cca_router_decide(router, text, len, CCA_AGENT_NONE, &r);
+        t[i] = now_us() - a;
+    }
+    qsort(t, 3, sizeof(*t), cmp_double);
+    return t[1];
+}
 
 static void usage(FILE *f)
 {
@@ -42,6 +76,8 @@ static void usage(FILE *f)
                "  a first message that neither stage is sure of gets \"clarify\".\n"
                "  --keywords      the keyword stage alone (no model)\n"
                "  --features      print the model's features of each line instead\n"
+               "  --bench         time cca_router_decide per line (median of 3 runs)\n"
+               "                  and print {messages, median_us, p90_us, p99_us}\n"
                "  --eval          print precision/recall/F1 per agent for JSONL input\n"
                "                  with \"expected_agent\" instead of the decisions\n"
                "  --json          with --eval: print the report as JSON\n"
@@ -234,7 +270,8 @@ int cca_route_cli(const struct cca_router *router, int argc, char **argv)
     bool eval_mode = false, json_report = false;
     struct eval ev = {0};
     char *buf = NULL;
-    size_t lineno = 0;
+    double *times = NULL;
+    size_t lineno = 0, ntimes = 0;
     int rc = EXIT_SUCCESS;
 
     for (int i = 1; i < argc; i++) {
@@ -246,6 +283,8 @@ int cca_route_cli(const struct cca_router *router, int argc, char **argv)
             mode = MODE_KEYWORDS;
         } else if (strcmp(argv[i], "--features") == 0 && mode != MODE_KEYWORDS) {
             mode = MODE_FEATURES;
+        } else if (strcmp(argv[i], "--bench") == 0 && mode == MODE_DECIDE) {
+            mode = MODE_BENCH;
         } else if (strcmp(argv[i], "--current") == 0 && i + 1 < argc) {
             if (!cca_agent_parse(argv[++i], &current)) {
                 fprintf(stderr, "route: unknown agent '%s'\n", argv[i]);
@@ -262,6 +301,8 @@ int cca_route_cli(const struct cca_router *router, int argc, char **argv)
     }
 
     buf = cca_xmalloc(LINE_MAX_BYTES + 1);
+    if (mode == MODE_BENCH)
+        times = cca_xmalloc(BENCH_MAX_LINES * sizeof(*times));
     for (;;) {
         struct cca_route route;
         enum cca_agent expected;
@@ -292,6 +333,17 @@ int cca_route_cli(const struct cca_router *router, int argc, char **argv)
         buf[len] = '\0';
         if (len == 0)
             continue;
+        if (mode == MODE_BENCH) {
+            json_t *in = json_loadb(buf, len, 0, NULL);
+            const char *text = json_is_string(json_object_get(in, "text"))
+                                   ? json_string_value(json_object_get(in, "text"))
+                                   : buf;
+
+            if (ntimes < BENCH_MAX_LINES)
+                times[ntimes++] = bench_one(router, text, strlen(text));
+            json_decref(in);
+            continue;
+        }
         out = route_line(router, mode, current, buf, len, lineno, eval_mode, &route,
                          &expected);
         if (out == NULL) {
@@ -317,7 +369,17 @@ int cca_route_cli(const struct cca_router *router, int argc, char **argv)
         rc = EXIT_FAILURE;
         goto out;
     }
-    if (eval_mode) {
+    if (mode == MODE_BENCH && ntimes > 0) {
+        json_t *rep;
+
+        qsort(times, ntimes, sizeof(*times), cmp_double);
+        rep = json_pack("{s:I, s:f, s:f, s:f, s:b}", "messages", (json_int_t)ntimes,
+                        "median_us", times[ntimes / 2], "p90_us", times[ntimes * 9 / 10],
+                        "p99_us", times[ntimes * 99 / 100], "model",
+                        cca_router_has_model(router));
+        print_json(rep);
+        json_decref(rep);
+    } else if (eval_mode) {
         json_t *rep = eval_report(&ev);
 
         if (json_report)
@@ -331,6 +393,7 @@ int cca_route_cli(const struct cca_router *router, int argc, char **argv)
         }
     }
 out:
+    free(times);
     free(buf);
     if (fflush(stdout) != 0)
         rc = EXIT_FAILURE;
