@@ -430,12 +430,20 @@ static const struct cca_http_route routes[] = {
     {"GET", "/api/v1/health/ready", cca_http_handle_ready, 200, NULL, CCA_ACCESS_PUBLIC},
     {"GET", "/api/v1/health/live", cca_http_handle_live, 200, NULL, CCA_ACCESS_PUBLIC},
     {"GET", "/", h_root, 200, NULL, CCA_ACCESS_PUBLIC},
+    /*
+     * Static files (the spec, the console, the docs; the pages call the API with
+     * the user's key), also for HEAD (RFC 9110 9.1: wherever GET is).
+     */
     {"GET", "/openapi.yaml", cca_http_handle_web, 200, NULL, CCA_ACCESS_PUBLIC},
-    /* The console and the docs: static pages; they call the API with the user's key. */
+    {"HEAD", "/openapi.yaml", cca_http_handle_web, 200, NULL, CCA_ACCESS_PUBLIC},
     {"GET", "/console", cca_http_handle_web, 200, NULL, CCA_ACCESS_PUBLIC},
+    {"HEAD", "/console", cca_http_handle_web, 200, NULL, CCA_ACCESS_PUBLIC},
     {"GET", "/console/{id}", cca_http_handle_web, 200, NULL, CCA_ACCESS_PUBLIC},
+    {"HEAD", "/console/{id}", cca_http_handle_web, 200, NULL, CCA_ACCESS_PUBLIC},
     {"GET", "/docs", cca_http_handle_web, 200, NULL, CCA_ACCESS_PUBLIC},
+    {"HEAD", "/docs", cca_http_handle_web, 200, NULL, CCA_ACCESS_PUBLIC},
     {"GET", "/docs/{id}", cca_http_handle_web, 200, NULL, CCA_ACCESS_PUBLIC},
+    {"HEAD", "/docs/{id}", cca_http_handle_web, 200, NULL, CCA_ACCESS_PUBLIC},
     {"GET", "/metrics", cca_http_handle_metrics, 200, NULL, CCA_ACCESS_PUBLIC},
     /* Telegram authenticates with its secret token header, not an API key. */
     {"POST", "/api/v1/telegram/webhook", cca_http_handle_telegram_webhook, 200, NULL,

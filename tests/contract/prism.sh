@@ -413,6 +413,8 @@ docs_etag=$(header_value etag)
 p 304 GET /docs "If-None-Match: the same page" -H "If-None-Match: $docs_etag"
 p 200 GET /docs/swagger-ui.css "Swagger UI style sheet"
 p 404 GET /console/no-such-file.js "no such file"
+p 200 HEAD /console "the page's headers, no body" --head
+p 200 HEAD /docs/swagger-ui.css "a file's headers, no body" --head
 p 200 GET /api/v1/health "health"
 p 200 GET /api/v1/health/detailed "detailed health"
 p 200 GET /api/v1/health/ready "readiness"
