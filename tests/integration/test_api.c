@@ -931,6 +931,12 @@ static void test_static_files(void **state)
                                &again),
                      304);
     assert_int_equal(again.raw_len, 0);
+    /* A 304 names the representation it confirms (RFC 9110 15.4.5). */
+    assert_true(h_resp_header(&again, "ETag", v, sizeof(v)));
+    assert_string_equal(v, bundle->etag);
+    assert_true(h_resp_header(&again, "Vary", v, sizeof(v)));
+    assert_non_null(strstr(v, "Accept-Encoding"));
+    assert_false(h_resp_header(&again, "Content-Encoding", v, sizeof(v)));
     h_resp_free(&again);
     /* A gzip client's copy has the other tag: the identity tag sends it in full. */
     (void)snprintf(inm, sizeof(inm), "If-None-Match: %s", bundle->etag_gzip);
