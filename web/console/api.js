@@ -139,13 +139,28 @@ export class EventStream {
     this.setState('stopped');
   }
 
-  /** Drops the current connection now and reconnects at once (used after the browser comes back online). */
+  /**
+   * Reconnects at once (used when the browser comes back online): a pending
+   * retry is cut short, a connection still trying is dropped and started
+   * again without waiting. A live stream is left alone.
+   */
   kick() {
-    if (this.stopped) return;
+    if (this.stopped || this.state === 'live') return;
     clearTimeout(this.timer);
+    this.timer = null;
     this.failures = 0;
-    if (this.controller) this.controller.abort();
-    else this.connect();
+    if (this.controller) {
+      this.kicked = true; // the catch below reconnects without a delay
+      this.controller.abort();
+    } else {
+      this.connect();
+    }
+  }
+
+  /** Drops the current connection (the browser went offline); it is retried as usual. */
+  drop() {
+    if (this.stopped || !this.controller) return;
+    this.controller.abort();
   }
 
   setState(state, info) {
@@ -174,30 +189,49 @@ export class EventStream {
         this.setState('unauthorized');
         return;
       }
-      if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
-      this.failures = 0;
+      if (!res.ok || !res.body) {
+        const err = new Error(`HTTP ${res.status}`);
+        err.status = res.status;
+        // A 503 may say when to come back (delta-seconds; an HTTP-date is ignored).
+        const ra = res.headers.get('Retry-After');
+        if (res.status === 503 && ra && /^\d+$/.test(ra.trim())) err.retryAfterMs = Math.min(300, Number(ra.trim())) * 1000;
+        throw err;
+      }
       this.setState('live');
-      // Back after a drop with no event id to resume from (nothing had arrived
-      // yet): the server cannot say what was missed, so the client reloads.
-      if (this.connectedBefore && !this.lastId) this.dispatch('resync', '{"type":"resync","reason":"no_last_event_id"}', null);
+      // No event id to resume from (the first connection, or nothing had
+      // arrived before a drop): the server cannot say what was missed, so
+      // the client loads the state over REST now that the stream is
+      // subscribed (nothing published from here on can be lost).
+      if (!this.lastId) {
+        this.dispatch('resync', JSON.stringify({ type: 'resync', reason: this.connectedBefore ? 'no_last_event_id' : 'initial' }), null);
+      }
       this.connectedBefore = true;
-      await this.read(res.body.getReader(), arm);
+      await this.read(res.body.getReader(), arm, () => { this.failures = 0; });
       throw new Error('stream ended');
     } catch (e) {
       clearTimeout(watchdog);
       if (this.controller === controller) this.controller = null;
       if (this.stopped) return;
+      if (this.kicked) {
+        this.kicked = false;
+        this.connect();
+        return;
+      }
       this.failures += 1;
-      // 1st retry after the server's `retry`, then doubling up to 30 s, with jitter.
+      // 1st retry after the server's `retry`, then doubling up to 30 s, with
+      // jitter; a 503's Retry-After when it asks for longer.
       const base = Math.min(30000, this.retryMs * 2 ** Math.min(this.failures - 1, 4));
-      const delay = Math.round(base * (0.75 + Math.random() * 0.5));
-      this.setState('reconnecting', { delayMs: delay, attempt: this.failures });
-      this.timer = setTimeout(() => this.connect(), delay);
+      let delay = Math.round(base * (0.75 + Math.random() * 0.5));
+      if (e && e.retryAfterMs) delay = Math.max(delay, e.retryAfterMs);
+      this.setState('reconnecting', { delayMs: delay, attempt: this.failures, error: e });
+      this.timer = setTimeout(() => { this.timer = null; this.connect(); }, delay);
     }
   }
 
-  async read(reader, arm) {
+  /** Reads frames until the stream ends; gotData() runs once, at the first byte (the connection works). */
+  async read(reader, arm, gotData) {
     const decoder = new TextDecoder();
+    let first = true;
     let buf = '';
     let type = '';
     let data = [];
@@ -206,6 +240,7 @@ export class EventStream {
       const { value, done } = await reader.read();
       if (done) return;
       arm();
+      if (first) { first = false; gotData(); }
       buf += decoder.decode(value, { stream: true });
       let nl;
       // Lines end with CRLF, LF or CR.

@@ -8,7 +8,7 @@
 // forbids them): layout state is expressed with classes and attributes.
 
 import { Api, ApiError, EventStream, registerOperator } from '/console/api.js';
-import { t, getLang, setLang, applyI18n, formatDuration, formatTime, formatNumber, formatPercent } from '/console/i18n.js';
+import { t, tOr, getLang, setLang, applyI18n, formatDuration, formatTime, formatNumber, formatPercent } from '/console/i18n.js';
 import { barChart, columnChart, shareBar, lineChart } from '/console/charts.js';
 
 const $ = (id) => document.getElementById(id);
@@ -45,8 +45,12 @@ function errText(e) {
   return e && e.message ? e.message : String(e);
 }
 
-const agentName = (a) => (a ? t(`agent.${a}`) : t('agent.none'));
-const statusName = (s) => t(`dstatus.${s}`);
+const agentName = (a) => (a ? tOr(`agent.${a}`, a) : t('agent.none'));
+const statusName = (s) => tOr(`dstatus.${s}`, s);
+/** A server code shown to people: its translation, else the code (or free text) itself. */
+const reasonName = (r) => (r ? tOr(`reason.${r}`, r) : t('common.none'));
+const priorityName = (p) => (p ? tOr(`priority.${p}`, p) : t('common.none'));
+const methodName = (m) => (m ? tOr(`method.${m}`, m) : t('common.none'));
 
 // ---------------------------------------------------------------------------
 // Session and views
@@ -101,7 +105,21 @@ async function startSession(s, remember) {
   };
   saveSession(s, remember);
   $('who-role').textContent = s.kind === 'admin' ? t('role.admin') : t('role.operator');
-  current = s.kind === 'operator' ? await operatorView(s) : adminView();
+  const mine = api;
+  try {
+    // The controller is current as soon as it exists (a language switch
+    // reaches a view still loading; a sign-out stops it).
+    const view = s.kind === 'operator' ? await operatorView(s, (ctl) => { if (api === mine) current = ctl; }) : adminView();
+    if (api !== mine) { view.stop(); return; }
+    current = view;
+  } catch (e) {
+    if (api !== mine) return; // signed out (or signed in again) while it loaded
+    // The view stopped itself; back to the sign-in, saying why.
+    if (!unauthorized) signOut(e instanceof ApiError && e.status === 401 ? t('signin.revoked') : t('signin.failed', { detail: errText(e) }));
+    throw e;
+  }
+  // Signed in: no credential is left in the form.
+  for (const id of ['in-token', 'in-key', 'in-secret', 'in-pin']) $(id).value = '';
 }
 
 // ---------------------------------------------------------------------------
@@ -220,6 +238,8 @@ function setupDialogs() {
       dlg.close(ev.submitter ? ev.submitter.value || 'ok' : 'ok');
     });
   }
+  // The one-time token does not linger in the page once its dialog is closed.
+  $('dlg-token').addEventListener('close', () => { $('dlg-token-value').value = ''; });
   $('dlg-token-copy').addEventListener('click', async () => {
     const input = $('dlg-token-value');
     input.select();
@@ -241,8 +261,8 @@ function confirmBox(text, okLabel) {
   });
 }
 
-/** Opens a form dialog whose submit runs action(); errors stay in the dialog. */
-function formDialog(dlgId, formId, errId, action) {
+/** Opens a form dialog whose submit runs action(), then after() once it is closed; errors stay in the dialog. */
+function formDialog(dlgId, formId, errId, action, after) {
   const dlg = $(dlgId);
   const form = $(formId);
   $(errId).textContent = '';
@@ -254,6 +274,7 @@ function formDialog(dlgId, formId, errId, action) {
     try {
       await action();
       dlg.close('ok');
+      if (after) after();
     } catch (e) {
       $(errId).textContent = t('common.error', { detail: errText(e) });
     } finally {
@@ -261,6 +282,20 @@ function formDialog(dlgId, formId, errId, action) {
     }
   };
   dlg.showModal();
+}
+
+/**
+ * Quiets an ARIA live log while it is filled in bulk (a dialog opened, the
+ * language switched): the history is not news and must not be read out.
+ */
+function quietLog(list) {
+  list.setAttribute('aria-busy', 'true');
+  list.setAttribute('aria-live', 'off');
+  clearTimeout(quietLog.timer);
+  quietLog.timer = setTimeout(() => {
+    list.setAttribute('aria-live', 'polite');
+    list.removeAttribute('aria-busy');
+  }, 250);
 }
 
 // ---------------------------------------------------------------------------
@@ -282,12 +317,12 @@ function setConn(state, info = {}) {
 // ---------------------------------------------------------------------------
 // Operator view
 
-async function operatorView(s) {
+async function operatorView(s, onController) {
   const st = {
     me: await api.get('/operators/me'),
     mine: new Map(),       // dialog_id -> {summary, doc, unread}
     queue: { length: 0, items: [], at: 0 },
-    queueDocs: new Map(),  // dialog_id -> doc (names and previews of the waiting)
+    queueDocs: new Map(),  // dialog_id -> {doc, key, at}: names and previews of the waiting
     gone: new Map(),       // dialog_id -> {doc, reason}: closed or handed on in this session
     selected: null,        // {id, kind: 'mine'|'queue'|'gone'}
     rendered: { id: null, ids: new Set() },
@@ -295,6 +330,8 @@ async function operatorView(s) {
     timers: [],
     stream: null,
     stopped: false,
+    loaded: false,         // the first REST load is done
+    wentLive: false,       // the stream has connected at least once
   };
   session.name = st.me.name;
   $('who-name').textContent = st.me.name;
@@ -302,6 +339,19 @@ async function operatorView(s) {
   const view = $('view-operator');
 
   // --- loading state over REST
+  /** Is the operator looking at this dialog right now (selected, tab visible)? */
+  const looking = (id) => !!(st.selected && st.selected.id === id && !document.hidden);
+
+  /** The fresh snapshot's messages plus any the old copy had that it lacks (delivered as events meanwhile), by time. */
+  const mergeMessages = (old, fresh) => {
+    const ids = new Set(fresh.map((m) => m.id));
+    const extra = old.filter((m) => !ids.has(m.id));
+    if (!extra.length) return fresh;
+    return [...fresh, ...extra].map((m, i) => [m, i])
+      .sort((a, b) => (Date.parse(a[0].timestamp) - Date.parse(b[0].timestamp)) || (a[1] - b[1]))
+      .map(([m]) => m);
+  };
+
   const loadMine = async () => {
     const { items } = await api.get('/operators/me/dialogs');
     const seen = new Set();
@@ -309,19 +359,31 @@ async function operatorView(s) {
       seen.add(sum.dialog_id);
       let entry = st.mine.get(sum.dialog_id);
       if (!entry) {
-        entry = { summary: sum, doc: null, unread: 0, fresh: true };
+        entry = { summary: sum, doc: null, unread: 0 };
         st.mine.set(sum.dialog_id, entry);
       }
       const stale = !entry.doc || entry.summary.updated_at !== sum.updated_at;
       entry.summary = sum;
       if (stale) {
+        let doc = null;
         try {
-          entry.doc = await api.get(`/dialogue/${sum.dialog_id}`);
+          doc = await api.get(`/dialogue/${sum.dialog_id}`);
         } catch (e) {
           if (!(e instanceof ApiError) || e.status !== 403) throw e;
         }
-        if (entry.fresh && entry.doc) entry.unread = unanswered(entry.doc).length;
-        entry.fresh = false;
+        if (doc) {
+          // Compared with the copy as it is now (events may have added to it during the GET).
+          const had = entry.doc;
+          if (had) {
+            const known = new Set(had.messages.map((m) => m.id));
+            const missed = doc.messages.filter((m) => m.role === 'customer' && !known.has(m.id)).length;
+            if (missed && !looking(sum.dialog_id)) entry.unread += missed; // e.g. received while disconnected
+            doc.messages = mergeMessages(had.messages, doc.messages);
+          } else if (!looking(sum.dialog_id)) {
+            entry.unread = unanswered(doc).length;
+          }
+          entry.doc = doc;
+        }
       }
       st.gone.delete(sum.dialog_id);
     }
@@ -330,40 +392,77 @@ async function operatorView(s) {
     }
   };
 
+  // Queue items carry neither the customer's name nor their words: the first
+  // waiting dialogs are read too. A cached copy is read again when its queue
+  // item changed, when it is older than QUEUE_DOC_TTL_MS (a waiting customer
+  // may write more, and no event says so) and when it is the open one.
+  const QUEUE_DOC_TTL_MS = 15000;
+  const queueKey = (i) => `${i.priority}|${i.language}|${i.skill}|${i.requeued}`;
+  const queueDoc = (id) => (st.queueDocs.has(id) ? st.queueDocs.get(id).doc : null);
+  const fetchQueueDoc = async (id, key) => {
+    try {
+      st.queueDocs.set(id, { doc: await api.get(`/dialogue/${id}`), key, at: Date.now() });
+    } catch { /* taken meanwhile */ }
+  };
+
   const loadQueue = async () => {
     const q = await api.get('/queue?limit=100');
     st.queue = { ...q, at: Date.now() };
+    const open = st.selected && st.selected.kind === 'queue' ? st.selected.id : null;
     const ids = new Set(q.items.map((i) => i.dialog_id));
-    for (const id of [...st.queueDocs.keys()]) if (!ids.has(id)) st.queueDocs.delete(id);
-    // Names and the latest question of the first waiting dialogs (queue items carry neither).
-    await Promise.all(q.items.slice(0, 20).filter((i) => !st.queueDocs.has(i.dialog_id)).map(async (i) => {
-      try { st.queueDocs.set(i.dialog_id, await api.get(`/dialogue/${i.dialog_id}`)); } catch { /* taken meanwhile */ }
-    }));
+    for (const id of [...st.queueDocs.keys()]) if (!ids.has(id) && id !== open) st.queueDocs.delete(id);
+    const now = Date.now();
+    const want = q.items.filter((i, n) => n < 20 || i.dialog_id === open).filter((i) => {
+      const c = st.queueDocs.get(i.dialog_id);
+      return !c || i.dialog_id === open || c.key !== queueKey(i) || now - c.at > QUEUE_DOC_TTL_MS;
+    });
+    await Promise.all(want.map((i) => fetchQueueDoc(i.dialog_id, queueKey(i))));
   };
 
   const reloadAll = async () => {
     st.me = await api.get('/operators/me');
     await Promise.all([loadMine(), loadQueue()]);
-    if (st.selected && st.selected.kind === 'queue') {
-      try { st.queueDocs.set(st.selected.id, await api.get(`/dialogue/${st.selected.id}`)); } catch { /* gone */ }
-    }
     render();
   };
+
+  // One REST reload at a time; a request during one runs another after it.
+  let syncing = null;
+  let syncAgain = false;
+  const syncState = () => {
+    if (syncing) { syncAgain = true; return syncing; }
+    syncing = (async () => {
+      try {
+        do { syncAgain = false; await reloadAll(); } while (syncAgain && !st.stopped);
+      } finally {
+        syncing = null;
+      }
+    })();
+    return syncing;
+  };
+
+  // The first load: the stream connects first (so nothing published after
+  // the load is missed), then its first `live` loads the state over REST.
+  let firstLoad = null;
+  const firstLoaded = new Promise((resolve, reject) => { firstLoad = { resolve, reject }; });
+  firstLoaded.catch(() => {}); // handled by the caller; not an unhandled rejection meanwhile
 
   // Coalesces bursts of events into one REST reload.
   const debounced = (fn, ms) => {
     let timer = null;
     return () => {
       clearTimeout(timer);
-      timer = setTimeout(() => { fn().then(render).catch(showError); }, ms);
+      timer = setTimeout(() => { if (!st.stopped) fn().then(render).catch(showError); }, ms);
     };
   };
   const reloadQueueSoon = debounced(loadQueue, 150);
   const reloadMineSoon = debounced(loadMine, 100);
 
+  /** An error goes beside the open dialog, else to the sidebar's alert line (the note is hidden then). */
   const showError = (e) => {
-    if (e instanceof ApiError && e.status === 401) return;
-    $('conv-note').textContent = t('common.error', { detail: errText(e) });
+    if (st.stopped || (e instanceof ApiError && e.status === 401)) return;
+    const text = t('common.error', { detail: errText(e) });
+    if (st.selected && !$('conv-inner').hidden) $('conv-note').textContent = text;
+    else $('op-alert').textContent = text;
   };
 
   function moveAway(id, reason) {
@@ -378,7 +477,12 @@ async function operatorView(s) {
   // --- live events
   const onEvent = (type, data) => {
     if (type === 'resync') {
-      reloadAll().then(() => announce(t('conn.resynced'))).catch(showError);
+      const first = !st.loaded;
+      syncState().then(() => {
+        if (first) { st.loaded = true; firstLoad.resolve(); } else announce(t('conn.resynced'));
+      }, (e) => {
+        if (first) firstLoad.reject(e); else showError(e);
+      });
       return;
     }
     if (!data || typeof data !== 'object') return;
@@ -389,8 +493,7 @@ async function operatorView(s) {
       delete msg.dialog_id;
       if (!entry.doc.messages.some((m) => m.id === msg.id)) {
         entry.doc.messages.push(msg);
-        const looking = st.selected && st.selected.id === data.dialog_id && !document.hidden;
-        if (msg.role === 'customer' && !looking) {
+        if (msg.role === 'customer' && !looking(data.dialog_id)) {
           entry.unread += 1;
           announce(t('op.newMessage', { name: customerName(entry.doc) }));
         }
@@ -423,7 +526,17 @@ async function operatorView(s) {
   st.stream = new EventStream(api, '/operators/me/events', {
     onEvent,
     onState: (state, info) => {
-      if (state === 'unauthorized') { api.onUnauthorized(); return; }
+      if (state === 'unauthorized') {
+        api.onUnauthorized();
+        if (!st.loaded) firstLoad.reject(new ApiError(401, 'unauthorized'));
+        return;
+      }
+      // The stream cannot connect before anything was loaded: the sign-in fails with its error.
+      if (state === 'live') st.wentLive = true;
+      if (state === 'reconnecting' && !st.loaded && !st.wentLive && info && info.error) {
+        const e = info.error;
+        firstLoad.reject(e.status ? new ApiError(e.status, null, e.message) : e);
+      }
       setConn(state, info);
     },
   });
@@ -492,7 +605,10 @@ async function operatorView(s) {
     $('my-list').replaceChildren(...mine.map(([id, e]) => {
       const doc = e.doc;
       const badges = [];
-      if (e.unread) badges.push(h('span', { className: 'badge badge-unread', 'aria-label': t('op.unread', { n: e.unread }) }, String(e.unread)));
+      if (e.unread) {
+        badges.push(h('span', { className: 'badge badge-unread' },
+          h('span', { 'aria-hidden': 'true' }, String(e.unread)), h('span', { className: 'sr-only' }, t('op.unread', { n: e.unread }))));
+      }
       const sub = [doc ? statusName(doc.status) : '', doc && doc.language ? doc.language : ''];
       const w = doc ? waitBadge(waitingSince(doc)) : null;
       return listItem(id, 'mine', doc, { badges, sub: [...sub.filter(Boolean).map((x) => h('span', {}, x)), w] });
@@ -504,15 +620,15 @@ async function operatorView(s) {
     $('queue-list').replaceChildren(...q.items.map((it) => {
       const since = q.at - it.waiting_s * 1000;
       const badges = [h('span', { className: 'badge' }, t('op.position', { n: it.position }))];
-      if (it.priority !== 'normal') badges.push(h('span', { className: `badge badge-${it.priority}` }, it.priority));
+      if (it.priority !== 'normal') badges.push(h('span', { className: `badge badge-${it.priority}` }, priorityName(it.priority)));
       const sub = [it.language, it.skill ? agentName(it.skill) : null].filter(Boolean).map((x) => h('span', {}, x));
-      return listItem(it.dialog_id, 'queue', st.queueDocs.get(it.dialog_id), { badges, sub: [...sub, waitBadge(since)], take: true });
+      return listItem(it.dialog_id, 'queue', queueDoc(it.dialog_id), { badges, sub: [...sub, waitBadge(since)], take: true });
     }));
 
     const gone = [...st.gone.entries()].reverse();
     $('closed-title').hidden = gone.length === 0;
     $('closed-list').replaceChildren(...gone.map(([id, g]) => listItem(id, 'gone', g.doc, {
-      sub: [h('span', {}, g.doc && g.doc.status === 'closed' ? statusName('closed') : g.reason)],
+      sub: [h('span', {}, g.doc && g.doc.status === 'closed' ? statusName('closed') : reasonName(g.reason))],
     })));
   }
 
@@ -526,7 +642,7 @@ async function operatorView(s) {
     const s = st.selected;
     if (!s) return null;
     if (s.kind === 'mine') return st.mine.get(s.id) ? st.mine.get(s.id).doc : null;
-    if (s.kind === 'queue') return st.queueDocs.get(s.id) || null;
+    if (s.kind === 'queue') return queueDoc(s.id);
     const g = st.gone.get(s.id);
     return g ? g.doc : null;
   }
@@ -545,7 +661,7 @@ async function operatorView(s) {
     if (m.route) {
       const r = m.route;
       li.append(h('p', { className: 'msg-route', title: (r.matched || []).join(', ') },
-        t('op.route', { agent: agentName(r.agent), method: r.method, conf: formatNumber(r.confidence, 2) })));
+        t('op.route', { agent: agentName(r.agent), method: methodName(r.method), conf: formatNumber(r.confidence, 2) })));
     }
     return li;
   }
@@ -572,26 +688,38 @@ async function operatorView(s) {
     $('take-box').hidden = s.kind !== 'queue';
     if (!doc) return;
     $('conv-meta').textContent = [statusName(doc.status), doc.source, doc.language, agentName(doc.current_agent),
-      doc.priority !== 'normal' ? doc.priority : null].filter(Boolean).join(' · ');
+      doc.priority !== 'normal' ? priorityName(doc.priority) : null].filter(Boolean).join(' · ');
     if (s.kind === 'queue') $('conv-note').textContent = t('op.queuedPreview');
     else if (s.kind === 'gone') {
       const g = st.gone.get(s.id);
       $('conv-note').textContent = doc.status === 'closed'
-        ? t('op.closedNote', { reason: doc.close_reason || g.reason }) : t('op.movedAway', { reason: g.reason });
+        ? t('op.closedNote', { reason: reasonName(doc.close_reason || g.reason) }) : t('op.movedAway', { reason: reasonName(g.reason) });
+    }
+    // A message merged in before ones already shown (a reload after a gap): draw the list again.
+    let k = 0;
+    while (k < doc.messages.length && st.rendered.ids.has(doc.messages[k].id)) k++;
+    if (k < st.rendered.ids.size || doc.messages.slice(k).some((m) => st.rendered.ids.has(m.id))) {
+      list.replaceChildren();
+      st.rendered.ids = new Set();
     }
     const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-    let added = false;
-    for (const m of doc.messages) {
-      if (st.rendered.ids.has(m.id)) continue;
-      st.rendered.ids.add(m.id);
-      list.append(messageNode(m, doc));
-      added = true;
+    const fresh = doc.messages.filter((m) => !st.rendered.ids.has(m.id));
+    if (fresh.length) {
+      // Filling an empty log (a dialog opened, the language switched, a redraw)
+      // is not news: the live region is quiet meanwhile so the whole history
+      // is not read out; single new messages are announced as usual.
+      const bulk = list.children.length === 0 && fresh.length > 1;
+      if (bulk) quietLog(list);
+      for (const m of fresh) {
+        st.rendered.ids.add(m.id);
+        list.append(messageNode(m, doc));
+      }
+      if (atBottom || list.children.length === fresh.length) {
+        list.scrollTop = list.scrollHeight;
+        requestAnimationFrame(() => { list.scrollTop = list.scrollHeight; }); // after the layout settles
+      }
     }
-    if (added && (atBottom || list.children.length === doc.messages.length)) {
-      list.scrollTop = list.scrollHeight;
-      requestAnimationFrame(() => { list.scrollTop = list.scrollHeight; }); // after the layout settles
-    }
-    if (s.kind === 'mine') st.mine.get(s.id).unread = 0;
+    if (s.kind === 'mine' && !document.hidden) st.mine.get(s.id).unread = 0; // onVisible renders again
     renderDetails(doc);
   }
 
@@ -601,25 +729,25 @@ async function operatorView(s) {
       [t('op.dialogStatus'), statusName(doc.status)],
       [t('op.channel'), doc.source],
       [t('op.language'), doc.language || t('common.none')],
-      [t('op.priority'), doc.priority],
+      [t('op.priority'), priorityName(doc.priority)],
       [t('op.agent'), agentName(doc.current_agent)],
     ];
     if (doc.owner && doc.owner.kind === 'operator' && doc.owner.since) rows.push([t('op.since'), formatTime(doc.owner.since)]);
     if (doc.rating) rows.push([t('kpi.csat'), `${'★'.repeat(doc.rating.score)}${'☆'.repeat(5 - doc.rating.score)} ${doc.rating.score}/5`]);
     kv.replaceChildren(...rows.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
-    if (doc.rating && doc.rating.comment) kv.append(h('dt', {}, '💬'), h('dd', {}, doc.rating.comment));
+    if (doc.rating && doc.rating.comment) kv.append(h('dt', {}, t('op.ratingComment')), h('dd', {}, doc.rating.comment));
 
     // The AI's decisions and every change of owner, oldest first.
     const items = [];
     for (const m of doc.messages) {
-      if (m.route) items.push([m.timestamp, t('op.route', { agent: agentName(m.route.agent), method: m.route.method, conf: formatNumber(m.route.confidence, 2) })
+      if (m.route) items.push([m.timestamp, t('op.route', { agent: agentName(m.route.agent), method: methodName(m.route.method), conf: formatNumber(m.route.confidence, 2) })
         + (m.route.matched && m.route.matched.length ? ` — ${t('op.routeWords', { words: m.route.matched.join(', ') })}` : '')]);
     }
     const md = doc.metadata || {};
-    for (const ho of md.handoffs || []) items.push([ho.at, t('op.agentHandoff', { from: agentName(ho.from), to: agentName(ho.to), reason: ho.reason })]);
+    for (const ho of md.handoffs || []) items.push([ho.at, t('op.agentHandoff', { from: agentName(ho.from), to: agentName(ho.to), reason: reasonName(ho.reason) })]);
     const ownerLabel = (kind, id) => (kind === 'operator' ? t('op.owner.operator', { name: id === st.me.operator_id ? t('op.you') : (id || '').slice(0, 8) }) : t(`op.owner.${kind}`));
     for (const tr of md.transitions || []) {
-      items.push([tr.at, t('op.transition', { from: ownerLabel(tr.from, tr.prev_operator_id), to: ownerLabel(tr.to, tr.operator_id), reason: tr.reason || tr.event })]);
+      items.push([tr.at, t('op.transition', { from: ownerLabel(tr.from, tr.prev_operator_id), to: ownerLabel(tr.to, tr.operator_id), reason: reasonName(tr.reason || tr.event) })]);
     }
     items.sort((a, b) => Date.parse(a[0]) - Date.parse(b[0]));
     $('routing').replaceChildren(...(items.length ? items.map(([at, text]) => h('li', {}, h('time', { datetime: at }, formatTime(at)), ' ', text))
@@ -648,6 +776,7 @@ async function operatorView(s) {
         api.get(`/customers/${encodeURIComponent(cid)}?limit=20`).then((v) => {
           st.customer.set(cid, { view: v });
         }).catch(() => st.customer.set(cid, { error: true })).finally(() => {
+          if (st.stopped) return;
           const d = selectedDoc();
           if (d && d.customer_id === cid) renderProfile(d);
         });
@@ -701,18 +830,26 @@ async function operatorView(s) {
 
   function select(id, kind) {
     st.selected = { id, kind };
+    $('op-alert').textContent = '';
     render();
-    if (kind === 'queue' && !st.queueDocs.has(id)) {
-      api.get(`/dialogue/${id}`).then((d) => { st.queueDocs.set(id, d); render(); }).catch(showError);
-    }
+    if (kind === 'queue') refreshQueued();
     if (kind === 'mine') $('reply-text').focus();
     else $('messages').focus();
   }
 
   // --- actions
+  /** Reads the open queued dialog again (a waiting customer's new words come with no event). */
+  function refreshQueued() {
+    const s = st.selected;
+    if (!s || s.kind !== 'queue') return;
+    const item = st.queue.items.find((i) => i.dialog_id === s.id);
+    fetchQueueDoc(s.id, item ? queueKey(item) : '').then(render);
+  }
+
   async function takeDialog(id) {
     try {
       const doc = await api.post(`/dialogue/${id}/take`);
+      $('op-alert').textContent = '';
       adoptTaken(doc);
     } catch (e) {
       showError(e.code === 'limit_reached' ? new Error(t('op.limit')) : e);
@@ -722,7 +859,7 @@ async function operatorView(s) {
   }
 
   function adoptTaken(doc) {
-    st.mine.set(doc.dialog_id, { summary: { dialog_id: doc.dialog_id, updated_at: doc.updated_at }, doc, unread: 0, fresh: false });
+    st.mine.set(doc.dialog_id, { summary: { dialog_id: doc.dialog_id, updated_at: doc.updated_at }, doc, unread: 0 });
     st.queueDocs.delete(doc.dialog_id);
     st.queue.items = st.queue.items.filter((i) => i.dialog_id !== doc.dialog_id);
     select(doc.dialog_id, 'mine');
@@ -804,8 +941,7 @@ async function operatorView(s) {
       if (entry && entry.doc) Object.assign(entry.doc, { status: 'closed', close_reason: reason });
       moveAway(id, reason);
       render();
-      $('messages').focus();
-    });
+    }, () => $('messages').focus());
   };
   $('act-transfer').onclick = () => {
     const id = st.selected.id;
@@ -815,7 +951,7 @@ async function operatorView(s) {
       await api.post(`/dialogue/${id}/handoff`, { to: 'operator', operator_id: to });
       moveAway(id, 'transfer');
       render();
-    });
+    }, () => $('messages').focus());
   };
   $('act-handback').onclick = () => {
     const id = st.selected.id;
@@ -824,29 +960,14 @@ async function operatorView(s) {
       await api.post(`/dialogue/${id}/handoff`, agent ? { to: 'ai', agent } : { to: 'ai' });
       moveAway(id, 'handback');
       render();
-    });
+    }, () => $('messages').focus());
   };
 
-  // Waiting times tick once a second (text only, nothing re-rendered).
-  st.timers.push(setInterval(() => {
-    for (const el of document.querySelectorAll('[data-since]')) {
-      el.textContent = t(el.dataset.key, { t: formatDuration((Date.now() - Number(el.dataset.since)) / 1000) });
-    }
-  }, 1000));
-  // Own CSAT has no event: refreshed now and then.
-  st.timers.push(setInterval(() => {
-    api.get('/operators/me').then((me) => { st.me = me; renderStatus(); }).catch(() => {});
-  }, 30000));
   const onOnline = () => st.stream && st.stream.kick();
-  window.addEventListener('online', onOnline);
+  const onOffline = () => st.stream && st.stream.drop(); // retried at once when back online
   const onVisible = () => { if (!document.hidden) render(); };
-  document.addEventListener('visibilitychange', onVisible);
 
-  await Promise.all([loadMine(), loadQueue()]);
-  render();
-  st.stream.start();
-
-  return {
+  const ctl = {
     render: () => {
       // A new language: the messages are drawn again (their labels changed); the draft stays.
       st.rendered.ids = new Set();
@@ -855,16 +976,50 @@ async function operatorView(s) {
       setConn(st.stream.state);
     },
     stop: () => {
+      if (st.stopped) return;
       st.stopped = true;
+      firstLoad.reject(new Error('stopped'));
       st.stream.stop();
       st.timers.forEach(clearInterval);
       window.removeEventListener('online', onOnline);
+      window.removeEventListener('offline', onOffline);
       document.removeEventListener('visibilitychange', onVisible);
       $('my-list').replaceChildren(); $('queue-list').replaceChildren(); $('closed-list').replaceChildren();
       $('messages').replaceChildren();
+      $('op-alert').textContent = '';
+      $('conv-note').textContent = '';
       view.classList.remove('has-selection');
     },
   };
+
+  onController(ctl);
+  try {
+    // Waiting times tick once a second (text only, nothing re-rendered).
+    st.timers.push(setInterval(() => {
+      for (const el of document.querySelectorAll('[data-since]')) {
+        el.textContent = t(el.dataset.key, { t: formatDuration((Date.now() - Number(el.dataset.since)) / 1000) });
+      }
+    }, 1000));
+    // Own CSAT has no event: refreshed now and then.
+    st.timers.push(setInterval(() => {
+      api.get('/operators/me').then((me) => { if (!st.stopped) { st.me = me; renderStatus(); } }).catch(() => {});
+    }, 30000));
+    // The queue's previews and an open queued dialog: no event tells of a waiting customer's new words.
+    st.timers.push(setInterval(() => {
+      if (!document.hidden && st.loaded && st.queue.items.length) loadQueue().then(render).catch(() => {});
+    }, QUEUE_DOC_TTL_MS));
+    st.timers.push(setInterval(() => { if (!document.hidden) refreshQueued(); }, 5000));
+    window.addEventListener('online', onOnline);
+    window.addEventListener('offline', onOffline);
+    document.addEventListener('visibilitychange', onVisible);
+
+    st.stream.start();
+    await firstLoaded;
+  } catch (e) {
+    ctl.stop();
+    throw e;
+  }
+  return ctl;
 }
 
 // ---------------------------------------------------------------------------
@@ -905,29 +1060,44 @@ function adminView() {
   };
 
   async function loadDays() {
-    // /stats has no time series: one windowed call per UTC day of the last 14.
-    const days = [];
-    for (let i = 13; i >= 0; i--) {
-      const d = new Date();
-      d.setUTCDate(d.getUTCDate() - i);
-      days.push(utcDay(d));
+    // /stats has no time series: one windowed call per UTC day of the last
+    // 14, one after another (not 14 at once), at most once a minute.
+    if (st.daysBusy) return;
+    st.daysBusy = true;
+    try {
+      const days = [];
+      for (let i = 13; i >= 0; i--) {
+        const d = new Date();
+        d.setUTCDate(d.getUTCDate() - i);
+        days.push(utcDay(d));
+      }
+      const res = [];
+      for (const d of days) {
+        if (st.stopped) return;
+        res.push(await api.get(`/stats?from=${d}&to=${d}`));
+      }
+      st.days = days.map((d, i) => ({ day: d, stats: res[i] }));
+      st.daysAt = Date.now();
+    } finally {
+      st.daysBusy = false;
     }
-    const res = await Promise.all(days.map((d) => api.get(`/stats?from=${d}&to=${d}`)));
-    st.days = days.map((d, i) => ({ day: d, stats: res[i] }));
-    st.daysAt = Date.now();
   }
 
   async function refreshDash() {
     const [stats, queue, ops] = await Promise.all([api.get(`/stats${windowQuery()}`), api.get('/queue?limit=1'), api.get('/operators')]);
+    if (st.stopped) return;
     st.stats = stats;
     st.queue = queue;
     st.operators = ops.items;
     st.queueSeries.push({ x: Date.now(), y: queue.length });
     if (st.queueSeries.length > 720) st.queueSeries.shift();
-    if (!st.days || Date.now() - st.daysAt > 60000) await loadDays();
     $('dash-updated').textContent = `${t('admin.updated', { time: formatTime(stats.generated_at) })} · ${t('admin.autoRefresh', { s: ADMIN_REFRESH_S })}`;
     $('dash-error').textContent = '';
     renderDash();
+    if (!st.days || Date.now() - st.daysAt > 60000) {
+      await loadDays();
+      if (!st.stopped) renderDash();
+    }
   }
 
   function kpi(label, value, sub) {
@@ -940,7 +1110,7 @@ function adminView() {
     const bs = s.dialogs.by_status;
     const onShift = st.operators.filter((o) => o.status !== 'offline').length;
     $('kpis').replaceChildren(
-      kpi(t('kpi.dialogs'), formatNumber(s.dialogs.total), `${formatNumber(s.messages)} msg`),
+      kpi(t('kpi.dialogs'), formatNumber(s.dialogs.total), t('kpi.messages', { n: formatNumber(s.messages) })),
       kpi(t('kpi.open'), formatNumber(bs.active + bs.escalated + bs.queued + bs.assigned)),
       kpi(t('kpi.queue'), formatNumber(st.queue.length)),
       kpi(t('kpi.operatorsOn'), `${onShift} / ${st.operators.length}`),
@@ -977,6 +1147,7 @@ function adminView() {
 
   async function refreshOps() {
     const { items } = await api.get('/operators');
+    if (st.stopped) return;
     st.operators = items;
     renderOps();
   }
@@ -1058,13 +1229,25 @@ function adminView() {
   }
   for (const b of document.querySelectorAll('[data-export]')) b.textContent = t('exp.download', { fmt: b.dataset.format.toUpperCase() });
 
+  // One refresh at a time: a slow server does not pile up calls. A refresh
+  // asked for meanwhile (a tab switch, the period changed) runs after it.
   async function refresh() {
     if (st.stopped) return;
+    if (st.busy) { st.again = true; return; }
+    st.busy = true;
     try {
-      if (st.tab === 'dash') await refreshDash();
-      else if (st.tab === 'ops') await refreshOps();
-    } catch (e) {
-      if (!(e instanceof ApiError && e.status === 401)) $(st.tab === 'ops' ? 'ops-error' : 'dash-error').textContent = t('common.error', { detail: errText(e) });
+      do {
+        st.again = false;
+        const tab = st.tab;
+        try {
+          if (tab === 'dash') await refreshDash();
+          else if (tab === 'ops') await refreshOps();
+        } catch (e) {
+          if (!st.stopped && !(e instanceof ApiError && e.status === 401)) $(tab === 'ops' ? 'ops-error' : 'dash-error').textContent = t('common.error', { detail: errText(e) });
+        }
+      } while (st.again && !st.stopped);
+    } finally {
+      st.busy = false;
     }
   }
   $('window').onchange = () => { st.queueSeries.length = 0; refresh(); };
@@ -1106,8 +1289,8 @@ async function main() {
   if (!saved) { showView('signin'); return; }
   try {
     await startSession(saved, true);
-  } catch (e) {
-    signOut(e instanceof ApiError && e.status === 401 ? t('signin.revoked') : t('signin.failed', { detail: errText(e) }));
+  } catch {
+    // startSession went back to the sign-in and said why.
   }
 }
 
