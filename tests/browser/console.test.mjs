@@ -43,13 +43,15 @@ async function registerViaRest(server, name, extra = {}) {
   return restOk(server, 'POST', api('/operators/register'), { secret: server.secret, name, ...extra }, { key: null });
 }
 
-/** Signs in through the form with a token. */
+/** Signs in through the form with a token; resolves once the first load is in (the view is no longer busy). */
 async function signInWithToken(page, token) {
   await page.check('#form-op input[name="method"][value="token"]');
   await page.fill('#in-token', token);
   await page.click('#op-submit');
-  await page.waitForSelector('#view-operator:not([hidden])');
+  await page.waitForSelector(OPERATOR_READY);
 }
+
+const OPERATOR_READY = '#view-operator:not([hidden]):not([aria-busy])';
 
 async function signInAdmin(page, key) {
   await page.click('#tab-admin');
@@ -76,7 +78,7 @@ test('an operator answers a customer live; the customer gets it over REST and SS
     const token = await page.inputValue('#dlg-token-value');
     assert.match(token, /^cco_[A-Za-z0-9_-]{43}$/);
     await page.click('#dlg-token-ok');
-    await page.waitForSelector('#view-operator:not([hidden])');
+    await page.waitForSelector(OPERATOR_READY);
     assert.equal(await page.textContent('#who-name'), 'Anna Petrova');
     assert.ok(!page.url().includes(token), 'the token is not in the URL');
     const stored = await page.evaluate(() => sessionStorage.getItem('cca.console.session'));
@@ -113,8 +115,8 @@ test('an operator answers a customer live; the customer gets it over REST and SS
     await page.keyboard.type('Hello Ivan, this is Anna.');
     await page.keyboard.press('Shift+Enter');
     await page.keyboard.type('How can I help?');
-    const before = await restOk(server, 'GET', api(`/dialogue/${id}/messages?after=${asked.message_id}`));
-    assert.equal(before.items.filter((m) => m.role === 'operator').length, 0, 'Shift+Enter did not send');
+    // Shift+Enter made a new line in the box (had it sent, the box would have been emptied,
+    // and the first operator message below would be the first line alone).
     assert.equal(await page.inputValue('#reply-text'), 'Hello Ivan, this is Anna.\nHow can I help?');
     await page.keyboard.press('Enter');
     const replyText = 'Hello Ivan, this is Anna.\nHow can I help?';
@@ -195,14 +197,14 @@ test('sign-in by PIN, by pasting a token, and the refusals', async () => {
     const token = await page.inputValue('#dlg-token-value');
     assert.match(token, /^cco_/);
     await page.keyboard.press('Enter'); // the dialog's default button
-    await page.waitForSelector('#view-operator:not([hidden])');
+    await page.waitForSelector(OPERATOR_READY);
     const me = await restOk(server, 'GET', api('/operators/me'), undefined, { token });
     assert.equal(me.name, 'Boris');
     assert.equal(await page.textContent('#who-name'), 'Boris');
 
     // A reload keeps the session (sessionStorage); signing out ends it.
     await page.reload();
-    await page.waitForSelector('#view-operator:not([hidden])');
+    await page.waitForSelector(OPERATOR_READY);
     await page.click('#signout');
     await page.waitForSelector('#view-signin:not([hidden])');
 
@@ -316,6 +318,96 @@ test('a console that had received no event yet reloads after a reconnect', async
   });
 });
 
+const resyncCount = async (server) => {
+  const metrics = await (await fetch(`${server.url}/metrics`)).text();
+  return Number((/^cca_event_resyncs_total (\d+)/m.exec(metrics) || [])[1] || 0);
+};
+
+test('offline and back: the stream resumes with Last-Event-ID (no resync); unread and waiting badges', async () => {
+  await withServer({}, async (server) => {
+    const reg = await registerViaRest(server, 'Rita');
+    await restOk(server, 'PUT', api('/operators/me/status'), { status: 'available' }, { token: reg.token });
+    const page = await newPage(browser, { locale: 'en-US' });
+    const lastIds = []; // the Last-Event-ID of each stream request
+    page.on('request', (r) => { if (r.url().endsWith('/api/v1/operators/me/events')) lastIds.push(r.headers()['last-event-id'] || null); });
+    await page.goto(`${server.url}/console`);
+    await signInWithToken(page, reg.token);
+    await page.waitForSelector('#conn[data-state="live"]');
+    await page.evaluate(() => { window.__sameDocument = 5; });
+
+    // A dialog assigned live (the console now holds an event id); nothing is selected.
+    const id = await createCustomerDialog(server, { name: 'Offline Olivia' });
+    assert.equal((await customerSays(server, id, 'talk to a human')).status, 'assigned');
+    const li = item('my-list', id);
+    await page.waitForSelector(li);
+    // Its one unanswered message counts as new; the number is shown, the words are for screen readers.
+    await page.waitForFunction((sel) => document.querySelector(`${sel} .badge-unread [aria-hidden="true"]`)?.textContent === '1', li);
+    assert.equal(await page.textContent(`${li} .badge-unread .sr-only`), '1 new');
+    // The waiting time shows and ticks.
+    const wait0 = await page.textContent(`${li} .badge-wait`);
+    assert.match(wait0, /^waiting \d+ s$/);
+    await page.waitForFunction(([sel, w]) => {
+      const t = document.querySelector(`${sel} .badge-wait`)?.textContent;
+      return t && t !== w && /^waiting \d+ s$/.test(t);
+    }, [li, wait0], { timeout: 5000 });
+
+    const resyncsBefore = await resyncCount(server);
+    // The browser goes offline: the stream is dropped; a message is published meanwhile.
+    await page.context().setOffline(true);
+    await page.waitForSelector('#conn[data-state="offline"]', { timeout: 10000 });
+    await customerSays(server, id, 'written while you were offline');
+    await page.context().setOffline(false);
+    // Back online: reconnected at once with Last-Event-ID; the server replays the missed event.
+    await page.waitForSelector('#conn[data-state="live"]', { timeout: 10000 });
+    await page.waitForFunction((sel) => document.querySelector(`${sel} .badge-unread [aria-hidden="true"]`)?.textContent === '2', li);
+    assert.equal(await resyncCount(server), resyncsBefore, 'resumed from the last event id, not resynced');
+    assert.equal(lastIds[0], null, 'the first connection has no id to send');
+    assert.match(lastIds.at(-1) || '', /^[0-9a-f]+-\d+$/, `the reconnect sent Last-Event-ID (${JSON.stringify(lastIds)})`);
+
+    // Opening the dialog clears the count; the missed message is there.
+    await page.click(`${li} .ditem-open`);
+    await page.waitForFunction(() => document.querySelector('#messages').textContent.includes('written while you were offline'));
+    await page.waitForSelector(`${li} .badge-unread`, { state: 'detached' });
+    // A message to the open dialog is not counted.
+    await customerSays(server, id, 'and one more');
+    await page.waitForFunction(() => document.querySelector('#messages').textContent.includes('and one more'));
+    assert.equal(await page.$(`${li} .badge-unread`), null);
+    assert.equal(await page.evaluate(() => window.__sameDocument), 5, 'no reload');
+    assertClean(page, { allow: [/Failed to load resource: net::ERR_INTERNET_DISCONNECTED/] });
+    await page.closeAll();
+  });
+});
+
+test('a first load that fails returns to the sign-in, saying why, and leaves nothing running', async () => {
+  await withServer({}, async (server) => {
+    const reg = await registerViaRest(server, 'Fedor');
+    const page = await newPage(browser, { locale: 'en-US' });
+    const streams = [];
+    page.on('request', (r) => { if (r.url().endsWith('/api/v1/operators/me/events')) streams.push(r.url()); });
+    // The queue answers 503 once.
+    let failed = 0;
+    await page.route('**/api/v1/queue?*', (route) => {
+      if (failed++ === 0) return route.fulfill({ status: 503, contentType: 'application/json', body: '{"code":"unavailable","detail":"try later"}' });
+      return route.continue();
+    });
+    await page.goto(`${server.url}/console`);
+    await page.check('#form-op input[name="method"][value="token"]');
+    await page.fill('#in-token', reg.token);
+    await page.click('#op-submit');
+    await page.waitForFunction(() => /try later/.test(document.querySelector('#op-error').textContent));
+    assert.equal(await page.isVisible('#view-signin'), true);
+    assert.equal(await page.isVisible('#conn'), false);
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('cca.console.session')), null);
+    // Signing in again works; the failed session's stream was stopped (one stream per sign-in).
+    await signInWithToken(page, reg.token);
+    await page.waitForSelector('#conn[data-state="live"]');
+    assert.equal(await page.inputValue('#in-token'), '', 'the token is not left in the form');
+    assert.equal(streams.length, 2, `event streams opened: ${streams.length}`);
+    assertClean(page, { allow: [/status of 503/] });
+    await page.closeAll();
+  });
+});
+
 test('customer text that looks like HTML is shown as text and never runs', async () => {
   await withServer({}, async (server) => {
     const reg = await registerViaRest(server, 'Xenia');
@@ -337,6 +429,13 @@ test('customer text that looks like HTML is shown as text and never runs', async
     await page.waitForSelector(item('queue-list', id));
     assert.ok((await page.textContent(item('queue-list', id))).includes(evilName));
 
+    // Opened while it waits, the dialog follows what the customer writes (no event tells of it).
+    await page.click(`${item('queue-list', id)} .ditem-open`);
+    await page.waitForSelector('#take-box:not([hidden])');
+    await customerSays(server, id, 'still waiting');
+    await page.waitForFunction(() => document.querySelector('#messages').textContent.includes('still waiting'), null, { timeout: 12000 });
+    await page.waitForFunction((sel) => document.querySelector(`${sel} .ditem-preview`).textContent === 'still waiting', item('queue-list', id));
+
     await page.click(`${item('queue-list', id)} .ditem-take`);
     await page.waitForSelector(item('my-list', id));
     await page.waitForSelector('#messages li[data-role="customer"]');
@@ -345,7 +444,7 @@ test('customer text that looks like HTML is shown as text and never runs', async
     await page.waitForFunction((c) => document.querySelector('#profile').textContent.includes(c), city);
 
     const bodies = await page.$$eval('#messages li[data-role="customer"] .msg-body', (ps) => ps.map((p) => p.textContent));
-    assert.deepEqual(bodies, [img, `talk to a human ${script}`, script]);
+    assert.deepEqual(bodies, [img, `talk to a human ${script}`, 'still waiting', script]);
     assert.equal(await page.textContent('#conv-title'), evilName);
     assert.equal(await page.$$eval('#main img, #main script, #main svg [onload]', (x) => x.length), 0, 'no element was made from customer text');
     assert.equal(await page.$$eval('#messages *', (els) => els.filter((e) => [...e.attributes].some((a) => a.name.startsWith('on'))).length), 0);
@@ -353,6 +452,23 @@ test('customer text that looks like HTML is shown as text and never runs', async
     await shot(page, 'xss-as-text', { docs: false });
     assertClean(page);
     await page.closeAll();
+
+    // An operator name registered by the admin is text in the operators table.
+    const admin = await newPage(browser, { locale: 'en-US' });
+    await admin.goto(`${server.url}/console`);
+    await signInAdmin(admin, server.adminKey);
+    await admin.click('#atab-ops');
+    const evilOperator = '<img src=x onerror=window.__xss=3>';
+    await admin.fill('#reg-name', evilOperator);
+    await admin.click('#reg-form button[type="submit"]');
+    await admin.waitForSelector('#dlg-token[open]');
+    await admin.click('#dlg-token-ok');
+    assert.equal(await admin.inputValue('#dlg-token-value'), '', 'the token is not left in the closed dialog');
+    await admin.waitForFunction((n) => [...document.querySelectorAll('#ops-body td strong')].some((e) => e.textContent === n), evilOperator);
+    assert.equal(await admin.$$eval('#ops-body img, #main img', (x) => x.length), 0);
+    assert.equal(await admin.evaluate(() => window.__xss), undefined);
+    assertClean(admin);
+    await admin.closeAll();
   });
 });
 
@@ -425,6 +541,8 @@ test('transfer to another operator and hand back to the AI from the console; Esc
     await page.fill('#transfer-id', boris.operator_id);
     await page.keyboard.press('Enter');
     await page.waitForSelector('#dlg-transfer[open]', { state: 'detached' });
+    // The focus does not drop to <body>: it goes to the conversation.
+    await page.waitForFunction(() => document.activeElement && document.activeElement.id === 'messages');
     const moved = await restOk(server, 'GET', api(`/dialogue/${first}`));
     assert.equal(moved.owner.operator_id, boris.operator_id);
     await page.waitForSelector(item('closed-list', first));
@@ -436,6 +554,7 @@ test('transfer to another operator and hand back to the AI from the console; Esc
     await page.selectOption('#handback-agent', 'sales');
     await page.click('#handback-form button[type="submit"]');
     await page.waitForSelector('#dlg-handback[open]', { state: 'detached' });
+    await page.waitForFunction(() => document.activeElement && document.activeElement.id === 'messages');
     const back = await restOk(server, 'GET', api(`/dialogue/${second}`));
     assert.equal(back.owner.kind, 'agent');
     assert.equal(back.current_agent, 'sales');

@@ -17,7 +17,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  await server?.stop();
+  await server?.cleanup(); // stops it and removes its temporary directory
 });
 
 // "METHOD /path" for every operation of the YAML document (the paths section:

@@ -27,6 +27,8 @@ export const SERVER = process.env.CCA_SERVER || path.join(ROOT, 'build', 'call-c
 export const DATA_DIR = process.env.CCA_DATA_DIR || path.join(ROOT, 'data');
 export const OUT = process.env.CCA_BROWSER_OUT || fs.mkdtempSync(path.join(os.tmpdir(), 'cca-browser-out-'));
 fs.mkdirSync(OUT, { recursive: true });
+// A directory made here (no CCA_BROWSER_OUT) goes when the run ends.
+if (!process.env.CCA_BROWSER_OUT) process.on('exit', () => fs.rmSync(OUT, { recursive: true, force: true }));
 
 const FORWARD = ['ASAN_OPTIONS', 'UBSAN_OPTIONS', 'LSAN_OPTIONS', 'PATH', 'LD_LIBRARY_PATH', 'TZ'];
 
@@ -158,7 +160,12 @@ export async function startServer({ env = {}, storageDir = null, name = 'server'
     fs.rmSync(dir, { recursive: true, force: true });
   };
 
-  await s.start();
+  try {
+    await s.start();
+  } catch (e) {
+    fs.rmSync(dir, { recursive: true, force: true }); // nobody gets s to clean it up
+    throw e;
+  }
   return s;
 }
 

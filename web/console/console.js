@@ -337,6 +337,7 @@ async function operatorView(s, onController) {
   $('who-name').textContent = st.me.name;
   showView('operator');
   const view = $('view-operator');
+  view.setAttribute('aria-busy', 'true'); // until the first load is in
 
   // --- loading state over REST
   /** Is the operator looking at this dialog right now (selected, tab visible)? */
@@ -479,7 +480,7 @@ async function operatorView(s, onController) {
     if (type === 'resync') {
       const first = !st.loaded;
       syncState().then(() => {
-        if (first) { st.loaded = true; firstLoad.resolve(); } else announce(t('conn.resynced'));
+        if (first) { st.loaded = true; view.removeAttribute('aria-busy'); firstLoad.resolve(); } else announce(t('conn.resynced'));
       }, (e) => {
         if (first) firstLoad.reject(e); else showError(e);
       });
@@ -769,20 +770,25 @@ async function operatorView(s, onController) {
       return;
     }
     const cached = st.customer.get(cid);
+    // The profile may be read only while one of the customer's dialogs is
+    // the operator's: a queued or past dialog shows what it carries (nothing
+    // is cached, so taking the dialog loads the profile).
+    if (!cached && st.selected.kind !== 'mine') {
+      box.replaceChildren(kvList([[t('profile.id'), cid], ...basic]), h('p', { className: 'hint' }, t('profile.unavailable')));
+      title.textContent = '';
+      earlier.replaceChildren();
+      return;
+    }
     if (!cached) {
       st.customer.set(cid, { loading: true });
       box.replaceChildren(kvList([[t('profile.id'), cid], ...basic]));
-      if (st.selected.kind === 'mine') {
-        api.get(`/customers/${encodeURIComponent(cid)}?limit=20`).then((v) => {
-          st.customer.set(cid, { view: v });
-        }).catch(() => st.customer.set(cid, { error: true })).finally(() => {
-          if (st.stopped) return;
-          const d = selectedDoc();
-          if (d && d.customer_id === cid) renderProfile(d);
-        });
-      } else {
-        st.customer.set(cid, { error: true });
-      }
+      api.get(`/customers/${encodeURIComponent(cid)}?limit=20`).then((v) => {
+        st.customer.set(cid, { view: v });
+      }).catch(() => st.customer.set(cid, { error: true })).finally(() => {
+        if (st.stopped) return;
+        const d = selectedDoc();
+        if (d && d.customer_id === cid) renderProfile(d);
+      });
       title.textContent = '';
       earlier.replaceChildren();
       return;
@@ -989,6 +995,7 @@ async function operatorView(s, onController) {
       $('op-alert').textContent = '';
       $('conv-note').textContent = '';
       view.classList.remove('has-selection');
+      view.removeAttribute('aria-busy');
     },
   };
 
