@@ -427,12 +427,15 @@ void cca_http_handle_register(struct cca_http_request *r);
 void cca_http_handle_telegram_webhook(struct cca_http_request *r); /* http_telegram.c */
 
 /*
- * cca_http_handle_web - GET of an embedded static file (http_web.c): the
- * console, the API docs, openapi.yaml; 404 for a path with no file.
+ * cca_http_handle_web - GET or HEAD of an embedded static file (http_web.c):
+ * the console, the API docs, openapi.yaml; 404 for a path with no file.
  */
 void cca_http_handle_web(struct cca_http_request *r);
+
 void cca_http_handle_operator_create(struct cca_http_request *r);
 void cca_http_handle_operator_list(struct cca_http_request *r);
+/* GET /operators/team: every operator as a colleague sees them (transfers). */
+void cca_http_handle_team(struct cca_http_request *r);
 void cca_http_handle_operator_get(struct cca_http_request *r);
 void cca_http_handle_operator_patch(struct cca_http_request *r);
 void cca_http_handle_operator_delete(struct cca_http_request *r);

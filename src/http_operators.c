@@ -297,7 +297,24 @@ static int by_created(const void *a, const void *b)
                   json_string_value(json_object_get(y, "operator_id")));
 }
 
-void cca_http_handle_operator_list(struct cca_http_request *r)
+/* What a colleague sees of an operator (transfers): no profile, times or ratings. */
+static json_t *team_view(struct cca_http_request *r, json_t *doc)
+{
+    static const char *const keep[] = {"operator_id", "name",        "languages",
+                                       "skills",      "max_dialogs", "status"};
+    json_t *live = with_live(r, cca_operator_public_view(doc));
+    json_t *view = json_object();
+
+    for (size_t i = 0; i < CCA_ARRAY_SIZE(keep); i++)
+        (void)json_object_set(view, keep[i], json_object_get(live, keep[i]));
+    (void)json_object_set(view, "open_dialogs", json_object_get(live, "open_dialogs"));
+    json_decref(live);
+    return view;
+}
+
+/* {"items": [...]}: every operator, oldest first, in @view's shape. */
+static void respond_operators(struct cca_http_request *r,
+                              json_t *(*view)(struct cca_http_request *, json_t *))
 {
     json_t *docs = cca_engine_list_operators(r->http->engine);
     size_t n = json_array_size(docs);
@@ -308,13 +325,27 @@ void cca_http_handle_operator_list(struct cca_http_request *r)
     for (size_t i = 0; i < n; i++)
         v[i] = json_array_get(docs, i);
     qsort(v, n, sizeof(*v), by_created);
-    for (size_t i = 0; i < n; i++) {
-        (void)json_array_append_new(items, with_live(r, cca_operator_public_view(v[i])));
-    }
+    for (size_t i = 0; i < n; i++)
+        (void)json_array_append_new(items, view(r, v[i]));
     (void)json_object_set_new(out, "items", items);
     free(v);
     json_decref(docs);
     cca_http_respond_json(r, 200, out);
+}
+
+static json_t *admin_view(struct cca_http_request *r, json_t *doc)
+{
+    return with_live(r, cca_operator_public_view(doc));
+}
+
+void cca_http_handle_operator_list(struct cca_http_request *r)
+{
+    respond_operators(r, admin_view);
+}
+
+void cca_http_handle_team(struct cca_http_request *r)
+{
+    respond_operators(r, team_view);
 }
 
 void cca_http_handle_operator_get(struct cca_http_request *r)

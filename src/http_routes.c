@@ -399,6 +399,7 @@ static const struct cca_http_route routes[] = {
      CCA_ACCESS_REGISTER},
     {"POST", O, cca_http_handle_operator_create, 201, "conflict", CCA_ACCESS_ADMIN},
     {"GET", O, cca_http_handle_operator_list, 200, NULL, CCA_ACCESS_ADMIN},
+    {"GET", O "/team", cca_http_handle_team, 200, NULL, CCA_ACCESS_OPERATOR},
     {"GET", O "/me", cca_http_handle_me, 200, NULL, CCA_ACCESS_OPERATOR},
     {"PATCH", O "/me", cca_http_handle_me_patch, 200, NULL, CCA_ACCESS_OPERATOR},
     {"PUT", O "/me/status", cca_http_handle_me_status, 200, NULL, CCA_ACCESS_OPERATOR},

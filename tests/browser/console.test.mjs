@@ -536,10 +536,14 @@ test('transfer to another operator and hand back to the AI from the console; Esc
     await page.waitForSelector('#dlg-transfer[open]', { state: 'detached' });
     assert.equal((await restOk(server, 'GET', api(`/dialogue/${first}`))).owner.operator_id, anna.operator_id);
 
-    // Transfer by id (operators cannot list their colleagues).
+    // Transfer: the colleagues list (GET /operators/team) offers Boris by name, not Anna.
     await page.click('#act-transfer');
-    await page.fill('#transfer-id', boris.operator_id);
-    await page.keyboard.press('Enter');
+    await page.waitForSelector('#dlg-transfer[open]');
+    const options = await page.$$eval('#transfer-id option', (els) => els.map((e) => [e.value, e.textContent]));
+    assert.deepEqual(options.map(([v]) => v), [boris.operator_id], JSON.stringify(options));
+    assert.match(options[0][1], /^Boris — Available, 0\/3$/);
+    await page.selectOption('#transfer-id', boris.operator_id);
+    await page.click('#transfer-form button[type="submit"]');
     await page.waitForSelector('#dlg-transfer[open]', { state: 'detached' });
     // The focus does not drop to <body>: it goes to the conversation.
     await page.waitForFunction(() => document.activeElement && document.activeElement.id === 'messages');

@@ -648,6 +648,8 @@ p 404 GET "/api/v1/operators/$unknown" "unknown operator"
 p 200 PATCH "/api/v1/operators/$op2_id" "admin patch" "${J[@]}" '{"max_dialogs":4}'
 p 401 GET /api/v1/operators/me "no operator token"
 p 200 GET /api/v1/operators/me "me" "${op[@]}"
+p 200 GET /api/v1/operators/team "colleagues, for transfers" "${op[@]}"
+p 401 GET /api/v1/operators/team "no operator token"
 p 403 PATCH /api/v1/operators/me "max_dialogs by the operator" "${J[@]}" '{"max_dialogs":9}' "${op[@]}"
 p 200 PATCH /api/v1/operators/me "own name" "${J[@]}" '{"name":"Ольга П."}' "${op[@]}"
 p 422 PUT /api/v1/operators/me/status "bad status" "${J[@]}" '{"status":"away"}' "${op[@]}"

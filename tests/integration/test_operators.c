@@ -918,6 +918,20 @@ static void test_flow(void **state)
     EXPECT(srv.port, "POST", dpath(c[3], "/handoff"), a.token,
            fmt("{\"to\":\"operator\",\"operator_id\":\"%s\"}", b.id), 200);
     wait_owner(srv.port, CLIENT, c[3], "operator", b.id);
+    /* ---- colleagues: what an operator sees of the others, for transfers ---- */
+    j = EXPECT(srv.port, "GET", "/api/v1/operators/team", a.token, NULL, 200);
+    assert_int_equal(json_array_size(json_object_get(j, "items")), 2);
+    for (size_t i = 0; i < 2; i++) {
+        json_t *m = json_array_get(json_object_get(j, "items"), i);
+
+        assert_int_equal(json_object_size(m), 7); /* no profile, times or ratings */
+        assert_null(json_object_get(m, "profile"));
+        if (strcmp(js(m, "operator_id"), b.id) == 0) {
+            ASSERT_JS(m, "status", "available");
+            assert_int_equal(json_integer_value(json_object_get(m, "open_dialogs")), 1);
+        }
+    }
+    EXPECT(srv.port, "GET", "/api/v1/operators/team", CLIENT, NULL, 401);
     h_sse_close(sb);
     j = EXPECT(srv.port, "DELETE", fmt("/api/v1/operators/%s", b.id), ADMIN, NULL, 200);
     assert_true(json_is_true(json_object_get(j, "success")));

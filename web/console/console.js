@@ -949,11 +949,24 @@ async function operatorView(s, onController) {
       render();
     }, () => $('messages').focus());
   };
-  $('act-transfer').onclick = () => {
+  $('act-transfer').onclick = async () => {
     const id = st.selected.id;
-    $('transfer-id').value = '';
+    const select = $('transfer-id');
+    let team = [];
+    try {
+      team = (await api.get('/operators/team')).items.filter((o) => o.operator_id !== st.me.operator_id);
+    } catch (e) {
+      showError(e);
+      return;
+    }
+    // Available colleagues with a free seat first, then by name.
+    const rank = (o) => (o.status === 'available' ? 0 : o.status === 'busy' ? 1 : 2) + (o.open_dialogs >= o.max_dialogs ? 3 : 0);
+    team.sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name));
+    select.replaceChildren(...team.map((o) => h('option', { value: o.operator_id },
+      t('transfer.option', { name: o.name, status: t(`status.${o.status}`), open: o.open_dialogs, max: o.max_dialogs }))));
     formDialog('dlg-transfer', 'transfer-form', 'transfer-error', async () => {
-      const to = $('transfer-id').value.trim().toLowerCase();
+      const to = select.value;
+      if (!to) throw new Error(t('transfer.nobody'));
       await api.post(`/dialogue/${id}/handoff`, { to: 'operator', operator_id: to });
       moveAway(id, 'transfer');
       render();

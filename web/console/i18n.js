@@ -125,8 +125,10 @@ const STRINGS = {
     'close.submit': 'Close dialog',
 
     'transfer.title': 'Transfer to another operator',
-    'transfer.operator': 'Operator id',
-    'transfer.hint': 'Operators cannot list their colleagues; ask for the id (it is in the admin console).',
+    'transfer.operator': 'Operator',
+    'transfer.hint': 'Status and open dialogs / limit. The dialog keeps its place and history.',
+    'transfer.option': '{name} — {status}, {open}/{max}',
+    'transfer.nobody': 'No other operator is registered.',
     'transfer.submit': 'Transfer',
 
     'handback.title': 'Hand back to the AI',
@@ -397,8 +399,10 @@ const STRINGS = {
     'close.submit': 'Закрыть диалог',
 
     'transfer.title': 'Передать другому оператору',
-    'transfer.operator': 'Id оператора',
-    'transfer.hint': 'Оператор не видит списка коллег; узнайте id (он есть в консоли администратора).',
+    'transfer.operator': 'Оператор',
+    'transfer.hint': 'Статус и открытые диалоги / лимит. Диалог сохраняет историю.',
+    'transfer.option': '{name} — {status}, {open}/{max}',
+    'transfer.nobody': 'Других операторов нет.',
     'transfer.submit': 'Передать',
 
     'handback.title': 'Вернуть диалог ИИ',
