@@ -1551,6 +1551,16 @@ static cca_rc rate(struct cca_engine *e, struct op *op)
     }
     op->new_doc = cca_dialog_with_rating(op_base(e, op), op->req.score, op->req.text,
                                          cca_time_wall_ms());
+    rating = json_object_get(op->new_doc, "rating");
+    if (json_is_string(json_object_get(rating, "operator_id"))) {
+        /* The last operator hears of it (their console shows it on the dialog). */
+        json_t *d = json_pack("{s:s, s:o}", "dialog_id", en->id, "rating",
+                              json_deep_copy(rating));
+
+        cca_handoff_events_add(op_events(op), "operator",
+                               json_string_value(json_object_get(rating, "operator_id")),
+                               "rated", d);
+    }
     outcome_of(e, op, op->new_doc, &o);
     render(op, &o);
     persist(e, op);

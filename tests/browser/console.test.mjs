@@ -130,7 +130,8 @@ test('an operator answers a customer live; the customer gets it over REST and SS
     const pushed = await sse.waitFor((e) => e.type === 'message' && e.data.role === 'operator');
     assert.equal(pushed.data.content, replyText);
     assert.equal(pushed.data.id, polled.id);
-    assert.equal(await page.inputValue('#reply-text'), '', 'the box is emptied');
+    // The box is emptied once the console has its answer (which may come after the poll's).
+    await page.waitForFunction(() => document.querySelector('#reply-text').value === '');
     await page.waitForSelector(`#messages li[data-id="${polled.id}"]`);
     const ops = await restOk(server, 'GET', api(`/dialogue/${id}`));
     assert.equal(ops.messages.filter((m) => m.role === 'operator').length, 1, 'Enter sent once');
@@ -156,8 +157,14 @@ test('an operator answers a customer live; the customer gets it over REST and SS
     assert.equal(closedEvent.data.dialog_id, id);
     sse.close();
 
-    // The customer rates over REST; the admin dashboard shows it.
+    // The customer rates over REST: the operator sees it on the closed dialog
+    // (the `rated` event) and in their CSAT; the admin dashboard shows it.
+    assert.equal(await page.$(`${item('closed-list', id)} [data-rating]`), null);
     await restOk(server, 'POST', api(`/dialogue/${id}/rating`), { score: 4, comment: 'Quick, thanks' });
+    await page.waitForSelector(`${item('closed-list', id)} [data-rating="4"]`);
+    await page.waitForFunction(() => document.querySelector('#my-csat').textContent.includes('4'));
+    await page.click(`${item('closed-list', id)} .ditem-open`);
+    await page.waitForFunction(() => document.querySelector('#dialog-info').textContent.includes('Quick, thanks'));
     await page.click('#signout');
     await page.waitForSelector('#view-signin:not([hidden])');
     assert.equal(await page.evaluate(() => sessionStorage.getItem('cca.console.session')), null, 'signing out forgets the token');

@@ -814,6 +814,10 @@ static void test_flow(void **state)
     ASSERT_JI(j, "rating.score", 5);
     ASSERT_JS(j, "rating.operator_id", a.id);
     ASSERT_JS(j, "rating.comment", "Спасибо, всё решили");
+    /* the last operator hears of it on their stream */
+    j = SSE_EXPECT(sa, "A", "rated", c[1], NULL, NULL);
+    ASSERT_JI(j, "data.data.rating.score", 5);
+    ASSERT_JS(j, "data.data.rating.operator_id", a.id);
     j = EXPECT(srv.port, "POST", dpath(c[1], "/rating"), CLIENT,
                "{\"score\":5,\"comment\":\"Спасибо, всё решили\"}", 200);
     ASSERT_JI(j, "rating.score", 5);

@@ -521,6 +521,13 @@ async function operatorView(s, onController) {
       }
     } else if (type === 'queue') {
       reloadQueueSoon();
+    } else if (type === 'rated') {
+      // A dialog this operator held last was rated: show it on that dialog,
+      // and re-read the operator's CSAT.
+      const g = st.gone.get(data.dialog_id);
+      if (g && g.doc && data.rating) g.doc.rating = data.rating;
+      if (data.rating) announce(t('op.rated', { score: data.rating.score }));
+      api.get('/operators/me').then((me) => { if (!st.stopped) { st.me = me; renderStatus(); render(); } }, showError);
     }
   };
 
@@ -629,7 +636,8 @@ async function operatorView(s, onController) {
     const gone = [...st.gone.entries()].reverse();
     $('closed-title').hidden = gone.length === 0;
     $('closed-list').replaceChildren(...gone.map(([id, g]) => listItem(id, 'gone', g.doc, {
-      sub: [h('span', {}, g.doc && g.doc.status === 'closed' ? statusName('closed') : reasonName(g.reason))],
+      sub: [h('span', {}, g.doc && g.doc.status === 'closed' ? statusName('closed') : reasonName(g.reason)),
+        ...(g.doc && g.doc.rating ? [h('span', { className: 'badge', dataset: { rating: g.doc.rating.score } }, t('op.rating', { score: g.doc.rating.score }))] : [])],
     })));
   }
 
