@@ -7,6 +7,7 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends \
         gcc libc6-dev pkg-config meson ninja-build libmicrohttpd-dev libjansson-dev \
         uuid-dev libcurl4-openssl-dev libutf8proc-dev libstemmer-dev libcmocka-dev libssl-dev libcsv-dev zlib1g-dev \
+        libpq-dev \
     && rm -rf /var/lib/apt/lists/*
 COPY . /src
 # Same options as tests/docker/check_context.py (MESON_OPTIONS).
@@ -17,7 +18,7 @@ FROM debian:bookworm-slim
 # A fixed uid/gid (10001) so a bind-mounted storage directory can be given to it:
 # chown -R 10001:10001 ./storage (README, "Docker").
 RUN apt-get update && apt-get install -y --no-install-recommends \
-        libmicrohttpd12 libjansson4 libuuid1 libcurl4 libutf8proc2 libstemmer0d libssl3 libcsv3 \
+        libmicrohttpd12 libjansson4 libuuid1 libcurl4 libutf8proc2 libstemmer0d libssl3 libcsv3 libpq5 \
         ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --gid 10001 cca \

@@ -11,13 +11,15 @@ CCA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # configure at all, so scripts/run, scripts/bench and scripts/fuzz need it too.
 CCA_BUILD_PKGS=(gcc pkg-config meson ninja-build libmicrohttpd-dev libjansson-dev uuid-dev
                 libcurl4-openssl-dev libutf8proc-dev libstemmer-dev libcmocka-dev libssl-dev
-                libcsv-dev zlib1g-dev)
+                libcsv-dev zlib1g-dev libpq-dev)
 # For the test suite: curl and python3 (tests/contract/prism.sh,
 # tests/docker/check-context.sh), clang-format (the style test), chromium and
 # fonts with Latin and Cyrillic glyphs (tests/browser: the console and /docs;
 # screenshots), Node.js and npm where the machine has none (the pinned npm
-# tools of tools/package.json).
-CCA_TEST_PKGS=(curl clang-format python3 chromium fonts-dejavu-core fonts-liberation)
+# tools of tools/package.json), and PostgreSQL's server binaries (tests/pg/pg.sh
+# starts a throwaway server for the postgres store's tests; no service runs).
+CCA_TEST_PKGS=(curl clang-format python3 chromium fonts-dejavu-core fonts-liberation
+               postgresql)
 
 cca_missing_pkgs() {
     local p
