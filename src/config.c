@@ -154,6 +154,16 @@ static const struct setting settings[] = {
      false, "Least time between two messages to one chat (the Bot API: about 1 s)"},
     {"TELEGRAM_WEBHOOK_URL", T_STR, F(telegram_webhook_url), "", 0, 0, false,
      "Public HTTPS URL of POST /api/v1/telegram/webhook; empty: long polling"},
+    {"STORE", T_STR, F(store), "file", 0, 0, false,
+     "Storage backend: file (DIALOGS_STORAGE_PATH) or postgres (DATABASE_URL; one "
+     "instance, preview)"},
+    {"DATABASE_URL", T_STR, F(database_url), "", 0, 0, true,
+     "libpq connection string or URI of STORE=postgres, e.g. host=/run/postgresql "
+     "dbname=cca"},
+    {"DATABASE_POOL_SIZE", T_UINT, F(database_pool_size), "2", 2, 16, false,
+     "PostgreSQL connections: one writer, the rest for reads"},
+    {"DATABASE_STATEMENT_TIMEOUT_MS", T_UINT, F(database_statement_timeout_ms), "5000",
+     100, 600000, false, "statement_timeout of every PostgreSQL connection"},
 };
 
 static cca_rc set_value(struct cca_config *cfg, const struct setting *s, const char *v,
@@ -370,6 +380,12 @@ cca_rc cca_config_load(struct cca_config *cfg, const char *env_file,
         return cca_error_set(reterr, CCA_ERR_INVALID, "DATA_DIR is too long");
     if (cfg->storage_path[0] == '\0')
         return cca_error_set(reterr, CCA_ERR_INVALID, "DIALOGS_STORAGE_PATH is empty");
+    if (strcmp(cfg->store, "file") != 0 && strcmp(cfg->store, "postgres") != 0)
+        return cca_error_set(reterr, CCA_ERR_INVALID,
+                             "STORE='%s' is not file or postgres", cfg->store);
+    if (strcmp(cfg->store, "postgres") == 0 && cfg->database_url[0] == '\0')
+        return cca_error_set(reterr, CCA_ERR_INVALID,
+                             "STORE=postgres needs DATABASE_URL");
     return CCA_OK;
 }
 
@@ -387,6 +403,8 @@ void cca_config_print_help(FILE *out)
             "       call-center-agents route [--eval]   route stdin lines, no server\n"
             "       call-center-agents demo-data [--dialogs N ...]   write demo data "
             "(--help)\n"
+            "       call-center-agents migrate   apply the PostgreSQL schema "
+            "(DATABASE_URL) and exit\n"
             "       call-center-agents version | --version\n"
             "       call-center-agents --help\n\n"
             "Settings (environment variables, also read from ./.env):\n\n");

@@ -29,6 +29,7 @@
 #include "cca/router.h"
 #include "cca/store.h"
 #include "cca/store_file.h"
+#include "cca/store_pg.h"
 #include "cca/text.h"
 
 #ifndef CCA_VERSION
@@ -58,6 +59,61 @@ static cca_rc make_router(const struct cca_config *cfg, struct cca_router **ret,
 
     (void)cca_agent_parse(cfg->router_default_agent, &rp.default_agent);
     return cca_router_new(cfg->lexicon_path, &rp, ret, err);
+}
+
+static struct cca_store_pg_params pg_params(const struct cca_config *cfg)
+{
+    struct cca_store_pg_params pp = {
+        .conninfo = cfg->database_url,
+        .pool_size = cfg->database_pool_size,
+        .statement_timeout_ms = cfg->database_statement_timeout_ms,
+    };
+
+    return pp;
+}
+
+/* The store backend STORE names: the file store (default) or PostgreSQL. */
+static cca_rc open_store(const struct cca_config *cfg, struct cca_store **ret,
+                         struct cca_error *err)
+{
+    struct cca_store_file_params sp = {
+        .dir = cfg->storage_path,
+        .fsync = cfg->storage_fsync,
+        .max_file_bytes = (size_t)64 << 20,
+        .checkpoint_ms = cfg->storage_checkpoint_ms,
+        .max_segment_bytes = (size_t)16 << 20,
+    };
+    struct cca_store_pg_params pp = pg_params(cfg);
+    char where[200];
+
+    if (strcmp(cfg->store, "postgres") != 0)
+        return cca_store_file_new(&sp, ret, err);
+    cca_store_pg_describe(cfg->database_url, where, sizeof(where)); /* no password */
+    cca_log(LOG_INFO, "store backend=postgres %s pool=%u", where,
+            cfg->database_pool_size);
+    return cca_store_pg_new(&pp, ret, err);
+}
+
+/* `call-center-agents migrate`: the PostgreSQL schema of DATABASE_URL, then exit. */
+static int migrate_cli(const struct cca_config *cfg)
+{
+    struct cca_store_pg_params pp = pg_params(cfg);
+    struct cca_error err = {0};
+    unsigned from = 0, to = 0;
+    char where[200];
+
+    if (cfg->database_url[0] == '\0') {
+        fprintf(stderr, "migrate: DATABASE_URL is not set\n");
+        return EXIT_FAILURE;
+    }
+    cca_store_pg_describe(cfg->database_url, where, sizeof(where));
+    if (cca_store_pg_migrate(&pp, &from, &to, &err) != CCA_OK) {
+        cca_log(LOG_ERR, "event=migrate_failed %s: %s", where, err.msg);
+        return EXIT_FAILURE;
+    }
+    cca_log(LOG_NOTICE, "event=migrated %s schema_version_before=%u schema_version=%u",
+            where, from, to);
+    return EXIT_SUCCESS;
 }
 
 /* Descriptors the server needs besides connections: store, epoll, logs, timers. */
@@ -298,17 +354,7 @@ static int serve(const struct cca_config *cfg)
         cca_log(LOG_NOTICE, "llm mode=offline: OPENAI_API_KEY is not set, the built-in "
                             "offline responder answers");
     }
-    {
-        struct cca_store_file_params sp = {
-            .dir = cfg->storage_path,
-            .fsync = cfg->storage_fsync,
-            .max_file_bytes = (size_t)64 << 20,
-            .checkpoint_ms = cfg->storage_checkpoint_ms,
-            .max_segment_bytes = (size_t)16 << 20,
-        };
-
-        rc = cca_store_file_new(&sp, &store, &err);
-    }
+    rc = open_store(cfg, &store, &err);
     if (rc != CCA_OK) {
         cca_log(LOG_ERR, "cannot open storage: %s", err.msg);
         goto out;
@@ -335,6 +381,7 @@ static int serve(const struct cca_config *cfg)
             .skip = skip_file,
         };
         struct cca_engine_stats st;
+        struct cca_store_health sh;
 
         rc = cca_engine_new(&ep, &engine, &err);
         if (rc != CCA_OK) {
@@ -342,8 +389,9 @@ static int serve(const struct cca_config *cfg)
             goto out;
         }
         cca_engine_get_stats(engine, &st);
-        cca_log(LOG_INFO, "store loaded path='%s' dialogs=%zu", cfg->storage_path,
-                st.total);
+        cca_store_get_health(store, &sh); /* its location: a path, or host and dbname */
+        cca_log(LOG_INFO, "store loaded backend=%s path='%s' dialogs=%zu",
+                cca_store_backend(store), sh.location, st.total);
     }
     {
         struct cca_telegram_params tp = {.cfg = cfg, .engine = engine, .fetch = fetch};
@@ -466,6 +514,8 @@ int main(int argc, char **argv)
         /* Writes through the store like the server: refused while one runs on it. */
         ret = cca_demo_cli(&cfg, argc - 1, argv + 1);
         cca_text_thread_cleanup();
+    } else if (strcmp(cmd, "migrate") == 0) {
+        ret = migrate_cli(&cfg);
     } else if (strcmp(cmd, "serve") == 0) {
         fit_descriptors(&cfg);
         ret = serve(&cfg);

@@ -257,6 +257,12 @@ static bool exec_ok(PGconn *c, const char *sql, PGresult **ret)
     return ok;
 }
 
+static void ignore_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
 /* Open one connection: UTF-8, the statement timeout. New, or NULL with @err. */
 static PGconn *connect_one(const struct pgstore *s, struct cca_error *err)
 {
@@ -274,6 +280,8 @@ static PGconn *connect_one(const struct pgstore *s, struct cca_error *err)
         PQfinish(c);
         return NULL;
     }
+    /* Notices ("relation ... already exists, skipping") are not ours to print. */
+    (void)PQsetNoticeProcessor(c, ignore_notice, NULL);
     if (PQsetClientEncoding(c, "UTF8") != 0) {
         (void)conn_error(s, c, "cannot use UTF8", err);
         PQfinish(c);

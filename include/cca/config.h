@@ -78,6 +78,11 @@ struct cca_config {
     double telegram_send_rate;          /* messages per second, all chats */
     unsigned telegram_chat_interval_ms; /* least time between two sends to one chat */
     char telegram_webhook_url[512];     /* "": long polling */
+    /* The store backend (docs/internals/store.md, docs/internals/store_pg.md). */
+    char store[16];                         /* "file" or "postgres" */
+    char database_url[2048];                /* secret: a libpq connection string */
+    unsigned database_pool_size;            /* connections: 1 writer + readers */
+    unsigned database_statement_timeout_ms; /* statement_timeout of each connection */
 };
 
 /* cca_config_warn_fn - receives one warning (unknown .env key ...), NUL-terminated. */

@@ -1,0 +1,326 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The real server on STORE=postgres, against a throwaway PostgreSQL server
+ * this test starts itself (tests/pg/pg.sh; skipped without the binaries):
+ *
+ *   - `call-center-agents migrate` applies the schema and exits 0, twice;
+ *   - clients create dialogs and send messages; the server is SIGKILLed in the
+ *     middle; a new server on the same database serves every dialog with every
+ *     acknowledged message, in order, with no gap or duplicate (at most the one
+ *     request in flight at the kill beyond them);
+ *   - the database dies under a running server: messages answer 503 and
+ *     readiness says why; after the database's restart the server recovers by
+ *     itself (reconnection with backoff) and the next message is stored;
+ *   - a database whose schema is newer than the binary stops the start with a
+ *     clear message.
+ */
+#include "cca_test.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "cca/common.h"
+#include "harness.h"
+
+#define CLIENTS 4
+#define MAX_MSG 2000
+
+static char tmp[64];
+static char pgdir[96];
+static char url[256];
+static char url_env[300];
+
+static int pg_sh(const char *cmd, char *out, size_t size)
+{
+    char line[512];
+    FILE *p;
+    int st;
+
+    (void)snprintf(line, sizeof(line), "%s/tests/pg/pg.sh %s %s", CCA_SOURCE_ROOT, cmd,
+                   pgdir);
+    p = popen(line, "r");
+    if (p == NULL)
+        return -1;
+    if (out != NULL) {
+        out[0] = '\0';
+        if (fgets(out, (int)size, p) != NULL)
+            out[strcspn(out, "\n")] = '\0';
+    }
+    while (fgets(line, sizeof(line), p) != NULL)
+        ;
+    st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Stops the database when this process ends, however it ends (see test_store_pg.c). */
+static int start_guard(void)
+{
+    int fds[2];
+    pid_t pid;
+    char c;
+
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return -1;
+    pid = fork();
+    if (pid == 0) {
+        close(fds[1]);
+        while (read(fds[0], &c, 1) > 0)
+            ;
+        _exit(pg_sh("stop", NULL, 0) == 0 ? 0 : 1);
+    }
+    close(fds[0]);
+    return fds[1];
+}
+
+static void sql(const char *statement)
+{
+    PGconn *c = PQconnectdb(url);
+    PGresult *r;
+
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    r = PQexec(c, statement);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", statement, PQresultErrorMessage(r));
+    PQclear(r);
+    PQfinish(c);
+}
+
+static const char *const pg_env[] = {"STORE=postgres", url_env, NULL};
+
+/* ---- migrate ------------------------------------------------------------------------
+ */
+
+static void test_migrate_command(void **state)
+{
+    char dir[64], log[128];
+    char *text;
+
+    (void)state;
+    h_tmpdir(dir);
+    (void)snprintf(log, sizeof(log), "%s/migrate.log", dir);
+    for (int i = 0; i < 2; i++) {
+        pid_t pid = h_server_spawn(dir, pg_env, "migrate", log);
+
+        assert_int_equal(h_wait_exit(pid, 30000), 0);
+        text = h_read_text(log);
+        assert_non_null(strstr(text, "event=migrated"));
+        assert_non_null(
+            strstr(text, i == 0 ? "schema_version_before=0" : "schema_version_before=1"));
+        assert_null(strstr(text, "password"));
+        free(text);
+    }
+}
+
+/* ---- SIGKILL mid-load ------------------------------------------------------------- */
+
+struct client {
+    unsigned port;
+    int k;
+    char id[37];
+    int acked; /* messages 0..acked-1 answered 200 */
+    int sent;  /* requests started */
+};
+
+static void *client_main(void *arg)
+{
+    struct client *c = arg;
+    char path[128], body[128];
+
+    (void)snprintf(path, sizeof(path), "/api/v1/dialogue/%s/message", c->id);
+    for (int n = 0; n < MAX_MSG; n++) {
+        long st;
+
+        (void)snprintf(body, sizeof(body), "{\"message\":\"client %d message %d ёж\"}",
+                       c->k, n);
+        c->sent = n + 1;
+        st = h_call(c->port, "POST", path, NULL, body, NULL);
+        if (st != 200)
+            break; /* the server is gone */
+        c->acked = n + 1;
+    }
+    return NULL;
+}
+
+/* The customer messages of dialog @id as served by @port (new array of strings). */
+static json_t *customer_texts(unsigned port, const char *id)
+{
+    char path[128];
+    json_t *doc = NULL, *out = json_array(), *m;
+    size_t i;
+
+    (void)snprintf(path, sizeof(path), "/api/v1/dialogue/%s", id);
+    assert_int_equal(h_call(port, "GET", path, NULL, NULL, &doc), 200);
+    json_array_foreach (json_object_get(doc, "messages"), i, m) {
+        if (strcmp(json_string_value(json_object_get(m, "role")), "customer") == 0)
+            (void)json_array_append(out, json_object_get(m, "content"));
+    }
+    json_decref(doc);
+    return out;
+}
+
+static void test_sigkill_and_restart(void **state)
+{
+    static struct client clients[CLIENTS];
+    pthread_t t[CLIENTS];
+    struct proc srv;
+    char dir[64];
+    int acked = 0, extra = 0;
+
+    (void)state;
+    h_tmpdir(dir);
+    h_server_start(&srv, dir, pg_env);
+    for (int k = 0; k < CLIENTS; k++) {
+        clients[k].port = srv.port;
+        clients[k].k = k;
+        h_create(srv.port, NULL, clients[k].id);
+        pthread_create(&t[k], NULL, client_main, &clients[k]);
+    }
+    usleep(1500 * 1000);
+    h_kill(&srv); /* SIGKILL, in the middle of turns */
+    for (int k = 0; k < CLIENTS; k++)
+        pthread_join(t[k], NULL);
+
+    h_server_start(&srv, dir, pg_env);
+    for (int k = 0; k < CLIENTS; k++) {
+        json_t *texts = customer_texts(srv.port, clients[k].id);
+        size_t n = json_array_size(texts);
+
+        /* Every acknowledged message, in order; beyond them at most the one in flight. */
+        assert_true(n >= (size_t)clients[k].acked);
+        assert_true(n <= (size_t)clients[k].sent);
+        for (size_t i = 0; i < n; i++) {
+            char want[128];
+
+            (void)snprintf(want, sizeof(want), "client %d message %zu ёж", k, i);
+            assert_string_equal(json_string_value(json_array_get(texts, i)), want);
+        }
+        acked += clients[k].acked;
+        extra += (int)n - clients[k].acked;
+        json_decref(texts);
+    }
+    printf("# acknowledged %d messages before the SIGKILL, all there after the restart; "
+           "%d unacknowledged found stored\n",
+           acked, extra);
+    assert_true(acked > 0);
+    assert_int_equal(h_stop(&srv), 0);
+}
+
+/* ---- the database dies under a running server -------------------------------------- */
+
+static void test_database_restart(void **state)
+{
+    struct proc srv;
+    char dir[64], id[37], path[128];
+    json_t *body = NULL, *texts;
+    int64_t t0;
+    long st;
+
+    (void)state;
+    h_tmpdir(dir);
+    h_server_start(&srv, dir, pg_env);
+    h_create(srv.port, "first", id);
+    (void)snprintf(path, sizeof(path), "/api/v1/dialogue/%s/message", id);
+    assert_int_equal(pg_sh("kill", NULL, 0), 0);
+
+    /* Refused cleanly: 503, not a hang and not a 2xx. */
+    st = h_call(srv.port, "POST", path, NULL, "{\"message\":\"while down\"}", &body);
+    assert_int_equal(st, 503);
+    json_decref(body);
+    body = NULL;
+    t0 = cca_time_mono_ms();
+    do {
+        st = h_call(srv.port, "GET", "/api/v1/health/ready", NULL, NULL, &body);
+        json_decref(body);
+        body = NULL;
+        usleep(100 * 1000);
+    } while (st == 200 && cca_time_mono_ms() - t0 < 5000);
+    assert_int_equal(st, 503);
+
+    /* Back: the server reconnects by itself. */
+    assert_int_equal(pg_sh("restart", NULL, 0), 0);
+    t0 = cca_time_mono_ms();
+    do {
+        usleep(200 * 1000);
+        st = h_call(srv.port, "POST", path, NULL, "{\"message\":\"after the restart\"}",
+                    NULL);
+    } while (st != 200 && cca_time_mono_ms() - t0 < 20000);
+    assert_int_equal(st, 200);
+    printf("# stored again %lld ms after the database restarted\n",
+           (long long)(cca_time_mono_ms() - t0));
+    assert_int_equal(h_call(srv.port, "GET", "/api/v1/health/ready", NULL, NULL, NULL),
+                     200);
+    texts = customer_texts(srv.port, id);
+    assert_int_equal(json_array_size(texts), 2);
+    assert_string_equal(json_string_value(json_array_get(texts, 0)), "first");
+    assert_string_equal(json_string_value(json_array_get(texts, 1)), "after the restart");
+    json_decref(texts);
+    assert_int_equal(h_stop(&srv), 0);
+}
+
+/* ---- a schema from the future ------------------------------------------------------ */
+
+static void test_newer_schema_refused(void **state)
+{
+    char dir[64], log[128];
+    char *text;
+    pid_t pid;
+
+    (void)state;
+    h_tmpdir(dir);
+    (void)snprintf(log, sizeof(log), "%s/serve.log", dir);
+    sql("INSERT INTO schema_version (version, description) VALUES (999, 'future')");
+    pid = h_server_spawn(dir, pg_env, NULL, log);
+    assert_int_equal(h_wait_exit(pid, 30000), 1);
+    text = h_read_text(log);
+    assert_non_null(
+        strstr(text, "database schema version 999 is newer than this binary"));
+    free(text);
+    sql("DELETE FROM schema_version WHERE version = 999");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_migrate_command, h_kill_all),
+        cmocka_unit_test_teardown(test_sigkill_and_restart, h_kill_all),
+        cmocka_unit_test_teardown(test_database_restart, h_kill_all),
+        cmocka_unit_test_teardown(test_newer_schema_refused, h_kill_all),
+    };
+    int guard;
+    int rc;
+
+    (void)snprintf(tmp, sizeof(tmp), "/tmp/cca-pge-XXXXXX");
+    if (mkdtemp(tmp) == NULL || chmod(tmp, 0711) != 0) {
+        fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
+        return 1;
+    }
+    (void)snprintf(pgdir, sizeof(pgdir), "%s/pg", tmp);
+    rc = pg_sh("start", url, sizeof(url));
+    if (rc == 77) {
+        (void)rmdir(tmp);
+        printf(
+            "1..0 # SKIP no PostgreSQL server binaries (apt-get install postgresql)\n");
+        return 0;
+    }
+    if (rc != 0) {
+        (void)rmdir(tmp);
+        fprintf(stderr, "tests/pg/pg.sh start failed (%d)\n", rc);
+        return 1;
+    }
+    (void)snprintf(url_env, sizeof(url_env), "DATABASE_URL=%s", url);
+    guard = start_guard();
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    h_remove_tmpdirs();
+    close(guard);
+    (void)wait(NULL);
+    (void)rmdir(tmp);
+    return rc;
+}
