@@ -993,8 +993,10 @@ bool cca_router_has_model(const struct cca_router *router)
 
 /*
  * The route's trace for a model decision: the features that weighed most for
- * the chosen agent first ("sales:w=цен"), then the lexicon's matches while
- * there is room.
+ * the model's top agent first, named after that agent ("sales:w=цен"; for a
+ * clarify whose guess is not the top agent they still name the top agent,
+ * which is what they argued for), then the lexicon's matches while there is
+ * room.
  */
 static void model_matched(struct cca_route *ret, const struct cca_router_model_result *mr)
 {
@@ -1009,6 +1011,29 @@ static void model_matched(struct cca_route *ret, const struct cca_router_model_r
         memcpy(ret->matched[ret->matched_count++], lexicon[i], CCA_ROUTE_MATCH_LEN);
 }
 
+/*
+ * The agent a clarifying question falls back on: the model's likelier of
+ * tech_support and sales (ties: tech_support). Never supervisor: a guess must
+ * not escalate the dialog (dialog.c marks a supervisor dialog escalated, and
+ * the engine then queues it for a human).
+ */
+static enum cca_agent clarify_guess(const struct cca_router_model_result *mr)
+{
+    return mr->prob[CCA_AGENT_SALES] > mr->prob[CCA_AGENT_TECH_SUPPORT]
+               ? CCA_AGENT_SALES
+               : CCA_AGENT_TECH_SUPPORT;
+}
+
+/* The model's top agent decides: method MODEL, clear, its probability. */
+static void model_decides(struct cca_route *ret, const struct cca_router_model_result *mr)
+{
+    ret->agent = mr->best;
+    ret->method = CCA_ROUTE_MODEL;
+    ret->clear = true;
+    ret->confidence = mr->prob[mr->best];
+    model_matched(ret, mr);
+}
+
 void cca_router_decide(const struct cca_router *router, const char *text, size_t len,
                        enum cca_agent current, struct cca_route *ret)
 {
@@ -1016,7 +1041,7 @@ void cca_router_decide(const struct cca_router *router, const char *text, size_t
     struct cca_router_model_params mp;
     struct cca_router_model_result mr;
     enum cca_lang lang;
-    double need;
+    double top;
     bool ok;
 
     if (cca_agent_name(current) == NULL)
@@ -1032,34 +1057,31 @@ void cca_router_decide(const struct cca_router *router, const char *text, size_t
         goto out;
     (void)cca_router_model_predict(router->model, lang, text, len, &t, &mr);
     memcpy(ret->prob, mr.prob, sizeof(ret->prob));
-    /*
-     * The model decides when it is sure: a follow-up moves to another agent
-     * only on stronger evidence, and a clear keyword winner is overruled only
-     * on stronger evidence still (the lexicon's phrases are precise).
-     */
-    need = current == CCA_AGENT_NONE || mr.best == current ? mp.min_prob
-                                                           : mp.followup_min_prob;
-    if (ret->method == CCA_ROUTE_KEYWORD && mr.best != ret->agent &&
-        mp.override_min_prob > need)
-        need = mp.override_min_prob;
-    if (ret->method == CCA_ROUTE_KEYWORD && mr.best == ret->agent) {
-        /* Both agree: the lexicon's precise match stays the explanation. */
-    } else if (mr.prob[mr.best] >= need) {
-        ret->agent = mr.best;
-        ret->method = CCA_ROUTE_MODEL;
-        ret->clear = true;
-        ret->confidence = mr.prob[mr.best];
-        model_matched(ret, &mr);
-    } else if (ret->method == CCA_ROUTE_KEYWORD) {
-        /* The model is unsure or disagrees weakly: the keyword winner stands. */
+    top = mr.prob[mr.best];
+    if (ret->method == CCA_ROUTE_KEYWORD) {
+        /*
+         * A clear keyword winner stands unless the model disagrees with at
+         * least override_min_prob, and never when that is 1. The model's
+         * agreement with the current agent counts for nothing here: a clear
+         * keyword move of a follow-up is not undone by min_prob.
+         */
+        if (mr.best != ret->agent && mp.override_min_prob < 1 &&
+            top >= mp.override_min_prob)
+            model_decides(ret, &mr);
+        /* Else (agreement included) the lexicon's precise match explains it. */
+    } else if (top >= (current == CCA_AGENT_NONE || mr.best == current
+                           ? mp.min_prob
+                           : mp.followup_min_prob)) {
+        /* A follow-up moves to another agent only on stronger evidence. */
+        model_decides(ret, &mr);
     } else if (current != CCA_AGENT_NONE) {
         ret->agent = current; /* sticky, as the keyword stage said */
         ret->confidence = mr.prob[current];
     } else {
         /* Nobody is sure about a first message: ask rather than guess. */
-        ret->agent = mr.best;
+        ret->agent = clarify_guess(&mr);
         ret->method = CCA_ROUTE_CLARIFY;
-        ret->confidence = mr.prob[mr.best];
+        ret->confidence = mr.prob[ret->agent];
         model_matched(ret, &mr);
     }
 out:

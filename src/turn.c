@@ -34,26 +34,30 @@ static void offline_reply(struct cca_turn *t, const struct cca_turn_env *env)
 }
 
 /*
- * "keyword: sales:тариф ...": the new agent's matched lexicon entries, whole
- * ones only (a cut entry could end inside a UTF-8 character).
+ * "<method>: sales:тариф ...": how the route was decided ("keyword", "model",
+ * cca_route_method_name), then the new agent's matched entries (lexicon
+ * entries, or the model's features such as "sales:w=цен"), whole ones only (a
+ * cut entry could end inside a UTF-8 character).
  */
-static void keyword_reason(struct cca_turn *t)
+static void route_reason(struct cca_turn *t)
 {
     const char *prefix = cca_agent_name(t->route.agent);
-    size_t used =
-        (size_t)snprintf(t->handoff_reason, sizeof(t->handoff_reason), "keyword:");
+    size_t plen = strlen(prefix);
+    size_t used = (size_t)snprintf(t->handoff_reason, sizeof(t->handoff_reason),
+                                   "%s:", cca_route_method_name(t->route.method));
 
     for (size_t i = 0; i < t->route.matched_count; i++) {
         const char *m = t->route.matched[i];
-        size_t n = strlen(m);
+        size_t n = strnlen(m, CCA_ROUTE_MATCH_LEN - 1);
 
-        if (strncmp(m, prefix, strlen(prefix)) != 0)
+        if (strncmp(m, prefix, plen) != 0 || m[plen] != ':')
             continue;
         if (used + 1 + n >= sizeof(t->handoff_reason))
             break;
         t->handoff_reason[used++] = ' ';
-        memcpy(t->handoff_reason + used, m, n + 1);
+        memcpy(t->handoff_reason + used, m, n);
         used += n;
+        t->handoff_reason[used] = '\0';
     }
 }
 
@@ -70,7 +74,7 @@ static enum cca_turn_step reply_stage(struct cca_turn *t, const struct cca_turn_
         t->previous = t->current;
         /* An LLM route already wrote the classifier's reason. */
         if (t->route.method != CCA_ROUTE_LLM)
-            keyword_reason(t);
+            route_reason(t);
     }
     if (env->llm == NULL || t->route.method == CCA_ROUTE_CLARIFY) {
         offline_reply(t, env);
@@ -132,6 +136,29 @@ out:
     return ok;
 }
 
+/*
+ * True if the last customer message of @doc was routed with method "clarify":
+ * the dialog then waits for the answer to the clarifying question.
+ */
+static bool last_route_was_clarify(json_t *doc)
+{
+    json_t *messages = json_object_get(doc, "messages");
+
+    for (size_t i = json_array_size(messages); i > 0; i--) {
+        json_t *m = json_array_get(messages, i - 1);
+        const char *role = json_string_value(json_object_get(m, "role"));
+        const char *method;
+
+        if (role == NULL || strcmp(role, "customer") != 0)
+            continue;
+        method =
+            json_string_value(json_object_get(json_object_get(m, "route"), "method"));
+        return method != NULL &&
+               strcmp(method, cca_route_method_name(CCA_ROUTE_CLARIFY)) == 0;
+    }
+    return false;
+}
+
 enum cca_turn_step cca_turn_start(struct cca_turn *t, const struct cca_turn_env *env,
                                   const char *text, size_t len, json_t *doc,
                                   int64_t deadline_ms, cca_llm_done_fn done, void *ctx)
@@ -146,7 +173,21 @@ enum cca_turn_step cca_turn_start(struct cca_turn *t, const struct cca_turn_env 
     t->deadline_ms = deadline_ms;
     t->previous = CCA_AGENT_NONE;
     t->current = doc != NULL ? cca_dialog_get_agent(doc) : CCA_AGENT_NONE;
-    cca_router_decide(env->router, text, len, t->current, &t->route);
+    /*
+     * The answer to a clarifying question is routed as a first message: the
+     * dialog's agent is only the clarify turn's guess, and keeping it as a
+     * follow-up's current agent would let the guess win on weak evidence.
+     * One question is enough: if the answer is unclear too, the turn is routed
+     * as the follow-up it is (sticky with the guess), not asked again.
+     */
+    t->routed_as = t->current != CCA_AGENT_NONE && last_route_was_clarify(doc)
+                       ? CCA_AGENT_NONE
+                       : t->current;
+    cca_router_decide(env->router, text, len, t->routed_as, &t->route);
+    if (t->route.method == CCA_ROUTE_CLARIFY && t->routed_as != t->current) {
+        t->routed_as = t->current;
+        cca_router_decide(env->router, text, len, t->routed_as, &t->route);
+    }
     t->lang = cca_text_detect_lang(text, len);
     if (env->llm == NULL || t->route.clear)
         return reply_stage(t, env, doc, done, ctx);
@@ -154,11 +195,11 @@ enum cca_turn_step cca_turn_start(struct cca_turn *t, const struct cca_turn_env 
     messages = json_array();
     prompt = cca_agents_classifier_prompt(env->agents, t->lang);
     add_chat_message(messages, "system", prompt, strlen(prompt));
-    if (t->current != CCA_AGENT_NONE) {
+    if (t->routed_as != CCA_AGENT_NONE) {
         /* Our own words, never customer text: a second system message. */
         char line[96];
-        int n =
-            snprintf(line, sizeof(line), "current_agent: %s", cca_agent_name(t->current));
+        int n = snprintf(line, sizeof(line), "current_agent: %s",
+                         cca_agent_name(t->routed_as));
 
         add_chat_message(messages, "system", line, (size_t)n);
     }
@@ -184,7 +225,7 @@ enum cca_turn_step cca_turn_resume(struct cca_turn *t, const struct cca_turn_env
     if (t->stage == CCA_TURN_CLASSIFY) {
         if (res->rc != CCA_OK || !cca_turn_parse_classification(t, res->content)) {
             /* Unusable answer: a first message takes the keyword best, if any. */
-            if (t->current == CCA_AGENT_NONE && t->route.best != CCA_AGENT_NONE) {
+            if (t->routed_as == CCA_AGENT_NONE && t->route.best != CCA_AGENT_NONE) {
                 t->route.agent = t->route.best;
                 t->route.method = CCA_ROUTE_KEYWORD;
             }

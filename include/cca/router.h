@@ -21,7 +21,7 @@ enum cca_route_method {
     CCA_ROUTE_DEFAULT = 3, /* not clear, first message, no model: the default agent */
     CCA_ROUTE_MODEL = 4,   /* the model's calibrated probability was high enough */
     CCA_ROUTE_CLARIFY = 5  /* not clear, first message: ask the customer (agent =
-                              the model's best guess) */
+                              the model's likelier of tech_support and sales) */
 };
 
 /*
@@ -115,16 +115,19 @@ void cca_router_route(const struct cca_router *router, const char *text, size_t 
  * when the router has a model for the message's language (cca_text_detect_lang)
  * and no strong supervisor rule fired (a keyword supervisor win with a score
  * of at least the model's rule_min_score):
- *   - a clear keyword winner that is also the model's top agent stays KEYWORD;
- *   - the model's top agent with method MODEL and clear=true, confidence = its
- *     probability, when that reaches min_prob (first messages, or the current
- *     agent) or followup_min_prob (moving a follow-up to another agent), and
- *     override_min_prob when it overrules a different clear keyword winner;
- *   - else a clear keyword winner stays (method KEYWORD);
+ *   - a clear keyword winner stays KEYWORD, unless the model's top agent is
+ *     another one with at least override_min_prob and that is below 1 (1, the
+ *     shipped value: never overruled); the model agreeing with @current does
+ *     not count against a clear keyword winner;
+ *   - otherwise the model's top agent with method MODEL and clear=true,
+ *     confidence = its probability, when that reaches min_prob (first
+ *     messages, or the current agent) or followup_min_prob (moving a
+ *     follow-up to another agent);
  *   - else a follow-up stays with @current (STICKY, clear=false);
  *   - else, for a first message, method CLARIFY, clear=false, agent = the
- *     model's best guess: the caller asks the LLM, or offline asks the customer
- *     a clarifying question.
+ *     likelier of tech_support and sales by the model (ties: tech_support),
+ *     never supervisor (a guess must not escalate): the caller asks the LLM,
+ *     or offline asks the customer a clarifying question.
  * Without a model for the language the result is exactly cca_router_route's.
  * @scores and @best are always the keyword stage's. Never fails; no logging.
  * Cost: one text analysis plus a hash lookup per feature (microseconds).

@@ -23,7 +23,8 @@
  *   route (router.c: keyword rules, then the model) --clear--> reply
  *        \--not clear, LLM set--> classify (LLM, JSON mode) --> reply
  *        \--not clear, offline, first message--> the clarifying question
- *          (route method "clarify", cca_agents_clarify_question)
+ *          (route method "clarify", cca_agents_clarify_question); the
+ *          customer's answer is routed as a first message again
  *   reply: the offline responder (agent.c) without a key, else the LLM with
  *          the agent's prompt and the dialog's last MAX_DIALOG_HISTORY
  *          messages (OpenAI Chat Completions, llm.h); a failed or late call
@@ -51,6 +52,12 @@ enum cca_turn_stage { CCA_TURN_CLASSIFY, CCA_TURN_REPLY };
  * @route:          the routing decision (keywords, or the LLM's class).
  * @lang:           the customer's language (cca_text_detect_lang).
  * @current:        the dialog's agent before the turn (CCA_AGENT_NONE: new).
+ * @routed_as:      the current agent the router was given: @current, or
+ *                  CCA_AGENT_NONE for a new dialog and for the answer to a
+ *                  clarifying question (the previous customer message was
+ *                  routed "clarify"), which is routed as a first message
+ *                  unless that is unclear too (then @current, sticky: one
+ *                  question only).
  * @previous:       @current when the turn handed off to another agent, else
  *                  CCA_AGENT_NONE; @handoff_reason says why then.
  * @reply:          the agent's answer (new, owned).
@@ -63,6 +70,7 @@ struct cca_turn {
     struct cca_route route;
     enum cca_lang lang;
     enum cca_agent current;
+    enum cca_agent routed_as;
     enum cca_agent previous;
     char handoff_reason[200];
     char *reply;

@@ -377,10 +377,10 @@ static void test_decide(void **state)
     cca_router_decide(r, s, strlen(s), CCA_AGENT_NONE, &d);
     assert_int_equal(d.method, CCA_ROUTE_CLARIFY);
     assert_false(d.clear);
-    assert_int_equal(d.agent, d.prob[0] >= d.prob[1] && d.prob[0] >= d.prob[2]
-                                  ? CCA_AGENT_TECH_SUPPORT
-                              : d.prob[1] >= d.prob[2] ? CCA_AGENT_SALES
-                                                       : CCA_AGENT_SUPERVISOR);
+    /* The guess: never supervisor, the likelier of the others (ties: tech). */
+    assert_int_equal(d.agent, d.prob[CCA_AGENT_SALES] > d.prob[CCA_AGENT_TECH_SUPPORT]
+                                  ? CCA_AGENT_SALES
+                                  : CCA_AGENT_TECH_SUPPORT);
     cca_router_decide(r, s, strlen(s), CCA_AGENT_SALES, &d);
     assert_int_equal(d.method, CCA_ROUTE_STICKY);
     assert_int_equal(d.agent, CCA_AGENT_SALES);
@@ -401,6 +401,147 @@ static void test_decide(void **state)
     assert_string_equal(cca_route_method_name(CCA_ROUTE_CLARIFY), "clarify");
     cca_router_free(r);
     cca_router_free(k);
+    cca_text_thread_cleanup();
+}
+
+/*
+ * Every branch of cca_router_decide with controlled weights: a hand-written
+ * English model (made-up words the lexicon does not know) beside the shipped
+ * lexicon. Probabilities, with bias 0 and temperature 1 (softmax over
+ * tech_support, sales, supervisor):
+ *   zorp     supervisor 1          -> 0.576 supervisor: unsure, guess a tie
+ *   blip     sales 0.3, sup. 1     -> 0.536 supervisor: unsure, sales likelier
+ *   frob     sales 1.2             -> 0.624 sales: >= min_prob, < followup
+ *   qux      sales 3               -> 0.909 sales: >= followup_min_prob
+ *   zzcrash  tech_support 50       -> 1.000 tech_support (rounds to 1)
+ *   cost     sales 2               -> agrees with the lexicon's "cost"
+ *   glorb    tech_support 3.5      -> with "cost": 0.798 tech_support
+ */
+#define DECIDE_MODEL(override)                                                           \
+    "cca-router-model/1\nlang en\nclasses tech_support sales supervisor\n"               \
+    "temperature 1\nmin_prob 0.6\nfollowup_min_prob 0.8\n"                               \
+    "override_min_prob " override "\nrule_min_score 2\nbias 0 0 0\nfeatures 7\n"         \
+    "w=zorp\t0 0 1\nw=blip\t0 0.3 1\nw=frob\t0 1.2 0\nw=qux\t0 3 0\n"                    \
+    "w=zzcrash\t50 0 0\nw=cost\t0 2 0\nw=glorb\t3.5 0 0\nend\n"
+
+static struct cca_router *decide_router(const char *model)
+{
+    struct cca_router_params params = {
+        .min_score = 1.0, .min_margin = 0.5, .default_agent = CCA_AGENT_TECH_SUPPORT};
+    struct cca_router *r = NULL;
+    struct cca_error err = {0};
+    char path[64];
+
+    write_temp(model, strlen(model), path);
+    params.model_path = path;
+    if (cca_router_new(LEXICON, &params, &r, &err) != CCA_OK)
+        fail_msg("%s", err.msg);
+    unlink(path);
+    assert_true(cca_router_has_model(r));
+    return r;
+}
+
+static void decide(const struct cca_router *r, const char *text, enum cca_agent current,
+                   struct cca_route *d)
+{
+    cca_router_decide(r, text, strlen(text), current, d);
+}
+
+static void test_decide_branches(void **state)
+{
+    struct cca_router *r = decide_router(DECIDE_MODEL("1"));
+    struct cca_router *r09 = decide_router(DECIDE_MODEL("0.9"));
+    const char *sales_kw = "How much does the Premium plan cost?";
+    char buf[128];
+    struct cca_route d;
+
+    (void)state;
+    /* A strong supervisor cue is final: the model is not even asked. */
+    decide(r, "I want to speak to a manager, I demand a refund qux", CCA_AGENT_NONE, &d);
+    assert_int_equal(d.method, CCA_ROUTE_KEYWORD);
+    assert_int_equal(d.agent, CCA_AGENT_SUPERVISOR);
+    assert_true(d.prob[0] == 0 && d.prob[1] == 0 && d.prob[2] == 0);
+
+    /* A clear keyword winner the model agrees with stays "keyword". */
+    decide(r, sales_kw, CCA_AGENT_NONE, &d);
+    assert_int_equal(d.method, CCA_ROUTE_KEYWORD);
+    assert_int_equal(d.agent, CCA_AGENT_SALES);
+    assert_true(d.prob[CCA_AGENT_SALES] > 0.5);
+    assert_string_equal(d.matched[0], "sales:how much"); /* the lexicon explains it */
+
+    /* override_min_prob 1: never overruled, not even at a probability of 1. */
+    (void)snprintf(buf, sizeof(buf), "%s zzcrash", sales_kw);
+    decide(r, buf, CCA_AGENT_NONE, &d);
+    assert_true(d.prob[CCA_AGENT_TECH_SUPPORT] >= 1.0 - 1e-9);
+    assert_int_equal(d.method, CCA_ROUTE_KEYWORD);
+    assert_int_equal(d.agent, CCA_AGENT_SALES);
+    /* With 0.9 the same message is overruled: the threshold is what decides. */
+    decide(r09, buf, CCA_AGENT_NONE, &d);
+    assert_int_equal(d.method, CCA_ROUTE_MODEL);
+    assert_int_equal(d.agent, CCA_AGENT_TECH_SUPPORT);
+
+    /*
+     * The model agreeing with the current agent does not undo a clear keyword
+     * move (tech_support 0.798 >= min_prob, but sales won by keywords), with
+     * either override threshold.
+     */
+    (void)snprintf(buf, sizeof(buf), "%s glorb", sales_kw);
+    decide(r, buf, CCA_AGENT_TECH_SUPPORT, &d);
+    assert_int_equal(d.best, CCA_AGENT_SALES);
+    assert_true(d.prob[CCA_AGENT_TECH_SUPPORT] > 0.7 &&
+                d.prob[CCA_AGENT_TECH_SUPPORT] < 0.9);
+    assert_int_equal(d.method, CCA_ROUTE_KEYWORD);
+    assert_int_equal(d.agent, CCA_AGENT_SALES);
+    decide(r09, buf, CCA_AGENT_TECH_SUPPORT, &d);
+    assert_int_equal(d.method, CCA_ROUTE_KEYWORD);
+    assert_int_equal(d.agent, CCA_AGENT_SALES);
+
+    /* A first message without keywords: the model decides at >= min_prob. */
+    decide(r, "frob", CCA_AGENT_NONE, &d);
+    assert_int_equal(d.method, CCA_ROUTE_MODEL);
+    assert_int_equal(d.agent, CCA_AGENT_SALES);
+    assert_true(d.clear);
+    assert_true(fabs(d.confidence - exp(1.2) / (exp(1.2) + 2)) < 1e-6);
+    assert_string_equal(d.matched[0], "sales:w=frob");
+
+    /* A follow-up: kept below followup_min_prob, moved at or above it. */
+    decide(r, "frob", CCA_AGENT_TECH_SUPPORT, &d);
+    assert_int_equal(d.method, CCA_ROUTE_STICKY);
+    assert_int_equal(d.agent, CCA_AGENT_TECH_SUPPORT);
+    assert_false(d.clear);
+    decide(r, "frob", CCA_AGENT_SALES, &d); /* the current agent needs min_prob only */
+    assert_int_equal(d.method, CCA_ROUTE_MODEL);
+    assert_int_equal(d.agent, CCA_AGENT_SALES);
+    decide(r, "qux", CCA_AGENT_TECH_SUPPORT, &d);
+    assert_int_equal(d.method, CCA_ROUTE_MODEL);
+    assert_int_equal(d.agent, CCA_AGENT_SALES);
+    assert_true(d.confidence >= 0.8);
+
+    /*
+     * Nobody sure of a first message: clarify. The model leans supervisor, but
+     * a guess never takes supervisor (it would escalate the dialog): the
+     * likelier of the other two, ties to tech_support.
+     */
+    decide(r, "zorp", CCA_AGENT_NONE, &d);
+    assert_int_equal(d.method, CCA_ROUTE_CLARIFY);
+    assert_false(d.clear);
+    assert_true(d.prob[CCA_AGENT_SUPERVISOR] > d.prob[CCA_AGENT_SALES]);
+    assert_int_equal(d.agent, CCA_AGENT_TECH_SUPPORT);
+    assert_true(fabs(d.confidence - 1 / (exp(1) + 2)) < 1e-6);
+    assert_string_equal(d.matched[0], "supervisor:w=zorp"); /* what the model leaned on */
+    decide(r, "blip", CCA_AGENT_NONE, &d);
+    assert_int_equal(d.method, CCA_ROUTE_CLARIFY);
+    assert_int_equal(d.agent, CCA_AGENT_SALES);
+    /* The same as a follow-up stays with its agent. */
+    decide(r, "zorp", CCA_AGENT_SALES, &d);
+    assert_int_equal(d.method, CCA_ROUTE_STICKY);
+    assert_int_equal(d.agent, CCA_AGENT_SALES);
+
+    /* Russian text: this model has no Russian, so the keyword stage alone. */
+    decide(r, "привет", CCA_AGENT_NONE, &d);
+    assert_int_equal(d.method, CCA_ROUTE_DEFAULT);
+    cca_router_free(r);
+    cca_router_free(r09);
     cca_text_thread_cleanup();
 }
 
@@ -437,6 +578,7 @@ int main(void)
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_shipped),
         cmocka_unit_test(test_decide),
+        cmocka_unit_test(test_decide_branches),
         cmocka_unit_test(test_router_rejects_bad_model),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

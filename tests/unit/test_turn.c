@@ -2,12 +2,14 @@
 /*
  * The turn pipeline (include/cca/turn.h) without an LLM: keyword routing of
  * clear Russian and English messages, the default and sticky agents, handoffs
- * and their "keyword:" reasons, cca_turn_to_dialog, the classifier answer
+ * and their "<method>:" reasons, clarify turns and the answer to them (with a
+ * hand-written model), cca_turn_to_dialog, the classifier answer
  * parser, resuming from an LLM result (set up by hand), stage names.
  */
 #include "cca_test.h"
 
 #include <limits.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -319,6 +321,129 @@ static void test_handoff_reason_long(void **state)
     json_decref(doc);
 }
 
+/*
+ * A router with a hand-written English model (words the lexicon does not
+ * know), so the clarify turns below do not depend on the trained weights:
+ * "hello" is uniform (nobody sure: clarify, guess tech_support), "zorp" leans
+ * supervisor at 0.576 (unsure), "frob" is sales at 0.624 (>= min_prob 0.6, <
+ * followup_min_prob 0.8).
+ */
+static struct cca_router *tiny_router(void)
+{
+    static const char model[] =
+        "cca-router-model/1\nlang en\nclasses tech_support sales supervisor\n"
+        "temperature 1\nmin_prob 0.6\nfollowup_min_prob 0.8\noverride_min_prob 1\n"
+        "rule_min_score 2\nbias 0 0 0\nfeatures 2\nw=zorp\t0 0 1\nw=frob\t0 1.2 0\nend\n";
+    struct cca_router_params rp = {.default_agent = CCA_AGENT_TECH_SUPPORT};
+    struct cca_router *r = NULL;
+    struct cca_error err = {0};
+    char path[] = "/tmp/cca_test_turn_model_XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f;
+
+    assert_true(fd >= 0);
+    f = fdopen(fd, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(model, 1, sizeof(model) - 1, f), sizeof(model) - 1);
+    assert_int_equal(fclose(f), 0);
+    rp.min_score = cfg.router_min_score;
+    rp.min_margin = cfg.router_min_margin;
+    rp.model_path = path;
+    if (cca_router_new(LEXICON, &rp, &r, &err) != CCA_OK)
+        fail_msg("%s", err.msg);
+    (void)unlink(path);
+    return r;
+}
+
+/*
+ * A clarify turn never escalates: its guess is never supervisor, even when
+ * the model leans that way, so the dialog stays active (a supervisor dialog
+ * is "escalated" and queued for a human).
+ */
+static void test_clarify_not_escalated(void **state)
+{
+    struct cca_router *shipped = env.router;
+    struct cca_turn t;
+    json_t *doc;
+
+    (void)state;
+    env.router = tiny_router();
+    start(&t, "zorp", NULL);
+    assert_int_equal(t.route.method, CCA_ROUTE_CLARIFY);
+    assert_true(t.route.prob[CCA_AGENT_SUPERVISOR] > t.route.prob[CCA_AGENT_SALES]);
+    assert_int_equal(t.route.agent, CCA_AGENT_TECH_SUPPORT);
+    assert_string_equal(t.reply, cca_agents_clarify_question(CCA_LANG_EN));
+    doc = apply_turn(NULL, &t);
+    assert_int_equal(cca_dialog_get_status(doc), CCA_DIALOG_ACTIVE);
+    assert_int_equal(cca_dialog_get_agent(doc), CCA_AGENT_TECH_SUPPORT);
+    cca_turn_cleanup(&t);
+    json_decref(doc);
+    cca_router_free(env.router);
+    env.router = shipped;
+}
+
+/*
+ * The answer to the clarifying question is routed as a first message, not as
+ * a follow-up of the guess: "frob" (sales 0.624) would stay with the guess
+ * tech_support as a follow-up (below followup_min_prob), but as a first
+ * message the model decides it. The handoff from the guess names the method.
+ * An answer nobody is sure of either stays with the guess: no second question.
+ */
+static void test_clarify_answer(void **state)
+{
+    struct cca_router *shipped = env.router;
+    struct cca_turn t;
+    struct cca_route follow;
+    json_t *asked;
+    json_t *doc;
+
+    (void)state;
+    env.router = tiny_router();
+    start(&t, "hello", NULL);
+    assert_int_equal(t.route.method, CCA_ROUTE_CLARIFY);
+    assert_int_equal(t.route.agent, CCA_AGENT_TECH_SUPPORT);
+    asked = apply_turn(NULL, &t);
+    cca_turn_cleanup(&t);
+
+    cca_router_decide(env.router, "frob", 4, CCA_AGENT_TECH_SUPPORT, &follow);
+    assert_int_equal(follow.method, CCA_ROUTE_STICKY); /* what the old routing did */
+    start(&t, "frob", asked);
+    assert_int_equal(t.current, CCA_AGENT_TECH_SUPPORT);
+    assert_int_equal(t.routed_as, CCA_AGENT_NONE);
+    assert_int_equal(t.route.method, CCA_ROUTE_MODEL);
+    assert_int_equal(t.route.agent, CCA_AGENT_SALES);
+    assert_int_equal(t.previous, CCA_AGENT_TECH_SUPPORT);
+    assert_string_equal(t.handoff_reason, "model: sales:w=frob");
+    doc = apply_turn(asked, &t);
+    cca_turn_cleanup(&t);
+
+    /* Not after a clarify: the same text is an ordinary follow-up again. */
+    start(&t, "hello", doc);
+    assert_int_equal(t.routed_as, CCA_AGENT_SALES);
+    assert_int_equal(t.route.method, CCA_ROUTE_STICKY);
+    cca_turn_cleanup(&t);
+    json_decref(doc);
+
+    /* An unclear answer: sticky with the guess, not a second question. */
+    start(&t, "hello again", asked);
+    assert_int_equal(t.route.method, CCA_ROUTE_STICKY);
+    assert_int_equal(t.route.agent, CCA_AGENT_TECH_SUPPORT);
+    assert_int_equal(t.routed_as, CCA_AGENT_TECH_SUPPORT);
+    assert_int_equal(t.previous, CCA_AGENT_NONE);
+    assert_string_not_equal(t.reply, cca_agents_clarify_question(CCA_LANG_EN));
+    cca_turn_cleanup(&t);
+
+    /* A clear keyword answer moves with "keyword:" as before. */
+    start(&t, "How much does the Premium plan cost?", asked);
+    assert_int_equal(t.route.method, CCA_ROUTE_KEYWORD);
+    assert_int_equal(t.route.agent, CCA_AGENT_SALES);
+    assert_keyword_reason(t.handoff_reason, CCA_AGENT_SALES);
+    cca_turn_cleanup(&t);
+    json_decref(asked);
+    cca_router_free(env.router);
+    env.router = shipped;
+}
+
 /* ---- cca_turn_to_dialog, cleanup, stage names ---------------------------- */
 
 static void test_to_dialog(void **state)
@@ -601,6 +726,8 @@ int main(void)
         cmocka_unit_test(test_route_unclear),
         cmocka_unit_test(test_handoff),
         cmocka_unit_test(test_handoff_reason_long),
+        cmocka_unit_test(test_clarify_not_escalated),
+        cmocka_unit_test(test_clarify_answer),
         cmocka_unit_test(test_to_dialog),
         cmocka_unit_test(test_stage_names),
         cmocka_unit_test(test_parse_classification),
