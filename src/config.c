@@ -405,6 +405,8 @@ void cca_config_print_help(FILE *out)
             "(--help)\n"
             "       call-center-agents migrate   apply the PostgreSQL schema "
             "(DATABASE_URL) and exit\n"
+            "       call-center-agents import --from-files DIR   copy a file store "
+            "into PostgreSQL\n"
             "       call-center-agents version | --version\n"
             "       call-center-agents --help\n\n"
             "Settings (environment variables, also read from ./.env):\n\n");

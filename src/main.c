@@ -516,6 +516,18 @@ int main(int argc, char **argv)
         cca_text_thread_cleanup();
     } else if (strcmp(cmd, "migrate") == 0) {
         ret = migrate_cli(&cfg);
+    } else if (strcmp(cmd, "import") == 0) {
+        struct cca_store_pg_params pp = pg_params(&cfg);
+
+        if (argc != 4 || strcmp(argv[2], "--from-files") != 0 ||
+            cfg.database_url[0] == '\0') {
+            fprintf(stderr, "usage: call-center-agents import --from-files DIR (with "
+                            "DATABASE_URL set)\n");
+            ret = EXIT_FAILURE;
+        } else {
+            ret = cca_store_pg_import_cli(&pp, argv[3]);
+        }
+        cca_text_thread_cleanup();
     } else if (strcmp(cmd, "serve") == 0) {
         fit_descriptors(&cfg);
         ret = serve(&cfg);

@@ -266,10 +266,24 @@ static void ignore_notice(void *arg, const char *message)
 /* Open one connection: UTF-8, the statement timeout. New, or NULL with @err. */
 static PGconn *connect_one(const struct pgstore *s, struct cca_error *err)
 {
-    /* Ours first: with expand_dbname, the string's own settings win over them. */
-    const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-    const char *const vals[] = {CONNECT_TIMEOUT_S, "call-center-agents", s->conninfo,
+    /*
+     * Ours first: with expand_dbname, the string's own settings win over them.
+     * Over TCP, keepalives and tcp_user_timeout bound how long a query can
+     * wait on a peer that vanished without a reset (the statement_timeout is
+     * the server's, it cannot help then); a Unix socket ignores them.
+     */
+    const char *const keys[] = {"connect_timeout",
+                                "application_name",
+                                "keepalives",
+                                "keepalives_idle",
+                                "keepalives_interval",
+                                "keepalives_count",
+                                "tcp_user_timeout",
+                                "dbname",
                                 NULL};
+    const char *const vals[] = {
+        CONNECT_TIMEOUT_S, "call-center-agents", "1", "10", "5", "3",
+        "15000",           s->conninfo,          NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     const char *pv[1];
     char timeout[16];

@@ -63,6 +63,16 @@ cca_rc cca_store_pg_new(const struct cca_store_pg_params *params,
                         struct cca_store **ret_store, struct cca_error *reterr) CCA_WUR;
 
 /*
+ * cca_store_pg_import_cli - `call-center-agents import --from-files DIR`: open
+ * the file store in @dir (its lock: refused while a server runs on it; its
+ * recovery runs as at a start), and upsert every document of every collection
+ * whole into the database of @params (migrated first). Idempotent and
+ * resumable: run it again after a failure or a crash. Prints the counts on
+ * stdout, problems on stderr. Returns EXIT_SUCCESS or EXIT_FAILURE.
+ */
+int cca_store_pg_import_cli(const struct cca_store_pg_params *params, const char *dir);
+
+/*
  * cca_store_pg_describe - "host=H port=P dbname=D" of @conninfo (what libpq
  * would use; never the password or other options) into @buf (capped, always
  * NUL-terminated): safe to log. "(invalid connection string)" when libpq
