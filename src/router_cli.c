@@ -50,20 +50,36 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* The median of three timed cca_router_decide calls on @text. */
-static double bench_one(const struct cca_router *router, const char *text, size_t len)
+#define BENCH_PASSES 3
+
+/*
+ * Time cca_router_decide on @texts[0..n): BENCH_PASSES passes over all of
+ * them, one call per message per pass, so a message's calls are never back to
+ * back (its stems and features are no warmer than in service). @ret_times
+ * [pass * n + i] gets each call's time; @ret_per_msg[i] the median of
+ * message i's calls.
+ */
+static void bench_run(const struct cca_router *router, char **texts, size_t n,
+                      double *ret_times, double *ret_per_msg)
 {
-    double t[3];
     struct cca_route r;
 
-    for (int i = 0; i < 3; i++) {
-        double a = now_us();
+    for (int p = 0; p < BENCH_PASSES; p++) {
+        for (size_t i = 0; i < n; i++) {
+            double a = now_us();
 
-        cca_router_decide(router, text, len, CCA_AGENT_NONE, &r);
-        t[i] = now_us() - a;
+            cca_router_decide(router, texts[i], strlen(texts[i]), CCA_AGENT_NONE, &r);
+            ret_times[(size_t)p * n + i] = now_us() - a;
+        }
     }
-    qsort(t, 3, sizeof(*t), cmp_double);
-    return t[1];
+    for (size_t i = 0; i < n; i++) {
+        double t[BENCH_PASSES];
+
+        for (int p = 0; p < BENCH_PASSES; p++)
+            t[p] = ret_times[(size_t)p * n + i];
+        qsort(t, BENCH_PASSES, sizeof(*t), cmp_double);
+        ret_per_msg[i] = t[BENCH_PASSES / 2];
+    }
 }
 
 static void usage(FILE *f)
@@ -76,8 +92,11 @@ static void usage(FILE *f)
                "  a first message that neither stage is sure of gets \"clarify\".\n"
                "  --keywords      the keyword stage alone (no model)\n"
                "  --features      print the model's features of each line instead\n"
-               "  --bench         time cca_router_decide per line (median of 3 runs)\n"
-               "                  and print {messages, median_us, p90_us, p99_us}\n"
+               "                  (no routing; not with --eval)\n"
+               "  --bench         time cca_router_decide: 3 passes over all lines, one\n"
+               "                  call per line per pass; print {messages, median_us,\n"
+               "                  p90_us, p99_us} over all calls and\n"
+               "                  per_message_median_us (median of each line's 3)\n"
                "  --eval          print precision/recall/F1 per agent for JSONL input\n"
                "                  with \"expected_agent\" instead of the decisions\n"
                "  --json          with --eval: print the report as JSON\n"
@@ -157,13 +176,15 @@ static json_t *route_line(const struct cca_router *router, enum mode mode,
         if (json_is_string(v))
             (void)cca_agent_parse(json_string_value(v), ret_expected);
     }
-    if (mode == MODE_KEYWORDS) {
-        cca_router_route(router, text, text_len, current, ret_route);
+    if (mode == MODE_FEATURES) {
+        out = features_json(text, text_len); /* the features only: nothing routed */
     } else {
-        cca_router_decide(router, text, text_len, current, ret_route);
+        if (mode == MODE_KEYWORDS)
+            cca_router_route(router, text, text_len, current, ret_route);
+        else
+            cca_router_decide(router, text, text_len, current, ret_route);
+        out = cca_route_to_json(ret_route);
     }
-    out = mode == MODE_FEATURES ? features_json(text, text_len)
-                                : cca_route_to_json(ret_route);
     v = json_stringn(text, text_len);
     if (v == NULL) {
         if (!quiet)
@@ -270,8 +291,9 @@ int cca_route_cli(const struct cca_router *router, int argc, char **argv)
     bool eval_mode = false, json_report = false;
     struct eval ev = {0};
     char *buf = NULL;
-    double *times = NULL;
-    size_t lineno = 0, ntimes = 0;
+    char **texts = NULL;
+    double *times = NULL, *per_msg = NULL;
+    size_t lineno = 0, ntexts = 0;
     int rc = EXIT_SUCCESS;
 
     for (int i = 1; i < argc; i++) {
@@ -299,10 +321,16 @@ int cca_route_cli(const struct cca_router *router, int argc, char **argv)
             return 2;
         }
     }
+    if (eval_mode && mode != MODE_DECIDE && mode != MODE_KEYWORDS) {
+        fprintf(stderr,
+                "route: --eval routes; it does not go with --features or --bench\n");
+        usage(stderr);
+        return 2;
+    }
 
     buf = cca_xmalloc(LINE_MAX_BYTES + 1);
     if (mode == MODE_BENCH)
-        times = cca_xmalloc(BENCH_MAX_LINES * sizeof(*times));
+        texts = cca_xmalloc(BENCH_MAX_LINES * sizeof(*texts));
     for (;;) {
         struct cca_route route;
         enum cca_agent expected;
@@ -339,8 +367,8 @@ int cca_route_cli(const struct cca_router *router, int argc, char **argv)
                                    ? json_string_value(json_object_get(in, "text"))
                                    : buf;
 
-            if (ntimes < BENCH_MAX_LINES)
-                times[ntimes++] = bench_one(router, text, strlen(text));
+            if (ntexts < BENCH_MAX_LINES)
+                texts[ntexts++] = cca_xstrdup(text);
             json_decref(in);
             continue;
         }
@@ -369,14 +397,20 @@ int cca_route_cli(const struct cca_router *router, int argc, char **argv)
         rc = EXIT_FAILURE;
         goto out;
     }
-    if (mode == MODE_BENCH && ntimes > 0) {
+    if (mode == MODE_BENCH && ntexts > 0) {
+        size_t ncalls = ntexts * BENCH_PASSES;
         json_t *rep;
 
-        qsort(times, ntimes, sizeof(*times), cmp_double);
-        rep = json_pack("{s:I, s:f, s:f, s:f, s:b}", "messages", (json_int_t)ntimes,
-                        "median_us", times[ntimes / 2], "p90_us", times[ntimes * 9 / 10],
-                        "p99_us", times[ntimes * 99 / 100], "model",
-                        cca_router_has_model(router));
+        times = cca_xmalloc(ncalls * sizeof(*times));
+        per_msg = cca_xmalloc(ntexts * sizeof(*per_msg));
+        bench_run(router, texts, ntexts, times, per_msg);
+        qsort(times, ncalls, sizeof(*times), cmp_double);
+        qsort(per_msg, ntexts, sizeof(*per_msg), cmp_double);
+        rep = json_pack("{s:I, s:I, s:f, s:f, s:f, s:f, s:b}", "messages",
+                        (json_int_t)ntexts, "calls", (json_int_t)ncalls, "median_us",
+                        times[ncalls / 2], "p90_us", times[ncalls * 9 / 10], "p99_us",
+                        times[ncalls * 99 / 100], "per_message_median_us",
+                        per_msg[ntexts / 2], "model", cca_router_has_model(router));
         print_json(rep);
         json_decref(rep);
     } else if (eval_mode) {
@@ -393,6 +427,10 @@ int cca_route_cli(const struct cca_router *router, int argc, char **argv)
         }
     }
 out:
+    for (size_t i = 0; i < ntexts; i++)
+        free(texts[i]);
+    free(texts);
+    free(per_msg);
     free(times);
     free(buf);
     if (fflush(stdout) != 0)
