@@ -82,6 +82,7 @@ struct cca_router {
     size_t nseq;
     uint32_t *first; /* stems.count + 1 offsets into entries, by first stem */
     struct cca_router_model *model; /* NULL: the keyword stage alone */
+    char model_path[256];           /* as loaded, cut; "" without a model */
 };
 
 const char *cca_route_method_name(enum cca_route_method m)
@@ -671,6 +672,9 @@ static cca_rc load_model(struct cca_router *r, const char *lexicon_path,
         return CCA_OK;
     if (rc != CCA_OK)
         return cca_error_set(reterr, rc, "%s", err.msg);
+    (void)snprintf(r->model_path, sizeof(r->model_path), "%.*s",
+                   (int)cca_text_utf8_cut(path, strlen(path), sizeof(r->model_path) - 1),
+                   path);
     return CCA_OK;
 }
 
@@ -989,6 +993,22 @@ void cca_router_route(const struct cca_router *router, const char *text, size_t 
 bool cca_router_has_model(const struct cca_router *router)
 {
     return router != NULL && router->model != NULL;
+}
+
+bool cca_router_model_summary(const struct cca_router *router, char *buf, size_t size)
+{
+    const struct cca_router_model *m = router != NULL ? router->model : NULL;
+
+    if (size == 0)
+        return m != NULL;
+    if (m == NULL) {
+        (void)snprintf(buf, size, "no model (the keyword stage alone)");
+        return false;
+    }
+    (void)snprintf(buf, size, "%s: en %zu features, ru %zu features", router->model_path,
+                   cca_router_model_feature_count(m, CCA_LANG_EN),
+                   cca_router_model_feature_count(m, CCA_LANG_RU));
+    return true;
 }
 
 /*

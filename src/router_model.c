@@ -194,6 +194,11 @@ static cca_rc parse_features(struct parser *ps, struct cca_router_model *m,
 
         if (line == NULL)
             return parse_error(ps, "the file ends inside a feature list");
+        if (strcmp(line, "end") == 0)
+            return cca_error_set(ps->err, CCA_ERR_INVALID,
+                                 "router model line %zu: 'end' inside a feature list: "
+                                 "features %zu, found %zu",
+                                 ps->lineno, count, i);
         tab = strchr(line, '\t');
         if (tab == NULL)
             return parse_error(ps, "a feature line is <name> TAB <w> <w> <w>");
@@ -432,6 +437,12 @@ void cca_router_model_free(struct cca_router_model *model)
 bool cca_router_model_has_lang(const struct cca_router_model *model, enum cca_lang lang)
 {
     return model != NULL && (unsigned)lang < CCA_LANG__COUNT && model->lang[lang].present;
+}
+
+size_t cca_router_model_feature_count(const struct cca_router_model *model,
+                                      enum cca_lang lang)
+{
+    return cca_router_model_has_lang(model, lang) ? model->lang[lang].nfeats : 0;
 }
 
 bool cca_router_model_params(const struct cca_router_model *model, enum cca_lang lang,

@@ -139,6 +139,14 @@ void cca_router_decide(const struct cca_router *router, const char *text, size_t
 bool cca_router_has_model(const struct cca_router *router);
 
 /*
+ * cca_router_model_summary - one line about @router's model (@router may be
+ * NULL) for the start-up log, into @buf[0..size) (NUL-terminated, cut to fit):
+ * "<path>: en 4185 features, ru 3359 features", or "no model (the keyword
+ * stage alone)". Returns cca_router_has_model(@router). Thread-safe.
+ */
+bool cca_router_model_summary(const struct cca_router *router, char *buf, size_t size);
+
+/*
  * cca_route_to_json - {agent, method, confidence, scores:{tech_support, sales,
  * supervisor}, matched:[...]}. Returns a new reference. confidence and scores
  * are reals rounded to 3 decimals: dump with JSON_REAL_PRECISION(n), n <= 15,

@@ -94,7 +94,10 @@ struct cca_router_model_result {
  *                      twice, classes other than the three agents, a
  *                      parameter out of range, a non-finite or too large
  *                      weight (|w| > 1000), a duplicate or empty feature, a
- *                      feature count that does not match, no language at all.
+ *                      feature list shorter than its count ("end" inside it:
+ *                      "features N, found k"), no language at all. A list
+ *                      longer than its count shows as an unknown key (the
+ *                      extra line) or CCA_ERR_PARSE at end of file.
  * The model is immutable afterwards; every other function is thread-safe.
  */
 cca_rc cca_router_model_load(const char *path, struct cca_router_model **ret_model,
@@ -108,6 +111,13 @@ void cca_router_model_free(struct cca_router_model *model);
  * for @lang.
  */
 bool cca_router_model_has_lang(const struct cca_router_model *model, enum cca_lang lang);
+
+/*
+ * cca_router_model_feature_count - the number of features of @lang in @model
+ * (0 when @model is NULL or has no such language).
+ */
+size_t cca_router_model_feature_count(const struct cca_router_model *model,
+                                      enum cca_lang lang);
 
 /*
  * cca_router_model_params - the thresholds of @lang in *ret. Returns false, *ret

@@ -63,6 +63,7 @@ MUST_INCLUDE = [
     "data/agents/agents.json",
     "data/knowledge/sales.json",
     "data/routing/lexicon.json",
+    "data/routing/router-model.txt",
 ]
 # Directories whose tracked files the image build reads (besides MUST_INCLUDE).
 NEEDED_TREES = ["src/", "include/", "tests/", "web/", "data/agents/", "data/knowledge/"]

@@ -2,6 +2,7 @@
 #include "cca_test.h"
 
 #include <math.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -9,8 +10,10 @@
 #include "cca/router_model.h"
 #include "cca/text.h"
 
-#define MODEL   CCA_SOURCE_ROOT "/data/routing/router-model.txt"
-#define LEXICON CCA_SOURCE_ROOT "/data/routing/lexicon.json"
+#define MODEL CCA_SOURCE_ROOT "/data/routing/router-model.txt"
+/* What out-pointers hold before a call that must not write them on failure. */
+#define UNTOUCHED ((struct cca_router_model *)1)
+#define LEXICON   CCA_SOURCE_ROOT "/data/routing/lexicon.json"
 
 /* A small hand-written model: the numbers below are what the tests expect. */
 #define TINY_HEAD                                                                        \
@@ -51,13 +54,14 @@ static cca_rc load_text(const char *content, struct cca_router_model **ret,
     cca_rc rc;
 
     write_temp(content, strlen(content), path);
-    *ret = NULL;
+    *ret = UNTOUCHED; /* a failure must leave it as it was */
     rc = cca_router_model_load(path, ret, err);
     unlink(path);
     return rc;
 }
 
 struct collect {
+    size_t calls; /* every call, also past the 64 kept */
     size_t n;
     char names[64][64];
 };
@@ -66,7 +70,10 @@ static void collect(const char *name, size_t len, void *ctx)
 {
     struct collect *c = ctx;
 
+    c->calls++;
     assert_int_equal(strlen(name), len);
+    assert_true(len > 0 && len <= CCA_ROUTER_MODEL_FEATURE_LEN);
+    assert_true(cca_text_is_utf8(name, len));
     if (c->n < 64)
         snprintf(c->names[c->n++], 64, "%s", name);
 }
@@ -140,8 +147,65 @@ static void test_features_cap(void **state)
     assert_int_equal(cca_text_analyze(text, len, &t), CCA_OK);
     n = cca_router_model_features(text, len, &t, collect, &c);
     assert_int_equal(n, CCA_ROUTER_MODEL_MAX_MSG_FEATURES);
+    assert_int_equal(c.calls, n); /* the callback saw each, and no more */
     cca_text_tokens_cleanup(&t);
     free(text);
+}
+
+/* @text[0..len): analysed and its features extracted; the count is returned. */
+static size_t hostile_features(const char *text, size_t len)
+{
+    struct cca_text_tokens t = {0};
+    struct collect c = {0};
+    size_t n = 0;
+
+    if (cca_text_analyze(text, len, &t) == CCA_OK)
+        n = cca_router_model_features(text, len, &t, collect, &c);
+    assert_int_equal(c.calls, n);
+    assert_true(n <= CCA_ROUTER_MODEL_MAX_MSG_FEATURES);
+    cca_text_tokens_cleanup(&t);
+    return n;
+}
+
+/*
+ * Hostile text: stacked combining marks, emoji ZWJ sequences, one 100 KB word,
+ * 1 MB of short words with no NUL. Each stays within the cap and the names
+ * stay UTF-8 (checked in collect); nothing crashes (ASan build too).
+ */
+static void test_features_hostile(void **state)
+{
+    static const char zalgo[] = "a\xcc\x81\xcc\x82\xcc\x83\xcc\x84\xcc\x85";
+    static const char family[] = "\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9"
+                                 "\xe2\x80\x8d\xf0\x9f\x91\xa7 ";
+    size_t cap = 1024 * 1024;
+    char *text = malloc(cap + 64);
+    size_t len;
+
+    (void)state;
+    assert_non_null(text);
+    /* One word of 20,000 code points, each with five combining marks. */
+    for (len = 0; len + sizeof(zalgo) < 100 * 1024;)
+        len += (size_t)snprintf(text + len, cap - len, "%s", zalgo);
+    assert_true(hostile_features(text, len) > 0);
+    /* Emoji ZWJ families, words of them and of letters between. */
+    for (len = 0; len + 64 < 100 * 1024;)
+        len += (size_t)snprintf(text + len, cap - len, "%sx%s ", family, zalgo);
+    (void)hostile_features(text, len);
+    /* One word of 100 KB of ASCII, and of Cyrillic. */
+    memset(text, 'a', 100 * 1024);
+    assert_true(hostile_features(text, 100 * 1024) <= 8);
+    for (len = 0; len < 100 * 1024; len += 2)
+        memcpy(text + len, "\xd0\xb6", 2);
+    (void)hostile_features(text, len);
+    /* 1 MB of distinct short words: the cap holds. */
+    for (len = 0; len + 16 < cap;)
+        len += (size_t)snprintf(text + len, cap - len, "w%zux ", len);
+    assert_int_equal(hostile_features(text, len), CCA_ROUTER_MODEL_MAX_MSG_FEATURES);
+    /* Only separators and punctuation. */
+    memset(text, '!', cap);
+    assert_true(hostile_features(text, cap) <= 2);
+    free(text);
+    cca_text_thread_cleanup();
 }
 
 static void predict(const struct cca_router_model *m, const char *text,
@@ -226,6 +290,11 @@ static void test_malformed(void **state)
         {TINY_HEAD, CCA_ERR_PARSE, "no 'end'"},
         {TINY_HEAD "end\n", CCA_ERR_INVALID, "misses"},
         {TINY_HEAD "features 2\nw=a\t1 2 3\n", CCA_ERR_PARSE, "ends inside"},
+        {TINY_HEAD "features 3\nw=a\t1 2 3\nend\n", CCA_ERR_INVALID,
+         "features 3, found 1"},
+        {TINY_HEAD "features 1\nend\n", CCA_ERR_INVALID, "features 1, found 0"},
+        {TINY_HEAD "features 1\nw=a\t1 2 3\nw=b\t1 2 3\nend\n", CCA_ERR_INVALID,
+         "unknown key"},
         {TINY_HEAD "features 1\nw=a 1 2 3\nend\n", CCA_ERR_PARSE, "TAB"},
         {TINY_HEAD "features 1\nw=a\t1 2\nend\n", CCA_ERR_PARSE, "three weights"},
         {TINY_HEAD "features 1\nw=a\t1 2 x\nend\n", CCA_ERR_PARSE, "three weights"},
@@ -266,7 +335,7 @@ static void test_malformed(void **state)
         rc = load_text(cases[i].text, &m, &err);
         if (rc != cases[i].rc || strstr(err.msg, cases[i].msg) == NULL)
             fail_msg("case %zu: rc %d, '%s'", i, (int)rc, err.msg);
-        assert_null(m);
+        assert_ptr_equal(m, UNTOUCHED);
         assert_non_null(strstr(err.msg, "router model"));
     }
 }
@@ -281,16 +350,20 @@ static void test_bad_files(void **state)
     FILE *f;
 
     (void)state;
+    m = UNTOUCHED;
     assert_int_equal(cca_router_model_load("/nonexistent/model.txt", &m, &err),
                      CCA_ERR_NOT_FOUND);
+    assert_ptr_equal(m, UNTOUCHED);
     assert_int_equal(cca_router_model_load("/tmp", &m, &err), CCA_ERR_IO);
-    assert_null(m);
+    assert_ptr_equal(m, UNTOUCHED);
     /* NUL bytes and invalid UTF-8 are not text. */
     write_temp(nul, sizeof(nul) - 1, path);
     assert_int_equal(cca_router_model_load(path, &m, &err), CCA_ERR_PARSE);
+    assert_ptr_equal(m, UNTOUCHED);
     unlink(path);
     write_temp("cca-router-model/1\n\xff\n", 21, path);
     assert_int_equal(cca_router_model_load(path, &m, &err), CCA_ERR_PARSE);
+    assert_ptr_equal(m, UNTOUCHED);
     unlink(path);
     /* Over the size cap. */
     write_temp("cca-router-model/1\n", 19, path);
@@ -304,29 +377,53 @@ static void test_bad_files(void **state)
     free(big);
     assert_int_equal(cca_router_model_load(path, &m, &err), CCA_ERR_TOO_LARGE);
     unlink(path);
-    assert_null(m);
+    assert_ptr_equal(m, UNTOUCHED);
+    assert_int_equal(cca_router_model_load(NULL, &m, &err), CCA_ERR_INVALID);
+    assert_ptr_equal(m, UNTOUCHED);
     cca_router_model_free(NULL);
 }
 
-/* The shipped model loads fast, has both languages and is under 5 MB. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifdef SANITIZED
+#define LOAD_MAX_MS 2000.0 /* sanitizers make it several times slower */
+#else
+#define LOAD_MAX_MS 100.0 /* the bound */
+#endif
+
+/*
+ * The shipped model loads within the issue's 100 ms of CPU time (the process's
+ * own: other jobs on the machine do not count), has both languages and is
+ * under 5 MB.
+ */
 static void test_shipped(void **state)
 {
     struct cca_router_model *m = NULL;
     struct cca_error err = {0};
     struct timespec a, b;
+    struct stat st;
     double ms;
 
     (void)state;
-    clock_gettime(CLOCK_MONOTONIC, &a);
+    assert_int_equal(stat(MODEL, &st), 0);
+    assert_true(st.st_size < CCA_ROUTER_MODEL_MAX_BYTES);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);
     if (cca_router_model_load(MODEL, &m, &err) != CCA_OK)
         fail_msg("%s", err.msg);
-    clock_gettime(CLOCK_MONOTONIC, &b);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
     ms = (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
+    print_message("# shipped model loaded in %.1f ms of CPU time\n", ms);
     assert_true(cca_router_model_has_lang(m, CCA_LANG_EN));
     assert_true(cca_router_model_has_lang(m, CCA_LANG_RU));
-    /* 100 ms is the bound; sanitizer builds are several times slower. */
-    if (ms > 500)
-        fail_msg("loading took %.1f ms", ms);
+    assert_true(cca_router_model_feature_count(m, CCA_LANG_EN) > 1000);
+    assert_true(cca_router_model_feature_count(m, CCA_LANG_RU) > 1000);
+    if (ms > LOAD_MAX_MS)
+        fail_msg("loading took %.1f ms of CPU time (bound %.0f)", ms, LOAD_MAX_MS);
     cca_router_model_free(m);
 }
 
@@ -350,6 +447,17 @@ static void test_decide(void **state)
     assert_true(cca_router_has_model(r));
     assert_int_equal(cca_router_new(LEXICON, &no_model, &k, &err), CCA_OK);
     assert_false(cca_router_has_model(k));
+    {
+        char line[160];
+
+        assert_true(cca_router_model_summary(r, line, sizeof(line)));
+        assert_non_null(strstr(line, "router-model.txt: en "));
+        assert_non_null(strstr(line, " features, ru "));
+        assert_false(cca_router_model_summary(k, line, sizeof(line)));
+        assert_string_equal(line, "no model (the keyword stage alone)");
+        assert_false(cca_router_model_summary(NULL, line, 8));
+        assert_string_equal(line, "no mode");
+    }
 
     /* A strong rule (a human, a refund) stays a keyword decision. */
     s = "I want to speak to a manager, I demand a refund";
@@ -572,6 +680,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_features),
         cmocka_unit_test(test_features_cap),
+        cmocka_unit_test(test_features_hostile),
         cmocka_unit_test(test_tiny_predict),
         cmocka_unit_test(test_temperature),
         cmocka_unit_test(test_malformed),
