@@ -67,6 +67,9 @@ static struct cca_store_pg_params pg_params(const struct cca_config *cfg)
         .conninfo = cfg->database_url,
         .pool_size = cfg->database_pool_size,
         .statement_timeout_ms = cfg->database_statement_timeout_ms,
+        /* A restart right after a crash: the dead server's session may linger a moment.
+         */
+        .lock_wait_ms = 10000,
     };
 
     return pp;

@@ -450,6 +450,69 @@ out:
     return rc;
 }
 
+/* ---- one server per database ------------------------------------------------------- */
+
+/*
+ * Take the instance lock (a session advisory lock, held while @c lives) within
+ * @wait_ms. Several instances on one database are not supported yet (nothing
+ * serialises their changes of one dialog), so a second one is refused, as the
+ * file store refuses a second server on its directory. A crashed holder's
+ * session ends when its connection does: at once for a dead process, after
+ * the server's TCP keepalive for a vanished host (hence the wait, and the
+ * holder named in the message).
+ */
+static cca_rc take_instance_lock(const struct pgstore *s, PGconn *c, unsigned wait_ms,
+                                 struct cca_error *err)
+{
+    char key[32];
+    const char *pv[1] = {key};
+    int64_t until = cca_time_mono_ms() + wait_ms;
+    PGresult *r;
+    cca_rc rc;
+
+    (void)snprintf(key, sizeof(key), "%lld", (long long)CCA_STORE_PG_INSTANCE_KEY);
+    for (;;) {
+        struct timespec ts = {0, 200 * 1000000L};
+        bool got;
+
+        r = PQexecParams(c, "SELECT pg_try_advisory_lock($1::bigint)", 1, NULL, pv, NULL,
+                         NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            rc = result_error(s, r, "cannot take the instance lock", err);
+            PQclear(r);
+            return rc;
+        }
+        got = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+        PQclear(r);
+        if (got)
+            return CCA_OK;
+        if (cca_time_mono_ms() >= until)
+            break;
+        (void)nanosleep(&ts, NULL);
+    }
+    /* Who holds it: for the message (and pg_terminate_backend if it is a dead host). */
+    r = PQexecParams(c,
+                     "SELECT a.pid, coalesce(host(a.client_addr), 'local'),"
+                     " a.backend_start::text FROM pg_locks l"
+                     " JOIN pg_stat_activity a ON a.pid = l.pid"
+                     " WHERE l.locktype = 'advisory' AND l.granted"
+                     " AND l.objid = ($1::bigint & 4294967295)::oid"
+                     " AND l.classid = ($1::bigint >> 32)::oid AND l.objsubid = 1",
+                     1, NULL, pv, NULL, NULL, 0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0)
+        rc = cca_error_set(err, CCA_ERR_CONFLICT,
+                           "another call-center-agents server uses this database "
+                           "(backend pid %.12s from %.40s since %.32s); one instance "
+                           "only for now",
+                           PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2));
+    else
+        rc = cca_error_set(err, CCA_ERR_CONFLICT,
+                           "another call-center-agents server uses this database; one "
+                           "instance only for now");
+    PQclear(r);
+    return rc;
+}
+
 /* ---- documents ↔ rows -------------------------------------------------------------- */
 
 static char *dump(json_t *v, size_t *ret_len)
@@ -661,10 +724,12 @@ static cca_rc writer_conn(struct pgstore *s, struct cca_error *err)
         return CCA_ERR_IO;
     }
     rc = prepare_all(s, c, err);
+    if (rc == CCA_OK)
+        rc = take_instance_lock(s, c, 0, err); /* lost with the old session */
     if (rc != CCA_OK) {
         PQfinish(c);
         writer_reset(s);
-        return rc;
+        return rc == CCA_ERR_CONFLICT ? CCA_ERR_IO : rc;
     }
     s->wconn = c;
     s->backoff_ms = CCA_STORE_PG_BACKOFF_MIN_MS;
@@ -1300,6 +1365,16 @@ static void pg_free(void *impl)
         pthread_mutex_unlock(&s->lock);
         pthread_join(s->writer, NULL);
     }
+    if (s->wconn != NULL && PQstatus(s->wconn) == CONNECTION_OK) {
+        /* Released now, not when the backend gets round to exiting: a next start may
+         * follow. */
+        char key[32];
+        const char *pv[1] = {key};
+
+        (void)snprintf(key, sizeof(key), "%lld", (long long)CCA_STORE_PG_INSTANCE_KEY);
+        PQclear(PQexecParams(s->wconn, "SELECT pg_advisory_unlock($1::bigint)", 1, NULL,
+                             pv, NULL, NULL, 0));
+    }
     PQfinish(s->wconn);
     for (unsigned i = 0; i < s->nreaders; i++)
         PQfinish(s->readers[i]);
@@ -1422,7 +1497,9 @@ cca_rc cca_store_pg_new(const struct cca_store_pg_params *params,
         rc = CCA_ERR_IO;
         goto out;
     }
-    rc = migrate_conn(s, c, NULL, NULL, reterr);
+    rc = take_instance_lock(s, c, params->lock_wait_ms, reterr);
+    if (rc == CCA_OK)
+        rc = migrate_conn(s, c, NULL, NULL, reterr);
     if (rc == CCA_OK)
         rc = prepare_all(s, c, reterr);
     if (rc != CCA_OK)

@@ -32,11 +32,14 @@
  *                        a password; never logged, never in an error message).
  * @pool_size:            connections, 2..16: one writer, the rest readers.
  * @statement_timeout_ms: set on every connection (statement_timeout).
+ * @lock_wait_ms:         cca_store_pg_new waits this long for the instance
+ *                        lock of another server (0: refuse at once).
  */
 struct cca_store_pg_params {
     const char *conninfo;
     unsigned pool_size;
     unsigned statement_timeout_ms;
+    unsigned lock_wait_ms;
 };
 
 /* The newest schema version this binary knows (the number of migrations). */
@@ -55,9 +58,13 @@ cca_rc cca_store_pg_migrate(const struct cca_store_pg_params *params, unsigned *
                             unsigned *ret_to, struct cca_error *reterr) CCA_WUR;
 
 /*
- * cca_store_pg_new - connect, apply the missing migrations (as
- * cca_store_pg_migrate, same errors) and start the writer thread. Returns
- * CCA_OK and a new store in *ret_store.
+ * cca_store_pg_new - connect, take the instance lock (a session advisory lock
+ * on CCA_STORE_PG_INSTANCE_KEY, held by the writer's connection and taken
+ * again when it reconnects: one server per database until several instances
+ * are supported), apply the missing migrations (as cca_store_pg_migrate, same
+ * errors) and start the writer thread. Returns CCA_OK and a new store in
+ * *ret_store; CCA_ERR_CONFLICT when another server holds the database after
+ * @params->lock_wait_ms (the holder's backend pid and address in @reterr).
  */
 cca_rc cca_store_pg_new(const struct cca_store_pg_params *params,
                         struct cca_store **ret_store, struct cca_error *reterr) CCA_WUR;
@@ -82,6 +89,9 @@ void cca_store_pg_describe(const char *conninfo, char *buf, size_t size);
 
 /* The advisory lock key under which migrations run ("cca" schema lock). */
 #define CCA_STORE_PG_LOCK_KEY 0x63636100LL
+
+/* The session advisory lock of the one server using a database. */
+#define CCA_STORE_PG_INSTANCE_KEY 0x63636101LL
 
 /* health: writable while a query succeeded within this many milliseconds. */
 #define CCA_STORE_PG_HEALTHY_MS 2000

@@ -101,8 +101,10 @@ static int empty_db(void **state)
 
 static struct cca_store_pg_params params(void)
 {
-    struct cca_store_pg_params p = {
-        .conninfo = conninfo, .pool_size = 3, .statement_timeout_ms = 5000};
+    struct cca_store_pg_params p = {.conninfo = conninfo,
+                                    .pool_size = 3,
+                                    .statement_timeout_ms = 5000,
+                                    .lock_wait_ms = 2000};
 
     return p;
 }
@@ -385,6 +387,30 @@ static void test_concurrent_migrations(void **state)
     }
     assert_int_equal(q_long("SELECT count(*) FROM schema_version"),
                      cca_store_pg_schema_version());
+}
+
+/* ---- one server per database ------------------------------------------------------- */
+
+static void test_instance_lock(void **state)
+{
+    struct cca_store_pg_params p = params();
+    struct cca_error err = {0};
+    struct cca_store *s1, *s2 = NULL;
+
+    (void)state;
+    s1 = open_store();
+    p.lock_wait_ms = 0;
+    assert_int_equal(cca_store_pg_new(&p, &s2, &err), CCA_ERR_CONFLICT);
+    assert_null(s2);
+    assert_non_null(
+        strstr(err.msg, "another call-center-agents server uses this database"));
+    assert_non_null(strstr(err.msg, "backend pid"));
+    fprintf(stderr, "# %s\n", err.msg);
+    /* migrate does not need it (its own transaction lock). */
+    assert_int_equal(cca_store_pg_migrate(&p, NULL, NULL, &err), CCA_OK);
+    cca_store_free(s1);
+    s2 = open_store(); /* released by the free */
+    cca_store_free(s2);
 }
 
 /* ---- round trips ------------------------------------------------------------------- */
@@ -988,6 +1014,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_migrations, empty_db),
         cmocka_unit_test_setup(test_concurrent_migrations, empty_db),
+        cmocka_unit_test_setup(test_instance_lock, empty_db),
         cmocka_unit_test_setup(test_round_trips, empty_db),
         cmocka_unit_test_setup(test_append_only, empty_db),
         cmocka_unit_test_setup(test_group_commit, empty_db),
