@@ -328,6 +328,14 @@ static int serve(const struct cca_config *cfg)
         cca_log(LOG_ERR, "cannot load data: %s", err.msg);
         goto out;
     }
+    {
+        char model[256];
+
+        if (cca_router_model_summary(router, model, sizeof(model)))
+            cca_log(LOG_INFO, "router model='%s'", model);
+        else
+            cca_log(LOG_WARNING, "router model=none reason='%s'", model);
+    }
     /* One asynchronous HTTP client for the LLM and Telegram, each on its own lane. */
     if ((cca_config_has_llm(cfg) || cfg->telegram_bot_token[0]) &&
         cca_fetch_new(NULL, &fetch, &err) != CCA_OK) {
