@@ -111,6 +111,14 @@ void cca_metrics_single(FILE *out, const char *name, const char *type, const cha
     cca_metrics_sample(out, name, NULL, value);
 }
 
+void cca_metrics_results(FILE *out, const char *name, const char *help, double ok,
+                         double error)
+{
+    cca_metrics_family(out, name, "counter", help);
+    cca_metrics_sample(out, name, "result=\"ok\"", ok);
+    cca_metrics_sample(out, name, "result=\"error\"", error);
+}
+
 void cca_process_stats_read(struct cca_process_stats *ret)
 {
     char buf[1024];

@@ -1021,23 +1021,18 @@ static void fs_metrics(void *impl, FILE *out)
                             &m->flush_seconds);
     cca_metrics_hist_family(out, "cca_store_batch_size",
                             "Changes per journal flush (group commit)", &m->batch_writes);
-    cca_metrics_family(out, "cca_store_writes_total", "counter",
-                       "Changes committed (ok) or failed (error)");
-    cca_metrics_sample(out, "cca_store_writes_total", "result=\"ok\"",
-                       (double)atomic_load(&m->writes));
-    cca_metrics_sample(out, "cca_store_writes_total", "result=\"error\"",
-                       (double)atomic_load(&m->errors));
+    cca_metrics_results(out, "cca_store_writes_total",
+                        "Changes committed (ok) or failed (error)",
+                        (double)atomic_load(&m->writes), (double)atomic_load(&m->errors));
     cca_metrics_single(out, "cca_store_journal_bytes_total", "counter",
                        "Bytes appended and flushed to the journal: the bytes on the "
                        "critical path of the changes",
                        (double)atomic_load(&m->journal_bytes));
-    cca_metrics_family(out, "cca_store_checkpoints_total", "counter",
-                       "Document files rewritten from the journal (ok) or that failed "
-                       "and will be retried (error)");
-    cca_metrics_sample(out, "cca_store_checkpoints_total", "result=\"ok\"",
-                       (double)atomic_load(&m->checkpoints));
-    cca_metrics_sample(out, "cca_store_checkpoints_total", "result=\"error\"",
-                       (double)atomic_load(&m->checkpoint_errors));
+    cca_metrics_results(out, "cca_store_checkpoints_total",
+                        "Document files rewritten from the journal (ok) or that failed "
+                        "and will be retried (error)",
+                        (double)atomic_load(&m->checkpoints),
+                        (double)atomic_load(&m->checkpoint_errors));
     cca_metrics_single(out, "cca_store_checkpoint_bytes_total", "counter",
                        "Bytes of document files rewritten by checkpoints (not flushed "
                        "on a change's critical path)",

@@ -1284,30 +1284,23 @@ static void pg_metrics(void *impl, FILE *out)
                             &m->batch_seconds);
     cca_metrics_hist_family(out, "cca_store_batch_size",
                             "Changes per transaction (group commit)", &m->batch_size);
-    cca_metrics_family(out, "cca_store_writes_total", "counter",
-                       "Changes committed (ok) or failed (error)");
-    cca_metrics_sample(out, "cca_store_writes_total", "result=\"ok\"",
-                       (double)atomic_load(&m->writes_ok));
-    cca_metrics_sample(out, "cca_store_writes_total", "result=\"error\"",
-                       (double)atomic_load(&m->writes_error));
-    cca_metrics_family(out, "cca_store_pg_batches_total", "counter",
-                       "Transactions of the writer: committed (ok) or failed (error)");
-    cca_metrics_sample(out, "cca_store_pg_batches_total", "result=\"ok\"",
-                       (double)atomic_load(&m->batches_ok));
-    cca_metrics_sample(out, "cca_store_pg_batches_total", "result=\"error\"",
-                       (double)atomic_load(&m->batches_error));
+    cca_metrics_results(
+        out, "cca_store_writes_total", "Changes committed (ok) or failed (error)",
+        (double)atomic_load(&m->writes_ok), (double)atomic_load(&m->writes_error));
+    cca_metrics_results(out, "cca_store_pg_batches_total",
+                        "Transactions of the writer: committed (ok) or failed (error)",
+                        (double)atomic_load(&m->batches_ok),
+                        (double)atomic_load(&m->batches_error));
     cca_metrics_single(out, "cca_store_pg_reconnects_total", "counter",
                        "Times the writer connected again after losing the database",
                        (double)atomic_load(&m->reconnects));
     cca_metrics_single(out, "cca_store_pg_connect_errors_total", "counter",
                        "Failed connection attempts of the writer",
                        (double)atomic_load(&m->connect_errors));
-    cca_metrics_family(out, "cca_store_pg_reads_total", "counter",
-                       "Reads answered (ok, including not found) or failed (error)");
-    cca_metrics_sample(out, "cca_store_pg_reads_total", "result=\"ok\"",
-                       (double)atomic_load(&m->reads));
-    cca_metrics_sample(out, "cca_store_pg_reads_total", "result=\"error\"",
-                       (double)atomic_load(&m->read_errors));
+    cca_metrics_results(out, "cca_store_pg_reads_total",
+                        "Reads answered (ok, including not found) or failed (error)",
+                        (double)atomic_load(&m->reads),
+                        (double)atomic_load(&m->read_errors));
     cca_metrics_family(out, "cca_store_pg_query_duration_seconds", "histogram",
                        "Time of one statement: a change in a batch (write), a read, the "
                        "writer's idle probe");

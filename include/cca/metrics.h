@@ -83,6 +83,14 @@ void cca_metrics_single(FILE *out, const char *name, const char *type, const cha
                         double value);
 
 /*
+ * cca_metrics_results - counter family @name with its two samples
+ * result="ok" (@ok) and result="error" (@error): the shape of every
+ * "done or failed" counter (store writes, checkpoints, batches, reads).
+ */
+void cca_metrics_results(FILE *out, const char *name, const char *help, double ok,
+                         double error);
+
+/*
  * struct cca_process_stats - this process, from /proc/self (proc(5)).
  * @cpu_seconds: user+system time; @rss_bytes: resident set; @threads;
  * @open_fds; @max_fds: the soft RLIMIT_NOFILE. Fields the kernel does not
