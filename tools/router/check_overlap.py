@@ -6,9 +6,10 @@
 
 Compares every template of tools/router/synth.py, and every sentence it
 generates, with the "text" of each row of the given JSONL files (default:
-../shared/datasets/*.jsonl and data/routing/dev/*.jsonl): a sentence that
+data/routing/dev/*.jsonl, the router's development sets): a sentence that
 appears verbatim in a dataset (sentences of 3 words or more: "Thanks." and
-"Hello!" are not copying), or any run of 5 words shared with one, is printed. Words are compared case-folded, without punctuation; template slots
+"Hello!" are not copying), or any run of 5 words shared with one, is
+printed. Words are compared case-folded, without punctuation; template slots
 ({b}, {nom}, ...) never match. Exit status 1 when anything is found.
 """
 
@@ -40,8 +41,7 @@ def key(ws):
 
 def main():
     paths = sys.argv[1:] or sorted(
-        glob.glob(os.path.join(ROOT, "..", "shared", "datasets", "*.jsonl"))
-        + glob.glob(os.path.join(ROOT, "data", "routing", "dev", "*.jsonl")))
+        glob.glob(os.path.join(ROOT, "data", "routing", "dev", "*.jsonl")))
     sents, grams = {}, {}
     for p in paths:
         name = os.path.basename(p)
