@@ -33,56 +33,14 @@
 
 #include "cca/common.h"
 #include "harness.h"
+#include "../pg/pg_test.h"
 
 #define CLIENTS 4
 #define MAX_MSG 2000
 
 static char tmp[64];
-static char pgdir[96];
 static char url[256];
 static char url_env[300];
-
-static int pg_sh(const char *cmd, char *out, size_t size)
-{
-    char line[512];
-    FILE *p;
-    int st;
-
-    (void)snprintf(line, sizeof(line), "%s/tests/pg/pg.sh %s %s", CCA_SOURCE_ROOT, cmd,
-                   pgdir);
-    p = popen(line, "r");
-    if (p == NULL)
-        return -1;
-    if (out != NULL) {
-        out[0] = '\0';
-        if (fgets(out, (int)size, p) != NULL)
-            out[strcspn(out, "\n")] = '\0';
-    }
-    while (fgets(line, sizeof(line), p) != NULL)
-        ;
-    st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* Stops the database when this process ends, however it ends (see test_store_pg.c). */
-static int start_guard(void)
-{
-    int fds[2];
-    pid_t pid;
-    char c;
-
-    if (pipe2(fds, O_CLOEXEC) != 0)
-        return -1;
-    pid = fork();
-    if (pid == 0) {
-        close(fds[1]);
-        while (read(fds[0], &c, 1) > 0)
-            ;
-        _exit(pg_sh("stop", NULL, 0) == 0 ? 0 : 1);
-    }
-    close(fds[0]);
-    return fds[1];
-}
 
 static void sql(const char *statement)
 {

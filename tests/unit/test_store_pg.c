@@ -26,36 +26,13 @@
 #include "cca/dialog.h"
 #include "cca/store.h"
 #include "cca/store_pg.h"
+#include "../pg/pg_test.h"
 
 static char tmp[64];       /* our temporary directory */
-static char pgdir[96];     /* the server's directory (tmp/pg) */
 static char conninfo[256]; /* DATABASE_URL of the throwaway server */
 static PGconn *admin;      /* the test's own connection, for checks */
 
 /* ---- the throwaway server --------------------------------------------------------- */
-
-/* Run tests/pg/pg.sh @cmd; its first line of output into @out (may be NULL). */
-static int pg_sh(const char *cmd, char *out, size_t size)
-{
-    char line[512];
-    FILE *p;
-    int st;
-
-    (void)snprintf(line, sizeof(line), "%s/tests/pg/pg.sh %s %s", CCA_SOURCE_ROOT, cmd,
-                   pgdir);
-    p = popen(line, "r");
-    if (p == NULL)
-        return -1;
-    if (out != NULL) {
-        out[0] = '\0';
-        if (fgets(out, (int)size, p) != NULL)
-            out[strcspn(out, "\n")] = '\0';
-    }
-    while (fgets(line, sizeof(line), p) != NULL)
-        ;
-    st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static PGresult *q(const char *sql)
 {
@@ -983,30 +960,6 @@ static void test_no_password_in_messages(void **state)
     p = params();
     p.pool_size = 1;
     assert_int_equal(cca_store_pg_new(&p, &s, &err), CCA_ERR_INVALID);
-}
-
-/*
- * A child that stops the server when this process ends, however it ends (a
- * failed assertion, a sanitizer abort, a kill): it waits for the end of a
- * pipe whose only writer is us. Returns our end (close it to stop the server).
- */
-static int start_guard(void)
-{
-    int fds[2];
-    pid_t pid;
-    char c;
-
-    if (pipe2(fds, O_CLOEXEC) != 0)
-        return -1;
-    pid = fork();
-    if (pid == 0) {
-        close(fds[1]);
-        while (read(fds[0], &c, 1) > 0)
-            ;
-        _exit(pg_sh("stop", NULL, 0) == 0 ? 0 : 1);
-    }
-    close(fds[0]);
-    return fds[1];
 }
 
 int main(void)
