@@ -1100,27 +1100,39 @@ static long port_holder(unsigned port)
 
 /*
  * The listening socket, made here rather than by libmicrohttpd so that a busy
- * port is reported as such: SO_REUSEADDR only (a restart may bind while old
- * connections sit in TIME_WAIT), never SO_REUSEPORT, which would let a second
- * server share the port and split the clients between two processes.
+ * port is reported as such (http.h, cca_http_listen).
  */
-static cca_rc open_listener(const struct sockaddr_storage *ss,
-                            const struct cca_config *cfg, int *ret_fd,
-                            struct cca_error *reterr)
+cca_rc cca_http_listen(const struct cca_config *cfg, int *ret_fd,
+                       struct cca_error *reterr)
 {
-    socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                              : sizeof(struct sockaddr_in);
-    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_storage ss = {0};
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+    socklen_t len;
+    int fd = -1;
     int one = 1;
     cca_rc rc = CCA_OK;
 
+    if (inet_pton(AF_INET, cfg->host, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)cfg->port);
+        len = sizeof(*sin);
+    } else if (inet_pton(AF_INET6, cfg->host, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)cfg->port);
+        len = sizeof(*sin6);
+    } else {
+        return cca_error_set(reterr, CCA_ERR_INVALID,
+                             "HOST='%s' is not an IPv4 or IPv6 address", cfg->host);
+    }
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return cca_error_set(reterr, CCA_ERR_IO, "cannot create a socket: %s",
                              strerror(errno));
     (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (ss->ss_family == AF_INET6)
+    if (ss.ss_family == AF_INET6)
         (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    if (bind(fd, (const struct sockaddr *)ss, len) != 0) {
+    if (bind(fd, (const struct sockaddr *)&ss, len) != 0) {
         int e = errno;
         long pid = e == EADDRINUSE ? port_holder(cfg->port) : 0;
 
@@ -1152,13 +1164,10 @@ cca_rc cca_http_server_new(const struct cca_http_params *p,
                            struct cca_http **ret_http, struct cca_error *reterr)
 {
     struct cca_http *h = cca_xcalloc(1, sizeof(*h));
-    struct sockaddr_storage ss = {0};
-    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
     const union MHD_DaemonInfo *info;
     unsigned flags =
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    int listen_fd = -1;
+    int listen_fd = p->has_listen_fd ? p->listen_fd : -1; /* stolen: closed on failure */
     cca_rc rc = CCA_OK;
 
     h->cfg = p->cfg;
@@ -1175,21 +1184,19 @@ cca_rc cca_http_server_new(const struct cca_http_params *p,
     rc = setup_access(h, p->cfg, reterr);
     if (rc != CCA_OK)
         goto out;
-    if (inet_pton(AF_INET, p->cfg->host, &sin->sin_addr) == 1) {
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons((uint16_t)p->cfg->port);
-    } else if (inet_pton(AF_INET6, p->cfg->host, &sin6->sin6_addr) == 1) {
-        sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons((uint16_t)p->cfg->port);
-        flags |= MHD_USE_IPv6;
-    } else {
-        rc = cca_error_set(reterr, CCA_ERR_INVALID,
-                           "HOST='%s' is not an IPv4 or IPv6 address", p->cfg->host);
-        goto out;
+    if (!p->has_listen_fd) {
+        rc = cca_http_listen(p->cfg, &listen_fd, reterr);
+        if (rc != CCA_OK)
+            goto out;
     }
-    rc = open_listener(&ss, p->cfg, &listen_fd, reterr);
-    if (rc != CCA_OK)
-        goto out;
+    {
+        struct sockaddr_storage ss = {0};
+        socklen_t slen = sizeof(ss);
+
+        if (getsockname(listen_fd, (struct sockaddr *)&ss, &slen) == 0 &&
+            ss.ss_family == AF_INET6)
+            flags |= MHD_USE_IPv6;
+    }
     /* The logger first: libmicrohttpd logs options given before it to stderr. */
     h->daemon = MHD_start_daemon(
         flags, (uint16_t)p->cfg->port, NULL, NULL, on_request, h,

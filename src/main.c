@@ -27,6 +27,7 @@
 #include "cca/log.h"
 #include "cca/mem.h"
 #include "cca/router.h"
+#include "cca/standby.h"
 #include "cca/store.h"
 #include "cca/store_file.h"
 #include "cca/store_pg.h"
@@ -67,8 +68,7 @@ static struct cca_store_pg_params pg_params(const struct cca_config *cfg)
         .conninfo = cfg->database_url,
         .pool_size = cfg->database_pool_size,
         .statement_timeout_ms = cfg->database_statement_timeout_ms,
-        /* A restart right after a crash: the dead server's session may linger a moment.
-         */
+        /* import: a server that just crashed may hold its session a moment longer */
         .lock_wait_ms = 10000,
     };
 
@@ -94,7 +94,53 @@ static cca_rc open_store(const struct cca_config *cfg, struct cca_store **ret,
     cca_store_pg_describe(cfg->database_url, where, sizeof(where)); /* no password */
     cca_log(LOG_INFO, "store backend=postgres %s pool=%u", where,
             cfg->database_pool_size);
+    pp.lock_wait_ms = 0; /* held: become the standby at once (stand_by) */
     return cca_store_pg_new(&pp, ret, err);
+}
+
+/*
+ * Another instance is active on the database (STORE=postgres, its instance
+ * lock): serve as its standby (standby.h) until the lock is ours, then return
+ * the store with the standby still answering, to be promoted once the rest is
+ * loaded. Stops on an error that waiting cannot cure: a schema newer than this
+ * binary (a newer instance migrated it) or bad settings. A stop signal ends
+ * the process meanwhile (watch_stop_signals: not serving yet).
+ */
+static cca_rc stand_by(const struct cca_config *cfg, struct cca_store **ret,
+                       struct cca_standby **ret_sb, struct cca_error *err)
+{
+    struct cca_store_pg_params pp = pg_params(cfg);
+    int64_t since = cca_time_mono_ms();
+    cca_rc last = CCA_ERR_UNAVAILABLE;
+    cca_rc rc;
+
+    rc = cca_standby_start(cfg, ret_sb, err);
+    if (rc != CCA_OK)
+        return rc;
+    cca_log(LOG_NOTICE, "event=listening host=%s port=%u role=standby: %s", cfg->host,
+            cca_standby_port(*ret_sb), err->msg);
+    pp.lock_wait_ms = 1000; /* tried every 200 ms within */
+    for (;;) {
+        struct cca_error e = {0};
+        struct timespec pause = {1, 0};
+
+        rc = cca_store_pg_new(&pp, ret, &e);
+        if (rc == CCA_OK)
+            break;
+        if (rc != CCA_ERR_UNAVAILABLE && rc != CCA_ERR_IO) {
+            *err = e;
+            return rc;
+        }
+        if (rc != last)
+            cca_log(rc == CCA_ERR_IO ? LOG_WARNING : LOG_NOTICE,
+                    "event=standby waiting: %s", e.msg);
+        last = rc;
+        if (rc == CCA_ERR_IO)
+            (void)nanosleep(&pause, NULL); /* the database is away: no busy loop */
+    }
+    cca_log(LOG_NOTICE, "event=promoted standby_ms=%lld: the instance lock is ours",
+            (long long)(cca_time_mono_ms() - since));
+    return CCA_OK;
 }
 
 /* `call-center-agents migrate`: the PostgreSQL schema of DATABASE_URL, then exit. */
@@ -261,8 +307,13 @@ static void *watch_stop_signals(void *arg)
     return NULL;
 }
 
-/* Wait for the stop signal, trimming the heap whenever the server goes quiet. */
-static void wait_for_stop(struct stop_watch *w, struct cca_engine *engine)
+/*
+ * Wait for the stop signal, trimming the heap whenever the server goes quiet.
+ * Returns false when the store was fenced instead (another instance took the
+ * database over, store.h): the server must stop and exit non-zero.
+ */
+static bool wait_for_stop(struct stop_watch *w, struct cca_engine *engine,
+                          struct cca_store *store)
 {
     struct trim_state ts = {0};
 
@@ -277,10 +328,20 @@ static void wait_for_stop(struct stop_watch *w, struct cca_engine *engine)
         tick.tv_nsec += (IDLE_CHECK_MS % 1000) * 1000000L;
         tick.tv_sec += IDLE_CHECK_MS / 1000 + tick.tv_nsec / 1000000000L;
         tick.tv_nsec %= 1000000000L;
+        struct cca_store_health sh;
+
         if (sem_timedwait(&w->stop, &tick) == 0)
-            return;
+            return true;
         if (errno == ETIMEDOUT)
             give_back_memory(engine, &ts);
+        cca_store_get_health(store, &sh);
+        if (sh.fenced) {
+            cca_log(LOG_ERR,
+                    "event=fenced: another instance took the database over "
+                    "while this one was cut off from it; stopping (%s)",
+                    sh.last_error);
+            return false;
+        }
     }
 }
 
@@ -295,6 +356,8 @@ static int serve(const struct cca_config *cfg)
     struct cca_telegram *telegram = NULL;
     struct cca_engine *engine = NULL;
     struct cca_http *http = NULL;
+    struct cca_standby *standby = NULL; /* while another instance is active */
+    bool signalled;
     struct cca_desk *desk = NULL;
     struct cca_events *events = NULL;
     struct stop_watch watch = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -366,6 +429,8 @@ static int serve(const struct cca_config *cfg)
                             "offline responder answers");
     }
     rc = open_store(cfg, &store, &err);
+    if (rc == CCA_ERR_UNAVAILABLE) /* another instance is active on the database */
+        rc = stand_by(cfg, &store, &standby, &err);
     if (rc != CCA_OK) {
         cca_log(LOG_ERR, "cannot open storage: %s", err.msg);
         goto out;
@@ -423,6 +488,11 @@ static int serve(const struct cca_config *cfg)
                                      .telegram = telegram,
                                      .version = CCA_VERSION};
 
+        if (standby != NULL) { /* its socket, with what waits in the backlog */
+            hp.has_listen_fd = true;
+            hp.listen_fd = cca_standby_promote(standby);
+            standby = NULL;
+        }
         rc = cca_http_new(&hp, &http, &err);
     }
     if (rc != CCA_OK) {
@@ -431,7 +501,7 @@ static int serve(const struct cca_config *cfg)
     }
     cca_log(LOG_INFO, "event=listening host=%s port=%u threads=%u", cfg->host,
             cca_http_port(http), cfg->threads);
-    wait_for_stop(&watch, engine);
+    signalled = wait_for_stop(&watch, engine, store);
 
     /* Stop accepting, let turns in flight finish within the LLM deadline, exit 0. */
     cca_log(LOG_INFO, "event=stopping: finishing turns in flight");
@@ -459,8 +529,10 @@ static int serve(const struct cca_config *cfg)
     cca_events_wake_all(events); /* a stream that was between reads then */
     if (!cca_http_wait_idle(http, cca_time_mono_ms() + 2000))
         cca_log(LOG_WARNING, "some responses were not sent before the deadline");
-    ret = EXIT_SUCCESS;
+    ret =
+        signalled ? EXIT_SUCCESS : EXIT_FAILURE; /* fenced: let the supervisor restart */
 out:
+    cca_standby_free(standby);
     cca_http_free(http);
     cca_telegram_stop(telegram, cca_time_mono_ms());
     cca_llm_free(llm);

@@ -157,6 +157,7 @@ struct pgstore {
     /* Health, under @hlock. */
     pthread_mutex_t hlock;
     bool up;              /* the writer's connection is open */
+    bool fenced;          /* another instance took the instance lock over */
     int64_t ok_at_us;     /* last successful query of the writer */
     char last_error[160]; /* why the last one failed */
 
@@ -500,15 +501,14 @@ static cca_rc take_instance_lock(const struct pgstore *s, PGconn *c, unsigned wa
                      " AND l.classid = ($1::bigint >> 32)::oid AND l.objsubid = 1",
                      1, NULL, pv, NULL, NULL, 0);
     if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0)
-        rc = cca_error_set(err, CCA_ERR_CONFLICT,
-                           "another call-center-agents server uses this database "
-                           "(backend pid %.12s from %.40s since %.32s); one instance "
-                           "only for now",
+        rc = cca_error_set(err, CCA_ERR_UNAVAILABLE,
+                           "another call-center-agents instance is active on this "
+                           "database (backend pid %.12s from %.40s since %.32s)",
                            PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2));
     else
-        rc = cca_error_set(err, CCA_ERR_CONFLICT,
-                           "another call-center-agents server uses this database; one "
-                           "instance only for now");
+        rc = cca_error_set(err, CCA_ERR_UNAVAILABLE,
+                           "another call-center-agents instance is active on this "
+                           "database");
     PQclear(r);
     return rc;
 }
@@ -729,7 +729,14 @@ static cca_rc writer_conn(struct pgstore *s, struct cca_error *err)
     if (rc != CCA_OK) {
         PQfinish(c);
         writer_reset(s);
-        return rc == CCA_ERR_CONFLICT ? CCA_ERR_IO : rc;
+        if (rc != CCA_ERR_UNAVAILABLE)
+            return rc;
+        /* Another instance took over while we were cut off: this one must stop. */
+        pthread_mutex_lock(&s->hlock);
+        s->fenced = true;
+        pthread_mutex_unlock(&s->hlock);
+        health_fail(s, err);
+        return CCA_ERR_IO;
     }
     s->wconn = c;
     s->backoff_ms = CCA_STORE_PG_BACKOFF_MIN_MS;
@@ -1260,6 +1267,7 @@ static void pg_health(void *impl, struct cca_store_health *ret)
     (void)snprintf(ret->location, sizeof(ret->location), "%s", s->location);
     pthread_mutex_lock(&s->hlock);
     ret->writable = s->up && now - s->ok_at_us <= (int64_t)CCA_STORE_PG_HEALTHY_MS * 1000;
+    ret->fenced = s->fenced;
     if (!ret->writable)
         (void)snprintf(ret->last_error, sizeof(ret->last_error), "dialog storage: %.140s",
                        s->last_error[0] ? s->last_error

@@ -29,17 +29,34 @@ struct cca_http_params {
     struct cca_events *events;     /* borrowed: live events for the SSE routes */
     struct cca_telegram *telegram; /* borrowed, NULL without the channel: /metrics */
     const char *version;           /* e.g. "0.1.0"; borrowed */
+    bool has_listen_fd;            /* serve @listen_fd instead of binding HOST:PORT */
+    int listen_fd;                 /* a listening socket (cca_http_listen), stolen */
 };
 
 struct cca_http;
 
 /*
  * cca_http_new - start listening on cfg->host:cfg->port (port 0 picks a free
- * port, see cca_http_port). Returns CCA_OK and a new server in *ret_http, or
- * CCA_ERR_INVALID (bad HOST) / CCA_ERR_IO (cannot bind) with detail in @reterr.
+ * port, see cca_http_port), or serve params->listen_fd when has_listen_fd
+ * (stolen even on failure: the standby's socket on promotion, standby.h). Returns CCA_OK
+ * and a new server in *ret_http, or CCA_ERR_INVALID (bad HOST) / CCA_ERR_IO (cannot bind)
+ * with detail in @reterr.
  */
 cca_rc cca_http_new(const struct cca_http_params *params, struct cca_http **ret_http,
                     struct cca_error *reterr) CCA_WUR;
+
+/*
+ * cca_http_listen - a listening TCP socket on cfg->host:cfg->port (port 0
+ * picks a free one): SO_REUSEADDR (a restart binds while old connections sit
+ * in TIME_WAIT), never SO_REUSEPORT (a second server must not share the port
+ * and split the clients), non-blocking, close-on-exec, backlog SOMAXCONN.
+ * Returns CCA_OK and the socket in *ret_fd (new: the caller closes it or gives
+ * it to cca_http_new); CCA_ERR_INVALID when HOST is not an IPv4 or IPv6
+ * address; CCA_ERR_IO when the port is taken (the holder's PID when /proc
+ * tells) or the socket calls fail. Thread-safe.
+ */
+cca_rc cca_http_listen(const struct cca_config *cfg, int *ret_fd,
+                       struct cca_error *reterr) CCA_WUR;
 
 /* cca_http_port - the TCP port actually bound. Thread-safe. */
 unsigned cca_http_port(const struct cca_http *http);

@@ -81,9 +81,13 @@ typedef void (*cca_store_done_fn)(void *ctx, cca_rc rc, size_t bytes,
  * @location:   where the data lives, safe to show to an operator (a path, a
  *              database name; never a password).
  * @last_error: "" when @writable, else why not; begins with "dialog storage".
+ * @fenced:     another instance took the storage over (PostgreSQL: the instance
+ *              lock, store_pg.h) while this one was cut off from it: this
+ *              instance can never write again and must stop (main.c does).
  */
 struct cca_store_health {
     bool writable;
+    bool fenced;
     uint64_t free_bytes;
     char location[256];
     char last_error[160];

@@ -377,16 +377,65 @@ static void test_instance_lock(void **state)
     (void)state;
     s1 = open_store();
     p.lock_wait_ms = 0;
-    assert_int_equal(cca_store_pg_new(&p, &s2, &err), CCA_ERR_CONFLICT);
+    assert_int_equal(cca_store_pg_new(&p, &s2, &err), CCA_ERR_UNAVAILABLE);
     assert_null(s2);
-    assert_non_null(
-        strstr(err.msg, "another call-center-agents server uses this database"));
+    assert_non_null(strstr(
+        err.msg, "another call-center-agents instance is active on this database"));
     assert_non_null(strstr(err.msg, "backend pid"));
     fprintf(stderr, "# %s\n", err.msg);
     /* migrate does not need it (its own transaction lock). */
     assert_int_equal(cca_store_pg_migrate(&p, NULL, NULL, &err), CCA_OK);
     cca_store_free(s1);
     s2 = open_store(); /* released by the free */
+    cca_store_free(s2);
+}
+
+/*
+ * Fencing: the holder is cut off (its writer's session ended, as when the
+ * database drops it), another store takes the instance lock, and the first,
+ * reconnecting, finds it taken: its changes fail and its health says fenced.
+ */
+static void test_fencing(void **state)
+{
+    struct cca_store_pg_params p = params();
+    struct cca_store_health h;
+    struct cca_error err = {0};
+    struct cca_store *s1, *s2 = NULL;
+    char sql[320];
+    char id[37];
+    json_t *doc;
+    cca_rc rc = CCA_OK;
+
+    (void)state;
+    s1 = open_store();
+    cca_store_get_health(s1, &h);
+    assert_false(h.fenced);
+    (void)snprintf(
+        sql, sizeof(sql),
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = "
+        "'advisory' AND granted AND objsubid = 1 AND objid = "
+        "(%lld & 4294967295)::oid",
+        (long long)CCA_STORE_PG_INSTANCE_KEY);
+    assert_int_equal(q_long(sql), 1); /* one holder, now gone */
+    p.lock_wait_ms = 5000;
+    assert_int_equal(cca_store_pg_new(&p, &s2, &err), CCA_OK);
+    doc = new_dialog(id, "fenced");
+    /* s1's writer reconnects after its backoff (100 ms doubling) or its probe. */
+    for (int i = 0; i < 100; i++) {
+        cca_store_get_health(s1, &h);
+        if (h.fenced)
+            break;
+        rc = commit_wait(s1, CCA_STORE_DIALOGS, id, NULL, doc);
+        assert_int_equal(rc, CCA_ERR_IO); /* never written beside s2 */
+        (void)usleep(100000);
+    }
+    assert_true(h.fenced);
+    assert_false(h.writable);
+    assert_non_null(strstr(h.last_error, "another call-center-agents instance"));
+    assert_int_equal(commit_wait(s1, CCA_STORE_DIALOGS, id, NULL, doc), CCA_ERR_IO);
+    assert_int_equal(commit_wait(s2, CCA_STORE_DIALOGS, id, NULL, doc), CCA_OK);
+    json_decref(doc);
+    cca_store_free(s1);
     cca_store_free(s2);
 }
 
@@ -968,6 +1017,7 @@ int main(void)
         cmocka_unit_test_setup(test_migrations, empty_db),
         cmocka_unit_test_setup(test_concurrent_migrations, empty_db),
         cmocka_unit_test_setup(test_instance_lock, empty_db),
+        cmocka_unit_test_setup(test_fencing, empty_db),
         cmocka_unit_test_setup(test_round_trips, empty_db),
         cmocka_unit_test_setup(test_append_only, empty_db),
         cmocka_unit_test_setup(test_group_commit, empty_db),
