@@ -16,10 +16,12 @@ CCA_BUILD_PKGS=(gcc pkg-config meson ninja-build libmicrohttpd-dev libjansson-de
 # tests/docker/check-context.sh), clang-format (the style test), chromium and
 # fonts with Latin and Cyrillic glyphs (tests/browser: the console and /docs;
 # screenshots), Node.js and npm where the machine has none (the pinned npm
-# tools of tools/package.json), and PostgreSQL's server binaries (tests/pg/pg.sh
-# starts a throwaway server for the postgres store's tests; no service runs).
+# tools of tools/package.json), PostgreSQL's server binaries (tests/pg/pg.sh
+# starts a throwaway server for the postgres store's tests; no service runs) and
+# nginx (tests/integration/test_nginx_pair.py runs deploy/nginx/cca.conf in
+# front of two instances, on loopback).
 CCA_TEST_PKGS=(curl clang-format python3 chromium fonts-dejavu-core fonts-liberation
-               postgresql)
+               postgresql nginx)
 
 cca_missing_pkgs() {
     local p
