@@ -46,6 +46,7 @@ proxy_code() { # proxy_code PATH [CURL-ARGS...]: the status code through nginx
     curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $API_KEYS" "$@" \
         "http://127.0.0.1:$PROXY_PORT$path" || true
 }
+# shellcheck disable=SC2317  # called through check
 wait_ready() { # wait_ready SECONDS: readiness through the proxy answers 200
     for _ in $(seq 1 "$(($1 * 5))"); do
         [ "$(proxy_code /api/v1/health/ready)" = 200 ] && return 0
