@@ -12,6 +12,7 @@
 
 #include "cca/dialog.h"
 #include "cca/engine.h"
+#include "cca/http.h"
 #include "cca/llm.h"
 #include "cca/telegram.h"
 #include "cca/metrics.h"
@@ -209,6 +210,8 @@ static void render_human(struct cca_http *h, FILE *out)
 static void render_store(struct cca_store *store, FILE *out)
 {
     cca_store_render_metrics(store, out);
+    /* This instance serves; a standby renders 1 (standby.c). */
+    cca_metrics_single(out, CCA_STANDBY_METRIC, "gauge", CCA_STANDBY_METRIC_HELP, 0);
 }
 
 /* LLM client families; absent in offline mode (no OPENAI_API_KEY). */

@@ -20,6 +20,7 @@
 #include "cca/http.h"
 #include "cca/log.h"
 #include "cca/mem.h"
+#include "cca/metrics.h"
 #include "cca/standby.h"
 
 #define LIVE_BODY "{\"status\":\"alive\",\"role\":\"standby\"}"
@@ -35,6 +36,31 @@ struct cca_standby {
     int listen_fd; /* ours; the daemon serves a dup(2) of it */
     unsigned port;
 };
+
+/* /metrics: the one gauge that says what this instance is (text format 0.0.4). */
+static enum MHD_Result answer_metrics(struct MHD_Connection *conn)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+
+    if (out == NULL)
+        return MHD_NO;
+    cca_metrics_single(out, CCA_STANDBY_METRIC, "gauge", CCA_STANDBY_METRIC_HELP, 1);
+    (void)fclose(out);
+    resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL) {
+        free(text);
+        return MHD_NO;
+    }
+    (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                  "text/plain; version=0.0.4; charset=utf-8");
+    ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
 
 static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char *url,
                               const char *method, const char *version,
@@ -60,6 +86,8 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (read_only && strcmp(url, "/metrics") == 0)
+        return answer_metrics(conn);
     if (read_only && strcmp(url, "/api/v1/health/live") == 0) {
         body = LIVE_BODY;
         status = MHD_HTTP_OK;

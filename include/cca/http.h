@@ -35,6 +35,12 @@ struct cca_http_params {
 
 struct cca_http;
 
+/* The Prometheus gauge of /metrics: 0 here, 1 on a standby (standby.h). */
+#define CCA_STANDBY_METRIC "cca_standby"
+#define CCA_STANDBY_METRIC_HELP                                                          \
+    "1 on a standby (another instance is active on the database), 0 on the instance "    \
+    "that serves"
+
 /*
  * cca_http_new - start listening on cfg->host:cfg->port (port 0 picks a free
  * port, see cca_http_port), or serve params->listen_fd when has_listen_fd

@@ -13,7 +13,9 @@
  * the database:
  *
  *   GET|HEAD /api/v1/health/live   200 {"status":"alive","role":"standby"}
- *   anything else                  503 {"error":{"code":"standby",...}}
+ *   GET|HEAD /metrics              200, the gauge CCA_STANDBY_METRIC (http.h) at 1
+ *                                  (the serving instance renders it at 0)
+ *   anything else                  503 {"detail":...,"code":"standby"}
  *                                  with Retry-After: 1
  *
  * /api/v1/health/ready is among "anything else" (503, so a balancer's health

@@ -4,8 +4,8 @@
  * "Several instances"), real server processes against a throwaway PostgreSQL
  * this test starts itself (tests/pg/pg.sh; skipped without the binaries):
  *
- *   - the second instance is a standby: alive, not ready, every other request
- *     503 with Retry-After and acted on by nobody;
+ *   - the second instance is a standby: alive, not ready, cca_standby 1 in
+ *     /metrics, every other request 503 with Retry-After and acted on by nobody;
  *   - SIGKILL of the active instance in the middle of turns: the standby takes
  *     over by itself, and serves every acknowledged message in order, the
  *     operator's open dialog and the queue as they were, an Idempotency-Key
@@ -107,6 +107,7 @@ static void check_standby(const struct proc *sb)
     assert_string_equal(retry, "1");
     assert_string_equal(jstr(resp.json, "code"), "standby");
     h_resp_free(&resp);
+    assert_true(h_metric(sb->port, "cca_standby") == 1.0);
 }
 
 /* ---- SIGKILL of the active instance ------------------------------------------------ */
@@ -236,6 +237,7 @@ static void test_takeover(void **state)
     for (int k = 0; k < CLIENTS; k++)
         pthread_join(t[k], NULL);
     assert_true(log_has(&b, "event=promoted"));
+    assert_true(h_metric(b.port, "cca_standby") == 0.0);
 
     /* Every acknowledged message, in order (at most the one in flight beyond). */
     for (int k = 0; k < CLIENTS; k++) {
