@@ -584,18 +584,20 @@ static json_t *changed_messages(json_t *old_doc, json_t *new_doc)
     return out;
 }
 
-/* Run one change of @j on @c (inside the batch's transaction). */
-static PGresult *run_job(struct pgstore *s, PGconn *c, struct job *j)
+/*
+ * Queue one change of @j on @c, in pipeline mode (its result is read later,
+ * in order). False when libpq could not queue or send it (the connection).
+ */
+static bool send_job(PGconn *c, struct job *j)
 {
     char name[8];
-    PGresult *r;
-    int64_t t0 = cca_time_mono_us();
+    int ok;
 
     if (j->kind == JOB_REMOVE) {
         const char *pv[1] = {j->id};
 
         stmt_name(j->coll, 'd', name);
-        r = PQexecPrepared(c, name, 1, pv, NULL, NULL, 0);
+        ok = PQsendQueryPrepared(c, name, 1, pv, NULL, NULL, 0);
         j->bytes = 0;
     } else if (j->coll == CCA_STORE_DIALOGS) {
         json_t *rest = json_copy(j->new_doc); /* shallow */
@@ -621,7 +623,8 @@ static PGresult *run_job(struct pgstore *s, PGconn *c, struct job *j)
         pv[7] = json_is_array(msgs) ? count : NULL;
         pv[8] = rest_s;
         stmt_name(j->coll, 'p', name);
-        r = PQexecPrepared(c, name, 9, pv, NULL, NULL, 0);
+        /* libpq copies the parameters into its output buffer at once */
+        ok = PQsendQueryPrepared(c, name, 9, pv, NULL, NULL, 0);
         j->bytes = lc + lr;
         free(changed_s);
         free(rest_s);
@@ -633,12 +636,11 @@ static PGresult *run_job(struct pgstore *s, PGconn *c, struct job *j)
         const char *pv[2] = {j->id, doc_s};
 
         stmt_name(j->coll, 'p', name);
-        r = PQexecPrepared(c, name, 2, pv, NULL, NULL, 0);
+        ok = PQsendQueryPrepared(c, name, 2, pv, NULL, NULL, 0);
         j->bytes = len;
         free(doc_s);
     }
-    cca_hist_observe_us(&s->metrics.write_seconds, cca_time_mono_us() - t0);
-    return r;
+    return ok == 1;
 }
 
 /*
@@ -741,49 +743,148 @@ static cca_rc writer_conn(struct pgstore *s, struct cca_error *err)
 }
 
 /*
- * Run @jobs (those not refused early) in one transaction. Returns CCA_OK
- * once COMMIT succeeded; else the error in @err, and *ret_data true when a
- * change's data was the cause (the connection is fine).
+ * Send one pipeline segment: BEGIN if @begin, then the changes from *@jp
+ * that were not refused early (only *@jp if @single), at most
+ * CCA_STORE_PG_PIPELINE_MAX, then COMMIT if none is left, then the sync
+ * point. *@jp moves past what was sent. False when libpq could not send
+ * (the connection).
+ */
+static bool send_segment(PGconn *c, bool begin, bool single, struct job **jp,
+                         unsigned *ret_nwrites, bool *ret_commit)
+{
+    struct job *j = *jp;
+    unsigned n = 0;
+
+    if (begin && PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) != 1)
+        return false;
+    for (; j != NULL && n < CCA_STORE_PG_PIPELINE_MAX; j = single ? NULL : j->next) {
+        if (j->rc != CCA_OK)
+            continue;
+        if (!send_job(c, j))
+            return false;
+        n++;
+    }
+    while (j != NULL && j->rc != CCA_OK) /* refused early: no segment for them */
+        j = j->next;
+    *jp = j;
+    *ret_nwrites = n;
+    *ret_commit = j == NULL;
+    if (*ret_commit && PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) != 1)
+        return false;
+    return PQpipelineSync(c) == 1;
+}
+
+/*
+ * Read the results of one pipeline segment, in the order it was sent: BEGIN
+ * if @begin, @nwrites changes, COMMIT if @commit, then the sync point. After
+ * a failure the server skips the rest of the segment (PGRES_PIPELINE_ABORTED)
+ * and the transaction is aborted. Returns CCA_OK when every step succeeded;
+ * else the first failure in @err, with *ret_data when it was a change's data
+ * (class 22/23) and *ret_lost when the connection is the cause (reading stops
+ * there: no more results will come).
+ */
+static cca_rc read_segment(struct pgstore *s, PGconn *c, int64_t t0, bool begin,
+                           unsigned nwrites, bool commit, struct cca_error *err,
+                           bool *ret_data, bool *ret_lost)
+{
+    unsigned n = (begin ? 1 : 0) + nwrites + (commit ? 1 : 0);
+    cca_rc rc = CCA_OK;
+    PGresult *r;
+
+    for (unsigned i = 0; i < n; i++) {
+        bool write = !(begin && i == 0) && !(commit && i == n - 1);
+        const char *what = write             ? "write failed"
+                           : begin && i == 0 ? "BEGIN failed"
+                                             : "COMMIT failed";
+        ExecStatusType st;
+
+        r = PQgetResult(c);
+        st = PQresultStatus(r); /* PGRES_FATAL_ERROR for NULL */
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && rc == CCA_OK) {
+            rc = result_error(s, r, what, err);
+            *ret_data = write && data_error(r);
+        }
+        if (write) /* a change: from the segment's send to its result */
+            cca_hist_observe_us(&s->metrics.write_seconds, cca_time_mono_us() - t0);
+        if (r == NULL || (st == PGRES_FATAL_ERROR && conn_lost(c, r))) {
+            PQclear(r);
+            goto lost;
+        }
+        PQclear(r);
+        r = PQgetResult(c); /* the NULL that ends each statement's results */
+        if (r != NULL) {
+            PQclear(r);
+            if (rc == CCA_OK)
+                rc = cca_error_set(err, CCA_ERR_IO, "database %s: unexpected result",
+                                   what);
+            goto lost;
+        }
+    }
+    r = PQgetResult(c);
+    if (PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
+        if (rc == CCA_OK)
+            rc = result_error(s, r, "pipeline sync failed", err);
+        PQclear(r);
+        goto lost;
+    }
+    PQclear(r);
+    return rc;
+lost:
+    *ret_data = false;
+    *ret_lost = true;
+    return rc;
+}
+
+/*
+ * Run @jobs (those not refused early; only the first if @single) in one
+ * transaction, in pipeline mode: BEGIN, one statement per change and COMMIT
+ * are sent together and their results read after one round trip (a batch
+ * larger than CCA_STORE_PG_PIPELINE_MAX changes takes one round trip per
+ * that many, still one transaction). Returns CCA_OK once COMMIT succeeded;
+ * else the error in @err, and *ret_data true when a change's data was the
+ * cause (the connection is fine, the transaction rolled back).
  */
 static cca_rc run_transaction(struct pgstore *s, struct job *jobs, bool single,
                               struct cca_error *err, bool *ret_data)
 {
     PGconn *c = s->wconn;
-    PGresult *r = NULL;
+    struct job *j = jobs;
+    bool begin = true, lost = false;
     cca_rc rc = CCA_OK;
 
     *ret_data = false;
-    if (!exec_ok(c, "BEGIN", &r)) {
-        rc = result_error(s, r, "BEGIN failed", err);
+    if (PQenterPipelineMode(c) != 1) {
+        rc = conn_error(s, c, "cannot enter pipeline mode", err);
+        lost = true;
         goto out;
     }
-    for (struct job *j = jobs; j != NULL; j = single ? NULL : j->next) {
-        if (j->rc != CCA_OK)
-            continue;
-        PQclear(r);
-        r = run_job(s, c, j);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK &&
-            PQresultStatus(r) != PGRES_TUPLES_OK) {
-            *ret_data = data_error(r);
-            rc = result_error(s, r, "write failed", err);
-            goto out;
+    while (rc == CCA_OK) {
+        int64_t t0 = cca_time_mono_us();
+        unsigned nwrites;
+        bool commit;
+
+        if (!send_segment(c, begin, single, &j, &nwrites, &commit)) {
+            rc = conn_error(s, c, "write failed", err);
+            lost = true;
+            break;
         }
+        rc = read_segment(s, c, t0, begin, nwrites, commit, err, ret_data, &lost);
+        if (commit || lost)
+            break;
+        begin = false;
     }
-    PQclear(r);
-    if (!exec_ok(c, "COMMIT", &r)) {
-        rc = result_error(s, r, "COMMIT failed", err);
-        goto out;
+    if (!lost && PQexitPipelineMode(c) != 1) {
+        if (rc == CCA_OK)
+            rc = conn_error(s, c, "cannot leave pipeline mode", err);
+        lost = true;
     }
 out:
-    if (rc != CCA_OK) {
-        if (conn_lost(c, r)) {
-            *ret_data = false;
-            writer_reset(s);
-        } else if (PQtransactionStatus(c) != PQTRANS_IDLE) {
-            PQclear(PQexec(c, "ROLLBACK"));
-        }
+    if (rc != CCA_OK && (lost || PQstatus(c) != CONNECTION_OK)) {
+        *ret_data = false;
+        writer_reset(s);
+    } else if (rc != CCA_OK && PQtransactionStatus(c) != PQTRANS_IDLE) {
+        PQclear(PQexec(c, "ROLLBACK"));
     }
-    PQclear(r);
     return rc;
 }
 

@@ -773,6 +773,80 @@ static void test_injection(void **state)
     json_decref(good);
 }
 
+/* ---- a bad change inside a pipelined batch ----------------------------------------- */
+
+#define PB_N (CCA_STORE_PG_PIPELINE_MAX + 20) /* two pipeline segments */
+
+/*
+ * One batch of PB_N operators, sent in pipeline mode, with a change the
+ * database refuses (a CHECK constraint: SQLSTATE 23514) in its second
+ * segment and another in its first: only those two fail, the others are
+ * committed (the batch is rolled back and each change retried alone), and the
+ * connection is kept. The batch is made whole by holding the writer on a
+ * table lock while it fills.
+ */
+static void test_pipeline_bad_change(void **state)
+{
+    static char ids[PB_N][37];
+    static json_t *docs[PB_N];
+    const int bad1 = 3, bad2 = CCA_STORE_PG_PIPELINE_MAX + 10;
+    struct cca_store *s;
+    struct cca_error err = {0};
+    json_t *blocker, *doc = NULL;
+    char bid[37];
+    double batches, sizes, reconnects;
+
+    (void)state;
+    s = open_store();
+    PQclear(q("ALTER TABLE operators ADD CONSTRAINT bench_refused"
+              " CHECK (doc->>'name' <> 'refused')"));
+    for (int i = 0; i < PB_N; i++) {
+        cca_uuid_new(ids[i]);
+        docs[i] = json_pack("{s:s, s:i}", "name",
+                            i == bad1 || i == bad2 ? "refused" : "ok", "i", i);
+    }
+    batches = metric(s, "cca_store_pg_batches_total{result=\"ok\"}");
+    sizes = metric(s, "cca_store_batch_size_count");
+    reconnects = metric(s, "cca_store_pg_reconnects_total");
+
+    /* The writer waits on the lock with one change while the batch queues. */
+    PQclear(q("BEGIN"));
+    PQclear(q("LOCK TABLE operators IN SHARE MODE"));
+    reset_waiter();
+    cca_uuid_new(bid);
+    blocker = json_pack("{s:s}", "name", "first");
+    cca_store_commit(s, CCA_STORE_OPERATORS, bid, NULL, blocker, on_done, NULL);
+    for (int i = 0;
+         i < 500 && q_long("SELECT count(*) FROM pg_locks WHERE NOT granted") < 1; i++)
+        usleep(10 * 1000);
+    assert_int_equal(q_long("SELECT count(*) FROM pg_locks WHERE NOT granted"), 1);
+    for (int i = 0; i < PB_N; i++)
+        cca_store_commit(s, CCA_STORE_OPERATORS, ids[i], NULL, docs[i], on_done, NULL);
+    PQclear(q("COMMIT"));
+    wait_done(PB_N + 1);
+
+    assert_int_equal(w.failed, 2);
+    assert_non_null(strstr(w.last_msg, "bench_refused"));
+    /* the blocker's batch and the big one; no reconnection */
+    assert_int_equal(metric(s, "cca_store_pg_batches_total{result=\"ok\"}"), batches + 2);
+    assert_int_equal(metric(s, "cca_store_batch_size_count"), sizes + 2);
+    assert_int_equal(metric(s, "cca_store_pg_reconnects_total"), reconnects);
+    assert_int_equal(q_long("SELECT count(*) FROM operators"), PB_N - 2 + 1);
+    for (int i = 0; i < PB_N; i++) {
+        if (i == bad1 || i == bad2)
+            assert_int_equal(
+                cca_store_read(s, CCA_STORE_OPERATORS, ids[i], &doc, NULL, &err),
+                CCA_ERR_NOT_FOUND);
+        else
+            assert_read_equal(s, CCA_STORE_OPERATORS, ids[i], docs[i]);
+        json_decref(docs[i]);
+    }
+    /* and the writer goes on */
+    assert_int_equal(commit_wait(s, CCA_STORE_OPERATORS, bid, NULL, blocker), CCA_OK);
+    cca_store_free(s);
+    json_decref(blocker);
+}
+
 /* ---- a crash of the server in the middle of commits ------------------------------- */
 
 #define CRASH_MAX 4000
@@ -973,6 +1047,7 @@ int main(void)
         cmocka_unit_test_setup(test_group_commit, empty_db),
         cmocka_unit_test_setup(test_remove, empty_db),
         cmocka_unit_test_setup(test_injection, empty_db),
+        cmocka_unit_test_setup(test_pipeline_bad_change, empty_db),
         cmocka_unit_test_setup(test_no_password_in_messages, empty_db),
         cmocka_unit_test_setup(test_crash_and_recovery, empty_db),
     };
