@@ -113,6 +113,12 @@ struct job {
     json_t *new_doc;
     cca_store_done_fn done;
     void *ctx;
+    /* The statement's parameters, made once by job_params (pv points into them). */
+    char stmt[8];
+    int npv;
+    const char *pv[9];
+    char *json[2]; /* JSON texts (ours) */
+    char created[24], updated[24], count[16];
     size_t bytes; /* parameters sent */
     cca_rc rc;
     struct cca_error err;
@@ -585,88 +591,68 @@ static json_t *changed_messages(json_t *old_doc, json_t *new_doc)
 }
 
 /*
- * Queue one change of @j on @c, in pipeline mode (its result is read later,
- * in order). False when libpq could not queue or send it (the connection).
+ * Make the statement and parameters of @j, once (a retry sends them again),
+ * on the writer thread. False, with j->rc and j->err, for a change that
+ * cannot be stored whatever the database says: an id that is not a canonical
+ * UUID, or a U+0000 in a string (jsonb refuses it) of what would be sent. For
+ * a dialog that is only its changed messages and the rest of the document:
+ * the unchanged messages went in, checked, with an earlier change.
  */
-static bool send_job(PGconn *c, struct job *j)
+static bool job_params(struct job *j)
 {
-    char name[8];
-    int ok;
+    size_t l0 = 0, l1 = 0;
 
+    if (j->bad_id) {
+        j->rc = cca_error_set(&j->err, CCA_ERR_INVALID, "%s id is not a canonical UUID",
+                              cca_store_coll_name(j->coll));
+        return false;
+    }
+    j->pv[0] = j->id;
     if (j->kind == JOB_REMOVE) {
-        const char *pv[1] = {j->id};
-
-        stmt_name(j->coll, 'd', name);
-        ok = PQsendQueryPrepared(c, name, 1, pv, NULL, NULL, 0);
-        j->bytes = 0;
+        stmt_name(j->coll, 'd', j->stmt);
+        j->npv = 1;
     } else if (j->coll == CCA_STORE_DIALOGS) {
         json_t *rest = json_copy(j->new_doc); /* shallow */
         json_t *msgs = json_object_get(j->new_doc, "messages");
         json_t *changed = changed_messages(j->old_doc, j->new_doc);
-        char created[24], updated[24], kept[16], count[16];
-        size_t lc, lr;
-        char *changed_s = dump(changed, &lc);
-        char *rest_s;
-        const char *pv[9];
 
         (void)json_object_del(rest, "messages");
-        rest_s = dump(rest, &lr);
-        (void)snprintf(kept, sizeof(kept), "%zu", json_array_size(msgs));
-        (void)snprintf(count, sizeof(count), "%zu", json_array_size(msgs));
-        pv[0] = j->id;
-        pv[1] = str_param(j->new_doc, "status");
-        pv[2] = str_param(j->new_doc, "customer_id");
-        pv[3] = time_param(j->new_doc, "created_at", created);
-        pv[4] = time_param(j->new_doc, "updated_at", updated);
-        pv[5] = kept;
-        pv[6] = changed_s;
-        pv[7] = json_is_array(msgs) ? count : NULL;
-        pv[8] = rest_s;
-        stmt_name(j->coll, 'p', name);
-        /* libpq copies the parameters into its output buffer at once */
-        ok = PQsendQueryPrepared(c, name, 9, pv, NULL, NULL, 0);
-        j->bytes = lc + lr;
-        free(changed_s);
-        free(rest_s);
+        j->json[0] = dump(changed, &l0);
+        j->json[1] = dump(rest, &l1);
         json_decref(changed);
         json_decref(rest);
+        (void)snprintf(j->count, sizeof(j->count), "%zu", json_array_size(msgs));
+        j->pv[1] = str_param(j->new_doc, "status");
+        j->pv[2] = str_param(j->new_doc, "customer_id");
+        j->pv[3] = time_param(j->new_doc, "created_at", j->created);
+        j->pv[4] = time_param(j->new_doc, "updated_at", j->updated);
+        j->pv[5] = j->count; /* message rows kept: those below it */
+        j->pv[6] = j->json[0];
+        j->pv[7] = json_is_array(msgs) ? j->count : NULL;
+        j->pv[8] = j->json[1];
+        stmt_name(j->coll, 'p', j->stmt);
+        j->npv = 9;
     } else {
-        size_t len;
-        char *doc_s = dump(j->new_doc, &len);
-        const char *pv[2] = {j->id, doc_s};
-
-        stmt_name(j->coll, 'p', name);
-        ok = PQsendQueryPrepared(c, name, 2, pv, NULL, NULL, 0);
-        j->bytes = len;
-        free(doc_s);
+        j->json[0] = dump(j->new_doc, &l0);
+        j->pv[1] = j->json[0];
+        stmt_name(j->coll, 'p', j->stmt);
+        j->npv = 2;
     }
-    return ok == 1;
+    j->bytes = l0 + l1;
+    if ((j->json[0] != NULL && has_nul(j->json[0])) ||
+        (j->json[1] != NULL && has_nul(j->json[1]))) {
+        j->rc = cca_error_set(&j->err, CCA_ERR_IO,
+                              "%s %s holds U+0000, which PostgreSQL cannot store",
+                              cca_store_coll_name(j->coll), j->id);
+        return false;
+    }
+    return true;
 }
 
-/*
- * A change that cannot be stored whatever the database says (an id that is
- * not a canonical UUID, a U+0000 in a string): failed alone, no query.
- */
-static bool refuse_early(struct job *j)
+/* Queue @j on @c in pipeline mode (its result is read later, in order). */
+static bool send_job(PGconn *c, const struct job *j)
 {
-    if (j->bad_id) {
-        j->rc = cca_error_set(&j->err, CCA_ERR_INVALID, "%s id is not a canonical UUID",
-                              cca_store_coll_name(j->coll));
-        return true;
-    }
-    if (j->kind == JOB_COMMIT) {
-        char *d = dump(j->new_doc, NULL);
-        bool bad = has_nul(d);
-
-        free(d);
-        if (bad) {
-            j->rc = cca_error_set(&j->err, CCA_ERR_IO,
-                                  "%s %s holds U+0000, which PostgreSQL cannot store",
-                                  cca_store_coll_name(j->coll), j->id);
-            return true;
-        }
-    }
-    return false;
+    return PQsendQueryPrepared(c, j->stmt, j->npv, j->pv, NULL, NULL, 0) == 1;
 }
 
 /* ---- the writer -------------------------------------------------------------------- */
@@ -898,7 +884,7 @@ static void run_batch(struct pgstore *s, struct job *batch)
 
     for (struct job *j = batch; j != NULL; j = j->next) {
         n++;
-        if (!refuse_early(j))
+        if (job_params(j))
             live++;
     }
     if (live > 0) {
@@ -946,6 +932,8 @@ static void run_batch(struct pgstore *s, struct job *batch)
         j->done(j->ctx, j->rc, j->rc == CCA_OK ? j->bytes : 0, &j->err);
         json_decref(j->old_doc);
         json_decref(j->new_doc);
+        free(j->json[0]);
+        free(j->json[1]);
         free(j);
     }
 }
