@@ -775,65 +775,56 @@ static void test_injection(void **state)
 
 /* ---- a bad change inside a pipelined batch ----------------------------------------- */
 
-#define PB_N (CCA_STORE_PG_PIPELINE_MAX + 20) /* two pipeline segments */
+#define PB_MAX (CCA_STORE_PG_PIPELINE_MAX + 20) /* two pipeline segments */
 
 /*
- * One batch of PB_N operators, sent in pipeline mode, with a change the
- * database refuses (a CHECK constraint: SQLSTATE 23514) in its second
- * segment and another in its first: only those two fail, the others are
- * committed (the batch is rolled back and each change retried alone), and the
- * connection is kept. The batch is made whole by holding the writer on a
- * table lock while it fills.
+ * Commit @n operators as ONE batch, the one at @bad refused by the database
+ * (a CHECK constraint on the name: SQLSTATE 23514), and check that only it
+ * failed, the others were committed and the connection was kept. The batch is
+ * made whole by holding the writer on a table lock (with one change of its
+ * own) while it fills.
  */
-static void test_pipeline_bad_change(void **state)
+static void pipelined_batch(struct cca_store *s, int n, int bad)
 {
-    static char ids[PB_N][37];
-    static json_t *docs[PB_N];
-    const int bad1 = 3, bad2 = CCA_STORE_PG_PIPELINE_MAX + 10;
-    struct cca_store *s;
+    static char ids[PB_MAX][37];
+    static json_t *docs[PB_MAX];
     struct cca_error err = {0};
-    json_t *blocker, *doc = NULL;
+    double batches = metric(s, "cca_store_pg_batches_total{result=\"ok\"}");
+    double sizes = metric(s, "cca_store_batch_size_count");
+    double reconnects = metric(s, "cca_store_pg_reconnects_total");
+    long rows = q_long("SELECT count(*) FROM operators");
+    json_t *blocker = json_pack("{s:s}", "name", "first"), *doc = NULL;
     char bid[37];
-    double batches, sizes, reconnects;
 
-    (void)state;
-    s = open_store();
-    PQclear(q("ALTER TABLE operators ADD CONSTRAINT bench_refused"
-              " CHECK (doc->>'name' <> 'refused')"));
-    for (int i = 0; i < PB_N; i++) {
+    for (int i = 0; i < n; i++) {
         cca_uuid_new(ids[i]);
-        docs[i] = json_pack("{s:s, s:i}", "name",
-                            i == bad1 || i == bad2 ? "refused" : "ok", "i", i);
+        docs[i] = json_pack("{s:s, s:i}", "name", i == bad ? "refused" : "ok", "i", i);
     }
-    batches = metric(s, "cca_store_pg_batches_total{result=\"ok\"}");
-    sizes = metric(s, "cca_store_batch_size_count");
-    reconnects = metric(s, "cca_store_pg_reconnects_total");
-
-    /* The writer waits on the lock with one change while the batch queues. */
     PQclear(q("BEGIN"));
     PQclear(q("LOCK TABLE operators IN SHARE MODE"));
     reset_waiter();
     cca_uuid_new(bid);
-    blocker = json_pack("{s:s}", "name", "first");
     cca_store_commit(s, CCA_STORE_OPERATORS, bid, NULL, blocker, on_done, NULL);
-    for (int i = 0;
-         i < 500 && q_long("SELECT count(*) FROM pg_locks WHERE NOT granted") < 1; i++)
+    for (int i = 0; i < 500; i++) {
+        if (q_long("SELECT count(*) FROM pg_locks WHERE NOT granted") >= 1)
+            break;
         usleep(10 * 1000);
+    }
     assert_int_equal(q_long("SELECT count(*) FROM pg_locks WHERE NOT granted"), 1);
-    for (int i = 0; i < PB_N; i++)
+    for (int i = 0; i < n; i++)
         cca_store_commit(s, CCA_STORE_OPERATORS, ids[i], NULL, docs[i], on_done, NULL);
     PQclear(q("COMMIT"));
-    wait_done(PB_N + 1);
+    wait_done(n + 1);
 
-    assert_int_equal(w.failed, 2);
-    assert_non_null(strstr(w.last_msg, "bench_refused"));
-    /* the blocker's batch and the big one; no reconnection */
+    assert_int_equal(w.failed, 1);
+    assert_non_null(strstr(w.last_msg, "cca_test_refused"));
+    /* the blocker's batch and ours; no reconnection */
     assert_int_equal(metric(s, "cca_store_pg_batches_total{result=\"ok\"}"), batches + 2);
     assert_int_equal(metric(s, "cca_store_batch_size_count"), sizes + 2);
     assert_int_equal(metric(s, "cca_store_pg_reconnects_total"), reconnects);
-    assert_int_equal(q_long("SELECT count(*) FROM operators"), PB_N - 2 + 1);
-    for (int i = 0; i < PB_N; i++) {
-        if (i == bad1 || i == bad2)
+    assert_int_equal(q_long("SELECT count(*) FROM operators"), rows + n);
+    for (int i = 0; i < n; i++) {
+        if (i == bad)
             assert_int_equal(
                 cca_store_read(s, CCA_STORE_OPERATORS, ids[i], &doc, NULL, &err),
                 CCA_ERR_NOT_FOUND);
@@ -841,10 +832,32 @@ static void test_pipeline_bad_change(void **state)
             assert_read_equal(s, CCA_STORE_OPERATORS, ids[i], docs[i]);
         json_decref(docs[i]);
     }
-    /* and the writer goes on */
-    assert_int_equal(commit_wait(s, CCA_STORE_OPERATORS, bid, NULL, blocker), CCA_OK);
-    cca_store_free(s);
     json_decref(blocker);
+}
+
+/*
+ * A refused change in the middle of a pipelined batch (the server skips the
+ * rest of the pipeline; rollback, each change alone), and one in the second
+ * pipeline segment of a batch larger than CCA_STORE_PG_PIPELINE_MAX (the
+ * first segment's writes, in the same transaction, are rolled back too).
+ */
+static void test_pipeline_bad_change(void **state)
+{
+    struct cca_store *s;
+    json_t *op = json_pack("{s:s}", "name", "after");
+    char id[37];
+
+    (void)state;
+    s = open_store();
+    PQclear(q("ALTER TABLE operators ADD CONSTRAINT cca_test_refused"
+              " CHECK (doc->>'name' <> 'refused')"));
+    pipelined_batch(s, 20, 10);
+    pipelined_batch(s, PB_MAX, CCA_STORE_PG_PIPELINE_MAX + 10);
+    /* and the writer goes on */
+    cca_uuid_new(id);
+    assert_int_equal(commit_wait(s, CCA_STORE_OPERATORS, id, NULL, op), CCA_OK);
+    cca_store_free(s);
+    json_decref(op);
 }
 
 /* ---- a crash of the server in the middle of commits ------------------------------- */
