@@ -276,8 +276,10 @@ class Bench:
         if not self.pg_available():
             self.row(scen, "STORE=postgres rows", "skipped", self.pg_skip, "-", "skipped")
             return
+        t = time.time()
         try:
             fn()
+            log("%s STORE=postgres part done in %.1f s" % (scen, time.time() - t))
         except Exception as e:
             traceback.print_exc()
             if scen not in self.failed:
