@@ -2,8 +2,10 @@
 /*
  * The PostgreSQL store (include/cca/store_pg.h, docs/internals/store_pg.md).
  *
- * Threads: the writer owns its connection and the job queue's batches; it
- * also probes the database when idle, which is all health() looks at. Readers
+ * Threads: the writer owns its connection and the job queue's batches, each
+ * one transaction sent in libpq's pipeline mode (one round trip per batch of
+ * up to CCA_STORE_PG_PIPELINE_MAX changes); it also probes the database when
+ * idle, which is all health() looks at. Readers
  * (cca_store_read from any thread, and load) borrow one of the other
  * connections under @rlock. Nothing here logs: errors go back as cca_rc plus
  * a message that never holds the connection string.
