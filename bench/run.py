@@ -184,7 +184,8 @@ class Bench:
         self.rows = []
         self.raw = {}
         self.failed = []
-        self.pg = None        # the throwaway PostgreSQL: dict(dir, url, bin), once started
+        self.pg = None        # the throwaway PostgreSQL: dict(url, bin), once started
+        self.pg_dir = None    # its directory (and parent) from the start on, for pg_stop
         self.pg_skip = None   # why the postgres rows cannot run (pg.sh exited 77)
         self.pg_dbs = 0
 
@@ -193,7 +194,8 @@ class Bench:
         logf = open(os.path.join(self.work, name + ".log"), "ab")
         full_env = dict(os.environ)
         for k in list(full_env):
-            if k.startswith("OPENAI_") or k in ("STORAGE_FSYNC", "THREADS", "PORT", "HOST"):
+            if k.startswith(("OPENAI_", "DATABASE_")) or \
+                    k in ("STORAGE_FSYNC", "THREADS", "PORT", "HOST", "STORE"):
                 del full_env[k]
         full_env.update(env or {})
         p = subprocess.Popen(cmd, env=full_env, cwd=cwd or self.work,
@@ -233,18 +235,21 @@ class Bench:
         os.chmod(parent, 0o711)
         d = os.path.join(parent, "pg")
         log("starting a throwaway PostgreSQL in %s" % d)
+        self.pg_dir = (parent, d)  # stopped at the end even if interrupted while starting
         r = subprocess.run([PG_SH, "start", d], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
         if r.returncode == 77:
+            self.pg_dir = None
             os.rmdir(parent)
             self.pg_skip = "no PostgreSQL server binaries (tests/pg/pg.sh exit 77)"
             log("postgres rows skipped: %s" % self.pg_skip)
             return False
         if r.returncode != 0:
+            self.pg_dir = None
             shutil.rmtree(parent, ignore_errors=True)
             raise RuntimeError("tests/pg/pg.sh start failed (%d): %s" % (
                 r.returncode, r.stderr.strip()[-300:]))
-        self.pg = dict(dir=d, parent=parent, url=r.stdout.strip(), bin=pg_bin_dir())
+        self.pg = dict(url=r.stdout.strip(), bin=pg_bin_dir())
         return True
 
     def pg_database(self):
@@ -261,12 +266,13 @@ class Bench:
         return self.pg["url"].replace("dbname=postgres", "dbname=" + name)
 
     def pg_stop(self):
-        if self.pg is None:
+        if self.pg_dir is None:
             return
+        parent, d = self.pg_dir
         log("stopping the throwaway PostgreSQL")
-        subprocess.run([PG_SH, "stop", self.pg["dir"]])
-        shutil.rmtree(self.pg["parent"], ignore_errors=True)
-        self.pg = None
+        subprocess.run([PG_SH, "stop", d])
+        shutil.rmtree(parent, ignore_errors=True)
+        self.pg = self.pg_dir = None
 
     def pg_rows(self, scen, fn):
         """Runs fn (the scenario's postgres part, which adds its own rows)
@@ -317,9 +323,9 @@ class Bench:
                "STORAGE_FSYNC": "true" if fsync else "false", "OPENAI_API_KEY": ""}
         if fake is not None:
             env.update({"OPENAI_API_KEY": FAKE_KEY, "OPENAI_BASE_URL": fake.base + "/v1"})
+        env["STORE"] = store
         if store == "postgres":
-            env.update({"STORE": "postgres", "DATABASE_URL": self.pg_database(),
-                        "DATABASE_POOL_SIZE": PG_POOL_SIZE})
+            env.update({"DATABASE_URL": self.pg_database(), "DATABASE_POOL_SIZE": PG_POOL_SIZE})
         env.update(extra or {})
         p = self.spawn("server", [os.path.join(self.build, "call-center-agents")], env)
         p.base = "http://127.0.0.1:%d" % port
