@@ -5,7 +5,9 @@ peers side by side, S7 of the operators issue (issue 11), S8 of the
 support records (exports and statistics over 100,000 dialogs, bench/s8.py)
 and S9 of the Telegram channel (relay latency and the Bot API's limits
 against tests/fake_telegram.py, bench/s9.py), prints one table and writes
-the raw figures as JSON.
+the raw figures as JSON. S2, S3 and S7 also run with STORE=postgres against
+one throwaway PostgreSQL server (tests/pg/pg.sh) started for the run, a
+fresh database per server, stopped at the end whatever happens.
 
 Called by scripts/bench, which installs the packages and builds the binaries;
 see docs/BENCHMARKS.md. Never asserts timings: the exit code is 0 when every
@@ -23,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -30,6 +33,8 @@ import urllib.error
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PG_SH = os.path.join(ROOT, "tests", "pg", "pg.sh")
+PG_POOL_SIZE = "4"  # DATABASE_POOL_SIZE of the postgres runs: the writer and 3 readers
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 FAKE_KEY = "bench-key"
@@ -179,13 +184,18 @@ class Bench:
         self.rows = []
         self.raw = {}
         self.failed = []
+        self.pg = None        # the throwaway PostgreSQL: dict(url, bin), once started
+        self.pg_dir = None    # its directory (and parent) from the start on, for pg_stop
+        self.pg_skip = None   # why the postgres rows cannot run (pg.sh exited 77)
+        self.pg_dbs = 0
 
     def spawn(self, name, cmd, env=None, cwd=None, pipe=False):
         """Starts cmd (stderr to WORK/name.log; stdout too unless pipe)."""
         logf = open(os.path.join(self.work, name + ".log"), "ab")
         full_env = dict(os.environ)
         for k in list(full_env):
-            if k.startswith("OPENAI_") or k in ("STORAGE_FSYNC", "THREADS", "PORT", "HOST"):
+            if k.startswith(("OPENAI_", "DATABASE_")) or \
+                    k in ("STORAGE_FSYNC", "THREADS", "PORT", "HOST", "STORE"):
                 del full_env[k]
         full_env.update(env or {})
         p = subprocess.Popen(cmd, env=full_env, cwd=cwd or self.work,
@@ -209,6 +219,86 @@ class Bench:
         for p in list(self.procs):
             self.kill(p, timeout=10)
 
+    # ------------------------------------------------------------ PostgreSQL
+
+    def pg_available(self):
+        """Starts the run's PostgreSQL server on first use (tests/pg/pg.sh: a
+        Unix socket in a fresh directory under /tmp, whose parents the
+        `postgres` user can search when we are root). False, with the reason
+        in self.pg_skip, when pg.sh says the server binaries are missing
+        (exit 77); any other failure raises."""
+        if self.pg is not None:
+            return True
+        if self.pg_skip is not None:
+            return False
+        parent = tempfile.mkdtemp(prefix="cca-bench-pg-", dir="/tmp")
+        os.chmod(parent, 0o711)
+        d = os.path.join(parent, "pg")
+        log("starting a throwaway PostgreSQL in %s" % d)
+        self.pg_dir = (parent, d)  # stopped at the end even if interrupted while starting
+        r = subprocess.run([PG_SH, "start", d], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+        if r.returncode == 77:
+            self.pg_dir = None
+            os.rmdir(parent)
+            self.pg_skip = "no PostgreSQL server binaries (tests/pg/pg.sh exit 77)"
+            log("postgres rows skipped: %s" % self.pg_skip)
+            return False
+        if r.returncode != 0:
+            self.pg_dir = None
+            shutil.rmtree(parent, ignore_errors=True)
+            raise RuntimeError("tests/pg/pg.sh start failed (%d): %s" % (
+                r.returncode, r.stderr.strip()[-300:]))
+        self.pg = dict(url=r.stdout.strip(), bin=pg_bin_dir())
+        return True
+
+    def pg_database(self):
+        """A fresh database (CREATE DATABASE with the server's own psql), as
+        a DATABASE_URL."""
+        if not self.pg_available():
+            raise RuntimeError(self.pg_skip)
+        self.pg_dbs += 1
+        name = "bench%d" % self.pg_dbs
+        subprocess.run([os.path.join(self.pg["bin"], "psql"), "-X", "-q", "-v",
+                        "ON_ERROR_STOP=1", "-d", self.pg["url"], "-c",
+                        "CREATE DATABASE %s ENCODING 'UTF8'" % name], check=True,
+                       stdout=subprocess.DEVNULL)
+        return self.pg["url"].replace("dbname=postgres", "dbname=" + name)
+
+    def pg_stop(self):
+        if self.pg_dir is None:
+            return
+        parent, d = self.pg_dir
+        log("stopping the throwaway PostgreSQL")
+        subprocess.run([PG_SH, "stop", d])
+        shutil.rmtree(parent, ignore_errors=True)
+        self.pg = self.pg_dir = None
+
+    def pg_rows(self, scen, fn):
+        """Runs fn (the scenario's postgres part, which adds its own rows)
+        when a PostgreSQL server can run; otherwise one visible "skipped"
+        row. A failure of the postgres part is the scenario's failure, with
+        the file store's rows kept."""
+        if not self.pg_available():
+            self.row(scen, "STORE=postgres rows", "skipped", self.pg_skip, "-", "skipped")
+            return
+        t = time.time()
+        try:
+            fn()
+            log("%s STORE=postgres part done in %.1f s" % (scen, time.time() - t))
+        except Exception as e:
+            traceback.print_exc()
+            if scen not in self.failed:
+                self.failed.append(scen)
+            self.row(scen, "STORE=postgres: scenario failed", "-", "", "-", "error: %s" % e)
+        finally:
+            self.kill_all()
+
+    def pg_two_instances_row(self, scen):
+        self.row(scen, "STORE=postgres, 2 instances on one database", "not measured",
+                 "the backend refuses a second instance (advisory lock; "
+                 "docs/internals/store_pg.md)", "-", "not measured")
+
     def fake(self, latency_ms):
         exe = os.path.join(self.build, "tests", "fake_openai")
         p = self.spawn("fake", [exe, "--port", "0", "--latency-ms", str(latency_ms),
@@ -221,7 +311,9 @@ class Bench:
         threading.Thread(target=p.stdout.read, daemon=True).start()
         return p
 
-    def server(self, storage, fsync=True, fake=None, extra=None, timeout=30):
+    def server(self, storage, fsync=True, fake=None, extra=None, timeout=30, store="file"):
+        """Our server; store="postgres" gives it a fresh database of the
+        run's PostgreSQL server (the data then lives there, not in storage)."""
         port = free_port()
         os.makedirs(storage, exist_ok=True)
         env = {"HOST": "127.0.0.1", "PORT": str(port), "DIALOGS_STORAGE_PATH": storage,
@@ -231,6 +323,9 @@ class Bench:
                "STORAGE_FSYNC": "true" if fsync else "false", "OPENAI_API_KEY": ""}
         if fake is not None:
             env.update({"OPENAI_API_KEY": FAKE_KEY, "OPENAI_BASE_URL": fake.base + "/v1"})
+        env["STORE"] = store
+        if store == "postgres":
+            env.update({"DATABASE_URL": self.pg_database(), "DATABASE_POOL_SIZE": PG_POOL_SIZE})
         env.update(extra or {})
         p = self.spawn("server", [os.path.join(self.build, "call-center-agents")], env)
         p.base = "http://127.0.0.1:%d" % port
@@ -473,6 +568,36 @@ http {
         bad = sum(x["non2xx"] + x["errors"] for x in (d, n, o))
         if bad:
             self.row("S2", "failed turns", str(bad), "", "0", "missed by %d" % bad)
+        self.pg_rows("S2", lambda: self.s2_pg(res))
+        self.pg_two_instances_row("S2")
+
+    def s2_pg(self, res):
+        """S2's durable closed loop again with STORE=postgres (same dialogs,
+        connections and duration), judged against the file store's figure of
+        this run."""
+        p = self.p
+        srv = self.server(os.path.join(self.work, "s2-pg"), store="postgres")
+        idf = os.path.join(self.work, "s2-pg.ids")
+        self.make_dialogs(srv.base, p["s2_dialogs"], idf, conns=p["s2_conns"])
+        b0 = scrape_batch(srv.base)
+        r = self.loadgen(srv.base + "/api/v1/dialogue/{id}/message", method="POST",
+                         body=MESSAGE_BODY, ids=idf, id_mode="cycle", conns=p["s2_conns"],
+                         duration=p["s2_secs"])
+        r["batch"] = batch_mean(b0, scrape_batch(srv.base))
+        self.kill(srv)
+        res["postgres"] = r
+        d, g = res["durable"]["main"], r["main"]
+        self.row("S2", "durable turns/s, STORE=postgres, closed loop (c=%d)" % p["s2_conns"],
+                 fmt(g["rps"]), "file %s/s: %s of it" % (fmt(d["rps"]), pct_s(g["rps"], d["rps"])),
+                 ">= 50% of file", self.at_least(g["rps"], 0.5 * d["rps"]))
+        self.row("S2", "STORE=postgres p50/p99 at saturation, us; mean batch",
+                 "%s/%s; %.1f" % (fmt(g["p50_us"]), fmt(g["p99_us"]), r["batch"]),
+                 "file %s/%s; %.1f" % (fmt(d["p50_us"]), fmt(d["p99_us"]),
+                                       res["durable"]["batch"]), "-", "info")
+        bad = g["non2xx"] + g["errors"]
+        if bad:
+            self.row("S2", "STORE=postgres failed turns", str(bad), r.get("first_error", ""),
+                     "0", "missed by %d" % bad)
 
     # ------------------------------------------------------------ S3
 
@@ -492,28 +617,55 @@ http {
             else:
                 srv = self.server(os.path.join(self.work, "s3-" + name), fake=fake,
                                   fsync=name == "ours_durable")
-            idf = os.path.join(self.work, "s3-%s.ids" % name)
-            self.make_dialogs(srv.base, p["s3_dialogs"], idf, conns=64)
-            c0 = tree_cpu(srv.pid)
-            r = self.loadgen(srv.base + "/api/v1/dialogue/{id}/message", method="POST",
-                             body=MESSAGE_BODY, ids=idf, id_mode="sticky",
-                             conns=p["s3_dialogs"], duration=p["s3_secs"],
-                             alt_url=fake.base + "/v1/chat/completions", alt_body=FAKE_BODY,
-                             alt_header="Authorization: Bearer " + FAKE_KEY,
-                             alt_conns=p["s3_alt"], ramp_ms=p["s3_ramp_ms"],
-                             think_ms=p["s3_think_ms"], warmup=p["s3_warmup"], timeout=120)
-            # the server's CPU over the whole run (warm-up included) per answered turn
-            r["server_cpu_s"] = tree_cpu(srv.pid) - c0
-            r["server_cpu_us_per_turn"] = r["server_cpu_s"] / max(
-                1, r["main"]["requests"] + r["main"]["warmup_excluded"]) * 1e6
-            r["added_p50_us"] = r["main"]["p50_us"] - r["alt"]["p50_us"]
-            r["added_p99_us"] = r["main"]["p99_us"] - r["alt"]["p99_us"]
-            if name != "fastapi":
-                r["overhead_histogram"] = scrape_overhead(srv.base)
-            res[name] = r
+            res[name] = self.s3_run(name, srv, fake)
             self.kill(srv)
-        self.kill(fake)
         self.raw["S3"] = res
+        self.s3_rows(res)
+        self.pg_rows("S3", lambda: self.s3_pg(res, fake))
+        self.kill(fake)
+
+    def s3_pg(self, res, fake):
+        """S3's durable run again with STORE=postgres, same fake and load."""
+        p = self.p
+        srv = self.server(os.path.join(self.work, "s3-pg"), fake=fake, store="postgres")
+        res["ours_postgres"] = g = self.s3_run("ours_postgres", srv, fake)
+        self.kill(srv)
+        d = res["ours_durable"]
+        self.row("S3", "added p50/p99 STORE=postgres, us",
+                 "%s/%s" % (fmt(g["added_p50_us"]), fmt(g["added_p99_us"])),
+                 "file durable %s/%s; turns/s %s (%s)" % (
+                     fmt(d["added_p50_us"]), fmt(d["added_p99_us"]), fmt(g["main"]["rps"]),
+                     fmt(g["main"]["offered_rps"])), "-", "info")
+        bad = g["main"]["non2xx"] + g["main"]["errors"]
+        if bad:
+            self.row("S3", "STORE=postgres failed turns", str(bad),
+                     g.get("first_error", "")[:80], "0", "missed by %d" % bad)
+
+    def s3_run(self, name, srv, fake):
+        """One S3 load against srv (ours or the FastAPI peer)."""
+        p = self.p
+        idf = os.path.join(self.work, "s3-%s.ids" % name)
+        self.make_dialogs(srv.base, p["s3_dialogs"], idf, conns=64)
+        c0 = tree_cpu(srv.pid)
+        r = self.loadgen(srv.base + "/api/v1/dialogue/{id}/message", method="POST",
+                         body=MESSAGE_BODY, ids=idf, id_mode="sticky",
+                         conns=p["s3_dialogs"], duration=p["s3_secs"],
+                         alt_url=fake.base + "/v1/chat/completions", alt_body=FAKE_BODY,
+                         alt_header="Authorization: Bearer " + FAKE_KEY,
+                         alt_conns=p["s3_alt"], ramp_ms=p["s3_ramp_ms"],
+                         think_ms=p["s3_think_ms"], warmup=p["s3_warmup"], timeout=120)
+        # the server's CPU over the whole run (warm-up included) per answered turn
+        r["server_cpu_s"] = tree_cpu(srv.pid) - c0
+        r["server_cpu_us_per_turn"] = r["server_cpu_s"] / max(
+            1, r["main"]["requests"] + r["main"]["warmup_excluded"]) * 1e6
+        r["added_p50_us"] = r["main"]["p50_us"] - r["alt"]["p50_us"]
+        r["added_p99_us"] = r["main"]["p99_us"] - r["alt"]["p99_us"]
+        if name != "fastapi":
+            r["overhead_histogram"] = scrape_overhead(srv.base)
+        return r
+
+    def s3_rows(self, res):
+        p = self.p
         o, f, d = res["ours"], res["fastapi"], res["ours_durable"]
         self.row("S3", "added p99, no-sync (fake %d ms, %d dialogs, ramp %d ms, think %s ms), us"
                  % (p["s3_latency"], p["s3_dialogs"], p["s3_ramp_ms"], p["s3_think_ms"]),
@@ -715,8 +867,51 @@ http {
         close storm (each operator closes their dialogs, each close assigns the
         queue head) for assignments/s. bench/loadgen/s7.c does the work; the
         server is durable (STORAGE_FSYNC=true), as a real deployment."""
+        r = self.s7_run("file")
+        self.raw["S7"] = r
+        self.s7_rows(r)
+        self.pg_rows("S7", self.s7_pg)
+        self.pg_two_instances_row("S7")
+
+    def s7_pg(self):
+        """S7 again with STORE=postgres: the escalation -> event latency and
+        the close storm's assignments/s, beside the file store's."""
+        f = self.raw["S7"]
+        self.raw["S7"]["postgres"] = g = self.s7_run("postgres")
+        ev, fev = g["escalation"]["event"], f["escalation"]["event"]
+        self.row("S7", "STORE=postgres: escalation -> operator event p99 at %s escalations/s "
+                 "(%d assigned at once), us" % (fmt(g["paced"]["rate"]), ev["samples"]),
+                 fmt(ev["p99_us"]), "p50 %s; file p99 %s (p50 %s)" % (
+                     fmt(ev["p50_us"]), fmt(fev["p99_us"]), fmt(fev["p50_us"])),
+                 "<= 5000 us", self.at_most(ev["p99_us"], 5000, " us"))
+        self.row("S7", "STORE=postgres: assignments/s, close storm (c=%d, queue of %d drained)"
+                 % (g["storm"]["conns"], g["storm_summary"]["expected"]),
+                 fmt(g["storm_summary"]["assignments_per_s"]), "file %s; close p50/p99 %s/%s us" % (
+                     fmt(f["storm_summary"]["assignments_per_s"]), fmt(g["storm"]["p50_us"]),
+                     fmt(g["storm"]["p99_us"])), "-", "info")
+        self.row("S7", "STORE=postgres: escalations/s, closed loop (c=%d)" % g["max"]["conns"],
+                 fmt(g["max"]["rps"]), "file %s" % fmt(f["max"]["rps"]), "-", "info")
+        bad = self.s7_bad(g)
+        if bad:
+            self.row("S7", "STORE=postgres: failures (requests, missing events, resyncs, "
+                     "streams ended, queue length off)", str(bad), g["first_error"][:80], "0",
+                     "missed by %d" % bad)
+
+    @staticmethod
+    def s7_bad(r):
+        esc, e, s, ss = r["escalation"], r["events"], r["streams"], r["storm_summary"]
+        queued = r["dialogs"] - r["seats"]
+        bad = sum(r[k]["non2xx"] + r[k]["errors"] for k in
+                  ("register", "status", "create", "paced", "max", "queue", "storm"))
+        bad += esc["paced_missing_events"] + e["resync"] + s["ended"]
+        bad += max(0, ss["expected"] - ss["assigned"])
+        bad += abs(r["queue_length"] - queued) if r["queue_length"] >= 0 else queued
+        return bad
+
+    def s7_run(self, store):
+        """One run of bench/loadgen/s7.c against a fresh durable server."""
         p = self.p
-        srv = self.server(os.path.join(self.work, "s7"), extra={
+        srv = self.server(os.path.join(self.work, "s7-" + store), store=store, extra={
             "OPERATOR_SECRET": OPERATOR_SECRET,
             "QUEUE_MAX": str(max(20000, 2 * p["s7_dialogs"])),
             "OPERATOR_REGISTER_PER_MIN": "10000"})
@@ -745,9 +940,10 @@ http {
         r["sampled_max_threads"] = max(samp.max_threads, r["server"]["max_threads"])
         r["sampled_peak_rss"] = samp.max_rss
         self.kill(srv)
-        self.raw["S7"] = r
+        return r
 
-        ops, seats, queued = r["operators"], r["seats"], r["dialogs"] - r["seats"]
+    def s7_rows(self, r):
+        ops = r["operators"]
         pa, mx, qu, st = r["paced"], r["max"], r["queue"], r["storm"]
         esc, ss = r["escalation"], r["storm_summary"]
         ev = esc["event"]
@@ -788,11 +984,7 @@ http {
                  "server CPU %.1f s; loadgen CPU %.1f s" % (r["server_cpu_s"],
                                                              r["loadgen_cpu_s"]),
                  "-", "info")
-        bad = sum(r[k]["non2xx"] + r[k]["errors"] for k in
-                  ("register", "status", "create", "paced", "max", "queue", "storm"))
-        bad += esc["paced_missing_events"] + e["resync"] + s["ended"]
-        bad += max(0, ss["expected"] - ss["assigned"])
-        bad += abs(r["queue_length"] - queued) if r["queue_length"] >= 0 else queued
+        bad = self.s7_bad(r)
         if bad:
             self.row("S7", "failures (requests, missing events, resyncs, streams ended, "
                      "queue length off)", str(bad), r["first_error"][:80], "0",
@@ -862,6 +1054,24 @@ http {
         if not self.args.keep:
             shutil.rmtree(self.work, ignore_errors=True)
         return 1 if self.failed else 0
+
+
+def pg_bin_dir():
+    """The directory of the server binaries tests/pg/pg.sh uses: PG_BIN, or
+    the newest /usr/lib/postgresql/<major>/bin."""
+    if os.environ.get("PG_BIN") and os.access(os.path.join(os.environ["PG_BIN"], "initdb"),
+                                               os.X_OK):
+        return os.environ["PG_BIN"]
+    best = None
+    base = "/usr/lib/postgresql"
+    for v in os.listdir(base) if os.path.isdir(base) else []:
+        d = os.path.join(base, v, "bin")
+        if v.isdigit() and os.access(os.path.join(d, "initdb"), os.X_OK):
+            if best is None or int(v) > best[0]:
+                best = (int(v), d)
+    if best is None:
+        raise RuntimeError("no /usr/lib/postgresql/<major>/bin")
+    return best[1]
 
 
 def scrape(base):
@@ -985,10 +1195,13 @@ def main():
                     help="uvicorn workers of the FastAPI peer (the seed runs 1)")
     args = ap.parse_args()
     b = Bench(args)
+    # SIGTERM unwinds like Ctrl-C, so the finally below stops what we started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         return b.run()
     finally:
         b.kill_all()
+        b.pg_stop()
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 /*
  * The PostgreSQL store (include/cca/store_pg.h, docs/internals/store_pg.md).
  *
- * Threads: the writer owns its connection and the job queue's batches; it
- * also probes the database when idle, which is all health() looks at. Readers
+ * Threads: the writer owns its connection and the job queue's batches, each
+ * one transaction sent in libpq's pipeline mode (one round trip per batch of
+ * up to CCA_STORE_PG_PIPELINE_MAX changes); it also probes the database when
+ * idle, which is all health() looks at. Readers
  * (cca_store_read from any thread, and load) borrow one of the other
  * connections under @rlock. Nothing here logs: errors go back as cca_rc plus
  * a message that never holds the connection string.
@@ -113,6 +115,12 @@ struct job {
     json_t *new_doc;
     cca_store_done_fn done;
     void *ctx;
+    /* The statement's parameters, made once by job_params (pv points into them). */
+    char stmt[8];
+    int npv;
+    const char *pv[9];
+    char *json[2]; /* JSON texts (ours) */
+    char created[24], updated[24], count[16];
     size_t bytes; /* parameters sent */
     cca_rc rc;
     struct cca_error err;
@@ -584,87 +592,69 @@ static json_t *changed_messages(json_t *old_doc, json_t *new_doc)
     return out;
 }
 
-/* Run one change of @j on @c (inside the batch's transaction). */
-static PGresult *run_job(struct pgstore *s, PGconn *c, struct job *j)
+/*
+ * Make the statement and parameters of @j, once (a retry sends them again),
+ * on the writer thread. False, with j->rc and j->err, for a change that
+ * cannot be stored whatever the database says: an id that is not a canonical
+ * UUID, or a U+0000 in a string (jsonb refuses it) of what would be sent. For
+ * a dialog that is only its changed messages and the rest of the document:
+ * the unchanged messages went in, checked, with an earlier change.
+ */
+static bool job_params(struct job *j)
 {
-    char name[8];
-    PGresult *r;
-    int64_t t0 = cca_time_mono_us();
+    size_t l0 = 0, l1 = 0;
 
+    if (j->bad_id) {
+        j->rc = cca_error_set(&j->err, CCA_ERR_INVALID, "%s id is not a canonical UUID",
+                              cca_store_coll_name(j->coll));
+        return false;
+    }
+    j->pv[0] = j->id;
     if (j->kind == JOB_REMOVE) {
-        const char *pv[1] = {j->id};
-
-        stmt_name(j->coll, 'd', name);
-        r = PQexecPrepared(c, name, 1, pv, NULL, NULL, 0);
-        j->bytes = 0;
+        stmt_name(j->coll, 'd', j->stmt);
+        j->npv = 1;
     } else if (j->coll == CCA_STORE_DIALOGS) {
         json_t *rest = json_copy(j->new_doc); /* shallow */
         json_t *msgs = json_object_get(j->new_doc, "messages");
         json_t *changed = changed_messages(j->old_doc, j->new_doc);
-        char created[24], updated[24], kept[16], count[16];
-        size_t lc, lr;
-        char *changed_s = dump(changed, &lc);
-        char *rest_s;
-        const char *pv[9];
 
         (void)json_object_del(rest, "messages");
-        rest_s = dump(rest, &lr);
-        (void)snprintf(kept, sizeof(kept), "%zu", json_array_size(msgs));
-        (void)snprintf(count, sizeof(count), "%zu", json_array_size(msgs));
-        pv[0] = j->id;
-        pv[1] = str_param(j->new_doc, "status");
-        pv[2] = str_param(j->new_doc, "customer_id");
-        pv[3] = time_param(j->new_doc, "created_at", created);
-        pv[4] = time_param(j->new_doc, "updated_at", updated);
-        pv[5] = kept;
-        pv[6] = changed_s;
-        pv[7] = json_is_array(msgs) ? count : NULL;
-        pv[8] = rest_s;
-        stmt_name(j->coll, 'p', name);
-        r = PQexecPrepared(c, name, 9, pv, NULL, NULL, 0);
-        j->bytes = lc + lr;
-        free(changed_s);
-        free(rest_s);
+        j->json[0] = dump(changed, &l0);
+        j->json[1] = dump(rest, &l1);
         json_decref(changed);
         json_decref(rest);
+        (void)snprintf(j->count, sizeof(j->count), "%zu", json_array_size(msgs));
+        j->pv[1] = str_param(j->new_doc, "status");
+        j->pv[2] = str_param(j->new_doc, "customer_id");
+        j->pv[3] = time_param(j->new_doc, "created_at", j->created);
+        j->pv[4] = time_param(j->new_doc, "updated_at", j->updated);
+        j->pv[5] = j->count; /* message rows kept: those below it */
+        j->pv[6] = j->json[0];
+        j->pv[7] = json_is_array(msgs) ? j->count : NULL;
+        j->pv[8] = j->json[1];
+        stmt_name(j->coll, 'p', j->stmt);
+        j->npv = 9;
     } else {
-        size_t len;
-        char *doc_s = dump(j->new_doc, &len);
-        const char *pv[2] = {j->id, doc_s};
-
-        stmt_name(j->coll, 'p', name);
-        r = PQexecPrepared(c, name, 2, pv, NULL, NULL, 0);
-        j->bytes = len;
-        free(doc_s);
+        j->json[0] = dump(j->new_doc, &l0);
+        j->pv[1] = j->json[0];
+        stmt_name(j->coll, 'p', j->stmt);
+        j->npv = 2;
     }
-    cca_hist_observe_us(&s->metrics.write_seconds, cca_time_mono_us() - t0);
-    return r;
+    j->bytes = l0 + l1;
+    if ((j->json[0] != NULL && has_nul(j->json[0])) ||
+        (j->json[1] != NULL && has_nul(j->json[1]))) {
+        j->rc = cca_error_set(&j->err, CCA_ERR_IO,
+                              "%s %s holds U+0000, which PostgreSQL cannot store",
+                              cca_store_coll_name(j->coll), j->id);
+        return false;
+    }
+    return true;
 }
 
-/*
- * A change that cannot be stored whatever the database says (an id that is
- * not a canonical UUID, a U+0000 in a string): failed alone, no query.
- */
-static bool refuse_early(struct job *j)
+/* Queue @j on @c in pipeline mode (its result is read later, in order). */
+static bool send_job(PGconn *c, const struct job *j)
 {
-    if (j->bad_id) {
-        j->rc = cca_error_set(&j->err, CCA_ERR_INVALID, "%s id is not a canonical UUID",
-                              cca_store_coll_name(j->coll));
-        return true;
-    }
-    if (j->kind == JOB_COMMIT) {
-        char *d = dump(j->new_doc, NULL);
-        bool bad = has_nul(d);
-
-        free(d);
-        if (bad) {
-            j->rc = cca_error_set(&j->err, CCA_ERR_IO,
-                                  "%s %s holds U+0000, which PostgreSQL cannot store",
-                                  cca_store_coll_name(j->coll), j->id);
-            return true;
-        }
-    }
-    return false;
+    return PQsendQueryPrepared(c, j->stmt, j->npv, j->pv, NULL, NULL, 0) == 1;
 }
 
 /* ---- the writer -------------------------------------------------------------------- */
@@ -748,49 +738,148 @@ static cca_rc writer_conn(struct pgstore *s, struct cca_error *err)
 }
 
 /*
- * Run @jobs (those not refused early) in one transaction. Returns CCA_OK
- * once COMMIT succeeded; else the error in @err, and *ret_data true when a
- * change's data was the cause (the connection is fine).
+ * Send one pipeline segment: BEGIN if @begin, then the changes from *@jp
+ * that were not refused early (only *@jp if @single), at most
+ * CCA_STORE_PG_PIPELINE_MAX, then COMMIT if none is left, then the sync
+ * point. *@jp moves past what was sent. False when libpq could not send
+ * (the connection).
+ */
+static bool send_segment(PGconn *c, bool begin, bool single, struct job **jp,
+                         unsigned *ret_nwrites, bool *ret_commit)
+{
+    struct job *j = *jp;
+    unsigned n = 0;
+
+    if (begin && PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) != 1)
+        return false;
+    for (; j != NULL && n < CCA_STORE_PG_PIPELINE_MAX; j = single ? NULL : j->next) {
+        if (j->rc != CCA_OK)
+            continue;
+        if (!send_job(c, j))
+            return false;
+        n++;
+    }
+    while (j != NULL && j->rc != CCA_OK) /* refused early: no segment for them */
+        j = j->next;
+    *jp = j;
+    *ret_nwrites = n;
+    *ret_commit = j == NULL;
+    if (*ret_commit && PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) != 1)
+        return false;
+    return PQpipelineSync(c) == 1;
+}
+
+/*
+ * Read the results of one pipeline segment, in the order it was sent: BEGIN
+ * if @begin, @nwrites changes, COMMIT if @commit, then the sync point. After
+ * a failure the server skips the rest of the segment (PGRES_PIPELINE_ABORTED)
+ * and the transaction is aborted. Returns CCA_OK when every step succeeded;
+ * else the first failure in @err, with *ret_data when it was a change's data
+ * (class 22/23) and *ret_lost when the connection is the cause (reading stops
+ * there: no more results will come).
+ */
+static cca_rc read_segment(struct pgstore *s, PGconn *c, int64_t t0, bool begin,
+                           unsigned nwrites, bool commit, struct cca_error *err,
+                           bool *ret_data, bool *ret_lost)
+{
+    unsigned n = (begin ? 1 : 0) + nwrites + (commit ? 1 : 0);
+    cca_rc rc = CCA_OK;
+    PGresult *r;
+
+    for (unsigned i = 0; i < n; i++) {
+        bool write = !(begin && i == 0) && !(commit && i == n - 1);
+        const char *what = write             ? "write failed"
+                           : begin && i == 0 ? "BEGIN failed"
+                                             : "COMMIT failed";
+        ExecStatusType st;
+
+        r = PQgetResult(c);
+        st = PQresultStatus(r); /* PGRES_FATAL_ERROR for NULL */
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && rc == CCA_OK) {
+            rc = result_error(s, r, what, err);
+            *ret_data = write && data_error(r);
+        }
+        if (write) /* a change: from the segment's send to its result */
+            cca_hist_observe_us(&s->metrics.write_seconds, cca_time_mono_us() - t0);
+        if (r == NULL || (st == PGRES_FATAL_ERROR && conn_lost(c, r))) {
+            PQclear(r);
+            goto lost;
+        }
+        PQclear(r);
+        r = PQgetResult(c); /* the NULL that ends each statement's results */
+        if (r != NULL) {
+            PQclear(r);
+            if (rc == CCA_OK)
+                rc = cca_error_set(err, CCA_ERR_IO, "database %s: unexpected result",
+                                   what);
+            goto lost;
+        }
+    }
+    r = PQgetResult(c);
+    if (PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
+        if (rc == CCA_OK)
+            rc = result_error(s, r, "pipeline sync failed", err);
+        PQclear(r);
+        goto lost;
+    }
+    PQclear(r);
+    return rc;
+lost:
+    *ret_data = false;
+    *ret_lost = true;
+    return rc;
+}
+
+/*
+ * Run @jobs (those not refused early; only the first if @single) in one
+ * transaction, in pipeline mode: BEGIN, one statement per change and COMMIT
+ * are sent together and their results read after one round trip (a batch
+ * larger than CCA_STORE_PG_PIPELINE_MAX changes takes one round trip per
+ * that many, still one transaction). Returns CCA_OK once COMMIT succeeded;
+ * else the error in @err, and *ret_data true when a change's data was the
+ * cause (the connection is fine, the transaction rolled back).
  */
 static cca_rc run_transaction(struct pgstore *s, struct job *jobs, bool single,
                               struct cca_error *err, bool *ret_data)
 {
     PGconn *c = s->wconn;
-    PGresult *r = NULL;
+    struct job *j = jobs;
+    bool begin = true, lost = false;
     cca_rc rc = CCA_OK;
 
     *ret_data = false;
-    if (!exec_ok(c, "BEGIN", &r)) {
-        rc = result_error(s, r, "BEGIN failed", err);
+    if (PQenterPipelineMode(c) != 1) {
+        rc = conn_error(s, c, "cannot enter pipeline mode", err);
+        lost = true;
         goto out;
     }
-    for (struct job *j = jobs; j != NULL; j = single ? NULL : j->next) {
-        if (j->rc != CCA_OK)
-            continue;
-        PQclear(r);
-        r = run_job(s, c, j);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK &&
-            PQresultStatus(r) != PGRES_TUPLES_OK) {
-            *ret_data = data_error(r);
-            rc = result_error(s, r, "write failed", err);
-            goto out;
+    while (rc == CCA_OK) {
+        int64_t t0 = cca_time_mono_us();
+        unsigned nwrites;
+        bool commit;
+
+        if (!send_segment(c, begin, single, &j, &nwrites, &commit)) {
+            rc = conn_error(s, c, "write failed", err);
+            lost = true;
+            break;
         }
+        rc = read_segment(s, c, t0, begin, nwrites, commit, err, ret_data, &lost);
+        if (commit || lost)
+            break;
+        begin = false;
     }
-    PQclear(r);
-    if (!exec_ok(c, "COMMIT", &r)) {
-        rc = result_error(s, r, "COMMIT failed", err);
-        goto out;
+    if (!lost && PQexitPipelineMode(c) != 1) {
+        if (rc == CCA_OK)
+            rc = conn_error(s, c, "cannot leave pipeline mode", err);
+        lost = true;
     }
 out:
-    if (rc != CCA_OK) {
-        if (conn_lost(c, r)) {
-            *ret_data = false;
-            writer_reset(s);
-        } else if (PQtransactionStatus(c) != PQTRANS_IDLE) {
-            PQclear(PQexec(c, "ROLLBACK"));
-        }
+    if (rc != CCA_OK && (lost || PQstatus(c) != CONNECTION_OK)) {
+        *ret_data = false;
+        writer_reset(s);
+    } else if (rc != CCA_OK && PQtransactionStatus(c) != PQTRANS_IDLE) {
+        PQclear(PQexec(c, "ROLLBACK"));
     }
-    PQclear(r);
     return rc;
 }
 
@@ -804,7 +893,7 @@ static void run_batch(struct pgstore *s, struct job *batch)
 
     for (struct job *j = batch; j != NULL; j = j->next) {
         n++;
-        if (!refuse_early(j))
+        if (job_params(j))
             live++;
     }
     if (live > 0) {
@@ -852,6 +941,8 @@ static void run_batch(struct pgstore *s, struct job *batch)
         j->done(j->ctx, j->rc, j->rc == CCA_OK ? j->bytes : 0, &j->err);
         json_decref(j->old_doc);
         json_decref(j->new_doc);
+        free(j->json[0]);
+        free(j->json[1]);
         free(j);
     }
 }

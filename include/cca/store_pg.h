@@ -103,4 +103,12 @@ void cca_store_pg_describe(const char *conninfo, char *buf, size_t size);
 #define CCA_STORE_PG_BACKOFF_MIN_MS 100
 #define CCA_STORE_PG_BACKOFF_MAX_MS 5000
 
+/*
+ * The writer sends a batch in pipeline mode, at most this many changes per
+ * round trip (a larger batch stays one transaction over several round
+ * trips): it bounds the results the server buffers for us while we are still
+ * sending, so a blocking send never waits on a reader that is not reading.
+ */
+#define CCA_STORE_PG_PIPELINE_MAX 256
+
 #endif

@@ -822,6 +822,93 @@ static void test_injection(void **state)
     json_decref(good);
 }
 
+/* ---- a bad change inside a pipelined batch ----------------------------------------- */
+
+#define PB_MAX (CCA_STORE_PG_PIPELINE_MAX + 20) /* two pipeline segments */
+
+/*
+ * Commit @n operators as ONE batch, the one at @bad refused by the database
+ * (a CHECK constraint on the name: SQLSTATE 23514), and check that only it
+ * failed, the others were committed and the connection was kept. The batch is
+ * made whole by holding the writer on a table lock (with one change of its
+ * own) while it fills.
+ */
+static void pipelined_batch(struct cca_store *s, int n, int bad)
+{
+    static char ids[PB_MAX][37];
+    static json_t *docs[PB_MAX];
+    struct cca_error err = {0};
+    double batches = metric(s, "cca_store_pg_batches_total{result=\"ok\"}");
+    double sizes = metric(s, "cca_store_batch_size_count");
+    double reconnects = metric(s, "cca_store_pg_reconnects_total");
+    long rows = q_long("SELECT count(*) FROM operators");
+    json_t *blocker = json_pack("{s:s}", "name", "first"), *doc = NULL;
+    char bid[37];
+
+    for (int i = 0; i < n; i++) {
+        cca_uuid_new(ids[i]);
+        docs[i] = json_pack("{s:s, s:i}", "name", i == bad ? "refused" : "ok", "i", i);
+    }
+    PQclear(q("BEGIN"));
+    PQclear(q("LOCK TABLE operators IN SHARE MODE"));
+    reset_waiter();
+    cca_uuid_new(bid);
+    cca_store_commit(s, CCA_STORE_OPERATORS, bid, NULL, blocker, on_done, NULL);
+    for (int i = 0; i < 500; i++) {
+        if (q_long("SELECT count(*) FROM pg_locks WHERE NOT granted") >= 1)
+            break;
+        usleep(10 * 1000);
+    }
+    assert_int_equal(q_long("SELECT count(*) FROM pg_locks WHERE NOT granted"), 1);
+    for (int i = 0; i < n; i++)
+        cca_store_commit(s, CCA_STORE_OPERATORS, ids[i], NULL, docs[i], on_done, NULL);
+    PQclear(q("COMMIT"));
+    wait_done(n + 1);
+
+    assert_int_equal(w.failed, 1);
+    assert_non_null(strstr(w.last_msg, "cca_test_refused"));
+    /* the blocker's batch and ours; no reconnection */
+    assert_int_equal(metric(s, "cca_store_pg_batches_total{result=\"ok\"}"), batches + 2);
+    assert_int_equal(metric(s, "cca_store_batch_size_count"), sizes + 2);
+    assert_int_equal(metric(s, "cca_store_pg_reconnects_total"), reconnects);
+    assert_int_equal(q_long("SELECT count(*) FROM operators"), rows + n);
+    for (int i = 0; i < n; i++) {
+        if (i == bad)
+            assert_int_equal(
+                cca_store_read(s, CCA_STORE_OPERATORS, ids[i], &doc, NULL, &err),
+                CCA_ERR_NOT_FOUND);
+        else
+            assert_read_equal(s, CCA_STORE_OPERATORS, ids[i], docs[i]);
+        json_decref(docs[i]);
+    }
+    json_decref(blocker);
+}
+
+/*
+ * A refused change in the middle of a pipelined batch (the server skips the
+ * rest of the pipeline; rollback, each change alone), and one in the second
+ * pipeline segment of a batch larger than CCA_STORE_PG_PIPELINE_MAX (the
+ * first segment's writes, in the same transaction, are rolled back too).
+ */
+static void test_pipeline_bad_change(void **state)
+{
+    struct cca_store *s;
+    json_t *op = json_pack("{s:s}", "name", "after");
+    char id[37];
+
+    (void)state;
+    s = open_store();
+    PQclear(q("ALTER TABLE operators ADD CONSTRAINT cca_test_refused"
+              " CHECK (doc->>'name' <> 'refused')"));
+    pipelined_batch(s, 20, 10);
+    pipelined_batch(s, PB_MAX, CCA_STORE_PG_PIPELINE_MAX + 10);
+    /* and the writer goes on */
+    cca_uuid_new(id);
+    assert_int_equal(commit_wait(s, CCA_STORE_OPERATORS, id, NULL, op), CCA_OK);
+    cca_store_free(s);
+    json_decref(op);
+}
+
 /* ---- a crash of the server in the middle of commits ------------------------------- */
 
 #define CRASH_MAX 4000
@@ -1023,6 +1110,7 @@ int main(void)
         cmocka_unit_test_setup(test_group_commit, empty_db),
         cmocka_unit_test_setup(test_remove, empty_db),
         cmocka_unit_test_setup(test_injection, empty_db),
+        cmocka_unit_test_setup(test_pipeline_bad_change, empty_db),
         cmocka_unit_test_setup(test_no_password_in_messages, empty_db),
         cmocka_unit_test_setup(test_crash_and_recovery, empty_db),
     };
