@@ -28,6 +28,8 @@ import time
 ROOT = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SERVER = os.environ.get("CCA_SERVER", os.path.join(ROOT, "build", "call-center-agents"))
 DATA = os.environ.get("CCA_DATA_DIR", os.path.join(ROOT, "data"))
+sys.path.insert(0, os.path.join(ROOT, "deploy", "nginx"))
+from render import render  # noqa: E402  (deploy/nginx/cca.conf, addresses replaced)
 
 n_test = 0
 failed = 0
@@ -105,32 +107,10 @@ class Pair:
 
     def nginx(self, pa, pb):
         nd = os.path.join(self.tmp, "nginx")
-        os.makedirs(os.path.join(nd, "tmp"), exist_ok=True)
         port = free_port()
-        with open(os.path.join(ROOT, "deploy", "nginx", "cca.conf")) as f:
-            site = f.read()
-        for old, new in (("cca-a:8000", "127.0.0.1:%d" % pa), ("cca-b:8000", "127.0.0.1:%d" % pb),
-                         ("listen 8080;", "listen 127.0.0.1:%d;" % port)):
-            if old not in site:
-                raise RuntimeError("deploy/nginx/cca.conf has no '%s'" % old)
-            site = site.replace(old, new)
-        with open(os.path.join(nd, "cca.conf"), "w") as f:
-            f.write(site)
-        with open(os.path.join(nd, "nginx.conf"), "w") as f:
-            f.write("""%sworker_processes 1;
-daemon off;
-pid %s/nginx.pid;
-error_log %s/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path %s/tmp; proxy_temp_path %s/tmp; fastcgi_temp_path %s/tmp;
-  uwsgi_temp_path %s/tmp; scgi_temp_path %s/tmp;
-  include %s/cca.conf;
-}
-""" % ("user root;\n" if os.geteuid() == 0 else "", nd, nd, nd, nd, nd, nd, nd, nd))
+        conf = render(nd, port, [pa, pb])
         exe = shutil.which("nginx") or "/usr/sbin/nginx"
-        p = subprocess.Popen([exe, "-p", nd, "-c", os.path.join(nd, "nginx.conf")],
+        p = subprocess.Popen([exe, "-p", nd, "-c", conf],
                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         self.procs["nginx"] = (p, port, os.path.join(nd, "error.log"))
         t0 = time.monotonic()
