@@ -322,14 +322,13 @@ static bool wait_for_stop(struct stop_watch *w, struct cca_engine *engine,
     pthread_mutex_unlock(&w->lock);
     ts.seen_turns = ts.trimmed_turns = turns_done(engine);
     for (;;) {
+        struct cca_store_health sh;
         struct timespec tick;
 
         (void)clock_gettime(CLOCK_REALTIME, &tick);
         tick.tv_nsec += (IDLE_CHECK_MS % 1000) * 1000000L;
         tick.tv_sec += IDLE_CHECK_MS / 1000 + tick.tv_nsec / 1000000000L;
         tick.tv_nsec %= 1000000000L;
-        struct cca_store_health sh;
-
         if (sem_timedwait(&w->stop, &tick) == 0)
             return true;
         if (errno == ETIMEDOUT)
@@ -529,8 +528,8 @@ static int serve(const struct cca_config *cfg)
     cca_events_wake_all(events); /* a stream that was between reads then */
     if (!cca_http_wait_idle(http, cca_time_mono_ms() + 2000))
         cca_log(LOG_WARNING, "some responses were not sent before the deadline");
-    ret =
-        signalled ? EXIT_SUCCESS : EXIT_FAILURE; /* fenced: let the supervisor restart */
+    /* Fenced: exit 1, so that the supervisor restarts it (as a standby then). */
+    ret = signalled ? EXIT_SUCCESS : EXIT_FAILURE;
 out:
     cca_standby_free(standby);
     cca_http_free(http);
