@@ -5,10 +5,10 @@
  * Threads: the writer owns its connection and the job queue's batches, each
  * one transaction sent in libpq's pipeline mode (one round trip per batch of
  * up to CCA_STORE_PG_PIPELINE_MAX changes); it also probes the database when
- * idle, which is all health() looks at. Readers
- * (cca_store_read from any thread, and load) borrow one of the other
- * connections under @rlock. Nothing here logs: errors go back as cca_rc plus
- * a message that never holds the connection string.
+ * idle, which is all health() looks at. Readers (cca_store_read from any
+ * thread, and load) borrow one of the other connections under @rlock. Nothing
+ * here logs: errors go back as cca_rc plus a message that never holds the
+ * connection string.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -463,12 +463,12 @@ out:
 
 /*
  * Take the instance lock (a session advisory lock, held while @c lives) within
- * @wait_ms. Several instances on one database are not supported yet (nothing
- * serialises their changes of one dialog), so a second one is refused, as the
- * file store refuses a second server on its directory. A crashed holder's
- * session ends when its connection does: at once for a dead process, after
- * the server's TCP keepalive for a vanished host (hence the wait, and the
- * holder named in the message).
+ * @wait_ms: only its holder writes, so of several instances on one database
+ * one is active and the others wait as standbys (main.c, standby.h); held by
+ * another, CCA_ERR_UNAVAILABLE. A crashed holder's session ends when its
+ * connection does: at once for a dead process, after the server's TCP
+ * keepalive for a vanished host (the holder is named in the message, for
+ * pg_terminate_backend).
  */
 static cca_rc take_instance_lock(const struct pgstore *s, PGconn *c, unsigned wait_ms,
                                  struct cca_error *err)

@@ -60,11 +60,15 @@ cca_rc cca_store_pg_migrate(const struct cca_store_pg_params *params, unsigned *
 /*
  * cca_store_pg_new - connect, take the instance lock (a session advisory lock
  * on CCA_STORE_PG_INSTANCE_KEY, held by the writer's connection and taken
- * again when it reconnects: one server per database until several instances
- * are supported), apply the missing migrations (as cca_store_pg_migrate, same
+ * again when it reconnects, before any write: only the active instance
+ * writes), apply the missing migrations (as cca_store_pg_migrate, same
  * errors) and start the writer thread. Returns CCA_OK and a new store in
- * *ret_store; CCA_ERR_CONFLICT when another server holds the database after
- * @params->lock_wait_ms (the holder's backend pid and address in @reterr).
+ * *ret_store; CCA_ERR_UNAVAILABLE when another instance holds the lock after
+ * @params->lock_wait_ms (the holder's backend pid and address in @reterr: the
+ * caller may wait as a standby, standby.h). If the writer, reconnecting,
+ * finds the lock taken by another instance, the store is fenced for good
+ * (struct cca_store_health.fenced): every change fails with CCA_ERR_IO.
+ * Thread-safe (each call its own connections).
  */
 cca_rc cca_store_pg_new(const struct cca_store_pg_params *params,
                         struct cca_store **ret_store, struct cca_error *reterr) CCA_WUR;
