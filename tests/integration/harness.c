@@ -52,6 +52,12 @@ bool h_file_store(const char *why)
     return false;
 }
 
+void h_file_store_only(const char *why)
+{
+    if (!h_file_store(why))
+        skip();
+}
+
 void h_assert_same_doc(const char *got, const char *want)
 {
     json_t *a;

@@ -49,6 +49,13 @@ bool h_database_url(const char *dir, char *url, size_t size);
 bool h_file_store(const char *why);
 
 /*
+ * h_file_store_only - in PostgreSQL mode, print "# skip in postgres mode: @why"
+ * and skip the rest of the test (cmocka skip()): a test whose point is the
+ * file store. Nothing in file mode.
+ */
+void h_file_store_only(const char *why);
+
+/*
  * h_assert_same_doc - @got and @want (JSON texts) are the same document: byte
  * for byte in file mode; json_equal in PostgreSQL mode, where a document read
  * back from jsonb has its object keys in jsonb's order (docs/internals/store_pg.md).

@@ -733,7 +733,37 @@ static bool server_alive(struct proc *p)
     return waitpid(p->pid, &status, WNOHANG) == 0;
 }
 
-/* Only <canonical-uuid>.json in dialogs/, @want of them; nothing else in the dir. */
+/*
+ * PostgreSQL mode: the dialogs the server lists (GET /api/v1/dialogues, every
+ * page) must be c->files, as the files are in file mode; -1 when it fails.
+ */
+static int listed_dialogs(const struct ctx *c)
+{
+    char cursor[256] = "";
+    int n = 0;
+
+    for (;;) {
+        char path[512];
+        json_t *j = NULL;
+        const char *next;
+
+        (void)snprintf(path, sizeof(path), "/api/v1/dialogues?limit=100%s%s",
+                       cursor[0] ? "&cursor=" : "", cursor);
+        if (h_http(c->srv.port, "GET", path, NULL, NULL, &j, NULL, NULL, 0) != 200) {
+            json_decref(j);
+            return -1;
+        }
+        n += (int)json_array_size(json_object_get(j, "items"));
+        next = json_string_value(json_object_get(j, "next_cursor"));
+        (void)snprintf(cursor, sizeof(cursor), "%s", next != NULL ? next : "");
+        json_decref(j);
+        if (cursor[0] == '\0')
+            return n;
+    }
+}
+
+/* Only <canonical-uuid>.json in dialogs/, c->files of them (PostgreSQL mode: that many
+ * dialogs listed); nothing else next to dialogs/. */
 static bool storage_scan(const struct ctx *c, char *why, size_t why_size)
 {
     char path[128];
@@ -743,12 +773,20 @@ static bool storage_scan(const struct ctx *c, char *why, size_t why_size)
     bool ok = true;
 
     (void)snprintf(path, sizeof(path), "%s/dialogs", c->dir);
-    d = opendir(path);
-    if (d == NULL) {
+    d = h_store_pg() ? NULL : opendir(path);
+    if (h_store_pg()) {
+        /* No files to judge: the database's dialogs, counted through the server;
+         * nothing may appear next to dialogs/ (below) either. */
+        n = listed_dialogs(c);
+        if (n != c->files) {
+            (void)snprintf(why, why_size, "%d dialogs listed, expected %d", n, c->files);
+            ok = false;
+        }
+    } else if (d == NULL) {
         (void)snprintf(why, why_size, "cannot open %s", path);
         return false;
     }
-    while (ok && (e = readdir(d)) != NULL) {
+    while (ok && d != NULL && (e = readdir(d)) != NULL) {
         char canon[37];
         char id[37];
         size_t len = strlen(e->d_name);
@@ -770,7 +808,8 @@ static bool storage_scan(const struct ctx *c, char *why, size_t why_size)
         }
         n++;
     }
-    closedir(d);
+    if (d != NULL)
+        closedir(d);
     if (ok && n != c->files) {
         (void)snprintf(why, why_size, "%d dialog files, expected %d", n, c->files);
         ok = false;
