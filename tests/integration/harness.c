@@ -58,6 +58,31 @@ void h_file_store_only(const char *why)
         skip();
 }
 
+int h_dialogs_listed(unsigned port, const char *auth)
+{
+    char cursor[256] = "";
+    int n = 0;
+
+    for (;;) {
+        char path[512];
+        json_t *j = NULL;
+        const char *next;
+
+        (void)snprintf(path, sizeof(path), "/api/v1/dialogues?limit=100%s%s",
+                       cursor[0] ? "&cursor=" : "", cursor);
+        if (h_call(port, "GET", path, auth, NULL, &j) != 200) {
+            json_decref(j);
+            return -1;
+        }
+        n += (int)json_array_size(json_object_get(j, "items"));
+        next = json_string_value(json_object_get(j, "next_cursor"));
+        (void)snprintf(cursor, sizeof(cursor), "%s", next != NULL ? next : "");
+        json_decref(j);
+        if (cursor[0] == '\0')
+            return n;
+    }
+}
+
 void h_assert_same_doc(const char *got, const char *want)
 {
     json_t *a;

@@ -56,6 +56,14 @@ bool h_file_store(const char *why);
 void h_file_store_only(const char *why);
 
 /*
+ * h_dialogs_listed - the number of dialogs GET /api/v1/dialogues lists on
+ * @port (every page), with "Authorization: Bearer @auth" unless @auth is
+ * NULL: in PostgreSQL mode it stands for the number of dialog files. -1 when
+ * a page is not 200.
+ */
+int h_dialogs_listed(unsigned port, const char *auth);
+
+/*
  * h_assert_same_doc - @got and @want (JSON texts) are the same document: byte
  * for byte in file mode; json_equal in PostgreSQL mode, where a document read
  * back from jsonb has its object keys in jsonb's order (docs/internals/store_pg.md).

@@ -733,35 +733,6 @@ static bool server_alive(struct proc *p)
     return waitpid(p->pid, &status, WNOHANG) == 0;
 }
 
-/*
- * PostgreSQL mode: the dialogs the server lists (GET /api/v1/dialogues, every
- * page) must be c->files, as the files are in file mode; -1 when it fails.
- */
-static int listed_dialogs(const struct ctx *c)
-{
-    char cursor[256] = "";
-    int n = 0;
-
-    for (;;) {
-        char path[512];
-        json_t *j = NULL;
-        const char *next;
-
-        (void)snprintf(path, sizeof(path), "/api/v1/dialogues?limit=100%s%s",
-                       cursor[0] ? "&cursor=" : "", cursor);
-        if (h_http(c->srv.port, "GET", path, NULL, NULL, &j, NULL, NULL, 0) != 200) {
-            json_decref(j);
-            return -1;
-        }
-        n += (int)json_array_size(json_object_get(j, "items"));
-        next = json_string_value(json_object_get(j, "next_cursor"));
-        (void)snprintf(cursor, sizeof(cursor), "%s", next != NULL ? next : "");
-        json_decref(j);
-        if (cursor[0] == '\0')
-            return n;
-    }
-}
-
 /* Only <canonical-uuid>.json in dialogs/, c->files of them (PostgreSQL mode: that many
  * dialogs listed); nothing else next to dialogs/. */
 static bool storage_scan(const struct ctx *c, char *why, size_t why_size)
@@ -777,7 +748,7 @@ static bool storage_scan(const struct ctx *c, char *why, size_t why_size)
     if (h_store_pg()) {
         /* No files to judge: the database's dialogs, counted through the server;
          * nothing may appear next to dialogs/ (below) either. */
-        n = listed_dialogs(c);
+        n = h_dialogs_listed(c->srv.port, NULL);
         if (n != c->files) {
             (void)snprintf(why, why_size, "%d dialogs listed, expected %d", n, c->files);
             ok = false;
