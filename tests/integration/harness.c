@@ -106,7 +106,7 @@ void h_assert_same_doc(const char *got, const char *want)
  * whole path, so that names differing only in case or punctuation differ. Only
  * [a-z0-9_], 63 bytes at most (PostgreSQL's NAMEDATALEN - 1).
  */
-static void pg_dbname(const char *dir, char name[64])
+void h_database_name(const char *dir, char name[64])
 {
     const char *base = strrchr(dir, '/');
     uint64_t h = 14695981039346656037ULL;
@@ -193,7 +193,7 @@ bool h_database_url(const char *dir, char *url, size_t size)
     url[0] = '\0';
     if (!h_store_pg())
         return false;
-    pg_dbname(dir, name);
+    h_database_name(dir, name);
     pg_conninfo(name, url, size);
     c = pg_admin();
     assert_non_null(c);
@@ -234,7 +234,7 @@ static void pg_drop_tmpdirs(void)
 
         if (tmpdirs[i][0] == '\0')
             continue;
-        pg_dbname(tmpdirs[i], name);
+        h_database_name(tmpdirs[i], name);
         (void)snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS \"%s\" WITH (FORCE)",
                        name);
         PQclear(PQexec(c, sql));

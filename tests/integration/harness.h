@@ -40,6 +40,9 @@ bool h_store_pg(void);
  */
 bool h_database_url(const char *dir, char *url, size_t size);
 
+/* h_database_name - the name of that database (only [a-z0-9_], 63 bytes at most). */
+void h_database_name(const char *dir, char name[64]);
+
 /*
  * h_file_store - true in file mode. In PostgreSQL mode prints "# skip in
  * postgres mode: @why" (a TAP comment in the test's output) and returns false:
