@@ -136,7 +136,8 @@ static void pg_conninfo(const char *dbname, char *out, size_t size)
     size_t len = 0;
 
     if (base == NULL || base[0] == '\0')
-        fail_msg("CCA_TEST_STORE=postgres needs CCA_TEST_DATABASE_URL (tests/pg/suite.sh)");
+        fail_msg(
+            "CCA_TEST_STORE=postgres needs CCA_TEST_DATABASE_URL (tests/pg/suite.sh)");
     opts = PQconninfoParse(base, &errmsg);
     if (opts == NULL)
         fail_msg("CCA_TEST_DATABASE_URL: %s", errmsg != NULL ? errmsg : "out of memory");

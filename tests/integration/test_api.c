@@ -154,7 +154,8 @@ static void test_offline_conversation_ru(void **state)
     file = NULL;
     if (h_store_pg()) /* what the database holds: compared after the restart */
         assert_int_equal(
-            h_http(srv.port, "GET", dpath(id, ""), NULL, NULL, NULL, &file, NULL, 0), 200);
+            h_http(srv.port, "GET", dpath(id, ""), NULL, NULL, NULL, &file, NULL, 0),
+            200);
     assert_int_equal(h_stop(&srv), 0);
     h_server_start(&srv, dir, NULL);
     raw = NULL;

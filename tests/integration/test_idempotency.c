@@ -50,8 +50,9 @@ static void restart(struct proc *srv, const char *dir)
  */
 static void assert_replayed_after_restart(const char *first, const char *after)
 {
-    if (h_file_store("BUG: a repeat after a restart is not the first response byte for "
-                     "byte (jsonb reorders the stored response's keys); compared as JSON"))
+    if (h_file_store(
+            "BUG: a repeat after a restart is not the first response byte for "
+            "byte (jsonb reorders the stored response's keys); compared as JSON"))
         assert_string_equal(first, after);
     else
         h_assert_same_doc(after, first);

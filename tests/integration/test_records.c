@@ -380,8 +380,8 @@ static void import_demo(const char *dir, const char *storage)
     char url[1024] = "DATABASE_URL=";
     char datadir[600];
     char log[128];
-    char *argv[] = {(char *)"call-center-agents", (char *)"import", (char *)"--from-files",
-                    (char *)storage, NULL};
+    char *argv[] = {(char *)"call-center-agents", (char *)"import",
+                    (char *)"--from-files", (char *)storage, NULL};
     char *envp[] = {datadir, (char *)"LOG_LEVEL=warning", (char *)"STORE=postgres", url,
                     NULL};
     int status = 0;

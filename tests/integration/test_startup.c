@@ -282,9 +282,9 @@ static void test_fifo_and_stop_during_startup(void **state)
                        "%s/dialogs/33333333-3333-4333-8333-333333333333.json", dir);
         assert_int_equal(mkfifo(path, 0640), 0);
         h_server_start(&a, dir, NULL);
-        assert_int_equal(h_http(a.port, "GET", "/api/v1/health/live", NULL, NULL, NULL,
-                                NULL, NULL, 0),
-                         200);
+        assert_int_equal(
+            h_http(a.port, "GET", "/api/v1/health/live", NULL, NULL, NULL, NULL, NULL, 0),
+            200);
         assert_int_equal(h_stop(&a), 0);
         out = h_read_text(a.log);
         assert_non_null(strstr(out, "33333333-3333-4333-8333-333333333333.json' "
