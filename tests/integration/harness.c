@@ -52,12 +52,6 @@ bool h_file_store(const char *why)
     return false;
 }
 
-void h_file_store_only(const char *why)
-{
-    if (!h_file_store(why))
-        skip();
-}
-
 int h_dialogs_listed(unsigned port, const char *auth)
 {
     char cursor[256] = "";

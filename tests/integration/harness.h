@@ -47,16 +47,21 @@ void h_database_name(const char *dir, char name[64]);
  * h_file_store - true in file mode. In PostgreSQL mode prints "# skip in
  * postgres mode: @why" (a TAP comment in the test's output) and returns false:
  * for a check inside a test whose point is the file store (dialogs/ files,
- * journal, locks); a whole test of that kind uses cmocka's skip().
+ * journal, locks); a whole test of that kind uses H_FILE_STORE_ONLY.
  */
 bool h_file_store(const char *why);
 
 /*
- * h_file_store_only - in PostgreSQL mode, print "# skip in postgres mode: @why"
- * and skip the rest of the test (cmocka skip()): a test whose point is the
- * file store. Nothing in file mode.
+ * H_FILE_STORE_ONLY - at the top of a test whose point is the file store: in
+ * PostgreSQL mode print "# skip in postgres mode: @why" and return, so the
+ * test counts as passed. Not cmocka's skip(): cmocka 1.1.5 reports a skipped
+ * test as "not ok N # SKIP", which meson's TAP parser counts as a failure.
  */
-void h_file_store_only(const char *why);
+#define H_FILE_STORE_ONLY(why)                                                           \
+    do {                                                                                 \
+        if (!h_file_store(why))                                                          \
+            return;                                                                      \
+    } while (0)
 
 /*
  * h_dialogs_listed - the number of dialogs GET /api/v1/dialogues lists on

@@ -122,7 +122,7 @@ static void test_same_storage(void **state)
     char *out;
 
     (void)state;
-    h_file_store_only("the storage directory's lock (one server per database: "
+    H_FILE_STORE_ONLY("the storage directory's lock (one server per database: "
                       "test_store_pg, store_pg_e2e)");
     h_tmpdir(dir_a);
     h_tmpdir(dir_b);
@@ -363,7 +363,7 @@ static void test_damaged_dialog(void **state)
     char *out;
 
     (void)state;
-    h_file_store_only("a damaged line in the journal: the file store's");
+    H_FILE_STORE_ONLY("a damaged line in the journal: the file store's");
     h_tmpdir(dir);
     h_server_start(&a, dir, env);
     h_create(a.port, NULL, id);
