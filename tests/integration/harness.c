@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <libpq-fe.h>
 
 #include "cca/dialog.h"
 #include "cca/store.h"
@@ -33,8 +35,211 @@ void h_tmpdir(char dir[64])
     }
 }
 
+/* ---- PostgreSQL mode (tests/pg/suite.sh, docs/internals/store_pg.md) ---- */
+
+bool h_store_pg(void)
+{
+    const char *s = getenv("CCA_TEST_STORE");
+
+    return s != NULL && strcmp(s, "postgres") == 0;
+}
+
+bool h_file_store(const char *why)
+{
+    if (!h_store_pg())
+        return true;
+    print_message("# skip in postgres mode: %s\n", why);
+    return false;
+}
+
+int h_dialogs_listed(unsigned port, const char *auth)
+{
+    char cursor[256] = "";
+    int n = 0;
+
+    for (;;) {
+        char path[512];
+        json_t *j = NULL;
+        const char *next;
+
+        (void)snprintf(path, sizeof(path), "/api/v1/dialogues?limit=100%s%s",
+                       cursor[0] ? "&cursor=" : "", cursor);
+        if (h_call(port, "GET", path, auth, NULL, &j) != 200) {
+            json_decref(j);
+            return -1;
+        }
+        n += (int)json_array_size(json_object_get(j, "items"));
+        next = json_string_value(json_object_get(j, "next_cursor"));
+        (void)snprintf(cursor, sizeof(cursor), "%s", next != NULL ? next : "");
+        json_decref(j);
+        if (cursor[0] == '\0')
+            return n;
+    }
+}
+
+void h_assert_same_doc(const char *got, const char *want)
+{
+    json_t *a;
+    json_t *b;
+
+    if (!h_store_pg()) {
+        assert_string_equal(got, want);
+        return;
+    }
+    a = json_loads(got, 0, NULL);
+    b = json_loads(want, 0, NULL);
+    if (a == NULL || b == NULL || !json_equal(a, b))
+        assert_string_equal(got, want); /* fails, showing both */
+    json_decref(a);
+    json_decref(b);
+}
+
+/*
+ * The database of directory @dir: its last component with every byte outside
+ * [a-z0-9] lowered or replaced by '_', then a hash (FNV-1a, 64 bits) of the
+ * whole path, so that names differing only in case or punctuation differ. Only
+ * [a-z0-9_], 63 bytes at most (PostgreSQL's NAMEDATALEN - 1).
+ */
+void h_database_name(const char *dir, char name[64])
+{
+    const char *base = strrchr(dir, '/');
+    uint64_t h = 14695981039346656037ULL;
+    size_t n = 0;
+
+    for (const char *c = dir; *c != '\0'; c++)
+        h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+    base = base != NULL ? base + 1 : dir;
+    for (; *base != '\0' && n < 40; base++) {
+        char c = *base;
+
+        if (c >= 'A' && c <= 'Z')
+            c = (char)(c - 'A' + 'a');
+        name[n++] = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ? c : '_';
+    }
+    (void)snprintf(name + n, 64 - n, "_%016" PRIx64, h);
+    for (const char *c = name; *c != '\0'; c++)
+        assert_true((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_');
+}
+
+/* The throwaway server's URL (CCA_TEST_DATABASE_URL), with dbname=@dbname. */
+static void pg_conninfo(const char *dbname, char *out, size_t size)
+{
+    const char *base = getenv("CCA_TEST_DATABASE_URL");
+    PQconninfoOption *opts;
+    char *errmsg = NULL;
+    size_t len = 0;
+
+    if (base == NULL || base[0] == '\0')
+        fail_msg(
+            "CCA_TEST_STORE=postgres needs CCA_TEST_DATABASE_URL (tests/pg/suite.sh)");
+    opts = PQconninfoParse(base, &errmsg);
+    if (opts == NULL)
+        fail_msg("CCA_TEST_DATABASE_URL: %s", errmsg != NULL ? errmsg : "out of memory");
+    out[0] = '\0';
+    for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+        const char *v = strcmp(o->keyword, "dbname") == 0 ? dbname : o->val;
+
+        if (v == NULL)
+            continue;
+        /* keyword='value', with ' and \ escaped by a backslash */
+        len += (size_t)snprintf(out + len, len < size ? size - len : 0, "%s%s='",
+                                len > 0 ? " " : "", o->keyword);
+        for (; *v != '\0' && len + 4 < size; v++) {
+            if (*v == '\'' || *v == '\\')
+                out[len++] = '\\';
+            out[len++] = *v;
+        }
+        if (len + 2 >= size)
+            fail_msg("CCA_TEST_DATABASE_URL is too long");
+        out[len++] = '\'';
+        out[len] = '\0';
+    }
+    PQconninfoFree(opts);
+}
+
+static void pg_quiet(void *arg, const char *message)
+{
+    (void)arg, (void)message; /* NOTICEs (DROP DATABASE IF EXISTS of none) */
+}
+
+/* A connection to the throwaway server's own database (the URL as given). */
+static PGconn *pg_admin(void)
+{
+    PGconn *c = PQconnectdb(getenv("CCA_TEST_DATABASE_URL"));
+
+    PQsetNoticeProcessor(c, pg_quiet, NULL);
+    if (PQstatus(c) != CONNECTION_OK) {
+        print_error("cannot connect to CCA_TEST_DATABASE_URL: %s", PQerrorMessage(c));
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
+}
+
+bool h_database_url(const char *dir, char *url, size_t size)
+{
+    const char *param[1];
+    char name[64];
+    char sql[128];
+    PGconn *c;
+    PGresult *r;
+    bool exists;
+
+    url[0] = '\0';
+    if (!h_store_pg())
+        return false;
+    h_database_name(dir, name);
+    pg_conninfo(name, url, size);
+    c = pg_admin();
+    assert_non_null(c);
+    param[0] = name;
+    r = PQexecParams(c, "SELECT 1 FROM pg_database WHERE datname = $1", 1, NULL, param,
+                     NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("pg_database: %s", PQerrorMessage(c));
+    exists = PQntuples(r) > 0;
+    PQclear(r);
+    if (!exists) {
+        const char *state;
+
+        /* @name is [a-z0-9_] only (pg_dbname): quoted, it needs no escaping. */
+        (void)snprintf(sql, sizeof(sql), "CREATE DATABASE \"%s\"", name);
+        r = PQexec(c, sql);
+        state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        /* 42P04: another process of the test created it meanwhile */
+        if (PQresultStatus(r) != PGRES_COMMAND_OK &&
+            (state == NULL || strcmp(state, "42P04") != 0))
+            fail_msg("%s: %s", sql, PQerrorMessage(c));
+        PQclear(r);
+    }
+    PQfinish(c);
+    return true;
+}
+
+/* Drop the databases of h_tmpdir's directories (their servers are gone). */
+static void pg_drop_tmpdirs(void)
+{
+    PGconn *c;
+
+    if (!h_store_pg() || (c = pg_admin()) == NULL)
+        return;
+    for (size_t i = 0; i < sizeof(tmpdirs) / sizeof(tmpdirs[0]); i++) {
+        char name[64];
+        char sql[128];
+
+        if (tmpdirs[i][0] == '\0')
+            continue;
+        h_database_name(tmpdirs[i], name);
+        (void)snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS \"%s\" WITH (FORCE)",
+                       name);
+        PQclear(PQexec(c, sql));
+    }
+    PQfinish(c);
+}
+
 void h_remove_tmpdirs(void)
 {
+    pg_drop_tmpdirs();
     for (size_t i = 0; i < sizeof(tmpdirs) / sizeof(tmpdirs[0]); i++) {
         char cmd[128];
 
@@ -162,6 +367,7 @@ pid_t h_server_spawn(const char *dir, const char *const *env, const char *cmd,
     char storage[128];
     char datadir[512];
     char *argv[] = {(char *)"call-center-agents", (char *)cmd, NULL};
+    char dburl[1024] = "DATABASE_URL=";
     char cwd[512];
     int n = 0;
     pid_t pid;
@@ -169,8 +375,12 @@ pid_t h_server_spawn(const char *dir, const char *const *env, const char *cmd,
     assert_non_null(getenv("CCA_SERVER"));
     assert_non_null(getenv("CCA_DATA_DIR"));
     /* The caller's settings first: getenv(3) takes the first of a repeated name. */
-    for (int i = 0; env != NULL && env[i] != NULL && n < 58; i++)
+    for (int i = 0; env != NULL && env[i] != NULL && n < 56; i++)
         envp[n++] = (char *)env[i];
+    if (h_database_url(dir, dburl + 13, sizeof(dburl) - 13)) {
+        envp[n++] = (char *)"STORE=postgres";
+        envp[n++] = dburl;
+    }
     (void)snprintf(storage, sizeof(storage), "DIALOGS_STORAGE_PATH=%s/dialogs", dir);
     (void)snprintf(datadir, sizeof(datadir), "DATA_DIR=%s", getenv("CCA_DATA_DIR"));
     envp[n++] = (char *)"PORT=0";
@@ -222,6 +432,7 @@ void h_server_start(struct proc *p, const char *dir, const char *const *env)
     char *envp[64];
     char storage[128];
     char datadir[512];
+    char dburl[1024] = "DATABASE_URL=";
     char *text;
     char *port;
     char *argv[] = {(char *)"call-center-agents", NULL};
@@ -236,8 +447,13 @@ void h_server_start(struct proc *p, const char *dir, const char *const *env)
     envp[n++] = storage;
     envp[n++] = datadir;
     envp[n++] = (char *)"LOG_LEVEL=info";
-    for (int i = 0; env != NULL && env[i] != NULL && n < 60; i++)
+    for (int i = 0; env != NULL && env[i] != NULL && n < 58; i++)
         envp[n++] = (char *)env[i];
+    /* After the caller's: a test's own STORE/DATABASE_URL wins (getenv(3)). */
+    if (h_database_url(dir, dburl + 13, sizeof(dburl) - 13)) {
+        envp[n++] = (char *)"STORE=postgres";
+        envp[n++] = dburl;
+    }
     envp[n] = NULL;
     (void)snprintf(p->log, sizeof(p->log), "%s/server.log", dir);
     /* Run from @dir so that no stray .env of the developer is read. */

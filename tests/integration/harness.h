@@ -21,8 +21,62 @@ struct proc {
 /* A fresh temporary directory (path written into @dir, 64 bytes). */
 void h_tmpdir(char dir[64]);
 
-/* Remove every directory h_tmpdir made in this process. */
+/* Remove every directory h_tmpdir made in this process (and, in PostgreSQL
+ * mode, drop their databases). */
 void h_remove_tmpdirs(void);
+
+/*
+ * h_store_pg - true in the suite's PostgreSQL mode (tests/pg/suite.sh):
+ * CCA_TEST_STORE=postgres and CCA_TEST_DATABASE_URL, a running throwaway
+ * server. Then every server h_server_start and h_server_spawn start gets
+ * STORE=postgres and a DATABASE_URL of its own (h_database_url).
+ */
+bool h_store_pg(void);
+
+/*
+ * h_database_url - in PostgreSQL mode, the DATABASE_URL of the database of
+ * directory @dir (created on first use, named after @dir: a restart in the same
+ * directory finds its data again) into @url; false (and "") in file mode.
+ */
+bool h_database_url(const char *dir, char *url, size_t size);
+
+/* h_database_name - the name of that database (only [a-z0-9_], 63 bytes at most). */
+void h_database_name(const char *dir, char name[64]);
+
+/*
+ * h_file_store - true in file mode. In PostgreSQL mode prints "# skip in
+ * postgres mode: @why" (a TAP comment in the test's output) and returns false:
+ * for a check inside a test whose point is the file store (dialogs/ files,
+ * journal, locks); a whole test of that kind uses H_FILE_STORE_ONLY.
+ */
+bool h_file_store(const char *why);
+
+/*
+ * H_FILE_STORE_ONLY - at the top of a test whose point is the file store: in
+ * PostgreSQL mode print "# skip in postgres mode: @why" and return, so the
+ * test counts as passed. Not cmocka's skip(): cmocka 1.1.5 reports a skipped
+ * test as "not ok N # SKIP", which meson's TAP parser counts as a failure.
+ */
+#define H_FILE_STORE_ONLY(why)                                                           \
+    do {                                                                                 \
+        if (!h_file_store(why))                                                          \
+            return;                                                                      \
+    } while (0)
+
+/*
+ * h_dialogs_listed - the number of dialogs GET /api/v1/dialogues lists on
+ * @port (every page), with "Authorization: Bearer @auth" unless @auth is
+ * NULL: in PostgreSQL mode it stands for the number of dialog files. -1 when
+ * a page is not 200.
+ */
+int h_dialogs_listed(unsigned port, const char *auth);
+
+/*
+ * h_assert_same_doc - @got and @want (JSON texts) are the same document: byte
+ * for byte in file mode; json_equal in PostgreSQL mode, where a document read
+ * back from jsonb has its object keys in jsonb's order (docs/internals/store_pg.md).
+ */
+void h_assert_same_doc(const char *got, const char *want);
 
 /* Start the fake OpenAI with --latency-ms @latency_ms. */
 void h_fake_start(struct proc *p, const char *dir, unsigned latency_ms);

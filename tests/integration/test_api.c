@@ -119,10 +119,14 @@ static void test_offline_conversation_ru(void **state)
     assert_int_equal(
         h_http(srv.port, "GET", dpath(id, ""), NULL, NULL, NULL, &raw, NULL, 0), 200);
     (void)snprintf(path, sizeof(path), "%s/dialogs/%s.json", dir, id);
-    file = h_dialog_file_wait(path, id, raw);
-    assert_non_null(file);
-    assert_string_equal(raw, file);
-    free(raw);
+    if (h_file_store("the dialog file equals GET's bytes")) {
+        file = h_dialog_file_wait(path, id, raw);
+        assert_non_null(file);
+        assert_string_equal(raw, file);
+        free(raw);
+    } else {
+        file = raw; /* what the store gave: compared with the history and the restart */
+    }
     raw = NULL;
     assert_int_equal(
         h_http(srv.port, "GET", dpath(id, "/history"), NULL, NULL, NULL, &raw, NULL, 0),
@@ -146,16 +150,22 @@ static void test_offline_conversation_ru(void **state)
     json_decref(j);
 
     /* A restart reloads everything byte for byte. */
+    free(file);
+    file = NULL;
+    if (h_store_pg()) /* what the database holds: compared after the restart */
+        assert_int_equal(
+            h_http(srv.port, "GET", dpath(id, ""), NULL, NULL, NULL, &file, NULL, 0),
+            200);
     assert_int_equal(h_stop(&srv), 0);
     h_server_start(&srv, dir, NULL);
     raw = NULL;
     assert_int_equal(
         h_http(srv.port, "GET", dpath(id, ""), NULL, NULL, NULL, &raw, NULL, 0), 200);
     /* The file is one plain JSON document: GET's bytes plus the store's lsn. */
-    free(file);
-    file = h_dialog_file(path, id);
+    if (h_file_store("the dialog file after a restart (checked through GET)"))
+        file = h_dialog_file(path, id);
     assert_non_null(file);
-    assert_string_equal(raw, file);
+    h_assert_same_doc(raw, file);
     assert_non_null(strstr(raw, "\"status\": \"closed\""));
     free(raw);
     free(file);
@@ -294,7 +304,8 @@ static void test_errors(void **state)
         struct stat st;
 
         (void)snprintf(dpath, sizeof(dpath), "%s/dialogs", dir);
-        assert_int_equal(stat(dpath, &st), 0);
+        if (h_file_store("the dialogs directory outlives a delete"))
+            assert_int_equal(stat(dpath, &st), 0);
     }
     assert_int_equal(h_stop(&srv), 0);
 }

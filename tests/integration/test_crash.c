@@ -569,6 +569,64 @@ static unsigned long scan_dir(struct crash *c, struct disk *keep, unsigned long 
 }
 
 /*
+ * PostgreSQL mode: what the restarted server serves stands for the directory.
+ * Every dialog of GET /api/v1/dialogues?view=full (all pages) into @keep, with
+ * cca_dialog_dump's bytes, which check_get then compares with GET
+ * /api/v1/dialogue/{id}. A document that is not a valid dialog counts as torn.
+ */
+static void scan_api(struct crash *c, struct disk *keep)
+{
+    char cursor[256] = "";
+
+    for (;;) {
+        char path[512];
+        json_t *j = NULL;
+        json_t *items;
+        const char *next;
+        long st;
+
+        (void)snprintf(path, sizeof(path), "/api/v1/dialogues?view=full&limit=100%s%s",
+                       cursor[0] ? "&cursor=" : "", cursor);
+        st = h_http(c->srv.port, "GET", path, NULL, NULL, &j, NULL, NULL, 0);
+        if (st != 200)
+            fail_msg("GET %s: %ld", path, st);
+        items = json_object_get(j, "items");
+        for (size_t i = 0; i < json_array_size(items); i++) {
+            json_t *doc = json_array_get(items, i);
+            const char *id = jstr(doc, "dialog_id");
+            struct cca_error err = {0};
+
+            if (id == NULL || strlen(id) != 36 ||
+                cca_dialog_validate(doc, id, &err) != CCA_OK) {
+                c->torn++;
+                DIAG(c, "TORN dialog %s: %s", id ? id : "?", err.msg);
+                continue;
+            }
+            if (keep->n == keep->cap) {
+                keep->cap = keep->cap ? keep->cap * 2 : 256;
+                keep->f = realloc(keep->f, keep->cap * sizeof(*keep->f));
+                assert_non_null(keep->f);
+            }
+            memcpy(keep->f[keep->n].id, id, 37);
+            keep->f[keep->n].doc = json_incref(doc);
+            keep->f[keep->n].bytes = cca_dialog_dump(doc, &keep->f[keep->n].len);
+            keep->f[keep->n].matched = false;
+            keep->n++;
+        }
+        next = jstr(j, "next_cursor");
+        if (next == NULL) {
+            json_decref(j);
+            break;
+        }
+        assert_true(strlen(next) < sizeof(cursor));
+        (void)snprintf(cursor, sizeof(cursor), "%s", next);
+        json_decref(j);
+    }
+    if (keep->n > 0)
+        qsort(keep->f, keep->n, sizeof(*keep->f), dfile_cmp);
+}
+
+/*
  * Plant what an interrupted write leaves: a garbage temporary file of an unknown
  * dialog, a truncated temporary copy of an existing dialog, and a cut append
  * (half a change line) at the end of another dialog's file. The start-up scan
@@ -876,8 +934,13 @@ static void verify(struct crash *c, bool all_gets, uint64_t *rng)
 {
     struct disk dk = {0};
     unsigned long cuts = 0;
-    unsigned long tmps = scan_dir(c, &dk, &cuts);
+    unsigned long tmps = 0;
     CURL *curl;
+
+    if (h_store_pg())
+        scan_api(c, &dk); /* the database, through the server */
+    else
+        tmps = scan_dir(c, &dk, &cuts);
 
     c->tmp_left += tmps + cuts;
     if (tmps > 0 || cuts > 0)
@@ -1031,13 +1094,19 @@ static void run_rounds(struct crash *c, int rounds, uint64_t seed)
         c->acknowledged += acks;
 
         /* Before the restart: the committed files are whole; count interrupted writes. */
-        tmps = scan_dir(c, NULL, &cuts);
-        python_json_check(c);
-        c->tmp_after_kill += tmps;
-        c->cut_after_kill += cuts;
-        c->mid_write_kills += tmps + cuts > 0;
-        if (c->round == 0)
-            plant_tmp_files(c);
+        tmps = 0;
+        if (c->round > 0 ? !h_store_pg()
+                         : h_file_store("the files after a kill (whole, json.load, "
+                                        "temporary files planted); the database is "
+                                        "checked through the restarted server")) {
+            tmps = scan_dir(c, NULL, &cuts);
+            python_json_check(c);
+            c->tmp_after_kill += tmps;
+            c->cut_after_kill += cuts;
+            c->mid_write_kills += tmps + cuts > 0;
+            if (c->round == 0)
+                plant_tmp_files(c);
+        }
         t1 = now_ms();
         server_start(c);
         t2 = now_ms();

@@ -288,6 +288,7 @@ static void test_full_disk(void **state)
     size_t messages = 0;
 
     (void)state;
+    H_FILE_STORE_ONLY("a full tmpfs under dialogs/: the file store's disk");
     h_tmpdir(dir);
     mount_storage(dir, "128k");
     h_server_start(&srv, dir, NULL);
@@ -373,6 +374,7 @@ static void test_read_only(void **state)
     json_t *j = NULL;
 
     (void)state;
+    H_FILE_STORE_ONLY("a read-only tmpfs under dialogs/: the file store's disk");
     h_tmpdir(dir);
     mount_storage(dir, "1m");
     h_server_start(&srv, dir, NULL);

@@ -20,6 +20,7 @@
     "{\"customer_info\": {\"name\": \"Ann\"}, \"initial_message\": \"Hello\"}"
 
 static char base_url[128];
+static const char *list_auth; /* PostgreSQL mode: the API key that lists dialogs */
 
 static void start_pair(struct proc *fake, struct proc *srv, char dir[64],
                        unsigned latency)
@@ -39,6 +40,22 @@ static void restart(struct proc *srv, const char *dir)
 
     assert_int_equal(h_stop(srv), 0);
     h_server_start(srv, dir, env);
+}
+
+/*
+ * A repeat answered after a restart: the first response byte for byte. Not in
+ * PostgreSQL mode, a known bug: the record's response comes back from jsonb
+ * with its keys reordered (docs/internals/store_pg.md, "Tests"); there the
+ * check is that it is the same JSON (same ids, same reply, no second turn).
+ */
+static void assert_replayed_after_restart(const char *first, const char *after)
+{
+    if (h_file_store(
+            "BUG: a repeat after a restart is not the first response byte for "
+            "byte (jsonb reorders the stored response's keys); compared as JSON"))
+        assert_string_equal(first, after);
+    else
+        h_assert_same_doc(after, first);
 }
 
 /* POST @body to @path with "Idempotency-Key: @key"; the raw body in *ret_raw (new). */
@@ -102,11 +119,16 @@ static size_t count_dialog_files(const char *dir)
 /*
  * The dialog files once the checkpointer has written the acknowledged
  * dialogs (within STORAGE_CHECKPOINT_MS): @want, or what there is after 3 s.
+ * PostgreSQL mode: the number of dialogs @srv lists.
  * A file too many shows at once; one missing would show after the wait.
  */
-static size_t dialog_files_settled(const char *dir, size_t want)
+static size_t dialog_files_settled(const struct proc *srv, const char *dir, size_t want)
 {
-    size_t n = count_dialog_files(dir);
+    size_t n;
+
+    if (h_store_pg()) /* no files: the dialogs the server lists */
+        return (size_t)h_dialogs_listed(srv->port, list_auth);
+    n = count_dialog_files(dir);
 
     for (int i = 0; i < 300 && n < want; i++) {
         usleep(10000);
@@ -153,7 +175,7 @@ static void test_message_repeat_and_restart(void **state)
     /* The record is on disk: after a restart the repeat still replays. */
     restart(&srv, dir);
     assert_int_equal(post_key(srv.port, path, "msg-1", MSG_BODY, &after), 200);
-    assert_string_equal(first, after);
+    assert_replayed_after_restart(first, after);
     assert_int_equal(fake_requests(&fake), calls);
     assert_int_equal(message_count(srv.port, id), 2);
 
@@ -164,7 +186,7 @@ static void test_message_repeat_and_restart(void **state)
     free(after);
     (void)snprintf(path, sizeof(path), "/api/v1/dialogue/%s/message", id);
     assert_int_equal(post_key(srv.port, path, "msg-1", MSG_BODY, &after), 200);
-    assert_string_equal(first, after);
+    assert_replayed_after_restart(first, after);
 
     free(first);
     free(again);
@@ -189,7 +211,7 @@ static void test_create_repeat_and_restart(void **state)
     assert_int_equal(post_key(srv.port, path, "create-1", CREATE_BODY, &again), 201);
     assert_string_equal(first, again);
     assert_int_equal(fake_requests(&fake), calls);
-    assert_int_equal(dialog_files_settled(dir, 1), 1);
+    assert_int_equal(dialog_files_settled(&srv, dir, 1), 1);
     free(again);
     /* Keys in another order are the same request. */
     assert_int_equal(
@@ -203,12 +225,12 @@ static void test_create_repeat_and_restart(void **state)
 
     /* Another key is another dialog. */
     assert_int_equal(post_key(srv.port, path, "create-2", CREATE_BODY, NULL), 201);
-    assert_int_equal(dialog_files_settled(dir, 2), 2);
+    assert_int_equal(dialog_files_settled(&srv, dir, 2), 2);
 
     restart(&srv, dir);
     assert_int_equal(post_key(srv.port, path, "create-1", CREATE_BODY, &after), 201);
-    assert_string_equal(first, after);
-    assert_int_equal(dialog_files_settled(dir, 2), 2);
+    assert_replayed_after_restart(first, after);
+    assert_int_equal(dialog_files_settled(&srv, dir, 2), 2);
     assert_int_equal(fake_requests(&fake), calls * 2);
 
     free(first);
@@ -277,7 +299,7 @@ static void test_concurrent_duplicates(void **state)
 
     before = fake_requests(&fake);
     run_concurrent(srv.port, "/api/v1/dialogue/create", "same-create", CREATE_BODY, 201);
-    assert_int_equal(dialog_files_settled(dir, 2), 2);
+    assert_int_equal(dialog_files_settled(&srv, dir, 2), 2);
     assert_true(fake_requests(&fake) - before <= 2);
     assert_int_equal(h_stop(&srv), 0);
     assert_int_equal(h_stop(&fake), 0);
@@ -305,7 +327,7 @@ static void test_bad_keys(void **state)
     assert_int_equal(post_key(srv.port, "/api/v1/dialogue/create", key, "{}", NULL), 400);
     key[255] = '\0';
     assert_int_equal(post_key(srv.port, "/api/v1/dialogue/create", key, "{}", NULL), 201);
-    assert_int_equal(dialog_files_settled(dir, 1), 1);
+    assert_int_equal(dialog_files_settled(&srv, dir, 1), 1);
     assert_int_equal(h_stop(&srv), 0);
 }
 
@@ -333,7 +355,9 @@ static void test_keys_are_per_client(void **state)
     assert_string_equal(a1.raw, a2.raw);
     assert_string_not_equal(json_string_value(json_object_get(a1.json, "dialog_id")),
                             json_string_value(json_object_get(b1.json, "dialog_id")));
-    assert_int_equal(dialog_files_settled(dir, 2), 2);
+    list_auth = "client-key-a";
+    assert_int_equal(dialog_files_settled(&srv, dir, 2), 2);
+    list_auth = NULL;
     h_resp_free(&a1);
     h_resp_free(&a2);
     h_resp_free(&b1);
@@ -390,7 +414,7 @@ static void test_expired_key_with_queued_repeats(void **state)
     pthread_join(msg, NULL);
     assert_int_equal(m.status, 200);
     assert_string_not_equal(d[0].raw, first);
-    assert_int_equal(dialog_files_settled(dir, 2), 2);
+    assert_int_equal(dialog_files_settled(&srv, dir, 2), 2);
     for (int i = 0; i < 4; i++)
         free(d[i].raw);
     free(m.raw);
@@ -431,13 +455,13 @@ static void test_create_keys_bounded(void **state)
         assert_string_equal(again, first[i]);
         free(again);
     }
-    assert_int_equal(dialog_files_settled(dir, 3), 3);
+    assert_int_equal(dialog_files_settled(&srv, dir, 3), 3);
     /* The oldest was forgotten: its repeat is a new create. */
     assert_int_equal(post_key(srv.port, "/api/v1/dialogue/create", keys[0], body, &again),
                      201);
     assert_string_not_equal(again, first[0]);
     free(again);
-    assert_int_equal(dialog_files_settled(dir, 4), 4);
+    assert_int_equal(dialog_files_settled(&srv, dir, 4), 4);
     /* Reloaded under the same bound after a restart. */
     assert_int_equal(h_stop(&srv), 0);
     h_server_start(&srv, dir, env);

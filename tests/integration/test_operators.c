@@ -1306,5 +1306,6 @@ int main(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
+    h_remove_tmpdirs(); /* test_faq_and_csat's (and, in postgres mode, its database) */
     return rc;
 }

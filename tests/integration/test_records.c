@@ -371,6 +371,57 @@ static void print_tail(const char *path)
 }
 
 /*
+ * PostgreSQL mode: `call-center-agents import --from-files @storage` into the
+ * database of @dir (the harness's), so that the server started on @dir serves
+ * the demo data demo-data wrote as files.
+ */
+static void import_demo(const char *dir, const char *storage)
+{
+    char url[1024] = "DATABASE_URL=";
+    char datadir[600];
+    char log[128];
+    char *argv[] = {(char *)"call-center-agents", (char *)"import",
+                    (char *)"--from-files", (char *)storage, NULL};
+    char *envp[] = {datadir, (char *)"LOG_LEVEL=warning", (char *)"STORE=postgres", url,
+                    NULL};
+    int status = 0;
+    long waited = 0;
+    pid_t pid;
+
+    assert_true(h_database_url(dir, url + 13, sizeof(url) - 13));
+    (void)snprintf(datadir, sizeof(datadir), "DATA_DIR=%s", getenv("CCA_DATA_DIR"));
+    (void)snprintf(log, sizeof(log), "%s/import.log", dir);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (fd < 0 || chdir(dir) != 0)
+            _exit(99);
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        close(fd);
+        execve(getenv("CCA_SERVER"), argv, envp);
+        _exit(99);
+    }
+    while (waitpid(pid, &status, WNOHANG) != pid) {
+        if (waited > 300000) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            break;
+        }
+        sleep_ms(20);
+        waited += 20;
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        print_tail(log);
+        fail_msg("call-center-agents import --from-files %s failed", storage);
+    }
+    printf("# postgres mode: demo data imported in %.1f s\n", (double)waited / 1000.0);
+}
+
+/*
  * `call-center-agents demo-data --operators @ops --customers @customers
  * --dialogs @dialogs --seed @seed --storage @dir/dialogs [--quiet]`, from @dir
  * (no stray .env), with the server's DATA_DIR; fails the test unless it exits 0
@@ -449,6 +500,8 @@ static void run_demo(const char *dir, int ops, int customers, int dialogs, int s
     }
     printf("# demo-data: %d operators, %d customers, %d dialogs (seed %d) in %.1f s\n",
            ops, customers, dialogs, seed, (double)waited / 1000.0);
+    if (h_store_pg())
+        import_demo(dir, storage);
 }
 
 static const char *const g_env[] = {"API_KEYS=" CLIENT, "ADMIN_API_KEYS=" ADMIN,

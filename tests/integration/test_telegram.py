@@ -97,6 +97,73 @@ def _pdeathsig():
         pass
 
 
+# ---------------------------------------------------------------------------
+# The PostgreSQL mode of the suite (tests/pg/suite.sh): CCA_TEST_STORE=postgres
+# and CCA_TEST_DATABASE_URL, a running throwaway server. Each scenario's
+# directory gets a database of its own there, as harness.c does for C tests.
+# ---------------------------------------------------------------------------
+
+def store_pg():
+    return os.environ.get("CCA_TEST_STORE") == "postgres"
+
+
+def pg_dbname(path):
+    """The database of directory @path: its last component in [a-z0-9_] and an
+    FNV-1a (64 bits) hash of the whole path (the names harness.c gives)."""
+    h = 14695981039346656037
+    for b in path.encode():
+        h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    base = "".join(c if re.fullmatch(r"[a-z0-9]", c) else "_"
+                   for c in os.path.basename(path).lower()[:40])
+    name = "%s_%016x" % (base, h)
+    check(re.fullmatch(r"[a-z0-9_]{1,63}", name) is not None, "bad database name %r" % name)
+    return name
+
+
+def psql():
+    """psql of the newest /usr/lib/postgresql/<major>/bin (or PG_BIN, or PATH)."""
+    cands = []
+    if os.environ.get("PG_BIN"):
+        cands.append(os.path.join(os.environ["PG_BIN"], "psql"))
+    majors = []
+    for d in os.listdir("/usr/lib/postgresql") if os.path.isdir("/usr/lib/postgresql") else []:
+        if d.isdigit():
+            majors.append(int(d))
+    cands += ["/usr/lib/postgresql/%d/bin/psql" % m for m in sorted(majors, reverse=True)]
+    cands.append(shutil.which("psql") or "")
+    for c in cands:
+        if c and os.access(c, os.X_OK):
+            return c
+    raise Failure("CCA_TEST_STORE=postgres: no psql found")
+
+
+def pg_sql(sql):
+    """Run @sql (psql's input, ON_ERROR_STOP) on CCA_TEST_DATABASE_URL as given."""
+    r = subprocess.run([psql(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", os.environ["CCA_TEST_DATABASE_URL"]],
+                       input=sql, capture_output=True, text=True, timeout=60)
+    return r.returncode, r.stderr
+
+
+def pg_database_url(path):
+    """The DATABASE_URL of directory @path's own database, created on first use."""
+    base = os.environ.get("CCA_TEST_DATABASE_URL", "")
+    check(base != "", "CCA_TEST_STORE=postgres needs CCA_TEST_DATABASE_URL (tests/pg/suite.sh)")
+    name = pg_dbname(path)
+    # [a-z0-9_] only: safe inside the quotes of SQL and of a conninfo string.
+    rc, err = pg_sql("SELECT 'CREATE DATABASE \"%s\"' WHERE NOT EXISTS "
+                     "(SELECT 1 FROM pg_database WHERE datname = '%s')\\gexec\n" % (name, name))
+    check(rc == 0 or "already exists" in err, "CREATE DATABASE %s: %s" % (name, err))
+    if re.match(r"postgres(ql)?://", base):
+        import urllib.parse
+        u = urllib.parse.urlsplit(base)
+        return urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + name, u.query, u.fragment))
+    return "%s dbname='%s'" % (base, name)  # a later keyword wins in libpq
+
+
+def pg_drop(path):
+    pg_sql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)\n' % pg_dbname(path))
+
+
 class Server:
     """The server binary in @tmp with the Telegram channel on @fake."""
 
@@ -124,6 +191,8 @@ class Server:
             "OPERATOR_PINS": PIN,
             "OPERATOR_SECRET": SECRET,
         })
+        if store_pg():
+            env.update({"STORE": "postgres", "DATABASE_URL": pg_database_url(self.tmp)})
         env.update(self.extra_env)
         return env
 
@@ -302,6 +371,8 @@ class Ctx:
             if TOKEN in logs or TOKEN.split(":")[1] in logs:
                 problems.append("the bot token appears in the server log")
         self.fake.stop()
+        if store_pg() and not os.environ.get("TG_TEST_KEEP"):
+            pg_drop(self.tmp)
         if os.environ.get("TG_TEST_KEEP"):
             say("  # temporary directory kept: %s" % self.tmp)
         else:
