@@ -46,12 +46,12 @@ static const char *const dialog_order[] = {
 static const char sql_dialog_put[] =
     "WITH del AS (DELETE FROM messages WHERE dialog_id = $1::uuid AND seq >= $6::int),"
     " ins AS (INSERT INTO messages (dialog_id, seq, msg)"
-    "  SELECT $1::uuid, (e->>0)::int, e->1 FROM jsonb_array_elements($7::jsonb) AS e"
+    "  SELECT $1::uuid, (e->>0)::int, e->1 FROM json_array_elements($7::json) AS e"
     "  ON CONFLICT (dialog_id, seq) DO UPDATE SET msg = EXCLUDED.msg)"
     " INSERT INTO dialogs (id, status, customer_id, created_at, updated_at,"
     "  message_count, doc)"
     " VALUES ($1::uuid, $2, $3, to_timestamp($4::bigint / 1000.0),"
-    "  to_timestamp($5::bigint / 1000.0), $8::int, $9::jsonb)"
+    "  to_timestamp($5::bigint / 1000.0), $8::int, $9::json)"
     " ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status,"
     "  customer_id = EXCLUDED.customer_id, created_at = EXCLUDED.created_at,"
     "  updated_at = EXCLUDED.updated_at, message_count = EXCLUDED.message_count,"
@@ -79,7 +79,7 @@ struct coll_sql {
 
 #define DOC_SQL(t)                                                                       \
     {                                                                                    \
-        "INSERT INTO " t " (id, doc, updated_at) VALUES ($1::uuid, $2::jsonb, now())"    \
+        "INSERT INTO " t " (id, doc, updated_at) VALUES ($1::uuid, $2::json, now())"     \
         " ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc, updated_at = "              \
         "EXCLUDED.updated_at",                                                           \
             "SELECT doc::text FROM " t " WHERE id = $1::uuid",                           \
@@ -535,8 +535,9 @@ static char *dump(json_t *v, size_t *ret_len)
 }
 
 /*
- * PostgreSQL's jsonb refuses U+0000 in a string (jansson accepts it only when
- * asked, JSON_ALLOW_NUL): such a change is refused alone, before the batch.
+ * U+0000 in a string: jansson reads it only when asked (JSON_ALLOW_NUL), which
+ * the load and reads do not, and the request parsers never let one in. Such a
+ * change is refused alone, before the batch, rather than stored unreadable.
  */
 static bool has_nul(const char *json)
 {
@@ -596,7 +597,7 @@ static json_t *changed_messages(json_t *old_doc, json_t *new_doc)
  * Make the statement and parameters of @j, once (a retry sends them again),
  * on the writer thread. False, with j->rc and j->err, for a change that
  * cannot be stored whatever the database says: an id that is not a canonical
- * UUID, or a U+0000 in a string (jsonb refuses it) of what would be sent. For
+ * UUID, or a U+0000 in a string (has_nul) of what would be sent. For
  * a dialog that is only its changed messages and the rest of the document:
  * the unchanged messages went in, checked, with an earlier change.
  */
@@ -644,7 +645,7 @@ static bool job_params(struct job *j)
     if ((j->json[0] != NULL && has_nul(j->json[0])) ||
         (j->json[1] != NULL && has_nul(j->json[1]))) {
         j->rc = cca_error_set(&j->err, CCA_ERR_IO,
-                              "%s %s holds U+0000, which PostgreSQL cannot store",
+                              "%s %s holds U+0000, which the store does not keep",
                               cca_store_coll_name(j->coll), j->id);
         return false;
     }

@@ -50,6 +50,21 @@ const struct cca_store_pg_migration cca_store_pg_migrations[] = {
      "  doc jsonb NOT NULL,"
      "  updated_at timestamptz NOT NULL DEFAULT now()"
      ");"},
+    {2, "documents as json: their text kept exactly",
+     /*
+      * jsonb reorders the keys of every object (and rewrites some numbers),
+      * so a document did not come back as it was written: an Idempotency-Key
+      * replay (dialog.c keeps the first response as an object) differed from
+      * the first answer byte for byte. json keeps the text as sent (checked
+      * as JSON on input); the service never queries inside it, and ->/->>
+      * still work for an operator's ad-hoc SQL. Existing rows keep jsonb's
+      * order (a cast cannot know the original).
+      */
+     "ALTER TABLE dialogs ALTER COLUMN doc TYPE json USING doc::json;"
+     "ALTER TABLE messages ALTER COLUMN msg TYPE json USING msg::json;"
+     "ALTER TABLE operators ALTER COLUMN doc TYPE json USING doc::json;"
+     "ALTER TABLE customers ALTER COLUMN doc TYPE json USING doc::json;"
+     "ALTER TABLE telegram ALTER COLUMN doc TYPE json USING doc::json;"},
 };
 
 const unsigned cca_store_pg_migrations_n = CCA_ARRAY_SIZE(cca_store_pg_migrations);

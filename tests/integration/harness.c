@@ -77,23 +77,6 @@ int h_dialogs_listed(unsigned port, const char *auth)
     }
 }
 
-void h_assert_same_doc(const char *got, const char *want)
-{
-    json_t *a;
-    json_t *b;
-
-    if (!h_store_pg()) {
-        assert_string_equal(got, want);
-        return;
-    }
-    a = json_loads(got, 0, NULL);
-    b = json_loads(want, 0, NULL);
-    if (a == NULL || b == NULL || !json_equal(a, b))
-        assert_string_equal(got, want); /* fails, showing both */
-    json_decref(a);
-    json_decref(b);
-}
-
 /*
  * The database of directory @dir: its last component with every byte outside
  * [a-z0-9] lowered or replaced by '_', then a hash (FNV-1a, 64 bits) of the

@@ -71,13 +71,6 @@ bool h_file_store(const char *why);
  */
 int h_dialogs_listed(unsigned port, const char *auth);
 
-/*
- * h_assert_same_doc - @got and @want (JSON texts) are the same document: byte
- * for byte in file mode; json_equal in PostgreSQL mode, where a document read
- * back from jsonb has its object keys in jsonb's order (docs/internals/store_pg.md).
- */
-void h_assert_same_doc(const char *got, const char *want);
-
 /* Start the fake OpenAI with --latency-ms @latency_ms. */
 void h_fake_start(struct proc *p, const char *dir, unsigned latency_ms);
 
