@@ -38,7 +38,6 @@
 #define MAX_MSG 2000
 #define SECRET  "failover-secret"
 
-static char tmp[64];
 static char url[256];
 static char url_env[300];
 static const char *const env[] = {"STORE=postgres", url_env, "OPERATOR_SECRET=" SECRET,
@@ -376,39 +375,18 @@ static void test_fenced(void **state)
     assert_int_equal(h_stop(&b), 0);
 }
 
+static void set_url_env(const char *u)
+{
+    (void)snprintf(url_env, sizeof(url_env), "DATABASE_URL=%s", u);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_takeover, h_kill_all),
         cmocka_unit_test_teardown(test_fenced, h_kill_all),
     };
-    int guard;
-    int rc;
 
-    (void)snprintf(tmp, sizeof(tmp), "/tmp/cca-pgf-XXXXXX");
-    if (mkdtemp(tmp) == NULL || chmod(tmp, 0711) != 0) {
-        fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
-        return 1;
-    }
-    (void)snprintf(pgdir, sizeof(pgdir), "%s/pg", tmp);
-    rc = pg_sh("start", url, sizeof(url));
-    if (rc == 77) {
-        (void)rmdir(tmp);
-        printf(
-            "1..0 # SKIP no PostgreSQL server binaries (apt-get install postgresql)\n");
-        return 0;
-    }
-    if (rc != 0) {
-        (void)rmdir(tmp);
-        fprintf(stderr, "tests/pg/pg.sh start failed (%d)\n", rc);
-        return 1;
-    }
-    (void)snprintf(url_env, sizeof(url_env), "DATABASE_URL=%s", url);
-    guard = start_guard();
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
-    h_remove_tmpdirs();
-    close(guard);
-    (void)wait(NULL);
-    (void)rmdir(tmp);
-    return rc;
+    return pg_test_main("/tmp/cca-pgf-XXXXXX", tests, CCA_ARRAY_SIZE(tests), url,
+                        sizeof(url), set_url_env, h_remove_tmpdirs);
 }

@@ -39,7 +39,6 @@
 #define CLIENTS 4
 #define MAX_MSG 2000
 
-static char tmp[64];
 static char url[256];
 static char url_env[300];
 
@@ -345,6 +344,11 @@ static void test_newer_schema_refused(void **state)
     sql("DELETE FROM schema_version WHERE version = 999");
 }
 
+static void set_url_env(const char *u)
+{
+    (void)snprintf(url_env, sizeof(url_env), "DATABASE_URL=%s", u);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -354,33 +358,7 @@ int main(void)
         cmocka_unit_test_teardown(test_import_from_files, h_kill_all),
         cmocka_unit_test_teardown(test_newer_schema_refused, h_kill_all),
     };
-    int guard;
-    int rc;
 
-    (void)snprintf(tmp, sizeof(tmp), "/tmp/cca-pge-XXXXXX");
-    if (mkdtemp(tmp) == NULL || chmod(tmp, 0711) != 0) {
-        fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
-        return 1;
-    }
-    (void)snprintf(pgdir, sizeof(pgdir), "%s/pg", tmp);
-    rc = pg_sh("start", url, sizeof(url));
-    if (rc == 77) {
-        (void)rmdir(tmp);
-        printf(
-            "1..0 # SKIP no PostgreSQL server binaries (apt-get install postgresql)\n");
-        return 0;
-    }
-    if (rc != 0) {
-        (void)rmdir(tmp);
-        fprintf(stderr, "tests/pg/pg.sh start failed (%d)\n", rc);
-        return 1;
-    }
-    (void)snprintf(url_env, sizeof(url_env), "DATABASE_URL=%s", url);
-    guard = start_guard();
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
-    h_remove_tmpdirs();
-    close(guard);
-    (void)wait(NULL);
-    (void)rmdir(tmp);
-    return rc;
+    return pg_test_main("/tmp/cca-pge-XXXXXX", tests, CCA_ARRAY_SIZE(tests), url,
+                        sizeof(url), set_url_env, h_remove_tmpdirs);
 }

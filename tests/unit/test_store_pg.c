@@ -28,7 +28,6 @@
 #include "cca/store_pg.h"
 #include "../pg/pg_test.h"
 
-static char tmp[64];       /* our temporary directory */
 static char conninfo[256]; /* DATABASE_URL of the throwaway server */
 static PGconn *admin;      /* the test's own connection, for checks */
 
@@ -1102,6 +1101,11 @@ static void test_no_password_in_messages(void **state)
     assert_int_equal(cca_store_pg_new(&p, &s, &err), CCA_ERR_INVALID);
 }
 
+static void admin_finish(void)
+{
+    PQfinish(admin);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1118,33 +1122,7 @@ int main(void)
         cmocka_unit_test_setup(test_no_password_in_messages, empty_db),
         cmocka_unit_test_setup(test_crash_and_recovery, empty_db),
     };
-    int guard;
-    int rc;
 
-    (void)snprintf(tmp, sizeof(tmp), "/tmp/cca-pg-XXXXXX");
-    if (mkdtemp(tmp) == NULL || chmod(tmp, 0711) != 0) {
-        fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
-        return 1;
-    }
-    (void)snprintf(pgdir, sizeof(pgdir), "%s/pg", tmp);
-    rc = pg_sh("start", conninfo, sizeof(conninfo));
-    if (rc == 77) {
-        (void)rmdir(tmp);
-        printf(
-            "1..0 # SKIP no PostgreSQL server binaries (apt-get install postgresql)\n");
-        return 0;
-    }
-    if (rc != 0) {
-        (void)rmdir(tmp);
-        fprintf(stderr, "tests/pg/pg.sh start failed (%d)\n", rc);
-        return 1;
-    }
-    guard = start_guard();
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
-    PQfinish(admin);
-    /* The guard stops the server and removes its directory once we close our end. */
-    close(guard);
-    (void)wait(NULL);
-    (void)rmdir(tmp);
-    return rc;
+    return pg_test_main("/tmp/cca-pg-XXXXXX", tests, CCA_ARRAY_SIZE(tests), conninfo,
+                        sizeof(conninfo), NULL, admin_finish);
 }
