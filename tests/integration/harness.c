@@ -393,6 +393,27 @@ int h_wait_exit(pid_t pid, long timeout_ms)
     return -2;
 }
 
+int h_run(const char *dir, char *const argv[], char *const envp[], const char *log,
+          long timeout_ms)
+{
+    char cwd[512];
+    pid_t pid;
+    int st;
+
+    assert_non_null(getenv("CCA_SERVER"));
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    assert_int_equal(chdir(dir), 0);
+    pid = spawn(getenv("CCA_SERVER"), argv, envp, log);
+    assert_int_equal(chdir(cwd), 0);
+    st = h_wait_exit(pid, timeout_ms);
+    if (st == -2) {
+        kill(pid, SIGKILL);
+        (void)waitpid(pid, NULL, 0);
+        track(pid, false);
+    }
+    return st;
+}
+
 char *h_read_text(const char *path)
 {
     FILE *f = fopen(path, "r");

@@ -93,6 +93,15 @@ pid_t h_server_spawn(const char *dir, const char *const *env, const char *cmd,
  * -2 still running (not killed). */
 int h_wait_exit(pid_t pid, long timeout_ms);
 
+/*
+ * h_run - run the server binary (CCA_SERVER) with @argv (argv[0] its name,
+ * NULL-terminated) and exactly the environment @envp, from @dir (no stray
+ * .env), its output in @log; wait at most @timeout_ms. Returns its exit
+ * status, -1 when a signal ended it, -2 when it ran out of time (then killed).
+ */
+int h_run(const char *dir, char *const argv[], char *const envp[], const char *log,
+          long timeout_ms);
+
 /* h_read_text - the first MiB of file @path as a string (new; "" if missing). */
 char *h_read_text(const char *path);
 

@@ -38,11 +38,9 @@
 #include "cca_test.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -51,6 +49,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "cca/common.h"
 #include "harness.h"
 
 #define CLIENT "ck-rec-client-93ab7e"
@@ -384,41 +383,17 @@ static void import_demo(const char *dir, const char *storage)
                     (char *)"--from-files", (char *)storage, NULL};
     char *envp[] = {datadir, (char *)"LOG_LEVEL=warning", (char *)"STORE=postgres", url,
                     NULL};
-    int status = 0;
-    long waited = 0;
-    pid_t pid;
+    int64_t t0 = cca_time_mono_ms();
 
     assert_true(h_database_url(dir, url + 13, sizeof(url) - 13));
     (void)snprintf(datadir, sizeof(datadir), "DATA_DIR=%s", getenv("CCA_DATA_DIR"));
     (void)snprintf(log, sizeof(log), "%s/import.log", dir);
-    pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-
-        (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (fd < 0 || chdir(dir) != 0)
-            _exit(99);
-        dup2(fd, STDOUT_FILENO);
-        dup2(fd, STDERR_FILENO);
-        close(fd);
-        execve(getenv("CCA_SERVER"), argv, envp);
-        _exit(99);
-    }
-    while (waitpid(pid, &status, WNOHANG) != pid) {
-        if (waited > 300000) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            break;
-        }
-        sleep_ms(20);
-        waited += 20;
-    }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    if (h_run(dir, argv, envp, log, 300000) != 0) {
         print_tail(log);
         fail_msg("call-center-agents import --from-files %s failed", storage);
     }
-    printf("# postgres mode: demo data imported in %.1f s\n", (double)waited / 1000.0);
+    printf("# postgres mode: demo data imported in %.1f s\n",
+           (double)(cca_time_mono_ms() - t0) / 1000.0);
 }
 
 /*
@@ -452,11 +427,9 @@ static void run_demo(const char *dir, int ops, int customers, int dialogs, int s
                     quiet ? (char *)"--quiet" : NULL,
                     NULL};
     char *envp[] = {datadir, (char *)"LOG_LEVEL=warning", NULL};
-    int status = 0;
-    pid_t pid;
-    long waited = 0;
+    int64_t t0 = cca_time_mono_ms();
+    int status;
 
-    assert_non_null(getenv("CCA_SERVER"));
     assert_non_null(getenv("CCA_DATA_DIR"));
     (void)snprintf(storage, sizeof(storage), "%s/dialogs", dir);
     (void)snprintf(datadir, sizeof(datadir), "DATA_DIR=%s", getenv("CCA_DATA_DIR"));
@@ -465,33 +438,11 @@ static void run_demo(const char *dir, int ops, int customers, int dialogs, int s
     (void)snprintf(a_cus, sizeof(a_cus), "%d", customers);
     (void)snprintf(a_dia, sizeof(a_dia), "%d", dialogs);
     (void)snprintf(a_seed, sizeof(a_seed), "%d", seed);
-    pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-
-        (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (fd < 0 || chdir(dir) != 0)
-            _exit(99);
-        dup2(fd, STDOUT_FILENO);
-        dup2(fd, STDERR_FILENO);
-        close(fd);
-        execve(getenv("CCA_SERVER"), argv, envp);
-        _exit(99);
-    }
-    while (waitpid(pid, &status, WNOHANG) != pid) {
-        if (waited > 300000) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            print_tail(log);
-            fail_msg("demo-data --dialogs %d did not finish in 5 minutes", dialogs);
-        }
-        sleep_ms(20);
-        waited += 20;
-    }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        printf("# demo-data exited with %d; its output:\n",
-               WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status));
+    status = h_run(dir, argv, envp, log, 300000);
+    if (status != 0) {
+        printf(
+            "# demo-data exited with %d (-1: a signal, -2: out of time); its output:\n",
+            status);
         print_tail(log);
         fail_msg(
             "call-center-agents demo-data --operators %d --customers %d --dialogs %d "
@@ -499,7 +450,7 @@ static void run_demo(const char *dir, int ops, int customers, int dialogs, int s
             ops, customers, dialogs, seed, storage);
     }
     printf("# demo-data: %d operators, %d customers, %d dialogs (seed %d) in %.1f s\n",
-           ops, customers, dialogs, seed, (double)waited / 1000.0);
+           ops, customers, dialogs, seed, (double)(cca_time_mono_ms() - t0) / 1000.0);
     if (h_store_pg())
         import_demo(dir, storage);
 }

@@ -21,7 +21,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
@@ -231,23 +230,15 @@ static void test_database_restart(void **state)
 
 /* ---- import --from-files -------------------------------------------------------- */
 
-/* Run `call-center-agents import --from-files @from`, output to @log; its exit status. */
-static int run_import(const char *from, const char *log)
+/* Run `call-center-agents import --from-files @from` from @dir, output to @log; its exit
+ * status. */
+static int run_import(const char *dir, const char *from, const char *log)
 {
     char *argv[] = {(char *)"call-center-agents", (char *)"import",
                     (char *)"--from-files", (char *)from, NULL};
     char *envp[] = {(char *)"STORE=postgres", url_env, (char *)"LOG_LEVEL=info", NULL};
-    pid_t pid = fork();
 
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-        (void)dup2(fd, 1);
-        (void)dup2(fd, 2);
-        execve(getenv("CCA_SERVER"), argv, envp);
-        _exit(127);
-    }
-    return h_wait_exit(pid, 60000);
+    return h_run(dir, argv, envp, log, 60000);
 }
 
 static long count_rows(const char *table_sql)
@@ -279,7 +270,7 @@ static void test_import_from_files(void **state)
     assert_int_equal(h_wait_exit(h_server_spawn(dir, NULL, "demo-data", log), 120000), 0);
     (void)snprintf(from, sizeof(from), "%s/dialogs", dir);
     (void)snprintf(log, sizeof(log), "%s/import.log", dir);
-    assert_int_equal(run_import(from, log), 0);
+    assert_int_equal(run_import(dir, from, log), 0);
     text = h_read_text(log);
     assert_non_null(strstr(text, "dialogs=120 "));
     assert_non_null(strstr(text, "failed=0"));
@@ -287,7 +278,7 @@ static void test_import_from_files(void **state)
     operators = count_rows("SELECT count(*) FROM operators");
     assert_true(operators > 0);
     /* Again (a re-run after a crash, say): the same rows, nothing doubled. */
-    assert_int_equal(run_import(from, log), 0);
+    assert_int_equal(run_import(dir, from, log), 0);
     assert_int_equal(count_rows("SELECT count(*) FROM operators"), operators);
 
     /* The server on PostgreSQL serves each dialog as the file holds it. */
