@@ -1209,6 +1209,8 @@ cca_rc cca_http_server_new(const struct cca_http_params *p,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape_keep_nul, NULL,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
     if (h->daemon == NULL) {
+        /* libmicrohttpd 0.9.75 closes the socket on some of its failure paths. */
+        listen_fd = -1;
         rc = cca_error_set(reterr, CCA_ERR_IO, "cannot start the HTTP daemon on %s:%u",
                            p->cfg->host, p->cfg->port);
         goto out;

@@ -333,7 +333,10 @@ static bool wait_for_stop(struct stop_watch *w, struct cca_engine *engine,
             return true;
         if (errno == ETIMEDOUT)
             give_back_memory(engine, &ts);
-        cca_store_get_health(store, &sh);
+        if (strcmp(cca_store_backend(store), "postgres") != 0)
+            continue; /* only a database is shared, and the file store's health does I/O
+                       */
+        cca_store_get_health(store, &sh); /* PostgreSQL's: no query, a mutex */
         if (sh.fenced) {
             cca_log(LOG_ERR,
                     "event=fenced: another instance took the database over "

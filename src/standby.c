@@ -159,6 +159,8 @@ cca_rc cca_standby_start(const struct cca_config *cfg, struct cca_standby **ret,
         mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, mhd_fd, MHD_OPTION_CONNECTION_TIMEOUT,
         10u, MHD_OPTION_CONNECTION_LIMIT, 256u, MHD_OPTION_END);
     if (sb->daemon == NULL) {
+        /* libmicrohttpd 0.9.75 closes the socket on some of its failure paths. */
+        mhd_fd = -1;
         rc = cca_error_set(reterr, CCA_ERR_IO, "cannot start the standby's HTTP daemon");
         goto out;
     }

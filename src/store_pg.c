@@ -161,11 +161,12 @@ struct pgstore {
     int64_t retry_at_us;  /* writer only: no connect before (cca_time_mono_us) */
     int64_t last_work_us; /* writer only: last batch or probe */
     bool ever_connected;  /* writer only */
+    char epoch[24];       /* the instance_epoch our taking of the lock made (text) */
 
     /* Health, under @hlock. */
     pthread_mutex_t hlock;
     bool up;              /* the writer's connection is open */
-    bool fenced;          /* another instance took the instance lock over */
+    bool fenced;          /* another instance held the instance lock since we took it */
     int64_t ok_at_us;     /* last successful query of the writer */
     char last_error[160]; /* why the last one failed */
 
@@ -541,7 +542,18 @@ static char *dump(json_t *v, size_t *ret_len)
  */
 static bool has_nul(const char *json)
 {
-    return strstr(json, "\\u0000") != NULL;
+    /* A \u0000 escape, unless its backslash is itself escaped: "\\\\u0000" (an odd
+     * number of backslashes before it) is a backslash and the text u0000. */
+    for (const char *p = strstr(json, "\\u0000"); p != NULL;
+         p = strstr(p + 1, "\\u0000")) {
+        size_t n = 0;
+
+        while (p - n > json && *(p - n - 1) == '\\')
+            n++;
+        if (n % 2 == 0)
+            return true;
+    }
+    return false;
 }
 
 /* The milliseconds of an RFC 3339 member of @doc as text into @buf, or NULL. */
@@ -691,6 +703,46 @@ static void writer_reset(struct pgstore *s)
     pthread_mutex_unlock(&s->hlock);
 }
 
+/*
+ * The fencing token. Every time a store takes the instance lock at its start
+ * (cca_store_pg_new: a server, or an import) it adds one to instance_epoch
+ * and keeps the value. A writer that lost its session and takes the lock
+ * again reads it back: another value means another instance held the lock
+ * meanwhile, and may have written, so everything this one holds in memory is
+ * stale, even if that instance is gone again.
+ */
+static cca_rc epoch_take(const struct pgstore *s, PGconn *c, char out[24],
+                         struct cca_error *err)
+{
+    PGresult *r =
+        PQexec(c, "UPDATE instance_epoch SET n = n + 1 WHERE id = 1 RETURNING n");
+    cca_rc rc = CCA_OK;
+
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        rc = result_error(s, r, "cannot advance the instance epoch", err);
+    else
+        (void)snprintf(out, 24, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return rc;
+}
+
+/* CCA_OK when the epoch is still @s's; CCA_ERR_UNAVAILABLE when another took it. */
+static cca_rc epoch_check(const struct pgstore *s, PGconn *c, struct cca_error *err)
+{
+    PGresult *r = PQexec(c, "SELECT n FROM instance_epoch WHERE id = 1");
+    cca_rc rc = CCA_OK;
+
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        rc = result_error(s, r, "cannot read the instance epoch", err);
+    else if (strcmp(PQgetvalue(r, 0, 0), s->epoch) != 0)
+        rc = cca_error_set(err, CCA_ERR_UNAVAILABLE,
+                           "another call-center-agents instance held this database "
+                           "while this one was cut off (instance epoch %.20s, ours %s)",
+                           PQgetvalue(r, 0, 0), s->epoch);
+    PQclear(r);
+    return rc;
+}
+
 /* The writer's connection, (re)opened when the backoff allows. */
 static cca_rc writer_conn(struct pgstore *s, struct cca_error *err)
 {
@@ -701,6 +753,10 @@ static cca_rc writer_conn(struct pgstore *s, struct cca_error *err)
         return CCA_OK;
     if (s->wconn != NULL)
         writer_reset(s);
+    if (s->fenced) /* for good: never take the lock again (health says why) */
+        return cca_error_set(
+            err, CCA_ERR_IO,
+            "fenced: another call-center-agents instance took this database over");
     if (cca_time_mono_us() < s->retry_at_us) {
         pthread_mutex_lock(&s->hlock);
         rc = cca_error_set(err, CCA_ERR_IO, "%s",
@@ -717,12 +773,14 @@ static cca_rc writer_conn(struct pgstore *s, struct cca_error *err)
     rc = prepare_all(s, c, err);
     if (rc == CCA_OK)
         rc = take_instance_lock(s, c, 0, err); /* lost with the old session */
+    if (rc == CCA_OK)
+        rc = epoch_check(s, c, err); /* nobody else held it meanwhile */
     if (rc != CCA_OK) {
-        PQfinish(c);
+        PQfinish(c); /* releases the lock if we had it */
         writer_reset(s);
         if (rc != CCA_ERR_UNAVAILABLE)
             return rc;
-        /* Another instance took over while we were cut off: this one must stop. */
+        /* Another instance holds or held it while we were cut off: stop for good. */
         pthread_mutex_lock(&s->hlock);
         s->fenced = true;
         pthread_mutex_unlock(&s->hlock);
@@ -1593,6 +1651,8 @@ cca_rc cca_store_pg_new(const struct cca_store_pg_params *params,
     rc = take_instance_lock(s, c, params->lock_wait_ms, reterr);
     if (rc == CCA_OK)
         rc = migrate_conn(s, c, NULL, NULL, reterr);
+    if (rc == CCA_OK)
+        rc = epoch_take(s, c, s->epoch, reterr);
     if (rc == CCA_OK)
         rc = prepare_all(s, c, reterr);
     if (rc != CCA_OK)

@@ -65,6 +65,17 @@ const struct cca_store_pg_migration cca_store_pg_migrations[] = {
      "ALTER TABLE operators ALTER COLUMN doc TYPE json USING doc::json;"
      "ALTER TABLE customers ALTER COLUMN doc TYPE json USING doc::json;"
      "ALTER TABLE telegram ALTER COLUMN doc TYPE json USING doc::json;"},
+    {3, "instance_epoch: the fencing token of the instance lock",
+     /*
+      * One row, advanced by every store that takes the instance lock at its
+      * start (store_pg.c, epoch_take); a writer that takes the lock again
+      * after losing its session must find its own value, or it is fenced.
+      */
+     "CREATE TABLE instance_epoch ("
+     "  id integer PRIMARY KEY CHECK (id = 1),"
+     "  n bigint NOT NULL"
+     ");"
+     "INSERT INTO instance_epoch VALUES (1, 0);"},
 };
 
 const unsigned cca_store_pg_migrations_n = CCA_ARRAY_SIZE(cca_store_pg_migrations);

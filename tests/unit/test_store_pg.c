@@ -71,6 +71,7 @@ static int empty_db(void **state)
     if (admin == NULL || PQstatus(admin) != CONNECTION_OK)
         admin_connect();
     PQclear(q("DROP TABLE IF EXISTS messages, dialogs, operators, customers, telegram,"
+              " instance_epoch,"
               " schema_version CASCADE"));
     return 0;
 }
@@ -314,8 +315,8 @@ static void test_migrations(void **state)
     assert_int_equal(q_long("SELECT count(*) FROM information_schema.tables WHERE"
                             " table_schema = 'public' AND table_name IN ('dialogs',"
                             " 'messages', 'operators', 'customers', 'telegram',"
-                            " 'schema_version')"),
-                     6);
+                            " 'schema_version', 'instance_epoch')"),
+                     7);
     /* Twice: nothing to do, nothing recorded twice. */
     assert_int_equal(cca_store_pg_migrate(&p, &from, &to, &err), CCA_OK);
     assert_int_equal(from, cca_store_pg_schema_version());
@@ -393,26 +394,11 @@ static void test_instance_lock(void **state)
     cca_store_free(s2);
 }
 
-/*
- * Fencing: the holder is cut off (its writer's session ended, as when the
- * database drops it), another store takes the instance lock, and the first,
- * reconnecting, finds it taken: its changes fail and its health says fenced.
- */
-static void test_fencing(void **state)
+/* End the session holding the instance lock (as when the database drops it). */
+static void end_lock_holder(void)
 {
-    struct cca_store_pg_params p = params();
-    struct cca_store_health h;
-    struct cca_error err = {0};
-    struct cca_store *s1, *s2 = NULL;
     char sql[320];
-    char id[37];
-    json_t *doc;
-    cca_rc rc = CCA_OK;
 
-    (void)state;
-    s1 = open_store();
-    cca_store_get_health(s1, &h);
-    assert_false(h.fenced);
     (void)snprintf(
         sql, sizeof(sql),
         "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = "
@@ -420,24 +406,103 @@ static void test_fencing(void **state)
         "(%lld & 4294967295)::oid",
         (long long)CCA_STORE_PG_INSTANCE_KEY);
     assert_int_equal(q_long(sql), 1); /* one holder, now gone */
-    p.lock_wait_ms = 5000;
-    assert_int_equal(cca_store_pg_new(&p, &s2, &err), CCA_OK);
-    doc = new_dialog(id, "fenced");
-    /* s1's writer reconnects after its backoff (100 ms doubling) or its probe. */
+}
+
+/*
+ * @s1's writer session ends and a second store takes the lock before s1's
+ * writer reconnects (its backoff, 100 ms doubling, or its 1 s probe); if s1
+ * was first, its session is ended again. Returns the second store.
+ */
+static struct cca_store *take_over(void)
+{
+    struct cca_store_pg_params p = params();
+    struct cca_error err = {0};
+    struct cca_store *s2 = NULL;
+
+    p.lock_wait_ms = 300;
+    for (int i = 0; i < 20 && s2 == NULL; i++) {
+        end_lock_holder();
+        if (cca_store_pg_new(&p, &s2, &err) != CCA_OK)
+            assert_int_equal(err.code, CCA_ERR_UNAVAILABLE);
+    }
+    assert_non_null(s2);
+    return s2;
+}
+
+/* Commit @doc through @s until its health says fenced; every commit fails. */
+static void wait_fenced(struct cca_store *s, const char *id, json_t *doc)
+{
+    struct cca_store_health h = {0};
+
     for (int i = 0; i < 100; i++) {
-        cca_store_get_health(s1, &h);
+        cca_store_get_health(s, &h);
         if (h.fenced)
             break;
-        rc = commit_wait(s1, CCA_STORE_DIALOGS, id, NULL, doc);
-        assert_int_equal(rc, CCA_ERR_IO); /* never written beside s2 */
+        assert_int_equal(commit_wait(s, CCA_STORE_DIALOGS, id, NULL, doc), CCA_ERR_IO);
         (void)usleep(100000);
     }
     assert_true(h.fenced);
     assert_false(h.writable);
     assert_non_null(strstr(h.last_error, "another call-center-agents instance"));
-    assert_int_equal(commit_wait(s1, CCA_STORE_DIALOGS, id, NULL, doc), CCA_ERR_IO);
+}
+
+/*
+ * Fencing: the holder is cut off (its writer's session ended), another store
+ * takes the instance lock, and the first, reconnecting, finds it taken: its
+ * changes fail and its health says fenced, for good: once the other is gone
+ * and the lock free again, it still never writes.
+ */
+static void test_fencing(void **state)
+{
+    struct cca_store_health h;
+    struct cca_store *s1, *s2;
+    char id[37];
+    json_t *doc;
+
+    (void)state;
+    s1 = open_store();
+    cca_store_get_health(s1, &h);
+    assert_false(h.fenced);
+    s2 = take_over();
+    doc = new_dialog(id, "fenced");
+    wait_fenced(s1, id, doc);
     assert_int_equal(commit_wait(s2, CCA_STORE_DIALOGS, id, NULL, doc), CCA_OK);
+    cca_store_free(s2);        /* the lock is free now */
+    (void)usleep(1500 * 1000); /* s1's probe would have taken it */
+    assert_int_equal(commit_wait(s1, CCA_STORE_DIALOGS, id, NULL, doc), CCA_ERR_IO);
+    cca_store_get_health(s1, &h);
+    assert_true(h.fenced);
+    assert_int_equal(q_long("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"),
+                     0);
     json_decref(doc);
+    cca_store_free(s1);
+}
+
+/*
+ * The fencing token: the holder is cut off, another store takes the lock,
+ * writes and goes away, all before the first reconnects. The lock is free
+ * then, but the instance epoch moved: the first is fenced, and what the
+ * other wrote stays as it is.
+ */
+static void test_fencing_token(void **state)
+{
+    struct cca_store *s1, *s2;
+    char id[37];
+    json_t *doc, *doc2;
+
+    (void)state;
+    s1 = open_store();
+    doc = new_dialog(id, "first");
+    assert_int_equal(commit_wait(s1, CCA_STORE_DIALOGS, id, NULL, doc), CCA_OK);
+    s2 = take_over();
+    doc2 = with_turn(doc, "written by the second store");
+    assert_int_equal(commit_wait(s2, CCA_STORE_DIALOGS, id, doc, doc2), CCA_OK);
+    cca_store_free(s2);
+    wait_fenced(s1, id, doc);
+    s2 = open_store();
+    assert_read_equal(s2, CCA_STORE_DIALOGS, id, doc2);
+    json_decref(doc);
+    json_decref(doc2);
     cca_store_free(s1);
     cca_store_free(s2);
 }
@@ -818,6 +883,11 @@ static void test_injection(void **state)
     assert_read_equal(s, CCA_STORE_OPERATORS, gid, good);
     assert_int_equal(cca_store_read(s, CCA_STORE_OPERATORS, id, &doc, NULL, &err),
                      CCA_ERR_NOT_FOUND);
+    /* The TEXT \u0000 (a backslash, then u0000), as a customer may type it, is kept. */
+    json_decref(good);
+    good = json_pack("{s:s}", "name", "a\\u0000b \\\\u0000");
+    assert_int_equal(commit_wait(s, CCA_STORE_OPERATORS, gid, NULL, good), CCA_OK);
+    assert_read_equal(s, CCA_STORE_OPERATORS, gid, good);
     cca_store_free(s);
     json_decref(d0);
     json_decref(d);
@@ -1113,6 +1183,7 @@ int main(void)
         cmocka_unit_test_setup(test_concurrent_migrations, empty_db),
         cmocka_unit_test_setup(test_instance_lock, empty_db),
         cmocka_unit_test_setup(test_fencing, empty_db),
+        cmocka_unit_test_setup(test_fencing_token, empty_db),
         cmocka_unit_test_setup(test_round_trips, empty_db),
         cmocka_unit_test_setup(test_append_only, empty_db),
         cmocka_unit_test_setup(test_group_commit, empty_db),
