@@ -473,6 +473,23 @@ static int dfile_cmp(const void *a, const void *b)
     return strcmp(((const struct dfile *)a)->id, ((const struct dfile *)b)->id);
 }
 
+/* Keep dialog @id (a canonical UUID) with its document @doc (borrowed) in @dk. */
+static void disk_add(struct disk *dk, const char *id, json_t *doc)
+{
+    struct dfile *f;
+
+    if (dk->n == dk->cap) {
+        dk->cap = dk->cap ? dk->cap * 2 : 256;
+        dk->f = realloc(dk->f, dk->cap * sizeof(*dk->f));
+        assert_non_null(dk->f);
+    }
+    f = &dk->f[dk->n++];
+    memcpy(f->id, id, 37);
+    f->doc = json_incref(doc);
+    f->bytes = cca_dialog_dump(doc, &f->len);
+    f->matched = false;
+}
+
 static struct dfile *disk_find(struct disk *dk, const char *id)
 {
     struct dfile key;
@@ -548,18 +565,8 @@ static unsigned long scan_dir(struct crash *c, struct disk *keep, unsigned long 
         free(bytes);
         if (parsed.legacy && ret_cut != NULL)
             (*ret_cut)++;
-        if (keep != NULL) {
-            if (keep->n == keep->cap) {
-                keep->cap = keep->cap ? keep->cap * 2 : 256;
-                keep->f = realloc(keep->f, keep->cap * sizeof(*keep->f));
-                assert_non_null(keep->f);
-            }
-            memcpy(keep->f[keep->n].id, id, 37);
-            keep->f[keep->n].doc = json_incref(doc);
-            keep->f[keep->n].bytes = cca_dialog_dump(doc, &keep->f[keep->n].len);
-            keep->f[keep->n].matched = false;
-            keep->n++;
-        }
+        if (keep != NULL)
+            disk_add(keep, id, doc);
         json_decref(doc);
     }
     closedir(d);
@@ -602,16 +609,7 @@ static void scan_api(struct crash *c, struct disk *keep)
                 DIAG(c, "TORN dialog %s: %s", id ? id : "?", err.msg);
                 continue;
             }
-            if (keep->n == keep->cap) {
-                keep->cap = keep->cap ? keep->cap * 2 : 256;
-                keep->f = realloc(keep->f, keep->cap * sizeof(*keep->f));
-                assert_non_null(keep->f);
-            }
-            memcpy(keep->f[keep->n].id, id, 37);
-            keep->f[keep->n].doc = json_incref(doc);
-            keep->f[keep->n].bytes = cca_dialog_dump(doc, &keep->f[keep->n].len);
-            keep->f[keep->n].matched = false;
-            keep->n++;
+            disk_add(keep, id, doc);
         }
         next = jstr(j, "next_cursor");
         if (next == NULL) {
