@@ -27,7 +27,7 @@ project="cca-compose-test-$$"
 export PROXY_PORT=18090 PORT=18091 API_KEYS=compose-test-key POSTGRES_PASSWORD="pw-$RANDOM$RANDOM"
 dc() { docker compose -p "$project" -f "$root/docker-compose.yaml" --profile postgres "$@"; }
 # shellcheck disable=SC2317  # called through the trap
-cleanup() { dc down -v --remove-orphans >/dev/null 2>&1 || true; }
+cleanup() { dc down -v --rmi local --remove-orphans >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
 check() { # check DESCRIPTION COMMAND...: one ok/not ok line
@@ -70,12 +70,14 @@ id="$(printf '%s' "$body" | sed -n 's/.*"dialog_id":"\([0-9a-f-]*\)".*/\1/p')"
 check "create through nginx" test -n "$id"
 
 active=""
+actives=0
 for s in cca-a cca-b; do
     if dc exec -T "$s" curl -fsS -o /dev/null http://127.0.0.1:8000/api/v1/health/ready; then
         active="$s"
+        actives=$((actives + 1))
     fi
 done
-check "exactly one instance is active (ready)" test -n "$active"
+check "exactly one instance is active (ready), the other a standby" test "$actives" = 1
 if [ -n "$active" ]; then
     dc kill -s SIGKILL "$active" >/dev/null
     check "ready through nginx again after SIGKILL of $active" wait_ready 60

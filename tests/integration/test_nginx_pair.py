@@ -91,6 +91,7 @@ class Pair:
                "LOG_LEVEL": "info"}
         with open(log, "w") as f:
             p = subprocess.Popen([SERVER], cwd=d, env=env, stdout=f, stderr=subprocess.STDOUT)
+        self.procs[name] = (p, 0, log)  # stopped at the end even if it never listens
         t0 = time.monotonic()
         while time.monotonic() - t0 < 30:
             with open(log) as f:
@@ -150,93 +151,104 @@ def sse_first_frames(port, path, until, timeout=5.0):
     return s, got.decode("utf-8", "replace")
 
 
+def run_checks(pair):
+    """The 9 checks (TAP lines) on a started PostgreSQL server."""
+    pa, standby_a = pair.server("a")
+    pb, standby_b = pair.server("b")
+    ok(not standby_a and standby_b, "a is active, b is its standby")
+    px = pair.nginx(pa, pb)
+
+    st, js, _ = request(px, "GET", "/api/v1/health/ready")
+    ok(st == 200, "ready through nginx (the standby's 503 retried on the active): %d" % st)
+    st, js, _ = request(px, "POST", "/api/v1/dialogue/create", {"customer_id": "ngx"})
+    ok(st == 201 and js is not None, "create through nginx: %d" % st)
+    did = js["dialog_id"] if js else ""
+    path = "/api/v1/dialogue/%s/message" % did
+    statuses = [request(px, "POST", path, {"message": "before %d" % i})[0] for i in range(30)]
+    ok(all(s in (200, 202) for s in statuses),
+       "30 messages through nginx, none refused by the standby: %s" % sorted(set(statuses)))
+
+    sock, text = sse_first_frames(px, "/api/v1/dialogue/%s/events" % did, "retry:")
+    ok("200" in text.split("\r\n", 1)[0] and "retry:" in text,
+       "an event stream through nginx starts at once")
+    st, _, _ = request(px, "POST", path, {"message": "live event"})
+    got = text if st in (200, 202) else ""
+    t0 = time.monotonic()
+    sock.settimeout(0.5)
+    while "live event" not in got and time.monotonic() - t0 < 5:
+        try:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            got += chunk.decode("utf-8", "replace")
+        except socket.timeout:
+            pass
+    sock.close()
+    ok("live event" in got, "an event reaches the stream through nginx unbuffered")
+
+    # SIGKILL of the active instance; nginx sends everything to b once promoted.
+    acked = ["before %d" % i for i in range(30) if statuses[i] in (200, 202)]
+    acked.append("live event")
+    pair.kill("a")
+    t_kill = time.monotonic()
+    first_ok = None
+    fails = 0
+    i = 0
+    while time.monotonic() - t_kill < 30 and (first_ok is None or i < 20):
+        text_i = "after %d" % i
+        st, _, _ = request(px, "POST", path, {"message": text_i},
+                           headers={"Idempotency-Key": "ngx-after-%d" % i})
+        if st in (200, 202):
+            acked.append(text_i)
+            if first_ok is None:
+                first_ok = time.monotonic() - t_kill
+            i += 1
+        else:
+            fails += 1
+            time.sleep(0.02)
+    ok(first_ok is not None, "requests through nginx succeed again after the SIGKILL")
+    print("# first success through nginx %.0f ms after the SIGKILL; %d requests refused "
+          "meanwhile" % ((first_ok or 0) * 1000, fails), flush=True)
+    st, js, _ = request(px, "GET", "/api/v1/dialogue/%s" % did)
+    texts = [m["content"] for m in (js or {}).get("messages", []) if m.get("role") == "customer"]
+    ok(texts == acked, "every acknowledged message, in order (%d of %d)" % (len(texts), len(acked)))
+    st, js, _ = request(pb, "GET", "/api/v1/health/ready")
+    ok(st == 200, "b is the active instance now")
+
+
 def main():
+    # meson's timeout and Ctrl-C: unwind through the finally below (servers,
+    # nginx, the PostgreSQL server and the directory all go).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(1))
     if not (shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")):
         print("1..0 # SKIP nginx is not installed (apt-get install nginx)")
         return 0
     tmp = tempfile.mkdtemp(prefix="cca-ngx-", dir="/tmp")
     os.chmod(tmp, 0o711)
     pgdir = os.path.join(tmp, "pg")
-    r = subprocess.run([os.path.join(ROOT, "tests", "pg", "pg.sh"), "start", pgdir],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if r.returncode == 77:
-        shutil.rmtree(tmp, ignore_errors=True)
-        print("1..0 # SKIP no PostgreSQL server binaries (apt-get install postgresql)")
-        return 0
-    if r.returncode != 0:
-        print("Bail out! tests/pg/pg.sh start failed: %s" % r.stderr[-500:])
-        shutil.rmtree(tmp, ignore_errors=True)
-        return 1
-    pair = Pair(tmp, r.stdout.splitlines()[0])
-    print("1..9", flush=True)
+    pair = None
     try:
-        pa, standby_a = pair.server("a")
-        pb, standby_b = pair.server("b")
-        ok(not standby_a and standby_b, "a is active, b is its standby")
-        px = pair.nginx(pa, pb)
-
-        st, js, _ = request(px, "GET", "/api/v1/health/ready")
-        ok(st == 200, "ready through nginx (the standby's 503 retried on the active): %d" % st)
-        st, js, _ = request(px, "POST", "/api/v1/dialogue/create", {"customer_id": "ngx"})
-        ok(st == 201 and js is not None, "create through nginx: %d" % st)
-        did = js["dialog_id"] if js else ""
-        path = "/api/v1/dialogue/%s/message" % did
-        statuses = [request(px, "POST", path, {"message": "before %d" % i})[0] for i in range(30)]
-        ok(all(s in (200, 202) for s in statuses),
-           "30 messages through nginx, none refused by the standby: %s" % sorted(set(statuses)))
-
-        sock, text = sse_first_frames(px, "/api/v1/dialogue/%s/events" % did, "retry:")
-        ok("200" in text.split("\r\n", 1)[0] and "retry:" in text,
-           "an event stream through nginx starts at once")
-        request(px, "POST", path, {"message": "live event"})
-        got = text
-        t0 = time.monotonic()
-        sock.settimeout(0.5)
-        while "live event" not in got and time.monotonic() - t0 < 5:
-            try:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                got += chunk.decode("utf-8", "replace")
-            except socket.timeout:
-                pass
-        sock.close()
-        ok("live event" in got, "an event reaches the stream through nginx unbuffered")
-
-        # SIGKILL of the active instance; nginx sends everything to b once promoted.
-        acked = ["before %d" % i for i in range(30) if statuses[i] in (200, 202)]
-        acked.append("live event")
-        pair.kill("a")
-        t_kill = time.monotonic()
-        first_ok = None
-        fails = 0
-        i = 0
-        while time.monotonic() - t_kill < 30 and (first_ok is None or i < 20):
-            text_i = "after %d" % i
-            st, _, _ = request(px, "POST", path, {"message": text_i},
-                               headers={"Idempotency-Key": "ngx-after-%d" % i})
-            if st in (200, 202):
-                acked.append(text_i)
-                if first_ok is None:
-                    first_ok = time.monotonic() - t_kill
-                i += 1
-            else:
-                fails += 1
-                time.sleep(0.02)
-        ok(first_ok is not None, "requests through nginx succeed again after the SIGKILL")
-        print("# first success through nginx %.0f ms after the SIGKILL; %d requests refused "
-              "meanwhile" % ((first_ok or 0) * 1000, fails), flush=True)
-        st, js, _ = request(px, "GET", "/api/v1/dialogue/%s" % did)
-        texts = [m["content"] for m in (js or {}).get("messages", []) if m.get("role") == "customer"]
-        ok(texts == acked, "every acknowledged message, in order (%d of %d)" % (len(texts), len(acked)))
-        st, js, _ = request(pb, "GET", "/api/v1/health/ready")
-        ok(st == 200, "b is the active instance now")
-    except Exception as e:  # a broken harness is a failure, not a crash
-        ok(False, "harness: %r" % e)
+        r = subprocess.run([os.path.join(ROOT, "tests", "pg", "pg.sh"), "start", pgdir],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if r.returncode == 77:
+            print("1..0 # SKIP no PostgreSQL server binaries (apt-get install postgresql)")
+            return 0
+        if r.returncode != 0:
+            print("Bail out! tests/pg/pg.sh start failed: %s" % r.stderr[-500:])
+            return 1
+        pair = Pair(tmp, r.stdout.splitlines()[0])
+        print("1..9", flush=True)
+        try:
+            run_checks(pair)
+        except Exception as e:  # a broken harness is a failure, not a crash
+            ok(False, "harness: %r" % e)
     finally:
-        pair.stop_all()
-        subprocess.run([os.path.join(ROOT, "tests", "pg", "pg.sh"), "stop", pgdir],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if pair is not None:
+            pair.stop_all()
+        if os.path.isdir(pgdir):
+            subprocess.run([os.path.join(ROOT, "tests", "pg", "pg.sh"), "stop", pgdir],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(tmp, ignore_errors=True)
     return 1 if failed else 0
 
