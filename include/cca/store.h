@@ -81,9 +81,10 @@ typedef void (*cca_store_done_fn)(void *ctx, cca_rc rc, size_t bytes,
  * @location:   where the data lives, safe to show to an operator (a path, a
  *              database name; never a password).
  * @last_error: "" when @writable, else why not; begins with "dialog storage".
- * @fenced:     another instance took the storage over (PostgreSQL: the instance
- *              lock, store_pg.h) while this one was cut off from it: this
- *              instance can never write again and must stop (main.c does).
+ * @fenced:     another instance held the storage while this one was cut off
+ *              from it (PostgreSQL: the instance lock and its fencing token,
+ *              store_pg.h): this instance never writes again and must stop
+ *              (main.c does). Never goes back to false.
  */
 struct cca_store_health {
     bool writable;

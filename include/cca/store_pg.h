@@ -65,9 +65,11 @@ cca_rc cca_store_pg_migrate(const struct cca_store_pg_params *params, unsigned *
  * errors) and start the writer thread. Returns CCA_OK and a new store in
  * *ret_store; CCA_ERR_UNAVAILABLE when another instance holds the lock after
  * @params->lock_wait_ms (the holder's backend pid and address in @reterr: the
- * caller may wait as a standby, standby.h). If the writer, reconnecting,
- * finds the lock taken by another instance, the store is fenced for good
- * (struct cca_store_health.fenced): every change fails with CCA_ERR_IO.
+ * caller may wait as a standby, standby.h). Taking the lock advances the
+ * fencing token (table instance_epoch). If the writer, reconnecting, finds the
+ * lock held by another instance, or free but the token moved (another held it
+ * meanwhile), the store is fenced for good (struct cca_store_health.fenced):
+ * it never tries the lock again and every change fails with CCA_ERR_IO.
  * Thread-safe (each call its own connections).
  */
 cca_rc cca_store_pg_new(const struct cca_store_pg_params *params,
