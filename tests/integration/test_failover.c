@@ -109,6 +109,16 @@ static void check_standby(const struct proc *sb)
     assert_true(h_metric(sb->port, "cca_standby") == 1.0);
 }
 
+/* A started first (active), then B on the same database: its standby. */
+static void start_pair(struct proc *a, struct proc *b, char da[64], char db[64])
+{
+    h_tmpdir(da);
+    h_tmpdir(db);
+    h_server_start(a, da, env);
+    h_server_start(b, db, env);
+    check_standby(b);
+}
+
 /* ---- SIGKILL of the active instance ------------------------------------------------ */
 
 struct client {
@@ -188,11 +198,7 @@ static void test_takeover(void **state)
     long took;
 
     (void)state;
-    h_tmpdir(da);
-    h_tmpdir(db);
-    h_server_start(&a, da, env);
-    h_server_start(&b, db, env);
-    check_standby(&b);
+    start_pair(&a, &b, da, db);
 
     /* On A: an operator (one dialog at most), one dialog assigned, one queued. */
     j = expect(a.port, "POST", "/api/v1/operators/register", NULL,
@@ -330,11 +336,7 @@ static void test_fenced(void **state)
     int64_t t0;
 
     (void)state;
-    h_tmpdir(da);
-    h_tmpdir(db);
-    h_server_start(&a, da, env);
-    h_server_start(&b, db, env);
-    check_standby(&b);
+    start_pair(&a, &b, da, db);
     h_create(a.port, "before the cut", id);
 
     /* A's writer session ends (as when the database drops it); B takes the lock. */
