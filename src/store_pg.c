@@ -1611,6 +1611,20 @@ static cca_rc store_init(const struct cca_store_pg_params *params, struct pgstor
     return CCA_OK;
 }
 
+/* A store not yet started and its first connection; the caller frees *ret
+ * (pg_free) and *ret_conn (PQfinish) whatever this returns (both start NULL). */
+static cca_rc store_connect(const struct cca_store_pg_params *params,
+                            struct pgstore **ret, PGconn **ret_conn,
+                            struct cca_error *reterr)
+{
+    cca_rc rc = store_init(params, ret, reterr);
+
+    if (rc != CCA_OK)
+        return rc;
+    *ret_conn = connect_one(*ret, reterr);
+    return *ret_conn != NULL ? CCA_OK : CCA_ERR_IO;
+}
+
 cca_rc cca_store_pg_migrate(const struct cca_store_pg_params *params, unsigned *ret_from,
                             unsigned *ret_to, struct cca_error *reterr)
 {
@@ -1618,16 +1632,9 @@ cca_rc cca_store_pg_migrate(const struct cca_store_pg_params *params, unsigned *
     PGconn *c = NULL;
     cca_rc rc;
 
-    rc = store_init(params, &s, reterr);
-    if (rc != CCA_OK)
-        goto out;
-    c = connect_one(s, reterr);
-    if (c == NULL) {
-        rc = CCA_ERR_IO;
-        goto out;
-    }
-    rc = migrate_conn(s, c, ret_from, ret_to, reterr);
-out:
+    rc = store_connect(params, &s, &c, reterr);
+    if (rc == CCA_OK)
+        rc = migrate_conn(s, c, ret_from, ret_to, reterr);
     PQfinish(c);
     pg_free(s);
     return rc;
@@ -1640,15 +1647,9 @@ cca_rc cca_store_pg_new(const struct cca_store_pg_params *params,
     PGconn *c = NULL;
     cca_rc rc;
 
-    rc = store_init(params, &s, reterr);
-    if (rc != CCA_OK)
-        goto out;
-    c = connect_one(s, reterr);
-    if (c == NULL) {
-        rc = CCA_ERR_IO;
-        goto out;
-    }
-    rc = take_instance_lock(s, c, params->lock_wait_ms, reterr);
+    rc = store_connect(params, &s, &c, reterr);
+    if (rc == CCA_OK)
+        rc = take_instance_lock(s, c, params->lock_wait_ms, reterr);
     if (rc == CCA_OK)
         rc = migrate_conn(s, c, NULL, NULL, reterr);
     if (rc == CCA_OK)

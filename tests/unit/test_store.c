@@ -22,62 +22,20 @@
 #include "cca/jsonpatch.h"
 #include "cca/store.h"
 #include "cca/store_file.h"
+#include "store_waiter.h"
 
 /* ---- waiting for changes ---------------------------------------------------------- */
 
-struct waiter {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    int done;
-    int failed;
-    cca_rc last_rc;
-    size_t last_bytes;
-};
-
-static struct waiter w = {
-    PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, CCA_OK, 0};
-
-static void on_done(void *ctx, cca_rc rc, size_t bytes, const struct cca_error *err)
-{
-    (void)ctx;
-    (void)err;
-    pthread_mutex_lock(&w.lock);
-    w.done++;
-    if (rc != CCA_OK)
-        w.failed++;
-    w.last_rc = rc;
-    w.last_bytes = bytes;
-    pthread_cond_broadcast(&w.cond);
-    pthread_mutex_unlock(&w.lock);
-}
-
 static void wait_done(int n)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += 20;
-    pthread_mutex_lock(&w.lock);
-    while (w.done < n) {
-        if (pthread_cond_timedwait(&w.cond, &w.lock, &ts) != 0)
-            break;
-    }
-    assert_int_equal(w.done, n);
-    pthread_mutex_unlock(&w.lock);
-}
-
-static void reset(void)
-{
-    w.done = w.failed = 0;
-    w.last_rc = CCA_OK;
-    w.last_bytes = 0;
+    assert_int_equal(waiter_wait(n, 20), n);
 }
 
 /* Commit @new_doc over @old_doc and wait; returns the rc. */
 static cca_rc commit(struct cca_store *s, const char *id, json_t *old_doc,
                      json_t *new_doc)
 {
-    reset();
+    waiter_reset();
     cca_store_commit(s, CCA_STORE_DIALOGS, id, old_doc, new_doc, on_done, NULL);
     wait_done(1);
     return w.last_rc;
@@ -85,7 +43,7 @@ static cca_rc commit(struct cca_store *s, const char *id, json_t *old_doc,
 
 static cca_rc remove_one(struct cca_store *s, const char *id)
 {
-    reset();
+    waiter_reset();
     cca_store_remove(s, CCA_STORE_DIALOGS, id, on_done, NULL);
     wait_done(1);
     return w.last_rc;
@@ -908,7 +866,7 @@ static void test_group_commit_many_writers(void **state)
     (void)state;
     assert_non_null(mkdtemp(dir));
     s = open_store(dir, 50, &l);
-    reset();
+    waiter_reset();
     for (int t = 0; t < 4; t++) {
         args[t].store = s;
         for (int i = 0; i < 50; i++)

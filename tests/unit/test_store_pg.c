@@ -27,6 +27,7 @@
 #include "cca/store.h"
 #include "cca/store_pg.h"
 #include "../pg/pg_test.h"
+#include "store_waiter.h"
 
 static char conninfo[256]; /* DATABASE_URL of the throwaway server */
 static PGconn *admin;      /* the test's own connection, for checks */
@@ -100,62 +101,16 @@ static struct cca_store *open_store(void)
 
 /* ---- waiting for changes ---------------------------------------------------------- */
 
-struct waiter {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    int done;
-    int failed;
-    cca_rc last_rc;
-    char last_msg[160];
-};
-
-static struct waiter w = {
-    PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, CCA_OK, ""};
-
-static void on_done(void *ctx, cca_rc rc, size_t bytes, const struct cca_error *err)
-{
-    (void)ctx;
-    (void)bytes;
-    pthread_mutex_lock(&w.lock);
-    w.done++;
-    if (rc != CCA_OK) {
-        w.failed++;
-        (void)snprintf(w.last_msg, sizeof(w.last_msg), "%s", err->msg);
-    }
-    w.last_rc = rc;
-    pthread_cond_broadcast(&w.cond);
-    pthread_mutex_unlock(&w.lock);
-}
-
 static void wait_done(int n)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += 30;
-    pthread_mutex_lock(&w.lock);
-    while (w.done < n) {
-        if (pthread_cond_timedwait(&w.cond, &w.lock, &ts) != 0)
-            break;
-    }
-    pthread_mutex_unlock(&w.lock);
-    assert_true(w.done >= n);
-}
-
-static void reset_waiter(void)
-{
-    pthread_mutex_lock(&w.lock);
-    w.done = w.failed = 0;
-    w.last_rc = CCA_OK;
-    w.last_msg[0] = '\0';
-    pthread_mutex_unlock(&w.lock);
+    assert_true(waiter_wait(n, 30) >= n);
 }
 
 /* Commit and wait; returns the rc. */
 static cca_rc commit_wait(struct cca_store *s, enum cca_store_coll coll, const char *id,
                           json_t *old_doc, json_t *new_doc)
 {
-    reset_waiter();
+    waiter_reset();
     cca_store_commit(s, coll, id, old_doc, new_doc, on_done, NULL);
     wait_done(1);
     return w.last_rc;
@@ -163,7 +118,7 @@ static cca_rc commit_wait(struct cca_store *s, enum cca_store_coll coll, const c
 
 static cca_rc remove_wait(struct cca_store *s, enum cca_store_coll coll, const char *id)
 {
-    reset_waiter();
+    waiter_reset();
     cca_store_remove(s, coll, id, on_done, NULL);
     wait_done(1);
     return w.last_rc;
@@ -758,7 +713,7 @@ static void test_group_commit(void **state)
             json_decref(d);
         }
     }
-    reset_waiter();
+    waiter_reset();
     for (int k = 0; k < GC_THREADS; k++)
         pthread_create(&t[k], NULL, gc_thread, &args[k]);
     for (int k = 0; k < GC_THREADS; k++)
@@ -875,7 +830,7 @@ static void test_injection(void **state)
     bad = json_pack("{s:s%}", "name", "a\0b", (size_t)3);
     good = json_pack("{s:s}", "name", "fine");
     cca_uuid_new(gid);
-    reset_waiter();
+    waiter_reset();
     cca_store_commit(s, CCA_STORE_OPERATORS, id, NULL, bad, on_done, NULL);
     cca_store_commit(s, CCA_STORE_OPERATORS, gid, NULL, good, on_done, NULL);
     wait_done(2);
@@ -924,7 +879,7 @@ static void pipelined_batch(struct cca_store *s, int n, int bad)
     }
     PQclear(q("BEGIN"));
     PQclear(q("LOCK TABLE operators IN SHARE MODE"));
-    reset_waiter();
+    waiter_reset();
     cca_uuid_new(bid);
     cca_store_commit(s, CCA_STORE_OPERATORS, bid, NULL, blocker, on_done, NULL);
     for (int i = 0; i < 500; i++) {
